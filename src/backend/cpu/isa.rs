@@ -1,0 +1,87 @@
+//! Run-time choice of the instruction set for the CPU kernels: AVX-512 → AVX2+FMA → scalar.
+//!
+//! The best level the CPU supports is used unless it is lowered, either by the environment
+//! variable `PRETEXT_ISA=avx512|avx2|scalar` (read once) or by `force(Some(level))` (tests use
+//! this to run every path on an AVX-512 machine). A forced level above what the CPU supports
+//! is clamped to what it supports.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    Scalar = 1,
+    Avx2 = 2,
+    Avx512 = 3,
+}
+
+impl Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Isa> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Some(Isa::Scalar),
+            "avx2" => Some(Isa::Avx2),
+            "avx512" => Some(Isa::Avx512),
+            _ => None,
+        }
+    }
+    fn from_u8(v: u8) -> Option<Isa> {
+        match v {
+            1 => Some(Isa::Scalar),
+            2 => Some(Isa::Avx2),
+            3 => Some(Isa::Avx512),
+            _ => None,
+        }
+    }
+}
+
+/// The best level this CPU supports.
+pub fn detected() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+            return Isa::Avx512;
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Scalar
+}
+
+/// 0: not yet decided; otherwise an `Isa` discriminant.
+static FORCED: AtomicU8 = AtomicU8::new(0);
+
+/// Force a level (clamped to what the CPU supports), or `None` to go back to the default.
+pub fn force(level: Option<Isa>) {
+    let v = match level {
+        Some(l) => l.min(detected()) as u8,
+        None => default_level() as u8,
+    };
+    FORCED.store(v, Ordering::Relaxed);
+}
+
+fn default_level() -> Isa {
+    let best = detected();
+    match std::env::var("PRETEXT_ISA").ok().and_then(|s| Isa::parse(&s)) {
+        Some(l) => l.min(best),
+        None => best,
+    }
+}
+
+/// The level kernels use now.
+pub fn active() -> Isa {
+    match Isa::from_u8(FORCED.load(Ordering::Relaxed)) {
+        Some(l) => l,
+        None => {
+            let l = default_level();
+            FORCED.store(l as u8, Ordering::Relaxed);
+            l
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The `pretext` command line. Each subcommand lives in its own file and exposes
+//! `Args` (clap) and `run(args) -> Result<()>`.
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Result;
+
+#[derive(Parser, Debug)]
+#[command(name = "pretext", version, about = "Tensor and autograd engine with transformer pre-training objectives")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+    }
+}
