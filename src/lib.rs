@@ -5,8 +5,10 @@
 //! `backend::{cpu,cuda}` (kernels on raw buffers) → `tensor` → `autograd` → `nn` → `models`;
 //! `data` (tokenizers, shards) → `objectives` → `optim` → `train` / `generate` → `cli`.
 
+pub mod autograd;
 pub mod backend;
 pub mod cli;
 pub mod error;
+pub mod tensor;
 
 pub use error::{Error, Result};

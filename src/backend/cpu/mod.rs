@@ -3,3 +3,8 @@
 
 pub mod gemm;
 pub mod isa;
+pub mod math;
+pub mod norm;
+pub mod softmax;
+pub mod cross_entropy;
+pub mod attention;

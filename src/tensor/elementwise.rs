@@ -1,0 +1,206 @@
+//! Pointwise ops: unary maps, scalar ops and binary ops with NumPy broadcasting.
+
+use rayon::prelude::*;
+
+use super::layout::broadcast_shapes;
+use super::Tensor;
+use crate::backend::cpu::math;
+use crate::error::Result;
+
+/// Tensors at least this large are processed in parallel.
+const PAR_MIN: usize = 1 << 16;
+
+/// Unary pointwise functions on f32.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unary {
+    Neg,
+    Exp,
+    Log,
+    Sqrt,
+    Rsqrt,
+    Tanh,
+    Sigmoid,
+    Relu,
+    GeluErf,
+    GeluTanh,
+    /// x^p
+    Powf(f32),
+    /// x + c
+    AddScalar(f32),
+    /// x · c
+    MulScalar(f32),
+    /// 1 when x > 0 else 0 (relu's derivative)
+    Step,
+    GeluErfGrad,
+    GeluTanhGrad,
+    Abs,
+}
+
+impl Unary {
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Unary::Neg => -x,
+            Unary::Exp => x.exp(),
+            Unary::Log => x.ln(),
+            Unary::Sqrt => x.sqrt(),
+            Unary::Rsqrt => 1.0 / x.sqrt(),
+            Unary::Tanh => x.tanh(),
+            Unary::Sigmoid => math::sigmoid(x),
+            Unary::Relu => x.max(0.0),
+            Unary::GeluErf => math::gelu_erf(x),
+            Unary::GeluTanh => math::gelu_tanh(x),
+            Unary::Powf(p) => x.powf(p),
+            Unary::AddScalar(c) => x + c,
+            Unary::MulScalar(c) => x * c,
+            Unary::Step => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Unary::GeluErfGrad => math::gelu_erf_grad(x),
+            Unary::GeluTanhGrad => math::gelu_tanh_grad(x),
+            Unary::Abs => x.abs(),
+        }
+    }
+}
+
+/// Binary pointwise functions on f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binary {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Maximum,
+    Minimum,
+}
+
+impl Binary {
+    #[inline]
+    fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            Binary::Add => a + b,
+            Binary::Sub => a - b,
+            Binary::Mul => a * b,
+            Binary::Div => a / b,
+            Binary::Maximum => a.max(b),
+            Binary::Minimum => a.min(b),
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Binary::Add => "add",
+            Binary::Sub => "sub",
+            Binary::Mul => "mul",
+            Binary::Div => "div",
+            Binary::Maximum => "maximum",
+            Binary::Minimum => "minimum",
+        }
+    }
+}
+
+impl Tensor {
+    pub fn unary(&self, op: Unary) -> Result<Tensor> {
+        let x = self.f32s("unary")?;
+        let mut out = vec![0.0f32; x.len()];
+        if x.len() >= PAR_MIN {
+            out.par_chunks_mut(4096)
+                .zip(x.par_chunks(4096))
+                .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o = op.apply(x)));
+        } else {
+            out.iter_mut().zip(x.iter()).for_each(|(o, &x)| *o = op.apply(x));
+        }
+        Ok(Tensor::from_f32(out, self.shape()))
+    }
+
+    pub fn binary(&self, rhs: &Tensor, op: Binary) -> Result<Tensor> {
+        let name = op.name();
+        let shape = broadcast_shapes(name, self.shape(), rhs.shape())?;
+        let n: usize = shape.iter().product();
+        let mut out = vec![0.0f32; n];
+        if self.shape() == rhs.shape() && self.is_contiguous() && rhs.is_contiguous() {
+            let a = self.f32s(name)?;
+            let b = rhs.f32s(name)?;
+            if n >= PAR_MIN {
+                out.par_chunks_mut(4096)
+                    .zip(a.par_chunks(4096).zip(b.par_chunks(4096)))
+                    .for_each(|(o, (a, b))| {
+                        for i in 0..o.len() {
+                            o[i] = op.apply(a[i], b[i]);
+                        }
+                    });
+            } else {
+                for i in 0..n {
+                    out[i] = op.apply(a[i], b[i]);
+                }
+            }
+        } else {
+            let la = self.layout.broadcast_to(name, &shape)?;
+            let lb = rhs.layout.broadcast_to(name, &shape)?;
+            let a = self.storage_slice::<f32>(name)?;
+            let b = rhs.storage_slice::<f32>(name)?;
+            for ((o, ia), ib) in out.iter_mut().zip(la.offsets()).zip(lb.offsets()) {
+                *o = op.apply(a[ia], b[ib]);
+            }
+        }
+        Ok(Tensor::from_f32(out, &shape))
+    }
+
+    pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, Binary::Add)
+    }
+    pub fn sub(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, Binary::Sub)
+    }
+    pub fn mul(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, Binary::Mul)
+    }
+    pub fn div(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, Binary::Div)
+    }
+    pub fn neg(&self) -> Result<Tensor> {
+        self.unary(Unary::Neg)
+    }
+    pub fn exp(&self) -> Result<Tensor> {
+        self.unary(Unary::Exp)
+    }
+    pub fn log(&self) -> Result<Tensor> {
+        self.unary(Unary::Log)
+    }
+    pub fn sqrt(&self) -> Result<Tensor> {
+        self.unary(Unary::Sqrt)
+    }
+    pub fn rsqrt(&self) -> Result<Tensor> {
+        self.unary(Unary::Rsqrt)
+    }
+    pub fn tanh(&self) -> Result<Tensor> {
+        self.unary(Unary::Tanh)
+    }
+    pub fn sigmoid(&self) -> Result<Tensor> {
+        self.unary(Unary::Sigmoid)
+    }
+    pub fn relu(&self) -> Result<Tensor> {
+        self.unary(Unary::Relu)
+    }
+    pub fn gelu(&self) -> Result<Tensor> {
+        self.unary(Unary::GeluErf)
+    }
+    pub fn gelu_tanh(&self) -> Result<Tensor> {
+        self.unary(Unary::GeluTanh)
+    }
+    pub fn powf(&self, p: f32) -> Result<Tensor> {
+        self.unary(Unary::Powf(p))
+    }
+    pub fn add_scalar(&self, c: f32) -> Result<Tensor> {
+        self.unary(Unary::AddScalar(c))
+    }
+    pub fn mul_scalar(&self, c: f32) -> Result<Tensor> {
+        self.unary(Unary::MulScalar(c))
+    }
+    pub fn abs(&self) -> Result<Tensor> {
+        self.unary(Unary::Abs)
+    }
+}

@@ -1,0 +1,272 @@
+//! Indexing: index_select / embedding lookup, gather, their scatter-add adjoints,
+//! cat / stack / split, masked_fill and where.
+
+use super::layout::{broadcast_shapes, numel};
+use super::Tensor;
+use crate::error::{Error, Result};
+
+/// (outer, size, inner) of a contiguous tensor around dim `d`.
+fn around(shape: &[usize], d: usize) -> (usize, usize, usize) {
+    (
+        shape[..d].iter().product(),
+        shape[d],
+        shape[d + 1..].iter().product(),
+    )
+}
+
+impl Tensor {
+    fn checked_ids(&self, op: &'static str, ids: &Tensor, bound: usize) -> Result<Vec<usize>> {
+        let v = ids.indices(op)?;
+        if let Some(&bad) = v.iter().find(|&&i| i >= bound) {
+            return Err(Error::Index {
+                op,
+                msg: format!("index {bad} ≥ size {bound} (tensor shape {:?})", self.shape()),
+            });
+        }
+        Ok(v)
+    }
+
+    /// Rows of `self` along `dim` picked by the 1-D integer tensor `ids`.
+    pub fn index_select(&self, dim: isize, ids: &Tensor) -> Result<Tensor> {
+        let d = self.resolve_dim("index_select", dim)?;
+        if ids.rank() != 1 {
+            return Err(Error::shape("index_select", &[self.shape(), ids.shape()], "ids must be 1-D"));
+        }
+        let idx = self.checked_ids("index_select", ids, self.shape()[d])?;
+        let x = self.f32s("index_select")?;
+        let (outer, size, inner) = around(self.shape(), d);
+        let mut out = Vec::with_capacity(outer * idx.len() * inner);
+        for o in 0..outer {
+            for &i in &idx {
+                let s = (o * size + i) * inner;
+                out.extend_from_slice(&x[s..s + inner]);
+            }
+        }
+        let mut shape = self.shape().to_vec();
+        shape[d] = idx.len();
+        Ok(Tensor::from_f32(out, &shape))
+    }
+
+    /// Adjoint of `index_select`: a zero tensor with `size` entries along `dim`, into which the
+    /// slices of `self` are added at the positions `ids` (repeated ids accumulate).
+    pub fn index_add_into(&self, dim: isize, ids: &Tensor, size: usize) -> Result<Tensor> {
+        let d = self.resolve_dim("index_add", dim)?;
+        let idx = ids.indices("index_add")?;
+        if idx.len() != self.shape()[d] {
+            return Err(Error::shape("index_add", &[self.shape(), ids.shape()], "one id per slice"));
+        }
+        if let Some(&bad) = idx.iter().find(|&&i| i >= size) {
+            return Err(Error::Index {
+                op: "index_add",
+                msg: format!("index {bad} ≥ size {size}"),
+            });
+        }
+        let g = self.f32s("index_add")?;
+        let (outer, n, inner) = around(self.shape(), d);
+        let mut out = vec![0.0f32; outer * size * inner];
+        for o in 0..outer {
+            for (j, &i) in idx.iter().enumerate() {
+                let src = &g[(o * n + j) * inner..][..inner];
+                let dst = &mut out[(o * size + i) * inner..][..inner];
+                dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
+            }
+        }
+        let mut shape = self.shape().to_vec();
+        shape[d] = size;
+        Ok(Tensor::from_f32(out, &shape))
+    }
+
+    /// Embedding lookup: `self` is the table (V, C), `ids` any shape of integers → (…ids, C).
+    pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
+        if self.rank() != 2 {
+            return Err(Error::shape("embedding", &[self.shape(), ids.shape()], "table must be (V, C)"));
+        }
+        let flat = ids.reshape(&[ids.numel()])?;
+        let rows = self.index_select(0, &flat)?;
+        let mut shape = ids.shape().to_vec();
+        shape.push(self.shape()[1]);
+        rows.reshape(&shape)
+    }
+
+    /// torch.gather: out[…i…] = self[… index[…i…] …] along `dim`; `index` has the rank of
+    /// `self` and no larger size in any other dim.
+    pub fn gather(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
+        let d = self.resolve_dim("gather", dim)?;
+        if index.rank() != self.rank()
+            || (0..self.rank()).any(|i| i != d && index.shape()[i] > self.shape()[i])
+        {
+            return Err(Error::shape(
+                "gather",
+                &[self.shape(), index.shape()],
+                format!("index must have rank {} and no dim larger than the input's outside dim {d}", self.rank()),
+            ));
+        }
+        let idx = self.checked_ids("gather", index, self.shape()[d])?;
+        let x = self.contiguous();
+        let xs = x.f32s("gather")?;
+        let strides = super::layout::contiguous_strides(self.shape());
+        let mut out = Vec::with_capacity(idx.len());
+        for (pos, multi) in MultiIndex::new(index.shape()).enumerate() {
+            let mut off = 0;
+            for (k, &m) in multi.iter().enumerate() {
+                off += if k == d { idx[pos] } else { m } * strides[k];
+            }
+            out.push(xs[off]);
+        }
+        Ok(Tensor::from_f32(out, index.shape()))
+    }
+
+    /// Adjoint of `gather`: scatter-add `self` (shaped like `index`) into zeros of `shape`.
+    pub fn scatter_add_into(&self, dim: isize, index: &Tensor, shape: &[usize]) -> Result<Tensor> {
+        let d = self.resolve_dim("scatter_add", dim)?;
+        if index.shape() != self.shape() {
+            return Err(Error::shape("scatter_add", &[self.shape(), index.shape()], "src and index shapes differ"));
+        }
+        let idx = index.indices("scatter_add")?;
+        let g = self.f32s("scatter_add")?;
+        let strides = super::layout::contiguous_strides(shape);
+        let mut out = vec![0.0f32; numel(shape)];
+        for (pos, multi) in MultiIndex::new(index.shape()).enumerate() {
+            let mut off = 0;
+            for (k, &m) in multi.iter().enumerate() {
+                let i = if k == d { idx[pos] } else { m };
+                if i >= shape[k] {
+                    return Err(Error::Index {
+                        op: "scatter_add",
+                        msg: format!("index {i} ≥ size {} of dim {k}", shape[k]),
+                    });
+                }
+                off += i * strides[k];
+            }
+            out[off] += g[pos];
+        }
+        Ok(Tensor::from_f32(out, shape))
+    }
+
+    /// Concatenate along `dim`; all other dims must agree.
+    pub fn cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
+        let first = tensors
+            .first()
+            .ok_or_else(|| Error::msg("cat: no tensors given"))?;
+        let d = first.resolve_dim("cat", dim)?;
+        for t in tensors {
+            let same = t.rank() == first.rank()
+                && (0..first.rank()).all(|i| i == d || t.shape()[i] == first.shape()[i]);
+            if !same {
+                return Err(Error::shape(
+                    "cat",
+                    &[first.shape(), t.shape()],
+                    format!("shapes must agree outside dim {d}"),
+                ));
+            }
+        }
+        let total: usize = tensors.iter().map(|t| t.shape()[d]).sum();
+        let (outer, _, inner) = around(first.shape(), d);
+        let datas: Vec<_> = tensors.iter().map(|t| t.f32s("cat")).collect::<Result<_>>()?;
+        let mut out = Vec::with_capacity(outer * total * inner);
+        for o in 0..outer {
+            for (t, x) in tensors.iter().zip(&datas) {
+                let block = t.shape()[d] * inner;
+                out.extend_from_slice(&x[o * block..(o + 1) * block]);
+            }
+        }
+        let mut shape = first.shape().to_vec();
+        shape[d] = total;
+        Ok(Tensor::from_f32(out, &shape))
+    }
+
+    /// Stack equal-shaped tensors along a new dim.
+    pub fn stack(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
+        let un: Vec<Tensor> = tensors.iter().map(|t| t.unsqueeze(dim)).collect::<Result<_>>()?;
+        let refs: Vec<&Tensor> = un.iter().collect();
+        Tensor::cat(&refs, dim)
+    }
+
+    /// Views of consecutive pieces along `dim` with the given sizes (which must add up).
+    pub fn split(&self, sizes: &[usize], dim: isize) -> Result<Vec<Tensor>> {
+        let d = self.resolve_dim("split", dim)?;
+        if sizes.iter().sum::<usize>() != self.shape()[d] {
+            return Err(Error::shape(
+                "split",
+                &[self.shape()],
+                format!("sizes {sizes:?} do not add up to {}", self.shape()[d]),
+            ));
+        }
+        let mut start = 0;
+        sizes
+            .iter()
+            .map(|&s| {
+                let t = self.narrow(d as isize, start, s);
+                start += s;
+                t
+            })
+            .collect()
+    }
+
+    /// The truth values of a mask tensor (non-zero = true) broadcast to `shape`.
+    pub(crate) fn mask_values(&self, op: &'static str, shape: &[usize]) -> Result<Vec<bool>> {
+        let b = self.broadcast_to(shape).map_err(|_| {
+            Error::shape(op, &[self.shape(), shape], "mask cannot be broadcast to the input")
+        })?;
+        Ok(b.to_vec_f32()?.into_iter().map(|v| v != 0.0).collect())
+    }
+
+    /// Elements where `mask` (broadcastable, non-zero = true) holds are replaced by `value`.
+    pub fn masked_fill(&self, mask: &Tensor, value: f32) -> Result<Tensor> {
+        let m = mask.mask_values("masked_fill", self.shape())?;
+        let x = self.f32s("masked_fill")?;
+        let out = x.iter().zip(&m).map(|(&x, &m)| if m { value } else { x }).collect();
+        Ok(Tensor::from_f32(out, self.shape()))
+    }
+
+    /// Elementwise choice: `cond ? a : b`, all three broadcast together.
+    pub fn where_cond(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let shape = broadcast_shapes("where", a.shape(), b.shape())?;
+        let shape = broadcast_shapes("where", cond.shape(), &shape)?;
+        let c = cond.mask_values("where", &shape)?;
+        let av = a.broadcast_to(&shape)?.to_vec_f32()?;
+        let bv = b.broadcast_to(&shape)?.to_vec_f32()?;
+        let out = c
+            .iter()
+            .zip(av.iter().zip(&bv))
+            .map(|(&c, (&a, &b))| if c { a } else { b })
+            .collect();
+        Ok(Tensor::from_f32(out, &shape))
+    }
+}
+
+/// Row-major multi-indices of a shape.
+struct MultiIndex {
+    shape: Vec<usize>,
+    cur: Vec<usize>,
+    left: usize,
+}
+
+impl MultiIndex {
+    fn new(shape: &[usize]) -> Self {
+        MultiIndex {
+            shape: shape.to_vec(),
+            cur: vec![0; shape.len()],
+            left: numel(shape),
+        }
+    }
+}
+
+impl Iterator for MultiIndex {
+    type Item = Vec<usize>;
+    fn next(&mut self) -> Option<Vec<usize>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let out = self.cur.clone();
+        for d in (0..self.shape.len()).rev() {
+            self.cur[d] += 1;
+            if self.cur[d] < self.shape[d] {
+                break;
+            }
+            self.cur[d] = 0;
+        }
+        Some(out)
+    }
+}

@@ -1,0 +1,70 @@
+//! Batched matrix product with broadcast batch dims:
+//!   (…, m, k) · (…, k, n) → (…, m, n)
+//! Operands are read through their strides (a transposed view costs no copy).
+
+use super::layout::{broadcast_shapes, Layout};
+use super::Tensor;
+use crate::backend::cpu::gemm::{sgemm_batched, GemmLayout};
+use crate::error::{Error, Result};
+
+impl Tensor {
+    pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
+        let (a, b) = (self, rhs);
+        if a.rank() < 2 || b.rank() < 2 {
+            return Err(Error::shape(
+                "matmul",
+                &[a.shape(), b.shape()],
+                "both operands need rank ≥ 2 (…, m, k) and (…, k, n)",
+            ));
+        }
+        let (ra, rb) = (a.rank(), b.rank());
+        let (m, k) = (a.shape()[ra - 2], a.shape()[ra - 1]);
+        let (k2, n) = (b.shape()[rb - 2], b.shape()[rb - 1]);
+        if k != k2 {
+            return Err(Error::shape(
+                "matmul",
+                &[a.shape(), b.shape()],
+                format!("inner dims differ: {k} vs {k2}"),
+            ));
+        }
+        let batch = broadcast_shapes("matmul", &a.shape()[..ra - 2], &b.shape()[..rb - 2])?;
+        let batch_layout = |t: &Tensor| -> Result<Layout> {
+            let r = t.rank();
+            Layout {
+                shape: t.shape()[..r - 2].to_vec(),
+                strides: t.strides()[..r - 2].to_vec(),
+                offset: t.layout.offset,
+            }
+            .broadcast_to("matmul", &batch)
+        };
+        let a_offsets: Vec<usize> = batch_layout(a)?.offsets().collect();
+        let b_offsets: Vec<usize> = batch_layout(b)?.offsets().collect();
+        let nb = a_offsets.len();
+        let c_offsets: Vec<usize> = (0..nb).map(|i| i * m * n).collect();
+        let l = GemmLayout {
+            m,
+            n,
+            k,
+            a_rs: a.strides()[ra - 2],
+            a_cs: a.strides()[ra - 1],
+            b_rs: b.strides()[rb - 2],
+            b_cs: b.strides()[rb - 1],
+            c_rs: n,
+            c_cs: 1,
+        };
+        let mut c = vec![0.0f32; nb * m * n];
+        sgemm_batched(
+            &l,
+            a.storage_slice::<f32>("matmul")?,
+            &a_offsets,
+            b.storage_slice::<f32>("matmul")?,
+            &b_offsets,
+            0.0,
+            &mut c,
+            &c_offsets,
+        )?;
+        let mut shape = batch;
+        shape.extend([m, n]);
+        Ok(Tensor::from_f32(c, &shape))
+    }
+}

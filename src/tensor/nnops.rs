@@ -1,0 +1,358 @@
+//! Fused neural-network ops on tensors (forward and the backward helpers autograd calls):
+//! softmax / log-softmax over the last dim, LayerNorm, RMSNorm, dropout masks,
+//! cross-entropy with ignore_index and label smoothing, scaled dot-product attention.
+//! The maths of each lives beside its kernel in `backend::cpu`.
+
+use super::{Rng, Tensor};
+use crate::backend::cpu::{attention, cross_entropy, norm, softmax};
+use crate::error::{Error, Result};
+
+/// Output of LayerNorm / RMSNorm with the per-row statistics the backward needs.
+#[derive(Clone, Debug)]
+pub struct NormOut {
+    pub y: Tensor,
+    /// Per-row mean (LayerNorm only), shape = input shape without the last dim.
+    pub mean: Option<Tensor>,
+    /// Per-row 1/√(var + ε) (or 1/√(mean(x²) + ε) for RMSNorm).
+    pub rstd: Tensor,
+}
+
+#[derive(Clone, Debug)]
+pub struct CrossEntropyOut {
+    /// Mean loss over non-ignored rows (0-d). NaN when every row is ignored, as in PyTorch.
+    pub loss: Tensor,
+    /// Per-row logsumexp of the logits, kept for the backward.
+    pub lse: Vec<f32>,
+    /// Targets as i64, one per row.
+    pub targets: Vec<i64>,
+    /// Number of rows that carry loss.
+    pub count: usize,
+}
+
+/// Masks and options of scaled dot-product attention.
+#[derive(Clone, Debug, Default)]
+pub struct AttentionMasks {
+    /// Query i may attend to key j only when j ≤ i + (Tk − Tq).
+    pub causal: bool,
+    /// (B, Tk): non-zero = attend, zero = padding (Hugging Face's attention_mask convention).
+    pub key_padding: Option<Tensor>,
+    /// Scale of the scores; `None` means 1/√D. T5 uses `Some(1.0)`.
+    pub scale: Option<f32>,
+}
+
+fn rows_cols(op: &'static str, t: &Tensor) -> Result<(usize, usize)> {
+    let cols = *t
+        .shape()
+        .last()
+        .ok_or_else(|| Error::shape(op, &[t.shape()], "needs rank ≥ 1"))?;
+    Ok((t.numel() / cols.max(1), cols))
+}
+
+fn check_param(op: &'static str, x: &Tensor, p: Option<&Tensor>, cols: usize) -> Result<()> {
+    if let Some(p) = p {
+        if p.shape() != [cols] {
+            return Err(Error::shape(op, &[x.shape(), p.shape()], format!("parameter must be ({cols},)")));
+        }
+    }
+    Ok(())
+}
+
+impl Tensor {
+    pub fn softmax_last(&self) -> Result<Tensor> {
+        let (_, cols) = rows_cols("softmax", self)?;
+        let x = self.f32s("softmax")?;
+        let mut y = vec![0.0; x.len()];
+        softmax::softmax_rows(&x, &mut y, cols);
+        Ok(Tensor::from_f32(y, self.shape()))
+    }
+
+    pub fn log_softmax_last(&self) -> Result<Tensor> {
+        let (_, cols) = rows_cols("log_softmax", self)?;
+        let x = self.f32s("log_softmax")?;
+        let mut y = vec![0.0; x.len()];
+        softmax::log_softmax_rows(&x, &mut y, cols);
+        Ok(Tensor::from_f32(y, self.shape()))
+    }
+
+    /// dx of softmax from its output `y` and the upstream `dy`.
+    pub fn softmax_last_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        let (_, cols) = rows_cols("softmax_backward", y)?;
+        let mut dx = vec![0.0; y.numel()];
+        softmax::softmax_rows_backward(&y.f32s("softmax_backward")?, &dy.f32s("softmax_backward")?, &mut dx, cols);
+        Ok(Tensor::from_f32(dx, y.shape()))
+    }
+
+    /// dx of log-softmax from its output `y` and the upstream `dy`.
+    pub fn log_softmax_last_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        let (_, cols) = rows_cols("log_softmax_backward", y)?;
+        let mut dx = vec![0.0; y.numel()];
+        softmax::log_softmax_rows_backward(
+            &y.f32s("log_softmax_backward")?,
+            &dy.f32s("log_softmax_backward")?,
+            &mut dx,
+            cols,
+        );
+        Ok(Tensor::from_f32(dx, y.shape()))
+    }
+
+    /// LayerNorm over the last dim with optional affine γ, β of shape (C,).
+    pub fn layer_norm(&self, gamma: Option<&Tensor>, beta: Option<&Tensor>, eps: f32) -> Result<NormOut> {
+        let (rows, cols) = rows_cols("layer_norm", self)?;
+        check_param("layer_norm", self, gamma, cols)?;
+        check_param("layer_norm", self, beta, cols)?;
+        let x = self.f32s("layer_norm")?;
+        let g = gamma.map(|g| g.f32s("layer_norm")).transpose()?;
+        let b = beta.map(|b| b.f32s("layer_norm")).transpose()?;
+        let (mut y, mut mean, mut rstd) = (vec![0.0; x.len()], vec![0.0; rows], vec![0.0; rows]);
+        norm::layer_norm_rows(&x, g.as_deref(), b.as_deref(), eps, &mut y, &mut mean, &mut rstd, cols);
+        let stat_shape = &self.shape()[..self.rank() - 1];
+        Ok(NormOut {
+            y: Tensor::from_f32(y, self.shape()),
+            mean: Some(Tensor::from_f32(mean, stat_shape)),
+            rstd: Tensor::from_f32(rstd, stat_shape),
+        })
+    }
+
+    /// RMSNorm over the last dim (T5): y = γ ⊙ x / √(mean(x²) + ε).
+    pub fn rms_norm(&self, gamma: Option<&Tensor>, eps: f32) -> Result<NormOut> {
+        let (rows, cols) = rows_cols("rms_norm", self)?;
+        check_param("rms_norm", self, gamma, cols)?;
+        let x = self.f32s("rms_norm")?;
+        let g = gamma.map(|g| g.f32s("rms_norm")).transpose()?;
+        let (mut y, mut rstd) = (vec![0.0; x.len()], vec![0.0; rows]);
+        norm::rms_norm_rows(&x, g.as_deref(), eps, &mut y, &mut rstd, cols);
+        Ok(NormOut {
+            y: Tensor::from_f32(y, self.shape()),
+            mean: None,
+            rstd: Tensor::from_f32(rstd, &self.shape()[..self.rank() - 1]),
+        })
+    }
+
+    /// (dx, dγ, dβ) of LayerNorm or RMSNorm (`mean` = None) from the saved statistics.
+    pub fn norm_backward(
+        x: &Tensor,
+        gamma: Option<&Tensor>,
+        mean: Option<&Tensor>,
+        rstd: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (_, cols) = rows_cols("norm_backward", x)?;
+        let xs = x.f32s("norm_backward")?;
+        let g = gamma.map(|g| g.f32s("norm_backward")).transpose()?;
+        let rs = rstd.f32s("norm_backward")?;
+        let dys = dy.f32s("norm_backward")?;
+        let (mut dx, mut dg, mut db) = (vec![0.0; xs.len()], vec![0.0; cols], vec![0.0; cols]);
+        match mean {
+            Some(m) => norm::layer_norm_rows_backward(
+                &xs,
+                g.as_deref(),
+                &m.f32s("norm_backward")?,
+                &rs,
+                &dys,
+                &mut dx,
+                Some(&mut dg),
+                Some(&mut db),
+                cols,
+            ),
+            None => norm::rms_norm_rows_backward(&xs, g.as_deref(), &rs, &dys, &mut dx, Some(&mut dg), cols),
+        }
+        Ok((
+            Tensor::from_f32(dx, x.shape()),
+            Tensor::from_f32(dg, &[cols]),
+            Tensor::from_f32(db, &[cols]),
+        ))
+    }
+
+    /// Inverted-dropout mask of `shape`: 0 with probability p, else 1/(1 − p).
+    pub fn dropout_mask(shape: &[usize], p: f32, rng: &mut Rng) -> Result<Tensor> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::msg(format!("dropout: probability {p} not in [0, 1)")));
+        }
+        let scale = 1.0 / (1.0 - p);
+        let n = shape.iter().product();
+        let v = (0..n)
+            .map(|_| if rng.next_f32() < p { 0.0 } else { scale })
+            .collect();
+        Ok(Tensor::from_f32(v, shape))
+    }
+
+    /// Mean cross-entropy of logits (…, C) against integer targets (…) with `ignore_index`
+    /// rows excluded from both sum and count, and label smoothing ε.
+    pub fn cross_entropy(&self, targets: &Tensor, ignore_index: i64, smoothing: f32) -> Result<CrossEntropyOut> {
+        let (rows, cols) = rows_cols("cross_entropy", self)?;
+        if targets.shape() != &self.shape()[..self.rank() - 1] {
+            return Err(Error::shape(
+                "cross_entropy",
+                &[self.shape(), targets.shape()],
+                "targets must have the logits' shape without the class dim",
+            ));
+        }
+        if !(0.0..=1.0).contains(&smoothing) {
+            return Err(Error::msg(format!("cross_entropy: label smoothing {smoothing} not in [0, 1]")));
+        }
+        let t: Vec<i64> = match targets.dtype() {
+            super::DType::I64 => targets.to_vec::<i64>()?,
+            super::DType::U32 => targets.to_vec::<u32>()?.into_iter().map(i64::from).collect(),
+            other => {
+                return Err(Error::DType {
+                    op: "cross_entropy",
+                    expected: "i64 or u32 targets".into(),
+                    got: other.to_string(),
+                })
+            }
+        };
+        let x = self.f32s("cross_entropy")?;
+        let (mut row_loss, mut lse) = (vec![0.0; rows], vec![0.0; rows]);
+        cross_entropy::cross_entropy_rows(&x, &t, cols, ignore_index, smoothing, &mut row_loss, &mut lse)
+            .map_err(|msg| Error::Index { op: "cross_entropy", msg })?;
+        let count = t.iter().filter(|&&v| v != ignore_index).count();
+        let total: f64 = row_loss.iter().map(|&v| v as f64).sum();
+        let loss = (total / count as f64) as f32; // 0/0 = NaN when all rows are ignored
+        Ok(CrossEntropyOut {
+            loss: Tensor::scalar_f32(loss),
+            lse,
+            targets: t,
+            count,
+        })
+    }
+
+    /// d logits of the mean cross-entropy, times the upstream scalar gradient `g`.
+    pub fn cross_entropy_backward(
+        logits: &Tensor,
+        saved: &CrossEntropyOut,
+        ignore_index: i64,
+        smoothing: f32,
+        g: f32,
+    ) -> Result<Tensor> {
+        let (_, cols) = rows_cols("cross_entropy_backward", logits)?;
+        let x = logits.f32s("cross_entropy_backward")?;
+        let mut dx = vec![0.0; x.len()];
+        let scale = if saved.count == 0 { 0.0 } else { g / saved.count as f32 };
+        cross_entropy::cross_entropy_rows_backward(
+            &x,
+            &saved.targets,
+            &saved.lse,
+            cols,
+            ignore_index,
+            smoothing,
+            scale,
+            &mut dx,
+        );
+        Ok(Tensor::from_f32(dx, logits.shape()))
+    }
+
+    fn attention_setup(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        bias: Option<&Tensor>,
+        masks: &AttentionMasks,
+    ) -> Result<(attention::AttnDims, Option<super::Layout>, Option<Vec<bool>>)> {
+        let op = "attention";
+        if q.rank() != 4 || k.rank() != 4 || v.rank() != 4 {
+            return Err(Error::shape(op, &[q.shape(), k.shape(), v.shape()], "q, k, v must be (B, H, T, D)"));
+        }
+        let (b, h, tq, d) = (q.shape()[0], q.shape()[1], q.shape()[2], q.shape()[3]);
+        let tk = k.shape()[2];
+        let dv = v.shape()[3];
+        if k.shape() != [b, h, tk, d] || v.shape() != [b, h, tk, dv] {
+            return Err(Error::shape(
+                op,
+                &[q.shape(), k.shape(), v.shape()],
+                "k must be (B, H, Tk, D) and v (B, H, Tk, Dv) with q's B, H, D",
+            ));
+        }
+        if masks.causal && tq > tk {
+            return Err(Error::shape(op, &[q.shape(), k.shape()], "causal attention needs Tq ≤ Tk"));
+        }
+        let bias_layout = bias
+            .map(|bt| bt.layout.broadcast_to(op, &[b, h, tq, tk]))
+            .transpose()?;
+        let keep = match &masks.key_padding {
+            Some(m) => {
+                if m.shape() != [b, tk] {
+                    return Err(Error::shape(op, &[q.shape(), k.shape(), m.shape()], "key padding mask must be (B, Tk)"));
+                }
+                Some(m.mask_values(op, &[b, tk])?)
+            }
+            None => None,
+        };
+        let dims = attention::AttnDims {
+            batch: b,
+            heads: h,
+            tq,
+            tk,
+            d,
+            dv,
+            scale: masks.scale.unwrap_or(1.0 / (d as f32).sqrt()),
+            causal: masks.causal,
+        };
+        Ok((dims, bias_layout, keep))
+    }
+
+    /// Scaled dot-product attention: softmax(scale·QKᵀ + bias, masked)·V for q (B, H, Tq, D),
+    /// k (B, H, Tk, D), v (B, H, Tk, Dv) and an optional additive `bias` broadcastable to
+    /// (B, H, Tq, Tk).
+    pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, masks: &AttentionMasks) -> Result<Tensor> {
+        let (dims, bl, keep) = Tensor::attention_setup(q, k, v, bias, masks)?;
+        let (qs, ks, vs) = (q.f32s("attention")?, k.f32s("attention")?, v.f32s("attention")?);
+        let bview = match (bias, &bl) {
+            (Some(bt), Some(l)) => Some(attention::BiasView {
+                data: bt.storage_slice::<f32>("attention")?,
+                offset: l.offset,
+                strides: [l.strides[0], l.strides[1], l.strides[2], l.strides[3]],
+            }),
+            _ => None,
+        };
+        let mut out = vec![0.0; dims.batch * dims.heads * dims.tq * dims.dv];
+        attention::attention_forward(&dims, &qs, &ks, &vs, bview, keep.as_deref(), &mut out);
+        Ok(Tensor::from_f32(out, &[dims.batch, dims.heads, dims.tq, dims.dv]))
+    }
+
+    /// (dq, dk, dv, dbias) of `attention`; dbias (B, H, Tq, Tk) only when `want_dbias`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_backward(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        bias: Option<&Tensor>,
+        masks: &AttentionMasks,
+        out: &Tensor,
+        dout: &Tensor,
+        want_dbias: bool,
+    ) -> Result<(Tensor, Tensor, Tensor, Option<Tensor>)> {
+        let (dims, bl, keep) = Tensor::attention_setup(q, k, v, bias, masks)?;
+        let op = "attention_backward";
+        let (qs, ks, vs) = (q.f32s(op)?, k.f32s(op)?, v.f32s(op)?);
+        let bview = match (bias, &bl) {
+            (Some(bt), Some(l)) => Some(attention::BiasView {
+                data: bt.storage_slice::<f32>(op)?,
+                offset: l.offset,
+                strides: [l.strides[0], l.strides[1], l.strides[2], l.strides[3]],
+            }),
+            _ => None,
+        };
+        let (mut dq, mut dk, mut dvv) = (vec![0.0; qs.len()], vec![0.0; ks.len()], vec![0.0; vs.len()]);
+        let mut dbias = want_dbias.then(|| vec![0.0; dims.batch * dims.heads * dims.tq * dims.tk]);
+        attention::attention_backward(
+            &dims,
+            &qs,
+            &ks,
+            &vs,
+            bview,
+            keep.as_deref(),
+            &out.f32s(op)?,
+            &dout.f32s(op)?,
+            &mut dq,
+            &mut dk,
+            &mut dvv,
+            dbias.as_deref_mut(),
+        );
+        Ok((
+            Tensor::from_f32(dq, q.shape()),
+            Tensor::from_f32(dk, k.shape()),
+            Tensor::from_f32(dvv, v.shape()),
+            dbias.map(|d| Tensor::from_f32(d, &[dims.batch, dims.heads, dims.tq, dims.tk])),
+        ))
+    }
+}

@@ -1,0 +1,161 @@
+//! Reductions over a set of dims: sum, mean, max (with arg-max for its gradient), and
+//! `sum_to_shape`, which undoes broadcasting in the backward of broadcast ops.
+
+use rayon::prelude::*;
+
+use super::Tensor;
+use crate::error::{Error, Result};
+
+/// A reduction laid out as `outer` rows of `inner` contiguous elements each (the reduced dims last).
+struct Rows {
+    data: Vec<f32>,
+    inner: usize,
+    out_shape: Vec<usize>,
+}
+
+impl Tensor {
+    fn reduce_dims(&self, op: &'static str, dims: &[isize]) -> Result<Vec<bool>> {
+        let mut reduced = vec![false; self.rank()];
+        for &d in dims {
+            let i = self.resolve_dim(op, d)?;
+            if reduced[i] {
+                return Err(Error::shape(op, &[self.shape()], format!("dim {d} listed twice")));
+            }
+            reduced[i] = true;
+        }
+        Ok(reduced)
+    }
+
+    fn reduction_rows(&self, op: &'static str, dims: &[isize], keepdim: bool) -> Result<Rows> {
+        let reduced = self.reduce_dims(op, dims)?;
+        let kept: Vec<usize> = (0..self.rank()).filter(|&i| !reduced[i]).collect();
+        let red: Vec<usize> = (0..self.rank()).filter(|&i| reduced[i]).collect();
+        let perm: Vec<usize> = kept.iter().chain(red.iter()).copied().collect();
+        let inner: usize = red.iter().map(|&i| self.shape()[i]).product();
+        let permuted = self.permute(&perm)?;
+        let data = permuted.f32s(op)?.into_owned();
+        let out_shape = (0..self.rank())
+            .filter_map(|i| {
+                if !reduced[i] {
+                    Some(self.shape()[i])
+                } else if keepdim {
+                    Some(1)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        Ok(Rows {
+            data,
+            inner,
+            out_shape,
+        })
+    }
+
+    /// Σ over `dims`; with `keepdim` the reduced dims stay as size 1.
+    pub fn sum_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
+        let r = self.reduction_rows("sum", dims, keepdim)?;
+        let out: Vec<f32> = if r.inner == 0 {
+            vec![0.0; r.out_shape.iter().product()]
+        } else {
+            r.data
+                .par_chunks(r.inner)
+                .map(|row| row.iter().map(|&x| x as f64).sum::<f64>() as f32)
+                .collect()
+        };
+        Ok(Tensor::from_f32(out, &r.out_shape))
+    }
+
+    /// Mean over `dims`.
+    pub fn mean_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
+        let s = self.sum_dims(dims, keepdim)?;
+        let count = (self.numel() / s.numel().max(1)).max(1);
+        s.mul_scalar(1.0 / count as f32)
+    }
+
+    /// Σ of all elements, as a 0-d tensor.
+    pub fn sum_all(&self) -> Result<Tensor> {
+        let dims: Vec<isize> = (0..self.rank() as isize).collect();
+        self.sum_dims(&dims, false)
+    }
+
+    /// Mean of all elements, as a 0-d tensor.
+    pub fn mean_all(&self) -> Result<Tensor> {
+        let dims: Vec<isize> = (0..self.rank() as isize).collect();
+        self.mean_dims(&dims, false)
+    }
+
+    /// Max over `dims`, with the position of the (first) maximum in each reduced block.
+    pub fn max_dims_with_arg(&self, dims: &[isize], keepdim: bool) -> Result<(Tensor, Vec<usize>)> {
+        let r = self.reduction_rows("max", dims, keepdim)?;
+        if r.inner == 0 {
+            return Err(Error::shape("max", &[self.shape()], "max over an empty dim"));
+        }
+        let (vals, args): (Vec<f32>, Vec<usize>) = r
+            .data
+            .chunks(r.inner)
+            .map(|row| {
+                let mut best = 0;
+                for (i, &x) in row.iter().enumerate() {
+                    if x > row[best] || (x.is_nan() && !row[best].is_nan()) {
+                        best = i;
+                    }
+                }
+                (row[best], best)
+            })
+            .unzip();
+        Ok((Tensor::from_f32(vals, &r.out_shape), args))
+    }
+
+    pub fn max_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
+        Ok(self.max_dims_with_arg(dims, keepdim)?.0)
+    }
+
+    /// Gradient of `max_dims`: `grad` (the output's shape) routed to the arg-max positions of `self`.
+    pub fn max_dims_backward(&self, dims: &[isize], args: &[usize], grad: &Tensor) -> Result<Tensor> {
+        let reduced = self.reduce_dims("max_backward", dims)?;
+        let kept: Vec<usize> = (0..self.rank()).filter(|&i| !reduced[i]).collect();
+        let red: Vec<usize> = (0..self.rank()).filter(|&i| reduced[i]).collect();
+        let perm: Vec<usize> = kept.iter().chain(red.iter()).copied().collect();
+        let inner: usize = red.iter().map(|&i| self.shape()[i]).product();
+        let g = grad.f32s("max_backward")?;
+        let mut out = vec![0.0f32; self.numel()];
+        for (row, (&a, &gv)) in args.iter().zip(g.iter()).enumerate() {
+            out[row * inner + a] = gv;
+        }
+        let permuted_shape: Vec<usize> = perm.iter().map(|&p| self.shape()[p]).collect();
+        let mut inverse = vec![0; perm.len()];
+        for (i, &p) in perm.iter().enumerate() {
+            inverse[p] = i;
+        }
+        Ok(Tensor::from_f32(out, &permuted_shape).permute(&inverse)?.contiguous())
+    }
+
+    /// Sum `self` (a broadcast result) down to `shape`: the backward of broadcasting.
+    pub fn sum_to_shape(&self, shape: &[usize]) -> Result<Tensor> {
+        if self.shape() == shape {
+            return Ok(self.clone());
+        }
+        let r = self.rank();
+        if shape.len() > r {
+            return Err(Error::shape("sum_to_shape", &[self.shape(), shape], "target has higher rank"));
+        }
+        let lead = r - shape.len();
+        let mut dims = Vec::new();
+        for i in 0..r {
+            if i < lead {
+                dims.push(i as isize);
+            } else if shape[i - lead] == 1 && self.shape()[i] != 1 {
+                dims.push(i as isize);
+            } else if shape[i - lead] != self.shape()[i] {
+                return Err(Error::shape(
+                    "sum_to_shape",
+                    &[self.shape(), shape],
+                    "not a broadcast of the target",
+                ));
+            }
+        }
+        self.sum_dims(&dims, true)?.reshape(shape)
+    }
+}
+
