@@ -8,7 +8,8 @@ use crate::error::Result;
 use crate::tensor::{Tensor, Unary};
 
 pub(super) fn backward(op: &Op, inputs: &[Var], out: &Tensor, g: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
-    let x = |i: usize| inputs[i].value();
+    let values: Vec<std::cell::Ref<'_, Tensor>> = inputs.iter().map(|v| v.value()).collect();
+    let x = |i: usize| -> &Tensor { &values[i] };
     // Compute the gradient of input i only when it is needed.
     let when = |i: usize, f: &dyn Fn() -> Result<Tensor>| -> Result<Option<Tensor>> {
         if need[i] {
@@ -136,7 +137,7 @@ pub(super) fn backward(op: &Op, inputs: &[Var], out: &Tensor, g: &Tensor, need: 
             smoothing,
         } => unary(&|| Tensor::cross_entropy_backward(x(0), saved, *ignore_index, *smoothing, g.scalar()?)),
         Op::Attention { masks } => {
-            let bias = inputs.get(3).map(|b| b.value());
+            let bias = values.get(3).map(|b| &**b);
             let want_bias = need.get(3).copied().unwrap_or(false);
             let (dq, dk, dv, db) = Tensor::attention_backward(x(0), x(1), x(2), bias, masks, out, g, want_bias)?;
             let mut grads = vec![need[0].then_some(dq), need[1].then_some(dk), need[2].then_some(dv)];
@@ -172,7 +173,7 @@ fn expand_reduced(g: &Tensor, in_shape: &[usize], dims: &[isize], keepdim: bool)
 /// Gradients of LayerNorm / RMSNorm w.r.t. x, γ and β (inputs: x, then γ and β when present).
 fn norm_grads(inputs: &[Var], need: &[bool], mean: Option<&Tensor>, rstd: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
     let gamma = inputs.get(1).map(|v| v.value());
-    let (dx, dg, db) = Tensor::norm_backward(inputs[0].value(), gamma, mean, rstd, g)?;
+    let (dx, dg, db) = Tensor::norm_backward(&inputs[0].value(), gamma.as_deref(), mean, rstd, g)?;
     let mut out = vec![need[0].then_some(dx)];
     if inputs.len() > 1 {
         out.push(need[1].then_some(dg));

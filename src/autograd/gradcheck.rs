@@ -54,7 +54,7 @@ impl GradCheck {
         let vars: Vec<Var> = inputs.iter().map(|t| Var::param(t.contiguous())).collect();
         let y = f(&vars)?;
         let mut rng = Rng::new(self.seed);
-        let w = Tensor::rand_uniform(y.shape(), -1.0, 1.0, &mut rng);
+        let w = Tensor::rand_uniform(&y.shape(), -1.0, 1.0, &mut rng);
         let wv = w.to_vec_f32()?;
         let loss = y.mul(&Var::constant(w.clone()))?.sum_all()?;
         loss.backward()?;
@@ -72,7 +72,8 @@ impl GradCheck {
                     let mut xs: Vec<Var> = vars.iter().map(|v| Var::constant(v.value().clone())).collect();
                     xs[i] = Var::constant(Tensor::from_vec(v, input.shape())?);
                     let y = no_grad(|| f(&xs))?;
-                    probe(y.value(), &wv)
+                    let value = y.value().clone();
+                    probe(&value, &wv)
                 };
                 let numeric = (eval(self.step)? - eval(-self.step)?) / (2.0 * self.step as f64);
                 let a = analytic[j] as f64;

@@ -20,7 +20,7 @@ macro_rules! binary_ops {
         $(
             /// Elementwise, with NumPy broadcasting.
             pub fn $name(&self, rhs: &Var) -> Result<Var> {
-                Ok(Var::from_op(self.value().$name(rhs.value())?, $op, &[self, rhs]))
+                Ok(Var::from_op(self.value().$name(&rhs.value())?, $op, &[self, rhs]))
             }
         )*
     };
@@ -77,7 +77,7 @@ impl Var {
 
     /// Batched matmul (…, m, k)·(…, k, n) with broadcast batch dims.
     pub fn matmul(&self, rhs: &Var) -> Result<Var> {
-        Ok(Var::from_op(self.value().matmul(rhs.value())?, Op::Matmul, &[self, rhs]))
+        Ok(Var::from_op(self.value().matmul(&rhs.value())?, Op::Matmul, &[self, rhs]))
     }
 
     pub fn reshape(&self, shape: &[usize]) -> Result<Var> {
@@ -118,7 +118,8 @@ impl Var {
         if beta.is_some() && gamma.is_none() {
             return Err(Error::msg("layer_norm: a bias β needs a weight γ"));
         }
-        let out = self.value().layer_norm(gamma.map(|g| g.value()), beta.map(|b| b.value()), eps)?;
+        let (gv, bv) = (gamma.map(|g| g.value()), beta.map(|b| b.value()));
+        let out = self.value().layer_norm(gv.as_deref(), bv.as_deref(), eps)?;
         let mut inputs = vec![self];
         inputs.extend(gamma);
         inputs.extend(beta);
@@ -128,7 +129,8 @@ impl Var {
 
     /// RMSNorm over the last dim with optional weight γ of shape (C,).
     pub fn rms_norm(&self, gamma: Option<&Var>, eps: f32) -> Result<Var> {
-        let out = self.value().rms_norm(gamma.map(|g| g.value()), eps)?;
+        let gv = gamma.map(|g| g.value());
+        let out = self.value().rms_norm(gv.as_deref(), eps)?;
         let mut inputs = vec![self];
         inputs.extend(gamma);
         Ok(Var::from_op(out.y, Op::RmsNorm { rstd: out.rstd }, &inputs))
@@ -151,7 +153,8 @@ impl Var {
     }
 
     pub fn cat(vars: &[&Var], dim: isize) -> Result<Var> {
-        let values: Vec<&Tensor> = vars.iter().map(|v| v.value()).collect();
+        let held: Vec<std::cell::Ref<'_, Tensor>> = vars.iter().map(|v| v.value()).collect();
+        let values: Vec<&Tensor> = held.iter().map(|r| &**r).collect();
         let out = Tensor::cat(&values, dim)?;
         let d = values[0].resolve_dim("cat", dim)?;
         let sizes = values.iter().map(|t| t.shape()[d]).collect();
@@ -167,7 +170,7 @@ impl Var {
         if sizes.iter().sum::<usize>() != self.shape()[d] {
             return Err(Error::shape(
                 "split",
-                &[self.shape()],
+                &[&self.shape()],
                 format!("sizes {sizes:?} do not add up to {}", self.shape()[d]),
             ));
         }
@@ -189,7 +192,7 @@ impl Var {
     }
     /// `cond ? a : b` elementwise with broadcasting.
     pub fn where_cond(cond: &Tensor, a: &Var, b: &Var) -> Result<Var> {
-        let v = Tensor::where_cond(cond, a.value(), b.value())?;
+        let v = Tensor::where_cond(cond, &a.value(), &b.value())?;
         Ok(Var::from_op(v, Op::Where { cond: cond.clone() }, &[a, b]))
     }
 
@@ -199,7 +202,7 @@ impl Var {
         if !training || p == 0.0 {
             return Ok(self.clone());
         }
-        let mask = Tensor::dropout_mask(self.shape(), p, rng)?;
+        let mask = Tensor::dropout_mask(&self.shape(), p, rng)?;
         let v = self.value().mul(&mask)?;
         Ok(Var::from_op(v, Op::Dropout { mask }, &[self]))
     }
@@ -215,7 +218,9 @@ impl Var {
     /// Scaled dot-product attention as one op (see `Tensor::attention`); `bias` (T5's relative
     /// position bias) is differentiable.
     pub fn attention(q: &Var, k: &Var, v: &Var, bias: Option<&Var>, masks: &AttentionMasks) -> Result<Var> {
-        let out = Tensor::attention(q.value(), k.value(), v.value(), bias.map(|b| b.value()), masks)?;
+        let bv = bias.map(|b| b.value());
+        let out = Tensor::attention(&q.value(), &k.value(), &v.value(), bv.as_deref(), masks)?;
+        drop(bv);
         let mut inputs = vec![q, k, v];
         inputs.extend(bias);
         Ok(Var::from_op(out, Op::Attention { masks: masks.clone() }, &inputs))

@@ -1,0 +1,26 @@
+//! Neural-network building blocks on `autograd::Var`, with parameters registered in a
+//! `ParamStore` under Hugging Face names (`<prefix>.weight`, `<prefix>.bias`).
+
+pub mod embedding;
+pub mod init;
+pub mod linear;
+pub mod norm;
+
+pub use embedding::Embedding;
+pub use init::Init;
+pub use linear::Linear;
+pub use norm::{LayerNorm, RmsNorm};
+
+use crate::tensor::Rng;
+
+/// Dropout randomness for a forward pass: `Some(rng)` in training, `None` in evaluation.
+pub type Train<'a> = Option<&'a mut Rng>;
+
+/// Join a module prefix and a parameter name with a dot (an empty prefix adds none).
+pub fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
