@@ -177,6 +177,8 @@ def bert_inputs(gen, vocab):
     ids[:, 0] = 2  # a [CLS]-like id
     mask = padded_mask()
     ids[1, SEQ - PAD_TAIL :] = 0  # pad id
+    # A pad id at an attended position: nn.Embedding(padding_idx=0) gives it no embedding gradient.
+    ids[0, 3] = 0
     tt = torch.zeros(BATCH, SEQ, dtype=torch.long)
     tt[0, 4:] = 1
     tt[1, 3 : SEQ - PAD_TAIL] = 1
@@ -620,6 +622,7 @@ def case_bart(out):
     ids[0, SEQ - 1] = 2  # </s>
     ids[1, SEQ - PAD_TAIL - 1] = 2
     ids[1, SEQ - PAD_TAIL :] = 1  # <pad>
+    ids[0, 3] = 1  # a pad id at an attended position: padding_idx=1 gives it no embedding gradient
     mask = padded_mask()
     labels = rand_ids(gen, 3, cfg.vocab_size, (BATCH, DEC_SEQ))
     labels[:, 0] = 0
