@@ -8,5 +8,6 @@
 pub mod backend;
 pub mod cli;
 pub mod error;
+pub mod models;
 
 pub use error::{Error, Result};
