@@ -9,6 +9,7 @@ pub mod autograd;
 pub mod backend;
 pub mod cli;
 pub mod error;
+pub mod models;
 pub mod nn;
 pub mod optim;
 pub mod tensor;
