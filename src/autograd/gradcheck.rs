@@ -50,7 +50,11 @@ fn probe(y: &Tensor, w: &[f32]) -> Result<f64> {
 
 impl GradCheck {
     /// Check ∂(Σ w ⊙ f(inputs))/∂input for every f32 input and element.
-    pub fn run(&self, inputs: &[Tensor], f: impl Fn(&[Var]) -> Result<Var>) -> Result<GradCheckReport> {
+    pub fn run(
+        &self,
+        inputs: &[Tensor],
+        f: impl Fn(&[Var]) -> Result<Var>,
+    ) -> Result<GradCheckReport> {
         let vars: Vec<Var> = inputs.iter().map(|t| Var::param(t.contiguous())).collect();
         let y = f(&vars)?;
         let mut rng = Rng::new(self.seed);
@@ -69,7 +73,10 @@ impl GradCheck {
                 let eval = |delta: f32| -> Result<f64> {
                     let mut v = base.clone();
                     v[j] += delta;
-                    let mut xs: Vec<Var> = vars.iter().map(|v| Var::constant(v.value().clone())).collect();
+                    let mut xs: Vec<Var> = vars
+                        .iter()
+                        .map(|v| Var::constant(v.value().clone()))
+                        .collect();
                     xs[i] = Var::constant(Tensor::from_vec(v, input.shape())?);
                     let y = no_grad(|| f(&xs))?;
                     let value = y.value().clone();

@@ -120,7 +120,9 @@ impl Var {
     /// is copied on write when shared.
     pub fn update_value<T>(&self, f: impl FnOnce(&mut Tensor) -> T) -> Result<T> {
         if !self.0.is_leaf {
-            return Err(Error::Autograd("update_value on a non-leaf variable".into()));
+            return Err(Error::Autograd(
+                "update_value on a non-leaf variable".into(),
+            ));
         }
         Ok(f(&mut self.0.value.borrow_mut()))
     }
@@ -189,7 +191,8 @@ impl Var {
                 Error::Autograd("graph already freed by an earlier backward".into())
             })?;
             let need: Vec<bool> = gf.inputs.iter().map(|v| v.0.requires_grad).collect();
-            let input_grads = backprop::backward(&gf.op, &gf.inputs, &node.value.borrow(), &g, &need)?;
+            let input_grads =
+                backprop::backward(&gf.op, &gf.inputs, &node.value.borrow(), &g, &need)?;
             drop(g);
             for ((input, ig), &needed) in gf.inputs.iter().zip(input_grads).zip(&need) {
                 let Some(ig) = ig else { continue };

@@ -40,7 +40,10 @@ pub fn spiral(n: usize, classes: usize, rng: &mut Rng) -> Result<(Tensor, Tensor
             ys.push(c as i64);
         }
     }
-    Ok((Tensor::from_vec(xs, &[n * classes, 2])?, Tensor::from_vec(ys, &[n * classes])?))
+    Ok((
+        Tensor::from_vec(xs, &[n * classes, 2])?,
+        Tensor::from_vec(ys, &[n * classes])?,
+    ))
 }
 
 /// Trains and returns (initial loss, final loss, final accuracy).
@@ -49,8 +52,24 @@ pub fn fit(args: &Args, mut log: impl FnMut(usize, f32, f32)) -> Result<(f32, f3
     let classes = 3;
     let (x, y) = spiral(args.points, classes, &mut rng)?;
     let mut store = ParamStore::new();
-    let l1 = Linear::new(&mut store, "fc1", 2, args.hidden, true, Init::Normal(1.0), &mut rng)?;
-    let l2 = Linear::new(&mut store, "fc2", args.hidden, classes, true, Init::Normal(0.1), &mut rng)?;
+    let l1 = Linear::new(
+        &mut store,
+        "fc1",
+        2,
+        args.hidden,
+        true,
+        Init::Normal(1.0),
+        &mut rng,
+    )?;
+    let l2 = Linear::new(
+        &mut store,
+        "fc2",
+        args.hidden,
+        classes,
+        true,
+        Init::Normal(0.1),
+        &mut rng,
+    )?;
     let sgd = Sgd::new(args.lr);
     let xv = Var::constant(x);
     let labels = y.to_vec::<i64>()?;
@@ -60,7 +79,12 @@ pub fn fit(args: &Args, mut log: impl FnMut(usize, f32, f32)) -> Result<(f32, f3
         let loss = logits.cross_entropy(&y, -100, 0.0)?;
         let lv = loss.value().scalar()?;
         let pred = logits.value().max_dims_with_arg(&[-1], false)?.1;
-        acc = pred.iter().zip(&labels).filter(|(p, &l)| **p as i64 == l).count() as f32 / labels.len() as f32;
+        acc = pred
+            .iter()
+            .zip(&labels)
+            .filter(|(p, &l)| **p as i64 == l)
+            .count() as f32
+            / labels.len() as f32;
         if step == 0 {
             first = lv;
         }
@@ -86,9 +110,15 @@ pub fn run(args: Args) -> Result<()> {
     let every = (args.steps / 10).max(1);
     let (first, last, acc) = fit(&args, |step, loss, acc| {
         if step % every == 0 {
-            println!("step {step:>5}  loss {loss:.4}  accuracy {:.1}%", acc * 100.0);
+            println!(
+                "step {step:>5}  loss {loss:.4}  accuracy {:.1}%",
+                acc * 100.0
+            );
         }
     })?;
-    println!("loss {first:.4} → {last:.4}, accuracy {:.1}% (chance 33.3%)", acc * 100.0);
+    println!(
+        "loss {first:.4} → {last:.4}, accuracy {:.1}% (chance 33.3%)",
+        acc * 100.0
+    );
     Ok(())
 }

@@ -9,3 +9,7 @@ pub mod config;
 
 pub use checkpoint::{Checkpoint, RawTensor};
 pub use config::{BartConfig, BertConfig, Gpt2Config, ModelConfig, T5Config, TokenIds};
+pub mod gpt2;
+pub mod weights;
+
+pub use gpt2::{Gpt2, Gpt2Head};

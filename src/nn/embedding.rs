@@ -8,16 +8,26 @@ use crate::tensor::{Rng, Tensor};
 #[derive(Clone, Debug)]
 pub struct Embedding {
     pub weight: Var,
+    /// Row that receives no gradient from lookups (torch's `padding_idx`).
+    pub padding_idx: Option<usize>,
 }
 
 impl Embedding {
-    pub fn new(store: &mut ParamStore, prefix: &str, num: usize, dim: usize, init: Init, rng: &mut Rng) -> Result<Embedding> {
+    pub fn new(
+        store: &mut ParamStore,
+        prefix: &str,
+        num: usize,
+        dim: usize,
+        init: Init,
+        rng: &mut Rng,
+    ) -> Result<Embedding> {
         Ok(Embedding {
             weight: store.add(join(prefix, "weight"), init.tensor(&[num, dim], rng))?,
+            padding_idx: None,
         })
     }
 
     pub fn forward(&self, ids: &Tensor) -> Result<Var> {
-        self.weight.embedding(ids)
+        self.weight.embedding_padded(ids, self.padding_idx)
     }
 }

@@ -23,9 +23,15 @@ impl Linear {
         init: Init,
         rng: &mut Rng,
     ) -> Result<Linear> {
-        let weight = store.add(join(prefix, "weight"), init.tensor(&[out_features, in_features], rng))?;
+        let weight = store.add(
+            join(prefix, "weight"),
+            init.tensor(&[out_features, in_features], rng),
+        )?;
         let bias = if bias {
-            Some(store.add(join(prefix, "bias"), Init::Zeros.tensor(&[out_features], rng))?)
+            Some(store.add(
+                join(prefix, "bias"),
+                Init::Zeros.tensor(&[out_features], rng),
+            )?)
         } else {
             None
         };
@@ -51,7 +57,11 @@ impl Linear {
         }
         // Fold the leading dims into one so the product is a single GEMM.
         let rows = shape[..shape.len() - 1].iter().product();
-        let x2 = if shape.len() == 2 { x.clone() } else { x.reshape(&[rows, in_f])? };
+        let x2 = if shape.len() == 2 {
+            x.clone()
+        } else {
+            x.reshape(&[rows, in_f])?
+        };
         let mut y = x2.matmul(&self.weight.transpose(0, 1)?)?;
         if let Some(b) = &self.bias {
             y = y.add(b)?;

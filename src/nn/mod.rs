@@ -1,6 +1,7 @@
 //! Neural-network building blocks on `autograd::Var`, with parameters registered in a
 //! `ParamStore` under Hugging Face names (`<prefix>.weight`, `<prefix>.bias`).
 
+pub mod attention;
 pub mod embedding;
 pub mod init;
 pub mod linear;
@@ -15,6 +16,18 @@ use crate::tensor::Rng;
 
 /// Dropout randomness for a forward pass: `Some(rng)` in training, `None` in evaluation.
 pub type Train<'a> = Option<&'a mut Rng>;
+
+/// Inverted dropout with probability p in training (`train` is `Some`), the identity otherwise.
+pub fn dropout(
+    x: &crate::autograd::Var,
+    p: f32,
+    train: &mut Train,
+) -> crate::error::Result<crate::autograd::Var> {
+    match train {
+        Some(rng) => x.dropout(p, true, rng),
+        None => Ok(x.clone()),
+    }
+}
 
 /// Join a module prefix and a parameter name with a dot (an empty prefix adds none).
 pub fn join(prefix: &str, name: &str) -> String {

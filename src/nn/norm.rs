@@ -14,7 +14,15 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     /// `<prefix>.weight` = 1 (when `affine`) and `<prefix>.bias` = 0 (when `bias`).
-    pub fn new(store: &mut ParamStore, prefix: &str, dim: usize, affine: bool, bias: bool, eps: f32, rng: &mut Rng) -> Result<LayerNorm> {
+    pub fn new(
+        store: &mut ParamStore,
+        prefix: &str,
+        dim: usize,
+        affine: bool,
+        bias: bool,
+        eps: f32,
+        rng: &mut Rng,
+    ) -> Result<LayerNorm> {
         let weight = if affine {
             Some(store.add(join(prefix, "weight"), Init::Ones.tensor(&[dim], rng))?)
         } else {
@@ -40,7 +48,13 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
-    pub fn new(store: &mut ParamStore, prefix: &str, dim: usize, eps: f32, rng: &mut Rng) -> Result<RmsNorm> {
+    pub fn new(
+        store: &mut ParamStore,
+        prefix: &str,
+        dim: usize,
+        eps: f32,
+        rng: &mut Rng,
+    ) -> Result<RmsNorm> {
         Ok(RmsNorm {
             weight: store.add(join(prefix, "weight"), Init::Ones.tensor(&[dim], rng))?,
             eps,

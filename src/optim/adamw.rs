@@ -46,7 +46,12 @@ pub struct AdamW {
 
 impl AdamW {
     pub fn new(config: AdamWConfig, params: &ParamStore) -> Self {
-        let zeros = || params.iter().map(|(_, p)| vec![0.0; p.value().numel()]).collect();
+        let zeros = || {
+            params
+                .iter()
+                .map(|(_, p)| vec![0.0; p.value().numel()])
+                .collect()
+        };
         AdamW {
             config,
             step: 0,
@@ -75,7 +80,9 @@ impl AdamW {
             let g = g.to_vec_f32()?;
             let (m, v) = (&mut self.m[i], &mut self.v[i]);
             if m.len() != g.len() {
-                return Err(Error::msg(format!("AdamW: parameter `{name}` changed size")));
+                return Err(Error::msg(format!(
+                    "AdamW: parameter `{name}` changed size"
+                )));
             }
             let decay = c.weight_decay != 0.0 && (c.decay_all || p.value().rank() >= 2);
             p.update_value(|t| -> Result<()> {

@@ -9,7 +9,11 @@ pub fn clip_grad_norm(params: &ParamStore, max_norm: f32) -> Result<f32> {
     let mut sq = 0.0f64;
     for (_, p) in params.iter() {
         if let Some(g) = p.grad() {
-            sq += g.to_vec_f32()?.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
+            sq += g
+                .to_vec_f32()?
+                .iter()
+                .map(|&x| (x as f64) * (x as f64))
+                .sum::<f64>();
         }
     }
     let total = sq.sqrt() as f32;

@@ -19,7 +19,10 @@ impl Sgd {
             let Some(g) = p.grad() else { continue };
             let g = g.to_vec_f32()?;
             p.update_value(|t| -> Result<()> {
-                t.f32s_mut()?.iter_mut().zip(&g).for_each(|(w, g)| *w -= self.lr * g);
+                t.f32s_mut()?
+                    .iter_mut()
+                    .zip(&g)
+                    .for_each(|(w, g)| *w -= self.lr * g);
                 Ok(())
             })??;
         }

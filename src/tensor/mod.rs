@@ -154,7 +154,8 @@ impl Tensor {
     /// Mutable access to the f32 elements, for in-place updates (optimizer steps). A view or
     /// a storage shared with other tensors is first copied, so no other tensor changes.
     pub fn f32s_mut(&mut self) -> Result<&mut [f32]> {
-        if !(self.is_contiguous() && self.layout.offset == 0 && self.storage.len() == self.numel()) {
+        if !(self.is_contiguous() && self.layout.offset == 0 && self.storage.len() == self.numel())
+        {
             *self = self.contiguous();
         }
         let dt = self.dtype();
@@ -239,8 +240,12 @@ impl Tensor {
                 let f = self.to_vec_f32()?;
                 match dt {
                     DType::F32 => CpuStorage::F32(f),
-                    DType::BF16 => CpuStorage::BF16(f.iter().map(|&x| half::bf16::from_f32(x)).collect()),
-                    DType::F16 => CpuStorage::F16(f.iter().map(|&x| half::f16::from_f32(x)).collect()),
+                    DType::BF16 => {
+                        CpuStorage::BF16(f.iter().map(|&x| half::bf16::from_f32(x)).collect())
+                    }
+                    DType::F16 => {
+                        CpuStorage::F16(f.iter().map(|&x| half::f16::from_f32(x)).collect())
+                    }
                     DType::I64 => CpuStorage::I64(f.iter().map(|&x| x as i64).collect()),
                     DType::U32 => CpuStorage::U32(f.iter().map(|&x| x as u32).collect()),
                 }

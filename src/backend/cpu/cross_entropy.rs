@@ -26,7 +26,9 @@ pub fn cross_entropy_rows(
         .enumerate()
         .find(|(_, &t)| t != ignore_index && (t < 0 || t as usize >= cols))
     {
-        return Err(format!("target {t} at row {r} is outside 0..{cols} (and not ignore_index {ignore_index})"));
+        return Err(format!(
+            "target {t} at row {r} is outside 0..{cols} (and not ignore_index {ignore_index})"
+        ));
     }
     row_loss
         .par_iter_mut()

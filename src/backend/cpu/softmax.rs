@@ -8,16 +8,18 @@ pub fn softmax_rows(x: &[f32], y: &mut [f32], cols: usize) {
     if cols == 0 {
         return;
     }
-    y.par_chunks_mut(cols).zip(x.par_chunks(cols)).for_each(|(y, x)| {
-        let m = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let mut s = 0.0f32;
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = (x - m).exp();
-            s += *y;
-        }
-        let inv = 1.0 / s;
-        y.iter_mut().for_each(|y| *y *= inv);
-    });
+    y.par_chunks_mut(cols)
+        .zip(x.par_chunks(cols))
+        .for_each(|(y, x)| {
+            let m = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let mut s = 0.0f32;
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = (x - m).exp();
+                s += *y;
+            }
+            let inv = 1.0 / s;
+            y.iter_mut().for_each(|y| *y *= inv);
+        });
 }
 
 /// y = x − max − ln Σ exp(x − max), per row.
@@ -25,12 +27,14 @@ pub fn log_softmax_rows(x: &[f32], y: &mut [f32], cols: usize) {
     if cols == 0 {
         return;
     }
-    y.par_chunks_mut(cols).zip(x.par_chunks(cols)).for_each(|(y, x)| {
-        let lse = logsumexp(x);
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = x - lse;
-        }
-    });
+    y.par_chunks_mut(cols)
+        .zip(x.par_chunks(cols))
+        .for_each(|(y, x)| {
+            let lse = logsumexp(x);
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = x - lse;
+            }
+        });
 }
 
 /// ln Σ exp(x) of one row, stable.
