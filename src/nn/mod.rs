@@ -5,11 +5,13 @@ pub mod attention;
 pub mod embedding;
 pub mod init;
 pub mod linear;
+pub mod mha;
 pub mod norm;
 
 pub use embedding::Embedding;
 pub use init::Init;
 pub use linear::Linear;
+pub use mha::{KvMode, MhaNames, MultiHeadAttention};
 pub use norm::{LayerNorm, RmsNorm};
 
 use crate::tensor::Rng;

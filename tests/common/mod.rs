@@ -76,6 +76,8 @@ pub fn assert_close(what: &str, got: &Tensor, want: &RawTensor, atol: f32) {
 }
 
 /// Every parameter's gradient within `rel` of the largest gradient magnitude of that tensor.
+/// An absolute floor of 1e-7 covers tensors whose exact gradient is zero, where both frameworks
+/// see only rounding noise (~1e-8): attention key biases, which softmax's shift invariance cancels.
 pub fn assert_grads(store: &ParamStore, fx: &Fixture, rel: f32, transposed: &dyn Fn(&str) -> bool) {
     let mut checked = 0;
     for (name, var) in store.iter() {
@@ -95,7 +97,7 @@ pub fn assert_grads(store: &ParamStore, fx: &Fixture, rel: f32, transposed: &dyn
             .max(1e-30);
         let d = max_abs_diff(name, &got, &want);
         assert!(
-            d <= rel * scale,
+            d <= rel * scale + 1e-7,
             "grad.{name}: max |Δ| = {d:e} > {rel} × {scale:e}"
         );
         checked += 1;
