@@ -8,11 +8,7 @@ use crate::error::Result;
 pub mod prepare;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "pretext",
-    version,
-    about = "Tensor and autograd engine with transformer pre-training objectives"
-)]
+#[command(name = "pretext", version, about = "Tensor and autograd engine with transformer pre-training objectives")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
