@@ -131,12 +131,13 @@ impl Input {
     }
 }
 
-/// A piece of text and where it belongs.
+/// A piece of text and where it belongs. Pieces of several small documents are
+/// packed together up to [`PIECE_BYTES`]; `doc_starts` says where each one begins.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Piece {
     pub text: String,
-    /// The piece starts a document.
-    pub doc_start: bool,
+    /// Byte offsets in `text` where a document starts (increasing).
+    pub doc_starts: Vec<usize>,
     /// The piece belongs to the validation split.
     pub val: bool,
 }
@@ -190,8 +191,9 @@ pub struct Pieces {
     /// Bytes consumed so far (all sources).
     consumed: u64,
     pending: VecDeque<Piece>,
+    /// Text not yet emitted, and the offsets in it where documents start.
     buf: Vec<u8>,
-    buf_doc_start: bool,
+    buf_docs: Vec<usize>,
     seen_blank: bool,
     in_val: bool,
     jsonl_line: u64,
@@ -207,9 +209,7 @@ impl Pieces {
     /// Start reading `input`. `val_fraction` in [0, 1); `seed` drives the document split.
     pub fn new(input: &Input, val_fraction: f64, seed: u64) -> Result<Pieces> {
         if !(0.0..1.0).contains(&val_fraction) {
-            return Err(Error::msg(format!(
-                "val fraction {val_fraction} is not in [0, 1)"
-            )));
+            return Err(Error::msg(format!("val fraction {val_fraction} is not in [0, 1)")));
         }
         let mut sources: VecDeque<(String, Box<OpenFnOnce>)> = VecDeque::new();
         let mut split = Split::Document {
@@ -256,8 +256,8 @@ impl Pieces {
             split,
             consumed: 0,
             pending: VecDeque::new(),
-            buf: Vec::new(),
-            buf_doc_start: true,
+            buf: Vec::with_capacity(PIECE_BYTES + (64 << 10)),
+            buf_docs: Vec::new(),
             seen_blank: false,
             in_val: false,
             jsonl_line: 0,
@@ -283,9 +283,11 @@ impl Pieces {
                     r: BufReader::with_capacity(1 << 20, open()?),
                     name,
                 });
-                self.buf_doc_start = true;
                 self.seen_blank = false;
                 self.jsonl_line = 0;
+                if self.jsonl_field.is_none() {
+                    self.doc_start_at(self.buf.len())?;
+                }
             }
             if self.jsonl_field.is_some() {
                 self.step_jsonl()?;
@@ -296,96 +298,104 @@ impl Pieces {
     }
 
     fn name(&self) -> String {
-        self.cur
-            .as_ref()
-            .map(|c| c.name.clone())
-            .unwrap_or_default()
+        self.cur.as_ref().map(|c| c.name.clone()).unwrap_or_default()
     }
 
-    /// Decide the split of a document starting now.
-    fn start_doc(&mut self) -> bool {
+    /// A document starts at byte `pos` of `buf`: draw its split and, when that differs
+    /// from the split of the text before it, emit that text first.
+    fn doc_start_at(&mut self, mut pos: usize) -> Result<()> {
         if let Split::Document { frac, rng } = &mut self.split {
-            self.in_val = rng.next_f64() < *frac;
+            let val = rng.next_f64() < *frac;
+            if val != self.in_val {
+                // The text before `pos` leaves as a piece; the document now starts at 0.
+                self.emit_upto(pos)?;
+                pos = 0;
+                self.in_val = val;
+            }
         }
-        self.in_val
+        if self.buf_docs.last() != Some(&pos) {
+            self.buf_docs.push(pos);
+        }
+        Ok(())
     }
 
-    /// Move `buf` out as a piece (keeping an incomplete trailing UTF-8 sequence).
-    fn emit(&mut self, at_end: bool) -> Result<()> {
-        if self.buf.is_empty() {
+    /// Move `buf[..k]` out as a piece; `k` must be a character boundary.
+    fn emit_upto(&mut self, k: usize) -> Result<()> {
+        if k == 0 {
             return Ok(());
         }
-        let valid = match std::str::from_utf8(&self.buf) {
-            Ok(_) => self.buf.len(),
-            Err(e) if e.error_len().is_none() && !at_end => e.valid_up_to(),
-            Err(e) => {
-                return Err(Error::msg(format!(
-                    "{}: not UTF-8 near byte {}",
-                    self.name(),
-                    self.consumed - (self.buf.len() - e.valid_up_to()) as u64
-                )))
-            }
-        };
-        let tail = self.buf.split_off(valid);
-        let bytes = std::mem::replace(&mut self.buf, tail);
-        let text = String::from_utf8(bytes).expect("validated above");
-        if self.buf_doc_start {
-            self.start_doc();
+        if let Err(e) = std::str::from_utf8(&self.buf[..k]) {
+            let at = self.consumed - (self.buf.len() - e.valid_up_to()) as u64;
+            return Err(Error::msg(format!("{}: not UTF-8 near byte {at}", self.name())));
         }
+        let text = String::from_utf8(self.buf[..k].to_vec()).expect("validated above");
+        self.buf.drain(..k);
+        let split = self.buf_docs.partition_point(|&d| d < k);
+        let mut later = self.buf_docs.split_off(split);
+        for d in &mut later {
+            *d -= k;
+        }
+        let doc_starts = std::mem::replace(&mut self.buf_docs, later);
         self.pending.push_back(Piece {
             text,
-            doc_start: self.buf_doc_start,
+            doc_starts,
             val: self.in_val,
         });
-        self.buf_doc_start = false;
+        Ok(())
+    }
+
+    /// Emit full pieces while `buf` holds at least [`PIECE_BYTES`], cutting at a line
+    /// end in the second half of the piece when there is one, else at a character
+    /// boundary.
+    fn emit_full(&mut self) -> Result<()> {
+        while self.buf.len() >= PIECE_BYTES {
+            let mut cut = PIECE_BYTES;
+            if let Some(nl) = self.buf[PIECE_BYTES / 2..PIECE_BYTES].iter().rposition(|&b| b == b'\n') {
+                cut = PIECE_BYTES / 2 + nl + 1;
+            }
+            while cut > 0 && cut < self.buf.len() && (self.buf[cut] & 0xC0) == 0x80 {
+                cut -= 1;
+            }
+            if cut == 0 {
+                cut = PIECE_BYTES;
+            }
+            self.emit_upto(cut)?;
+        }
         Ok(())
     }
 
     fn step_text(&mut self) -> Result<()> {
-        let mut line = Vec::new();
-        let cap = PIECE_BYTES.saturating_sub(self.buf.len()).max(1);
+        let start = self.buf.len();
         let cur = self.cur.as_mut().expect("source open");
-        let (n, complete) = cur.read_line(&mut line, cap)?;
+        let (n, complete) = cur.read_line(&mut self.buf, PIECE_BYTES)?;
         if n == 0 {
-            self.emit(true)?;
+            self.emit_upto(self.buf.len())?;
             self.cur = None;
             return Ok(());
         }
-        let start = self.consumed;
+        let off = self.consumed;
         self.consumed += n as u64;
         if !self.docs_per_source {
-            let blank = complete && line.iter().all(|b| b.is_ascii_whitespace());
+            let blank = complete && self.buf[start..].iter().all(|b| b.is_ascii_whitespace());
             if !blank && self.seen_blank {
-                self.emit(false)?;
-                self.buf_doc_start = true;
+                self.doc_start_at(start)?;
             }
             self.seen_blank = blank;
         }
         if let Split::Position { at } = self.split {
-            if !self.in_val && start + n as u64 > at {
+            if !self.in_val && off + n as u64 > at {
                 // Cut at byte `at`, moved forward past UTF-8 continuation bytes.
-                let mut k = (at.saturating_sub(start)) as usize;
-                while k < line.len() && (line[k] & 0xC0) == 0x80 {
+                let start = self.buf.len() - n;
+                let mut k = start + at.saturating_sub(off) as usize;
+                while k < self.buf.len() && (self.buf[k] & 0xC0) == 0x80 {
                     k += 1;
                 }
-                self.buf.extend_from_slice(&line[..k]);
-                self.emit(false)?;
-                if !self.buf.is_empty() {
-                    return Err(Error::msg(format!(
-                        "{}: not UTF-8 near byte {at}",
-                        self.name()
-                    )));
-                }
+                self.emit_upto(k)?;
                 self.in_val = true;
-                self.buf_doc_start = true;
-                line.drain(..k);
+                self.doc_start_at(0)?;
             }
         }
-        self.buf.extend_from_slice(&line);
-        if self.buf.len() >= PIECE_BYTES {
-            self.emit(false)?;
-        }
-        Ok(())
+        self.emit_full()
     }
 
     fn step_jsonl(&mut self) -> Result<()> {
@@ -393,6 +403,7 @@ impl Pieces {
         let cur = self.cur.as_mut().expect("source open");
         let (n, complete) = cur.read_line(&mut line, MAX_JSONL_LINE)?;
         if n == 0 {
+            self.emit_upto(self.buf.len())?;
             self.cur = None;
             return Ok(());
         }
@@ -411,36 +422,12 @@ impl Pieces {
         let field = self.jsonl_field.clone().expect("jsonl mode");
         let v: serde_json::Value = serde_json::from_slice(&line)
             .map_err(|e| Error::msg(format!("{}: line {lineno}: not JSON: {e}", self.name())))?;
-        let text = v.get(&field).and_then(|t| t.as_str()).ok_or_else(|| {
-            Error::msg(format!(
-                "{}: line {lineno}: no string field `{field}`",
-                self.name()
-            ))
-        })?;
-        let in_val = self.start_doc();
-        let mut rest = text;
-        let mut first = true;
-        while first || !rest.is_empty() {
-            let mut cut = rest.len();
-            if cut > PIECE_BYTES {
-                cut = PIECE_BYTES;
-                while !rest.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                if let Some(nl) = rest[..cut].rfind('\n') {
-                    if nl > cut / 2 {
-                        cut = nl + 1;
-                    }
-                }
-            }
-            self.pending.push_back(Piece {
-                text: rest[..cut].to_string(),
-                doc_start: first,
-                val: in_val,
-            });
-            rest = &rest[cut..];
-            first = false;
-        }
-        Ok(())
+        let text = v
+            .get(&field)
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| Error::msg(format!("{}: line {lineno}: no string field `{field}`", self.name())))?;
+        self.doc_start_at(self.buf.len())?;
+        self.buf.extend_from_slice(text.as_bytes());
+        self.emit_full()
     }
 }

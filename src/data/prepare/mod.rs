@@ -348,13 +348,13 @@ fn prepare_into(
             || {
                 batch
                     .par_iter()
-                    .map(|p| encode_piece(&tok, &p.text))
+                    .map(|p| encode_piece(&tok, p))
                     .collect::<Result<Vec<Encoded>>>()
             },
             || read_batch(&mut pieces),
         );
         for (p, e) in batch.iter().zip(encoded?) {
-            writers[p.val as usize].write(p.doc_start, &e)?;
+            writers[p.val as usize].write(&e)?;
         }
         pb.set_position(pieces.consumed());
         batch = next?;

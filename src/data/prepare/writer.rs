@@ -110,23 +110,49 @@ impl SplitWriter {
         Ok(())
     }
 
-    /// Write an encoded piece; `doc_start` says it begins a document.
-    pub fn write(&mut self, doc_start: bool, enc: &Encoded) -> Result<()> {
-        if doc_start {
-            if let (Some(eos), true) = (self.eos, self.any_doc) {
-                self.push(&[eos], &[])?;
-            }
-            self.any_doc = true;
-            let fits = self
-                .cur
-                .as_ref()
-                .is_none_or(|w| w.is_empty() || w.len() + enc.ids.len() as u64 <= self.cap);
-            if !fits {
-                self.roll()?;
-            }
-            self.pending_doc = true;
+    /// A document of (at least, in this piece) `len` tokens starts.
+    fn start_doc(&mut self, len: usize) -> Result<()> {
+        if let (Some(eos), true) = (self.eos, self.any_doc) {
+            self.push(&[eos], &[])?;
         }
-        self.push(&enc.ids, &enc.sentence_starts)
+        self.any_doc = true;
+        let fits = self
+            .cur
+            .as_ref()
+            .is_none_or(|w| w.is_empty() || w.len() + len as u64 <= self.cap);
+        if !fits {
+            self.roll()?;
+        }
+        self.pending_doc = true;
+        Ok(())
+    }
+
+    /// Write an encoded piece.
+    pub fn write(&mut self, enc: &Encoded) -> Result<()> {
+        let n = enc.ids.len();
+        let mut bounds: Vec<usize> = Vec::with_capacity(enc.doc_starts.len() + 2);
+        bounds.push(0);
+        bounds.extend(enc.doc_starts.iter().map(|&d| d as usize));
+        bounds.push(n);
+        bounds.dedup();
+        let mut si = 0;
+        let mut sents: Vec<u32> = Vec::new();
+        for w in bounds.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            if enc.doc_starts.binary_search(&(a as u32)).is_ok() {
+                self.start_doc(b - a)?;
+            }
+            sents.clear();
+            while si < enc.sentence_starts.len() && (enc.sentence_starts[si] as usize) < b {
+                let s = enc.sentence_starts[si] as usize;
+                if s > a {
+                    sents.push((s - a) as u32);
+                }
+                si += 1;
+            }
+            self.push(&enc.ids[a..b], &sents)?;
+        }
+        Ok(())
     }
 
     /// Close the last shard and return the split's summary.

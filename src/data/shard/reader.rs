@@ -14,8 +14,12 @@ use super::format::{llmc, Header, HEADER_BYTES};
 use crate::data::hash::TokenChecksum;
 use crate::error::{Error, Result};
 
-/// Bytes read from a mapping after which its pages are released.
-pub const RELEASE_BYTES: u64 = 32 << 20;
+/// Bytes of mapping a read may bring into the process: the kernel maps up to 64 KiB
+/// around a faulting page when it is in the page cache ("fault-around").
+const FAULT_AROUND: u64 = 64 << 10;
+/// Bytes mapped in (counted with [`FAULT_AROUND`] per read) after which the mapping's
+/// pages are released.
+pub const RELEASE_BYTES: u64 = 48 << 20;
 
 /// How to interpret a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -356,7 +360,7 @@ impl Shard {
         while pos < self.len {
             let n = (self.len - pos).min(buf.len() as u64) as usize;
             self.read(pos, &mut buf[..n])?;
-            sum.update(buf[..n].iter().copied());
+            sum.update(&buf[..n]);
             pos += n as u64;
         }
         if let Some(h) = &self.header {
@@ -441,7 +445,7 @@ impl Shard {
         }
         let t = self
             .touched
-            .fetch_add(bytes.len() as u64 + 4096, Ordering::Relaxed);
+            .fetch_add(bytes.len() as u64 + FAULT_AROUND, Ordering::Relaxed);
         if t > RELEASE_BYTES {
             self.touched.store(0, Ordering::Relaxed);
             self.release();

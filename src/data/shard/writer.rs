@@ -99,24 +99,28 @@ impl ShardWriter {
             )));
         }
         let v = self.header.vocab_size;
-        if let Some(&bad) = ids.iter().find(|&&t| t >= v) {
+        let max = ids.iter().copied().fold(0, u32::max);
+        if !ids.is_empty() && max >= v {
             return Err(Error::msg(format!(
-                "{}: token id {bad} is outside the vocabulary of size {v}",
+                "{}: token id {max} is outside the vocabulary of size {v}",
                 self.path.display()
             )));
         }
-        self.scratch.clear();
-        if self.header.token_width == 2 {
-            self.scratch
-                .extend(ids.iter().flat_map(|&t| (t as u16).to_le_bytes()));
+        let w = self.header.token_width as usize;
+        self.scratch.resize(ids.len() * w, 0);
+        if w == 2 {
+            for (c, &t) in self.scratch.chunks_exact_mut(2).zip(ids) {
+                c.copy_from_slice(&(t as u16).to_le_bytes());
+            }
         } else {
-            self.scratch
-                .extend(ids.iter().flat_map(|&t| t.to_le_bytes()));
+            for (c, &t) in self.scratch.chunks_exact_mut(4).zip(ids) {
+                c.copy_from_slice(&t.to_le_bytes());
+            }
         }
         self.tokens
             .write_all(&self.scratch)
             .map_err(|e| Error::io(&self.tmp, e))?;
-        self.checksum.update(ids.iter().copied());
+        self.checksum.update(ids);
         self.header.token_count += ids.len() as u64;
         Ok(())
     }
