@@ -8,11 +8,10 @@ mod gemm_util;
 use gemm_util::*;
 use half::bf16;
 use pretext::backend::cpu::gemm::{
-    bgemm_batched_isa, sgemm_batched_bf16_isa, sgemm_batched_reference, Bf16Path,
+    bgemm_batched, bgemm_batched_path, sgemm_batched_bf16_path, sgemm_batched_reference,
+    Bf16Path, GemmLayout,
 };
 use pretext::backend::cpu::isa::{self, Isa};
-
-const LEVELS: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Scalar];
 
 fn round(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| bf16::from_f32(x).to_f32()).collect()
@@ -43,28 +42,43 @@ fn check(s: Shape, batch: usize, share_b: bool, beta: f32) {
         a.iter().map(|&x| bf16::from_f32(x)).collect(),
         b.iter().map(|&x| bf16::from_f32(x)).collect(),
     );
-    for level in LEVELS {
-        let path = Bf16Path::at(level.min(isa::detected())).name();
+    for p in Bf16Path::available() {
+        let path = p.name();
         let mut got = c0.clone();
-        bgemm_batched_isa(level, &l, &a16, &ao, &b16, &bo, beta, &mut got, &co).unwrap();
+        bgemm_batched_path(p, &l, &a16, &ao, &b16, &bo, beta, &mut got, &co).unwrap();
         let what = format!("bgemm {path} {s:?} batch {batch} beta {beta}");
         assert_close(&what, &got, &want, &absr, s.k, &pos);
         // f32 operands rounded while packing give the same result.
         let mut got = c0.clone();
-        sgemm_batched_bf16_isa(level, &l, &a, &ao, &b, &bo, beta, &mut got, &co).unwrap();
+        sgemm_batched_bf16_path(p, &l, &a, &ao, &b, &bo, beta, &mut got, &co).unwrap();
         let what = format!("sgemm_bf16 {path} {s:?} batch {batch} beta {beta}");
         assert_close(&what, &got, &want, &absr, s.k, &pos);
     }
 }
 
 #[test]
-fn reports_which_path_runs() {
+fn path_selection() {
     let p = Bf16Path::at(Isa::Avx512.min(isa::detected()));
     println!("bf16 path at the best level: {}", p.name());
-    if isa::has_avx512_bf16() {
-        assert_eq!(p, Bf16Path::Avx512Bf16);
-    }
     assert_eq!(Bf16Path::at(Isa::Avx2), Bf16Path::F32(Isa::Avx2));
+    assert_eq!(Bf16Path::at(Isa::Scalar), Bf16Path::F32(Isa::Scalar));
+    let avail = Bf16Path::available();
+    assert!(avail.contains(&Bf16Path::F32(Isa::Scalar)));
+    assert_eq!(avail.contains(&Bf16Path::Avx512Bf16), isa::has_avx512_bf16());
+    if !isa::has_avx512_bf16() {
+        let l = GemmLayout::row_major(1, 1, 1);
+        let one = [bf16::ONE];
+        let mut c = [0.0f32];
+        let e = bgemm_batched_path(Bf16Path::Avx512Bf16, &l, &one, &[0], &one, &[0], 0.0, &mut c, &[0]);
+        assert!(e.unwrap_err().to_string().contains("avx512_bf16"));
+    }
+    // The default entry point runs whichever path was chosen.
+    let l = GemmLayout::row_major(2, 2, 3);
+    let a: Vec<bf16> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0].iter().map(|&x| bf16::from_f32(x)).collect();
+    let mut c = [0.0f32; 4];
+    bgemm_batched(&l, &a, &[0], &a, &[0], 0.0, &mut c, &[0]).unwrap();
+    // [[1,2,3],[4,5,6]] · [[1,2],[3,4],[5,6]] = [[22,28],[49,64]]
+    assert_eq!(c, [22.0, 28.0, 49.0, 64.0]);
 }
 
 #[test]

@@ -83,15 +83,38 @@ unsafe fn kernel(
             }
         }
     } else {
-        let mut tile = [0.0f32; MR * NR];
-        for (i, row) in acc.iter().enumerate() {
-            // SAFETY: `tile` has NR floats per row.
-            unsafe {
-                _mm256_storeu_ps(tile.as_mut_ptr().add(i * NR), row[0]);
-                _mm256_storeu_ps(tile.as_mut_ptr().add(i * NR + 8), row[1]);
-            }
-        }
+        let spill = acc;
         // SAFETY: forwarded C contract.
-        unsafe { store_tile_generic(&tile, NR, c, rs, cs, mr, nr, accumulate) };
+        unsafe { store_edge(&spill, c, rs, cs, mr, nr, accumulate) };
     }
+}
+
+/// Edge tiles and non-unit column strides: spill the tile and store element by element
+/// (out of line so the common path does not reserve the spill buffer).
+///
+/// # Safety
+/// Same C requirements as `MicroKernel::run`; the CPU must support AVX.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn store_edge(
+    acc: &[[__m256; 2]; MR],
+    c: *mut f32,
+    rs: isize,
+    cs: isize,
+    mr: usize,
+    nr: usize,
+    accumulate: bool,
+) {
+    let mut tile = [0.0f32; MR * NR];
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: `tile` has NR floats per row.
+        unsafe {
+            _mm256_storeu_ps(tile.as_mut_ptr().add(i * NR), row[0]);
+            _mm256_storeu_ps(tile.as_mut_ptr().add(i * NR + 8), row[1]);
+        }
+    }
+    // SAFETY: forwarded C contract.
+    unsafe { store_tile_generic(&tile, NR, c, rs, cs, mr, nr, accumulate) };
 }

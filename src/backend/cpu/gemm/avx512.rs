@@ -70,7 +70,7 @@ unsafe fn kernel(
         }
     }
     // SAFETY: forwarded C contract.
-    unsafe { store_acc(&acc, c, rs, cs, mr, nr, accumulate) };
+    unsafe { store_acc(acc, c, rs, cs, mr, nr, accumulate) };
 }
 
 /// Writes 12 × 32 accumulators to C (shared with the bf16 kernel).
@@ -78,9 +78,10 @@ unsafe fn kernel(
 /// # Safety
 /// Same C requirements as `MicroKernel::run`; the CPU must support AVX-512F.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn store_acc(
-    acc: &[[__m512; 2]; MR],
+    acc: [[__m512; 2]; MR],
     c: *mut f32,
     rs: isize,
     cs: isize,
@@ -106,15 +107,38 @@ pub(super) unsafe fn store_acc(
             }
         }
     } else {
-        let mut tile = [0.0f32; MR * NR];
-        for (i, row) in acc.iter().enumerate() {
-            // SAFETY: `tile` has NR floats per row.
-            unsafe {
-                _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR), row[0]);
-                _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR + 16), row[1]);
-            }
-        }
+        let spill = acc;
         // SAFETY: forwarded C contract.
-        unsafe { store_tile_generic(&tile, NR, c, rs, cs, mr, nr, accumulate) };
+        unsafe { store_strided(&spill, c, rs, cs, mr, nr, accumulate) };
     }
+}
+
+/// Non-unit column stride: spill the tile and store element by element (kept out of line
+/// so the common path does not reserve the spill buffer).
+///
+/// # Safety
+/// Same as `store_acc`.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+unsafe fn store_strided(
+    acc: &[[__m512; 2]; MR],
+    c: *mut f32,
+    rs: isize,
+    cs: isize,
+    mr: usize,
+    nr: usize,
+    accumulate: bool,
+) {
+    let mut tile = [0.0f32; MR * NR];
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: `tile` has NR floats per row.
+        unsafe {
+            _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR), row[0]);
+            _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR + 16), row[1]);
+        }
+    }
+    // SAFETY: forwarded C contract.
+    unsafe { store_tile_generic(&tile, NR, c, rs, cs, mr, nr, accumulate) };
 }

@@ -76,5 +76,5 @@ unsafe fn kernel(
         }
     }
     // SAFETY: forwarded C contract.
-    unsafe { store_acc(&acc, c, rs, cs, mr, nr, accumulate) };
+    unsafe { store_acc(acc, c, rs, cs, mr, nr, accumulate) };
 }

@@ -168,21 +168,73 @@ pub enum Bf16Path {
 }
 
 impl Bf16Path {
-    /// The path used at `level` on this CPU.
+    /// The path used at `level` on this CPU: `vdpbf16ps` when the CPU has it and it
+    /// out-runs the f32 FMA kernel on widened values (measured once; on CPUs where
+    /// `vdpbf16ps` issues at half the FMA rate the f32 kernel is twice as fast, with the
+    /// same exact products). `PRETEXT_BF16=dot|f32` overrides the measurement.
     pub fn at(level: Isa) -> Bf16Path {
-        if level == Isa::Avx512 && isa::has_avx512_bf16() {
+        if level == Isa::Avx512 && isa::has_avx512_bf16() && dot_beats_fma() {
             Bf16Path::Avx512Bf16
         } else {
             Bf16Path::F32(level)
         }
     }
 
+    /// Every path this CPU can run, best first.
+    pub fn available() -> Vec<Bf16Path> {
+        let mut v = Vec::new();
+        if isa::has_avx512_bf16() {
+            v.push(Bf16Path::Avx512Bf16);
+        }
+        for l in [Isa::Avx512, Isa::Avx2, Isa::Scalar] {
+            if l <= isa::detected() {
+                v.push(Bf16Path::F32(l));
+            }
+        }
+        v
+    }
+
     pub fn name(self) -> String {
         match self {
             Bf16Path::Avx512Bf16 => "avx512_bf16".to_string(),
-            Bf16Path::F32(l) => format!("{}(f32 on bf16-rounded inputs)", l.name()),
+            Bf16Path::F32(l) => format!("{}-f32-on-bf16", l.name()),
         }
     }
+
+    /// Clamps an f32 level to the CPU; errors for `vdpbf16ps` on a CPU without it.
+    fn checked(self) -> Result<Bf16Path> {
+        match self {
+            Bf16Path::Avx512Bf16 if !isa::has_avx512_bf16() => Err(Error::msg(
+                "bgemm: the avx512_bf16 path was requested but this CPU lacks AVX-512 BF16",
+            )),
+            Bf16Path::Avx512Bf16 => Ok(self),
+            Bf16Path::F32(l) => Ok(Bf16Path::F32(l.min(isa::detected()))),
+        }
+    }
+}
+
+/// Whether `vdpbf16ps` delivers more flops per second than f32 FMAs here (decided once).
+fn dot_beats_fma() -> bool {
+    static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| match std::env::var("PRETEXT_BF16").as_deref() {
+        Ok("dot") => true,
+        Ok("f32") => false,
+        _ => {
+            // Best of a few ~50 µs trials each, robust to a busy machine.
+            let best = |f: &dyn Fn() -> f64| -> f64 {
+                (0..5)
+                    .map(|_| {
+                        let t = std::time::Instant::now();
+                        let flops = f();
+                        flops / t.elapsed().as_secs_f64().max(1e-9)
+                    })
+                    .fold(0.0, f64::max)
+            };
+            let dot = best(&|| peak::bf16_dot_probe(4096).map_or(0.0, |r| std::hint::black_box(r).0));
+            let fma = best(&|| std::hint::black_box(peak::fma_probe(Isa::Avx512, 4096)).0);
+            dot > 1.1 * fma
+        }
+    })
 }
 
 /// Batched strided f32 GEMM: `C_i = A_i · B_i + beta · C_i` with `beta` 0 (overwrite) or 1
@@ -286,6 +338,23 @@ pub fn bgemm_batched_isa(
     c: &mut [f32],
     c_offsets: &[usize],
 ) -> Result<()> {
+    let path = Bf16Path::at(level.min(isa::detected()));
+    bgemm_batched_path(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+}
+
+/// `bgemm_batched` on an explicit kernel path (tests run every one).
+#[allow(clippy::too_many_arguments)]
+pub fn bgemm_batched_path(
+    path: Bf16Path,
+    l: &GemmLayout,
+    a: &[bf16],
+    a_offsets: &[usize],
+    b: &[bf16],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut [f32],
+    c_offsets: &[usize],
+) -> Result<()> {
     check_bounds(
         l,
         a.len(),
@@ -296,7 +365,7 @@ pub fn bgemm_batched_isa(
         c_offsets,
     )?;
     type W = pack::Bf16ToF32;
-    match Bf16Path::at(level.min(isa::detected())) {
+    match path.checked()? {
         Bf16Path::Avx512Bf16 => run::<avx512_bf16::Avx512Bf16, pack::Bf16, pack::Bf16>(
             l, a, a_offsets, b, b_offsets, beta, c, c_offsets,
         ),
@@ -353,6 +422,23 @@ pub fn sgemm_batched_bf16_isa(
     c: &mut [f32],
     c_offsets: &[usize],
 ) -> Result<()> {
+    let path = Bf16Path::at(level.min(isa::detected()));
+    sgemm_batched_bf16_path(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+}
+
+/// `sgemm_batched_bf16` on an explicit kernel path.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_batched_bf16_path(
+    path: Bf16Path,
+    l: &GemmLayout,
+    a: &[f32],
+    a_offsets: &[usize],
+    b: &[f32],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut [f32],
+    c_offsets: &[usize],
+) -> Result<()> {
     check_bounds(
         l,
         a.len(),
@@ -364,7 +450,7 @@ pub fn sgemm_batched_bf16_isa(
     )?;
     type R = pack::F32RoundBf16;
     type T = pack::F32ToBf16;
-    match Bf16Path::at(level.min(isa::detected())) {
+    match path.checked()? {
         Bf16Path::Avx512Bf16 => {
             run::<avx512_bf16::Avx512Bf16, T, T>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
         }

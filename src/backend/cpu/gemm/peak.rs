@@ -72,3 +72,34 @@ unsafe fn probe256(iters: usize) -> f32 {
     }
     lanes.iter().sum()
 }
+
+/// The `vdpbf16ps` counterpart of `fma_probe` (AVX-512 BF16): `iters` rounds of `ACC`
+/// independent chains, 16 lanes × 2 products × 2 flops per instruction. Returns
+/// (flops, checksum); `None` when the CPU lacks the instruction.
+pub fn bf16_dot_probe(iters: usize) -> Option<(f64, f32)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::backend::cpu::isa::has_avx512_bf16() {
+            // SAFETY: the CPU has AVX-512F and AVX-512 BF16 (checked just above).
+            let sum = unsafe { probe_dpbf16(iters) };
+            return Some((iters as f64 * (ACC * 16 * 4) as f64, sum));
+        }
+    }
+    let _ = iters;
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn probe_dpbf16(iters: usize) -> f32 {
+    let mut acc = [_mm512_set1_ps(1.0); ACC];
+    // Pairs of bf16 1.0 (0x3f80) in every 32-bit lane.
+    // SAFETY: __m512i and __m512bh are both 512-bit plain vectors.
+    let x: __m512bh = unsafe { std::mem::transmute(_mm512_set1_epi32(0x3f80_3f80)) };
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = _mm512_dpbf16_ps(*a, x, x);
+        }
+    }
+    acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
+}
