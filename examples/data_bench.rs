@@ -102,14 +102,22 @@ fn main() -> pretext::Result<()> {
             w.sample(&c.train, &mut rng, b, &mut batch)?;
         }
         let per = t0.elapsed().as_secs_f64() / steps as f64;
-        println!("random windows {b}x{t}: {:.1} us/step over {steps} steps; {}", per * 1e6, mem());
+        println!(
+            "random windows {b}x{t}: {:.1} us/step over {steps} steps; {}",
+            per * 1e6,
+            mem()
+        );
         let mut e = EpochBatcher::new(&c.train, 1)?;
         let t0 = Instant::now();
         for _ in 0..steps {
             e.next_batch(&c.train, b, t, &mut batch)?;
         }
         let per = t0.elapsed().as_secs_f64() / steps as f64;
-        println!("epoch batches  {b}x{t}: {:.1} us/step over {steps} steps; {}", per * 1e6, mem());
+        println!(
+            "epoch batches  {b}x{t}: {:.1} us/step over {steps} steps; {}",
+            per * 1e6,
+            mem()
+        );
     }
     println!("after sampling: {}", mem());
     if !keep {

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 use crate::error::Result;
 
+pub mod bench;
 pub mod mlp;
 pub mod prepare;
 
@@ -25,11 +26,14 @@ pub enum Command {
     Mlp(mlp::Args),
     /// Tokenize text into a corpus folder of token shards.
     Prepare(prepare::Args),
+    /// Time CPU kernels (`pretext bench list` names the workloads).
+    Bench(bench::Args),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Mlp(a) => mlp::run(a),
         Command::Prepare(args) => prepare::run(args),
+        Command::Bench(a) => bench::run(a),
     }
 }

@@ -80,7 +80,9 @@ mod tests {
 
     #[test]
     fn checksum_is_independent_of_update_cuts() {
-        let toks: Vec<u32> = (0..1000u32).map(|i| i.wrapping_mul(2654435761) >> 16).collect();
+        let toks: Vec<u32> = (0..1000u32)
+            .map(|i| i.wrapping_mul(2654435761) >> 16)
+            .collect();
         let mut a = TokenChecksum::default();
         a.update(&toks);
         let mut b = TokenChecksum::default();

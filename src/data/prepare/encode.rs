@@ -31,7 +31,10 @@ pub fn sentence_end_bytes(text: &str) -> Vec<usize> {
         let ws = if next < 0x80 {
             next.is_ascii_whitespace()
         } else {
-            text[i + 1..].chars().next().is_some_and(char::is_whitespace)
+            text[i + 1..]
+                .chars()
+                .next()
+                .is_some_and(char::is_whitespace)
         };
         if ws {
             out.push(i + 1);
@@ -87,7 +90,8 @@ pub fn encode_piece(tok: &Tokenizer, piece: &Piece) -> Result<Encoded> {
     // Sentence starts strictly inside the piece and not at a document start.
     let n = out.ids.len() as u32;
     let docs = &out.doc_starts;
-    out.sentence_starts.retain(|&s| s > 0 && s < n && docs.binary_search(&s).is_err());
+    out.sentence_starts
+        .retain(|&s| s > 0 && s < n && docs.binary_search(&s).is_err());
     out.doc_starts.dedup();
     Ok(out)
 }
@@ -98,7 +102,10 @@ mod tests {
 
     #[test]
     fn sentence_ends() {
-        assert_eq!(sentence_end_bytes("Hi. Yes! No?\nOk... go.x"), vec![3, 8, 12, 18]);
+        assert_eq!(
+            sentence_end_bytes("Hi. Yes! No?\nOk... go.x"),
+            vec![3, 8, 12, 18]
+        );
         assert_eq!(sentence_end_bytes("3.14 is pi."), Vec::<usize>::new());
         assert_eq!(sentence_end_bytes("Fin.\u{3000}Next"), vec![4]);
     }
