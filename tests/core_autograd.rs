@@ -14,7 +14,10 @@ fn grad(v: &Var) -> Vec<f32> {
 }
 
 fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
 }
 
 #[test]
@@ -43,15 +46,24 @@ fn no_grad_records_nothing() {
     assert!(is_grad_enabled());
     let y = no_grad(|| p.mul(&p).unwrap().exp().unwrap());
     assert!(!y.requires_grad() && y.is_leaf() && !y.has_grad_fn());
-    assert_eq!(y.value().to_vec_f32().unwrap(), vec![1f32.exp(), 4f32.exp()]);
-    assert!(y.sum_all().unwrap().backward().is_err(), "nothing to differentiate");
+    assert_eq!(
+        y.value().to_vec_f32().unwrap(),
+        vec![1f32.exp(), 4f32.exp()]
+    );
+    assert!(
+        y.sum_all().unwrap().backward().is_err(),
+        "nothing to differentiate"
+    );
     assert!(is_grad_enabled(), "the previous state is restored");
     {
         let _g = NoGradGuard::new();
         assert!(!is_grad_enabled());
         let inner = no_grad(|| p.add(&p).unwrap());
         assert!(!inner.requires_grad());
-        assert!(!is_grad_enabled(), "a nested scope restores the outer (disabled) state");
+        assert!(
+            !is_grad_enabled(),
+            "a nested scope restores the outer (disabled) state"
+        );
         assert!(!p.tanh().unwrap().requires_grad());
     }
     assert!(is_grad_enabled());
@@ -68,7 +80,14 @@ fn detach_cuts_the_graph() {
     assert!(!d.requires_grad() && d.is_leaf());
     assert_eq!(d.value().to_vec_f32().unwrap(), vec![1.0, 4.0, 9.0]);
     // L = Σ d ⊙ p + Σ y: p gets d; x gets only the gradient of the undetached Σ y.
-    d.mul(&p).unwrap().sum_all().unwrap().add(&y.sum_all().unwrap()).unwrap().backward().unwrap();
+    d.mul(&p)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .add(&y.sum_all().unwrap())
+        .unwrap()
+        .backward()
+        .unwrap();
     assert_eq!(grad(&p), vec![1.0, 4.0, 9.0]);
     assert_eq!(grad(&x), vec![2.0, 4.0, 6.0]);
 }
@@ -79,11 +98,20 @@ fn second_backward_through_a_freed_graph_is_an_error() {
     let h = x.exp().unwrap();
     let loss = h.sum_all().unwrap();
     loss.backward().unwrap();
-    assert!(!loss.has_grad_fn() && !h.has_grad_fn(), "saved state is freed");
+    assert!(
+        !loss.has_grad_fn() && !h.has_grad_fn(),
+        "saved state is freed"
+    );
     let e = loss.backward().unwrap_err();
     assert!(format!("{e}").contains("freed"), "{e}");
     // A new loss through the freed intermediate fails the same way.
-    let e = h.mul_scalar(2.0).unwrap().sum_all().unwrap().backward().unwrap_err();
+    let e = h
+        .mul_scalar(2.0)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap_err();
     assert!(format!("{e}").contains("freed"), "{e}");
     // The leaf's gradient from the first backward is intact.
     assert!(close(&grad(&x), &[1f32.exp(), 2f32.exp()], 1e-6));
@@ -93,14 +121,23 @@ fn second_backward_through_a_freed_graph_is_an_error() {
 fn backward_needs_a_scalar_that_requires_grad() {
     let x = Var::param(t(&[1.0, 2.0], &[2]));
     let e = x.mul_scalar(2.0).unwrap().backward().unwrap_err();
-    assert!(format!("{e}").contains("scalar") && format!("{e}").contains("[2]"), "{e}");
+    assert!(
+        format!("{e}").contains("scalar") && format!("{e}").contains("[2]"),
+        "{e}"
+    );
     let c = Var::constant(t(&[1.0], &[]));
     assert!(c.backward().is_err());
     // A one-element parameter is its own root: ∂x/∂x = 1.
     let s = Var::param(t(&[3.0], &[1]));
     let stats = s.backward().unwrap();
     assert_eq!(grad(&s), vec![1.0]);
-    assert_eq!(stats, BackwardStats { nodes: 1, grads_computed: 0 });
+    assert_eq!(
+        stats,
+        BackwardStats {
+            nodes: 1,
+            grads_computed: 0
+        }
+    );
 }
 
 #[test]
@@ -114,10 +151,23 @@ fn diamond_graph_sums_both_paths() {
     let want: Vec<f32> = xv.iter().map(|v| (2.0 * v.exp() + 1.0) * v.exp()).collect();
     assert!(close(&grad(&x), &want, 1e-6));
     // Edges: sum→add, add→mul, add→h, mul→h (×2, one per operand), h→x.
-    assert_eq!(stats, BackwardStats { nodes: 5, grads_computed: 6 });
+    assert_eq!(
+        stats,
+        BackwardStats {
+            nodes: 5,
+            grads_computed: 6
+        }
+    );
     // x used directly twice in one op and again in another: y = x·x + x ⇒ 2x + 1.
     let x = Var::param(t(&xv, &[3]));
-    x.mul(&x).unwrap().add(&x).unwrap().sum_all().unwrap().backward().unwrap();
+    x.mul(&x)
+        .unwrap()
+        .add(&x)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
     let want: Vec<f32> = xv.iter().map(|v| 2.0 * v + 1.0).collect();
     assert!(close(&grad(&x), &want, 1e-6));
 }
@@ -144,16 +194,39 @@ fn no_gradient_off_the_path_to_the_parameters() {
     let h = x.matmul(&w).unwrap().relu().unwrap();
     let loss = h.sum_all().unwrap().add(&big).unwrap();
     let stats = loss.backward().unwrap();
-    assert_eq!(stats, BackwardStats { nodes: 5, grads_computed: 4 });
+    assert_eq!(
+        stats,
+        BackwardStats {
+            nodes: 5,
+            grads_computed: 4
+        }
+    );
     assert!(w.grad().is_some());
-    assert!(unused.grad().is_none(), "a parameter that does not influence the loss gets no gradient");
-    assert!(x.grad().is_none() && c.grad().is_none(), "constants get none");
+    assert!(
+        unused.grad().is_none(),
+        "a parameter that does not influence the loss gets no gradient"
+    );
+    assert!(
+        x.grad().is_none() && c.grad().is_none(),
+        "constants get none"
+    );
     assert!(h.grad().is_none(), "intermediates keep no gradient buffer");
     assert!(dead.has_grad_fn(), "the dead branch was not visited");
     // Σ relu(x·w) w.r.t. w = xᵀ·[x·w > 0].
-    let mask = x.value().matmul(&w.value()).unwrap().relu().unwrap();
-    let mask = mask.to_vec_f32().unwrap().iter().map(|&v| if v > 0.0 { 1.0 } else { 0.0 }).collect();
-    let want = x.value().transpose(0, 1).unwrap().matmul(&Tensor::from_vec(mask, &[5, 3]).unwrap()).unwrap();
+    let wv = w.value().clone();
+    let mask = x.value().matmul(&wv).unwrap().relu().unwrap();
+    let mask = mask
+        .to_vec_f32()
+        .unwrap()
+        .iter()
+        .map(|&v| if v > 0.0 { 1.0 } else { 0.0 })
+        .collect();
+    let want = x
+        .value()
+        .transpose(0, 1)
+        .unwrap()
+        .matmul(&Tensor::from_vec(mask, &[5, 3]).unwrap())
+        .unwrap();
     assert!(close(&grad(&w), &want.to_vec_f32().unwrap(), 1e-5));
 }
 
@@ -163,9 +236,15 @@ fn gradients_only_for_inputs_that_need_them() {
     let p = Var::param(t(&[1.0, 2.0], &[2]));
     let c = Var::constant(t(&[3.0, 4.0], &[2]));
     let stats = c.div(&p).unwrap().sum_all().unwrap().backward().unwrap();
-    assert_eq!(stats, BackwardStats { nodes: 3, grads_computed: 2 });
+    assert_eq!(
+        stats,
+        BackwardStats {
+            nodes: 3,
+            grads_computed: 2
+        }
+    );
     assert!(close(&grad(&p), &[-3.0, -1.0], 1e-6)); // ∂(c/p)/∂p = −c/p²
-    // Attention with constant k, v and a parameter bias: only dq and dbias are produced.
+                                                    // Attention with constant k, v and a parameter bias: only dq and dbias are produced.
     let mut rng = Rng::new(4);
     let q = Var::param(Tensor::randn(&[1, 1, 2, 2], 0.0, 1.0, &mut rng));
     let kv = Var::constant(Tensor::randn(&[1, 1, 2, 2], 0.0, 1.0, &mut rng));
@@ -181,14 +260,21 @@ fn param_store_registers_and_clears() {
     let mut store = ParamStore::new();
     let a = store.add("layer.0.weight", Tensor::ones(&[2, 3])).unwrap();
     store.add("layer.0.bias", Tensor::zeros(&[3])).unwrap();
-    assert!(store.add("layer.0.bias", Tensor::zeros(&[3])).is_err(), "duplicate name");
+    assert!(
+        store.add("layer.0.bias", Tensor::zeros(&[3])).is_err(),
+        "duplicate name"
+    );
     // A tied weight: the same Var under a second name.
     store.insert("lm_head.weight", a.clone()).unwrap();
     assert_eq!(store.len(), 3);
     assert_eq!(store.num_elements(), 6 + 3 + 6);
     let names: Vec<&str> = store.iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["layer.0.weight", "layer.0.bias", "lm_head.weight"]);
-    assert!(store.require("nope").unwrap_err().to_string().contains("nope"));
+    assert!(store
+        .require("nope")
+        .unwrap_err()
+        .to_string()
+        .contains("nope"));
     let w = store.require("lm_head.weight").unwrap();
     assert_eq!(w.id(), a.id());
     a.sum_all().unwrap().backward().unwrap();
@@ -206,12 +292,18 @@ fn xor_blobs(n: usize, rng: &mut Rng) -> (Tensor, Tensor) {
     let mut xs = Vec::with_capacity(2 * n);
     let mut ys = Vec::with_capacity(n);
     for i in 0..n {
-        let (sx, sy) = (if i % 2 == 0 { 1.0 } else { -1.0 }, if (i / 2) % 2 == 0 { 1.0 } else { -1.0 });
+        let (sx, sy) = (
+            if i % 2 == 0 { 1.0 } else { -1.0 },
+            if (i / 2) % 2 == 0 { 1.0 } else { -1.0 },
+        );
         xs.push(sx + 0.25 * rng.normal() as f32);
         xs.push(sy + 0.25 * rng.normal() as f32);
         ys.push(if sx * sy > 0.0 { 1i64 } else { 0 });
     }
-    (Tensor::from_vec(xs, &[n, 2]).unwrap(), Tensor::from_vec(ys, &[n]).unwrap())
+    (
+        Tensor::from_vec(xs, &[n, 2]).unwrap(),
+        Tensor::from_vec(ys, &[n]).unwrap(),
+    )
 }
 
 /// Train x·W1 + b1 → act → ·W2 + b2 → cross-entropy with plain SGD; returns (first loss,
@@ -236,7 +328,10 @@ fn train_mlp(gelu: bool, seed: u64) -> (f32, f32, f32) {
     };
     for step in 0..300 {
         let vars: Vec<Var> = params.iter().map(|t| Var::param(t.clone())).collect();
-        let loss = forward(&vars).unwrap().cross_entropy(&y, -100, 0.0).unwrap();
+        let loss = forward(&vars)
+            .unwrap()
+            .cross_entropy(&y, -100, 0.0)
+            .unwrap();
         let l = loss.value().scalar().unwrap();
         if step == 0 {
             first = l;
@@ -266,7 +361,10 @@ fn two_layer_mlp_learns_xor_blobs_with_sgd() {
         eprintln!("MLP (gelu {gelu}): loss {first:.4} → {last:.4}, accuracy {acc:.3}");
         // Untrained (and any linear) model: ≈ ln 2 = 0.693. Trained: far below.
         assert!(first > 0.5, "gelu {gelu}: initial loss {first}");
-        assert!(last < 0.1, "gelu {gelu}: final loss {last} (initial {first})");
+        assert!(
+            last < 0.1,
+            "gelu {gelu}: final loss {last} (initial {first})"
+        );
         assert!(last < first / 5.0, "gelu {gelu}: {first} → {last}");
         assert!(acc >= 0.97, "gelu {gelu}: accuracy {acc}");
     }

@@ -54,6 +54,7 @@ pub fn cross_entropy_rows(
 }
 
 /// dx for the mean loss scaled by `scale` (the upstream gradient divided by N').
+#[allow(clippy::too_many_arguments)]
 pub fn cross_entropy_rows_backward(
     logits: &[f32],
     targets: &[i64],
