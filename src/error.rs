@@ -55,7 +55,11 @@ impl Error {
             source,
         }
     }
-    pub fn format(path: impl Into<PathBuf>, field: impl Into<String>, msg: impl Into<String>) -> Self {
+    pub fn format(
+        path: impl Into<PathBuf>,
+        field: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> Self {
         Error::Format {
             path: path.into(),
             field: field.into(),

@@ -9,6 +9,9 @@ pub mod autograd;
 pub mod backend;
 pub mod cli;
 pub mod error;
+pub mod models;
+pub mod nn;
+pub mod optim;
 pub mod tensor;
 
 pub use error::{Error, Result};

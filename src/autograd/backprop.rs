@@ -7,8 +7,15 @@ use super::Var;
 use crate::error::Result;
 use crate::tensor::{Tensor, Unary};
 
-pub(super) fn backward(op: &Op, inputs: &[Var], out: &Tensor, g: &Tensor, need: &[bool]) -> Result<Vec<Option<Tensor>>> {
-    let x = |i: usize| inputs[i].value();
+pub(super) fn backward(
+    op: &Op,
+    inputs: &[Var],
+    out: &Tensor,
+    g: &Tensor,
+    need: &[bool],
+) -> Result<Vec<Option<Tensor>>> {
+    let values: Vec<std::cell::Ref<'_, Tensor>> = inputs.iter().map(|v| v.value()).collect();
+    let x = |i: usize| -> &Tensor { &values[i] };
     // Compute the gradient of input i only when it is needed.
     let when = |i: usize, f: &dyn Fn() -> Result<Tensor>| -> Result<Option<Tensor>> {
         if need[i] {
@@ -17,7 +24,8 @@ pub(super) fn backward(op: &Op, inputs: &[Var], out: &Tensor, g: &Tensor, need: 
             Ok(None)
         }
     };
-    let unary = |f: &dyn Fn() -> Result<Tensor>| -> Result<Vec<Option<Tensor>>> { Ok(vec![when(0, f)?]) };
+    let unary =
+        |f: &dyn Fn() -> Result<Tensor>| -> Result<Vec<Option<Tensor>>> { Ok(vec![when(0, f)?]) };
     match op {
         // d(a+b) = g, g; reduced over broadcast dims.
         Op::Add => Ok(vec![
@@ -36,7 +44,9 @@ pub(super) fn backward(op: &Op, inputs: &[Var], out: &Tensor, g: &Tensor, need: 
         // d(a/b) = g/b, −g·a/b² = −g·out/b
         Op::Div => Ok(vec![
             when(0, &|| g.div(x(1))?.sum_to_shape(x(0).shape()))?,
-            when(1, &|| g.mul(out)?.div(x(1))?.neg()?.sum_to_shape(x(1).shape()))?,
+            when(1, &|| {
+                g.mul(out)?.div(x(1))?.neg()?.sum_to_shape(x(1).shape())
+            })?,
         ]),
         Op::Neg => unary(&|| g.neg()),
         Op::AddScalar => unary(&|| Ok(g.clone())),
@@ -63,14 +73,26 @@ pub(super) fn backward(op: &Op, inputs: &[Var], out: &Tensor, g: &Tensor, need: 
         Op::Sum { dims, keepdim } => unary(&|| expand_reduced(g, x(0).shape(), dims, *keepdim)),
         Op::Mean { dims, keepdim } => unary(&|| {
             let count = x(0).numel() / out.numel().max(1);
-            expand_reduced(&g.mul_scalar(1.0 / count as f32)?, x(0).shape(), dims, *keepdim)
+            expand_reduced(
+                &g.mul_scalar(1.0 / count as f32)?,
+                x(0).shape(),
+                dims,
+                *keepdim,
+            )
         }),
         // d max = g at the arg-max position
         Op::Max { dims, args, .. } => unary(&|| x(0).max_dims_backward(dims, args, g)),
         // C = A·B: dA = g·Bᵀ, dB = Aᵀ·g (transposes are stride views), reduced over broadcast batch dims
         Op::Matmul => Ok(vec![
-            when(0, &|| g.matmul(&x(1).transpose(-1, -2)?)?.sum_to_shape(x(0).shape()))?,
-            when(1, &|| x(0).transpose(-1, -2)?.matmul(g)?.sum_to_shape(x(1).shape()))?,
+            when(0, &|| {
+                g.matmul(&x(1).transpose(-1, -2)?)?
+                    .sum_to_shape(x(0).shape())
+            })?,
+            when(1, &|| {
+                x(0).transpose(-1, -2)?
+                    .matmul(g)?
+                    .sum_to_shape(x(1).shape())
+            })?,
         ]),
         Op::Reshape => unary(&|| g.reshape(x(0).shape())),
         Op::Permute { perm } => unary(&|| {
@@ -105,13 +127,27 @@ pub(super) fn backward(op: &Op, inputs: &[Var], out: &Tensor, g: &Tensor, need: 
         Op::LayerNorm { mean, rstd } => norm_grads(inputs, need, Some(mean), rstd, g),
         Op::RmsNorm { rstd } => norm_grads(inputs, need, None, rstd, g),
         // embedding: scatter-add the rows of g into a zero table
-        Op::Embedding { ids } => unary(&|| {
+        // (rows looked up at `padding_idx` get no gradient, as torch's nn.Embedding(padding_idx))
+        Op::Embedding { ids, padding_idx } => unary(&|| {
             let c = x(0).shape()[1];
-            g.reshape(&[ids.numel(), c])?
-                .index_add_into(0, &ids.reshape(&[ids.numel()])?, x(0).shape()[0])
+            let flat = ids.reshape(&[ids.numel()])?;
+            let mut g2 = g.reshape(&[ids.numel(), c])?;
+            if let Some(p) = padding_idx {
+                let keep: Vec<f32> = flat
+                    .indices("embedding")?
+                    .iter()
+                    .map(|&i| (i != *p) as u8 as f32)
+                    .collect();
+                g2 = g2.mul(&Tensor::from_vec(keep, &[ids.numel(), 1])?)?;
+            }
+            g2.index_add_into(0, &flat, x(0).shape()[0])
         }),
-        Op::IndexSelect { dim, ids } => unary(&|| g.index_add_into(*dim as isize, ids, x(0).shape()[*dim])),
-        Op::Gather { dim, index } => unary(&|| g.scatter_add_into(*dim as isize, index, x(0).shape())),
+        Op::IndexSelect { dim, ids } => {
+            unary(&|| g.index_add_into(*dim as isize, ids, x(0).shape()[*dim]))
+        }
+        Op::Gather { dim, index } => {
+            unary(&|| g.scatter_add_into(*dim as isize, index, x(0).shape()))
+        }
         // cat: each input gets its slice of g
         Op::Cat { dim, sizes } => {
             let pieces = g.split(sizes, *dim as isize)?;
@@ -125,8 +161,12 @@ pub(super) fn backward(op: &Op, inputs: &[Var], out: &Tensor, g: &Tensor, need: 
         Op::Where { cond } => {
             let zeros = Tensor::zeros(&[]);
             Ok(vec![
-                when(0, &|| Tensor::where_cond(cond, g, &zeros)?.sum_to_shape(x(0).shape()))?,
-                when(1, &|| Tensor::where_cond(cond, &zeros, g)?.sum_to_shape(x(1).shape()))?,
+                when(0, &|| {
+                    Tensor::where_cond(cond, g, &zeros)?.sum_to_shape(x(0).shape())
+                })?,
+                when(1, &|| {
+                    Tensor::where_cond(cond, &zeros, g)?.sum_to_shape(x(1).shape())
+                })?,
             ])
         }
         Op::Dropout { mask } => unary(&|| g.mul(mask)),
@@ -134,12 +174,19 @@ pub(super) fn backward(op: &Op, inputs: &[Var], out: &Tensor, g: &Tensor, need: 
             saved,
             ignore_index,
             smoothing,
-        } => unary(&|| Tensor::cross_entropy_backward(x(0), saved, *ignore_index, *smoothing, g.scalar()?)),
+        } => unary(&|| {
+            Tensor::cross_entropy_backward(x(0), saved, *ignore_index, *smoothing, g.scalar()?)
+        }),
         Op::Attention { masks } => {
-            let bias = inputs.get(3).map(|b| b.value());
+            let bias = values.get(3).map(|b| &**b);
             let want_bias = need.get(3).copied().unwrap_or(false);
-            let (dq, dk, dv, db) = Tensor::attention_backward(x(0), x(1), x(2), bias, masks, out, g, want_bias)?;
-            let mut grads = vec![need[0].then_some(dq), need[1].then_some(dk), need[2].then_some(dv)];
+            let (dq, dk, dv, db) =
+                Tensor::attention_backward(x(0), x(1), x(2), bias, masks, out, g, want_bias)?;
+            let mut grads = vec![
+                need[0].then_some(dq),
+                need[1].then_some(dk),
+                need[2].then_some(dv),
+            ];
             if let Some(b) = bias {
                 grads.push(match db {
                     Some(db) if want_bias => Some(db.sum_to_shape(b.shape())?),
@@ -158,7 +205,10 @@ fn expand_reduced(g: &Tensor, in_shape: &[usize], dims: &[isize], keepdim: bool)
     } else {
         // Re-insert the reduced dims as size 1, in increasing order.
         let r = in_shape.len() as isize;
-        let mut ds: Vec<usize> = dims.iter().map(|&d| if d < 0 { (d + r) as usize } else { d as usize }).collect();
+        let mut ds: Vec<usize> = dims
+            .iter()
+            .map(|&d| if d < 0 { (d + r) as usize } else { d as usize })
+            .collect();
         ds.sort_unstable();
         let mut shape = g.shape().to_vec();
         for d in ds {
@@ -170,9 +220,15 @@ fn expand_reduced(g: &Tensor, in_shape: &[usize], dims: &[isize], keepdim: bool)
 }
 
 /// Gradients of LayerNorm / RMSNorm w.r.t. x, γ and β (inputs: x, then γ and β when present).
-fn norm_grads(inputs: &[Var], need: &[bool], mean: Option<&Tensor>, rstd: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+fn norm_grads(
+    inputs: &[Var],
+    need: &[bool],
+    mean: Option<&Tensor>,
+    rstd: &Tensor,
+    g: &Tensor,
+) -> Result<Vec<Option<Tensor>>> {
     let gamma = inputs.get(1).map(|v| v.value());
-    let (dx, dg, db) = Tensor::norm_backward(inputs[0].value(), gamma, mean, rstd, g)?;
+    let (dx, dg, db) = Tensor::norm_backward(&inputs[0].value(), gamma.as_deref(), mean, rstd, g)?;
     let mut out = vec![need[0].then_some(dx)];
     if inputs.len() > 1 {
         out.push(need[1].then_some(dg));

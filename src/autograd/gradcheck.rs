@@ -50,11 +50,15 @@ fn probe(y: &Tensor, w: &[f32]) -> Result<f64> {
 
 impl GradCheck {
     /// Check ∂(Σ w ⊙ f(inputs))/∂input for every f32 input and element.
-    pub fn run(&self, inputs: &[Tensor], f: impl Fn(&[Var]) -> Result<Var>) -> Result<GradCheckReport> {
+    pub fn run(
+        &self,
+        inputs: &[Tensor],
+        f: impl Fn(&[Var]) -> Result<Var>,
+    ) -> Result<GradCheckReport> {
         let vars: Vec<Var> = inputs.iter().map(|t| Var::param(t.contiguous())).collect();
         let y = f(&vars)?;
         let mut rng = Rng::new(self.seed);
-        let w = Tensor::rand_uniform(y.shape(), -1.0, 1.0, &mut rng);
+        let w = Tensor::rand_uniform(&y.shape(), -1.0, 1.0, &mut rng);
         let wv = w.to_vec_f32()?;
         let loss = y.mul(&Var::constant(w.clone()))?.sum_all()?;
         loss.backward()?;
@@ -69,10 +73,14 @@ impl GradCheck {
                 let eval = |delta: f32| -> Result<f64> {
                     let mut v = base.clone();
                     v[j] += delta;
-                    let mut xs: Vec<Var> = vars.iter().map(|v| Var::constant(v.value().clone())).collect();
+                    let mut xs: Vec<Var> = vars
+                        .iter()
+                        .map(|v| Var::constant(v.value().clone()))
+                        .collect();
                     xs[i] = Var::constant(Tensor::from_vec(v, input.shape())?);
                     let y = no_grad(|| f(&xs))?;
-                    probe(y.value(), &wv)
+                    let value = y.value().clone();
+                    probe(&value, &wv)
                 };
                 let numeric = (eval(self.step)? - eval(-self.step)?) / (2.0 * self.step as f64);
                 let a = analytic[j] as f64;

@@ -14,7 +14,7 @@ mod op;
 mod ops;
 pub mod params;
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, Ref, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -45,7 +45,8 @@ struct GradFn {
 
 struct Node {
     id: usize,
-    value: Tensor,
+    /// Mutable only through `update_value` (optimizer steps on leaves).
+    value: RefCell<Tensor>,
     requires_grad: bool,
     is_leaf: bool,
     grad_fn: RefCell<Option<GradFn>>,
@@ -80,7 +81,7 @@ impl Var {
     fn make(value: Tensor, requires_grad: bool, is_leaf: bool, grad_fn: Option<GradFn>) -> Var {
         Var(Rc::new(Node {
             id: next_id(),
-            value,
+            value: RefCell::new(value),
             requires_grad,
             is_leaf,
             grad_fn: RefCell::new(grad_fn),
@@ -108,11 +109,22 @@ impl Var {
         }
     }
 
-    pub fn value(&self) -> &Tensor {
-        &self.0.value
+    pub fn value(&self) -> Ref<'_, Tensor> {
+        self.0.value.borrow()
     }
-    pub fn shape(&self) -> &[usize] {
-        self.0.value.shape()
+    pub fn shape(&self) -> Vec<usize> {
+        self.0.value.borrow().shape().to_vec()
+    }
+    /// Update a leaf's value in place (an optimizer step). Views of the old value held
+    /// elsewhere (e.g. by a graph not yet back-propagated) keep the old numbers: the storage
+    /// is copied on write when shared.
+    pub fn update_value<T>(&self, f: impl FnOnce(&mut Tensor) -> T) -> Result<T> {
+        if !self.0.is_leaf {
+            return Err(Error::Autograd(
+                "update_value on a non-leaf variable".into(),
+            ));
+        }
+        Ok(f(&mut self.0.value.borrow_mut()))
     }
     pub fn requires_grad(&self) -> bool {
         self.0.requires_grad
@@ -125,7 +137,7 @@ impl Var {
     }
     /// Same value, cut from the graph.
     pub fn detach(&self) -> Var {
-        Var::constant(self.0.value.clone())
+        Var::constant(self.value().clone())
     }
     /// The accumulated gradient of a leaf (None before any backward reached it).
     pub fn grad(&self) -> Option<Tensor> {
@@ -146,7 +158,7 @@ impl Var {
     /// Back-propagate from this scalar: leaves that require grad get ∂self/∂leaf added to
     /// their `grad`.
     pub fn backward(&self) -> Result<BackwardStats> {
-        if self.0.value.numel() != 1 {
+        if self.value().numel() != 1 {
             return Err(Error::Autograd(format!(
                 "backward needs a scalar, got shape {:?}",
                 self.shape()
@@ -160,7 +172,7 @@ impl Var {
         let order = self.topological_order()?;
         let mut stats = BackwardStats::default();
         let mut grads: HashMap<usize, Tensor> = HashMap::new();
-        grads.insert(self.0.id, Tensor::ones(self.shape()));
+        grads.insert(self.0.id, Tensor::ones(&self.shape()));
         for var in order.iter().rev() {
             let node = &var.0;
             let Some(g) = grads.remove(&node.id) else {
@@ -179,12 +191,13 @@ impl Var {
                 Error::Autograd("graph already freed by an earlier backward".into())
             })?;
             let need: Vec<bool> = gf.inputs.iter().map(|v| v.0.requires_grad).collect();
-            let input_grads = backprop::backward(&gf.op, &gf.inputs, &node.value, &g, &need)?;
+            let input_grads =
+                backprop::backward(&gf.op, &gf.inputs, &node.value.borrow(), &g, &need)?;
             drop(g);
             for ((input, ig), &needed) in gf.inputs.iter().zip(input_grads).zip(&need) {
                 let Some(ig) = ig else { continue };
                 debug_assert!(needed, "gradient computed for an input that needs none");
-                if ig.shape() != input.shape() {
+                if ig.shape() != input.value().shape() {
                     return Err(Error::Autograd(format!(
                         "{}: gradient of shape {:?} for an input of shape {:?}",
                         gf.op.name(),

@@ -21,27 +21,70 @@ pub(crate) enum Op {
     Relu,
     GeluErf,
     GeluTanh,
-    Sum { dims: Vec<isize>, keepdim: bool },
-    Mean { dims: Vec<isize>, keepdim: bool },
-    Max { dims: Vec<isize>, args: Vec<usize> },
+    Sum {
+        dims: Vec<isize>,
+        keepdim: bool,
+    },
+    Mean {
+        dims: Vec<isize>,
+        keepdim: bool,
+    },
+    Max {
+        dims: Vec<isize>,
+        args: Vec<usize>,
+    },
     Matmul,
     Reshape,
-    Permute { perm: Vec<usize> },
-    Narrow { dim: usize, start: usize },
+    Permute {
+        perm: Vec<usize>,
+    },
+    Narrow {
+        dim: usize,
+        start: usize,
+    },
     BroadcastTo,
     Softmax,
     LogSoftmax,
-    LayerNorm { mean: Tensor, rstd: Tensor },
-    RmsNorm { rstd: Tensor },
-    Embedding { ids: Tensor },
-    IndexSelect { dim: usize, ids: Tensor },
-    Gather { dim: usize, index: Tensor },
-    Cat { dim: usize, sizes: Vec<usize> },
-    MaskedFill { mask: Tensor },
-    Where { cond: Tensor },
-    Dropout { mask: Tensor },
-    CrossEntropy { saved: CrossEntropyOut, ignore_index: i64, smoothing: f32 },
-    Attention { masks: AttentionMasks },
+    LayerNorm {
+        mean: Tensor,
+        rstd: Tensor,
+    },
+    RmsNorm {
+        rstd: Tensor,
+    },
+    Embedding {
+        ids: Tensor,
+        padding_idx: Option<usize>,
+    },
+    IndexSelect {
+        dim: usize,
+        ids: Tensor,
+    },
+    Gather {
+        dim: usize,
+        index: Tensor,
+    },
+    Cat {
+        dim: usize,
+        sizes: Vec<usize>,
+    },
+    MaskedFill {
+        mask: Tensor,
+    },
+    Where {
+        cond: Tensor,
+    },
+    Dropout {
+        mask: Tensor,
+    },
+    CrossEntropy {
+        saved: CrossEntropyOut,
+        ignore_index: i64,
+        smoothing: f32,
+    },
+    Attention {
+        masks: AttentionMasks,
+    },
 }
 
 impl Op {

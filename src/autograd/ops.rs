@@ -20,7 +20,7 @@ macro_rules! binary_ops {
         $(
             /// Elementwise, with NumPy broadcasting.
             pub fn $name(&self, rhs: &Var) -> Result<Var> {
-                Ok(Var::from_op(self.value().$name(rhs.value())?, $op, &[self, rhs]))
+                Ok(Var::from_op(self.value().$name(&rhs.value())?, $op, &[self, rhs]))
             }
         )*
     };
@@ -44,10 +44,18 @@ impl Var {
     );
 
     pub fn add_scalar(&self, c: f32) -> Result<Var> {
-        Ok(Var::from_op(self.value().add_scalar(c)?, Op::AddScalar, &[self]))
+        Ok(Var::from_op(
+            self.value().add_scalar(c)?,
+            Op::AddScalar,
+            &[self],
+        ))
     }
     pub fn mul_scalar(&self, c: f32) -> Result<Var> {
-        Ok(Var::from_op(self.value().mul_scalar(c)?, Op::MulScalar(c), &[self]))
+        Ok(Var::from_op(
+            self.value().mul_scalar(c)?,
+            Op::MulScalar(c),
+            &[self],
+        ))
     }
     pub fn powf(&self, p: f32) -> Result<Var> {
         Ok(Var::from_op(self.value().powf(p)?, Op::Powf(p), &[self]))
@@ -55,11 +63,25 @@ impl Var {
 
     pub fn sum_dims(&self, dims: &[isize], keepdim: bool) -> Result<Var> {
         let v = self.value().sum_dims(dims, keepdim)?;
-        Ok(Var::from_op(v, Op::Sum { dims: dims.to_vec(), keepdim }, &[self]))
+        Ok(Var::from_op(
+            v,
+            Op::Sum {
+                dims: dims.to_vec(),
+                keepdim,
+            },
+            &[self],
+        ))
     }
     pub fn mean_dims(&self, dims: &[isize], keepdim: bool) -> Result<Var> {
         let v = self.value().mean_dims(dims, keepdim)?;
-        Ok(Var::from_op(v, Op::Mean { dims: dims.to_vec(), keepdim }, &[self]))
+        Ok(Var::from_op(
+            v,
+            Op::Mean {
+                dims: dims.to_vec(),
+                keepdim,
+            },
+            &[self],
+        ))
     }
     pub fn sum_all(&self) -> Result<Var> {
         let dims: Vec<isize> = (0..self.shape().len() as isize).collect();
@@ -72,20 +94,41 @@ impl Var {
     /// Max over dims; the gradient goes to the first maximal element of each block.
     pub fn max_dims(&self, dims: &[isize], keepdim: bool) -> Result<Var> {
         let (v, args) = self.value().max_dims_with_arg(dims, keepdim)?;
-        Ok(Var::from_op(v, Op::Max { dims: dims.to_vec(), args }, &[self]))
+        Ok(Var::from_op(
+            v,
+            Op::Max {
+                dims: dims.to_vec(),
+                args,
+            },
+            &[self],
+        ))
     }
 
     /// Batched matmul (…, m, k)·(…, k, n) with broadcast batch dims.
     pub fn matmul(&self, rhs: &Var) -> Result<Var> {
-        Ok(Var::from_op(self.value().matmul(rhs.value())?, Op::Matmul, &[self, rhs]))
+        Ok(Var::from_op(
+            self.value().matmul(&rhs.value())?,
+            Op::Matmul,
+            &[self, rhs],
+        ))
     }
 
     pub fn reshape(&self, shape: &[usize]) -> Result<Var> {
-        Ok(Var::from_op(self.value().reshape(shape)?, Op::Reshape, &[self]))
+        Ok(Var::from_op(
+            self.value().reshape(shape)?,
+            Op::Reshape,
+            &[self],
+        ))
     }
     pub fn permute(&self, perm: &[usize]) -> Result<Var> {
         let v = self.value().permute(perm)?;
-        Ok(Var::from_op(v, Op::Permute { perm: perm.to_vec() }, &[self]))
+        Ok(Var::from_op(
+            v,
+            Op::Permute {
+                perm: perm.to_vec(),
+            },
+            &[self],
+        ))
     }
     pub fn transpose(&self, d0: isize, d1: isize) -> Result<Var> {
         let a = self.value().resolve_dim("transpose", d0)?;
@@ -100,17 +143,33 @@ impl Var {
         Ok(Var::from_op(v, Op::Narrow { dim: d, start }, &[self]))
     }
     pub fn broadcast_to(&self, shape: &[usize]) -> Result<Var> {
-        Ok(Var::from_op(self.value().broadcast_to(shape)?, Op::BroadcastTo, &[self]))
+        Ok(Var::from_op(
+            self.value().broadcast_to(shape)?,
+            Op::BroadcastTo,
+            &[self],
+        ))
     }
     pub fn unsqueeze(&self, dim: isize) -> Result<Var> {
-        Ok(Var::from_op(self.value().unsqueeze(dim)?, Op::Reshape, &[self]))
+        Ok(Var::from_op(
+            self.value().unsqueeze(dim)?,
+            Op::Reshape,
+            &[self],
+        ))
     }
     pub fn squeeze(&self, dim: isize) -> Result<Var> {
-        Ok(Var::from_op(self.value().squeeze(dim)?, Op::Reshape, &[self]))
+        Ok(Var::from_op(
+            self.value().squeeze(dim)?,
+            Op::Reshape,
+            &[self],
+        ))
     }
     /// A contiguous copy (its gradient passes straight through).
     pub fn contiguous(&self) -> Result<Var> {
-        Ok(Var::from_op(self.value().contiguous(), Op::Reshape, &[self]))
+        Ok(Var::from_op(
+            self.value().contiguous(),
+            Op::Reshape,
+            &[self],
+        ))
     }
 
     /// LayerNorm over the last dim with optional affine parameters γ, β of shape (C,).
@@ -118,17 +177,26 @@ impl Var {
         if beta.is_some() && gamma.is_none() {
             return Err(Error::msg("layer_norm: a bias β needs a weight γ"));
         }
-        let out = self.value().layer_norm(gamma.map(|g| g.value()), beta.map(|b| b.value()), eps)?;
+        let (gv, bv) = (gamma.map(|g| g.value()), beta.map(|b| b.value()));
+        let out = self.value().layer_norm(gv.as_deref(), bv.as_deref(), eps)?;
         let mut inputs = vec![self];
         inputs.extend(gamma);
         inputs.extend(beta);
         let mean = out.mean.expect("layer_norm returns the mean");
-        Ok(Var::from_op(out.y, Op::LayerNorm { mean, rstd: out.rstd }, &inputs))
+        Ok(Var::from_op(
+            out.y,
+            Op::LayerNorm {
+                mean,
+                rstd: out.rstd,
+            },
+            &inputs,
+        ))
     }
 
     /// RMSNorm over the last dim with optional weight γ of shape (C,).
     pub fn rms_norm(&self, gamma: Option<&Var>, eps: f32) -> Result<Var> {
-        let out = self.value().rms_norm(gamma.map(|g| g.value()), eps)?;
+        let gv = gamma.map(|g| g.value());
+        let out = self.value().rms_norm(gv.as_deref(), eps)?;
         let mut inputs = vec![self];
         inputs.extend(gamma);
         Ok(Var::from_op(out.y, Op::RmsNorm { rstd: out.rstd }, &inputs))
@@ -136,29 +204,59 @@ impl Var {
 
     /// Embedding lookup: `self` is the (V, C) table, `ids` integers of any shape → (…ids, C).
     pub fn embedding(&self, ids: &Tensor) -> Result<Var> {
+        self.embedding_padded(ids, None)
+    }
+    /// Embedding lookup whose backward adds nothing to row `padding_idx` (torch's
+    /// `nn.Embedding(padding_idx=…)`); the forward still looks that row up.
+    pub fn embedding_padded(&self, ids: &Tensor, padding_idx: Option<usize>) -> Result<Var> {
         let v = self.value().embedding(ids)?;
-        Ok(Var::from_op(v, Op::Embedding { ids: ids.clone() }, &[self]))
+        Ok(Var::from_op(
+            v,
+            Op::Embedding {
+                ids: ids.clone(),
+                padding_idx,
+            },
+            &[self],
+        ))
     }
     pub fn index_select(&self, dim: isize, ids: &Tensor) -> Result<Var> {
         let d = self.value().resolve_dim("index_select", dim)?;
         let v = self.value().index_select(dim, ids)?;
-        Ok(Var::from_op(v, Op::IndexSelect { dim: d, ids: ids.clone() }, &[self]))
+        Ok(Var::from_op(
+            v,
+            Op::IndexSelect {
+                dim: d,
+                ids: ids.clone(),
+            },
+            &[self],
+        ))
     }
     pub fn gather(&self, dim: isize, index: &Tensor) -> Result<Var> {
         let d = self.value().resolve_dim("gather", dim)?;
         let v = self.value().gather(dim, index)?;
-        Ok(Var::from_op(v, Op::Gather { dim: d, index: index.clone() }, &[self]))
+        Ok(Var::from_op(
+            v,
+            Op::Gather {
+                dim: d,
+                index: index.clone(),
+            },
+            &[self],
+        ))
     }
 
     pub fn cat(vars: &[&Var], dim: isize) -> Result<Var> {
-        let values: Vec<&Tensor> = vars.iter().map(|v| v.value()).collect();
+        let held: Vec<std::cell::Ref<'_, Tensor>> = vars.iter().map(|v| v.value()).collect();
+        let values: Vec<&Tensor> = held.iter().map(|r| &**r).collect();
         let out = Tensor::cat(&values, dim)?;
         let d = values[0].resolve_dim("cat", dim)?;
         let sizes = values.iter().map(|t| t.shape()[d]).collect();
         Ok(Var::from_op(out, Op::Cat { dim: d, sizes }, vars))
     }
     pub fn stack(vars: &[&Var], dim: isize) -> Result<Var> {
-        let un: Vec<Var> = vars.iter().map(|v| v.unsqueeze(dim)).collect::<Result<_>>()?;
+        let un: Vec<Var> = vars
+            .iter()
+            .map(|v| v.unsqueeze(dim))
+            .collect::<Result<_>>()?;
         let refs: Vec<&Var> = un.iter().collect();
         Var::cat(&refs, dim)
     }
@@ -167,7 +265,7 @@ impl Var {
         if sizes.iter().sum::<usize>() != self.shape()[d] {
             return Err(Error::shape(
                 "split",
-                &[self.shape()],
+                &[&self.shape()],
                 format!("sizes {sizes:?} do not add up to {}", self.shape()[d]),
             ));
         }
@@ -185,11 +283,15 @@ impl Var {
     /// Replace elements where `mask` (broadcastable, non-zero = true) holds by `value`.
     pub fn masked_fill(&self, mask: &Tensor, value: f32) -> Result<Var> {
         let v = self.value().masked_fill(mask, value)?;
-        Ok(Var::from_op(v, Op::MaskedFill { mask: mask.clone() }, &[self]))
+        Ok(Var::from_op(
+            v,
+            Op::MaskedFill { mask: mask.clone() },
+            &[self],
+        ))
     }
     /// `cond ? a : b` elementwise with broadcasting.
     pub fn where_cond(cond: &Tensor, a: &Var, b: &Var) -> Result<Var> {
-        let v = Tensor::where_cond(cond, a.value(), b.value())?;
+        let v = Tensor::where_cond(cond, &a.value(), &b.value())?;
         Ok(Var::from_op(v, Op::Where { cond: cond.clone() }, &[a, b]))
     }
 
@@ -199,25 +301,54 @@ impl Var {
         if !training || p == 0.0 {
             return Ok(self.clone());
         }
-        let mask = Tensor::dropout_mask(self.shape(), p, rng)?;
+        let mask = Tensor::dropout_mask(&self.shape(), p, rng)?;
         let v = self.value().mul(&mask)?;
         Ok(Var::from_op(v, Op::Dropout { mask }, &[self]))
     }
 
     /// Mean cross-entropy of logits (…, C) against integer targets (…); rows whose target is
     /// `ignore_index` carry no loss and do not count in the mean.
-    pub fn cross_entropy(&self, targets: &Tensor, ignore_index: i64, smoothing: f32) -> Result<Var> {
-        let saved = self.value().cross_entropy(targets, ignore_index, smoothing)?;
+    pub fn cross_entropy(
+        &self,
+        targets: &Tensor,
+        ignore_index: i64,
+        smoothing: f32,
+    ) -> Result<Var> {
+        let saved = self
+            .value()
+            .cross_entropy(targets, ignore_index, smoothing)?;
         let loss = saved.loss.clone();
-        Ok(Var::from_op(loss, Op::CrossEntropy { saved, ignore_index, smoothing }, &[self]))
+        Ok(Var::from_op(
+            loss,
+            Op::CrossEntropy {
+                saved,
+                ignore_index,
+                smoothing,
+            },
+            &[self],
+        ))
     }
 
     /// Scaled dot-product attention as one op (see `Tensor::attention`); `bias` (T5's relative
     /// position bias) is differentiable.
-    pub fn attention(q: &Var, k: &Var, v: &Var, bias: Option<&Var>, masks: &AttentionMasks) -> Result<Var> {
-        let out = Tensor::attention(q.value(), k.value(), v.value(), bias.map(|b| b.value()), masks)?;
+    pub fn attention(
+        q: &Var,
+        k: &Var,
+        v: &Var,
+        bias: Option<&Var>,
+        masks: &AttentionMasks,
+    ) -> Result<Var> {
+        let bv = bias.map(|b| b.value());
+        let out = Tensor::attention(&q.value(), &k.value(), &v.value(), bv.as_deref(), masks)?;
+        drop(bv);
         let mut inputs = vec![q, k, v];
         inputs.extend(bias);
-        Ok(Var::from_op(out, Op::Attention { masks: masks.clone() }, &inputs))
+        Ok(Var::from_op(
+            out,
+            Op::Attention {
+                masks: masks.clone(),
+            },
+            &inputs,
+        ))
     }
 }

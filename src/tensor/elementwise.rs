@@ -111,7 +111,9 @@ impl Tensor {
                 .zip(x.par_chunks(4096))
                 .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o = op.apply(x)));
         } else {
-            out.iter_mut().zip(x.iter()).for_each(|(o, &x)| *o = op.apply(x));
+            out.iter_mut()
+                .zip(x.iter())
+                .for_each(|(o, &x)| *o = op.apply(x));
         }
         Ok(Tensor::from_f32(out, self.shape()))
     }

@@ -20,7 +20,10 @@ impl Tensor {
         if let Some(&bad) = v.iter().find(|&&i| i >= bound) {
             return Err(Error::Index {
                 op,
-                msg: format!("index {bad} ≥ size {bound} (tensor shape {:?})", self.shape()),
+                msg: format!(
+                    "index {bad} ≥ size {bound} (tensor shape {:?})",
+                    self.shape()
+                ),
             });
         }
         Ok(v)
@@ -30,7 +33,11 @@ impl Tensor {
     pub fn index_select(&self, dim: isize, ids: &Tensor) -> Result<Tensor> {
         let d = self.resolve_dim("index_select", dim)?;
         if ids.rank() != 1 {
-            return Err(Error::shape("index_select", &[self.shape(), ids.shape()], "ids must be 1-D"));
+            return Err(Error::shape(
+                "index_select",
+                &[self.shape(), ids.shape()],
+                "ids must be 1-D",
+            ));
         }
         let idx = self.checked_ids("index_select", ids, self.shape()[d])?;
         let x = self.f32s("index_select")?;
@@ -53,7 +60,11 @@ impl Tensor {
         let d = self.resolve_dim("index_add", dim)?;
         let idx = ids.indices("index_add")?;
         if idx.len() != self.shape()[d] {
-            return Err(Error::shape("index_add", &[self.shape(), ids.shape()], "one id per slice"));
+            return Err(Error::shape(
+                "index_add",
+                &[self.shape(), ids.shape()],
+                "one id per slice",
+            ));
         }
         if let Some(&bad) = idx.iter().find(|&&i| i >= size) {
             return Err(Error::Index {
@@ -79,7 +90,11 @@ impl Tensor {
     /// Embedding lookup: `self` is the table (V, C), `ids` any shape of integers → (…ids, C).
     pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
         if self.rank() != 2 {
-            return Err(Error::shape("embedding", &[self.shape(), ids.shape()], "table must be (V, C)"));
+            return Err(Error::shape(
+                "embedding",
+                &[self.shape(), ids.shape()],
+                "table must be (V, C)",
+            ));
         }
         // Checked here too so that an id past the vocabulary names this op.
         self.checked_ids("embedding", ids, self.shape()[0])?;
@@ -100,7 +115,10 @@ impl Tensor {
             return Err(Error::shape(
                 "gather",
                 &[self.shape(), index.shape()],
-                format!("index must have rank {} and no dim larger than the input's outside dim {d}", self.rank()),
+                format!(
+                    "index must have rank {} and no dim larger than the input's outside dim {d}",
+                    self.rank()
+                ),
             ));
         }
         let idx = self.checked_ids("gather", index, self.shape()[d])?;
@@ -122,7 +140,11 @@ impl Tensor {
     pub fn scatter_add_into(&self, dim: isize, index: &Tensor, shape: &[usize]) -> Result<Tensor> {
         let d = self.resolve_dim("scatter_add", dim)?;
         if index.shape() != self.shape() {
-            return Err(Error::shape("scatter_add", &[self.shape(), index.shape()], "src and index shapes differ"));
+            return Err(Error::shape(
+                "scatter_add",
+                &[self.shape(), index.shape()],
+                "src and index shapes differ",
+            ));
         }
         let idx = index.indices("scatter_add")?;
         let g = self.f32s("scatter_add")?;
@@ -164,7 +186,10 @@ impl Tensor {
         }
         let total: usize = tensors.iter().map(|t| t.shape()[d]).sum();
         let (outer, _, inner) = around(first.shape(), d);
-        let datas: Vec<_> = tensors.iter().map(|t| t.f32s("cat")).collect::<Result<_>>()?;
+        let datas: Vec<_> = tensors
+            .iter()
+            .map(|t| t.f32s("cat"))
+            .collect::<Result<_>>()?;
         let mut out = Vec::with_capacity(outer * total * inner);
         for o in 0..outer {
             for (t, x) in tensors.iter().zip(&datas) {
@@ -179,7 +204,10 @@ impl Tensor {
 
     /// Stack equal-shaped tensors along a new dim.
     pub fn stack(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
-        let un: Vec<Tensor> = tensors.iter().map(|t| t.unsqueeze(dim)).collect::<Result<_>>()?;
+        let un: Vec<Tensor> = tensors
+            .iter()
+            .map(|t| t.unsqueeze(dim))
+            .collect::<Result<_>>()?;
         let refs: Vec<&Tensor> = un.iter().collect();
         Tensor::cat(&refs, dim)
     }
@@ -208,7 +236,11 @@ impl Tensor {
     /// The truth values of a mask tensor (non-zero = true) broadcast to `shape`.
     pub(crate) fn mask_values(&self, op: &'static str, shape: &[usize]) -> Result<Vec<bool>> {
         let b = self.broadcast_to(shape).map_err(|_| {
-            Error::shape(op, &[self.shape(), shape], "mask cannot be broadcast to the input")
+            Error::shape(
+                op,
+                &[self.shape(), shape],
+                "mask cannot be broadcast to the input",
+            )
         })?;
         Ok(b.to_vec_f32()?.into_iter().map(|v| v != 0.0).collect())
     }
@@ -217,7 +249,11 @@ impl Tensor {
     pub fn masked_fill(&self, mask: &Tensor, value: f32) -> Result<Tensor> {
         let m = mask.mask_values("masked_fill", self.shape())?;
         let x = self.f32s("masked_fill")?;
-        let out = x.iter().zip(&m).map(|(&x, &m)| if m { value } else { x }).collect();
+        let out = x
+            .iter()
+            .zip(&m)
+            .map(|(&x, &m)| if m { value } else { x })
+            .collect();
         Ok(Tensor::from_f32(out, self.shape()))
     }
 

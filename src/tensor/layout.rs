@@ -30,8 +30,16 @@ pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Ve
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = if da == db || db == 1 {
             da
         } else if da == 1 {
@@ -100,7 +108,11 @@ impl Layout {
                 return Err(Error::shape(
                     op,
                     &[&self.shape, shape],
-                    format!("dim {} of size {d} cannot be expanded to {}", i - lead, shape[i]),
+                    format!(
+                        "dim {} of size {d} cannot be expanded to {}",
+                        i - lead,
+                        shape[i]
+                    ),
                 ));
             }
         }

@@ -151,6 +151,24 @@ impl Tensor {
         }
     }
 
+    /// Mutable access to the f32 elements, for in-place updates (optimizer steps). A view or
+    /// a storage shared with other tensors is first copied, so no other tensor changes.
+    pub fn f32s_mut(&mut self) -> Result<&mut [f32]> {
+        if !(self.is_contiguous() && self.layout.offset == 0 && self.storage.len() == self.numel())
+        {
+            *self = self.contiguous();
+        }
+        let dt = self.dtype();
+        match Arc::make_mut(&mut self.storage) {
+            CpuStorage::F32(v) => Ok(v),
+            _ => Err(Error::DType {
+                op: "f32s_mut",
+                expected: "f32".into(),
+                got: dt.to_string(),
+            }),
+        }
+    }
+
     /// Copy out as a row-major `Vec<T>`; the dtype must be `T`.
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
         Ok(self.elems::<T>("to_vec")?.into_owned())
@@ -222,8 +240,12 @@ impl Tensor {
                 let f = self.to_vec_f32()?;
                 match dt {
                     DType::F32 => CpuStorage::F32(f),
-                    DType::BF16 => CpuStorage::BF16(f.iter().map(|&x| half::bf16::from_f32(x)).collect()),
-                    DType::F16 => CpuStorage::F16(f.iter().map(|&x| half::f16::from_f32(x)).collect()),
+                    DType::BF16 => {
+                        CpuStorage::BF16(f.iter().map(|&x| half::bf16::from_f32(x)).collect())
+                    }
+                    DType::F16 => {
+                        CpuStorage::F16(f.iter().map(|&x| half::f16::from_f32(x)).collect())
+                    }
                     DType::I64 => CpuStorage::I64(f.iter().map(|&x| x as i64).collect()),
                     DType::U32 => CpuStorage::U32(f.iter().map(|&x| x as u32).collect()),
                 }

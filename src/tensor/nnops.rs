@@ -60,7 +60,11 @@ fn rows_cols_nonempty(op: &'static str, t: &Tensor) -> Result<(usize, usize)> {
 fn check_param(op: &'static str, x: &Tensor, p: Option<&Tensor>, cols: usize) -> Result<()> {
     if let Some(p) = p {
         if p.shape() != [cols] {
-            return Err(Error::shape(op, &[x.shape(), p.shape()], format!("parameter must be ({cols},)")));
+            return Err(Error::shape(
+                op,
+                &[x.shape(), p.shape()],
+                format!("parameter must be ({cols},)"),
+            ));
         }
     }
     Ok(())
@@ -87,7 +91,12 @@ impl Tensor {
     pub fn softmax_last_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
         let (_, cols) = rows_cols("softmax_backward", y)?;
         let mut dx = vec![0.0; y.numel()];
-        softmax::softmax_rows_backward(&y.f32s("softmax_backward")?, &dy.f32s("softmax_backward")?, &mut dx, cols);
+        softmax::softmax_rows_backward(
+            &y.f32s("softmax_backward")?,
+            &dy.f32s("softmax_backward")?,
+            &mut dx,
+            cols,
+        );
         Ok(Tensor::from_f32(dx, y.shape()))
     }
 
@@ -105,7 +114,12 @@ impl Tensor {
     }
 
     /// LayerNorm over the last dim with optional affine γ, β of shape (C,).
-    pub fn layer_norm(&self, gamma: Option<&Tensor>, beta: Option<&Tensor>, eps: f32) -> Result<NormOut> {
+    pub fn layer_norm(
+        &self,
+        gamma: Option<&Tensor>,
+        beta: Option<&Tensor>,
+        eps: f32,
+    ) -> Result<NormOut> {
         let (rows, cols) = rows_cols_nonempty("layer_norm", self)?;
         check_param("layer_norm", self, gamma, cols)?;
         check_param("layer_norm", self, beta, cols)?;
@@ -113,7 +127,16 @@ impl Tensor {
         let g = gamma.map(|g| g.f32s("layer_norm")).transpose()?;
         let b = beta.map(|b| b.f32s("layer_norm")).transpose()?;
         let (mut y, mut mean, mut rstd) = (vec![0.0; x.len()], vec![0.0; rows], vec![0.0; rows]);
-        norm::layer_norm_rows(&x, g.as_deref(), b.as_deref(), eps, &mut y, &mut mean, &mut rstd, cols);
+        norm::layer_norm_rows(
+            &x,
+            g.as_deref(),
+            b.as_deref(),
+            eps,
+            &mut y,
+            &mut mean,
+            &mut rstd,
+            cols,
+        );
         let stat_shape = &self.shape()[..self.rank() - 1];
         Ok(NormOut {
             y: Tensor::from_f32(y, self.shape()),
@@ -163,7 +186,15 @@ impl Tensor {
                 Some(&mut db),
                 cols,
             ),
-            None => norm::rms_norm_rows_backward(&xs, g.as_deref(), &rs, &dys, &mut dx, Some(&mut dg), cols),
+            None => norm::rms_norm_rows_backward(
+                &xs,
+                g.as_deref(),
+                &rs,
+                &dys,
+                &mut dx,
+                Some(&mut dg),
+                cols,
+            ),
         }
         Ok((
             Tensor::from_f32(dx, x.shape()),
@@ -175,7 +206,9 @@ impl Tensor {
     /// Inverted-dropout mask of `shape`: 0 with probability p, else 1/(1 − p).
     pub fn dropout_mask(shape: &[usize], p: f32, rng: &mut Rng) -> Result<Tensor> {
         if !(0.0..1.0).contains(&p) {
-            return Err(Error::msg(format!("dropout: probability {p} not in [0, 1)")));
+            return Err(Error::msg(format!(
+                "dropout: probability {p} not in [0, 1)"
+            )));
         }
         let scale = 1.0 / (1.0 - p);
         let n = shape.iter().product();
@@ -187,7 +220,12 @@ impl Tensor {
 
     /// Mean cross-entropy of logits (…, C) against integer targets (…) with `ignore_index`
     /// rows excluded from both sum and count, and label smoothing ε.
-    pub fn cross_entropy(&self, targets: &Tensor, ignore_index: i64, smoothing: f32) -> Result<CrossEntropyOut> {
+    pub fn cross_entropy(
+        &self,
+        targets: &Tensor,
+        ignore_index: i64,
+        smoothing: f32,
+    ) -> Result<CrossEntropyOut> {
         let (rows, cols) = rows_cols_nonempty("cross_entropy", self)?;
         if targets.shape() != &self.shape()[..self.rank() - 1] {
             return Err(Error::shape(
@@ -197,11 +235,17 @@ impl Tensor {
             ));
         }
         if !(0.0..=1.0).contains(&smoothing) {
-            return Err(Error::msg(format!("cross_entropy: label smoothing {smoothing} not in [0, 1]")));
+            return Err(Error::msg(format!(
+                "cross_entropy: label smoothing {smoothing} not in [0, 1]"
+            )));
         }
         let t: Vec<i64> = match targets.dtype() {
             super::DType::I64 => targets.to_vec::<i64>()?,
-            super::DType::U32 => targets.to_vec::<u32>()?.into_iter().map(i64::from).collect(),
+            super::DType::U32 => targets
+                .to_vec::<u32>()?
+                .into_iter()
+                .map(i64::from)
+                .collect(),
             other => {
                 return Err(Error::DType {
                     op: "cross_entropy",
@@ -212,11 +256,19 @@ impl Tensor {
         };
         let x = self.f32s("cross_entropy")?;
         let (mut row_loss, mut lse) = (vec![0.0; rows], vec![0.0; rows]);
-        cross_entropy::cross_entropy_rows(&x, &t, cols, ignore_index, smoothing, &mut row_loss, &mut lse)
-            .map_err(|msg| Error::Index {
-                op: "cross_entropy",
-                msg: format!("{msg}; logits shape {:?}", self.shape()),
-            })?;
+        cross_entropy::cross_entropy_rows(
+            &x,
+            &t,
+            cols,
+            ignore_index,
+            smoothing,
+            &mut row_loss,
+            &mut lse,
+        )
+        .map_err(|msg| Error::Index {
+            op: "cross_entropy",
+            msg: format!("{msg}; logits shape {:?}", self.shape()),
+        })?;
         let count = t.iter().filter(|&&v| v != ignore_index).count();
         let total: f64 = row_loss.iter().map(|&v| v as f64).sum();
         let loss = (total / count as f64) as f32; // 0/0 = NaN when all rows are ignored
@@ -239,7 +291,11 @@ impl Tensor {
         let (_, cols) = rows_cols("cross_entropy_backward", logits)?;
         let x = logits.f32s("cross_entropy_backward")?;
         let mut dx = vec![0.0; x.len()];
-        let scale = if saved.count == 0 { 0.0 } else { g / saved.count as f32 };
+        let scale = if saved.count == 0 {
+            0.0
+        } else {
+            g / saved.count as f32
+        };
         cross_entropy::cross_entropy_rows_backward(
             &x,
             &saved.targets,
@@ -259,10 +315,18 @@ impl Tensor {
         v: &Tensor,
         bias: Option<&Tensor>,
         masks: &AttentionMasks,
-    ) -> Result<(attention::AttnDims, Option<super::Layout>, Option<Vec<bool>>)> {
+    ) -> Result<(
+        attention::AttnDims,
+        Option<super::Layout>,
+        Option<Vec<bool>>,
+    )> {
         let op = "attention";
         if q.rank() != 4 || k.rank() != 4 || v.rank() != 4 {
-            return Err(Error::shape(op, &[q.shape(), k.shape(), v.shape()], "q, k, v must be (B, H, T, D)"));
+            return Err(Error::shape(
+                op,
+                &[q.shape(), k.shape(), v.shape()],
+                "q, k, v must be (B, H, T, D)",
+            ));
         }
         let (b, h, tq, d) = (q.shape()[0], q.shape()[1], q.shape()[2], q.shape()[3]);
         let tk = k.shape()[2];
@@ -282,7 +346,11 @@ impl Tensor {
             ));
         }
         if masks.causal && tq > tk {
-            return Err(Error::shape(op, &[q.shape(), k.shape()], "causal attention needs Tq ≤ Tk"));
+            return Err(Error::shape(
+                op,
+                &[q.shape(), k.shape()],
+                "causal attention needs Tq ≤ Tk",
+            ));
         }
         let bias_layout = bias
             .map(|bt| bt.layout.broadcast_to(op, &[b, h, tq, tk]))
@@ -290,7 +358,11 @@ impl Tensor {
         let keep = match &masks.key_padding {
             Some(m) => {
                 if m.shape() != [b, tk] {
-                    return Err(Error::shape(op, &[q.shape(), k.shape(), m.shape()], "key padding mask must be (B, Tk)"));
+                    return Err(Error::shape(
+                        op,
+                        &[q.shape(), k.shape(), m.shape()],
+                        "key padding mask must be (B, Tk)",
+                    ));
                 }
                 Some(m.mask_values(op, &[b, tk])?)
             }
@@ -312,9 +384,19 @@ impl Tensor {
     /// Scaled dot-product attention: softmax(scale·QKᵀ + bias, masked)·V for q (B, H, Tq, D),
     /// k (B, H, Tk, D), v (B, H, Tk, Dv) and an optional additive `bias` broadcastable to
     /// (B, H, Tq, Tk).
-    pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, masks: &AttentionMasks) -> Result<Tensor> {
+    pub fn attention(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        bias: Option<&Tensor>,
+        masks: &AttentionMasks,
+    ) -> Result<Tensor> {
         let (dims, bl, keep) = Tensor::attention_setup(q, k, v, bias, masks)?;
-        let (qs, ks, vs) = (q.f32s("attention")?, k.f32s("attention")?, v.f32s("attention")?);
+        let (qs, ks, vs) = (
+            q.f32s("attention")?,
+            k.f32s("attention")?,
+            v.f32s("attention")?,
+        );
         let bview = match (bias, &bl) {
             (Some(bt), Some(l)) => Some(attention::BiasView {
                 data: bt.storage_slice::<f32>("attention")?,
@@ -325,7 +407,10 @@ impl Tensor {
         };
         let mut out = vec![0.0; dims.batch * dims.heads * dims.tq * dims.dv];
         attention::attention_forward(&dims, &qs, &ks, &vs, bview, keep.as_deref(), &mut out);
-        Ok(Tensor::from_f32(out, &[dims.batch, dims.heads, dims.tq, dims.dv]))
+        Ok(Tensor::from_f32(
+            out,
+            &[dims.batch, dims.heads, dims.tq, dims.dv],
+        ))
     }
 
     /// (dq, dk, dv, dbias) of `attention`; dbias (B, H, Tq, Tk) only when `want_dbias`.
@@ -351,7 +436,11 @@ impl Tensor {
             }),
             _ => None,
         };
-        let (mut dq, mut dk, mut dvv) = (vec![0.0; qs.len()], vec![0.0; ks.len()], vec![0.0; vs.len()]);
+        let (mut dq, mut dk, mut dvv) = (
+            vec![0.0; qs.len()],
+            vec![0.0; ks.len()],
+            vec![0.0; vs.len()],
+        );
         let mut dbias = want_dbias.then(|| vec![0.0; dims.batch * dims.heads * dims.tq * dims.tk]);
         attention::attention_backward(
             &dims,

@@ -19,7 +19,11 @@ impl Tensor {
         for &d in dims {
             let i = self.resolve_dim(op, d)?;
             if reduced[i] {
-                return Err(Error::shape(op, &[self.shape()], format!("dim {d} listed twice")));
+                return Err(Error::shape(
+                    op,
+                    &[self.shape()],
+                    format!("dim {d} listed twice"),
+                ));
             }
             reduced[i] = true;
         }
@@ -89,7 +93,11 @@ impl Tensor {
     pub fn max_dims_with_arg(&self, dims: &[isize], keepdim: bool) -> Result<(Tensor, Vec<usize>)> {
         let r = self.reduction_rows("max", dims, keepdim)?;
         if r.inner == 0 {
-            return Err(Error::shape("max", &[self.shape()], "max over an empty dim"));
+            return Err(Error::shape(
+                "max",
+                &[self.shape()],
+                "max over an empty dim",
+            ));
         }
         let (vals, args): (Vec<f32>, Vec<usize>) = r
             .data
@@ -112,7 +120,12 @@ impl Tensor {
     }
 
     /// Gradient of `max_dims`: `grad` (the output's shape) routed to the arg-max positions of `self`.
-    pub fn max_dims_backward(&self, dims: &[isize], args: &[usize], grad: &Tensor) -> Result<Tensor> {
+    pub fn max_dims_backward(
+        &self,
+        dims: &[isize],
+        args: &[usize],
+        grad: &Tensor,
+    ) -> Result<Tensor> {
         let reduced = self.reduce_dims("max_backward", dims)?;
         let kept: Vec<usize> = (0..self.rank()).filter(|&i| !reduced[i]).collect();
         let red: Vec<usize> = (0..self.rank()).filter(|&i| reduced[i]).collect();
@@ -128,7 +141,9 @@ impl Tensor {
         for (i, &p) in perm.iter().enumerate() {
             inverse[p] = i;
         }
-        Ok(Tensor::from_f32(out, &permuted_shape).permute(&inverse)?.contiguous())
+        Ok(Tensor::from_f32(out, &permuted_shape)
+            .permute(&inverse)?
+            .contiguous())
     }
 
     /// Sum `self` (a broadcast result) down to `shape`: the backward of broadcasting.
@@ -138,7 +153,11 @@ impl Tensor {
         }
         let r = self.rank();
         if shape.len() > r {
-            return Err(Error::shape("sum_to_shape", &[self.shape(), shape], "target has higher rank"));
+            return Err(Error::shape(
+                "sum_to_shape",
+                &[self.shape(), shape],
+                "target has higher rank",
+            ));
         }
         let lead = r - shape.len();
         let mut dims = Vec::new();
@@ -157,4 +176,3 @@ impl Tensor {
         self.sum_dims(&dims, true)?.reshape(shape)
     }
 }
-

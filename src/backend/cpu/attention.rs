@@ -92,25 +92,36 @@ pub fn attention_forward(
     key_keep: Option<&[bool]>,
     out: &mut [f32],
 ) {
-    let AttnDims { heads, tq, tk, d, dv, .. } = *dims;
-    out.par_chunks_mut(tq * dv).enumerate().for_each(|(bh, out)| {
-        let (b, h) = (bh / heads, bh % heads);
-        let q = &q[bh * tq * d..][..tq * d];
-        let k = &k[bh * tk * d..][..tk * d];
-        let v = &v[bh * tk * dv..][..tk * dv];
-        let mut p = vec![0.0f32; tk];
-        for i in 0..tq {
-            probs_row(dims, b, h, i, q, k, bias, key_keep, &mut p);
-            let oi = &mut out[i * dv..][..dv];
-            oi.iter_mut().for_each(|o| *o = 0.0);
-            for j in 0..tk {
-                let pj = p[j];
-                if pj != 0.0 {
-                    oi.iter_mut().zip(&v[j * dv..][..dv]).for_each(|(o, &vv)| *o += pj * vv);
+    let AttnDims {
+        heads,
+        tq,
+        tk,
+        d,
+        dv,
+        ..
+    } = *dims;
+    out.par_chunks_mut(tq * dv)
+        .enumerate()
+        .for_each(|(bh, out)| {
+            let (b, h) = (bh / heads, bh % heads);
+            let q = &q[bh * tq * d..][..tq * d];
+            let k = &k[bh * tk * d..][..tk * d];
+            let v = &v[bh * tk * dv..][..tk * dv];
+            let mut p = vec![0.0f32; tk];
+            for i in 0..tq {
+                probs_row(dims, b, h, i, q, k, bias, key_keep, &mut p);
+                let oi = &mut out[i * dv..][..dv];
+                oi.iter_mut().for_each(|o| *o = 0.0);
+                for j in 0..tk {
+                    let pj = p[j];
+                    if pj != 0.0 {
+                        oi.iter_mut()
+                            .zip(&v[j * dv..][..dv])
+                            .for_each(|(o, &vv)| *o += pj * vv);
+                    }
                 }
             }
-        }
-    });
+        });
 }
 
 /// Gradients of the attention. `dq`, `dk`, `dv` are overwritten; `dbias` (full (B, H, Tq, Tk)),
@@ -130,8 +141,20 @@ pub fn attention_backward(
     dvv: &mut [f32],
     dbias: Option<&mut [f32]>,
 ) {
-    let AttnDims { heads, tq, tk, d, dv, scale, .. } = *dims;
-    let per_head = |bh: usize, dq: &mut [f32], dk: &mut [f32], dvh: &mut [f32], mut dbias: Option<&mut [f32]>| {
+    let AttnDims {
+        heads,
+        tq,
+        tk,
+        d,
+        dv,
+        scale,
+        ..
+    } = *dims;
+    let per_head = |bh: usize,
+                    dq: &mut [f32],
+                    dk: &mut [f32],
+                    dvh: &mut [f32],
+                    mut dbias: Option<&mut [f32]>| {
         let (b, h) = (bh / heads, bh % heads);
         let q = &q[bh * tq * d..][..tq * d];
         let k = &k[bh * tk * d..][..tk * d];
@@ -152,18 +175,31 @@ pub fn attention_backward(
                 let pj = p[j];
                 let vj = &v[j * dv..][..dv];
                 // dv_j += p_ij · do_i
-                dvh[j * dv..][..dv].iter_mut().zip(doi).for_each(|(x, &g)| *x += pj * g);
+                dvh[j * dv..][..dv]
+                    .iter_mut()
+                    .zip(doi)
+                    .for_each(|(x, &g)| *x += pj * g);
                 let dp: f32 = doi.iter().zip(vj).map(|(a, b)| a * b).sum();
                 // A masked score is the constant f32::MIN: no gradient flows to q, k or the bias
                 // (this matters in a fully masked row, where p is uniform, not 0).
-                let ds = if allowed(dims, b, i, j, key_keep) { pj * (dp - delta) } else { 0.0 };
+                let ds = if allowed(dims, b, i, j, key_keep) {
+                    pj * (dp - delta)
+                } else {
+                    0.0
+                };
                 if let Some(db) = dbias.as_deref_mut() {
                     db[i * tk + j] = ds;
                 }
                 if ds != 0.0 {
                     let kj = &k[j * d..][..d];
-                    dq[i * d..][..d].iter_mut().zip(kj).for_each(|(x, &kk)| *x += scale * ds * kk);
-                    dk[j * d..][..d].iter_mut().zip(qi).for_each(|(x, &qq)| *x += scale * ds * qq);
+                    dq[i * d..][..d]
+                        .iter_mut()
+                        .zip(kj)
+                        .for_each(|(x, &kk)| *x += scale * ds * kk);
+                    dk[j * d..][..d]
+                        .iter_mut()
+                        .zip(qi)
+                        .for_each(|(x, &qq)| *x += scale * ds * qq);
                 }
             }
         }

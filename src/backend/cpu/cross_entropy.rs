@@ -26,7 +26,9 @@ pub fn cross_entropy_rows(
         .enumerate()
         .find(|(_, &t)| t != ignore_index && (t < 0 || t as usize >= cols))
     {
-        return Err(format!("target {t} at row {r} is outside 0..{cols} (and not ignore_index {ignore_index})"));
+        return Err(format!(
+            "target {t} at row {r} is outside 0..{cols} (and not ignore_index {ignore_index})"
+        ));
     }
     row_loss
         .par_iter_mut()
@@ -43,7 +45,8 @@ pub fn cross_entropy_rows(
                 // lse − x_c as (m − x_c) + ln Σ: no rounding of lse to the spacing of m.
                 let nll = (m - x[t as usize]) + ln_s;
                 if smoothing > 0.0 {
-                    let mean_shift = x.iter().map(|&v| (m - v) as f64).sum::<f64>() as f32 / cols as f32;
+                    let mean_shift =
+                        x.iter().map(|&v| (m - v) as f64).sum::<f64>() as f32 / cols as f32;
                     (1.0 - smoothing) * nll + smoothing * (mean_shift + ln_s)
                 } else {
                     nll

@@ -68,7 +68,10 @@ pub fn force(level: Option<Isa>) {
 
 fn default_level() -> Isa {
     let best = detected();
-    match std::env::var("PRETEXT_ISA").ok().and_then(|s| Isa::parse(&s)) {
+    match std::env::var("PRETEXT_ISA")
+        .ok()
+        .and_then(|s| Isa::parse(&s))
+    {
         Some(l) => l.min(best),
         None => best,
     }

@@ -1,10 +1,10 @@
 //! CPU kernels. Each kernel family has a portable scalar reference and, where it is hot,
 //! SIMD variants chosen at run time by `isa::active()`.
 
+pub mod attention;
+pub mod cross_entropy;
 pub mod gemm;
 pub mod isa;
 pub mod math;
 pub mod norm;
 pub mod softmax;
-pub mod cross_entropy;
-pub mod attention;

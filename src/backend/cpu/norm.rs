@@ -61,7 +61,14 @@ pub fn layer_norm_rows_backward(
     norm_backward(x, gamma, Some(mean), rstd, dy, dx, dgamma, dbeta, cols)
 }
 
-pub fn rms_norm_rows(x: &[f32], gamma: Option<&[f32]>, eps: f32, y: &mut [f32], rstd: &mut [f32], cols: usize) {
+pub fn rms_norm_rows(
+    x: &[f32],
+    gamma: Option<&[f32]>,
+    eps: f32,
+    y: &mut [f32],
+    rstd: &mut [f32],
+    cols: usize,
+) {
     y.par_chunks_mut(cols)
         .zip(x.par_chunks(cols))
         .zip(rstd.par_iter_mut())

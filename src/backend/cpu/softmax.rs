@@ -8,16 +8,18 @@ pub fn softmax_rows(x: &[f32], y: &mut [f32], cols: usize) {
     if cols == 0 {
         return;
     }
-    y.par_chunks_mut(cols).zip(x.par_chunks(cols)).for_each(|(y, x)| {
-        let m = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let mut s = 0.0f32;
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = (x - m).exp();
-            s += *y;
-        }
-        let inv = 1.0 / s;
-        y.iter_mut().for_each(|y| *y *= inv);
-    });
+    y.par_chunks_mut(cols)
+        .zip(x.par_chunks(cols))
+        .for_each(|(y, x)| {
+            let m = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let mut s = 0.0f32;
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = (x - m).exp();
+                s += *y;
+            }
+            let inv = 1.0 / s;
+            y.iter_mut().for_each(|y| *y *= inv);
+        });
 }
 
 /// y = (x − max) − ln Σ exp(x − max), per row. The shift is applied before ln Σ is
@@ -27,12 +29,18 @@ pub fn log_softmax_rows(x: &[f32], y: &mut [f32], cols: usize) {
     if cols == 0 {
         return;
     }
-    y.par_chunks_mut(cols).zip(x.par_chunks(cols)).for_each(|(y, x)| {
-        let (m, ln_s) = max_and_log_sum(x);
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = if m == f32::NEG_INFINITY { f32::NEG_INFINITY } else { (x - m) - ln_s };
-        }
-    });
+    y.par_chunks_mut(cols)
+        .zip(x.par_chunks(cols))
+        .for_each(|(y, x)| {
+            let (m, ln_s) = max_and_log_sum(x);
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = if m == f32::NEG_INFINITY {
+                    f32::NEG_INFINITY
+                } else {
+                    (x - m) - ln_s
+                };
+            }
+        });
 }
 
 /// (m, ln Σ exp(x − m)) of one row with m = max(x); lse = m + ln Σ. m = −∞ for an empty or

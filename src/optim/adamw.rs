@@ -1,0 +1,104 @@
+//! AdamW exactly as `torch.optim.AdamW` (decoupled weight decay, bias correction, ε added
+//! after the bias correction of √v). For step t = 1, 2, …:
+//!   θ ← θ·(1 − lr·λ)                       (only parameters that decay)
+//!   m ← m + (1 − β1)·(g − m)                 (torch's lerp form of β1·m + (1 − β1)·g)
+//!   v ← β2·v + (1 − β2)·g²
+//!   θ ← θ − (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + ε)
+//! Weight decay applies to parameters of rank ≥ 2 by default (nanoGPT / llm.c groups);
+//! `decay_all` applies it to every parameter (torch with one param group).
+
+use crate::autograd::ParamStore;
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWConfig {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    /// Decay every parameter, not only those of rank ≥ 2.
+    pub decay_all: bool,
+}
+
+impl Default for AdamWConfig {
+    /// torch.optim.AdamW's defaults.
+    fn default() -> Self {
+        AdamWConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 1e-2,
+            decay_all: false,
+        }
+    }
+}
+
+/// Optimizer state: first and second moments per parameter (in `ParamStore` order) and the step.
+#[derive(Clone, Debug)]
+pub struct AdamW {
+    pub config: AdamWConfig,
+    pub step: u64,
+    pub m: Vec<Vec<f32>>,
+    pub v: Vec<Vec<f32>>,
+}
+
+impl AdamW {
+    pub fn new(config: AdamWConfig, params: &ParamStore) -> Self {
+        let zeros = || {
+            params
+                .iter()
+                .map(|(_, p)| vec![0.0; p.value().numel()])
+                .collect()
+        };
+        AdamW {
+            config,
+            step: 0,
+            m: zeros(),
+            v: zeros(),
+        }
+    }
+
+    /// One update at learning rate `lr` (the schedule's value for this step).
+    pub fn step(&mut self, params: &ParamStore, lr: f32) -> Result<()> {
+        if self.m.len() != params.len() {
+            return Err(Error::msg(format!(
+                "AdamW: state for {} parameters, store has {}",
+                self.m.len(),
+                params.len()
+            )));
+        }
+        self.step += 1;
+        let c = self.config;
+        let t = self.step as i32;
+        let bc1 = 1.0 - c.beta1.powi(t);
+        let bc2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
+        let step_size = lr / bc1;
+        for (i, (name, p)) in params.iter().enumerate() {
+            let Some(g) = p.grad() else { continue };
+            let g = g.to_vec_f32()?;
+            let (m, v) = (&mut self.m[i], &mut self.v[i]);
+            if m.len() != g.len() {
+                return Err(Error::msg(format!(
+                    "AdamW: parameter `{name}` changed size"
+                )));
+            }
+            let decay = c.weight_decay != 0.0 && (c.decay_all || p.value().rank() >= 2);
+            p.update_value(|t| -> Result<()> {
+                let w = t.f32s_mut()?;
+                for j in 0..w.len() {
+                    if decay {
+                        w[j] *= 1.0 - lr * c.weight_decay;
+                    }
+                    m[j] += (1.0 - c.beta1) * (g[j] - m[j]);
+                    v[j] = c.beta2 * v[j] + (1.0 - c.beta2) * g[j] * g[j];
+                    let denom = v[j].sqrt() / bc2_sqrt + c.eps;
+                    w[j] -= step_size * m[j] / denom;
+                }
+                Ok(())
+            })??;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,12 @@
+//! Optimizers, learning-rate schedules and gradient clipping, acting on the leaves of a
+//! `ParamStore` through their accumulated gradients.
+
+pub mod adamw;
+pub mod clip;
+pub mod schedule;
+pub mod sgd;
+
+pub use adamw::{AdamW, AdamWConfig};
+pub use clip::clip_grad_norm;
+pub use schedule::{CosineSchedule, LrSchedule};
+pub use sgd::Sgd;
