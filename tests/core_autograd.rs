@@ -283,6 +283,68 @@ fn param_store_registers_and_clears() {
     assert!(store.vars().iter().all(|v| v.grad().is_none()));
 }
 
+#[test]
+fn update_value_is_copy_on_write_and_guarded() {
+    let p = Var::param(t(&[1.0, 2.0, 3.0], &[3]));
+    let snapshot = p.value().clone(); // shares p's storage
+    p.update_value(|v| -> pretext::Result<()> {
+        v.f32s_mut()?.iter_mut().for_each(|w| *w *= 10.0);
+        Ok(())
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(p.value().to_vec_f32().unwrap(), vec![10.0, 20.0, 30.0]);
+    assert_eq!(
+        snapshot.to_vec_f32().unwrap(),
+        vec![1.0, 2.0, 3.0],
+        "copy on write"
+    );
+    // A graph recorded before an update would read the new value in its backward: error.
+    let c = Var::constant(t(&[1.0, 1.0, 1.0], &[3]));
+    let loss = p.mul(&p).unwrap().mul(&c).unwrap().sum_all().unwrap();
+    p.update_value(|v| *v = Tensor::zeros(&[3])).unwrap();
+    let e = loss.backward().unwrap_err();
+    assert!(
+        format!("{e}").contains("update_value") && format!("{e}").contains("mul"),
+        "{e}"
+    );
+    // Forward, backward, then update (the training loop order) is fine.
+    let loss = p
+        .add_scalar(1.0)
+        .unwrap()
+        .mul(&p)
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    loss.backward().unwrap();
+    p.update_value(|v| *v = Tensor::ones(&[3])).unwrap();
+    assert_eq!(grad(&p), vec![1.0, 1.0, 1.0]); // ∂Σ(p+1)p/∂p = 2p + 1 at p = 0
+                                               // Only leaves can be updated.
+    let e = p.exp().unwrap().update_value(|_| ()).unwrap_err();
+    assert!(format!("{e}").contains("non-leaf"), "{e}");
+}
+
+#[test]
+fn embedding_padding_row_gets_no_gradient() {
+    let w = Var::param(Tensor::randn(&[4, 2], 0.0, 1.0, &mut Rng::new(6)));
+    let ids = Tensor::from_vec(vec![0i64, 2, 0, 3], &[2, 2]).unwrap();
+    let y = w.embedding_padded(&ids, Some(0)).unwrap();
+    // The forward still looks the padding row up.
+    let wv = w.value().to_vec_f32().unwrap();
+    assert_eq!(y.value().to_vec_f32().unwrap()[..2], wv[..2]);
+    y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(grad(&w), vec![0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
+    // Without padding_idx the repeated id 0 accumulates two rows.
+    let w2 = Var::param(w.value().clone());
+    w2.embedding(&ids)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert_eq!(grad(&w2), vec![2.0, 2.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
+}
+
 // ---------------------------------------------------------------- MLP trained with SGD
 
 /// XOR-like blobs: 4 Gaussian clusters at (±1, ±1) with s.d. 0.25; class 1 when the two
