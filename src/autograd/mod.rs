@@ -41,12 +41,17 @@ fn next_id() -> usize {
 struct GradFn {
     op: Op,
     inputs: Vec<Var>,
+    /// Each input's `version` when the op ran: the rule reads the inputs' current values, so
+    /// an input updated in place since then would silently get a wrong gradient.
+    versions: Vec<u64>,
 }
 
 struct Node {
     id: usize,
     /// Mutable only through `update_value` (optimizer steps on leaves).
     value: RefCell<Tensor>,
+    /// Bumped by every `update_value`.
+    version: Cell<u64>,
     requires_grad: bool,
     is_leaf: bool,
     grad_fn: RefCell<Option<GradFn>>,
@@ -82,6 +87,7 @@ impl Var {
         Var(Rc::new(Node {
             id: next_id(),
             value: RefCell::new(value),
+            version: Cell::new(0),
             requires_grad,
             is_leaf,
             grad_fn: RefCell::new(grad_fn),
@@ -102,8 +108,14 @@ impl Var {
     /// Result of an op: recorded only when gradients are enabled and some input requires grad.
     pub(crate) fn from_op(value: Tensor, op: Op, inputs: &[&Var]) -> Var {
         if is_grad_enabled() && inputs.iter().any(|v| v.0.requires_grad) {
+            let versions = inputs.iter().map(|v| v.0.version.get()).collect();
             let inputs = inputs.iter().map(|&v| v.clone()).collect();
-            Var::make(value, true, false, Some(GradFn { op, inputs }))
+            let gf = GradFn {
+                op,
+                inputs,
+                versions,
+            };
+            Var::make(value, true, false, Some(gf))
         } else {
             Var::constant(value)
         }
@@ -116,14 +128,17 @@ impl Var {
         self.0.value.borrow().shape().to_vec()
     }
     /// Update a leaf's value in place (an optimizer step). Views of the old value held
-    /// elsewhere (e.g. by a graph not yet back-propagated) keep the old numbers: the storage
-    /// is copied on write when shared.
+    /// elsewhere keep the old numbers: the storage is copied on write when shared. A graph
+    /// recorded before the update and not yet back-propagated reads this variable's new value,
+    /// so its `backward()` returns an error instead of a wrong gradient (as PyTorch's version
+    /// counter does).
     pub fn update_value<T>(&self, f: impl FnOnce(&mut Tensor) -> T) -> Result<T> {
         if !self.0.is_leaf {
             return Err(Error::Autograd(
                 "update_value on a non-leaf variable".into(),
             ));
         }
+        self.0.version.set(self.0.version.get() + 1);
         Ok(f(&mut self.0.value.borrow_mut()))
     }
     pub fn requires_grad(&self) -> bool {
@@ -190,6 +205,16 @@ impl Var {
             let gf = node.grad_fn.borrow_mut().take().ok_or_else(|| {
                 Error::Autograd("graph already freed by an earlier backward".into())
             })?;
+            for (i, (input, &v)) in gf.inputs.iter().zip(&gf.versions).enumerate() {
+                if input.0.version.get() != v {
+                    return Err(Error::Autograd(format!(
+                        "{}: input {i} (shape {:?}) was changed by update_value after this op \
+                         used it; run backward before updating",
+                        gf.op.name(),
+                        input.shape()
+                    )));
+                }
+            }
             let need: Vec<bool> = gf.inputs.iter().map(|v| v.0.requires_grad).collect();
             let input_grads =
                 backprop::backward(&gf.op, &gf.inputs, &node.value.borrow(), &g, &need)?;

@@ -96,6 +96,8 @@ impl Tensor {
                 "table must be (V, C)",
             ));
         }
+        // Checked here too so that an id past the vocabulary names this op.
+        self.checked_ids("embedding", ids, self.shape()[0])?;
         let flat = ids.reshape(&[ids.numel()])?;
         let rows = self.index_select(0, &flat)?;
         let mut shape = ids.shape().to_vec();

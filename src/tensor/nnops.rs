@@ -48,6 +48,15 @@ fn rows_cols(op: &'static str, t: &Tensor) -> Result<(usize, usize)> {
     Ok((t.numel() / cols.max(1), cols))
 }
 
+/// (rows, cols) for ops that normalise over the last dim, which must not be empty.
+fn rows_cols_nonempty(op: &'static str, t: &Tensor) -> Result<(usize, usize)> {
+    let (rows, cols) = rows_cols(op, t)?;
+    if cols == 0 {
+        return Err(Error::shape(op, &[t.shape()], "the last dim is empty"));
+    }
+    Ok((rows, cols))
+}
+
 fn check_param(op: &'static str, x: &Tensor, p: Option<&Tensor>, cols: usize) -> Result<()> {
     if let Some(p) = p {
         if p.shape() != [cols] {
@@ -111,7 +120,7 @@ impl Tensor {
         beta: Option<&Tensor>,
         eps: f32,
     ) -> Result<NormOut> {
-        let (rows, cols) = rows_cols("layer_norm", self)?;
+        let (rows, cols) = rows_cols_nonempty("layer_norm", self)?;
         check_param("layer_norm", self, gamma, cols)?;
         check_param("layer_norm", self, beta, cols)?;
         let x = self.f32s("layer_norm")?;
@@ -138,7 +147,7 @@ impl Tensor {
 
     /// RMSNorm over the last dim (T5): y = γ ⊙ x / √(mean(x²) + ε).
     pub fn rms_norm(&self, gamma: Option<&Tensor>, eps: f32) -> Result<NormOut> {
-        let (rows, cols) = rows_cols("rms_norm", self)?;
+        let (rows, cols) = rows_cols_nonempty("rms_norm", self)?;
         check_param("rms_norm", self, gamma, cols)?;
         let x = self.f32s("rms_norm")?;
         let g = gamma.map(|g| g.f32s("rms_norm")).transpose()?;
@@ -217,7 +226,7 @@ impl Tensor {
         ignore_index: i64,
         smoothing: f32,
     ) -> Result<CrossEntropyOut> {
-        let (rows, cols) = rows_cols("cross_entropy", self)?;
+        let (rows, cols) = rows_cols_nonempty("cross_entropy", self)?;
         if targets.shape() != &self.shape()[..self.rank() - 1] {
             return Err(Error::shape(
                 "cross_entropy",
@@ -258,7 +267,7 @@ impl Tensor {
         )
         .map_err(|msg| Error::Index {
             op: "cross_entropy",
-            msg,
+            msg: format!("{msg}; logits shape {:?}", self.shape()),
         })?;
         let count = t.iter().filter(|&&v| v != ignore_index).count();
         let total: f64 = row_loss.iter().map(|&v| v as f64).sum();
@@ -327,6 +336,13 @@ impl Tensor {
                 op,
                 &[q.shape(), k.shape(), v.shape()],
                 "k must be (B, H, Tk, D) and v (B, H, Tk, Dv) with q's B, H, D",
+            ));
+        }
+        if tq == 0 || tk == 0 || d == 0 || dv == 0 {
+            return Err(Error::shape(
+                op,
+                &[q.shape(), k.shape(), v.shape()],
+                "empty sequence or head dim (Tq, Tk, D and Dv must be ≥ 1)",
             ));
         }
         if masks.causal && tq > tk {

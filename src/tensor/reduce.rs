@@ -162,9 +162,8 @@ impl Tensor {
         let lead = r - shape.len();
         let mut dims = Vec::new();
         for i in 0..r {
-            if i < lead {
-                dims.push(i as isize);
-            } else if shape[i - lead] == 1 && self.shape()[i] != 1 {
+            // Leading dims the target lacks, and its size-1 dims that were stretched, are summed.
+            if i < lead || (shape[i - lead] == 1 && self.shape()[i] != 1) {
                 dims.push(i as isize);
             } else if shape[i - lead] != self.shape()[i] {
                 return Err(Error::shape(

@@ -3,7 +3,8 @@
 //!   s_ij = scale·⟨q_i, k_j⟩ + bias_ij      (bias: optional, broadcast view of (B, H, Tq, Tk))
 //!   s_ij = f32::MIN where key j is masked (causal: j > i + Tk − Tq; key padding: keep[b, j] = false)
 //!   p_i = softmax(s_i),   o_i = Σ_j p_ij v_j
-//! A row whose keys are all masked gets uniform weights (as Hugging Face's additive finfo.min mask).
+//! A row whose keys are all masked gets uniform weights (as Hugging Face's additive finfo.min mask);
+//! its scores are constants, so it passes gradient to v only.
 //! Backward (recomputing p row by row, so nothing of size T² is kept):
 //!   dv_j += p_ij·do_i;  dp_ij = ⟨do_i, v_j⟩;  ds_ij = p_ij·(dp_ij − ⟨do_i, o_i⟩)
 //!   dq_i = scale·Σ_j ds_ij k_j;  dk_j += scale·ds_ij q_i;  dbias_ij = ds_ij
@@ -40,6 +41,12 @@ impl BiasView<'_> {
     }
 }
 
+/// Whether query i of batch entry b may attend to key j (causal and key-padding masks).
+#[inline]
+fn allowed(dims: &AttnDims, b: usize, i: usize, j: usize, key_keep: Option<&[bool]>) -> bool {
+    (!dims.causal || j + dims.tq <= i + dims.tk) && key_keep.is_none_or(|kk| kk[b * dims.tk + j])
+}
+
 /// Probabilities of query row i of head (b, h) into `p` (length Tk).
 #[allow(clippy::too_many_arguments)]
 fn probs_row(
@@ -53,13 +60,11 @@ fn probs_row(
     key_keep: Option<&[bool]>,
     p: &mut [f32],
 ) {
-    let AttnDims { tk, tq, d, .. } = *dims;
+    let AttnDims { tk, d, .. } = *dims;
     let qi = &q[i * d..][..d];
     let mut m = f32::MIN;
     for j in 0..tk {
-        let allowed =
-            (!dims.causal || j + tq <= i + tk) && key_keep.is_none_or(|kk| kk[b * tk + j]);
-        p[j] = if allowed {
+        p[j] = if allowed(dims, b, i, j, key_keep) {
             let kj = &k[j * d..][..d];
             let dot: f32 = qi.iter().zip(kj).map(|(a, b)| a * b).sum();
             dims.scale * dot + bias.map_or(0.0, |bv| bv.at(b, h, i, j))
@@ -175,7 +180,13 @@ pub fn attention_backward(
                     .zip(doi)
                     .for_each(|(x, &g)| *x += pj * g);
                 let dp: f32 = doi.iter().zip(vj).map(|(a, b)| a * b).sum();
-                let ds = pj * (dp - delta);
+                // A masked score is the constant f32::MIN: no gradient flows to q, k or the bias
+                // (this matters in a fully masked row, where p is uniform, not 0).
+                let ds = if allowed(dims, b, i, j, key_keep) {
+                    pj * (dp - delta)
+                } else {
+                    0.0
+                };
                 if let Some(db) = dbias.as_deref_mut() {
                     db[i * tk + j] = ds;
                 }

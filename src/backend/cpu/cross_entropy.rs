@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::softmax::logsumexp;
+use super::softmax::max_and_log_sum;
 
 /// Per-row losses (0 for ignored rows) and the per-row logsumexp kept for the backward.
 /// Returns an error message naming the first target out of range.
@@ -36,15 +36,18 @@ pub fn cross_entropy_rows(
         .enumerate()
         .for_each(|(r, (loss, lse))| {
             let x = &logits[r * cols..][..cols];
-            *lse = logsumexp(x);
+            let (m, ln_s) = max_and_log_sum(x);
+            *lse = m + ln_s;
             let t = targets[r];
             *loss = if t == ignore_index {
                 0.0
             } else {
-                let nll = *lse - x[t as usize];
+                // lse − x_c as (m − x_c) + ln Σ: no rounding of lse to the spacing of m.
+                let nll = (m - x[t as usize]) + ln_s;
                 if smoothing > 0.0 {
-                    let mean_x = x.iter().map(|&v| v as f64).sum::<f64>() as f32 / cols as f32;
-                    (1.0 - smoothing) * nll + smoothing * (*lse - mean_x)
+                    let mean_shift =
+                        x.iter().map(|&v| (m - v) as f64).sum::<f64>() as f32 / cols as f32;
+                    (1.0 - smoothing) * nll + smoothing * (mean_shift + ln_s)
                 } else {
                     nll
                 }
@@ -54,6 +57,7 @@ pub fn cross_entropy_rows(
 }
 
 /// dx for the mean loss scaled by `scale` (the upstream gradient divided by N').
+#[allow(clippy::too_many_arguments)]
 pub fn cross_entropy_rows_backward(
     logits: &[f32],
     targets: &[i64],

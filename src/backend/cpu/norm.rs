@@ -12,6 +12,7 @@ use rayon::prelude::*;
 /// Rows per parallel task in the backward (each task keeps its own dγ, dβ partial sums).
 const ROWS_PER_TASK: usize = 64;
 
+#[allow(clippy::too_many_arguments)]
 pub fn layer_norm_rows(
     x: &[f32],
     gamma: Option<&[f32]>,
@@ -45,6 +46,7 @@ pub fn layer_norm_rows(
 }
 
 /// Adds into `dgamma` / `dbeta` (when given) and overwrites `dx`.
+#[allow(clippy::too_many_arguments)]
 pub fn layer_norm_rows_backward(
     x: &[f32],
     gamma: Option<&[f32]>,

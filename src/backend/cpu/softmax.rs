@@ -22,7 +22,9 @@ pub fn softmax_rows(x: &[f32], y: &mut [f32], cols: usize) {
         });
 }
 
-/// y = x − max − ln Σ exp(x − max), per row.
+/// y = (x − max) − ln Σ exp(x − max), per row. The shift is applied before ln Σ is
+/// subtracted: forming lse = max + ln Σ first would round it to the f32 spacing of max
+/// (≈1e-3 for logits of 1e4) and put that error into every output.
 pub fn log_softmax_rows(x: &[f32], y: &mut [f32], cols: usize) {
     if cols == 0 {
         return;
@@ -30,21 +32,32 @@ pub fn log_softmax_rows(x: &[f32], y: &mut [f32], cols: usize) {
     y.par_chunks_mut(cols)
         .zip(x.par_chunks(cols))
         .for_each(|(y, x)| {
-            let lse = logsumexp(x);
+            let (m, ln_s) = max_and_log_sum(x);
             for (y, &x) in y.iter_mut().zip(x) {
-                *y = x - lse;
+                *y = if m == f32::NEG_INFINITY {
+                    f32::NEG_INFINITY
+                } else {
+                    (x - m) - ln_s
+                };
             }
         });
 }
 
-/// ln Σ exp(x) of one row, stable.
-pub fn logsumexp(x: &[f32]) -> f32 {
+/// (m, ln Σ exp(x − m)) of one row with m = max(x); lse = m + ln Σ. m = −∞ for an empty or
+/// all −∞ row.
+pub fn max_and_log_sum(x: &[f32]) -> (f32, f32) {
     let m = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     if m == f32::NEG_INFINITY {
-        return m;
+        return (m, 0.0);
     }
     let s: f32 = x.iter().map(|&v| (v - m).exp()).sum();
-    m + s.ln()
+    (m, s.ln())
+}
+
+/// ln Σ exp(x) of one row, stable.
+pub fn logsumexp(x: &[f32]) -> f32 {
+    let (m, ln_s) = max_and_log_sum(x);
+    m + ln_s
 }
 
 /// Softmax backward: dx = y ⊙ (dy − Σ_j dy_j·y_j), per row.
