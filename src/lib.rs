@@ -10,9 +10,11 @@ pub mod backend;
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod generate;
 pub mod models;
 pub mod nn;
 pub mod optim;
 pub mod tensor;
+pub mod train;
 
 pub use error::{Error, Result};

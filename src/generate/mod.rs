@@ -1,0 +1,6 @@
+//! Text generation: next-token choice from logits (greedy, temperature, top-k, top-p) and
+//! the decoding loops with the KV cache.
+
+pub mod sampling;
+
+pub use sampling::{sample_next, SamplingConfig};
