@@ -10,6 +10,10 @@ pub mod config;
 pub use checkpoint::{Checkpoint, RawTensor};
 pub use config::{BartConfig, BertConfig, Gpt2Config, ModelConfig, T5Config, TokenIds};
 pub mod gpt2;
+pub mod shift;
+pub mod t5;
 pub mod weights;
 
 pub use gpt2::{Gpt2, Gpt2Head};
+pub use shift::shift_tokens_right;
+pub use t5::{relative_position_bucket, T5Cache, T5Output, T5StackOutput, T5};
