@@ -115,27 +115,28 @@ fn t5_greedy_generation_matches_transformers_generate() {
 }
 
 /// Generation stops a row at EOS, pads it afterwards, and stops once every row is finished.
+/// On the generate.json prompt, row 0 greedily emits 21 and row 1 emits 0 at every step.
 #[test]
 fn t5_greedy_generation_pads_rows_after_eos() {
+    use pretext::models::TokenIds;
     let fx = fixture("t5_original");
+    let gen: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fx.dir.join("generate.json")).unwrap())
+            .unwrap();
+    let ids = common::ids_from_json(&gen["inputs"]["input_ids"]);
+    let mask = common::ids_from_json(&gen["inputs"]["attention_mask"]);
     let mut model = T5::from_pretrained(&fx.dir).unwrap();
-    let ids = fx.ids("input_ids");
-    let mask = fx.ids("attention_mask");
-    let free = model.generate_greedy(&ids, Some(&mask), 6).unwrap();
-    // declare row 0's third generated token to be EOS and regenerate
-    let eos = free[0][3];
-    model.config.eos_token_id = Some(pretext::models::TokenIds::One(eos as u32));
-    let pad = model.config.pad_token_id.unwrap() as i64;
-    let got = model.generate_greedy(&ids, Some(&mask), 6).unwrap();
-    let first_eos = free[0][1..].iter().position(|&t| t == eos).unwrap() + 1;
-    assert_eq!(&got[0][..=first_eos], &free[0][..=first_eos]);
-    assert!(got[0][first_eos + 1..].iter().all(|&t| t == pad));
-    assert_eq!(got[0].len(), got[1].len(), "rows have equal length");
-    let row1_done = free[1][1..].contains(&eos);
-    if !row1_done {
-        assert_eq!(got[1], free[1], "row 1 never emits EOS and continues");
-        assert_eq!(got[0].len(), 7);
-    }
+    let free = model.generate_greedy(&ids, Some(&mask), 4).unwrap();
+    assert_eq!(free, vec![vec![0, 21, 21, 21, 21], vec![0, 0, 0, 0, 0]]);
+    // row 0 finishes at its first token and is padded (a distinct pad id shows it); row 1 goes on
+    model.config.eos_token_id = Some(TokenIds::One(21));
+    model.config.pad_token_id = Some(7);
+    let got = model.generate_greedy(&ids, Some(&mask), 4).unwrap();
+    assert_eq!(got, vec![vec![0, 21, 7, 7, 7], vec![0, 0, 0, 0, 0]]);
+    // both rows finish at the first step: generation stops there
+    model.config.eos_token_id = Some(TokenIds::Many(vec![21, 0]));
+    let got = model.generate_greedy(&ids, Some(&mask), 4).unwrap();
+    assert_eq!(got, vec![vec![0, 21], vec![0, 0]]);
 }
 
 /// The KV-cache path (token by token, with and without a decoder padding mask) gives the logits
