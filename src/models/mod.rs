@@ -13,9 +13,11 @@ pub mod bart;
 pub mod bert;
 pub mod gpt2;
 pub mod shift;
+pub mod t5;
 pub mod weights;
 
 pub use bart::{Bart, BartCache, BartOutput};
 pub use bert::{Bert, BertHead, BertOutput};
 pub use gpt2::{Gpt2, Gpt2Head};
 pub use shift::shift_tokens_right;
+pub use t5::{relative_position_bucket, T5Cache, T5Output, T5StackOutput, T5};
