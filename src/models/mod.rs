@@ -9,6 +9,7 @@ pub mod config;
 
 pub use checkpoint::{Checkpoint, RawTensor};
 pub use config::{BartConfig, BertConfig, Gpt2Config, ModelConfig, T5Config, TokenIds};
+pub mod any;
 pub mod bart;
 pub mod bert;
 pub mod gpt2;
@@ -16,6 +17,7 @@ pub mod shift;
 pub mod t5;
 pub mod weights;
 
+pub use any::Model;
 pub use bart::{Bart, BartCache, BartOutput};
 pub use bert::{Bert, BertHead, BertOutput};
 pub use gpt2::{Gpt2, Gpt2Head};

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
-use super::model::Model;
+use crate::models::Model;
 use crate::data::Tokenizer;
 use crate::error::{Error, Result};
 use crate::models::checkpoint::{self, Checkpoint, RawTensor};

@@ -5,14 +5,13 @@
 //! Reproducibility: the batch and the dropout masks of step s are drawn from generators
 //! seeded by (seed, s), so a resumed run sees exactly the data an uninterrupted one would.
 
+pub mod builtin;
 pub mod checkpoint;
 pub mod config;
 pub mod metrics;
-pub mod model;
 pub mod plot;
 pub mod presets;
 pub mod runner;
 
 pub use config::TrainConfig;
-pub use model::Model;
 pub use runner::{train, TrainSummary};

@@ -2,7 +2,7 @@
 //! The vocabulary size always comes from the corpus's tokenizer.
 
 use super::config::TrainConfig;
-use super::model::Model;
+use crate::models::Model;
 use crate::error::{Error, Result};
 use crate::models::config::Gpt2Config;
 use crate::models::{Gpt2, Gpt2Head};

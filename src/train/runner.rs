@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::checkpoint::{self, TrainState};
 use super::config::TrainConfig;
 use super::metrics::{read_records, MetricsLog};
-use super::model::Model;
+use crate::models::Model;
 use super::plot::write_loss_svg;
 use super::presets;
 use crate::autograd::{no_grad, Var};

@@ -4,14 +4,15 @@
 use std::path::Path;
 
 use crate::autograd::ParamStore;
-use crate::error::{Error, Result};
-use crate::models::config::ModelConfig;
-use crate::models::{Bart, Bert, Gpt2};
+use crate::error::Result;
+use super::config::ModelConfig;
+use super::{Bart, Bert, Gpt2, T5};
 
 pub enum Model {
     Gpt2(Gpt2),
     Bert(Bert),
     Bart(Bart),
+    T5(T5),
 }
 
 impl Model {
@@ -20,6 +21,7 @@ impl Model {
             Model::Gpt2(m) => &m.store,
             Model::Bert(m) => &m.store,
             Model::Bart(m) => &m.store,
+            Model::T5(m) => &m.store,
         }
     }
 
@@ -28,6 +30,7 @@ impl Model {
             Model::Gpt2(_) => "gpt",
             Model::Bert(_) => "bert",
             Model::Bart(_) => "bart",
+            Model::T5(_) => "t5",
         }
     }
 
@@ -36,6 +39,7 @@ impl Model {
             Model::Gpt2(m) => m.config.vocab_size,
             Model::Bert(m) => m.config.vocab_size,
             Model::Bart(m) => m.config.vocab_size,
+            Model::T5(m) => m.config.vocab_size,
         }
     }
 
@@ -45,6 +49,7 @@ impl Model {
             Model::Gpt2(m) => m.save_pretrained(dir),
             Model::Bert(m) => m.save_pretrained(dir),
             Model::Bart(m) => m.save_pretrained(dir),
+            Model::T5(m) => m.save_pretrained(dir),
         }
     }
 
@@ -54,11 +59,7 @@ impl Model {
             ModelConfig::Gpt2(_) => Ok(Model::Gpt2(Gpt2::from_pretrained(dir)?)),
             ModelConfig::Bert(_) => Ok(Model::Bert(Bert::from_pretrained(dir)?)),
             ModelConfig::Bart(_) => Ok(Model::Bart(Bart::from_pretrained(dir)?)),
-            other => Err(Error::format(
-                dir.join("config.json"),
-                "model_type",
-                format!("\"{}\" models cannot be trained by pretext yet", other.model_type()),
-            )),
+            ModelConfig::T5(_) => Ok(Model::T5(T5::from_pretrained(dir)?)),
         }
     }
 }
