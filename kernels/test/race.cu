@@ -22,3 +22,22 @@ extern "C" __global__ void race_tile_sum(int tiles, const float *__restrict__ x,
     }
     if ((t & 31) == 0) out[t >> 5] = acc;
 }
+
+// Misuses the emulator must report rather than hang or silently pass:
+//   mode 0: thread 0 of block 1 returns before a __syncthreads the others wait at (deadlock);
+//   mode 1: lane 5 returns before a full-mask shuffle (lane exited);
+//   mode 2: reads shared memory nobody wrote (the emulator's NaN fill shows through).
+extern "C" __global__ void sync_misuse(int mode, float *__restrict__ out) {
+    __shared__ float buf[64];
+    int t = threadIdx.x;
+    if (mode == 0) {
+        if (blockIdx.x == 1 && t == 0) return;
+        __syncthreads();
+        out[blockIdx.x * blockDim.x + t] = 1.0f;
+    } else if (mode == 1) {
+        if (t == 5) return;
+        out[t] = __shfl_xor_sync(PT_FULL_MASK, 1.0f, 1);
+    } else {
+        out[t] = buf[t];
+    }
+}

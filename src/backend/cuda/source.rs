@@ -56,7 +56,7 @@ pub const SOURCES: &[KernelSource] = &[
 pub const TEST_SOURCES: &[KernelSource] = &[KernelSource {
     name: "race",
     text: include_str!("../../../kernels/test/race.cu"),
-    kernels: &["race_tile_sum"],
+    kernels: &["race_tile_sum", "sync_misuse"],
 }];
 
 impl KernelSource {
