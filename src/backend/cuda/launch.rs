@@ -67,6 +67,13 @@ impl<'a, T: Elem> DSlice<'a, T> {
     pub fn is_null(&self) -> bool {
         self.ptr == 0
     }
+    /// The same buffer starting `elems` elements later (a column block, a fused-QKV part).
+    pub fn offset(self, elems: usize) -> Result<Self> {
+        if self.is_null() || elems > self.len {
+            return Err(Error::Index { op: "DSlice::offset", msg: format!("offset {elems} into a buffer of {} {} elements", self.len, T::NAME) });
+        }
+        Ok(DSlice { ptr: self.ptr + (elems * std::mem::size_of::<T>()) as u64, len: self.len - elems, space: self.space, _life: PhantomData })
+    }
 }
 
 /// One kernel parameter: its bytes in 8-byte-aligned storage and its size.
