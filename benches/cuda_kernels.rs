@@ -24,7 +24,9 @@ fn time_ms(dev: &CudaDevice, iters: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn torch_results() -> HashMap<String, f64> {
-    let Ok(path) = std::env::var("PRETEXT_TORCH_BENCH") else { return HashMap::new() };
+    let Ok(path) = std::env::var("PRETEXT_TORCH_BENCH") else {
+        return HashMap::new();
+    };
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
@@ -54,11 +56,17 @@ fn main() {
         let c = dev.alloc::<f32>(m * n).unwrap();
         let g = Gemm::contiguous(1, m, n, k);
         let flops = 2.0 * (m * n * k) as f64;
-        let ms = time_ms(&dev, 10, || ops.gemm_f32(&g, &a.slice(), &b.slice(), &c.slice()).unwrap());
+        let ms = time_ms(&dev, 10, || {
+            ops.gemm_f32(&g, &a.slice(), &b.slice(), &c.slice())
+                .unwrap()
+        });
         report(&torch, &format!("matmul_f32_{m}x{n}x{k}"), ms, flops);
         let ah = dev.upload(&vec![0x3c23u16; m * k]).unwrap();
         let bh = dev.upload(&vec![0x3ca3u16; k * n]).unwrap();
-        let ms = time_ms(&dev, 10, || ops.gemm_bf16(&g, &ah.slice(), &bh.slice(), &c.slice()).unwrap());
+        let ms = time_ms(&dev, 10, || {
+            ops.gemm_bf16(&g, &ah.slice(), &bh.slice(), &c.slice())
+                .unwrap()
+        });
         report(&torch, &format!("matmul_bf16_{m}x{n}x{k}"), ms, flops);
     }
     for (b, h, t, d) in [(8, 12, 1024, 64), (4, 16, 2048, 64)] {
@@ -67,17 +75,58 @@ fn main() {
         let up = |v: f32| dev.upload(&vec![v; n]).unwrap();
         let (q, k, v, dout) = (up(0.01), up(0.02), up(0.03), up(0.04));
         let (o, dq, dk, dv) = (up(0.0), up(0.0), up(0.0), up(0.0));
-        let (lse, delta) = (dev.alloc::<f32>(b * h * t).unwrap(), dev.alloc::<f32>(b * h * t).unwrap());
+        let (lse, delta) = (
+            dev.alloc::<f32>(b * h * t).unwrap(),
+            dev.alloc::<f32>(b * h * t).unwrap(),
+        );
         let nul = DSlice::<f32>::null(Space::Device(0));
         let nulm = DSlice::<u8>::null(Space::Device(0));
         // Causal: half of the 4 B H T^2 D multiply-adds of QK^T and PV.
         let flops = 2.0 * (b * h * t * t * d) as f64;
-        let ms = time_ms(&dev, 5, || ops.attention(&a, &q.slice(), &k.slice(), &v.slice(), &nul, &nulm, &o.slice(), &lse.slice()).unwrap());
-        report(&torch, &format!("sdpa_fwd_causal_b{b}h{h}t{t}d{d}"), ms, flops);
         let ms = time_ms(&dev, 5, || {
-            ops.attention_bwd(&a, &q.slice(), &k.slice(), &v.slice(), &nul, &nulm, &o.slice(), &lse.slice(), &dout.slice(), &delta.slice(), &dq.slice(), &dk.slice(), &dv.slice(), &nul).unwrap()
+            ops.attention(
+                &a,
+                &q.slice(),
+                &k.slice(),
+                &v.slice(),
+                &nul,
+                &nulm,
+                &o.slice(),
+                &lse.slice(),
+            )
+            .unwrap()
         });
-        report(&torch, &format!("sdpa_bwd_causal_b{b}h{h}t{t}d{d}"), ms, 2.5 * flops);
+        report(
+            &torch,
+            &format!("sdpa_fwd_causal_b{b}h{h}t{t}d{d}"),
+            ms,
+            flops,
+        );
+        let ms = time_ms(&dev, 5, || {
+            ops.attention_bwd(
+                &a,
+                &q.slice(),
+                &k.slice(),
+                &v.slice(),
+                &nul,
+                &nulm,
+                &o.slice(),
+                &lse.slice(),
+                &dout.slice(),
+                &delta.slice(),
+                &dq.slice(),
+                &dk.slice(),
+                &dv.slice(),
+                &nul,
+            )
+            .unwrap()
+        });
+        report(
+            &torch,
+            &format!("sdpa_bwd_causal_b{b}h{h}t{t}d{d}"),
+            ms,
+            2.5 * flops,
+        );
     }
     let (used, cached) = dev.allocator().stats();
     println!("allocator: {used} bytes live, {cached} bytes cached");

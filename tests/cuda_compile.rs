@@ -35,7 +35,10 @@ fn parse_ptxas(log: &str) -> Vec<Usage> {
     let mut out: Vec<Usage> = Vec::new();
     for line in log.lines() {
         if let Some(i) = line.find("Function properties for ") {
-            out.push(Usage { kernel: line[i + 24..].trim().to_string(), ..Default::default() });
+            out.push(Usage {
+                kernel: line[i + 24..].trim().to_string(),
+                ..Default::default()
+            });
         } else if let Some(u) = out.last_mut() {
             if line.contains("spill stores") {
                 u.stack = num_before(line, "bytes stack frame").unwrap_or(0);
@@ -64,7 +67,8 @@ fn ptxas(ptx: &str, sm: &str, tag: &str) -> Result<Vec<Usage>, String> {
         .arg(dir.join(format!("{tag}.cubin")))
         .output()
         .map_err(|e| format!("cannot run {bin}: {e}"))?;
-    let log = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let log =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!("ptxas -arch={sm} failed on {tag}:\n{log}"));
     }
@@ -74,8 +78,64 @@ fn ptxas(ptx: &str, sm: &str, tag: &str) -> Result<Vec<Usage>, String> {
 fn toolchain_available() -> Result<(), String> {
     nvrtc::ensure_loaded().map_err(|e| e.to_string())?;
     let bin = std::env::var("PRETEXT_PTXAS").unwrap_or_else(|_| "ptxas".into());
-    Command::new(&bin).arg("--version").output().map_err(|e| format!("ptxas ({bin}) not runnable: {e}"))?;
+    Command::new(&bin)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("ptxas ({bin}) not runnable: {e}"))?;
     Ok(())
+}
+
+fn all_sources() -> Vec<&'static KernelSource> {
+    SOURCES.iter().chain(TEST_SOURCES).collect()
+}
+
+/// Compile every source for `arch`, assemble for `sm`: (report lines, failures).
+fn check_arch(all: &[&KernelSource], arch: &str, sm: &str) -> (Vec<String>, Vec<String>) {
+    let (mut lines, mut failures) = (Vec::new(), Vec::new());
+    for src in all {
+        let ptx = match nvrtc::compile(src, arch) {
+            Ok(p) => p,
+            Err(e) => {
+                failures.push(e.to_string());
+                continue;
+            }
+        };
+        for k in src.kernels {
+            if !ptx.contains(&format!(".entry {k}(")) {
+                failures.push(format!(
+                    "kernels/{}.cu for {arch}: no PTX entry for `{k}`",
+                    src.name
+                ));
+            }
+        }
+        match ptxas(&ptx, sm, &format!("{}-{sm}", src.name)) {
+            Err(e) => failures.push(e),
+            Ok(usages) => {
+                for k in src.kernels {
+                    let Some(u) = usages.iter().find(|u| u.kernel == *k) else {
+                        failures.push(format!("ptxas -v {sm}: no report for `{k}`"));
+                        continue;
+                    };
+                    lines.push(format!(
+                        "{:<24} {:<6} {:>5} {:>8} {:>6} {:>6}",
+                        u.kernel,
+                        sm,
+                        u.registers,
+                        u.smem,
+                        u.stack,
+                        u.spill_stores + u.spill_loads
+                    ));
+                    if u.spill_stores > 0 || u.spill_loads > 0 {
+                        failures.push(format!(
+                            "{k} on {sm} spills registers: {} bytes stores, {} bytes loads ({} registers)",
+                            u.spill_stores, u.spill_loads, u.registers
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    (lines, failures)
 }
 
 #[test]
@@ -89,52 +149,31 @@ fn every_kernel_compiles_for_sm80_and_sm90_without_spills() {
     }
     let (maj, min) = nvrtc::version().unwrap();
     println!("NVRTC {maj}.{min}");
+    // One thread per architecture (NVRTC is thread-safe); each returns its report lines and
+    // failures, printed in a fixed order afterwards.
+    let per_arch: Vec<(Vec<String>, Vec<String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = [("compute_80", "sm_80"), ("compute_90", "sm_90")]
+            .into_iter()
+            .map(|(arch, sm)| scope.spawn(move || check_arch(&all_sources(), arch, sm)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    println!(
+        "{:<24} {:<6} {:>5} {:>8} {:>6} {:>6}",
+        "kernel", "arch", "regs", "smem(B)", "stack", "spill"
+    );
     let mut failures = Vec::new();
-    let all: Vec<&KernelSource> = SOURCES.iter().chain(TEST_SOURCES).collect();
-    println!("{:<24} {:<6} {:>5} {:>8} {:>6} {:>6}", "kernel", "arch", "regs", "smem(B)", "stack", "spill");
-    for src in &all {
-        for (arch, sm) in [("compute_80", "sm_80"), ("compute_90", "sm_90")] {
-            let ptx = match nvrtc::compile(src, arch) {
-                Ok(p) => p,
-                Err(e) => {
-                    failures.push(e.to_string());
-                    continue;
-                }
-            };
-            for k in src.kernels {
-                if !ptx.contains(&format!(".entry {k}(")) {
-                    failures.push(format!("kernels/{}.cu for {arch}: no PTX entry for `{k}`", src.name));
-                }
-            }
-            match ptxas(&ptx, sm, &format!("{}-{sm}", src.name)) {
-                Err(e) => failures.push(e),
-                Ok(usages) => {
-                    for k in src.kernels {
-                        let Some(u) = usages.iter().find(|u| u.kernel == *k) else {
-                            failures.push(format!("ptxas -v {sm}: no report for `{k}`"));
-                            continue;
-                        };
-                        println!(
-                            "{:<24} {:<6} {:>5} {:>8} {:>6} {:>6}",
-                            u.kernel,
-                            sm,
-                            u.registers,
-                            u.smem,
-                            u.stack,
-                            u.spill_stores + u.spill_loads
-                        );
-                        if u.spill_stores > 0 || u.spill_loads > 0 {
-                            failures.push(format!(
-                                "{k} on {sm} spills registers: {} bytes stores, {} bytes loads ({} registers)",
-                                u.spill_stores, u.spill_loads, u.registers
-                            ));
-                        }
-                    }
-                }
-            }
+    for (lines, fails) in per_arch {
+        for l in lines {
+            println!("{l}");
         }
+        failures.extend(fails);
     }
-    assert!(failures.is_empty(), "CUDA compile check failed:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "CUDA compile check failed:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -145,7 +184,16 @@ fn ptxas_report_parser_reads_spills() {
                ptxas info    : Used 255 registers, used 1 barriers, 8704 bytes smem, 400 bytes cmem[0]\n";
     let u = parse_ptxas(log);
     assert_eq!(u.len(), 1);
-    assert_eq!((u[0].registers, u[0].smem, u[0].stack, u[0].spill_stores, u[0].spill_loads), (255, 8704, 16, 8, 4));
+    assert_eq!(
+        (
+            u[0].registers,
+            u[0].smem,
+            u[0].stack,
+            u[0].spill_stores,
+            u[0].spill_loads
+        ),
+        (255, 8704, 16, 8, 4)
+    );
 }
 
 #[test]
@@ -158,16 +206,28 @@ fn ptx_cache_round_trip() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("pretext-ptx-cache-{}", std::process::id()));
-    std::env::set_var("PRETEXT_KERNEL_CACHE", &dir);
     let src = KernelSource::find("adamw_f32").unwrap();
-    let first = nvrtc::compile_cached(src, "compute_80").unwrap();
-    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(files.len(), 1, "one cached PTX file expected, found {files:?}");
+    let first = nvrtc::compile_cached_in(src, "compute_80", &dir).unwrap();
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "one cached PTX file expected, found {files:?}"
+    );
     let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
-    assert!(name.starts_with("optim-compute_80-") && name.ends_with(".ptx"), "{name}");
+    assert!(
+        name.starts_with("optim-compute_80-") && name.ends_with(".ptx"),
+        "{name}"
+    );
     // A second call reads the cached file: make it distinguishable and check it is returned.
     let marked = format!("{first}\n// cached\n");
     std::fs::write(&files[0], &marked).unwrap();
-    assert_eq!(nvrtc::compile_cached(src, "compute_80").unwrap(), marked);
+    assert_eq!(
+        nvrtc::compile_cached_in(src, "compute_80", &dir).unwrap(),
+        marked
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -36,7 +36,14 @@ fn idx(s: [usize; 3], b: usize, h: usize, t: usize) -> usize {
 fn attn_ref(c: &Case, q: &[f32], k: &[f32], v: &[f32], dout: &[f32], bias_len: usize) -> Ref {
     let a = &c.a;
     let (d, tq, tk) = (a.d, a.tq, a.tk);
-    let mut r = Ref { o: vec![0.0; dout.len()], lse: vec![0.0; a.b * a.h * tq], dq: vec![0.0; a.b * a.h * tq * d], dk: vec![0.0; a.b * a.h * tk * d], dv: vec![0.0; a.b * a.h * tk * d], dbias: vec![0.0; bias_len] };
+    let mut r = Ref {
+        o: vec![0.0; dout.len()],
+        lse: vec![0.0; a.b * a.h * tq],
+        dq: vec![0.0; a.b * a.h * tq * d],
+        dk: vec![0.0; a.b * a.h * tk * d],
+        dv: vec![0.0; a.b * a.h * tk * d],
+        dbias: vec![0.0; bias_len],
+    };
     for b in 0..a.b {
         for h in 0..a.h {
             let bh = b * a.h + h;
@@ -48,9 +55,13 @@ fn attn_ref(c: &Case, q: &[f32], k: &[f32], v: &[f32], dout: &[f32], bias_len: u
                     }
                     let mut dot = 0.0;
                     for e in 0..d {
-                        dot += q[idx(a.q_strides, b, h, i) + e] as f64 * k[idx(a.k_strides, b, h, j) + e] as f64;
+                        dot += q[idx(a.q_strides, b, h, i) + e] as f64
+                            * k[idx(a.k_strides, b, h, j) + e] as f64;
                     }
-                    *sj = a.scale as f64 * dot + c.bias.as_ref().map_or(0.0, |bb| bb[idx(a.bias_strides, b, h, i) + j] as f64);
+                    *sj = a.scale as f64 * dot
+                        + c.bias
+                            .as_ref()
+                            .map_or(0.0, |bb| bb[idx(a.bias_strides, b, h, i) + j] as f64);
                 }
                 let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let oi = idx(a.o_strides, b, h, i);
@@ -62,10 +73,18 @@ fn attn_ref(c: &Case, q: &[f32], k: &[f32], v: &[f32], dout: &[f32], bias_len: u
                 r.lse[bh * tq + i] = m + l.ln();
                 let p: Vec<f64> = s.iter().map(|x| (x - m).exp() / l).collect();
                 for e in 0..d {
-                    r.o[oi + e] = (0..tk).map(|j| p[j] * v[idx(a.v_strides, b, h, j) + e] as f64).sum();
+                    r.o[oi + e] = (0..tk)
+                        .map(|j| p[j] * v[idx(a.v_strides, b, h, j) + e] as f64)
+                        .sum();
                 }
                 // Backward: dp_j = do . v_j, ds_j = p_j (dp_j - sum_j' p_j' dp_j').
-                let dp: Vec<f64> = (0..tk).map(|j| (0..d).map(|e| dout[oi + e] as f64 * v[idx(a.v_strides, b, h, j) + e] as f64).sum()).collect();
+                let dp: Vec<f64> = (0..tk)
+                    .map(|j| {
+                        (0..d)
+                            .map(|e| dout[oi + e] as f64 * v[idx(a.v_strides, b, h, j) + e] as f64)
+                            .sum()
+                    })
+                    .collect();
                 let delta: f64 = (0..tk).map(|j| p[j] * dp[j]).sum();
                 for j in 0..tk {
                     let ds = p[j] * (dp[j] - delta);
@@ -73,8 +92,10 @@ fn attn_ref(c: &Case, q: &[f32], k: &[f32], v: &[f32], dout: &[f32], bias_len: u
                         r.dbias[idx(a.bias_strides, b, h, i) + j] += ds;
                     }
                     for e in 0..d {
-                        r.dq[(bh * tq + i) * d + e] += a.scale as f64 * ds * k[idx(a.k_strides, b, h, j) + e] as f64;
-                        r.dk[(bh * tk + j) * d + e] += a.scale as f64 * ds * q[idx(a.q_strides, b, h, i) + e] as f64;
+                        r.dq[(bh * tq + i) * d + e] +=
+                            a.scale as f64 * ds * k[idx(a.k_strides, b, h, j) + e] as f64;
+                        r.dk[(bh * tk + j) * d + e] +=
+                            a.scale as f64 * ds * q[idx(a.q_strides, b, h, i) + e] as f64;
                         r.dv[(bh * tk + j) * d + e] += p[j] * dout[oi + e] as f64;
                     }
                 }
@@ -97,32 +118,108 @@ fn run_case(name: &str, c: Case, seed: u64) {
     each_schedule(|ops, s| {
         let mut o = vec![0.0f32; dout.len()];
         let mut lse = vec![0.0f32; a.b * a.h * a.tq];
-        let bias = c.bias.as_ref().map_or(DSlice::null(Space::Host), |b| DSlice::input(&b[..]));
-        let mask = c.mask.as_ref().map_or(DSlice::null(Space::Host), |m| DSlice::input(&m[..]));
-        ops.attention(&a, &DSlice::input(&q), &DSlice::input(&k), &DSlice::input(&v), &bias, &mask, &DSlice::output(&mut o), &DSlice::output(&mut lse)).unwrap();
+        let bias = c
+            .bias
+            .as_ref()
+            .map_or(DSlice::null(Space::Host), |b| DSlice::input(&b[..]));
+        let mask = c
+            .mask
+            .as_ref()
+            .map_or(DSlice::null(Space::Host), |m| DSlice::input(&m[..]));
+        ops.attention(
+            &a,
+            &DSlice::input(&q),
+            &DSlice::input(&k),
+            &DSlice::input(&v),
+            &bias,
+            &mask,
+            &DSlice::output(&mut o),
+            &DSlice::output(&mut lse),
+        )
+        .unwrap();
         assert_close(&format!("{name} o {s:?}"), &o, &want.o, 1e-5, 1e-4);
-        let lse_fin: Vec<f32> = lse.iter().map(|&x| if x.is_infinite() { 1e30 } else { x }).collect();
-        let want_lse: Vec<f64> = want.lse.iter().map(|&x| if x.is_infinite() { 1e30 } else { x }).collect();
-        assert_close(&format!("{name} lse {s:?}"), &lse_fin, &want_lse, 1e-5, 1e-5);
+        let lse_fin: Vec<f32> = lse
+            .iter()
+            .map(|&x| if x.is_infinite() { 1e30 } else { x })
+            .collect();
+        let want_lse: Vec<f64> = want
+            .lse
+            .iter()
+            .map(|&x| if x.is_infinite() { 1e30 } else { x })
+            .collect();
+        assert_close(
+            &format!("{name} lse {s:?}"),
+            &lse_fin,
+            &want_lse,
+            1e-5,
+            1e-5,
+        );
         let n_q = a.b * a.h * a.tq * a.d;
         let n_k = a.b * a.h * a.tk * a.d;
-        let (mut dq, mut dk, mut dv, mut delta) = (vec![f32::NAN; n_q], vec![f32::NAN; n_k], vec![f32::NAN; n_k], vec![0.0f32; a.b * a.h * a.tq]);
+        let (mut dq, mut dk, mut dv, mut delta) = (
+            vec![f32::NAN; n_q],
+            vec![f32::NAN; n_k],
+            vec![f32::NAN; n_k],
+            vec![0.0f32; a.b * a.h * a.tq],
+        );
         let mut dbias = vec![0.0f32; bias_len];
-        let dbias_s = if c.bias.is_some() { DSlice::output(&mut dbias[..]) } else { DSlice::null(Space::Host) };
-        ops.attention_bwd(&a, &DSlice::input(&q), &DSlice::input(&k), &DSlice::input(&v), &bias, &mask, &DSlice::input(&o), &DSlice::input(&lse), &DSlice::input(&dout), &DSlice::output(&mut delta), &DSlice::output(&mut dq), &DSlice::output(&mut dk), &DSlice::output(&mut dv), &dbias_s).unwrap();
+        let dbias_s = if c.bias.is_some() {
+            DSlice::output(&mut dbias[..])
+        } else {
+            DSlice::null(Space::Host)
+        };
+        ops.attention_bwd(
+            &a,
+            &DSlice::input(&q),
+            &DSlice::input(&k),
+            &DSlice::input(&v),
+            &bias,
+            &mask,
+            &DSlice::input(&o),
+            &DSlice::input(&lse),
+            &DSlice::input(&dout),
+            &DSlice::output(&mut delta),
+            &DSlice::output(&mut dq),
+            &DSlice::output(&mut dk),
+            &DSlice::output(&mut dv),
+            &dbias_s,
+        )
+        .unwrap();
         assert_close(&format!("{name} dq {s:?}"), &dq, &want.dq, 1e-5, 1e-4);
         assert_close(&format!("{name} dk {s:?}"), &dk, &want.dk, 1e-5, 1e-4);
         assert_close(&format!("{name} dv {s:?}"), &dv, &want.dv, 1e-5, 1e-4);
         if c.bias.is_some() {
-            assert_close(&format!("{name} dbias {s:?}"), &dbias, &want.dbias, 1e-5, 1e-4);
+            assert_close(
+                &format!("{name} dbias {s:?}"),
+                &dbias,
+                &want.dbias,
+                1e-5,
+                1e-4,
+            );
         }
     });
 }
 
 #[test]
 fn attention_plain_and_causal() {
-    run_case("plain", Case { a: Attn::contiguous(2, 2, 37, 37, 24, false), bias: None, mask: None }, 21);
-    run_case("causal", Case { a: Attn::contiguous(1, 3, 41, 41, 40, true), bias: None, mask: None }, 22);
+    run_case(
+        "plain",
+        Case {
+            a: Attn::contiguous(2, 2, 37, 37, 24, false),
+            bias: None,
+            mask: None,
+        },
+        21,
+    );
+    run_case(
+        "causal",
+        Case {
+            a: Attn::contiguous(1, 3, 41, 41, 40, true),
+            bias: None,
+            mask: None,
+        },
+        22,
+    );
 }
 
 #[test]
@@ -138,7 +235,15 @@ fn attention_cross_with_key_mask_and_broadcast_bias() {
     for j in tk - 9..tk {
         mask[tk + j] = 0;
     }
-    run_case("cross+mask+bias", Case { a, bias: Some(bias), mask: Some(mask) }, 24);
+    run_case(
+        "cross+mask+bias",
+        Case {
+            a,
+            bias: Some(bias),
+            mask: Some(mask),
+        },
+        24,
+    );
 }
 
 #[test]
@@ -154,5 +259,13 @@ fn attention_strided_bthd_layout_and_fully_masked_rows() {
     // Key 0 of batch 1 masked: with causal masking, query 0 of batch 1 sees no key at all.
     let mut mask = vec![1u8; b * t];
     mask[t] = 0;
-    run_case("strided+empty rows", Case { a, bias: None, mask: Some(mask) }, 25);
+    run_case(
+        "strided+empty rows",
+        Case {
+            a,
+            bias: None,
+            mask: Some(mask),
+        },
+        25,
+    );
 }

@@ -38,11 +38,16 @@ pub fn size_class(bytes: usize) -> usize {
 
 impl CachingAllocator {
     pub fn new(ordinal: usize) -> Self {
-        CachingAllocator { ordinal, inner: Mutex::new(Inner::default()) }
+        CachingAllocator {
+            ordinal,
+            inner: Mutex::new(Inner::default()),
+        }
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>> {
-        self.inner.lock().map_err(|_| Error::msg("cuda allocator: lock poisoned"))
+        self.inner
+            .lock()
+            .map_err(|_| Error::msg("cuda allocator: lock poisoned"))
     }
 
     /// A buffer of `len` elements of `T` (contents undefined). The device's context must be
@@ -66,7 +71,10 @@ impl CachingAllocator {
                         // SAFETY: as above.
                         unsafe { cu::malloc_sync(bytes) }.map_err(|e| Error::Device {
                             op: "cuda alloc",
-                            msg: format!("cannot allocate {bytes} bytes on cuda:{}: {e:?}", self.ordinal),
+                            msg: format!(
+                                "cannot allocate {bytes} bytes on cuda:{}: {e:?}",
+                                self.ordinal
+                            ),
                         })?
                     }
                 };
@@ -75,7 +83,14 @@ impl CachingAllocator {
             }
         };
         g.in_use += bytes;
-        Ok(CudaBuf { ptr, len, bytes, ordinal: self.ordinal, alloc: Arc::clone(self), _t: PhantomData })
+        Ok(CudaBuf {
+            ptr,
+            len,
+            bytes,
+            ordinal: self.ordinal,
+            alloc: Arc::clone(self),
+            _t: PhantomData,
+        })
     }
 
     fn release(&self, ptr: u64, bytes: usize) {
@@ -101,7 +116,10 @@ impl CachingAllocator {
 
     /// (bytes held by live buffers, bytes cached for reuse).
     pub fn stats(&self) -> (usize, usize) {
-        self.inner.lock().map(|g| (g.in_use, g.cached)).unwrap_or((0, 0))
+        self.inner
+            .lock()
+            .map(|g| (g.in_use, g.cached))
+            .unwrap_or((0, 0))
     }
 }
 

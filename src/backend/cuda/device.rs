@@ -19,7 +19,10 @@ use super::source::KernelSource;
 use crate::error::{Error, Result};
 
 fn dev_err(op: &'static str, e: impl std::fmt::Debug) -> Error {
-    Error::Device { op, msg: format!("{e:?}") }
+    Error::Device {
+        op,
+        msg: format!("{e:?}"),
+    }
 }
 
 /// Check that the CUDA driver library can be loaded, without panicking when it cannot.
@@ -69,25 +72,32 @@ impl CudaDevice {
         cu::init().map_err(|e| dev_err("cuInit", e))?;
         let count = cu::device::get_count().map_err(|e| dev_err("cuDeviceGetCount", e))? as usize;
         if ordinal >= count {
-            return Err(Error::Device { op: "cuda", msg: format!("device cuda:{ordinal} requested but {count} CUDA device(s) found") });
+            return Err(Error::Device {
+                op: "cuda",
+                msg: format!("device cuda:{ordinal} requested but {count} CUDA device(s) found"),
+            });
         }
         let dev = cu::device::get(ordinal as i32).map_err(|e| dev_err("cuDeviceGet", e))?;
         // SAFETY: `dev` comes from cuDeviceGet; the retained primary context is released in Drop.
-        let ctx = unsafe { cu::primary_ctx::retain(dev) }.map_err(|e| dev_err("cuDevicePrimaryCtxRetain", e))?;
+        let ctx = unsafe { cu::primary_ctx::retain(dev) }
+            .map_err(|e| dev_err("cuDevicePrimaryCtxRetain", e))?;
         // SAFETY: `ctx` is a live context retained above.
         unsafe { cu::ctx::set_current(ctx) }.map_err(|e| dev_err("cuCtxSetCurrent", e))?;
         let attr = |a| {
             // SAFETY: `dev` is a valid device handle from cuDeviceGet.
-            unsafe { cu::device::get_attribute(dev, a) }.map_err(|e| dev_err("cuDeviceGetAttribute", e))
+            unsafe { cu::device::get_attribute(dev, a) }
+                .map_err(|e| dev_err("cuDeviceGetAttribute", e))
         };
         let major = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
         let minor = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
-        let sm_count = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u32;
+        let sm_count =
+            attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u32;
         if major < 8 {
             return Err(Error::Device { op: "cuda", msg: format!("device cuda:{ordinal} has compute capability {major}.{minor}; pretext's kernels need 8.0 or newer") });
         }
         let name = cu::device::get_name(dev).unwrap_or_else(|_| "unknown".into());
-        let stream = cu::stream::create(cu::stream::StreamKind::NonBlocking).map_err(|e| dev_err("cuStreamCreate", e))?;
+        let stream = cu::stream::create(cu::stream::StreamKind::NonBlocking)
+            .map_err(|e| dev_err("cuStreamCreate", e))?;
         Ok(CudaDevice {
             ordinal,
             ctx,
@@ -95,7 +105,10 @@ impl CudaDevice {
             arch: format!("compute_{major}{minor}"),
             sm_count,
             name,
-            loaded: Mutex::new(Loaded { modules: HashMap::new(), functions: HashMap::new() }),
+            loaded: Mutex::new(Loaded {
+                modules: HashMap::new(),
+                functions: HashMap::new(),
+            }),
             alloc: Arc::new(CachingAllocator::new(ordinal)),
         })
     }
@@ -130,7 +143,8 @@ impl CudaDevice {
         let buf = self.alloc::<T>(data.len())?;
         if !data.is_empty() {
             // SAFETY: `buf` holds at least data.len() elements of T; the copy is synchronous.
-            unsafe { cu::memcpy_htod_sync(buf.ptr(), data) }.map_err(|e| dev_err("cuMemcpyHtoD", e))?;
+            unsafe { cu::memcpy_htod_sync(buf.ptr(), data) }
+                .map_err(|e| dev_err("cuMemcpyHtoD", e))?;
         }
         Ok(buf)
     }
@@ -142,7 +156,8 @@ impl CudaDevice {
         if !out.is_empty() {
             // SAFETY: `buf` holds buf.len() elements of T; `out` has the same length; the stream
             // is idle, so no kernel writes the buffer during the copy.
-            unsafe { cu::memcpy_dtoh_sync(&mut out, buf.ptr()) }.map_err(|e| dev_err("cuMemcpyDtoH", e))?;
+            unsafe { cu::memcpy_dtoh_sync(&mut out, buf.ptr()) }
+                .map_err(|e| dev_err("cuMemcpyDtoH", e))?;
         }
         Ok(out)
     }
@@ -150,30 +165,40 @@ impl CudaDevice {
     pub fn synchronize(&self) -> Result<()> {
         self.bind()?;
         // SAFETY: `self.stream` was created in `new` and is destroyed only in Drop.
-        unsafe { cu::stream::synchronize(self.stream) }.map_err(|e| dev_err("cuStreamSynchronize", e))
+        unsafe { cu::stream::synchronize(self.stream) }
+            .map_err(|e| dev_err("cuStreamSynchronize", e))
     }
 
     fn function(&self, kernel: &'static str) -> Result<sys::CUfunction> {
-        let mut l = self.loaded.lock().map_err(|_| Error::msg("cuda: module table poisoned"))?;
+        let mut l = self
+            .loaded
+            .lock()
+            .map_err(|_| Error::msg("cuda: module table poisoned"))?;
         if let Some(f) = l.functions.get(kernel) {
             return Ok(*f);
         }
-        let src = KernelSource::find(kernel).ok_or_else(|| Error::Device { op: "cuda", msg: format!("no kernel named `{kernel}` in kernels/") })?;
+        let src = KernelSource::find(kernel).ok_or_else(|| Error::Device {
+            op: "cuda",
+            msg: format!("no kernel named `{kernel}` in kernels/"),
+        })?;
         let module = match l.modules.get(src.name) {
             Some(m) => *m,
             None => {
                 let ptx = nvrtc::compile_cached(src, &self.arch)?;
-                let image = CString::new(ptx).map_err(|_| Error::msg("PTX with an interior NUL"))?;
+                let image =
+                    CString::new(ptx).map_err(|_| Error::msg("PTX with an interior NUL"))?;
                 // SAFETY: `image` is a NUL-terminated PTX string that outlives the call; the
                 // context is current.
-                let m = unsafe { cu::module::load_data(image.as_ptr() as *const _) }.map_err(|e| dev_err("cuModuleLoadData", e))?;
+                let m = unsafe { cu::module::load_data(image.as_ptr() as *const _) }
+                    .map_err(|e| dev_err("cuModuleLoadData", e))?;
                 l.modules.insert(src.name, m);
                 m
             }
         };
         let cname = CString::new(kernel).map_err(|_| Error::msg("kernel name with NUL"))?;
         // SAFETY: `module` is a loaded module of this context.
-        let f = unsafe { cu::module::get_function(module, cname) }.map_err(|e| dev_err("cuModuleGetFunction", e))?;
+        let f = unsafe { cu::module::get_function(module, cname) }
+            .map_err(|e| dev_err("cuModuleGetFunction", e))?;
         l.functions.insert(kernel, f);
         Ok(f)
     }
@@ -187,16 +212,34 @@ impl Executor for CudaDevice {
         if call.smem > 48 * 1024 {
             // SAFETY: `f` is a live function handle of the current context.
             unsafe {
-                cu::function::set_function_attribute(f, sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, call.smem as i32)
+                cu::function::set_function_attribute(
+                    f,
+                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    call.smem as i32,
+                )
             }
             .map_err(|e| dev_err("cuFuncSetAttribute", e))?;
         }
-        let mut params: Vec<*mut std::ffi::c_void> = call.args.iter().map(|a| a.as_ptr() as *mut _).collect();
+        let mut params: Vec<*mut std::ffi::c_void> =
+            call.args.iter().map(|a| a.as_ptr() as *mut _).collect();
         // SAFETY: `params` holds one pointer per kernel parameter, each to the parameter's bytes
         // inside `call`, alive until cuLaunchKernel returns (it copies them). Buffer addresses
         // are device memory of this device (checked above), kept alive by their owners until the
         // stream is synchronised.
-        unsafe { cu::launch_kernel(f, call.grid, call.block, call.smem, self.stream, &mut params) }.map_err(|e| Error::Device { op: call.kernel, msg: format!("launch failed: {e:?}") })
+        unsafe {
+            cu::launch_kernel(
+                f,
+                call.grid,
+                call.block,
+                call.smem,
+                self.stream,
+                &mut params,
+            )
+        }
+        .map_err(|e| Error::Device {
+            op: call.kernel,
+            msg: format!("launch failed: {e:?}"),
+        })
     }
 
     fn space(&self) -> Space {
@@ -212,7 +255,8 @@ impl Executor for CudaDevice {
         let mut v = [0i32];
         // SAFETY: `flag` is a device buffer of at least one i32 (DSlice of a CudaBuf); the
         // stream is idle.
-        unsafe { cu::memcpy_dtoh_sync(&mut v, flag.ptr) }.map_err(|e| dev_err("cuMemcpyDtoH", e))?;
+        unsafe { cu::memcpy_dtoh_sync(&mut v, flag.ptr) }
+            .map_err(|e| dev_err("cuMemcpyDtoH", e))?;
         Ok(v[0])
     }
 
@@ -231,7 +275,11 @@ impl Drop for CudaDevice {
         // SAFETY: the stream and modules were created by this device and are not used after
         // this point; the primary context was retained in `new`.
         unsafe {
-            let l = self.loaded.get_mut().map(|l| std::mem::take(&mut l.modules)).unwrap_or_default();
+            let l = self
+                .loaded
+                .get_mut()
+                .map(|l| std::mem::take(&mut l.modules))
+                .unwrap_or_default();
             for (_, m) in l {
                 let _ = cu::module::unload(m);
             }

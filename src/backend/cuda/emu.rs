@@ -45,7 +45,10 @@ pub struct EmuExecutor {
 
 impl EmuExecutor {
     pub fn new(schedule: Schedule) -> Self {
-        EmuExecutor { schedule, max_stride_blocks: 3 }
+        EmuExecutor {
+            schedule,
+            max_stride_blocks: 3,
+        }
     }
 }
 
@@ -55,7 +58,11 @@ pub fn kernel_names() -> Vec<String> {
     // literals valid for the program's life, and `i` stays below the count.
     unsafe {
         (0..pretext_emu_kernel_count())
-            .map(|i| CStr::from_ptr(pretext_emu_kernel_name(i)).to_string_lossy().into_owned())
+            .map(|i| {
+                CStr::from_ptr(pretext_emu_kernel_name(i))
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect()
     }
 }
@@ -66,7 +73,11 @@ impl Executor for EmuExecutor {
         let name = CString::new(call.kernel).map_err(|_| Error::msg("kernel name with NUL"))?;
         let grid = [call.grid.0, call.grid.1, call.grid.2];
         let block = [call.block.0, call.block.1, call.block.2];
-        let mut ptrs: Vec<*mut c_void> = call.args.iter().map(|a| a.as_ptr() as *mut c_void).collect();
+        let mut ptrs: Vec<*mut c_void> = call
+            .args
+            .iter()
+            .map(|a| a.as_ptr() as *mut c_void)
+            .collect();
         let sizes: Vec<usize> = call.args.iter().map(|a| a.size()).collect();
         let mut err = vec![0u8; 4096];
         // SAFETY: every pointer in `ptrs` points into an `Arg` of `call`, alive for the call; the
@@ -90,8 +101,16 @@ impl Executor for EmuExecutor {
         if rc == 0 {
             return Ok(());
         }
-        let msg = CStr::from_bytes_until_nul(&err).map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
-        Err(Error::Device { op: call.kernel, msg: format!("emulated launch failed ({:?} schedule): {msg}", self.schedule) })
+        let msg = CStr::from_bytes_until_nul(&err)
+            .map(|c| c.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Err(Error::Device {
+            op: call.kernel,
+            msg: format!(
+                "emulated launch failed ({:?} schedule): {msg}",
+                self.schedule
+            ),
+        })
     }
 
     fn space(&self) -> Space {
@@ -118,7 +137,10 @@ impl Executor for EmuExecutor {
 
 fn flag_check(flag: &DSlice<'_, i32>) -> Result<()> {
     if flag.is_null() || flag.len == 0 || flag.space != Space::Host {
-        return Err(Error::Device { op: "emu", msg: "error flag must be a non-empty host buffer".into() });
+        return Err(Error::Device {
+            op: "emu",
+            msg: "error flag must be a non-empty host buffer".into(),
+        });
     }
     Ok(())
 }

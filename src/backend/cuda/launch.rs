@@ -48,21 +48,41 @@ pub struct DSlice<'a, T: Elem> {
 impl<'a, T: Elem> DSlice<'a, T> {
     /// A host buffer the kernel only reads.
     pub fn input(s: &'a [T]) -> Self {
-        DSlice { ptr: s.as_ptr() as u64, len: s.len(), space: Space::Host, _life: PhantomData }
+        DSlice {
+            ptr: s.as_ptr() as u64,
+            len: s.len(),
+            space: Space::Host,
+            _life: PhantomData,
+        }
     }
     /// A host buffer the kernel may write.
     pub fn output(s: &'a mut [T]) -> Self {
-        DSlice { ptr: s.as_mut_ptr() as u64, len: s.len(), space: Space::Host, _life: PhantomData }
+        DSlice {
+            ptr: s.as_mut_ptr() as u64,
+            len: s.len(),
+            space: Space::Host,
+            _life: PhantomData,
+        }
     }
     /// # Safety
     /// `ptr` must address `len` valid elements in `space` for `'a`, and nothing else may access
     /// the memory a kernel writes while it runs.
     pub unsafe fn from_raw(ptr: u64, len: usize, space: Space) -> Self {
-        DSlice { ptr, len, space, _life: PhantomData }
+        DSlice {
+            ptr,
+            len,
+            space,
+            _life: PhantomData,
+        }
     }
     /// The null buffer (an optional kernel argument left out).
     pub fn null(space: Space) -> Self {
-        DSlice { ptr: 0, len: 0, space, _life: PhantomData }
+        DSlice {
+            ptr: 0,
+            len: 0,
+            space,
+            _life: PhantomData,
+        }
     }
     pub fn is_null(&self) -> bool {
         self.ptr == 0
@@ -70,9 +90,21 @@ impl<'a, T: Elem> DSlice<'a, T> {
     /// The same buffer starting `elems` elements later (a column block, a fused-QKV part).
     pub fn offset(self, elems: usize) -> Result<Self> {
         if self.is_null() || elems > self.len {
-            return Err(Error::Index { op: "DSlice::offset", msg: format!("offset {elems} into a buffer of {} {} elements", self.len, T::NAME) });
+            return Err(Error::Index {
+                op: "DSlice::offset",
+                msg: format!(
+                    "offset {elems} into a buffer of {} {} elements",
+                    self.len,
+                    T::NAME
+                ),
+            });
         }
-        Ok(DSlice { ptr: self.ptr + (elems * std::mem::size_of::<T>()) as u64, len: self.len - elems, space: self.space, _life: PhantomData })
+        Ok(DSlice {
+            ptr: self.ptr + (elems * std::mem::size_of::<T>()) as u64,
+            len: self.len - elems,
+            space: self.space,
+            _life: PhantomData,
+        })
     }
 }
 
@@ -97,7 +129,10 @@ impl Arg {
         for (i, byte) in b.iter().enumerate() {
             words[i / 8] |= (*byte as u64) << (8 * (i % 8));
         }
-        Arg { words, size: b.len() }
+        Arg {
+            words,
+            size: b.len(),
+        }
     }
     pub fn i32(v: i32) -> Arg {
         Arg::from_bytes(&v.to_le_bytes())
@@ -143,8 +178,20 @@ pub struct KernelCall {
 }
 
 impl KernelCall {
-    pub fn new(kernel: &'static str, grid: (u32, u32, u32), block: (u32, u32, u32), smem: u32) -> Self {
-        KernelCall { kernel, grid, block, smem, args: Vec::new(), spaces: Vec::new() }
+    pub fn new(
+        kernel: &'static str,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        smem: u32,
+    ) -> Self {
+        KernelCall {
+            kernel,
+            grid,
+            block,
+            smem,
+            args: Vec::new(),
+            spaces: Vec::new(),
+        }
     }
     pub fn arg(mut self, a: Arg) -> Self {
         self.args.push(a);

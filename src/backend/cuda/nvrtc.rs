@@ -19,7 +19,10 @@ use crate::error::{Error, Result};
 const OPTIONS: &[&str] = &["--std=c++17", "--fmad=true"];
 
 fn nvrtc_err(msg: impl Into<String>) -> Error {
-    Error::Device { op: "nvrtc", msg: msg.into() }
+    Error::Device {
+        op: "nvrtc",
+        msg: msg.into(),
+    }
 }
 
 /// Make sure NVRTC can be loaded; Err (never a panic) when it cannot.
@@ -32,17 +35,21 @@ pub fn ensure_loaded() -> Result<()> {
                 // on purpose so the library stays mapped for cudarc's later lookup by soname.
                 match unsafe { libloading::Library::new(&path) } {
                     Ok(lib) => std::mem::forget(lib),
-                    Err(e) => return Err(format!("PRETEXT_NVRTC_LIB={path} cannot be loaded: {e}")),
+                    Err(e) => {
+                        return Err(format!("PRETEXT_NVRTC_LIB={path} cannot be loaded: {e}"))
+                    }
                 }
             }
             // SAFETY: only tries to dlopen the candidate names; no symbol is called.
             if unsafe { cudarc::nvrtc::sys::is_culib_present() } {
                 Ok(())
             } else {
-                Err("libnvrtc (CUDA 12 runtime compiler) not found: put its directory on \
+                Err(
+                    "libnvrtc (CUDA 12 runtime compiler) not found: put its directory on \
                      LD_LIBRARY_PATH or set PRETEXT_NVRTC_LIB to its path \
                      (tools/cuda/ci-setup.sh installs one into .venv-cuda)"
-                    .to_string())
+                        .to_string(),
+                )
             }
         })
         .clone()
@@ -63,13 +70,20 @@ pub fn version() -> Result<(i32, i32)> {
 
 /// `compute_80` etc. as the `&'static str` cudarc's options want.
 fn static_arch(arch: &str) -> Result<&'static str> {
-    const KNOWN: &[&str] =
-        &["compute_70", "compute_75", "compute_80", "compute_86", "compute_87", "compute_89", "compute_90"];
-    KNOWN
-        .iter()
-        .find(|a| **a == arch)
-        .copied()
-        .ok_or_else(|| nvrtc_err(format!("unsupported architecture `{arch}` (known: {KNOWN:?})")))
+    const KNOWN: &[&str] = &[
+        "compute_70",
+        "compute_75",
+        "compute_80",
+        "compute_86",
+        "compute_87",
+        "compute_89",
+        "compute_90",
+    ];
+    KNOWN.iter().find(|a| **a == arch).copied().ok_or_else(|| {
+        nvrtc_err(format!(
+            "unsupported architecture `{arch}` (known: {KNOWN:?})"
+        ))
+    })
 }
 
 /// Compile `src` to PTX for `arch` (e.g. `compute_90`), with no cache.
@@ -91,7 +105,10 @@ pub fn compile(src: &KernelSource, arch: &str) -> Result<String> {
             src.name,
             log.to_string_lossy()
         ))),
-        Err(e) => Err(nvrtc_err(format!("kernels/{}.cu for {arch}: {e:?}", src.name))),
+        Err(e) => Err(nvrtc_err(format!(
+            "kernels/{}.cu for {arch}: {e:?}",
+            src.name
+        ))),
     }
 }
 
@@ -114,13 +131,17 @@ pub fn cache_dir() -> PathBuf {
 /// temp file and renamed, so a concurrent reader never sees half a file). A cache that cannot
 /// be written only costs a recompile next time, so write failures are not errors.
 pub fn compile_cached(src: &KernelSource, arch: &str) -> Result<String> {
+    compile_cached_in(src, arch, &cache_dir())
+}
+
+/// As [`compile_cached`] with an explicit cache directory.
+pub fn compile_cached_in(src: &KernelSource, arch: &str, dir: &std::path::Path) -> Result<String> {
     let (major, minor) = version()?;
     let text = src.expanded();
     let ver = format!("{major}.{minor}");
     let mut parts: Vec<&[u8]> = vec![text.as_bytes(), arch.as_bytes(), ver.as_bytes()];
     parts.extend(OPTIONS.iter().map(|o| o.as_bytes()));
     let key = fnv1a(&parts);
-    let dir = cache_dir();
     let path = dir.join(format!("{}-{arch}-{key:016x}.ptx", src.name));
     if let Ok(ptx) = std::fs::read_to_string(&path) {
         if ptx.contains(".entry") {
@@ -128,7 +149,7 @@ pub fn compile_cached(src: &KernelSource, arch: &str) -> Result<String> {
         }
     }
     let ptx = compile(src, arch)?;
-    if std::fs::create_dir_all(&dir).is_ok() {
+    if std::fs::create_dir_all(dir).is_ok() {
         let tmp = dir.join(format!(".{}-{}.tmp", src.name, std::process::id()));
         if std::fs::write(&tmp, &ptx).is_ok() && std::fs::rename(&tmp, &path).is_err() {
             let _ = std::fs::remove_file(&tmp);

@@ -15,13 +15,27 @@ pub struct Ops<'e> {
 
 fn need<T: Elem>(op: &'static str, what: &str, s: &DSlice<'_, T>, n: usize) -> Result<()> {
     if s.len < n {
-        return Err(Error::shape(op, &[&[s.len], &[n]], format!("buffer `{what}` has {} {} elements, needs {n}", s.len, T::NAME)));
+        return Err(Error::shape(
+            op,
+            &[&[s.len], &[n]],
+            format!(
+                "buffer `{what}` has {} {} elements, needs {n}",
+                s.len,
+                T::NAME
+            ),
+        ));
     }
     Ok(())
 }
 
 fn to_i32(op: &'static str, what: &str, v: usize) -> Result<i32> {
-    i32::try_from(v).map_err(|_| Error::shape(op, &[&[v]], format!("`{what}` = {v} exceeds the kernel's 32-bit range")))
+    i32::try_from(v).map_err(|_| {
+        Error::shape(
+            op,
+            &[&[v]],
+            format!("`{what}` = {v} exceeds the kernel's 32-bit range"),
+        )
+    })
 }
 
 fn cdiv(a: usize, b: usize) -> u32 {
@@ -242,12 +256,24 @@ impl Attn {
     fn check(&self, op: &'static str) -> Result<()> {
         let dims = [self.b, self.h, self.tq, self.tk, self.d];
         if dims.contains(&0) || self.d > 128 {
-            return Err(Error::shape(op, &[&dims], "need B, H, Tq, Tk >= 1 and 1 <= D <= 128"));
+            return Err(Error::shape(
+                op,
+                &[&dims],
+                "need B, H, Tq, Tk >= 1 and 1 <= D <= 128",
+            ));
         }
         if self.causal && self.tq != self.tk {
-            return Err(Error::shape(op, &[&[self.tq], &[self.tk]], "causal attention needs Tq == Tk"));
+            return Err(Error::shape(
+                op,
+                &[&[self.tq], &[self.tk]],
+                "causal attention needs Tq == Tk",
+            ));
         }
-        to_i32(op, "B*H*T*D", self.b * self.h * self.tq.max(self.tk) * self.d)?;
+        to_i32(
+            op,
+            "B*H*T*D",
+            self.b * self.h * self.tq.max(self.tk) * self.d,
+        )?;
         Ok(())
     }
 }
@@ -275,56 +301,107 @@ impl<'e> Ops<'e> {
     }
 
     /// Batched GEMM on f32 (see [`Gemm`]).
-    pub fn gemm_f32(&self, g: &Gemm, a: &DSlice<f32>, b: &DSlice<f32>, c: &DSlice<f32>) -> Result<()> {
+    pub fn gemm_f32(
+        &self,
+        g: &Gemm,
+        a: &DSlice<f32>,
+        b: &DSlice<f32>,
+        c: &DSlice<f32>,
+    ) -> Result<()> {
         self.gemm("gemm_f32", g, a, b, c)
     }
 
     /// Batched GEMM with bf16 A and B, f32 accumulation and C, on tensor cores (sm_80+).
-    pub fn gemm_bf16(&self, g: &Gemm, a: &DSlice<u16>, b: &DSlice<u16>, c: &DSlice<f32>) -> Result<()> {
+    pub fn gemm_bf16(
+        &self,
+        g: &Gemm,
+        a: &DSlice<u16>,
+        b: &DSlice<u16>,
+        c: &DSlice<f32>,
+    ) -> Result<()> {
         self.gemm("gemm_bf16", g, a, b, c)
     }
 
-    fn gemm<T: Elem>(&self, kernel: &'static str, g: &Gemm, a: &DSlice<T>, b: &DSlice<T>, c: &DSlice<f32>) -> Result<()> {
+    fn gemm<T: Elem>(
+        &self,
+        kernel: &'static str,
+        g: &Gemm,
+        a: &DSlice<T>,
+        b: &DSlice<T>,
+        c: &DSlice<f32>,
+    ) -> Result<()> {
         let op = kernel;
         if g.batch == 0 || g.batch > 65535 {
-            return Err(Error::shape(op, &[&[g.batch]], "batch must be in 1..=65535"));
+            return Err(Error::shape(
+                op,
+                &[&[g.batch]],
+                "batch must be in 1..=65535",
+            ));
         }
         let (ar, ac) = if g.trans_a { (g.k, g.m) } else { (g.m, g.k) };
         let (br, bc) = if g.trans_b { (g.n, g.k) } else { (g.k, g.n) };
         if g.lda < ac || g.ldb < bc || g.ldc < g.n {
-            return Err(Error::shape(op, &[&[g.m, g.k], &[g.k, g.n], &[g.lda, g.ldb, g.ldc]], "leading dimension smaller than the row length"));
+            return Err(Error::shape(
+                op,
+                &[&[g.m, g.k], &[g.k, g.n], &[g.lda, g.ldb, g.ldc]],
+                "leading dimension smaller than the row length",
+            ));
         }
         need(op, "A", a, Gemm::extent(g.batch, g.stride_a, ar, ac, g.lda))?;
         need(op, "B", b, Gemm::extent(g.batch, g.stride_b, br, bc, g.ldb))?;
-        need(op, "C", c, Gemm::extent(g.batch, g.stride_c, g.m, g.n, g.ldc))?;
+        need(
+            op,
+            "C",
+            c,
+            Gemm::extent(g.batch, g.stride_c, g.m, g.n, g.ldc),
+        )?;
         if g.m == 0 || g.n == 0 {
             return Ok(());
         }
-        let (m, n, k) = (to_i32(op, "M", g.m)?, to_i32(op, "N", g.n)?, to_i32(op, "K", g.k)?);
+        let (m, n, k) = (
+            to_i32(op, "M", g.m)?,
+            to_i32(op, "N", g.n)?,
+            to_i32(op, "K", g.k)?,
+        );
         let block = if kernel == "gemm_f32" { 256 } else { 128 };
-        let call = KernelCall::new(kernel, (cdiv(g.n, 64), cdiv(g.m, 64), g.batch as u32), (block, 1, 1), 0)
-            .arg(Arg::i32(m))
-            .arg(Arg::i32(n))
-            .arg(Arg::i32(k))
-            .buf(a)
-            .arg(Arg::i64(g.lda as i64))
-            .arg(Arg::i64(g.stride_a as i64))
-            .arg(Arg::i32(g.trans_a as i32))
-            .buf(b)
-            .arg(Arg::i64(g.ldb as i64))
-            .arg(Arg::i64(g.stride_b as i64))
-            .arg(Arg::i32(g.trans_b as i32))
-            .buf(c)
-            .arg(Arg::i64(g.ldc as i64))
-            .arg(Arg::i64(g.stride_c as i64))
-            .arg(Arg::f32(g.alpha))
-            .arg(Arg::f32(g.beta));
+        let call = KernelCall::new(
+            kernel,
+            (cdiv(g.n, 64), cdiv(g.m, 64), g.batch as u32),
+            (block, 1, 1),
+            0,
+        )
+        .arg(Arg::i32(m))
+        .arg(Arg::i32(n))
+        .arg(Arg::i32(k))
+        .buf(a)
+        .arg(Arg::i64(g.lda as i64))
+        .arg(Arg::i64(g.stride_a as i64))
+        .arg(Arg::i32(g.trans_a as i32))
+        .buf(b)
+        .arg(Arg::i64(g.ldb as i64))
+        .arg(Arg::i64(g.stride_b as i64))
+        .arg(Arg::i32(g.trans_b as i32))
+        .buf(c)
+        .arg(Arg::i64(g.ldc as i64))
+        .arg(Arg::i64(g.stride_c as i64))
+        .arg(Arg::f32(g.alpha))
+        .arg(Arg::f32(g.beta));
         self.run(call)
     }
 
     /// `y = a op b` with broadcasting: `shape` is y's shape (contiguous), `sa`/`sb` the element
     /// strides of a and b over it (0 broadcasts). Rank <= 6.
-    pub fn binary(&self, op: BinOp, shape: &[usize], a: &DSlice<f32>, sa: &[usize], b: &DSlice<f32>, sb: &[usize], y: &DSlice<f32>) -> Result<()> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn binary(
+        &self,
+        op: BinOp,
+        shape: &[usize],
+        a: &DSlice<f32>,
+        sa: &[usize],
+        b: &DSlice<f32>,
+        sb: &[usize],
+        y: &DSlice<f32>,
+    ) -> Result<()> {
         let name = "binary_f32";
         let p = bcast(name, shape, sa, sb)?;
         let n: usize = shape.iter().product();
@@ -345,7 +422,13 @@ impl<'e> Ops<'e> {
     }
 
     /// `y = src` viewed with `shape` and element `strides` (materialises a strided view).
-    pub fn copy_strided(&self, shape: &[usize], src: &DSlice<f32>, strides: &[usize], y: &DSlice<f32>) -> Result<()> {
+    pub fn copy_strided(
+        &self,
+        shape: &[usize],
+        src: &DSlice<f32>,
+        strides: &[usize],
+        y: &DSlice<f32>,
+    ) -> Result<()> {
         let name = "copy_strided_f32";
         let p = bcast(name, shape, strides, strides)?;
         let n: usize = shape.iter().product();
@@ -363,7 +446,14 @@ impl<'e> Ops<'e> {
     }
 
     /// `y[i] = f(x[i])` for the first `n` elements.
-    pub fn unary(&self, op: UnOp, n: usize, x: &DSlice<f32>, y: &DSlice<f32>, alpha: f32) -> Result<()> {
+    pub fn unary(
+        &self,
+        op: UnOp,
+        n: usize,
+        x: &DSlice<f32>,
+        y: &DSlice<f32>,
+        alpha: f32,
+    ) -> Result<()> {
         let name = "unary_f32";
         need(name, "x", x, n)?;
         need(name, "y", y, n)?;
@@ -377,7 +467,14 @@ impl<'e> Ops<'e> {
     }
 
     /// `y = alpha x + beta y` (residual add, gradient accumulation); beta == 0 ignores old y.
-    pub fn axpby(&self, n: usize, alpha: f32, x: &DSlice<f32>, beta: f32, y: &DSlice<f32>) -> Result<()> {
+    pub fn axpby(
+        &self,
+        n: usize,
+        alpha: f32,
+        x: &DSlice<f32>,
+        beta: f32,
+        y: &DSlice<f32>,
+    ) -> Result<()> {
         let name = "axpby_f32";
         need(name, "x", x, n)?;
         need(name, "y", y, n)?;
@@ -393,7 +490,10 @@ impl<'e> Ops<'e> {
     pub fn fill(&self, n: usize, y: &DSlice<f32>, value: f32) -> Result<()> {
         let name = "fill_f32";
         need(name, "y", y, n)?;
-        let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0).arg(Arg::i64(n as i64)).buf(y).arg(Arg::f32(value));
+        let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0)
+            .arg(Arg::i64(n as i64))
+            .buf(y)
+            .arg(Arg::f32(value));
         self.run(call)
     }
 
@@ -402,7 +502,10 @@ impl<'e> Ops<'e> {
         let name = "cast_f32_bf16";
         need(name, "x", x, n)?;
         need(name, "y", y, n)?;
-        let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0).arg(Arg::i64(n as i64)).buf(x).buf(y);
+        let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0)
+            .arg(Arg::i64(n as i64))
+            .buf(x)
+            .buf(y);
         self.run(call)
     }
 
@@ -410,12 +513,23 @@ impl<'e> Ops<'e> {
         let name = "cast_bf16_f32";
         need(name, "x", x, n)?;
         need(name, "y", y, n)?;
-        let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0).arg(Arg::i64(n as i64)).buf(x).buf(y);
+        let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0)
+            .arg(Arg::i64(n as i64))
+            .buf(x)
+            .buf(y);
         self.run(call)
     }
 
     /// `y[r] = alpha sum_c x[r, c] + beta y[r]`.
-    pub fn sum_rows(&self, rows: usize, cols: usize, x: &DSlice<f32>, y: &DSlice<f32>, alpha: f32, beta: f32) -> Result<()> {
+    pub fn sum_rows(
+        &self,
+        rows: usize,
+        cols: usize,
+        x: &DSlice<f32>,
+        y: &DSlice<f32>,
+        alpha: f32,
+        beta: f32,
+    ) -> Result<()> {
         let name = "sum_rows_f32";
         need(name, "x", x, rows * cols)?;
         need(name, "y", y, rows)?;
@@ -433,7 +547,15 @@ impl<'e> Ops<'e> {
     }
 
     /// `y[c] = alpha sum_r x[r, c] + beta y[c]` (bias gradients); deterministic.
-    pub fn sum_cols(&self, rows: usize, cols: usize, x: &DSlice<f32>, y: &DSlice<f32>, alpha: f32, beta: f32) -> Result<()> {
+    pub fn sum_cols(
+        &self,
+        rows: usize,
+        cols: usize,
+        x: &DSlice<f32>,
+        y: &DSlice<f32>,
+        alpha: f32,
+        beta: f32,
+    ) -> Result<()> {
         let name = "sum_cols_f32";
         need(name, "x", x, rows * cols)?;
         need(name, "y", y, cols)?;
@@ -456,7 +578,11 @@ impl<'e> Ops<'e> {
         need(name, "x", x, n)?;
         need(name, "out", out, 1)?;
         self.fill(1, out, 0.0)?;
-        let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0).arg(Arg::i64(n as i64)).buf(x).buf(out).arg(Arg::f32(alpha));
+        let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0)
+            .arg(Arg::i64(n as i64))
+            .buf(x)
+            .buf(out)
+            .arg(Arg::f32(alpha));
         self.run(call)
     }
 
@@ -464,23 +590,49 @@ impl<'e> Ops<'e> {
     /// uses mask row r % mask_rows; causal: column c > r % causal_t is masked). Rows of at most
     /// 1024 columns use a warp per row, longer ones a block per row.
     #[allow(clippy::too_many_arguments)]
-    pub fn softmax(&self, rows: usize, cols: usize, x: &DSlice<f32>, y: &DSlice<f32>, scale: f32, mask: &DSlice<f32>, mask_rows: usize, causal_t: Option<usize>) -> Result<()> {
-        let name = if cols <= 1024 { "softmax_fwd_warp_f32" } else { "softmax_fwd_block_f32" };
+    pub fn softmax(
+        &self,
+        rows: usize,
+        cols: usize,
+        x: &DSlice<f32>,
+        y: &DSlice<f32>,
+        scale: f32,
+        mask: &DSlice<f32>,
+        mask_rows: usize,
+        causal_t: Option<usize>,
+    ) -> Result<()> {
+        let name = if cols <= 1024 {
+            "softmax_fwd_warp_f32"
+        } else {
+            "softmax_fwd_block_f32"
+        };
         need(name, "x", x, rows * cols)?;
         need(name, "y", y, rows * cols)?;
         if !mask.is_null() {
             if mask_rows == 0 {
-                return Err(Error::shape(name, &[&[mask_rows, cols]], "mask with 0 rows"));
+                return Err(Error::shape(
+                    name,
+                    &[&[mask_rows, cols]],
+                    "mask with 0 rows",
+                ));
             }
             need(name, "mask", mask, mask_rows * cols)?;
         }
         if causal_t == Some(0) {
-            return Err(Error::shape(name, &[&[rows, cols]], "causal_t must be >= 1"));
+            return Err(Error::shape(
+                name,
+                &[&[rows, cols]],
+                "causal_t must be >= 1",
+            ));
         }
         if rows == 0 {
             return Ok(());
         }
-        let (grid, block) = if cols <= 1024 { (cdiv(rows, 4), 128) } else { (rows as u32, 1024) };
+        let (grid, block) = if cols <= 1024 {
+            (cdiv(rows, 4), 128)
+        } else {
+            (rows as u32, 1024)
+        };
         let call = KernelCall::new(name, (grid, 1, 1), (block, 1, 1), 0)
             .arg(Arg::i32(to_i32(name, "rows", rows)?))
             .arg(Arg::i32(to_i32(name, "cols", cols)?))
@@ -495,7 +647,15 @@ impl<'e> Ops<'e> {
     }
 
     /// `dx = scale * y * (dy - sum_c dy * y)`.
-    pub fn softmax_bwd(&self, rows: usize, cols: usize, y: &DSlice<f32>, dy: &DSlice<f32>, dx: &DSlice<f32>, scale: f32) -> Result<()> {
+    pub fn softmax_bwd(
+        &self,
+        rows: usize,
+        cols: usize,
+        y: &DSlice<f32>,
+        dy: &DSlice<f32>,
+        dx: &DSlice<f32>,
+        scale: f32,
+    ) -> Result<()> {
         let name = "softmax_bwd_f32";
         for (w, s) in [("y", y), ("dy", dy), ("dx", dx)] {
             need(name, w, s, rows * cols)?;
@@ -515,7 +675,18 @@ impl<'e> Ops<'e> {
 
     /// LayerNorm over rows of `[rows, c]`: writes y, mean and rstd (`[rows]` each).
     #[allow(clippy::too_many_arguments)]
-    pub fn layernorm(&self, rows: usize, c: usize, x: &DSlice<f32>, gamma: &DSlice<f32>, beta: &DSlice<f32>, y: &DSlice<f32>, mean: &DSlice<f32>, rstd: &DSlice<f32>, eps: f32) -> Result<()> {
+    pub fn layernorm(
+        &self,
+        rows: usize,
+        c: usize,
+        x: &DSlice<f32>,
+        gamma: &DSlice<f32>,
+        beta: &DSlice<f32>,
+        y: &DSlice<f32>,
+        mean: &DSlice<f32>,
+        rstd: &DSlice<f32>,
+        eps: f32,
+    ) -> Result<()> {
         let name = "layernorm_fwd_f32";
         need(name, "x", x, rows * c)?;
         need(name, "y", y, rows * c)?;
@@ -541,7 +712,19 @@ impl<'e> Ops<'e> {
 
     /// LayerNorm backward: writes dx, accumulates into dgamma and dbeta.
     #[allow(clippy::too_many_arguments)]
-    pub fn layernorm_bwd(&self, rows: usize, c: usize, dy: &DSlice<f32>, x: &DSlice<f32>, gamma: &DSlice<f32>, mean: &DSlice<f32>, rstd: &DSlice<f32>, dx: &DSlice<f32>, dgamma: &DSlice<f32>, dbeta: &DSlice<f32>) -> Result<()> {
+    pub fn layernorm_bwd(
+        &self,
+        rows: usize,
+        c: usize,
+        dy: &DSlice<f32>,
+        x: &DSlice<f32>,
+        gamma: &DSlice<f32>,
+        mean: &DSlice<f32>,
+        rstd: &DSlice<f32>,
+        dx: &DSlice<f32>,
+        dgamma: &DSlice<f32>,
+        dbeta: &DSlice<f32>,
+    ) -> Result<()> {
         let name = "layernorm_bwd_f32";
         for (w, s) in [("dy", dy), ("x", x), ("dx", dx)] {
             need(name, w, s, rows * c)?;
@@ -555,23 +738,41 @@ impl<'e> Ops<'e> {
             return Ok(());
         }
         let smem = smem_floats(name, 2 * c)?;
-        let call = KernelCall::new(name, (cdiv(rows, 4).min(self.ex.grid_stride_blocks(rows * c)), 1, 1), (128, 1, 1), smem)
-            .arg(Arg::i32(to_i32(name, "rows", rows)?))
-            .arg(Arg::i32(to_i32(name, "C", c)?))
-            .buf(dy)
-            .buf(x)
-            .buf(gamma)
-            .buf(mean)
-            .buf(rstd)
-            .buf(dx)
-            .buf(dgamma)
-            .buf(dbeta);
+        let call = KernelCall::new(
+            name,
+            (
+                cdiv(rows, 4).min(self.ex.grid_stride_blocks(rows * c)),
+                1,
+                1,
+            ),
+            (128, 1, 1),
+            smem,
+        )
+        .arg(Arg::i32(to_i32(name, "rows", rows)?))
+        .arg(Arg::i32(to_i32(name, "C", c)?))
+        .buf(dy)
+        .buf(x)
+        .buf(gamma)
+        .buf(mean)
+        .buf(rstd)
+        .buf(dx)
+        .buf(dgamma)
+        .buf(dbeta);
         self.run(call)
     }
 
     /// RMSNorm: writes y and rstd.
     #[allow(clippy::too_many_arguments)]
-    pub fn rmsnorm(&self, rows: usize, c: usize, x: &DSlice<f32>, gamma: &DSlice<f32>, y: &DSlice<f32>, rstd: &DSlice<f32>, eps: f32) -> Result<()> {
+    pub fn rmsnorm(
+        &self,
+        rows: usize,
+        c: usize,
+        x: &DSlice<f32>,
+        gamma: &DSlice<f32>,
+        y: &DSlice<f32>,
+        rstd: &DSlice<f32>,
+        eps: f32,
+    ) -> Result<()> {
         let name = "rmsnorm_fwd_f32";
         need(name, "x", x, rows * c)?;
         need(name, "y", y, rows * c)?;
@@ -593,7 +794,17 @@ impl<'e> Ops<'e> {
 
     /// RMSNorm backward: writes dx, accumulates into dgamma.
     #[allow(clippy::too_many_arguments)]
-    pub fn rmsnorm_bwd(&self, rows: usize, c: usize, dy: &DSlice<f32>, x: &DSlice<f32>, gamma: &DSlice<f32>, rstd: &DSlice<f32>, dx: &DSlice<f32>, dgamma: &DSlice<f32>) -> Result<()> {
+    pub fn rmsnorm_bwd(
+        &self,
+        rows: usize,
+        c: usize,
+        dy: &DSlice<f32>,
+        x: &DSlice<f32>,
+        gamma: &DSlice<f32>,
+        rstd: &DSlice<f32>,
+        dx: &DSlice<f32>,
+        dgamma: &DSlice<f32>,
+    ) -> Result<()> {
         let name = "rmsnorm_bwd_f32";
         for (w, s) in [("dy", dy), ("x", x), ("dx", dx)] {
             need(name, w, s, rows * c)?;
@@ -605,15 +816,24 @@ impl<'e> Ops<'e> {
             return Ok(());
         }
         let smem = smem_floats(name, c)?;
-        let call = KernelCall::new(name, (cdiv(rows, 4).min(self.ex.grid_stride_blocks(rows * c)), 1, 1), (128, 1, 1), smem)
-            .arg(Arg::i32(to_i32(name, "rows", rows)?))
-            .arg(Arg::i32(to_i32(name, "C", c)?))
-            .buf(dy)
-            .buf(x)
-            .buf(gamma)
-            .buf(rstd)
-            .buf(dx)
-            .buf(dgamma);
+        let call = KernelCall::new(
+            name,
+            (
+                cdiv(rows, 4).min(self.ex.grid_stride_blocks(rows * c)),
+                1,
+                1,
+            ),
+            (128, 1, 1),
+            smem,
+        )
+        .arg(Arg::i32(to_i32(name, "rows", rows)?))
+        .arg(Arg::i32(to_i32(name, "C", c)?))
+        .buf(dy)
+        .buf(x)
+        .buf(gamma)
+        .buf(rstd)
+        .buf(dx)
+        .buf(dgamma);
         self.run(call)
     }
 
@@ -622,22 +842,46 @@ impl<'e> Ops<'e> {
         let name = "act_fwd_f32";
         need(name, "x", x, n)?;
         need(name, "y", y, n)?;
-        let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0).arg(Arg::i32(act as i32)).arg(Arg::i64(n as i64)).buf(x).buf(y);
+        let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0)
+            .arg(Arg::i32(act as i32))
+            .arg(Arg::i64(n as i64))
+            .buf(x)
+            .buf(y);
         self.run(call)
     }
 
     /// `dx = dy * act'(x)`.
-    pub fn act_bwd(&self, act: Act, n: usize, x: &DSlice<f32>, dy: &DSlice<f32>, dx: &DSlice<f32>) -> Result<()> {
+    pub fn act_bwd(
+        &self,
+        act: Act,
+        n: usize,
+        x: &DSlice<f32>,
+        dy: &DSlice<f32>,
+        dx: &DSlice<f32>,
+    ) -> Result<()> {
         let name = "act_bwd_f32";
         for (w, s) in [("x", x), ("dy", dy), ("dx", dx)] {
             need(name, w, s, n)?;
         }
-        let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0).arg(Arg::i32(act as i32)).arg(Arg::i64(n as i64)).buf(x).buf(dy).buf(dx);
+        let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0)
+            .arg(Arg::i32(act as i32))
+            .arg(Arg::i64(n as i64))
+            .buf(x)
+            .buf(dy)
+            .buf(dx);
         self.run(call)
     }
 
     /// `y[r, c] = act(x[r, c] + bias[c])`.
-    pub fn bias_act(&self, act: Act, rows: usize, cols: usize, x: &DSlice<f32>, bias: &DSlice<f32>, y: &DSlice<f32>) -> Result<()> {
+    pub fn bias_act(
+        &self,
+        act: Act,
+        rows: usize,
+        cols: usize,
+        x: &DSlice<f32>,
+        bias: &DSlice<f32>,
+        y: &DSlice<f32>,
+    ) -> Result<()> {
         let name = "bias_act_fwd_f32";
         need(name, "x", x, rows * cols)?;
         need(name, "y", y, rows * cols)?;
@@ -657,7 +901,16 @@ impl<'e> Ops<'e> {
 
     /// `dx = dy * act'(x + bias)`; the bias gradient is then `sum_cols(dx)`.
     #[allow(clippy::too_many_arguments)]
-    pub fn bias_act_bwd(&self, act: Act, rows: usize, cols: usize, x: &DSlice<f32>, bias: &DSlice<f32>, dy: &DSlice<f32>, dx: &DSlice<f32>) -> Result<()> {
+    pub fn bias_act_bwd(
+        &self,
+        act: Act,
+        rows: usize,
+        cols: usize,
+        x: &DSlice<f32>,
+        bias: &DSlice<f32>,
+        dy: &DSlice<f32>,
+        dx: &DSlice<f32>,
+    ) -> Result<()> {
         let name = "bias_act_bwd_f32";
         for (w, s) in [("x", x), ("dy", dy), ("dx", dx)] {
             need(name, w, s, rows * cols)?;
@@ -680,7 +933,16 @@ impl<'e> Ops<'e> {
     /// `out[i, :] = table[ids[i], :]`; an id outside `[0, vocab)` is an Index error (after the
     /// launch, through `flag`, one i32 of scratch).
     #[allow(clippy::too_many_arguments)]
-    pub fn embedding(&self, n: usize, c: usize, vocab: usize, ids: &DSlice<i32>, table: &DSlice<f32>, out: &DSlice<f32>, flag: &DSlice<i32>) -> Result<()> {
+    pub fn embedding(
+        &self,
+        n: usize,
+        c: usize,
+        vocab: usize,
+        ids: &DSlice<i32>,
+        table: &DSlice<f32>,
+        out: &DSlice<f32>,
+        flag: &DSlice<i32>,
+    ) -> Result<()> {
         let name = "embedding_fwd_f32";
         need(name, "ids", ids, n)?;
         need(name, "table", table, vocab * c)?;
@@ -701,12 +963,26 @@ impl<'e> Ops<'e> {
         self.run(call)?;
         match self.ex.read_flag(flag)? {
             0 => Ok(()),
-            pos => Err(Error::Index { op: "embedding", msg: format!("id at position {} is outside the vocabulary of {vocab}", pos - 1) }),
+            pos => Err(Error::Index {
+                op: "embedding",
+                msg: format!(
+                    "id at position {} is outside the vocabulary of {vocab}",
+                    pos - 1
+                ),
+            }),
         }
     }
 
     /// `dtable[ids[i], :] += dout[i, :]` (accumulates).
-    pub fn embedding_bwd(&self, n: usize, c: usize, vocab: usize, ids: &DSlice<i32>, dout: &DSlice<f32>, dtable: &DSlice<f32>) -> Result<()> {
+    pub fn embedding_bwd(
+        &self,
+        n: usize,
+        c: usize,
+        vocab: usize,
+        ids: &DSlice<i32>,
+        dout: &DSlice<f32>,
+        dtable: &DSlice<f32>,
+    ) -> Result<()> {
         let name = "embedding_bwd_f32";
         need(name, "ids", ids, n)?;
         need(name, "dout", dout, n * c)?;
@@ -728,7 +1004,18 @@ impl<'e> Ops<'e> {
     /// (0 when ignored), `lse` and `valid` (1.0 / 0.0). A target outside `[0, vocab)` other than
     /// `ignore_index` is an Index error (through `flag`).
     #[allow(clippy::too_many_arguments)]
-    pub fn cross_entropy(&self, rows: usize, vocab: usize, logits: &DSlice<f32>, targets: &DSlice<i32>, ignore_index: i32, loss: &DSlice<f32>, lse: &DSlice<f32>, valid: &DSlice<f32>, flag: &DSlice<i32>) -> Result<()> {
+    pub fn cross_entropy(
+        &self,
+        rows: usize,
+        vocab: usize,
+        logits: &DSlice<f32>,
+        targets: &DSlice<i32>,
+        ignore_index: i32,
+        loss: &DSlice<f32>,
+        lse: &DSlice<f32>,
+        valid: &DSlice<f32>,
+        flag: &DSlice<i32>,
+    ) -> Result<()> {
         let name = "ce_fwd_f32";
         need(name, "logits", logits, rows * vocab)?;
         need(name, "targets", targets, rows)?;
@@ -763,7 +1050,18 @@ impl<'e> Ops<'e> {
     /// `dlogits = (softmax - onehot) * dloss[0] / max(count[0], 1)` on valid rows, 0 on ignored
     /// ones; `count` null means a sum reduction.
     #[allow(clippy::too_many_arguments)]
-    pub fn cross_entropy_bwd(&self, rows: usize, vocab: usize, logits: &DSlice<f32>, targets: &DSlice<i32>, ignore_index: i32, lse: &DSlice<f32>, dloss: &DSlice<f32>, count: &DSlice<f32>, dlogits: &DSlice<f32>) -> Result<()> {
+    pub fn cross_entropy_bwd(
+        &self,
+        rows: usize,
+        vocab: usize,
+        logits: &DSlice<f32>,
+        targets: &DSlice<i32>,
+        ignore_index: i32,
+        lse: &DSlice<f32>,
+        dloss: &DSlice<f32>,
+        count: &DSlice<f32>,
+        dlogits: &DSlice<f32>,
+    ) -> Result<()> {
         let name = "ce_bwd_f32";
         need(name, "logits", logits, rows * vocab)?;
         need(name, "dlogits", dlogits, rows * vocab)?;
@@ -788,7 +1086,17 @@ impl<'e> Ops<'e> {
 
     /// One AdamW step on `n` parameters (see kernels/optim.cu); `step` counts from 1.
     #[allow(clippy::too_many_arguments)]
-    pub fn adamw(&self, n: usize, p: &DSlice<f32>, grad: &DSlice<f32>, m: &DSlice<f32>, v: &DSlice<f32>, hp: &AdamW, step: u32, grad_scale: f32) -> Result<()> {
+    pub fn adamw(
+        &self,
+        n: usize,
+        p: &DSlice<f32>,
+        grad: &DSlice<f32>,
+        m: &DSlice<f32>,
+        v: &DSlice<f32>,
+        hp: &AdamW,
+        step: u32,
+        grad_scale: f32,
+    ) -> Result<()> {
         let name = "adamw_f32";
         for (w, s) in [("param", p), ("grad", grad), ("m", m), ("v", v)] {
             need(name, w, s, n)?;
@@ -818,12 +1126,22 @@ impl<'e> Ops<'e> {
     /// Dropout forward (`y = keep ? x / (1 - p) : 0`) and, with dy for x and dx for y, its
     /// backward: the keep mask is a function of (seed, offset + i) only.
     #[allow(clippy::too_many_arguments)]
-    pub fn dropout(&self, n: usize, x: &DSlice<f32>, y: &DSlice<f32>, p: f32, seed: u64, offset: u64) -> Result<()> {
+    pub fn dropout(
+        &self,
+        n: usize,
+        x: &DSlice<f32>,
+        y: &DSlice<f32>,
+        p: f32,
+        seed: u64,
+        offset: u64,
+    ) -> Result<()> {
         let name = "dropout_f32";
         need(name, "x", x, n)?;
         need(name, "y", y, n)?;
         if !(0.0..1.0).contains(&p) {
-            return Err(Error::msg(format!("dropout: probability {p} is not in [0, 1)")));
+            return Err(Error::msg(format!(
+                "dropout: probability {p} is not in [0, 1)"
+            )));
         }
         let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0)
             .arg(Arg::i64(n as i64))
@@ -838,7 +1156,17 @@ impl<'e> Ops<'e> {
     /// Flash attention forward: writes o and lse (`[B, H, Tq]`). `bias` (additive, addressed by
     /// `a.bias_strides`) and `key_mask` (`[B, Tk]`, 1 = attend) may be null.
     #[allow(clippy::too_many_arguments)]
-    pub fn attention(&self, a: &Attn, q: &DSlice<f32>, k: &DSlice<f32>, v: &DSlice<f32>, bias: &DSlice<f32>, key_mask: &DSlice<u8>, o: &DSlice<f32>, lse: &DSlice<f32>) -> Result<()> {
+    pub fn attention(
+        &self,
+        a: &Attn,
+        q: &DSlice<f32>,
+        k: &DSlice<f32>,
+        v: &DSlice<f32>,
+        bias: &DSlice<f32>,
+        key_mask: &DSlice<u8>,
+        o: &DSlice<f32>,
+        lse: &DSlice<f32>,
+    ) -> Result<()> {
         let name = "attn_fwd_f32";
         a.check(name)?;
         need(name, "q", q, a.extent(a.q_strides, a.tq))?;
@@ -848,9 +1176,19 @@ impl<'e> Ops<'e> {
         need(name, "lse", lse, a.b * a.h * a.tq)?;
         self.check_bias_mask(name, a, bias, key_mask)?;
         let mut p = a.params();
-        (p.q, p.k, p.v, p.o, p.lse, p.bias, p.key_mask) = (q.ptr, k.ptr, v.ptr, o.ptr, lse.ptr, bias.ptr, key_mask.ptr);
-        let mut call = KernelCall::new(name, (cdiv(a.tq, 16), (a.b * a.h) as u32, 1), (128, 1, 1), attn_fwd_smem(a.d)).arg(Arg::by_value(&p));
-        call.spaces = spaces(&[q.space, k.space, v.space, o.space, lse.space], &[(bias.ptr, bias.space), (key_mask.ptr, key_mask.space)]);
+        (p.q, p.k, p.v, p.o, p.lse, p.bias, p.key_mask) =
+            (q.ptr, k.ptr, v.ptr, o.ptr, lse.ptr, bias.ptr, key_mask.ptr);
+        let mut call = KernelCall::new(
+            name,
+            (cdiv(a.tq, 16), (a.b * a.h) as u32, 1),
+            (128, 1, 1),
+            attn_fwd_smem(a.d),
+        )
+        .arg(Arg::by_value(&p));
+        call.spaces = spaces(
+            &[q.space, k.space, v.space, o.space, lse.space],
+            &[(bias.ptr, bias.space), (key_mask.ptr, key_mask.space)],
+        );
         self.run(call)
     }
 
@@ -858,7 +1196,23 @@ impl<'e> Ops<'e> {
     /// `delta` is `[B, H, Tq]` scratch. Writes dk, dv (contiguous `[B, H, Tk, D]`), overwrites
     /// dq (contiguous `[B, H, Tq, D]`) and accumulates into dbias if given.
     #[allow(clippy::too_many_arguments)]
-    pub fn attention_bwd(&self, a: &Attn, q: &DSlice<f32>, k: &DSlice<f32>, v: &DSlice<f32>, bias: &DSlice<f32>, key_mask: &DSlice<u8>, o: &DSlice<f32>, lse: &DSlice<f32>, dout: &DSlice<f32>, delta: &DSlice<f32>, dq: &DSlice<f32>, dk: &DSlice<f32>, dv: &DSlice<f32>, dbias: &DSlice<f32>) -> Result<()> {
+    pub fn attention_bwd(
+        &self,
+        a: &Attn,
+        q: &DSlice<f32>,
+        k: &DSlice<f32>,
+        v: &DSlice<f32>,
+        bias: &DSlice<f32>,
+        key_mask: &DSlice<u8>,
+        o: &DSlice<f32>,
+        lse: &DSlice<f32>,
+        dout: &DSlice<f32>,
+        delta: &DSlice<f32>,
+        dq: &DSlice<f32>,
+        dk: &DSlice<f32>,
+        dv: &DSlice<f32>,
+        dbias: &DSlice<f32>,
+    ) -> Result<()> {
         let name = "attn_bwd_f32";
         a.check(name)?;
         need(name, "q", q, a.extent(a.q_strides, a.tq))?;
@@ -878,21 +1232,56 @@ impl<'e> Ops<'e> {
         }
         self.fill(a.b * a.h * a.tq * a.d, dq, 0.0)?;
         let mut p = a.params();
-        (p.q, p.k, p.v, p.o, p.lse, p.bias, p.key_mask) = (q.ptr, k.ptr, v.ptr, o.ptr, lse.ptr, bias.ptr, key_mask.ptr);
-        (p.dout, p.delta, p.dq, p.dk, p.dv, p.dbias) = (dout.ptr, delta.ptr, dq.ptr, dk.ptr, dv.ptr, dbias.ptr);
+        (p.q, p.k, p.v, p.o, p.lse, p.bias, p.key_mask) =
+            (q.ptr, k.ptr, v.ptr, o.ptr, lse.ptr, bias.ptr, key_mask.ptr);
+        (p.dout, p.delta, p.dq, p.dk, p.dv, p.dbias) =
+            (dout.ptr, delta.ptr, dq.ptr, dk.ptr, dv.ptr, dbias.ptr);
         let sp = spaces(
-            &[q.space, k.space, v.space, o.space, lse.space, dout.space, delta.space, dq.space, dk.space, dv.space],
-            &[(bias.ptr, bias.space), (key_mask.ptr, key_mask.space), (dbias.ptr, dbias.space)],
+            &[
+                q.space,
+                k.space,
+                v.space,
+                o.space,
+                lse.space,
+                dout.space,
+                delta.space,
+                dq.space,
+                dk.space,
+                dv.space,
+            ],
+            &[
+                (bias.ptr, bias.space),
+                (key_mask.ptr, key_mask.space),
+                (dbias.ptr, dbias.space),
+            ],
         );
-        let mut pre = KernelCall::new("attn_bwd_delta_f32", (cdiv(a.tq, 4), (a.b * a.h) as u32, 1), (128, 1, 1), 0).arg(Arg::by_value(&p));
+        let mut pre = KernelCall::new(
+            "attn_bwd_delta_f32",
+            (cdiv(a.tq, 4), (a.b * a.h) as u32, 1),
+            (128, 1, 1),
+            0,
+        )
+        .arg(Arg::by_value(&p));
         pre.spaces = sp.clone();
         self.run(pre)?;
-        let mut call = KernelCall::new(name, (cdiv(a.tk, 32), (a.b * a.h) as u32, 1), (32, 1, 1), attn_bwd_smem(a.d)).arg(Arg::by_value(&p));
+        let mut call = KernelCall::new(
+            name,
+            (cdiv(a.tk, 32), (a.b * a.h) as u32, 1),
+            (32, 1, 1),
+            attn_bwd_smem(a.d),
+        )
+        .arg(Arg::by_value(&p));
         call.spaces = sp;
         self.run(call)
     }
 
-    fn check_bias_mask(&self, name: &'static str, a: &Attn, bias: &DSlice<f32>, key_mask: &DSlice<u8>) -> Result<()> {
+    fn check_bias_mask(
+        &self,
+        name: &'static str,
+        a: &Attn,
+        bias: &DSlice<f32>,
+        key_mask: &DSlice<u8>,
+    ) -> Result<()> {
         if !bias.is_null() {
             need(name, "bias", bias, bias_extent(a))?;
         }
@@ -914,10 +1303,16 @@ pub struct AdamW {
 }
 
 fn bias_extent(a: &Attn) -> usize {
-    (a.b - 1) * a.bias_strides[0] + (a.h - 1) * a.bias_strides[1] + (a.tq - 1) * a.bias_strides[2] + a.tk
+    (a.b - 1) * a.bias_strides[0]
+        + (a.h - 1) * a.bias_strides[1]
+        + (a.tq - 1) * a.bias_strides[2]
+        + a.tk
 }
 
-fn spaces(required: &[super::launch::Space], optional: &[(u64, super::launch::Space)]) -> Vec<super::launch::Space> {
+fn spaces(
+    required: &[super::launch::Space],
+    optional: &[(u64, super::launch::Space)],
+) -> Vec<super::launch::Space> {
     let mut v = required.to_vec();
     v.extend(optional.iter().filter(|(p, _)| *p != 0).map(|(_, s)| *s));
     v
@@ -933,16 +1328,27 @@ fn to_u32_grid(op: &'static str, rows: usize) -> Result<u32> {
 fn smem_floats(op: &'static str, n: usize) -> Result<u32> {
     let bytes = n * 4;
     if bytes > 96 * 1024 {
-        return Err(Error::shape(op, &[&[n]], "row length needs more than 96 KiB of shared memory"));
+        return Err(Error::shape(
+            op,
+            &[&[n]],
+            "row length needs more than 96 KiB of shared memory",
+        ));
     }
     Ok(bytes as u32)
 }
 
 fn bcast(op: &'static str, shape: &[usize], sa: &[usize], sb: &[usize]) -> Result<Bcast> {
     if shape.len() > 6 || sa.len() != shape.len() || sb.len() != shape.len() {
-        return Err(Error::shape(op, &[shape, sa, sb], "need rank <= 6 and one stride per dimension"));
+        return Err(Error::shape(
+            op,
+            &[shape, sa, sb],
+            "need rank <= 6 and one stride per dimension",
+        ));
     }
-    let mut p = Bcast { rank: shape.len() as i32, ..Default::default() };
+    let mut p = Bcast {
+        rank: shape.len() as i32,
+        ..Default::default()
+    };
     for d in 0..shape.len() {
         p.shape[d] = shape[d] as i64;
         p.sa[d] = sa[d] as i64;
@@ -955,5 +1361,9 @@ fn strided_extent(shape: &[usize], strides: &[usize]) -> usize {
     if shape.contains(&0) {
         return 0;
     }
-    1 + shape.iter().zip(strides).map(|(n, s)| (n - 1) * s).sum::<usize>()
+    1 + shape
+        .iter()
+        .zip(strides)
+        .map(|(n, s)| (n - 1) * s)
+        .sum::<usize>()
 }

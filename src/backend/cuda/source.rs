@@ -27,8 +27,19 @@ macro_rules! src {
 
 /// Every kernel file the runtime can launch.
 pub const SOURCES: &[KernelSource] = &[
-    src!("activation", ["act_fwd_f32", "act_bwd_f32", "bias_act_fwd_f32", "bias_act_bwd_f32"]),
-    src!("attention", ["attn_fwd_f32", "attn_bwd_delta_f32", "attn_bwd_f32"]),
+    src!(
+        "activation",
+        [
+            "act_fwd_f32",
+            "act_bwd_f32",
+            "bias_act_fwd_f32",
+            "bias_act_bwd_f32"
+        ]
+    ),
+    src!(
+        "attention",
+        ["attn_fwd_f32", "attn_bwd_delta_f32", "attn_bwd_f32"]
+    ),
     src!("cross_entropy", ["ce_fwd_f32", "ce_bwd_f32"]),
     src!("dropout", ["dropout_f32"]),
     src!(
@@ -45,10 +56,25 @@ pub const SOURCES: &[KernelSource] = &[
     ),
     src!("embedding", ["embedding_fwd_f32", "embedding_bwd_f32"]),
     src!("gemm", ["gemm_f32", "gemm_bf16"]),
-    src!("layernorm", ["layernorm_fwd_f32", "layernorm_bwd_f32", "rmsnorm_fwd_f32", "rmsnorm_bwd_f32"]),
+    src!(
+        "layernorm",
+        [
+            "layernorm_fwd_f32",
+            "layernorm_bwd_f32",
+            "rmsnorm_fwd_f32",
+            "rmsnorm_bwd_f32"
+        ]
+    ),
     src!("optim", ["adamw_f32"]),
     src!("reduce", ["sum_rows_f32", "sum_cols_f32", "sum_all_f32"]),
-    src!("softmax", ["softmax_fwd_warp_f32", "softmax_fwd_block_f32", "softmax_bwd_f32"]),
+    src!(
+        "softmax",
+        [
+            "softmax_fwd_warp_f32",
+            "softmax_fwd_block_f32",
+            "softmax_bwd_f32"
+        ]
+    ),
 ];
 
 /// Test-only kernels (emulator schedule tests); compiled by the NVRTC check, never launched by
@@ -77,7 +103,10 @@ impl KernelSource {
 
     /// The file that defines `kernel`, if any.
     pub fn find(kernel: &str) -> Option<&'static KernelSource> {
-        SOURCES.iter().chain(TEST_SOURCES).find(|s| s.kernels.contains(&kernel))
+        SOURCES
+            .iter()
+            .chain(TEST_SOURCES)
+            .find(|s| s.kernels.contains(&kernel))
     }
 }
 
