@@ -11,6 +11,8 @@ use pretext::backend::cuda::device::driver_present;
 use pretext::backend::cuda::CudaDevice;
 use pretext::error::Error;
 
+/// The GPU, or None (printing why) when there is none and none is required.
+#[cfg(feature = "emu")]
 fn gpu() -> Option<CudaDevice> {
     match CudaDevice::new(0) {
         Ok(d) => Some(d),

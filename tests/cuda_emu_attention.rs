@@ -5,7 +5,7 @@
 
 #![cfg(feature = "emu")]
 
-#[path = "cuda_emu_common.rs"]
+#[path = "common/cuda_emu.rs"]
 mod common;
 
 use common::*;

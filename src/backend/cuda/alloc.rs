@@ -2,7 +2,8 @@
 //! out again instead of calling cuMemAlloc/cuMemFree per tensor. Sizes round up to a power of
 //! two (at least 512 bytes) up to 1 MiB and to a multiple of 2 MiB above. With one stream per
 //! device, reusing a block is ordered after every kernel that used it, so no events are needed.
-//! On out-of-memory the cache is emptied and the allocation retried once.
+//! On out-of-memory the device synchronises its stream (cached blocks may still be read by
+//! queued kernels), empties the cache and retries once (`CudaDevice::alloc`).
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -51,7 +52,7 @@ impl CachingAllocator {
     }
 
     /// A buffer of `len` elements of `T` (contents undefined). The device's context must be
-    /// current (CudaDevice::alloc does that).
+    /// current (CudaDevice::alloc does that, and handles out-of-memory).
     pub fn alloc<T: Elem>(self: &Arc<Self>, len: usize) -> Result<CudaBuf<T>> {
         let bytes = size_class((len * std::mem::size_of::<T>()).max(1));
         let mut g = self.lock()?;
@@ -64,20 +65,13 @@ impl CachingAllocator {
                 drop(g);
                 // SAFETY: plain allocation in the current context; the pointer is freed by
                 // `empty_cache` after its CudaBuf returned it.
-                let p = match unsafe { cu::malloc_sync(bytes) } {
-                    Ok(p) => p,
-                    Err(_) => {
-                        self.empty_cache();
-                        // SAFETY: as above.
-                        unsafe { cu::malloc_sync(bytes) }.map_err(|e| Error::Device {
-                            op: "cuda alloc",
-                            msg: format!(
-                                "cannot allocate {bytes} bytes on cuda:{}: {e:?}",
-                                self.ordinal
-                            ),
-                        })?
-                    }
-                };
+                let p = unsafe { cu::malloc_sync(bytes) }.map_err(|e| Error::Device {
+                    op: "cuda alloc",
+                    msg: format!(
+                        "cannot allocate {bytes} bytes on cuda:{}: {e:?}",
+                        self.ordinal
+                    ),
+                })?;
                 g = self.lock()?;
                 p
             }
@@ -101,7 +95,8 @@ impl CachingAllocator {
         }
     }
 
-    /// Return every cached (unused) block to the driver.
+    /// Return every cached block to the driver. The caller must first make sure no queued
+    /// kernel still uses a returned block (synchronise the stream).
     pub fn empty_cache(&self) {
         if let Ok(mut g) = self.inner.lock() {
             for (_, ptrs) in g.free.drain() {

@@ -135,30 +135,54 @@ impl CudaDevice {
     /// A device buffer of `len` elements (uninitialised), from the caching allocator.
     pub fn alloc<T: Elem>(&self, len: usize) -> Result<CudaBuf<T>> {
         self.bind()?;
-        self.alloc.alloc(len)
+        match self.alloc.alloc(len) {
+            Ok(b) => Ok(b),
+            Err(_) => {
+                // Out of memory: wait until no kernel uses a cached block, free the cache, retry.
+                self.synchronize()?;
+                self.alloc.empty_cache();
+                self.alloc.alloc(len)
+            }
+        }
     }
 
-    /// Copy host data into a new device buffer.
+    /// Copy host data into a new device buffer. The copy is queued on the device's stream, so
+    /// it is ordered before every later kernel (a synchronous copy runs on the legacy stream,
+    /// which a non-blocking stream does not wait for).
     pub fn upload<T: Elem>(&self, data: &[T]) -> Result<CudaBuf<T>> {
         let buf = self.alloc::<T>(data.len())?;
-        if !data.is_empty() {
-            // SAFETY: `buf` holds at least data.len() elements of T; the copy is synchronous.
-            unsafe { cu::memcpy_htod_sync(buf.ptr(), data) }
-                .map_err(|e| dev_err("cuMemcpyHtoD", e))?;
-        }
+        self.copy_in(buf.ptr(), data)?;
         Ok(buf)
     }
 
-    /// Wait for the stream, then copy a device buffer to the host.
-    pub fn download<T: Elem>(&self, buf: &CudaBuf<T>) -> Result<Vec<T>> {
-        self.synchronize()?;
-        let mut out = vec![T::default(); buf.len()];
-        if !out.is_empty() {
-            // SAFETY: `buf` holds buf.len() elements of T; `out` has the same length; the stream
-            // is idle, so no kernel writes the buffer during the copy.
-            unsafe { cu::memcpy_dtoh_sync(&mut out, buf.ptr()) }
-                .map_err(|e| dev_err("cuMemcpyDtoH", e))?;
+    fn copy_in<T: Elem>(&self, dst: u64, data: &[T]) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
         }
+        self.bind()?;
+        // SAFETY: `dst` addresses at least data.len() elements of T on this device. The host
+        // data is pageable, so the driver stages it before returning and `data` may be dropped
+        // afterwards; the transfer itself is ordered on `self.stream`.
+        unsafe { cu::memcpy_htod_async(dst, data, self.stream) }
+            .map_err(|e| dev_err("cuMemcpyHtoDAsync", e))
+    }
+
+    fn copy_out<T: Elem>(&self, out: &mut [T], src: u64) -> Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        self.bind()?;
+        // SAFETY: `src` addresses at least out.len() elements of T; the copy is queued after
+        // every kernel on the stream and `out` is only read after the synchronize below.
+        unsafe { cu::memcpy_dtoh_async(out, src, self.stream) }
+            .map_err(|e| dev_err("cuMemcpyDtoHAsync", e))?;
+        self.synchronize()
+    }
+
+    /// Copy a device buffer to the host, after every kernel queued before it.
+    pub fn download<T: Elem>(&self, buf: &CudaBuf<T>) -> Result<Vec<T>> {
+        let mut out = vec![T::default(); buf.len()];
+        self.copy_out(&mut out, buf.ptr())?;
         Ok(out)
     }
 
@@ -251,20 +275,26 @@ impl Executor for CudaDevice {
     }
 
     fn read_flag(&self, flag: &DSlice<'_, i32>) -> Result<i32> {
-        self.synchronize()?;
+        check_flag(flag, self.ordinal)?;
         let mut v = [0i32];
-        // SAFETY: `flag` is a device buffer of at least one i32 (DSlice of a CudaBuf); the
-        // stream is idle.
-        unsafe { cu::memcpy_dtoh_sync(&mut v, flag.ptr) }
-            .map_err(|e| dev_err("cuMemcpyDtoH", e))?;
+        self.copy_out(&mut v, flag.ptr)?;
         Ok(v[0])
     }
 
     fn clear_flag(&self, flag: &DSlice<'_, i32>) -> Result<()> {
-        self.synchronize()?;
-        // SAFETY: as in read_flag.
-        unsafe { cu::memcpy_htod_sync(flag.ptr, &[0i32]) }.map_err(|e| dev_err("cuMemcpyHtoD", e))
+        check_flag(flag, self.ordinal)?;
+        self.copy_in(flag.ptr, &[0i32])
     }
+}
+
+fn check_flag(flag: &DSlice<'_, i32>, ordinal: usize) -> Result<()> {
+    if flag.is_null() || flag.len == 0 || flag.space != Space::Device(ordinal) {
+        return Err(Error::Device {
+            op: "cuda",
+            msg: format!("error flag must be a non-empty buffer on cuda:{ordinal}"),
+        });
+    }
+    Ok(())
 }
 
 impl Drop for CudaDevice {

@@ -78,6 +78,8 @@ fn static_arch(arch: &str) -> Result<&'static str> {
         "compute_87",
         "compute_89",
         "compute_90",
+        "compute_100",
+        "compute_120",
     ];
     KNOWN.iter().find(|a| **a == arch).copied().ok_or_else(|| {
         nvrtc_err(format!(
