@@ -1,6 +1,7 @@
 // Micro-benchmark: the emulator's fiber switch (kernels/emu/switch_x86_64.S) against glibc's
 // swapcontext, which also saves/restores the signal mask with a system call.
 //   g++ -O2 tools/cuda/switch_bench.cpp kernels/emu/switch_x86_64.S -o /tmp/swbench && /tmp/swbench
+#include <ucontext.h>
 #include <chrono>
 #include <cstdio>
 #include <cstdint>
