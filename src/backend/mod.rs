@@ -2,6 +2,7 @@
 //! tensors or autograd; `tensor` calls these kernels and `autograd` never sees which ran.
 
 pub mod cpu;
+pub mod cuda;
 
 /// Where a tensor's storage lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -7,7 +7,10 @@ use crate::error::Result;
 
 pub mod bench;
 pub mod mlp;
+pub mod cuda_check;
+pub mod generate;
 pub mod prepare;
+pub mod train;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -28,6 +31,12 @@ pub enum Command {
     Prepare(prepare::Args),
     /// Time CPU kernels (`pretext bench list` names the workloads).
     Bench(bench::Args),
+    /// Pre-train a model with its objective (no arguments: a small GPT on built-in text).
+    Train(train::Args),
+    /// Generate text from a GPT, T5 or BART checkpoint, streaming tokens as they come.
+    Generate(generate::Args),
+    /// Check the CUDA backend: driver, NVRTC, kernel compilation and a GEMM on the GPU.
+    CudaCheck(cuda_check::Args),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -35,5 +44,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Mlp(a) => mlp::run(a),
         Command::Prepare(args) => prepare::run(args),
         Command::Bench(a) => bench::run(a),
+        Command::CudaCheck(a) => cuda_check::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Generate(a) => generate::run(a),
     }
 }

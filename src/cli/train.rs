@@ -101,10 +101,17 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
 pub fn check_device(device: &str) -> Result<()> {
     match device {
         "cpu" => Ok(()),
-        "cuda" => Err(Error::Device {
-            op: "train",
-            msg: crate::backend::cuda_unavailable_reason(),
-        }),
+        "cuda" => {
+            // Fails fast, without touching the GPU path, when no driver can be loaded.
+            crate::backend::cuda::device::driver_present()?;
+            Err(Error::Device {
+                op: "train",
+                msg: "a CUDA driver is present, but training runs on the CPU tensor engine in this \
+                      version (the CUDA kernels run through `pretext cuda-check` and the kernel tests); \
+                      use --device cpu"
+                    .into(),
+            })
+        }
         other => Err(Error::msg(format!("unknown device \"{other}\"; expected cpu or cuda"))),
     }
 }

@@ -1,0 +1,90 @@
+//! `pretext generate --checkpoint DIR --prompt "..."`: sample from a GPT, T5 or BART
+//! checkpoint (greedy with --temperature 0; temperature, top-k, top-p otherwise), printing
+//! the text as the tokens come.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::Args as ClapArgs;
+
+use crate::data::Tokenizer;
+use crate::error::{Error, Result};
+use crate::generate::{generate, SamplingConfig};
+use crate::models::Model;
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// A run folder, its checkpoint/ folder, or a model folder with a tokenizer/ beside or inside it.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    #[arg(long, default_value = "\n")]
+    pub prompt: String,
+    /// New tokens at most.
+    #[arg(long, default_value_t = 200)]
+    pub max_tokens: usize,
+    /// 0 means greedy decoding.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    #[arg(long, default_value_t = 1337)]
+    pub seed: u64,
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// (model folder, tokenizer folder) of whatever the user pointed at.
+pub fn resolve_checkpoint(p: &Path) -> Result<(PathBuf, PathBuf)> {
+    for base in [p.join("checkpoint"), p.to_path_buf()] {
+        if base.join("model/config.json").is_file() && base.join("tokenizer").is_dir() {
+            return Ok((base.join("model"), base.join("tokenizer")));
+        }
+    }
+    if p.join("config.json").is_file() {
+        for t in [p.join("tokenizer"), p.join("../tokenizer"), p.to_path_buf()] {
+            if t.join(crate::data::tokenizer::HF_FILE).is_file() || t.join(crate::data::tokenizer::CHAR_FILE).is_file() {
+                return Ok((p.to_path_buf(), t));
+            }
+        }
+    }
+    Err(Error::msg(format!(
+        "{}: not a checkpoint (expected checkpoint/model/config.json and checkpoint/tokenizer/, or a model folder with a tokenizer)",
+        p.display()
+    )))
+}
+
+pub fn run(a: Args) -> Result<()> {
+    super::train::set_threads(a.threads)?;
+    let (model_dir, tok_dir) = resolve_checkpoint(&a.checkpoint)?;
+    let model = Model::load(&model_dir)?;
+    let tok = Tokenizer::load(&tok_dir)?;
+    let prompt = tok.encode(&a.prompt)?;
+    let cfg = SamplingConfig {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+    };
+    let eos = tok.specials().eos.as_ref().map(|s| s.id);
+    if matches!(model, Model::Gpt2(_)) {
+        print!("{}", a.prompt);
+    }
+    let mut shown = String::new();
+    let mut all = Vec::new();
+    let out = generate(&model, &prompt, a.max_tokens, &cfg, eos, a.seed, |t| {
+        all.push(t);
+        let text = tok.decode(&all)?;
+        if text.len() > shown.len() && text.starts_with(&shown) {
+            print!("{}", &text[shown.len()..]);
+            let _ = std::io::stdout().flush();
+            shown = text;
+        }
+        Ok(())
+    })?;
+    println!();
+    if out.stopped_at_eos {
+        eprintln!("(stopped at end of sequence after {} tokens)", out.tokens.len());
+    }
+    Ok(())
+}
