@@ -8,6 +8,7 @@ use crate::error::Result;
 pub mod bench;
 pub mod mlp;
 pub mod cuda_check;
+pub mod embed;
 pub mod generate;
 pub mod prepare;
 pub mod train;
@@ -35,6 +36,8 @@ pub enum Command {
     Train(train::Args),
     /// Generate text from a GPT, T5 or BART checkpoint, streaming tokens as they come.
     Generate(generate::Args),
+    /// Hidden states or pooled vectors of a pretrained BERT encoder, as JSON lines.
+    Embed(embed::Args),
     /// Check the CUDA backend: driver, NVRTC, kernel compilation and a GEMM on the GPU.
     CudaCheck(cuda_check::Args),
 }
@@ -46,6 +49,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::CudaCheck(a) => cuda_check::run(a),
         Command::Train(a) => train::run(a),
+        Command::Embed(a) => embed::run(a),
         Command::Generate(a) => generate::run(a),
     }
 }
