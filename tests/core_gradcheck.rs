@@ -672,3 +672,24 @@ fn pointwise_parallel_path_matches_serial() {
         assert!((gy[i] + a.tanh() / (b * b)).abs() < 1e-5, "dy[{i}]");
     }
 }
+
+#[test]
+fn inputs_used_twice_and_negative_dims() {
+    // x·xᵀ: both operands are the same variable, so its gradient sums the two rules.
+    check(vec![randn(&[3, 4], 87)], |v| {
+        v[0].matmul(&v[0].transpose(0, 1)?)
+    });
+    // Self-attention with q = k = v the same variable.
+    let m = AttentionMasks::default();
+    check(vec![randn(&[1, 2, 3, 2], 88)], |v| {
+        Var::attention(&v[0], &v[0], &v[0], None, &m)
+    });
+    // Several negative dims, unsorted, without keepdim; a reduction of a stride-0 view.
+    let x = randn(&[2, 3, 4], 89);
+    check(vec![x.clone()], |v| v[0].sum_dims(&[-1, -3], false));
+    check(vec![x.clone()], |v| v[0].mean_dims(&[-1, 0], false));
+    check(vec![x], |v| v[0].mean_dims(&[], false));
+    check(vec![randn(&[3, 1], 90)], |v| {
+        v[0].broadcast_to(&[2, 3, 4])?.sum_dims(&[0, 2], true)
+    });
+}
