@@ -582,6 +582,8 @@ fn gradcheck_rejects_a_wrong_gradient() {
     assert!(format!("{e}").contains("gradcheck"), "{e}");
     let tie = Tensor::from_vec(vec![1.0f32, 1.0, 0.0], &[3]).unwrap();
     assert!(gradcheck(&[tie], |v| v[0].max_dims(&[0], false)).is_err());
+    // A non-finite gradient (√x at 0) fails rather than passing as NaN comparisons do.
+    assert!(gradcheck(&[Tensor::zeros(&[2])], |v| v[0].sqrt()).is_err());
 }
 
 #[test]
