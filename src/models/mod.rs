@@ -9,11 +9,13 @@ pub mod config;
 
 pub use checkpoint::{Checkpoint, RawTensor};
 pub use config::{BartConfig, BertConfig, Gpt2Config, ModelConfig, T5Config, TokenIds};
+pub mod bart;
 pub mod bert;
 pub mod gpt2;
 pub mod shift;
 pub mod weights;
 
+pub use bart::{Bart, BartCache, BartOutput};
 pub use bert::{Bert, BertHead, BertOutput};
 pub use gpt2::{Gpt2, Gpt2Head};
 pub use shift::shift_tokens_right;

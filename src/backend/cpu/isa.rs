@@ -54,6 +54,39 @@ pub fn detected() -> Isa {
     Isa::Scalar
 }
 
+/// Whether the CPU has the AVX-512 BF16 extension (`vdpbf16ps`: bf16 pair dot products
+/// accumulated in f32), used by the bf16 GEMM when the active level is `Avx512`.
+pub fn has_avx512_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512bf16") && is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether the CPU reports AMX tiles with bf16 (`tdpbf16ps`) in CPUID leaf 7: EDX bit 22
+/// (AMX-BF16) and bit 24 (AMX-TILE). The OS must still grant the tile state (see
+/// `gemm::amx`), so this is necessary, not sufficient.
+pub fn cpu_has_amx_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Leaf 7 is only read when the maximum basic leaf (leaf 0 EAX) reaches it.
+        let max_leaf = std::arch::x86_64::__cpuid(0).eax;
+        if max_leaf < 7 {
+            return false;
+        }
+        let edx = std::arch::x86_64::__cpuid_count(7, 0).edx;
+        (edx >> 22) & 1 == 1 && (edx >> 24) & 1 == 1
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// 0: not yet decided; otherwise an `Isa` discriminant.
 static FORCED: AtomicU8 = AtomicU8::new(0);
 

@@ -3,10 +3,29 @@
 //! where each matrix is read through a (row stride, column stride) pair, so a transposed
 //! operand is just swapped strides, and A_i starts at `a_offsets[i]` (likewise B, C).
 //! A broadcast batch operand repeats its offset. The C blocks of different i must not overlap.
+//!
+//! The fast path packs A and B into panels (`pack`) and runs a register-tile micro-kernel
+//! (`avx512`, `avx2`, `scalar`) inside a cache-blocked, rayon-threaded loop nest (`driver`),
+//! chosen by `isa::active()`. The bf16 entry points (`bgemm_batched`, and
+//! `sgemm_batched_bf16` which rounds f32 operands to bf16 while packing) multiply bf16
+//! values with f32 accumulation: `vdpbf16ps` on CPUs with AVX-512 BF16, otherwise the f32
+//! kernels on the bf16-rounded values (same products, f32 sums).
 
+mod avx2;
+mod avx512;
+mod avx512_bf16;
+mod driver;
+mod kernel;
 mod naive;
+mod pack;
+pub mod peak;
+mod scalar;
 
+use half::bf16;
+
+use super::isa::{self, Isa};
 use crate::error::{Error, Result};
+use pack::Convert;
 
 /// Sizes and element strides of one GEMM problem (same for every batch entry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,14 +69,15 @@ impl GemmLayout {
     }
 }
 
-/// Checks that every matrix lies inside its buffer; the kernels rely on it.
+/// Checks that every matrix lies inside its buffer and that the C blocks are pairwise
+/// disjoint; the kernels rely on both.
 fn check_bounds(
     l: &GemmLayout,
-    a: &[f32],
+    a_len: usize,
     a_offsets: &[usize],
-    b: &[f32],
+    b_len: usize,
     b_offsets: &[usize],
-    c: &[f32],
+    c_len: usize,
     c_offsets: &[usize],
 ) -> Result<()> {
     if a_offsets.len() != b_offsets.len() || a_offsets.len() != c_offsets.len() {
@@ -72,9 +92,9 @@ fn check_bounds(
     let eb = GemmLayout::extent(l.k, l.n, l.b_rs, l.b_cs);
     let ec = GemmLayout::extent(l.m, l.n, l.c_rs, l.c_cs);
     for (name, len, ext, offs) in [
-        ("A", a.len(), ea, a_offsets),
-        ("B", b.len(), eb, b_offsets),
-        ("C", c.len(), ec, c_offsets),
+        ("A", a_len, ea, a_offsets),
+        ("B", b_len, eb, b_offsets),
+        ("C", c_len, ec, c_offsets),
     ] {
         if let Some(&o) = offs.iter().find(|&&o| ext > 0 && o + ext > len) {
             return Err(Error::msg(format!(
@@ -82,7 +102,140 @@ fn check_bounds(
             )));
         }
     }
+    if ec > 0 && c_offsets.len() > 1 {
+        // Blocks may interleave (e.g. heads written into a [T, H, d] layout), so only a
+        // repeated offset is certainly an overlap; the rest is the caller's contract.
+        let mut offs: Vec<usize> = c_offsets.to_vec();
+        offs.sort_unstable();
+        if let Some(w) = offs.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::msg(format!(
+                "gemm: two C blocks share offset {}; C blocks must be disjoint",
+                w[0]
+            )));
+        }
+    }
+    // The kernels store within a tile with no wrap-around, and a zero C stride would make
+    // two tiles alias.
+    if l.m > 1 && l.n > 1 && (l.c_rs == 0 || l.c_cs == 0) {
+        return Err(Error::msg(format!("gemm: C has a zero stride ({l:?})")));
+    }
     Ok(())
+}
+
+/// Scales the C blocks by beta ∉ {0, 1} so the kernels only ever overwrite or accumulate.
+fn prescale(l: &GemmLayout, beta: f32, c: &mut [f32], c_offsets: &[usize]) -> bool {
+    if beta == 0.0 || beta == 1.0 {
+        return beta != 0.0;
+    }
+    for &co in c_offsets {
+        for i in 0..l.m {
+            for j in 0..l.n {
+                c[co + i * l.c_rs + j * l.c_cs] *= beta;
+            }
+        }
+    }
+    true
+}
+
+/// Runs micro-kernel `K` with operand conversions `CA`, `CB`.
+#[allow(clippy::too_many_arguments)]
+fn run<K, CA, CB>(
+    l: &GemmLayout,
+    a: &[CA::Src],
+    a_offsets: &[usize],
+    b: &[CB::Src],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut [f32],
+    c_offsets: &[usize],
+) where
+    K: kernel::MicroKernel,
+    CA: Convert<Dst = K::P>,
+    CB: Convert<Dst = K::P>,
+{
+    let acc = prescale(l, beta, c, c_offsets);
+    let beta = if acc { 1.0 } else { 0.0 };
+    driver::gemm::<K, CA, CB>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets);
+}
+
+/// Which kernel the bf16 entry points use at a given level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bf16Path {
+    /// `vdpbf16ps` pair dot products (AVX-512 BF16).
+    Avx512Bf16,
+    /// The f32 kernel of this level on bf16-rounded inputs.
+    F32(Isa),
+}
+
+impl Bf16Path {
+    /// The path used at `level` on this CPU: `vdpbf16ps` when the CPU has it and it
+    /// out-runs the f32 FMA kernel on widened values (measured once; on CPUs where
+    /// `vdpbf16ps` issues at half the FMA rate the f32 kernel is twice as fast, with the
+    /// same exact products). `PRETEXT_BF16=dot|f32` overrides the measurement.
+    pub fn at(level: Isa) -> Bf16Path {
+        if level == Isa::Avx512 && isa::has_avx512_bf16() && dot_beats_fma() {
+            Bf16Path::Avx512Bf16
+        } else {
+            Bf16Path::F32(level)
+        }
+    }
+
+    /// Every path this CPU can run, best first.
+    pub fn available() -> Vec<Bf16Path> {
+        let mut v = Vec::new();
+        if isa::has_avx512_bf16() {
+            v.push(Bf16Path::Avx512Bf16);
+        }
+        for l in [Isa::Avx512, Isa::Avx2, Isa::Scalar] {
+            if l <= isa::detected() {
+                v.push(Bf16Path::F32(l));
+            }
+        }
+        v
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            Bf16Path::Avx512Bf16 => "avx512_bf16".to_string(),
+            Bf16Path::F32(l) => format!("{}-f32-on-bf16", l.name()),
+        }
+    }
+
+    /// Clamps an f32 level to the CPU; errors for `vdpbf16ps` on a CPU without it.
+    fn checked(self) -> Result<Bf16Path> {
+        match self {
+            Bf16Path::Avx512Bf16 if !isa::has_avx512_bf16() => Err(Error::msg(
+                "bgemm: the avx512_bf16 path was requested but this CPU lacks AVX-512 BF16",
+            )),
+            Bf16Path::Avx512Bf16 => Ok(self),
+            Bf16Path::F32(l) => Ok(Bf16Path::F32(l.min(isa::detected()))),
+        }
+    }
+}
+
+/// Whether `vdpbf16ps` delivers more flops per second than f32 FMAs here (decided once).
+fn dot_beats_fma() -> bool {
+    static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| match std::env::var("PRETEXT_BF16").as_deref() {
+        Ok("dot") => true,
+        Ok("f32") => false,
+        _ => {
+            // Best of a few ~50 µs trials each, robust to a busy machine.
+            let best = |f: &dyn Fn() -> f64| -> f64 {
+                (0..5)
+                    .map(|_| {
+                        let t = std::time::Instant::now();
+                        let flops = f();
+                        flops / t.elapsed().as_secs_f64().max(1e-9)
+                    })
+                    .fold(0.0, f64::max)
+            };
+            let dot =
+                best(&|| peak::bf16_dot_probe(4096).map_or(0.0, |r| std::hint::black_box(r).0));
+            let fma = best(&|| std::hint::black_box(peak::fma_probe(Isa::Avx512, 4096)).0);
+            dot > 1.1 * fma
+        }
+    })
 }
 
 /// Batched strided f32 GEMM: `C_i = A_i · B_i + beta · C_i` with `beta` 0 (overwrite) or 1
@@ -98,8 +251,220 @@ pub fn sgemm_batched(
     c: &mut [f32],
     c_offsets: &[usize],
 ) -> Result<()> {
-    check_bounds(l, a, a_offsets, b, b_offsets, c, c_offsets)?;
-    naive::sgemm_batched(l, a, a_offsets, b, b_offsets, beta, c, c_offsets);
+    sgemm_batched_isa(
+        isa::active(),
+        l,
+        a,
+        a_offsets,
+        b,
+        b_offsets,
+        beta,
+        c,
+        c_offsets,
+    )
+}
+
+/// `sgemm_batched` with an explicit kernel level (clamped to what the CPU supports), so
+/// tests and benchmarks can run every path without touching the global `isa::force`.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_batched_isa(
+    level: Isa,
+    l: &GemmLayout,
+    a: &[f32],
+    a_offsets: &[usize],
+    b: &[f32],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut [f32],
+    c_offsets: &[usize],
+) -> Result<()> {
+    check_bounds(
+        l,
+        a.len(),
+        a_offsets,
+        b.len(),
+        b_offsets,
+        c.len(),
+        c_offsets,
+    )?;
+    type P = pack::F32;
+    match level.min(isa::detected()) {
+        Isa::Avx512 => {
+            run::<avx512::Avx512, P, P>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+        }
+        Isa::Avx2 => run::<avx2::Avx2, P, P>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets),
+        Isa::Scalar => {
+            run::<scalar::Scalar, P, P>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+        }
+    }
+    Ok(())
+}
+
+/// Batched strided GEMM on bf16 operands with f32 accumulation and an f32 C:
+/// `C_i = A_i · B_i + beta · C_i`, each product of bf16 values exact in f32.
+#[allow(clippy::too_many_arguments)]
+pub fn bgemm_batched(
+    l: &GemmLayout,
+    a: &[bf16],
+    a_offsets: &[usize],
+    b: &[bf16],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut [f32],
+    c_offsets: &[usize],
+) -> Result<()> {
+    bgemm_batched_isa(
+        isa::active(),
+        l,
+        a,
+        a_offsets,
+        b,
+        b_offsets,
+        beta,
+        c,
+        c_offsets,
+    )
+}
+
+/// `bgemm_batched` at an explicit level (see `Bf16Path::at`).
+#[allow(clippy::too_many_arguments)]
+pub fn bgemm_batched_isa(
+    level: Isa,
+    l: &GemmLayout,
+    a: &[bf16],
+    a_offsets: &[usize],
+    b: &[bf16],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut [f32],
+    c_offsets: &[usize],
+) -> Result<()> {
+    let path = Bf16Path::at(level.min(isa::detected()));
+    bgemm_batched_path(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+}
+
+/// `bgemm_batched` on an explicit kernel path (tests run every one).
+#[allow(clippy::too_many_arguments)]
+pub fn bgemm_batched_path(
+    path: Bf16Path,
+    l: &GemmLayout,
+    a: &[bf16],
+    a_offsets: &[usize],
+    b: &[bf16],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut [f32],
+    c_offsets: &[usize],
+) -> Result<()> {
+    check_bounds(
+        l,
+        a.len(),
+        a_offsets,
+        b.len(),
+        b_offsets,
+        c.len(),
+        c_offsets,
+    )?;
+    type W = pack::Bf16ToF32;
+    match path.checked()? {
+        Bf16Path::Avx512Bf16 => run::<avx512_bf16::Avx512Bf16, pack::Bf16, pack::Bf16>(
+            l, a, a_offsets, b, b_offsets, beta, c, c_offsets,
+        ),
+        Bf16Path::F32(Isa::Avx512) => {
+            run::<avx512::Avx512, W, W>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+        }
+        Bf16Path::F32(Isa::Avx2) => {
+            run::<avx2::Avx2, W, W>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+        }
+        Bf16Path::F32(Isa::Scalar) => {
+            run::<scalar::Scalar, W, W>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+        }
+    }
+    Ok(())
+}
+
+/// Mixed-precision GEMM on f32 operands (e.g. f32 master weights): A and B are rounded to
+/// bf16 (nearest even) while packing, multiplied with f32 accumulation into f32 C. Equals
+/// `bgemm_batched` on the rounded operands, without materialising bf16 copies.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_batched_bf16(
+    l: &GemmLayout,
+    a: &[f32],
+    a_offsets: &[usize],
+    b: &[f32],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut [f32],
+    c_offsets: &[usize],
+) -> Result<()> {
+    sgemm_batched_bf16_isa(
+        isa::active(),
+        l,
+        a,
+        a_offsets,
+        b,
+        b_offsets,
+        beta,
+        c,
+        c_offsets,
+    )
+}
+
+/// `sgemm_batched_bf16` at an explicit level (see `Bf16Path::at`).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_batched_bf16_isa(
+    level: Isa,
+    l: &GemmLayout,
+    a: &[f32],
+    a_offsets: &[usize],
+    b: &[f32],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut [f32],
+    c_offsets: &[usize],
+) -> Result<()> {
+    let path = Bf16Path::at(level.min(isa::detected()));
+    sgemm_batched_bf16_path(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+}
+
+/// `sgemm_batched_bf16` on an explicit kernel path.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_batched_bf16_path(
+    path: Bf16Path,
+    l: &GemmLayout,
+    a: &[f32],
+    a_offsets: &[usize],
+    b: &[f32],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut [f32],
+    c_offsets: &[usize],
+) -> Result<()> {
+    check_bounds(
+        l,
+        a.len(),
+        a_offsets,
+        b.len(),
+        b_offsets,
+        c.len(),
+        c_offsets,
+    )?;
+    type R = pack::F32RoundBf16;
+    type T = pack::F32ToBf16;
+    match path.checked()? {
+        Bf16Path::Avx512Bf16 => {
+            run::<avx512_bf16::Avx512Bf16, T, T>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+        }
+        Bf16Path::F32(Isa::Avx512) => {
+            run::<avx512::Avx512, R, R>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+        }
+        Bf16Path::F32(Isa::Avx2) => {
+            run::<avx2::Avx2, R, R>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+        }
+        Bf16Path::F32(Isa::Scalar) => {
+            run::<scalar::Scalar, R, R>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+        }
+    }
     Ok(())
 }
 
@@ -115,7 +480,15 @@ pub fn sgemm_batched_reference(
     c: &mut [f32],
     c_offsets: &[usize],
 ) -> Result<()> {
-    check_bounds(l, a, a_offsets, b, b_offsets, c, c_offsets)?;
+    check_bounds(
+        l,
+        a.len(),
+        a_offsets,
+        b.len(),
+        b_offsets,
+        c.len(),
+        c_offsets,
+    )?;
     naive::sgemm_batched(l, a, a_offsets, b, b_offsets, beta, c, c_offsets);
     Ok(())
 }

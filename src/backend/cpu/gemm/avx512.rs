@@ -1,0 +1,144 @@
+//! AVX-512 micro-kernel: a 12 × 32 tile of C in 24 zmm accumulators. Per k step it loads
+//! two 16-wide vectors of B and, for each of the 12 rows, broadcasts A[i, p] and issues two
+//! FMAs: acc[i][v] += A[i, p] · B[p, 16v .. 16v+16]. With two FMA ports that is 12 cycles
+//! of FMAs per 128 bytes of B streamed from L2, while the A panel (12 × KC) stays in L1.
+//! Partial tiles with unit column stride use masked loads/stores.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use super::kernel::{store_tile_generic, MicroKernel};
+
+pub(super) struct Avx512;
+
+const MR: usize = 12;
+const NR: usize = 32;
+
+impl MicroKernel for Avx512 {
+    type P = f32;
+    const MR: usize = MR;
+    const NR: usize = NR;
+    const KU: usize = 1;
+    const KC: usize = 256;
+    const MC: usize = 192;
+    const NC: usize = 1024;
+
+    unsafe fn run(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        rs: isize,
+        cs: isize,
+        mr: usize,
+        nr: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: forwarded contract; the dispatcher only selects this kernel when the CPU
+        // has AVX-512F.
+        unsafe { kernel(kc, a, b, c, rs, cs, mr, nr, accumulate) }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    rs: isize,
+    cs: isize,
+    mr: usize,
+    nr: usize,
+    accumulate: bool,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let (mut a, mut b) = (a, b);
+    for _ in 0..kc {
+        // SAFETY: the packed panels hold MR (A) and NR (B) values per k step.
+        unsafe {
+            let b0 = _mm512_loadu_ps(b);
+            let b1 = _mm512_loadu_ps(b.add(16));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = _mm512_set1_ps(*a.add(i));
+                row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
+                row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+            }
+            a = a.add(MR);
+            b = b.add(NR);
+        }
+    }
+    // SAFETY: forwarded C contract.
+    unsafe { store_acc(acc, c, rs, cs, mr, nr, accumulate) };
+}
+
+/// Writes 12 × 32 accumulators to C (shared with the bf16 kernel).
+///
+/// # Safety
+/// Same C requirements as `MicroKernel::run`; the CPU must support AVX-512F.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn store_acc(
+    acc: [[__m512; 2]; MR],
+    c: *mut f32,
+    rs: isize,
+    cs: isize,
+    mr: usize,
+    nr: usize,
+    accumulate: bool,
+) {
+    if cs == 1 {
+        // Lanes j < nr of each half: bits of a 32-bit mask split into two 16-bit masks.
+        let m32: u32 = if nr >= 32 { u32::MAX } else { (1u32 << nr) - 1 };
+        let (m0, m1) = (m32 as u16, (m32 >> 16) as u16);
+        for (i, row) in acc.iter().enumerate().take(mr) {
+            // SAFETY: masked lanes cover exactly the valid columns j < nr of row i < mr.
+            unsafe {
+                let p = c.offset(i as isize * rs);
+                let (mut v0, mut v1) = (row[0], row[1]);
+                if accumulate {
+                    v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, p));
+                    v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, p.add(16)));
+                }
+                _mm512_mask_storeu_ps(p, m0, v0);
+                _mm512_mask_storeu_ps(p.add(16), m1, v1);
+            }
+        }
+    } else {
+        let spill = acc;
+        // SAFETY: forwarded C contract.
+        unsafe { store_strided(&spill, c, rs, cs, mr, nr, accumulate) };
+    }
+}
+
+/// Non-unit column stride: spill the tile and store element by element (kept out of line
+/// so the common path does not reserve the spill buffer).
+///
+/// # Safety
+/// Same as `store_acc`.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+unsafe fn store_strided(
+    acc: &[[__m512; 2]; MR],
+    c: *mut f32,
+    rs: isize,
+    cs: isize,
+    mr: usize,
+    nr: usize,
+    accumulate: bool,
+) {
+    let mut tile = [0.0f32; MR * NR];
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: `tile` has NR floats per row.
+        unsafe {
+            _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR), row[0]);
+            _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR + 16), row[1]);
+        }
+    }
+    // SAFETY: forwarded C contract.
+    unsafe { store_tile_generic(&tile, NR, c, rs, cs, mr, nr, accumulate) };
+}

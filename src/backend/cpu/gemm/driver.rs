@@ -1,0 +1,349 @@
+//! The GotoBLAS/BLIS loop nest around a micro-kernel, and its threading.
+//!
+//! For one problem C[m×n] = A[m×k]·B[k×n] (+ C):
+//!   for jc in steps of NC:                  (columns of C)
+//!     for pc in steps of KC:                (depth; later blocks accumulate into C)
+//!       pack B[pc.., jc..] (KC × NC, in L2) into NR-wide panels   ← shared by all threads
+//!       parallel over tasks (row range × column range of the block):
+//!         for ic in steps of MC: pack A[ic.., pc..] (MC × KC) into MR-high panels
+//!           for each A panel (stays in L1):
+//!             for each B panel of the task (streams from L2): micro-kernel → MR × NR of C
+//! Threads come from the current rayon pool. A batch of problems is spread over the pool
+//! one problem per task when that balances (many or small problems); otherwise each
+//! problem is split into row/column tasks as above.
+
+use std::cell::RefCell;
+use std::thread::LocalKey;
+
+use rayon::prelude::*;
+
+use super::kernel::MicroKernel;
+use super::pack::{pack, packed_len, Convert, View};
+use super::GemmLayout;
+
+/// Problems below this many multiply-adds run on the calling thread only: forking costs
+/// more than it saves.
+const PAR_MIN_MACS: usize = 1 << 18;
+/// Batched problems below this many multiply-adds each are spread over threads whole.
+const SMALL_MACS: usize = 1 << 22;
+
+/// A 64-byte aligned chunk of scratch memory.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+thread_local! {
+    static SCRATCH_A: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH_B: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `len` packed elements of per-thread scratch (reused across calls; a fresh
+/// buffer if this thread's is already in use, e.g. by a rayon task stolen while waiting).
+fn with_scratch<P: Copy + Default, R>(
+    key: &'static LocalKey<RefCell<Vec<Line>>>,
+    len: usize,
+    f: impl FnOnce(&mut [P]) -> R,
+) -> R {
+    let lines = (len * std::mem::size_of::<P>()).div_ceil(64);
+    let as_p = |v: &mut Vec<Line>| -> &mut [P] {
+        if v.len() < lines {
+            v.resize(lines, Line([0; 64]));
+        }
+        // SAFETY: P is a packed GEMM element (f32 or bf16: every bit pattern is valid, size
+        // divides 64, alignment ≤ 64); the buffer holds at least `len` of them.
+        unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut P, len) }
+    };
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut v) => f(as_p(&mut v)),
+        Err(_) => f(as_p(&mut Vec::new())),
+    })
+}
+
+/// C's base pointer, shared by tasks that write disjoint tiles.
+#[derive(Clone, Copy)]
+struct CPtr(*mut f32);
+// SAFETY: tasks only write disjoint tiles of C (disjoint batch blocks, disjoint tiles
+// within a problem), and the owning `&mut [f32]` outlives every task.
+unsafe impl Send for CPtr {}
+// SAFETY: as above.
+unsafe impl Sync for CPtr {}
+impl CPtr {
+    fn at(self, off: usize) -> *mut f32 {
+        self.0.wrapping_add(off)
+    }
+}
+
+/// Batched GEMM with beta 0 (overwrite) or 1 (accumulate); bounds were checked by the caller.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm<K, CA, CB>(
+    l: &GemmLayout,
+    a: &[CA::Src],
+    a_offsets: &[usize],
+    b: &[CB::Src],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut [f32],
+    c_offsets: &[usize],
+) where
+    K: MicroKernel,
+    CA: Convert<Dst = K::P>,
+    CB: Convert<Dst = K::P>,
+{
+    let batch = a_offsets.len();
+    if l.m == 0 || l.n == 0 || batch == 0 {
+        return;
+    }
+    let accumulate = beta != 0.0;
+    if l.k == 0 {
+        // C = A·B + beta·C with an empty sum.
+        if !accumulate {
+            for &co in c_offsets {
+                for i in 0..l.m {
+                    for j in 0..l.n {
+                        c[co + i * l.c_rs + j * l.c_cs] = 0.0;
+                    }
+                }
+            }
+        }
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    let macs = l.m * l.n * l.k;
+    let cp = CPtr(c.as_mut_ptr());
+    let one = |i: usize, threads: usize| {
+        let av = View {
+            data: a,
+            off: a_offsets[i],
+            rs: l.a_rs,
+            cs: l.a_cs,
+        };
+        let bv = View {
+            data: b,
+            off: b_offsets[i],
+            rs: l.b_rs,
+            cs: l.b_cs,
+        };
+        single::<K, CA, CB>(l, av, bv, cp.at(c_offsets[i]), accumulate, threads);
+    };
+    if threads == 1 || macs * batch < PAR_MIN_MACS {
+        (0..batch).for_each(|i| one(i, 1));
+    } else if batch > 1 && (batch % threads == 0 || batch >= 4 * threads || macs < SMALL_MACS) {
+        (0..batch).into_par_iter().for_each(|i| one(i, 1));
+    } else {
+        (0..batch).for_each(|i| one(i, threads));
+    }
+}
+
+/// A rectangle of one packed block handled by one task: rows [m0, m1) of C and packed B
+/// columns [n0, n1) relative to the block (n0 a multiple of NR).
+#[derive(Clone, Copy, Debug)]
+struct Task {
+    m0: usize,
+    m1: usize,
+    n0: usize,
+    n1: usize,
+}
+
+/// Splits an m × nc block into tasks for `threads` threads: whole MR panels of rows first
+/// (each task packs its own A rows), then NR panels of columns when rows run short.
+fn split(m: usize, nc: usize, mr: usize, nr: usize, mc: usize, threads: usize) -> Vec<Task> {
+    if threads <= 1 {
+        return vec![Task {
+            m0: 0,
+            m1: m,
+            n0: 0,
+            n1: nc,
+        }];
+    }
+    let mp = m.div_ceil(mr);
+    let np = nc.div_ceil(nr);
+    let blocks = m.div_ceil(mc);
+    let nm_want = if blocks >= threads {
+        blocks.next_multiple_of(threads)
+    } else {
+        threads
+    };
+    let pm = mp.div_ceil(nm_want.min(mp));
+    let nm = mp.div_ceil(pm);
+    let nn_want = if nm < threads {
+        threads.div_ceil(nm)
+    } else {
+        1
+    };
+    let pn = np.div_ceil(nn_want.min(np));
+    let mut tasks = Vec::new();
+    for mi in (0..mp).step_by(pm) {
+        for ni in (0..np).step_by(pn) {
+            tasks.push(Task {
+                m0: mi * mr,
+                m1: ((mi + pm) * mr).min(m),
+                n0: ni * nr,
+                n1: ((ni + pn) * nr).min(nc),
+            });
+        }
+    }
+    tasks
+}
+
+/// One problem; `c` points at C[0, 0].
+fn single<K, CA, CB>(
+    l: &GemmLayout,
+    a: View<'_, CA::Src>,
+    b: View<'_, CB::Src>,
+    c: *mut f32,
+    accumulate: bool,
+    threads: usize,
+) where
+    K: MicroKernel,
+    CA: Convert<Dst = K::P>,
+    CB: Convert<Dst = K::P>,
+{
+    let (m, n, k) = (l.m, l.n, l.k);
+    let cp = CPtr(c);
+    // Columns of B are the panel rows of its packing.
+    let bt = View {
+        data: b.data,
+        off: b.off,
+        rs: b.cs,
+        cs: b.rs,
+    };
+    for jc in (0..n).step_by(K::NC) {
+        let nc = (n - jc).min(K::NC);
+        for pc in (0..k).step_by(K::KC) {
+            let kc = (k - pc).min(K::KC);
+            let kcp = kc.next_multiple_of(K::KU);
+            let acc = accumulate || pc > 0;
+            with_scratch(
+                &SCRATCH_B,
+                packed_len(nc, K::NR, kc, K::KU),
+                |bp: &mut [K::P]| {
+                    let tasks = split(m, nc, K::MR, K::NR, K::MC, threads);
+                    if tasks.len() > 1 {
+                        // Pack B in parallel, a run of whole panels per chunk.
+                        let per = nc.div_ceil(K::NR).div_ceil(threads) * K::NR;
+                        bp.par_chunks_mut(per * kcp)
+                            .enumerate()
+                            .for_each(|(ci, chunk)| {
+                                let c0 = ci * per;
+                                let cols = (nc - c0).min(per);
+                                pack::<CB>(bt, K::NR, K::KU, jc + c0, cols, pc, kc, chunk);
+                            });
+                        tasks.par_iter().for_each(|t| {
+                            block::<K, CA>(l, a, bp, cp, *t, jc, pc, kc, acc);
+                        });
+                    } else {
+                        pack::<CB>(bt, K::NR, K::KU, jc, nc, pc, kc, bp);
+                        block::<K, CA>(l, a, bp, cp, tasks[0], jc, pc, kc, acc);
+                    }
+                },
+            );
+        }
+    }
+}
+
+/// One task: packs its rows of A in MC chunks and sweeps its B panels with the kernel.
+#[allow(clippy::too_many_arguments)]
+fn block<K, CA>(
+    l: &GemmLayout,
+    a: View<'_, CA::Src>,
+    bp: &[K::P],
+    c: CPtr,
+    t: Task,
+    jc: usize,
+    pc: usize,
+    kc: usize,
+    acc: bool,
+) where
+    K: MicroKernel,
+    CA: Convert<Dst = K::P>,
+{
+    let kcp = kc.next_multiple_of(K::KU);
+    let (rs, cs) = (l.c_rs as isize, l.c_cs as isize);
+    let mc_max = (t.m1 - t.m0).min(K::MC);
+    with_scratch(
+        &SCRATCH_A,
+        packed_len(mc_max, K::MR, kc, K::KU),
+        |ap: &mut [K::P]| {
+            for ic in (t.m0..t.m1).step_by(K::MC) {
+                let mc = (t.m1 - ic).min(K::MC);
+                pack::<CA>(a, K::MR, K::KU, ic, mc, pc, kc, ap);
+                for (ir, apanel) in ap
+                    .chunks_exact(K::MR * kcp)
+                    .take(mc.div_ceil(K::MR))
+                    .enumerate()
+                {
+                    let i0 = ic + ir * K::MR;
+                    let mr = (t.m1 - i0).min(K::MR);
+                    for j0 in (t.n0..t.n1).step_by(K::NR) {
+                        let nr = (t.n1 - j0).min(K::NR);
+                        let bpanel = &bp[(j0 / K::NR) * K::NR * kcp..][..K::NR * kcp];
+                        let cij = c.at(i0 * l.c_rs + (jc + j0) * l.c_cs);
+                        // SAFETY: the panels hold MR·kcp and NR·kcp packed values; the tile
+                        // (mr × nr at row i0, column jc+j0) lies inside C (bounds were checked)
+                        // and belongs to this task alone; the dispatcher chose K for this CPU.
+                        unsafe {
+                            K::run(
+                                kc,
+                                apanel.as_ptr(),
+                                bpanel.as_ptr(),
+                                cij,
+                                rs,
+                                cs,
+                                mr,
+                                nr,
+                                acc,
+                            )
+                        };
+                    }
+                }
+            }
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn covers(m: usize, nc: usize, mr: usize, nr: usize, mc: usize, threads: usize) {
+        let tasks = split(m, nc, mr, nr, mc, threads);
+        let mut seen = vec![0u8; m * nc];
+        for t in &tasks {
+            assert!(t.n0 % nr == 0 && t.m0 % mr == 0, "{t:?}");
+            for i in t.m0..t.m1 {
+                for j in t.n0..t.n1 {
+                    seen[i * nc + j] += 1;
+                }
+            }
+        }
+        assert!(
+            seen.iter().all(|&s| s == 1),
+            "split({m},{nc},..,{threads}) not a partition"
+        );
+        if threads > 1 && m.div_ceil(mr) * nc.div_ceil(nr) >= threads {
+            assert!(
+                tasks.len() >= threads,
+                "split({m},{nc}) gave {} tasks",
+                tasks.len()
+            );
+        }
+    }
+
+    #[test]
+    fn split_partitions_every_shape() {
+        for &(m, nc) in &[
+            (1, 1),
+            (7, 13),
+            (12, 32),
+            (64, 1024),
+            (100, 3),
+            (4096, 1024),
+            (250, 700),
+        ] {
+            for threads in 1..=5 {
+                covers(m, nc, 12, 32, 192, threads);
+                covers(m, nc, 6, 16, 96, threads);
+            }
+        }
+    }
+}

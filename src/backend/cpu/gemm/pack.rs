@@ -1,0 +1,224 @@
+//! Packing of GEMM operands into the panel layouts the micro-kernels stream through.
+//!
+//! A block of A (rows × kc, any strides) becomes ⌈rows/MR⌉ panels; panel r holds rows
+//! r·MR .. r·MR+MR, and within it the element (i, p) sits at
+//!   (p / KU)·MR·KU + i·KU + p % KU,
+//! i.e. for KU = 1 each k step is MR consecutive values (one broadcast per row), and for
+//! KU = 2 (bf16 pair dot products) each pair step holds MR pairs (A[i,p], A[i,p+1]).
+//! B (kc × cols) becomes ⌈cols/NR⌉ panels with (p, j) at (p / KU)·NR·KU + j·KU + p % KU.
+//! Rows/columns past the edge and k past kc (up to a multiple of KU) are zero, so the
+//! kernels always run full MR × NR tiles. Transposed or strided operands cost nothing extra:
+//! they only change which source strides are read.
+
+use half::bf16;
+
+/// How a source element becomes a packed element (identity, widening or rounding to bf16).
+pub(super) trait Convert: Sync {
+    type Src: Copy + Sync;
+    type Dst: Copy + Default + Send + Sync;
+    fn cvt(x: Self::Src) -> Self::Dst;
+    /// Fast path for f32 → f32 with k contiguous: out[p·r + i] = blk[i·rs + p] for all
+    /// r = out.len() / kc rows. Returns false where it does not apply (the caller then
+    /// packs element by element).
+    fn transpose_f32(_blk: &[Self::Src], _rs: usize, _kc: usize, _out: &mut [Self::Dst]) -> bool {
+        false
+    }
+}
+
+/// f32 → f32.
+pub(super) struct F32;
+impl Convert for F32 {
+    type Src = f32;
+    type Dst = f32;
+    #[inline(always)]
+    fn cvt(x: f32) -> f32 {
+        x
+    }
+    #[cfg(target_arch = "x86_64")]
+    fn transpose_f32(blk: &[f32], rs: usize, kc: usize, out: &mut [f32]) -> bool {
+        let r = out.len() / kc;
+        transpose_rows(blk, rs, r, kc, out);
+        true
+    }
+}
+
+/// bf16 → bf16.
+pub(super) struct Bf16;
+impl Convert for Bf16 {
+    type Src = bf16;
+    type Dst = bf16;
+    #[inline(always)]
+    fn cvt(x: bf16) -> bf16 {
+        x
+    }
+}
+
+/// f32 → bf16, round to nearest even (mixed precision with f32 master weights).
+pub(super) struct F32ToBf16;
+impl Convert for F32ToBf16 {
+    type Src = f32;
+    type Dst = bf16;
+    #[inline(always)]
+    fn cvt(x: f32) -> bf16 {
+        bf16::from_f32(x)
+    }
+}
+
+/// bf16 → f32 (exact), for running bf16 inputs through an f32 kernel.
+pub(super) struct Bf16ToF32;
+impl Convert for Bf16ToF32 {
+    type Src = bf16;
+    type Dst = f32;
+    #[inline(always)]
+    fn cvt(x: bf16) -> f32 {
+        x.to_f32()
+    }
+}
+
+/// f32 → bf16 → f32: the f32 kernel then computes exactly the bf16-input products, so the
+/// fallback path agrees with `vdpbf16ps` up to summation order.
+pub(super) struct F32RoundBf16;
+impl Convert for F32RoundBf16 {
+    type Src = f32;
+    type Dst = f32;
+    #[inline(always)]
+    fn cvt(x: f32) -> f32 {
+        bf16::from_f32(x).to_f32()
+    }
+}
+
+/// A strided view of one source matrix: element (r, c) at `off + r·rs + c·cs`.
+#[derive(Clone, Copy)]
+pub(super) struct View<'a, T> {
+    pub data: &'a [T],
+    pub off: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+/// Number of packed elements for `rows` rows (or columns) in panels of `r` and `kc` k steps.
+pub(super) fn packed_len(rows: usize, r: usize, kc: usize, ku: usize) -> usize {
+    rows.div_ceil(r) * r * kc.next_multiple_of(ku)
+}
+
+/// Packs the `rows × kc` block of `src` starting at (r0, p0) into panels of `r` rows, where
+/// the "row" index is the panel dimension: for A call it with A's (rs, cs); for B call it
+/// with B's strides swapped (cs, rs) so columns of B become the panel rows. `ku` is 1 or 2;
+/// `r` is one of the kernels' tile sizes (4, 6, 8, 12, 16, 32).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn pack<C: Convert>(
+    src: View<'_, C::Src>,
+    r: usize,
+    ku: usize,
+    r0: usize,
+    rows: usize,
+    p0: usize,
+    kc: usize,
+    dst: &mut [C::Dst],
+) {
+    macro_rules! go {
+        ($($r:literal),*) => {
+            match (r, ku) {
+                $(($r, 1) => pack_r::<C, $r, 1>(src, r0, rows, p0, kc, dst),
+                  ($r, 2) => pack_r::<C, $r, 2>(src, r0, rows, p0, kc, dst),)*
+                _ => unreachable!("no packing for panel {r} × group {ku}"),
+            }
+        };
+    }
+    go!(4, 6, 8, 12, 16, 32)
+}
+
+fn pack_r<C: Convert, const R: usize, const KU: usize>(
+    src: View<'_, C::Src>,
+    r0: usize,
+    rows: usize,
+    p0: usize,
+    kc: usize,
+    dst: &mut [C::Dst],
+) {
+    let kcp = kc.next_multiple_of(KU);
+    let panel = R * kcp;
+    for (pi, out) in dst[..rows.div_ceil(R) * panel]
+        .chunks_exact_mut(panel)
+        .enumerate()
+    {
+        let base_r = r0 + pi * R;
+        let nr = (rows - pi * R).min(R);
+        if nr < R || kcp != kc {
+            out.fill(C::Dst::default());
+        }
+        let base = src.off + base_r * src.rs + p0 * src.cs;
+        // The whole source block of this panel, bounds-checked once.
+        let last = base + (nr - 1) * src.rs + (kc - 1) * src.cs;
+        let blk = &src.data[base..=last];
+        if src.rs == 1 && KU == 1 && nr == R {
+            // Each k step is R contiguous values: a fixed-size copy.
+            for (p, o) in out.chunks_exact_mut(R).enumerate() {
+                let col: &[C::Src; R] = blk[p * src.cs..p * src.cs + R].try_into().unwrap();
+                for (d, &x) in o.iter_mut().zip(col) {
+                    *d = C::cvt(x);
+                }
+            }
+        } else if src.cs == 1 && KU == 1 && nr == R && C::transpose_f32(blk, src.rs, kc, out) {
+            // Done by the 4 × 4 SIMD transposes.
+        } else if src.cs == 1 {
+            // Each panel row is contiguous along k.
+            for i in 0..nr {
+                let row = &blk[i * src.rs..i * src.rs + kc];
+                for (p, &x) in row.iter().enumerate() {
+                    out[(p / KU) * R * KU + i * KU + p % KU] = C::cvt(x);
+                }
+            }
+        } else {
+            for p in 0..kc {
+                let o = (p / KU) * R * KU + p % KU;
+                for i in 0..nr {
+                    out[o + i * KU] = C::cvt(blk[p * src.cs + i * src.rs]);
+                }
+            }
+        }
+    }
+}
+
+/// out[p·r + i] = blk[i·rs + p] for i < r, p < kc: 4 × 4 blocks transposed in SSE
+/// registers (baseline on x86-64); leftover rows and the k tail element by element.
+#[cfg(target_arch = "x86_64")]
+fn transpose_rows(blk: &[f32], rs: usize, r: usize, kc: usize, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert!(out.len() >= r * kc && blk.len() > (r - 1) * rs + kc - 1);
+    let k4 = kc / 4 * 4;
+    let r4 = r / 4 * 4;
+    let (src, dst) = (blk.as_ptr(), out.as_mut_ptr());
+    for i in r4..r {
+        for p in 0..kc {
+            out[p * r + i] = blk[i * rs + p];
+        }
+    }
+    for i in (0..r4).step_by(4) {
+        for p in (0..k4).step_by(4) {
+            // SAFETY: rows i..i+4 and columns p..p+4 lie in `blk` and the four 4-float
+            // destinations (p+q)·r + i .. +4 in `out` (asserted bounds above).
+            unsafe {
+                let s = src.add(i * rs + p);
+                let r0 = _mm_loadu_ps(s);
+                let r1 = _mm_loadu_ps(s.add(rs));
+                let r2 = _mm_loadu_ps(s.add(2 * rs));
+                let r3 = _mm_loadu_ps(s.add(3 * rs));
+                let t0 = _mm_unpacklo_ps(r0, r1);
+                let t1 = _mm_unpacklo_ps(r2, r3);
+                let t2 = _mm_unpackhi_ps(r0, r1);
+                let t3 = _mm_unpackhi_ps(r2, r3);
+                let d = dst.add(p * r + i);
+                _mm_storeu_ps(d, _mm_movelh_ps(t0, t1));
+                _mm_storeu_ps(d.add(r), _mm_movehl_ps(t1, t0));
+                _mm_storeu_ps(d.add(2 * r), _mm_movelh_ps(t2, t3));
+                _mm_storeu_ps(d.add(3 * r), _mm_movehl_ps(t3, t2));
+            }
+        }
+        for p in k4..kc {
+            for q in 0..4 {
+                out[p * r + i + q] = blk[(i + q) * rs + p];
+            }
+        }
+    }
+}

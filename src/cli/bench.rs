@@ -1,0 +1,294 @@
+//! `pretext bench WORKLOAD`: timing of CPU kernels on synthetic inputs.
+//!
+//! Workloads live in one registry (`WORKLOADS`): each has a name, a one-line description and
+//! a function that prepares its inputs from the shared arguments and returns a closure
+//! running one repetition plus the flops that repetition performs. The harness warms up,
+//! calibrates how many calls make one timed repetition (≥ `--min-rep-ms`), times `--reps`
+//! repetitions and prints the median and min–max per call in ms and GFLOP/s (or one JSON
+//! object with `--json`). New workloads (softmax, layernorm, attention) add a registry entry
+//! and, if they need them, arguments.
+
+use std::time::Instant;
+
+use clap::{Args as ClapArgs, ValueEnum};
+use half::bf16;
+use serde_json::json;
+
+use crate::backend::cpu::gemm::{self, peak, Bf16Path, GemmLayout};
+use crate::backend::cpu::isa::{self, Isa};
+use crate::error::{Error, Result};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    F32,
+    Bf16,
+}
+
+#[derive(ClapArgs, Debug, Clone)]
+pub struct Args {
+    /// Workload to time, or `list` to name them.
+    pub workload: String,
+    /// Rows of A and C.
+    #[arg(long, default_value_t = 512)]
+    pub m: usize,
+    /// Inner dimension.
+    #[arg(long, default_value_t = 512)]
+    pub k: usize,
+    /// Columns of B and C.
+    #[arg(long, default_value_t = 512)]
+    pub n: usize,
+    /// Independent problems per call (batched GEMM, e.g. attention heads).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Read A as the transpose of a k × m row-major matrix.
+    #[arg(long)]
+    pub ta: bool,
+    /// Read B as the transpose of an n × k row-major matrix.
+    #[arg(long)]
+    pub tb: bool,
+    /// Element type of the operands (bf16: f32 accumulation, f32 C).
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
+    /// Threads (a local rayon pool); default: all cores.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Kernel level: avx512, avx2 or scalar (default: best supported / PRETEXT_ISA).
+    #[arg(long)]
+    pub isa: Option<String>,
+    /// Timed repetitions (at least 5).
+    #[arg(long, default_value_t = 7)]
+    pub reps: usize,
+    /// Untimed warm-up repetitions.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Minimum duration of one timed repetition, in ms (short calls are repeated).
+    #[arg(long, default_value_t = 20.0)]
+    pub min_rep_ms: f64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One repetition of a workload, and what it does.
+struct Prepared {
+    /// Flops of one call (for GFLOP/s).
+    flops: f64,
+    /// Workload parameters reported alongside the timings.
+    params: serde_json::Value,
+    call: Box<dyn FnMut() -> Result<()> + Send>,
+}
+
+struct Workload {
+    name: &'static str,
+    about: &'static str,
+    prepare: fn(&Args, Isa, usize) -> Result<Prepared>,
+}
+
+const WORKLOADS: &[Workload] = &[
+    Workload {
+        name: "gemm",
+        about: "batched strided GEMM C = A·B (--m --k --n --batch --ta --tb --dtype f32|bf16)",
+        prepare: prepare_gemm,
+    },
+    Workload {
+        name: "peak",
+        about: "FMA throughput probe: the machine's multiply-add peak per thread count",
+        prepare: prepare_peak,
+    },
+];
+
+pub fn run(args: Args) -> Result<()> {
+    if args.workload == "list" {
+        for w in WORKLOADS {
+            println!("{:<8} {}", w.name, w.about);
+        }
+        return Ok(());
+    }
+    let w = WORKLOADS
+        .iter()
+        .find(|w| w.name == args.workload)
+        .ok_or_else(|| {
+            let names: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+            Error::msg(format!(
+                "bench: unknown workload {:?}; known: {}",
+                args.workload,
+                names.join(", ")
+            ))
+        })?;
+    if args.reps < 5 {
+        return Err(Error::msg(format!(
+            "bench: --reps {} is below 5",
+            args.reps
+        )));
+    }
+    let level = match &args.isa {
+        Some(s) => Isa::parse(s)
+            .ok_or_else(|| Error::msg(format!("bench: --isa {s:?} is not avx512, avx2 or scalar")))?
+            .min(isa::detected()),
+        None => isa::active(),
+    };
+    let threads = args.threads.unwrap_or_else(rayon::current_num_threads);
+    if threads == 0 {
+        return Err(Error::msg("bench: --threads must be at least 1"));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::msg(format!("bench: cannot build a {threads}-thread pool: {e}")))?;
+    let prepared = (w.prepare)(&args, level, threads)?;
+    let times = pool.install(|| time(prepared.call, &args))?;
+    report(
+        w.name,
+        &args,
+        level,
+        threads,
+        prepared.flops,
+        prepared.params,
+        &times,
+    );
+    Ok(())
+}
+
+/// Per-call times in seconds of `reps` repetitions after warm-up and calibration.
+fn time(mut call: Box<dyn FnMut() -> Result<()> + Send>, args: &Args) -> Result<Vec<f64>> {
+    let t0 = Instant::now();
+    call()?;
+    let first = t0.elapsed().as_secs_f64();
+    for _ in 1..args.warmup {
+        call()?;
+    }
+    let calls = ((args.min_rep_ms * 1e-3) / first.max(1e-7))
+        .ceil()
+        .clamp(1.0, 1e6) as usize;
+    let mut times = Vec::with_capacity(args.reps);
+    for _ in 0..args.reps {
+        let t = Instant::now();
+        for _ in 0..calls {
+            call()?;
+        }
+        times.push(t.elapsed().as_secs_f64() / calls as f64);
+    }
+    Ok(times)
+}
+
+fn report(
+    name: &str,
+    args: &Args,
+    level: Isa,
+    threads: usize,
+    flops: f64,
+    params: serde_json::Value,
+    times: &[f64],
+) {
+    let mut s = times.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let med = if s.len() % 2 == 1 {
+        s[s.len() / 2]
+    } else {
+        0.5 * (s[s.len() / 2 - 1] + s[s.len() / 2])
+    };
+    let (min, max) = (s[0], s[s.len() - 1]);
+    let gf = |t: f64| flops / t * 1e-9;
+    if args.json {
+        let v = json!({
+            "workload": name,
+            "params": params,
+            "threads": threads,
+            "isa": level.name(),
+            "reps": s.len(),
+            "median_ms": med * 1e3,
+            "min_ms": min * 1e3,
+            "max_ms": max * 1e3,
+            "gflops_median": gf(med),
+            "gflops_best": gf(min),
+            "gflops_worst": gf(max),
+        });
+        println!("{v}");
+    } else {
+        println!("{name} {params} threads={threads} isa={}", level.name());
+        println!(
+            "  median {:.4} ms ({:.1} GFLOP/s)   min {:.4} ms ({:.1})   max {:.4} ms ({:.1})   [{} reps]",
+            med * 1e3,
+            gf(med),
+            min * 1e3,
+            gf(min),
+            max * 1e3,
+            gf(max),
+            s.len()
+        );
+    }
+}
+
+/// Deterministic inputs in [-1, 1) from a splitmix64 stream (seeded, no global state).
+fn fill(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn prepare_gemm(args: &Args, level: Isa, _threads: usize) -> Result<Prepared> {
+    let (m, k, n, batch) = (args.m, args.k, args.n, args.batch);
+    if m == 0 || k == 0 || n == 0 || batch == 0 {
+        return Err(Error::msg(format!(
+            "bench gemm: sizes must be positive (m {m}, k {k}, n {n}, batch {batch})"
+        )));
+    }
+    let mut l = GemmLayout::row_major(m, n, k);
+    if args.ta {
+        (l.a_rs, l.a_cs) = (1, m);
+    }
+    if args.tb {
+        (l.b_rs, l.b_cs) = (1, k);
+    }
+    let offs = |size: usize| (0..batch).map(|i| i * size).collect::<Vec<_>>();
+    let (ao, bo, co) = (offs(m * k), offs(k * n), offs(m * n));
+    let a = fill(batch * m * k, 1);
+    let b = fill(batch * k * n, 2);
+    let mut c = vec![0.0f32; batch * m * n];
+    let kernel = match args.dtype {
+        Dtype::F32 => level.name().to_string(),
+        Dtype::Bf16 => Bf16Path::at(level).name(),
+    };
+    let params = json!({
+        "m": m, "k": k, "n": n, "batch": batch, "ta": args.ta, "tb": args.tb,
+        "dtype": format!("{:?}", args.dtype).to_lowercase(), "kernel": kernel,
+    });
+    let call: Box<dyn FnMut() -> Result<()> + Send> = match args.dtype {
+        Dtype::F32 => {
+            Box::new(move || gemm::sgemm_batched_isa(level, &l, &a, &ao, &b, &bo, 0.0, &mut c, &co))
+        }
+        Dtype::Bf16 => {
+            let a: Vec<bf16> = a.iter().map(|&x| bf16::from_f32(x)).collect();
+            let b: Vec<bf16> = b.iter().map(|&x| bf16::from_f32(x)).collect();
+            Box::new(move || gemm::bgemm_batched_isa(level, &l, &a, &ao, &b, &bo, 0.0, &mut c, &co))
+        }
+    };
+    Ok(Prepared {
+        flops: 2.0 * (m * n * k * batch) as f64,
+        params,
+        call,
+    })
+}
+
+/// Every thread of the pool runs the FMA probe at once; flops summed over threads.
+fn prepare_peak(_args: &Args, level: Isa, threads: usize) -> Result<Prepared> {
+    const ITERS: usize = 1 << 16;
+    let per_thread = peak::fma_probe(level, 1).0 * ITERS as f64;
+    Ok(Prepared {
+        flops: per_thread * threads as f64,
+        params: json!({ "iters": ITERS, "lanes_per_fma": match level {
+            Isa::Avx512 => 16, Isa::Avx2 => 8, Isa::Scalar => 1 } }),
+        call: Box::new(move || {
+            rayon::broadcast(|_| std::hint::black_box(peak::fma_probe(level, ITERS).1));
+            Ok(())
+        }),
+    })
+}

@@ -1,0 +1,112 @@
+//! Tokenizing one piece and locating its document and sentence boundaries in tokens.
+//!
+//! Each document of a piece is encoded on its own (as separate texts are). A sentence
+//! ends right after `.`, `!` or `?` when the next character is whitespace; its boundary
+//! in tokens is the number of tokens that end at or before that byte, so the next
+//! sentence starts with the token after the punctuation (for GPT-2 BPE, the token
+//! carrying the following space).
+
+use super::input::Piece;
+use crate::data::tokenizer::Tokenizer;
+use crate::error::Result;
+
+/// Token ids of a piece with the token positions where documents and sentences start
+/// (both increasing; a document start is not repeated among the sentence starts).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    pub doc_starts: Vec<u32>,
+    pub sentence_starts: Vec<u32>,
+}
+
+/// Byte offsets right after each sentence-ending punctuation mark followed by whitespace.
+pub fn sentence_end_bytes(text: &str) -> Vec<usize> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    for (i, &c) in b.iter().enumerate() {
+        if !matches!(c, b'.' | b'!' | b'?') || i + 1 >= b.len() {
+            continue;
+        }
+        let next = b[i + 1];
+        let ws = if next < 0x80 {
+            next.is_ascii_whitespace()
+        } else {
+            text[i + 1..]
+                .chars()
+                .next()
+                .is_some_and(char::is_whitespace)
+        };
+        if ws {
+            out.push(i + 1);
+        }
+    }
+    out
+}
+
+/// Encode one document's text, appending to `out` (positions offset by the tokens
+/// already there).
+fn encode_doc(tok: &Tokenizer, text: &str, out: &mut Encoded, ends: &mut Vec<usize>) -> Result<()> {
+    let base = out.ids.len();
+    let sentence_ends = sentence_end_bytes(text);
+    if tok.kind() == "char" && text.is_ascii() {
+        // One token per byte: byte offsets are token offsets.
+        tok.encode_into(text, &mut out.ids, None)?;
+        for e in sentence_ends {
+            out.sentence_starts.push((base + e) as u32);
+        }
+        return Ok(());
+    }
+    ends.clear();
+    tok.encode_into(text, &mut out.ids, Some(ends))?;
+    let n = out.ids.len() - base;
+    let mut k = 0usize;
+    for b in sentence_ends {
+        while k < ends.len() && ends[k] <= b {
+            k += 1;
+        }
+        if k > 0 && k < n && out.sentence_starts.last() != Some(&((base + k) as u32)) {
+            out.sentence_starts.push((base + k) as u32);
+        }
+    }
+    Ok(())
+}
+
+pub fn encode_piece(tok: &Tokenizer, piece: &Piece) -> Result<Encoded> {
+    let mut out = Encoded::default();
+    let mut ends = Vec::new();
+    let text = piece.text.as_str();
+    let mut cuts: Vec<usize> = piece.doc_starts.clone();
+    cuts.push(text.len());
+    let mut prev = 0;
+    for &c in &cuts {
+        if c > prev {
+            encode_doc(tok, &text[prev..c], &mut out, &mut ends)?;
+        }
+        if c < text.len() {
+            out.doc_starts.push(out.ids.len() as u32);
+        }
+        prev = c;
+    }
+    // Sentence starts strictly inside the piece and not at a document start.
+    let n = out.ids.len() as u32;
+    let docs = &out.doc_starts;
+    out.sentence_starts
+        .retain(|&s| s > 0 && s < n && docs.binary_search(&s).is_err());
+    out.doc_starts.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentence_ends() {
+        assert_eq!(
+            sentence_end_bytes("Hi. Yes! No?\nOk... go.x"),
+            vec![3, 8, 12, 18]
+        );
+        assert_eq!(sentence_end_bytes("3.14 is pi."), Vec::<usize>::new());
+        assert_eq!(sentence_end_bytes("Fin.\u{3000}Next"), vec![4]);
+    }
+}

@@ -1,0 +1,160 @@
+//! bf16 GEMM (f32 accumulation): every path (`vdpbf16ps` where the CPU has AVX-512 BF16,
+//! and the f32 kernels on bf16-rounded values) against the f32 reference computed on the
+//! bf16-rounded inputs. A product of two bf16 values (8-bit significands) is exact in f32,
+//! so the only error is the f32 summation: the same 2·k·ε·Σ|a||b| bound as f32 GEMM.
+
+mod gemm_util;
+
+use gemm_util::*;
+use half::bf16;
+use pretext::backend::cpu::gemm::{
+    bgemm_batched, bgemm_batched_path, sgemm_batched_bf16_path, sgemm_batched_reference, Bf16Path,
+    GemmLayout,
+};
+use pretext::backend::cpu::isa::{self, Isa};
+
+fn round(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| bf16::from_f32(x).to_f32()).collect()
+}
+
+fn check(s: Shape, batch: usize, share_b: bool, beta: f32) {
+    let l = s.layout();
+    let ea = extent(s.m, s.k, l.a_rs, l.a_cs);
+    let eb = extent(s.k, s.n, l.b_rs, l.b_cs);
+    let ec = extent(s.m, s.n, l.c_rs, l.c_cs);
+    let ao: Vec<usize> = (0..batch).map(|i| i * ea).collect();
+    let bo: Vec<usize> = (0..batch)
+        .map(|i| if share_b { 0 } else { i * eb })
+        .collect();
+    let co: Vec<usize> = (0..batch).map(|i| i * ec).collect();
+    let a = fill(batch * ea, 21);
+    let b = fill(batch * eb, 22);
+    let c0 = fill(batch * ec, 23);
+    let (ar, br) = (round(&a), round(&b));
+    let mut want = c0.clone();
+    sgemm_batched_reference(&l, &ar, &ao, &br, &bo, beta, &mut want, &co).unwrap();
+    let mut absr = abs_reference(&l, &ar, &ao, &br, &bo, c0.len(), &co);
+    for (x, c) in absr.iter_mut().zip(&c0) {
+        *x += (beta * c).abs();
+    }
+    let pos = c_positions(&l, &co);
+    let (a16, b16): (Vec<bf16>, Vec<bf16>) = (
+        a.iter().map(|&x| bf16::from_f32(x)).collect(),
+        b.iter().map(|&x| bf16::from_f32(x)).collect(),
+    );
+    for p in Bf16Path::available() {
+        let path = p.name();
+        let mut got = c0.clone();
+        bgemm_batched_path(p, &l, &a16, &ao, &b16, &bo, beta, &mut got, &co).unwrap();
+        let what = format!("bgemm {path} {s:?} batch {batch} beta {beta}");
+        assert_close(&what, &got, &want, &absr, s.k, &pos);
+        // f32 operands rounded while packing give the same result.
+        let mut got = c0.clone();
+        sgemm_batched_bf16_path(p, &l, &a, &ao, &b, &bo, beta, &mut got, &co).unwrap();
+        let what = format!("sgemm_bf16 {path} {s:?} batch {batch} beta {beta}");
+        assert_close(&what, &got, &want, &absr, s.k, &pos);
+    }
+}
+
+#[test]
+fn path_selection() {
+    let p = Bf16Path::at(Isa::Avx512.min(isa::detected()));
+    println!("bf16 path at the best level: {}", p.name());
+    assert_eq!(Bf16Path::at(Isa::Avx2), Bf16Path::F32(Isa::Avx2));
+    assert_eq!(Bf16Path::at(Isa::Scalar), Bf16Path::F32(Isa::Scalar));
+    let avail = Bf16Path::available();
+    assert!(avail.contains(&Bf16Path::F32(Isa::Scalar)));
+    assert_eq!(
+        avail.contains(&Bf16Path::Avx512Bf16),
+        isa::has_avx512_bf16()
+    );
+    if !isa::has_avx512_bf16() {
+        let l = GemmLayout::row_major(1, 1, 1);
+        let one = [bf16::ONE];
+        let mut c = [0.0f32];
+        let e = bgemm_batched_path(
+            Bf16Path::Avx512Bf16,
+            &l,
+            &one,
+            &[0],
+            &one,
+            &[0],
+            0.0,
+            &mut c,
+            &[0],
+        );
+        assert!(e.unwrap_err().to_string().contains("avx512_bf16"));
+    }
+    // The default entry point runs whichever path was chosen.
+    let l = GemmLayout::row_major(2, 2, 3);
+    let a: Vec<bf16> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]
+        .iter()
+        .map(|&x| bf16::from_f32(x))
+        .collect();
+    let mut c = [0.0f32; 4];
+    bgemm_batched(&l, &a, &[0], &a, &[0], 0.0, &mut c, &[0]).unwrap();
+    // [[1,2,3],[4,5,6]] · [[1,2],[3,4],[5,6]] = [[22,28],[49,64]]
+    assert_eq!(c, [22.0, 28.0, 49.0, 64.0]);
+}
+
+#[test]
+fn odd_shapes() {
+    for &(m, n, k) in SHAPES {
+        check(Shape::plain(m, n, k), 1, false, 0.0);
+    }
+    // Odd k: the last bf16 pair is half padding.
+    check(Shape::plain(9, 35, 1025), 1, false, 0.0);
+}
+
+#[test]
+fn transposed_strided_and_accumulating() {
+    for &(m, n, k) in &SHAPES[..7] {
+        check(
+            Shape {
+                m,
+                n,
+                k,
+                ta: true,
+                tb: false,
+                pad: 1,
+                tc: false,
+            },
+            1,
+            false,
+            1.0,
+        );
+        check(
+            Shape {
+                m,
+                n,
+                k,
+                ta: false,
+                tb: true,
+                pad: 0,
+                tc: true,
+            },
+            1,
+            false,
+            0.0,
+        );
+    }
+}
+
+#[test]
+fn batched_with_shared_weights() {
+    check(Shape::plain(64, 64, 32), 4, false, 0.0);
+    check(
+        Shape {
+            m: 33,
+            n: 70,
+            k: 45,
+            ta: false,
+            tb: true,
+            pad: 0,
+            tc: false,
+        },
+        3,
+        true,
+        1.0,
+    );
+}

@@ -1,0 +1,222 @@
+//! f32 GEMM: every ISA path against the scalar reference on odd shapes, transposed and
+//! strided operands, strided/column-major C, beta 0 / 1 / 0.5, batches with broadcast
+//! operands, several thread counts, and the bounds errors.
+
+mod gemm_util;
+
+use gemm_util::*;
+use pretext::backend::cpu::gemm::{
+    sgemm_batched, sgemm_batched_isa, sgemm_batched_reference, GemmLayout,
+};
+use pretext::backend::cpu::isa::{self, Isa};
+
+const LEVELS: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Scalar];
+
+/// Runs one case at every level; C starts non-zero so beta matters (and beta 0 must ignore
+/// it, NaNs included).
+fn check(s: Shape, batch: usize, share_a: bool, beta: f32) {
+    let l = s.layout();
+    let ea = extent(s.m, s.k, l.a_rs, l.a_cs);
+    let eb = extent(s.k, s.n, l.b_rs, l.b_cs);
+    let ec = extent(s.m, s.n, l.c_rs, l.c_cs);
+    let ao: Vec<usize> = (0..batch)
+        .map(|i| if share_a { 3 } else { 3 + i * (ea + 1) })
+        .collect();
+    let bo: Vec<usize> = (0..batch).map(|i| i * eb).collect();
+    let co: Vec<usize> = (0..batch).map(|i| 1 + i * (ec + 2)).collect();
+    let a = fill(3 + batch * (ea + 1), 11);
+    let b = fill(batch * eb, 12);
+    let c0: Vec<f32> = fill(1 + batch * (ec + 2), 13)
+        .into_iter()
+        .map(|x| if beta == 0.0 && x > 0.9 { f32::NAN } else { x })
+        .collect();
+    let mut want = c0.clone();
+    sgemm_batched_reference(&l, &a, &ao, &b, &bo, beta, &mut want, &co).unwrap();
+    let mut absr = abs_reference(&l, &a, &ao, &b, &bo, c0.len(), &co);
+    if beta != 0.0 {
+        for (x, c) in absr.iter_mut().zip(&c0) {
+            *x += (beta * c).abs();
+        }
+    }
+    let pos = c_positions(&l, &co);
+    let mut inside = vec![false; c0.len()];
+    for &i in &pos {
+        inside[i] = true;
+    }
+    for level in LEVELS {
+        let mut got = c0.clone();
+        sgemm_batched_isa(level, &l, &a, &ao, &b, &bo, beta, &mut got, &co).unwrap();
+        let what = format!(
+            "{} {s:?} batch {batch} share_a {share_a} beta {beta}",
+            level.name()
+        );
+        assert_close(&what, &got, &want, &absr, s.k, &pos);
+        // Elements outside the C blocks are untouched.
+        for (i, (g, c)) in got.iter().zip(&c0).enumerate() {
+            if !inside[i] {
+                assert!(g.to_bits() == c.to_bits(), "{what}: wrote outside C at {i}");
+            }
+        }
+    }
+}
+
+#[test]
+fn odd_shapes_row_major() {
+    for &(m, n, k) in SHAPES {
+        check(Shape::plain(m, n, k), 1, false, 0.0);
+    }
+}
+
+#[test]
+fn transposed_and_strided_operands() {
+    for &(m, n, k) in &SHAPES[..7] {
+        for (ta, tb, pad, tc) in [
+            (true, false, 0, false),
+            (false, true, 3, false),
+            (true, true, 2, true),
+        ] {
+            check(
+                Shape {
+                    m,
+                    n,
+                    k,
+                    ta,
+                    tb,
+                    pad,
+                    tc,
+                },
+                1,
+                false,
+                0.0,
+            );
+        }
+    }
+    check(
+        Shape {
+            m: 200,
+            n: 1040,
+            k: 530,
+            ta: true,
+            tb: true,
+            pad: 1,
+            tc: false,
+        },
+        1,
+        false,
+        1.0,
+    );
+}
+
+#[test]
+fn beta_accumulates() {
+    for &(m, n, k) in &SHAPES[..7] {
+        check(Shape::plain(m, n, k), 1, false, 1.0);
+        check(
+            Shape {
+                m,
+                n,
+                k,
+                ta: false,
+                tb: false,
+                pad: 2,
+                tc: true,
+            },
+            1,
+            false,
+            0.5,
+        );
+    }
+}
+
+#[test]
+fn batched_with_broadcast_operand() {
+    // Attention-like per-head shapes and a shared (broadcast) A.
+    check(Shape::plain(64, 64, 32), 6, false, 0.0);
+    check(
+        Shape {
+            m: 64,
+            n: 32,
+            k: 64,
+            ta: false,
+            tb: true,
+            pad: 0,
+            tc: false,
+        },
+        5,
+        true,
+        1.0,
+    );
+    check(Shape::plain(17, 33, 65), 3, true, 0.0);
+    check(Shape::plain(96, 200, 130), 3, false, 0.0);
+}
+
+#[test]
+fn thread_counts_split_the_work() {
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            check(Shape::plain(130, 700, 70), 1, false, 0.0);
+            check(Shape::plain(8, 2000, 40), 1, false, 1.0);
+            check(Shape::plain(64, 64, 64), 3, false, 0.0);
+        });
+    }
+}
+
+#[test]
+fn global_force_selects_the_path() {
+    // The only test in this binary touching the global level.
+    let (m, n, k) = (37, 45, 29);
+    let l = GemmLayout::row_major(m, n, k);
+    let (a, b) = (fill(m * k, 1), fill(k * n, 2));
+    let mut want = vec![0.0; m * n];
+    sgemm_batched_reference(&l, &a, &[0], &b, &[0], 0.0, &mut want, &[0]).unwrap();
+    let absr = abs_reference(&l, &a, &[0], &b, &[0], m * n, &[0]);
+    let pos: Vec<usize> = (0..m * n).collect();
+    for level in LEVELS {
+        isa::force(Some(level));
+        assert!(isa::active() <= level);
+        let mut got = vec![0.0; m * n];
+        sgemm_batched(&l, &a, &[0], &b, &[0], 0.0, &mut got, &[0]).unwrap();
+        assert_close(level.name(), &got, &want, &absr, k, &pos);
+    }
+    isa::force(None);
+}
+
+#[test]
+fn bad_operands_are_errors() {
+    let l = GemmLayout::row_major(4, 5, 6);
+    let (a, b) = (vec![0.0; 24], vec![0.0; 30]);
+    let mut c = vec![0.0; 40];
+    let e = sgemm_batched(&l, &a, &[1], &b, &[0], 0.0, &mut c, &[0]).unwrap_err();
+    assert!(e.to_string().contains("operand A"), "{e}");
+    let e = sgemm_batched(&l, &a, &[0, 0], &b, &[0], 0.0, &mut c, &[0, 20]).unwrap_err();
+    assert!(e.to_string().contains("differ in length"), "{e}");
+    let e = sgemm_batched(&l, &a, &[0, 0], &b, &[0, 0], 0.0, &mut c, &[0, 0]).unwrap_err();
+    assert!(e.to_string().contains("share offset"), "{e}");
+    let e = sgemm_batched(&l, &a, &[0], &b, &[0], 0.0, &mut c, &[21]).unwrap_err();
+    assert!(e.to_string().contains("operand C"), "{e}");
+}
+
+#[test]
+fn empty_and_k_zero() {
+    let l = GemmLayout::row_major(3, 4, 0);
+    for level in LEVELS {
+        let mut c = vec![5.0; 12];
+        sgemm_batched_isa(level, &l, &[], &[0], &[], &[0], 0.0, &mut c, &[0]).unwrap();
+        assert!(
+            c.iter().all(|&x| x == 0.0),
+            "{}: k = 0, beta 0 must zero C",
+            level.name()
+        );
+        let mut c = vec![5.0; 12];
+        sgemm_batched_isa(level, &l, &[], &[0], &[], &[0], 1.0, &mut c, &[0]).unwrap();
+        assert!(
+            c.iter().all(|&x| x == 5.0),
+            "{}: k = 0, beta 1 keeps C",
+            level.name()
+        );
+    }
+}
