@@ -82,12 +82,21 @@ fn view_errors() {
     expect_err(x.permute(&[0, 1, 1]), &["permute", "[0, 1, 1]"]);
     expect_err(x.permute(&[0, 1, 3]), &["permute", "[0, 1, 3]"]);
     expect_err(x.transpose(0, 3), &["transpose", "[2, 3, 4]", "dim 3"]);
-    expect_err(x.narrow(2, 3, 2), &["narrow", "[2, 3, 4]", "3..5"]);
+    expect_err(
+        x.narrow(2, 3, 2),
+        &["narrow", "[2, 3, 4]", "3..3+2", "size 4"],
+    );
+    expect_err(x.narrow(0, usize::MAX, 2), &["narrow", "[2, 3, 4]"]);
     expect_err(x.narrow(3, 0, 1), &["narrow", "dim 3"]);
     expect_err(x.squeeze(1), &["squeeze", "[2, 3, 4]", "size 3"]);
     expect_err(x.unsqueeze(5), &["unsqueeze", "[2, 3, 4]", "dim 5"]);
     expect_err(x.unsqueeze(-5), &["unsqueeze", "dim -5"]);
     expect_err(x.split(&[1, 1], 1), &["split", "[2, 3, 4]", "[1, 1]"]);
+    expect_err(x.split(&[usize::MAX, 4], 1), &["split", "[2, 3, 4]"]);
+    expect_err(
+        Var::param(x.clone()).split(&[usize::MAX, 4], 1),
+        &["split", "[2, 3, 4]"],
+    );
     let v = Var::param(x.clone());
     expect_err(v.reshape(&[7]), &["reshape", "[2, 3, 4]"]);
     expect_err(v.narrow(-1, 4, 1), &["narrow", "[2, 3, 4]"]);
@@ -97,6 +106,11 @@ fn view_errors() {
         &["from_vec", "[2, 3]", "5"],
     );
     expect_err(x.scalar(), &["scalar", "[2, 3, 4]"]);
+    let huge = [usize::MAX, 3];
+    expect_err(
+        Tensor::from_vec(vec![0u32; 3], &huge),
+        &["from_vec", "usize::MAX"],
+    );
 }
 
 #[test]

@@ -569,3 +569,129 @@ fn composite_gelu_mlp_block() {
         h.matmul(&v[3])
     });
 }
+
+// ---------------------------------------------------------------- the checker and big shapes
+
+#[test]
+fn gradcheck_rejects_a_wrong_gradient() {
+    // At a kink the rule's one-sided choice differs from the central difference: relu'(0) is
+    // taken as 0 but the difference quotient is ½; max with a tie sends the whole gradient to
+    // the first element but the quotient splits it. The checker must catch both.
+    let zero = Tensor::zeros(&[3]);
+    let e = gradcheck(&[zero], |v| v[0].relu()).unwrap_err();
+    assert!(format!("{e}").contains("gradcheck"), "{e}");
+    let tie = Tensor::from_vec(vec![1.0f32, 1.0, 0.0], &[3]).unwrap();
+    assert!(gradcheck(&[tie], |v| v[0].max_dims(&[0], false)).is_err());
+    // A non-finite gradient (√x at 0) fails rather than passing as NaN comparisons do.
+    assert!(gradcheck(&[Tensor::zeros(&[2])], |v| v[0].sqrt()).is_err());
+}
+
+#[test]
+fn layer_norm_backward_on_many_rows_matches_closed_form() {
+    // 150 rows span three parallel tasks of the backward kernel, whose partial dγ, dβ are
+    // summed: check them, and dx, against the closed forms in f64 with upstream gradient w.
+    let (rows, cols) = (150, 8);
+    let x = randn(&[rows, cols], 81);
+    let g = uniform(&[cols], 0.5, 1.5, 82);
+    let b = randn(&[cols], 83);
+    let w = randn(&[rows, cols], 84);
+    let (xv, gv, wv) = (
+        x.to_vec_f32().unwrap(),
+        g.to_vec_f32().unwrap(),
+        w.to_vec_f32().unwrap(),
+    );
+    let (vx, vg, vb) = (Var::param(x), Var::param(g), Var::param(b));
+    let y = vx.layer_norm(Some(&vg), Some(&vb), 1e-5).unwrap();
+    y.mul(&Var::constant(w))
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let (dx, dg, db) = (
+        vx.grad().unwrap().to_vec_f32().unwrap(),
+        vg.grad().unwrap().to_vec_f32().unwrap(),
+        vb.grad().unwrap().to_vec_f32().unwrap(),
+    );
+    let (mut dg_ref, mut db_ref) = (vec![0.0f64; cols], vec![0.0f64; cols]);
+    for r in 0..rows {
+        let xr: Vec<f64> = xv[r * cols..][..cols].iter().map(|&v| v as f64).collect();
+        let mu = xr.iter().sum::<f64>() / cols as f64;
+        let var = xr.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / cols as f64;
+        let rs = 1.0 / (var + 1e-5).sqrt();
+        let xh: Vec<f64> = xr.iter().map(|v| (v - mu) * rs).collect();
+        let dy: Vec<f64> = wv[r * cols..][..cols].iter().map(|&v| v as f64).collect();
+        let gg: Vec<f64> = (0..cols).map(|c| dy[c] * gv[c] as f64).collect();
+        let mean_g = gg.iter().sum::<f64>() / cols as f64;
+        let mean_gx = (0..cols).map(|c| gg[c] * xh[c]).sum::<f64>() / cols as f64;
+        for c in 0..cols {
+            // dx = rstd·(g − mean(g) − x̂·mean(g ⊙ x̂)), g = dy ⊙ γ
+            let want = rs * (gg[c] - mean_g - xh[c] * mean_gx);
+            let got = dx[r * cols + c] as f64;
+            assert!(
+                (got - want).abs() < 1e-4 * (1.0 + want.abs()),
+                "dx[{r}, {c}]"
+            );
+            dg_ref[c] += dy[c] * xh[c];
+            db_ref[c] += dy[c];
+        }
+    }
+    for c in 0..cols {
+        assert!(
+            (dg[c] as f64 - dg_ref[c]).abs() < 1e-3 * (1.0 + dg_ref[c].abs()),
+            "dγ[{c}]"
+        );
+        assert!(
+            (db[c] as f64 - db_ref[c]).abs() < 1e-3 * (1.0 + db_ref[c].abs()),
+            "dβ[{c}]"
+        );
+    }
+}
+
+#[test]
+fn pointwise_parallel_path_matches_serial() {
+    // Tensors of ≥ 2¹⁶ elements take the parallel branch of unary and binary ops; their
+    // gradients too. Compare with the element formulas.
+    let n = 70_000;
+    let x = randn(&[n], 85);
+    let y = uniform(&[n], 0.5, 1.5, 86);
+    let (xv, yv) = (x.to_vec_f32().unwrap(), y.to_vec_f32().unwrap());
+    let (vx, vy) = (Var::param(x), Var::param(y));
+    let out = vx.tanh().unwrap().div(&vy).unwrap();
+    let ov = out.value().to_vec_f32().unwrap();
+    out.sum_all().unwrap().backward().unwrap();
+    let (gx, gy) = (
+        vx.grad().unwrap().to_vec_f32().unwrap(),
+        vy.grad().unwrap().to_vec_f32().unwrap(),
+    );
+    for i in (0..n).step_by(997).chain([n - 1]) {
+        let (a, b) = (xv[i], yv[i]);
+        assert!((ov[i] - a.tanh() / b).abs() < 1e-6, "out[{i}]");
+        assert!(
+            (gx[i] - (1.0 - a.tanh().powi(2)) / b).abs() < 1e-5,
+            "dx[{i}]"
+        );
+        assert!((gy[i] + a.tanh() / (b * b)).abs() < 1e-5, "dy[{i}]");
+    }
+}
+
+#[test]
+fn inputs_used_twice_and_negative_dims() {
+    // x·xᵀ: both operands are the same variable, so its gradient sums the two rules.
+    check(vec![randn(&[3, 4], 87)], |v| {
+        v[0].matmul(&v[0].transpose(0, 1)?)
+    });
+    // Self-attention with q = k = v the same variable.
+    let m = AttentionMasks::default();
+    check(vec![randn(&[1, 2, 3, 2], 88)], |v| {
+        Var::attention(&v[0], &v[0], &v[0], None, &m)
+    });
+    // Several negative dims, unsorted, without keepdim; a reduction of a stride-0 view.
+    let x = randn(&[2, 3, 4], 89);
+    check(vec![x.clone()], |v| v[0].sum_dims(&[-1, -3], false));
+    check(vec![x.clone()], |v| v[0].mean_dims(&[-1, 0], false));
+    check(vec![x], |v| v[0].mean_dims(&[], false));
+    check(vec![randn(&[3, 1], 90)], |v| {
+        v[0].broadcast_to(&[2, 3, 4])?.sum_dims(&[0, 2], true)
+    });
+}

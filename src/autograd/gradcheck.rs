@@ -87,6 +87,8 @@ impl GradCheck {
                 let err = (a - numeric).abs();
                 report.checked += 1;
                 report.max_abs_err = report.max_abs_err.max(err);
+                // Written as !(≤) so that a NaN on either side fails the check.
+                #[allow(clippy::neg_cmp_op_on_partial_ord)]
                 if !(err <= self.atol + self.rtol * a.abs().max(numeric.abs())) {
                     return Err(Error::Autograd(format!(
                         "gradcheck: input {i} {:?}, element {j}: analytic {a:.6e}, numeric {numeric:.6e} (|Δ| {err:.2e})",

@@ -262,7 +262,7 @@ impl Var {
     }
     pub fn split(&self, sizes: &[usize], dim: isize) -> Result<Vec<Var>> {
         let d = self.value().resolve_dim("split", dim)?;
-        if sizes.iter().sum::<usize>() != self.shape()[d] {
+        if sizes.iter().try_fold(0usize, |a, &s| a.checked_add(s)) != Some(self.shape()[d]) {
             return Err(Error::shape(
                 "split",
                 &[&self.shape()],

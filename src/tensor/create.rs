@@ -8,11 +8,14 @@ use crate::error::{Error, Result};
 impl Tensor {
     /// A tensor of `shape` holding `data` in row-major order.
     pub fn from_vec<T: Element>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
-        if data.len() != numel(shape) {
+        // Checked product: a shape from a file may be absurd; that is an error, not a panic.
+        let slots = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if slots != Some(data.len()) {
+            let slots = slots.map_or("more than usize::MAX".to_string(), |n| n.to_string());
             return Err(Error::shape(
                 "from_vec",
                 &[shape],
-                format!("{} elements given for {} slots", data.len(), numel(shape)),
+                format!("{} elements given for {slots} slots", data.len()),
             ));
         }
         Ok(Tensor::from_storage(T::wrap(data), shape))

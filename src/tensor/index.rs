@@ -215,7 +215,7 @@ impl Tensor {
     /// Views of consecutive pieces along `dim` with the given sizes (which must add up).
     pub fn split(&self, sizes: &[usize], dim: isize) -> Result<Vec<Tensor>> {
         let d = self.resolve_dim("split", dim)?;
-        if sizes.iter().sum::<usize>() != self.shape()[d] {
+        if sizes.iter().try_fold(0usize, |a, &s| a.checked_add(s)) != Some(self.shape()[d]) {
             return Err(Error::shape(
                 "split",
                 &[self.shape()],

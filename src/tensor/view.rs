@@ -64,13 +64,16 @@ impl Tensor {
     /// Elements `start..start+len` along `dim`.
     pub fn narrow(&self, dim: isize, start: usize, len: usize) -> Result<Tensor> {
         let d = self.resolve_dim("narrow", dim)?;
-        if start + len > self.shape()[d] {
+        // checked_add: a huge start or len is an error, not an overflow panic.
+        if start
+            .checked_add(len)
+            .is_none_or(|end| end > self.shape()[d])
+        {
             return Err(Error::shape(
                 "narrow",
                 &[self.shape()],
                 format!(
-                    "range {start}..{} past size {} of dim {d}",
-                    start + len,
+                    "range {start}..{start}+{len} past size {} of dim {d}",
                     self.shape()[d]
                 ),
             ));
