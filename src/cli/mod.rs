@@ -9,6 +9,7 @@ pub mod bench;
 pub mod mlp;
 pub mod cuda_check;
 pub mod embed;
+pub mod eval;
 pub mod generate;
 pub mod prepare;
 pub mod train;
@@ -36,6 +37,8 @@ pub enum Command {
     Train(train::Args),
     /// Generate text from a GPT, T5 or BART checkpoint, streaming tokens as they come.
     Generate(generate::Args),
+    /// Validation loss and perplexity of a checkpoint on a corpus.
+    Eval(eval::Args),
     /// Hidden states or pooled vectors of a pretrained BERT encoder, as JSON lines.
     Embed(embed::Args),
     /// Check the CUDA backend: driver, NVRTC, kernel compilation and a GEMM on the GPU.
@@ -50,6 +53,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::CudaCheck(a) => cuda_check::run(a),
         Command::Train(a) => train::run(a),
         Command::Embed(a) => embed::run(a),
+        Command::Eval(a) => eval::run(a),
         Command::Generate(a) => generate::run(a),
     }
 }

@@ -223,6 +223,7 @@ pub fn run(a: Args) -> Result<()> {
         data,
         out: a.out.clone(),
         resume: a.resume,
+        steps: a.steps,
         progress: !a.quiet,
         stop_after: a.stop_after,
     };

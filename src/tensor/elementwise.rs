@@ -144,8 +144,16 @@ impl Tensor {
             let lb = rhs.layout.broadcast_to(name, &shape)?;
             let a = self.storage_slice::<f32>(name)?;
             let b = rhs.storage_slice::<f32>(name)?;
-            for ((o, ia), ib) in out.iter_mut().zip(la.offsets()).zip(lb.offsets()) {
-                *o = op.apply(a[ia], b[ib]);
+            // Row by row along the last dim, each operand with its own (possibly 0) stride.
+            let (ra, n, sa) = la.rows();
+            let (rb, _, sb) = lb.rows();
+            for ((o, &ia), &ib) in out.chunks_mut(n.max(1)).zip(&ra).zip(&rb) {
+                match (sa, sb) {
+                    (1, 1) => o.iter_mut().zip(&a[ia..ia + n]).zip(&b[ib..ib + n]).for_each(|((o, &x), &y)| *o = op.apply(x, y)),
+                    (1, 0) => o.iter_mut().zip(&a[ia..ia + n]).for_each(|(o, &x)| *o = op.apply(x, b[ib])),
+                    (0, 1) => o.iter_mut().zip(&b[ib..ib + n]).for_each(|(o, &y)| *o = op.apply(a[ia], y)),
+                    _ => o.iter_mut().enumerate().for_each(|(j, o)| *o = op.apply(a[ia + j * sa], b[ib + j * sb])),
+                }
             }
         }
         Ok(Tensor::from_f32(out, &shape))

@@ -127,6 +127,36 @@ impl Layout {
     pub fn offsets(&self) -> StridedOffsets<'_> {
         StridedOffsets::new(self)
     }
+
+    /// The layout of the rows along the last dim: (offsets of each row's first element,
+    /// row length, stride within a row). A 0-d tensor is one row of one element.
+    pub fn rows(&self) -> (Vec<usize>, usize, usize) {
+        match self.shape.split_last() {
+            None => (vec![self.offset], 1, 1),
+            Some((&n, lead)) => {
+                let outer = Layout {
+                    shape: lead.to_vec(),
+                    strides: self.strides[..lead.len()].to_vec(),
+                    offset: self.offset,
+                };
+                (outer.offsets().collect(), n, self.strides[lead.len()])
+            }
+        }
+    }
+
+    /// Gather the elements of `src` in row-major order (a strided copy, row by row).
+    pub fn gather<T: Copy>(&self, src: &[T]) -> Vec<T> {
+        let (starts, n, stride) = self.rows();
+        let mut out = Vec::with_capacity(starts.len() * n);
+        for s in starts {
+            if stride == 1 {
+                out.extend_from_slice(&src[s..s + n]);
+            } else {
+                out.extend((0..n).map(|j| src[s + j * stride]));
+            }
+        }
+        out
+    }
 }
 
 /// Iterates the storage offsets of a layout in row-major element order.

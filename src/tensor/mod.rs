@@ -111,7 +111,7 @@ impl Tensor {
             let start = self.layout.offset;
             Ok(Cow::Borrowed(&data[start..start + self.numel()]))
         } else {
-            Ok(Cow::Owned(self.layout.offsets().map(|o| data[o]).collect()))
+            Ok(Cow::Owned(self.layout.gather(data)))
         }
     }
 
@@ -260,11 +260,11 @@ impl Tensor {
             return self.clone();
         }
         let storage = match &*self.storage {
-            CpuStorage::F32(v) => CpuStorage::F32(self.layout.offsets().map(|o| v[o]).collect()),
-            CpuStorage::BF16(v) => CpuStorage::BF16(self.layout.offsets().map(|o| v[o]).collect()),
-            CpuStorage::F16(v) => CpuStorage::F16(self.layout.offsets().map(|o| v[o]).collect()),
-            CpuStorage::I64(v) => CpuStorage::I64(self.layout.offsets().map(|o| v[o]).collect()),
-            CpuStorage::U32(v) => CpuStorage::U32(self.layout.offsets().map(|o| v[o]).collect()),
+            CpuStorage::F32(v) => CpuStorage::F32(self.layout.gather(v)),
+            CpuStorage::BF16(v) => CpuStorage::BF16(self.layout.gather(v)),
+            CpuStorage::F16(v) => CpuStorage::F16(self.layout.gather(v)),
+            CpuStorage::I64(v) => CpuStorage::I64(self.layout.gather(v)),
+            CpuStorage::U32(v) => CpuStorage::U32(self.layout.gather(v)),
         };
         Tensor::from_storage(storage, self.shape())
     }

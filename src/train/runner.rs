@@ -34,8 +34,10 @@ pub struct RunOptions {
     pub data: PathBuf,
     /// Run folder: checkpoint/, metrics.jsonl, loss.svg.
     pub out: PathBuf,
-    /// Continue from `out/checkpoint`.
+    /// Continue from `out/checkpoint` (its configuration, except `steps` when given).
     pub resume: bool,
+    /// On resume: train up to this many steps instead of the checkpoint's configured total.
+    pub steps: Option<u64>,
     pub progress: bool,
     /// Stop (as if interrupted, writing a checkpoint) after this many steps of this
     /// invocation — for tests of resuming.
@@ -97,7 +99,12 @@ fn clm_loss(model: &Model, x: &Tensor, y: &Tensor, dropout_rng: Option<&mut Rng>
     }
 }
 
-/// Mean validation loss over `eval_iters` fixed batches.
+/// Mean loss over the `cfg.eval_iters` fixed validation batches of `stream`.
+pub fn evaluate_stream(model: &Model, cfg: &TrainConfig, stream: &TokenStream) -> Result<f32> {
+    let mut data = ClmData::new(stream, cfg.seq_len)?;
+    evaluate(model, cfg, &mut data, stream)
+}
+
 fn evaluate(model: &Model, cfg: &TrainConfig, data: &mut ClmData, stream: &TokenStream) -> Result<f32> {
     no_grad(|| {
         let mut total = 0.0f64;
@@ -126,7 +133,7 @@ pub fn train(cfg: TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     let (model, mut opt, tokenizer, start, cfg, data_dir) = if opts.resume {
         let (model, opt, tok, state) = checkpoint::load(&checkpoint::checkpoint_dir(out))?;
         let mut c = state.config.clone();
-        c.steps = cfg.steps.max(state.step);
+        c.steps = opts.steps.unwrap_or(c.steps).max(state.step);
         (model, opt, tok, state.step, c, state.data)
     } else {
         let corpus = Corpus::open(&opts.data, None)?;
