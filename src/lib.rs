@@ -12,6 +12,7 @@ pub mod data;
 pub mod error;
 pub mod models;
 pub mod nn;
+pub mod objectives;
 pub mod optim;
 pub mod tensor;
 
