@@ -38,7 +38,8 @@ fn lengths_of(t: usize, density: f64, mean_span: f64) -> (usize, usize) {
 }
 
 /// HF `compute_input_and_target_lengths`: the longest raw length `T ≥ L` whose corrupted
-/// input fits `L` (grow `T` while `f(T+1).inputs ≤ L`), and its target length.
+/// input fits `L` (grow `T` while `f(T+1).inputs ≤ L`), and its target length. For tiny
+/// `L` (below 10) where even `f(L)` overflows, `T` first shrinks until `f(T) ≤ L`.
 /// 512 → (568, 114), 128 → (141, 29), 256 → (284, 58). With `d = 0.5` and
 /// `targets > inputs`, both shrink by one (HF's special case).
 pub fn compute_input_and_target_lengths(
@@ -47,6 +48,9 @@ pub fn compute_input_and_target_lengths(
     mean_span: f64,
 ) -> (usize, usize) {
     let mut t = inputs_length;
+    while t > 2 && lengths_of(t, density, mean_span).0 > inputs_length {
+        t -= 1;
+    }
     while lengths_of(t + 1, density, mean_span).0 <= inputs_length {
         t += 1;
     }
