@@ -61,7 +61,9 @@ fn collate_pads_inputs_and_labels() {
         .map(|p| (p.row, p.pos, p.target))
         .collect();
     assert_eq!(targets, vec![(0, 1, 3), (1, 0, 5), (1, 1, 6), (1, 2, 7)]);
-    let e = collate(&rows, 3, 0, Loss::CausalLm).unwrap_err().to_string();
+    let e = collate(&rows, 3, 0, Loss::CausalLm)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("row 1 has 4 tokens"), "{e}");
     let e = collate(&[(vec![1, 2], vec![1])], 3, 0, Loss::CausalLm)
         .unwrap_err()
@@ -84,10 +86,18 @@ fn token_labels_go_to_first_subwords() {
         align_token_labels(&word_ids, &labels, Some(&b_to_i)).unwrap(),
         vec![I, 3, 4, 1, 0, I]
     );
-    let e = align_token_labels(&[Some(3)], &labels, None).unwrap_err().to_string();
-    assert!(e.contains("token 0 belongs to word 3") && e.contains("3 word labels"), "{e}");
+    let e = align_token_labels(&[Some(3)], &labels, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("token 0 belongs to word 3") && e.contains("3 word labels"),
+        "{e}"
+    );
     let b = collate(
-        &[(vec![101, 7, 8, 102], align_token_labels(&word_ids[..4], &labels, None).unwrap())],
+        &[(
+            vec![101, 7, 8, 102],
+            align_token_labels(&word_ids[..4], &labels, None).unwrap(),
+        )],
         6,
         0,
         Loss::TokenClassification,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use objectives_util::*;
 use pretext::data::tokenizer::SpecialTokens;
 use pretext::objectives::{
-    create_instances_from_document, truncate_seq_pair, Clm, Example, Loss, Mlm, MlmConfig,
-    MlmNsp, Objective, ObjectiveTokens, WordTable, IGNORE,
+    create_instances_from_document, truncate_seq_pair, Clm, Example, Loss, Mlm, MlmConfig, MlmNsp,
+    Objective, ObjectiveTokens, WordTable, IGNORE,
 };
 use pretext::tensor::Rng;
 
@@ -27,7 +27,10 @@ fn clm_labels_are_inputs_and_padding_is_ignored() {
     let b = clm.build(&ex, &mut Rng::new(0)).unwrap();
     b.validate().unwrap();
     assert_eq!(b.loss, Loss::CausalLm);
-    assert_eq!(b.input_ids, vec![10, 11, 12, 13, 14, 15, 20, 21, 22, 0, 0, 0]);
+    assert_eq!(
+        b.input_ids,
+        vec![10, 11, 12, 13, 14, 15, 20, 21, 22, 0, 0, 0]
+    );
     assert_eq!(b.attention_mask, vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0]);
     assert_eq!(
         b.labels,
@@ -82,7 +85,10 @@ fn mlm_hand_worked_rows() {
         .build(&[Example::window(vec![10, 11, UNK])], &mut Rng::new(3))
         .unwrap();
     let m = MASK as i64;
-    assert_eq!(b.input_ids, vec![CLS as i64, m, m, UNK as i64, SEP as i64, 0]);
+    assert_eq!(
+        b.input_ids,
+        vec![CLS as i64, m, m, UNK as i64, SEP as i64, 0]
+    );
     assert_eq!(b.labels, vec![IGNORE, 10, 11, IGNORE, IGNORE, IGNORE]);
     assert_eq!(b.attention_mask, vec![1, 1, 1, 1, 1, 0]);
     assert!(b.token_type_ids.is_none());
@@ -121,9 +127,9 @@ fn mlm_selects_15_percent_and_splits_80_10_10() {
             })
             .collect();
         let b = m.build(&ex, &mut rng).unwrap();
-        for r in 0..b.batch {
+        for (r, e) in ex.iter().enumerate() {
             let (x, y) = (b.input_row(r), b.label_row(r));
-            let orig = match &ex[r] {
+            let orig = match e {
                 Example::Window(w) => &w.ids,
                 _ => unreachable!(),
             };
@@ -160,12 +166,17 @@ fn mlm_selects_15_percent_and_splits_80_10_10() {
         random as f64 / sel as f64,
         kept as f64 / sel as f64,
     );
-    eprintln!("mlm: {sel} of {cand} selected ({rate:.4}); mask {fm:.4} random {fr:.4} kept {fk:.4}");
+    eprintln!(
+        "mlm: {sel} of {cand} selected ({rate:.4}); mask {fm:.4} random {fr:.4} kept {fk:.4}"
+    );
     // ~15 000 selections: standard errors 0.0013 (rate), 0.0033 (mask), 0.0025 (random).
     assert!((rate - 0.15).abs() < 0.006, "selection rate {rate}");
     assert!((fm - 0.8).abs() < 0.015, "mask share {fm}");
     // A random draw equals the original with probability 1/V.
-    assert!((fr - 0.1 * (1.0 - 1.0 / V as f64)).abs() < 0.012, "random share {fr}");
+    assert!(
+        (fr - 0.1 * (1.0 - 1.0 / V as f64)).abs() < 0.012,
+        "random share {fr}"
+    );
     assert!((fk - 0.1).abs() < 0.012, "kept share {fk}");
 }
 
@@ -196,9 +207,7 @@ fn whole_word_masking_selects_whole_words_within_budget() {
             ids.push(7);
         }
         ids.truncate(seq - 2);
-        let b = m
-            .build(&[Example::window(ids.clone())], &mut rng)
-            .unwrap();
+        let b = m.build(&[Example::window(ids.clone())], &mut rng).unwrap();
         let y = b.label_row(0);
         // Words of the row (offset 1 for [CLS]); each is labelled entirely or not at all.
         let mut t = 0;
@@ -219,12 +228,16 @@ fn whole_word_masking_selects_whole_words_within_budget() {
         }
         // k = round(64 · 0.15) = 10 (len counts [CLS] and [SEP]); words that would
         // overflow k are skipped, so |S| ≤ k and rarely much below.
-        assert!(sel <= 10 && sel >= 6, "selected {sel}");
+        assert!((6..=10).contains(&sel), "selected {sel}");
         assert_eq!(y[0], IGNORE);
         assert_eq!(y[seq - 1], IGNORE);
         total_sel += sel;
     }
-    assert!(total_sel as f64 / 200.0 > 9.5, "mean selected {}", total_sel as f64 / 200.0);
+    assert!(
+        total_sel as f64 / 200.0 > 9.5,
+        "mean selected {}",
+        total_sel as f64 / 200.0
+    );
 }
 
 #[test]
@@ -273,10 +286,7 @@ fn nsp_layout_segments_and_labels() {
     let b = o.build(&ex, &mut Rng::new(1)).unwrap();
     b.validate().unwrap();
     assert_eq!(b.loss, Loss::MaskedLmNsp);
-    assert_eq!(
-        b.input_row(0),
-        &[2, 10, 11, 12, 3, 20, 21, 3, 0, 0, 0, 0]
-    );
+    assert_eq!(b.input_row(0), &[2, 10, 11, 12, 3, 20, 21, 3, 0, 0, 0, 0]);
     assert_eq!(
         &b.token_type_ids.as_ref().unwrap()[..12],
         &[0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0]
@@ -299,9 +309,15 @@ fn truncation_trims_the_longer_side() {
     truncate_seq_pair(&mut a, &mut b, 8, &mut rng);
     assert_eq!((a.len(), b.len()), (5, 3));
     assert_eq!(b, b0);
-    assert!(a0.windows(5).any(|w| w == a.as_slice()), "{a:?} is not a run of A");
+    assert!(
+        a0.windows(5).any(|w| w == a.as_slice()),
+        "{a:?} is not a run of A"
+    );
     // Both long: trimmed to equal lengths, ties trim B first.
-    let (mut a, mut b) = ((0..9).collect::<Vec<u32>>(), (100..110).collect::<Vec<u32>>());
+    let (mut a, mut b) = (
+        (0..9).collect::<Vec<u32>>(),
+        (100..110).collect::<Vec<u32>>(),
+    );
     truncate_seq_pair(&mut a, &mut b, 7, &mut rng);
     assert_eq!((a.len(), b.len()), (4, 3));
     // Front and back trims are both used.
@@ -388,7 +404,13 @@ fn mlm_nsp_masks_only_text_and_keeps_nsp_labels() {
     let o = MlmNsp::new(MlmConfig::new(40), &tokens()).unwrap();
     let mut data = Rng::new(5);
     let ex: Vec<Example> = (0..64)
-        .map(|i| Example::pair(random_ids(&mut data, 20), random_ids(&mut data, 25), i % 2 == 0))
+        .map(|i| {
+            Example::pair(
+                random_ids(&mut data, 20),
+                random_ids(&mut data, 25),
+                i % 2 == 0,
+            )
+        })
         .collect();
     let b = o.build(&ex, &mut Rng::new(6)).unwrap();
     let mut sel = 0;
@@ -414,7 +436,9 @@ fn mlm_nsp_masks_only_text_and_keeps_nsp_labels() {
 fn same_seed_same_batch() {
     let t = tokens();
     let mut data = Rng::new(1);
-    let windows: Vec<Example> = (0..8).map(|_| Example::window(random_ids(&mut data, 30))).collect();
+    let windows: Vec<Example> = (0..8)
+        .map(|_| Example::window(random_ids(&mut data, 30)))
+        .collect();
     let pairs: Vec<Example> = (0..8)
         .map(|_| Example::pair(random_ids(&mut data, 20), random_ids(&mut data, 20), false))
         .collect();
@@ -429,6 +453,8 @@ fn same_seed_same_batch() {
             assert_ne!(a.labels, c.labels, "{name}: seed ignored");
         }
     }
-    let e = Objective::from_name("xlnet", 32, &t).unwrap_err().to_string();
+    let e = Objective::from_name("xlnet", 32, &t)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("unknown objective `xlnet`"), "{e}");
 }

@@ -98,7 +98,11 @@ fn windows_and_sentence_pieces_come_from_the_stream() {
                     && (o + w.ids.len() == d.len() || starts.contains(&(o + w.ids.len())))
             })
         });
-        assert!(found, "piece not aligned to a document's sentences: {:?}", tok.decode(&w.ids));
+        assert!(
+            found,
+            "piece not aligned to a document's sentences: {:?}",
+            tok.decode(&w.ids)
+        );
         multi += (w.sentence_starts.len() > 1) as usize;
     }
     assert!(multi > 10, "only {multi} pieces with several sentences");
@@ -182,9 +186,14 @@ fn every_objective_builds_batches_from_a_corpus() {
 fn tiny_shakespeare_end_to_end() {
     let path = std::env::var("PRETEXT_SHAKESPEARE")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tinyshakespeare.txt"));
+        .unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tinyshakespeare.txt")
+        });
     if !path.is_file() {
-        eprintln!("skipped: {} is absent (set PRETEXT_SHAKESPEARE)", path.display());
+        eprintln!(
+            "skipped: {} is absent (set PRETEXT_SHAKESPEARE)",
+            path.display()
+        );
         return;
     }
     let out = tmpdir("shakespeare").join("corpus");

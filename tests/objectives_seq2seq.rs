@@ -7,8 +7,8 @@ use objectives_util::*;
 use pretext::objectives::denoise::permute_sentences;
 use pretext::objectives::span::{noise_counts, random_segmentation, random_spans_noise_mask};
 use pretext::objectives::{
-    compute_input_and_target_lengths, Denoise, DenoiseConfig, Example, Loss, Objective,
-    SpanConfig, SpanCorruption, Window, IGNORE,
+    compute_input_and_target_lengths, Denoise, DenoiseConfig, Example, Loss, Objective, SpanConfig,
+    SpanCorruption, Window, IGNORE,
 };
 use pretext::tensor::Rng;
 
@@ -22,7 +22,7 @@ fn t5_lengths_match_hf() {
 #[test]
 fn random_segmentation_is_a_composition() {
     let mut rng = Rng::new(1);
-    let mut first = vec![0usize; 9];
+    let mut first = [0usize; 9];
     for _ in 0..4000 {
         let s = random_segmentation(10, 3, &mut rng);
         assert_eq!(s.len(), 3);
@@ -31,10 +31,13 @@ fn random_segmentation_is_a_composition() {
         first[s[0]] += 1;
     }
     // Uniform over the C(9, 2) = 36 compositions: P(first = k) = (9 − k)/36.
-    for k in 1..=8 {
-        let p = first[k] as f64 / 4000.0;
+    for (k, &c) in first.iter().enumerate().skip(1) {
+        let p = c as f64 / 4000.0;
         let want = (9 - k) as f64 / 36.0;
-        assert!((p - want).abs() < 0.025, "P(first = {k}) = {p}, want {want}");
+        assert!(
+            (p - want).abs() < 0.025,
+            "P(first = {k}) = {p}, want {want}"
+        );
     }
     assert_eq!(random_segmentation(5, 5, &mut rng), vec![1; 5]);
     assert_eq!(random_segmentation(5, 1, &mut rng), vec![5]);
@@ -60,9 +63,12 @@ fn span(seq: usize) -> SpanCorruption {
     SpanCorruption::new(SpanConfig::new(seq), &tokens()).unwrap()
 }
 
+/// Runs of a row between sentinels, and the sentinels in order.
+type Runs = (Vec<Vec<i64>>, Vec<i64>);
+
 /// Kept runs of the inputs and noise spans of the labels, split at sentinels; the
 /// sentinels in order; checks both end with EOS.
-fn split(inputs: &[i64], labels: &[i64]) -> (Vec<Vec<i64>>, Vec<Vec<i64>>, Vec<i64>, Vec<i64>) {
+fn split(inputs: &[i64], labels: &[i64]) -> (Runs, Runs) {
     let runs = |row: &[i64]| {
         assert_eq!(*row.last().unwrap(), EOS as i64);
         let mut parts = vec![Vec::new()];
@@ -77,9 +83,7 @@ fn split(inputs: &[i64], labels: &[i64]) -> (Vec<Vec<i64>>, Vec<Vec<i64>>, Vec<i
         }
         (parts, sent)
     };
-    let (keep, s_in) = runs(inputs);
-    let (noise, s_lab) = runs(labels);
-    (keep, noise, s_in, s_lab)
+    (runs(inputs), runs(labels))
 }
 
 #[test]
@@ -103,7 +107,11 @@ fn t5_hand_worked_ten_tokens() {
 fn t5_batches_have_exact_lengths_ordered_sentinels_and_reconstruct() {
     let mut data = Rng::new(3);
     let mut rng = Rng::new(4);
-    for (seq, raw, target) in [(512usize, 568usize, 114usize), (128, 141, 29), (256, 284, 58)] {
+    for (seq, raw, target) in [
+        (512usize, 568usize, 114usize),
+        (128, 141, 29),
+        (256, 284, 58),
+    ] {
         let o = span(seq);
         assert_eq!((o.window_len(), o.target_len()), (raw, target));
         let ex: Vec<Example> = (0..6)
@@ -117,9 +125,9 @@ fn t5_batches_have_exact_lengths_ordered_sentinels_and_reconstruct() {
         assert!(b.attention_mask.iter().all(|&m| m == 1));
         assert!(b.labels.iter().all(|&l| l != IGNORE));
         let (n, s) = noise_counts(raw, 0.15, 3.0);
-        for r in 0..b.batch {
+        for (r, e) in ex.iter().enumerate() {
             let (x, y) = (b.input_row(r), b.label_row(r));
-            let (keep, noise, s_in, s_lab) = split(x, y);
+            let ((keep, s_in), (noise, s_lab)) = split(x, y);
             // <extra_id_0> = 199, <extra_id_1> = 198, …: descending from the top, in order.
             let want: Vec<i64> = (0..s as i64).map(|k| 199 - k).collect();
             assert_eq!(s_in, want);
@@ -135,7 +143,7 @@ fn t5_batches_have_exact_lengths_ordered_sentinels_and_reconstruct() {
                 back.extend(&noise[k + 1]);
             }
             assert!(keep[s].is_empty());
-            let raw_ids: Vec<i64> = match &ex[r] {
+            let raw_ids: Vec<i64> = match e {
                 Example::Window(w) => w.ids.iter().map(|&t| t as i64).collect(),
                 _ => unreachable!(),
             };
@@ -199,7 +207,10 @@ fn t5_needs_enough_sentinels() {
     let e = SpanCorruption::new(SpanConfig::new(512), &t)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("needs 28 sentinel") && e.contains("declares 10"), "{e}");
+    assert!(
+        e.contains("needs 28 sentinel") && e.contains("declares 10"),
+        "{e}"
+    );
     assert!(SpanCorruption::new(SpanConfig::new(128), &t).is_ok());
 }
 
@@ -231,14 +242,19 @@ fn bart_hand_worked_identity_and_permutation() {
         ids: vec![10, 11, 12, 20, 21, 30],
         sentence_starts: vec![0, 3, 5],
     };
-    let b = o.build(&[Example::Window(w.clone())], &mut Rng::new(0)).unwrap();
+    let b = o
+        .build(&[Example::Window(w.clone())], &mut Rng::new(0))
+        .unwrap();
     let row: Vec<i64> = vec![5, 10, 11, 12, 20, 21, 30, 6];
     assert_eq!(&b.input_row(0)[..8], &row[..]);
     assert!(b.input_row(0)[8..].iter().all(|&t| t == PAD as i64));
     assert_eq!(&b.label_row(0)[..8], &row[..]);
     assert!(b.label_row(0)[8..].iter().all(|&t| t == IGNORE));
     // Decoder inputs: </s> <s> w … (HF BART's decoder start is eos).
-    assert_eq!(&b.decoder_row(0).unwrap()[..9], &[6, 5, 10, 11, 12, 20, 21, 30, 6]);
+    assert_eq!(
+        &b.decoder_row(0).unwrap()[..9],
+        &[6, 5, 10, 11, 12, 20, 21, 30, 6]
+    );
     // Permutation only: the source is the sentences in `order`.
     cfg.permute_sentence_ratio = 1.0;
     let o = Denoise::new(cfg, &tokens()).unwrap();
@@ -352,7 +368,11 @@ fn bart_infilling_statistics() {
     }
     let k = draws.len() as f64;
     let mean = draws.iter().sum::<usize>() as f64 / k;
-    let var = draws.iter().map(|&l| (l as f64 - mean).powi(2)).sum::<f64>() / k;
+    let var = draws
+        .iter()
+        .map(|&l| (l as f64 - mean).powi(2))
+        .sum::<f64>()
+        / k;
     let zeros = draws.iter().filter(|&&l| l == 0).count() as f64 / k;
     eprintln!("bart long rows: {k} draws, mean {mean:.3}, variance {var:.3}, P(0) {zeros:.4}");
     // Standard error of the mean √(3/4000) ≈ 0.027.

@@ -126,7 +126,9 @@ impl Denoise {
             ("random_ratio", cfg.random_ratio),
         ] {
             if !(0.0..=1.0).contains(&p) {
-                return Err(Error::msg(format!("denoising: {name} = {p} is not in [0, 1]")));
+                return Err(Error::msg(format!(
+                    "denoising: {name} = {p} is not in [0, 1]"
+                )));
             }
         }
         if !(cfg.poisson_lambda > 0.0 && cfg.poisson_lambda <= 100.0) {
@@ -207,7 +209,12 @@ impl Denoise {
             out.span_lengths.push(l);
             total += l;
         }
-        let spans: Vec<usize> = out.span_lengths.iter().copied().filter(|&l| l > 0).collect();
+        let spans: Vec<usize> = out
+            .span_lengths
+            .iter()
+            .copied()
+            .filter(|&l| l > 0)
+            .collect();
         out.inserts = out.span_lengths.len() - spans.len();
         let starts: Vec<usize> = randperm(rng, n)[..spans.len()]
             .iter()
@@ -246,7 +253,10 @@ impl Denoise {
     /// `ceil(k·random_ratio)` of them a random token); the tokens fill the rest in order.
     fn insert(&self, tokens: &[u32], k: usize, rng: &mut Rng) -> Vec<u32> {
         let total = tokens.len() + k;
-        let positions: Vec<usize> = randperm(rng, total - 2)[..k].iter().map(|&i| i + 1).collect();
+        let positions: Vec<usize> = randperm(rng, total - 2)[..k]
+            .iter()
+            .map(|&i| i + 1)
+            .collect();
         let n_random = (k as f64 * self.cfg.random_ratio).ceil() as usize;
         let mut slot: Vec<Option<u32>> = vec![None; total];
         for (j, &p) in positions.iter().enumerate() {

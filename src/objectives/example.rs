@@ -126,7 +126,11 @@ mod tests {
             ids: vec![1; 10],
             sentence_starts: vec![5, 5],
         };
-        assert!(bad.sentences().unwrap_err().to_string().contains("sentence start 5"));
+        assert!(bad
+            .sentences()
+            .unwrap_err()
+            .to_string()
+            .contains("sentence start 5"));
         let bad = Window {
             ids: vec![1; 10],
             sentence_starts: vec![10],

@@ -19,7 +19,11 @@ use crate::error::{Error, Result};
 /// Token ids and labels of one prompt–completion example: `prompt ++ completion` (plus
 /// `eos` when given and the completion does not already end with it), labels −100 over
 /// the prompt.
-pub fn prompt_completion(prompt: &[u32], completion: &[u32], eos: Option<u32>) -> (Vec<i64>, Vec<i64>) {
+pub fn prompt_completion(
+    prompt: &[u32],
+    completion: &[u32],
+    eos: Option<u32>,
+) -> (Vec<i64>, Vec<i64>) {
     let mut ids: Vec<i64> = prompt.iter().chain(completion).map(|&t| t as i64).collect();
     if let Some(e) = eos {
         if completion.last() != Some(&e) {

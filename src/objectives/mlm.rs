@@ -70,7 +70,9 @@ pub struct Mlm {
 
 fn check_prob(name: &str, p: f64) -> Result<()> {
     if !(0.0..=1.0).contains(&p) {
-        return Err(Error::msg(format!("mlm: {name} = {p} is not a probability")));
+        return Err(Error::msg(format!(
+            "mlm: {name} = {p} is not a probability"
+        )));
     }
     Ok(())
 }
@@ -190,8 +192,7 @@ impl Mlm {
             row.extend(w.ids.iter().map(|&t| t as i64));
             row.extend(self.sep.map(i64::from));
             let pad = if row.len() < seq {
-                self.tokens
-                    .need(Role::Pad, "mlm (rows shorter than seq)")? as i64
+                self.tokens.need(Role::Pad, "mlm (rows shorter than seq)")? as i64
             } else {
                 0
             };

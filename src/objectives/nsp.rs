@@ -56,9 +56,9 @@ impl SentenceSource for [Vec<Vec<u32>>] {
     }
 
     fn sentences(&mut self, d: u64, _rng: &mut Rng) -> Result<Vec<Vec<u32>>> {
-        self.get(d as usize).cloned().ok_or_else(|| {
-            Error::msg(format!("nsp: document {d} of {}", self.len()))
-        })
+        self.get(d as usize)
+            .cloned()
+            .ok_or_else(|| Error::msg(format!("nsp: document {d} of {}", self.len())))
     }
 }
 
@@ -104,7 +104,10 @@ pub fn create_instances_from_document<S: SentenceSource + ?Sized>(
             } else {
                 1
             };
-            let a: Vec<u32> = chunk[..a_end].iter().flat_map(|s| s.iter().copied()).collect();
+            let a: Vec<u32> = chunk[..a_end]
+                .iter()
+                .flat_map(|s| s.iter().copied())
+                .collect();
             let mut b: Vec<u32> = Vec::new();
             let is_random_next = chunk.len() == 1 || rng.next_f64() < 0.5;
             if is_random_next {
@@ -129,7 +132,10 @@ pub fn create_instances_from_document<S: SentenceSource + ?Sized>(
                 // The sentences after A were not used: read them again.
                 i -= chunk.len() - a_end;
             } else {
-                b = chunk[a_end..].iter().flat_map(|s| s.iter().copied()).collect();
+                b = chunk[a_end..]
+                    .iter()
+                    .flat_map(|s| s.iter().copied())
+                    .collect();
             }
             if !a.is_empty() && !b.is_empty() {
                 instances.push(Pair {

@@ -26,8 +26,13 @@ const MAX_EMPTY_DOCS: usize = 1000;
 
 #[derive(Debug)]
 pub enum Sampler {
-    Windows { len: usize },
-    Sentences { max_tokens: usize, shard_starts: Vec<u64> },
+    Windows {
+        len: usize,
+    },
+    Sentences {
+        max_tokens: usize,
+        shard_starts: Vec<u64>,
+    },
     Pairs(PairSampler),
 }
 
@@ -88,7 +93,12 @@ impl Sampler {
     }
 
     /// `n` examples.
-    pub fn sample(&mut self, stream: &TokenStream, rng: &mut Rng, n: usize) -> Result<Vec<Example>> {
+    pub fn sample(
+        &mut self,
+        stream: &TokenStream,
+        rng: &mut Rng,
+        n: usize,
+    ) -> Result<Vec<Example>> {
         match self {
             Sampler::Windows { len } => (0..n)
                 .map(|_| {
@@ -125,13 +135,8 @@ impl PairSampler {
         let mut empty = 0;
         while self.pool.len() < n.max(self.pool_size) {
             let d = rng.below(stream.doc_count());
-            let inst = create_instances_from_document(
-                &mut docs,
-                d,
-                self.seq,
-                self.short_seq_prob,
-                rng,
-            )?;
+            let inst =
+                create_instances_from_document(&mut docs, d, self.seq, self.short_seq_prob, rng)?;
             if inst.is_empty() {
                 empty += 1;
                 if empty >= MAX_EMPTY_DOCS {

@@ -203,12 +203,8 @@ impl SpanCorruption {
                 self.sentinels.len()
             )));
         }
-        let mask = random_spans_noise_mask(
-            w.len(),
-            self.cfg.noise_density,
-            self.cfg.mean_span,
-            rng,
-        );
+        let mask =
+            random_spans_noise_mask(w.len(), self.cfg.noise_density, self.cfg.mean_span, rng);
         let mut inputs = Vec::with_capacity(self.cfg.seq);
         let mut labels = Vec::with_capacity(self.target_len);
         let mut span = 0;

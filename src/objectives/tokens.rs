@@ -135,9 +135,18 @@ mod tests {
         };
         let t = ObjectiveTokens::new(&st, 10).unwrap();
         let e = t.need(Role::Mask, "mlm").unwrap_err().to_string();
-        assert!(e.contains("mlm needs a mask token; the tokenizer declares none"), "{e}");
-        let e = t.need_sentinels(3, "span corruption").unwrap_err().to_string();
-        assert!(e.contains("needs 3 sentinel") && e.contains("declares 0"), "{e}");
+        assert!(
+            e.contains("mlm needs a mask token; the tokenizer declares none"),
+            "{e}"
+        );
+        let e = t
+            .need_sentinels(3, "span corruption")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("needs 3 sentinel") && e.contains("declares 0"),
+            "{e}"
+        );
     }
 
     #[test]
