@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use pretext::data::prepare::{prepare, Input, PrepareOptions, StreamSource, TokenizerSpec};
 use pretext::data::synth::SyntheticText;
+use pretext::data::Tokenizer;
 use pretext::data::{Corpus, TokenStream};
-use pretext::objectives::{Example, Objective, ObjectiveTokens, NAMES};
+use pretext::objectives::{render_row, Example, Objective, ObjectiveTokens, NAMES};
 use pretext::tensor::Rng;
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -147,7 +148,8 @@ fn nsp_pairs_from_the_stream() {
     assert!(share > 0.42 && share < 0.75, "random share {share}");
 }
 
-fn run_all(s: &TokenStream, t: &ObjectiveTokens, seq: usize, batch: usize) {
+fn run_all(s: &TokenStream, tok: &Tokenizer, seq: usize, batch: usize) {
+    let t = &ObjectiveTokens::from_tokenizer(tok).unwrap();
     for name in NAMES {
         let o = Objective::from_name(name, seq, t).unwrap();
         let run = |seed: u64| {
@@ -172,14 +174,21 @@ fn run_all(s: &TokenStream, t: &ObjectiveTokens, seq: usize, batch: usize) {
             "{name}: batch {batch}×{seq} in {ms:.2} ms, {} loss positions",
             a[0].loss_count()
         );
+        let view = render_row(&a[0], 0, |id| {
+            let s = tok
+                .id_to_token(id as u32)
+                .unwrap_or_else(|| format!("#{id}"));
+            s.replace('\n', "⏎")
+        });
+        assert!(view.contains("loss at"));
+        eprintln!("{view}");
     }
 }
 
 #[test]
 fn every_objective_builds_batches_from_a_corpus() {
     let c = synthetic_corpus("all");
-    let t = ObjectiveTokens::from_tokenizer(c.tokenizer.as_ref().unwrap()).unwrap();
-    run_all(&c.train, &t, 128, 16);
+    run_all(&c.train, c.tokenizer.as_ref().unwrap(), 128, 16);
 }
 
 #[test]
@@ -206,5 +215,5 @@ fn tiny_shakespeare_end_to_end() {
         c.train.doc_count(),
         t.vocab_size
     );
-    run_all(&c.train, &t, 256, 32);
+    run_all(&c.train, c.tokenizer.as_ref().unwrap(), 256, 32);
 }

@@ -17,6 +17,19 @@ fn t5_lengths_match_hf() {
     assert_eq!(compute_input_and_target_lengths(512, 0.15, 3.0), (568, 114));
     assert_eq!(compute_input_and_target_lengths(128, 0.15, 3.0), (141, 29));
     assert_eq!(compute_input_and_target_lengths(256, 0.15, 3.0), (284, 58));
+    // More values of HF's function (run in Python); below L = 13 HF's unclamped counts
+    // disagree with its own noise mask, and pretext shrinks T instead (8 → 7, not 8).
+    for (l, want) in [
+        (16, (17, 5)),
+        (20, (21, 5)),
+        (32, (34, 8)),
+        (64, (70, 14)),
+        (100, (110, 22)),
+        (1024, (1137, 229)),
+    ] {
+        assert_eq!(compute_input_and_target_lengths(l, 0.15, 3.0), want, "L = {l}");
+    }
+    assert_eq!(compute_input_and_target_lengths(8, 0.15, 3.0), (7, 3));
 }
 
 #[test]
