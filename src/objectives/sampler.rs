@@ -92,13 +92,29 @@ impl Sampler {
         }))
     }
 
-    /// `n` examples.
+    /// `n` examples from `stream` (the stream the sampler was made for).
     pub fn sample(
         &mut self,
         stream: &TokenStream,
         rng: &mut Rng,
         n: usize,
     ) -> Result<Vec<Example>> {
+        let fits = match self {
+            Sampler::Windows { len } => stream.len() >= *len as u64,
+            Sampler::Sentences { shard_starts, .. } => {
+                shard_starts.last() == Some(&stream.len())
+                    && shard_starts.len() == stream.shards().len() + 1
+            }
+            Sampler::Pairs(_) => stream.doc_count() >= 2,
+        };
+        if !fits {
+            return Err(Error::msg(format!(
+                "sampler: the stream ({} tokens in {} shards, {} documents) is not the one this sampler was made for",
+                stream.len(),
+                stream.shards().len(),
+                stream.doc_count()
+            )));
+        }
         match self {
             Sampler::Windows { len } => (0..n)
                 .map(|_| {
