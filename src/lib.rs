@@ -13,6 +13,7 @@ pub mod error;
 pub mod generate;
 pub mod models;
 pub mod nn;
+pub mod objectives;
 pub mod optim;
 pub mod tensor;
 pub mod train;
