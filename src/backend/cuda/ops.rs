@@ -381,7 +381,7 @@ impl<'e> Ops<'e> {
         .arg(Arg::i64(g.ldb as i64))
         .arg(Arg::i64(g.stride_b as i64))
         .arg(Arg::i32(g.trans_b as i32))
-        .buf(c)
+        .out("c", c)
         .arg(Arg::i64(g.ldc as i64))
         .arg(Arg::i64(g.stride_c as i64))
         .arg(Arg::f32(g.alpha))
@@ -416,7 +416,7 @@ impl<'e> Ops<'e> {
             .arg(Arg::i64(n as i64))
             .buf(a)
             .buf(b)
-            .buf(y)
+            .out("y", y)
             .arg(Arg::by_value(&p));
         self.run(call)
     }
@@ -440,7 +440,7 @@ impl<'e> Ops<'e> {
         let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0)
             .arg(Arg::i64(n as i64))
             .buf(src)
-            .buf(y)
+            .out("y", y)
             .arg(Arg::by_value(&p));
         self.run(call)
     }
@@ -461,7 +461,7 @@ impl<'e> Ops<'e> {
             .arg(Arg::i32(op as i32))
             .arg(Arg::i64(n as i64))
             .buf(x)
-            .buf(y)
+            .out("y", y)
             .arg(Arg::f32(alpha));
         self.run(call)
     }
@@ -483,7 +483,7 @@ impl<'e> Ops<'e> {
             .arg(Arg::f32(alpha))
             .buf(x)
             .arg(Arg::f32(beta))
-            .buf(y);
+            .out("y", y);
         self.run(call)
     }
 
@@ -492,7 +492,7 @@ impl<'e> Ops<'e> {
         need(name, "y", y, n)?;
         let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0)
             .arg(Arg::i64(n as i64))
-            .buf(y)
+            .out("y", y)
             .arg(Arg::f32(value));
         self.run(call)
     }
@@ -505,7 +505,7 @@ impl<'e> Ops<'e> {
         let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0)
             .arg(Arg::i64(n as i64))
             .buf(x)
-            .buf(y);
+            .out("y", y);
         self.run(call)
     }
 
@@ -516,7 +516,7 @@ impl<'e> Ops<'e> {
         let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0)
             .arg(Arg::i64(n as i64))
             .buf(x)
-            .buf(y);
+            .out("y", y);
         self.run(call)
     }
 
@@ -540,7 +540,7 @@ impl<'e> Ops<'e> {
             .arg(Arg::i32(to_i32(name, "rows", rows)?))
             .arg(Arg::i32(to_i32(name, "cols", cols)?))
             .buf(x)
-            .buf(y)
+            .out("y", y)
             .arg(Arg::f32(alpha))
             .arg(Arg::f32(beta));
         self.run(call)
@@ -566,7 +566,7 @@ impl<'e> Ops<'e> {
             .arg(Arg::i32(to_i32(name, "rows", rows)?))
             .arg(Arg::i32(to_i32(name, "cols", cols)?))
             .buf(x)
-            .buf(y)
+            .out("y", y)
             .arg(Arg::f32(alpha))
             .arg(Arg::f32(beta));
         self.run(call)
@@ -581,7 +581,7 @@ impl<'e> Ops<'e> {
         let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0)
             .arg(Arg::i64(n as i64))
             .buf(x)
-            .buf(out)
+            .out("out", out)
             .arg(Arg::f32(alpha));
         self.run(call)
     }
@@ -637,7 +637,7 @@ impl<'e> Ops<'e> {
             .arg(Arg::i32(to_i32(name, "rows", rows)?))
             .arg(Arg::i32(to_i32(name, "cols", cols)?))
             .buf(x)
-            .buf(y)
+            .out("y", y)
             .arg(Arg::f32(scale))
             .buf(mask)
             .arg(Arg::i32(mask_rows.max(1) as i32))
@@ -668,7 +668,7 @@ impl<'e> Ops<'e> {
             .arg(Arg::i32(to_i32(name, "cols", cols)?))
             .buf(y)
             .buf(dy)
-            .buf(dx)
+            .out("dx", dx)
             .arg(Arg::f32(scale));
         self.run(call)
     }
@@ -703,9 +703,9 @@ impl<'e> Ops<'e> {
             .buf(x)
             .buf(gamma)
             .buf(beta)
-            .buf(y)
-            .buf(mean)
-            .buf(rstd)
+            .out("y", y)
+            .out("mean", mean)
+            .out("rstd", rstd)
             .arg(Arg::f32(eps));
         self.run(call)
     }
@@ -755,9 +755,9 @@ impl<'e> Ops<'e> {
         .buf(gamma)
         .buf(mean)
         .buf(rstd)
-        .buf(dx)
-        .buf(dgamma)
-        .buf(dbeta);
+        .out("dx", dx)
+        .out("dgamma", dgamma)
+        .out("dbeta", dbeta);
         self.run(call)
     }
 
@@ -786,8 +786,8 @@ impl<'e> Ops<'e> {
             .arg(Arg::i32(to_i32(name, "C", c)?))
             .buf(x)
             .buf(gamma)
-            .buf(y)
-            .buf(rstd)
+            .out("y", y)
+            .out("rstd", rstd)
             .arg(Arg::f32(eps));
         self.run(call)
     }
@@ -832,8 +832,8 @@ impl<'e> Ops<'e> {
         .buf(x)
         .buf(gamma)
         .buf(rstd)
-        .buf(dx)
-        .buf(dgamma);
+        .out("dx", dx)
+        .out("dgamma", dgamma);
         self.run(call)
     }
 
@@ -846,7 +846,7 @@ impl<'e> Ops<'e> {
             .arg(Arg::i32(act as i32))
             .arg(Arg::i64(n as i64))
             .buf(x)
-            .buf(y);
+            .out("y", y);
         self.run(call)
     }
 
@@ -868,7 +868,7 @@ impl<'e> Ops<'e> {
             .arg(Arg::i64(n as i64))
             .buf(x)
             .buf(dy)
-            .buf(dx);
+            .out("dx", dx);
         self.run(call)
     }
 
@@ -895,7 +895,7 @@ impl<'e> Ops<'e> {
             .arg(Arg::i32(to_i32(name, "cols", cols)?))
             .buf(x)
             .buf(bias)
-            .buf(y);
+            .out("y", y);
         self.run(call)
     }
 
@@ -926,7 +926,7 @@ impl<'e> Ops<'e> {
             .buf(x)
             .buf(bias)
             .buf(dy)
-            .buf(dx);
+            .out("dx", dx);
         self.run(call)
     }
 
@@ -958,8 +958,8 @@ impl<'e> Ops<'e> {
             .arg(Arg::i32(to_i32(name, "V", vocab)?))
             .buf(ids)
             .buf(table)
-            .buf(out)
-            .buf(flag);
+            .out("out", out)
+            .out("flag", flag);
         self.run(call)?;
         match self.ex.read_flag(flag)? {
             0 => Ok(()),
@@ -996,7 +996,7 @@ impl<'e> Ops<'e> {
             .arg(Arg::i32(to_i32(name, "V", vocab)?))
             .buf(ids)
             .buf(dout)
-            .buf(dtable);
+            .out("dtable", dtable);
         self.run(call)
     }
 
@@ -1036,10 +1036,10 @@ impl<'e> Ops<'e> {
             .buf(logits)
             .buf(targets)
             .arg(Arg::i32(ignore_index))
-            .buf(loss)
-            .buf(lse)
-            .buf(valid)
-            .buf(flag);
+            .out("loss", loss)
+            .out("lse", lse)
+            .out("valid", valid)
+            .out("flag", flag);
         self.run(call)?;
         match self.ex.read_flag(flag)? {
             0 => Ok(()),
@@ -1080,7 +1080,7 @@ impl<'e> Ops<'e> {
             .buf(lse)
             .buf(dloss)
             .buf(count)
-            .buf(dlogits);
+            .out("dlogits", dlogits);
         self.run(call)
     }
 
@@ -1108,10 +1108,10 @@ impl<'e> Ops<'e> {
         let bc2 = 1.0 - hp.beta2.powi(step as i32);
         let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0)
             .arg(Arg::i64(n as i64))
-            .buf(p)
+            .out("p", p)
             .buf(grad)
-            .buf(m)
-            .buf(v)
+            .out("m", m)
+            .out("v", v)
             .arg(Arg::f32(hp.lr))
             .arg(Arg::f32(hp.beta1))
             .arg(Arg::f32(hp.beta2))
@@ -1146,7 +1146,7 @@ impl<'e> Ops<'e> {
         let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0)
             .arg(Arg::i64(n as i64))
             .buf(x)
-            .buf(y)
+            .out("y", y)
             .arg(Arg::f32(p))
             .arg(Arg::u64(seed))
             .arg(Arg::u64(offset));
@@ -1169,6 +1169,7 @@ impl<'e> Ops<'e> {
     ) -> Result<()> {
         let name = "attn_fwd_f32";
         a.check(name)?;
+        writable(name, &[("o", o.writable), ("lse", lse.writable)])?;
         need(name, "q", q, a.extent(a.q_strides, a.tq))?;
         need(name, "k", k, a.extent(a.k_strides, a.tk))?;
         need(name, "v", v, a.extent(a.v_strides, a.tk))?;
@@ -1215,6 +1216,17 @@ impl<'e> Ops<'e> {
     ) -> Result<()> {
         let name = "attn_bwd_f32";
         a.check(name)?;
+        let dbias_w = dbias.writable || dbias.is_null();
+        writable(
+            name,
+            &[
+                ("delta", delta.writable),
+                ("dq", dq.writable),
+                ("dk", dk.writable),
+                ("dv", dv.writable),
+                ("dbias", dbias_w),
+            ],
+        )?;
         need(name, "q", q, a.extent(a.q_strides, a.tq))?;
         need(name, "k", k, a.extent(a.k_strides, a.tk))?;
         need(name, "v", v, a.extent(a.v_strides, a.tk))?;
@@ -1300,6 +1312,16 @@ pub struct AdamW {
     pub beta2: f32,
     pub eps: f32,
     pub weight_decay: f32,
+}
+
+fn writable(op: &'static str, outs: &[(&str, bool)]) -> Result<()> {
+    match outs.iter().find(|(_, w)| !w) {
+        None => Ok(()),
+        Some((what, _)) => Err(Error::Device {
+            op,
+            msg: format!("output `{what}` was passed as a read-only view (DSlice::input)"),
+        }),
+    }
 }
 
 fn bias_extent(a: &Attn) -> usize {
