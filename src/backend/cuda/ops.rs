@@ -322,6 +322,18 @@ impl<'e> Ops<'e> {
         self.gemm("gemm_bf16", g, a, b, c)
     }
 
+    /// Batched GEMM on f32 operands computed on tensor cores: A and B are rounded to bf16 as
+    /// they are staged (autocast), accumulation and C stay f32.
+    pub fn gemm_bf16_autocast(
+        &self,
+        g: &Gemm,
+        a: &DSlice<f32>,
+        b: &DSlice<f32>,
+        c: &DSlice<f32>,
+    ) -> Result<()> {
+        self.gemm("gemm_bf16_autocast", g, a, b, c)
+    }
+
     fn gemm<T: Elem>(
         &self,
         kernel: &'static str,

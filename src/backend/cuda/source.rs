@@ -55,7 +55,7 @@ pub const SOURCES: &[KernelSource] = &[
         ]
     ),
     src!("embedding", ["embedding_fwd_f32", "embedding_bwd_f32"]),
-    src!("gemm", ["gemm_f32", "gemm_bf16"]),
+    src!("gemm", ["gemm_f32", "gemm_bf16", "gemm_bf16_autocast"]),
     src!(
         "layernorm",
         [
