@@ -1166,20 +1166,21 @@ impl<'e> Ops<'e> {
     }
 
     /// Flash attention forward: writes o and lse (`[B, H, Tq]`). `bias` (additive, addressed by
-    /// `a.bias_strides`) and `key_mask` (`[B, Tk]`, 1 = attend) may be null.
+    /// `a.bias_strides`) and `key_mask` (`[B, Tk]`, 1 = attend) may be null. q, k, v are f32,
+    /// or bf16 (`u16`, mixed precision: read as bf16, computed and written in f32).
     #[allow(clippy::too_many_arguments)]
-    pub fn attention(
+    pub fn attention<T: Elem>(
         &self,
         a: &Attn,
-        q: &DSlice<f32>,
-        k: &DSlice<f32>,
-        v: &DSlice<f32>,
+        q: &DSlice<T>,
+        k: &DSlice<T>,
+        v: &DSlice<T>,
         bias: &DSlice<f32>,
         key_mask: &DSlice<u8>,
         o: &DSlice<f32>,
         lse: &DSlice<f32>,
     ) -> Result<()> {
-        let name = "attn_fwd_f32";
+        let name = attn_kernel::<T>("attn_fwd_f32", "attn_fwd_bf16")?;
         a.check(name)?;
         writable(name, &[("o", o.writable), ("lse", lse.writable)])?;
         need(name, "q", q, a.extent(a.q_strides, a.tq))?;
@@ -1209,12 +1210,12 @@ impl<'e> Ops<'e> {
     /// `delta` is `[B, H, Tq]` scratch. Writes dk, dv (contiguous `[B, H, Tk, D]`), overwrites
     /// dq (contiguous `[B, H, Tq, D]`) and accumulates into dbias if given.
     #[allow(clippy::too_many_arguments)]
-    pub fn attention_bwd(
+    pub fn attention_bwd<T: Elem>(
         &self,
         a: &Attn,
-        q: &DSlice<f32>,
-        k: &DSlice<f32>,
-        v: &DSlice<f32>,
+        q: &DSlice<T>,
+        k: &DSlice<T>,
+        v: &DSlice<T>,
         bias: &DSlice<f32>,
         key_mask: &DSlice<u8>,
         o: &DSlice<f32>,
@@ -1226,7 +1227,7 @@ impl<'e> Ops<'e> {
         dv: &DSlice<f32>,
         dbias: &DSlice<f32>,
     ) -> Result<()> {
-        let name = "attn_bwd_f32";
+        let name = attn_kernel::<T>("attn_bwd_f32", "attn_bwd_bf16")?;
         a.check(name)?;
         let dbias_w = dbias.writable || dbias.is_null();
         writable(
@@ -1324,6 +1325,19 @@ pub struct AdamW {
     pub beta2: f32,
     pub eps: f32,
     pub weight_decay: f32,
+}
+
+/// The attention kernel for q/k/v element type T: f32 or bf16.
+fn attn_kernel<T: Elem>(f32_name: &'static str, bf16_name: &'static str) -> Result<&'static str> {
+    match T::NAME {
+        "f32" => Ok(f32_name),
+        "bf16" => Ok(bf16_name),
+        other => Err(Error::DType {
+            op: "attention",
+            expected: "f32 or bf16".into(),
+            got: other.into(),
+        }),
+    }
 }
 
 fn writable(op: &'static str, outs: &[(&str, bool)]) -> Result<()> {

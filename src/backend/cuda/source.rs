@@ -38,7 +38,13 @@ pub const SOURCES: &[KernelSource] = &[
     ),
     src!(
         "attention",
-        ["attn_fwd_f32", "attn_bwd_delta_f32", "attn_bwd_f32"]
+        [
+            "attn_fwd_f32",
+            "attn_fwd_bf16",
+            "attn_bwd_delta_f32",
+            "attn_bwd_f32",
+            "attn_bwd_bf16"
+        ]
     ),
     src!("cross_entropy", ["ce_fwd_f32", "ce_bwd_f32"]),
     src!("dropout", ["dropout_f32"]),
