@@ -193,3 +193,27 @@ fn read_only_views_are_refused_as_outputs() {
     );
     assert_eq!(y, vec![0.0f32; 8]);
 }
+
+#[test]
+fn warp_intrinsics_follow_cuda_semantics() {
+    let mut out = vec![0i32; 32 * 8];
+    let call = KernelCall::new("warp_ops", (1, 1, 1), (32, 1, 1), 0).buf(&DSlice::output(&mut out));
+    EmuExecutor::new(Schedule::WarpOrdered)
+        .launch(&call)
+        .unwrap();
+    let ballot = (0..32).filter(|l| l % 3 == 0).fold(0u32, |m, l| m | 1 << l) as i32;
+    for lane in 0..32i32 {
+        let got = &out[lane as usize * 8..lane as usize * 8 + 8];
+        let want = [
+            ballot,
+            if lane >= 1 { lane - 1 } else { lane },
+            if lane + 2 < 32 { lane + 2 } else { lane },
+            7,
+            1,
+            1,
+            lane ^ 1,
+            (lane & !7) + 3,
+        ];
+        assert_eq!(got, &want, "lane {lane}");
+    }
+}

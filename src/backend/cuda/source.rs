@@ -88,7 +88,7 @@ pub const SOURCES: &[KernelSource] = &[
 pub const TEST_SOURCES: &[KernelSource] = &[KernelSource {
     name: "race",
     text: include_str!("../../../kernels/test/race.cu"),
-    kernels: &["race_tile_sum", "sync_misuse"],
+    kernels: &["race_tile_sum", "sync_misuse", "warp_ops"],
 }];
 
 impl KernelSource {
