@@ -46,9 +46,9 @@ pub struct AttnParams {
     pub scale: f32,
     pub pad: i32,
 }
+
 // SAFETY: repr(C), 13 u64 + 15 i64 + 8 four-byte fields = 256 bytes with no padding; matches
 // `struct AttnParams`.
-
 unsafe impl KernelStruct for AttnParams {}
 
 /// Shape and strides of one attention call. Strides are (batch, head, time) in elements; the

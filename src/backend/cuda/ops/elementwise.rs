@@ -40,8 +40,8 @@ pub struct Bcast {
     pub sa: [i64; 6],
     pub sb: [i64; 6],
 }
-// SAFETY: repr(C), two i32 then i64 arrays: no padding; matches `struct Bcast`.
 
+// SAFETY: repr(C), two i32 then i64 arrays: no padding; matches `struct Bcast`.
 unsafe impl KernelStruct for Bcast {}
 
 impl Ops<'_> {
