@@ -68,6 +68,16 @@ fn main() {
                 .unwrap()
         });
         report(&torch, &format!("matmul_bf16_{m}x{n}x{k}"), ms, flops);
+        let ms = time_ms(&dev, 10, || {
+            ops.gemm_bf16_autocast(&g, &a.slice(), &b.slice(), &c.slice())
+                .unwrap()
+        });
+        report(
+            &torch,
+            &format!("matmul_bf16_autocast_{m}x{n}x{k}"),
+            ms,
+            flops,
+        );
     }
     for (b, h, t, d) in [(8, 12, 1024, 64), (4, 16, 2048, 64)] {
         let a = Attn::contiguous(b, h, t, t, d, true);

@@ -7,14 +7,15 @@
 //   dq_i = scale * sum_j ds_ij k_j,  dk_j = scale * sum_i ds_ij q_i,  dbias_ij += ds_ij.
 // Layout: q, k, v, o, dout addressed through (batch, head, time) strides with the head dimension
 // D contiguous, so [B, H, T, D] and [B, T, H, D] (a view of a fused QKV projection) both work
-// without copies. lse and delta are contiguous [B, H, Tq]; dq is contiguous [B, H, Tq, D] and
+// without copies. The _bf16 kernels read q, k, v as bf16 (mixed precision); everything else,
+// and all arithmetic, stays f32. lse and delta are contiguous [B, H, Tq]; dq is contiguous [B, H, Tq, D] and
 // dk, dv contiguous [B, H, Tk, D]. D <= 128.
 #include "common.cuh"
 
 struct AttnParams {
-    const float *q;
-    const float *k;
-    const float *v;
+    const void *q;      // f32, or bf16 bits for the _bf16 kernels
+    const void *k;
+    const void *v;
     float *o;
     float *lse;
     const float *bias;  // null, or additive bias addressed by bias_sb, bias_sh, bias_sq (key stride 1)
@@ -36,6 +37,9 @@ struct AttnParams {
     int pad;
 };
 
+static __device__ __forceinline__ float ld_f32(const float *p, i64 i) { return p[i]; }
+static __device__ __forceinline__ float ld_f32(const u16 *p, i64 i) { return bf16_to_f32(p[i]); }
+
 #define FA_BR 16  // query rows per forward block (4 warps x 4 rows)
 #define FA_BC 32  // keys per tile (one per lane)
 
@@ -48,18 +52,19 @@ static __device__ __forceinline__ bool key_visible(const AttnParams &p, int b, i
 
 // grid (ceil(Tq / 16), B * H), block 128, dynamic shared memory
 // (16 * D + 32 * (D + 1) + 32 * D) floats.
-extern "C" __global__ void __launch_bounds__(128) attn_fwd_f32(AttnParams p) {
+template <class TI>
+static __device__ __forceinline__ void attn_fwd(const AttnParams &p) {
     extern __shared__ float smem[];
     const int D = p.D, ks = D + 1;
     float *Qs = smem, *Ks = Qs + FA_BR * D, *Vs = Ks + FA_BC * ks;
     int bh = blockIdx.y, b = bh / p.H, h = bh % p.H;
     int q0 = blockIdx.x * FA_BR, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const float *q = p.q + b * p.q_sb + h * p.q_sh;
-    const float *k = p.k + b * p.k_sb + h * p.k_sh;
-    const float *v = p.v + b * p.v_sb + h * p.v_sh;
+    const TI *q = (const TI *)p.q + b * p.q_sb + h * p.q_sh;
+    const TI *k = (const TI *)p.k + b * p.k_sb + h * p.k_sh;
+    const TI *v = (const TI *)p.v + b * p.v_sb + h * p.v_sh;
     for (int e = threadIdx.x; e < FA_BR * D; e += blockDim.x) {
         int r = e / D, d = e % D;
-        Qs[e] = q0 + r < p.Tq ? q[(i64)(q0 + r) * p.q_st + d] : 0.0f;
+        Qs[e] = q0 + r < p.Tq ? ld_f32(q, (i64)(q0 + r) * p.q_st + d) : 0.0f;
     }
     float o[4][4], m[4], l[4];
 #pragma unroll
@@ -75,8 +80,8 @@ extern "C" __global__ void __launch_bounds__(128) attn_fwd_f32(AttnParams p) {
         for (int e = threadIdx.x; e < FA_BC * D; e += blockDim.x) {
             int j = e / D, d = e % D;
             bool in = k0 + j < p.Tk;
-            Ks[j * ks + d] = in ? k[(i64)(k0 + j) * p.k_st + d] : 0.0f;
-            Vs[j * D + d] = in ? v[(i64)(k0 + j) * p.v_st + d] : 0.0f;
+            Ks[j * ks + d] = in ? ld_f32(k, (i64)(k0 + j) * p.k_st + d) : 0.0f;
+            Vs[j * D + d] = in ? ld_f32(v, (i64)(k0 + j) * p.v_st + d) : 0.0f;
         }
         __syncthreads();
         int j = k0 + lane;
@@ -124,6 +129,10 @@ extern "C" __global__ void __launch_bounds__(128) attn_fwd_f32(AttnParams p) {
     }
 }
 
+extern "C" __global__ void __launch_bounds__(128) attn_fwd_f32(AttnParams p) { attn_fwd<float>(p); }
+// q, k, v as bf16 (autocast): staged to f32 in shared memory, computed and written in f32.
+extern "C" __global__ void __launch_bounds__(128) attn_fwd_bf16(AttnParams p) { attn_fwd<u16>(p); }
+
 // delta[bh, i] = dout_i . o_i; one warp per query row, blockDim.x = 32 * rows per block,
 // grid (ceil(Tq / rows per block), B * H).
 extern "C" __global__ void attn_bwd_delta_f32(AttnParams p) {
@@ -140,22 +149,23 @@ extern "C" __global__ void attn_bwd_delta_f32(AttnParams p) {
 // One warp per tile of 32 keys (lane j owns key k0 + j), looping over the query rows that can
 // see the tile. grid (ceil(Tk / 32), B * H), block 32, dynamic shared memory
 // (4 * 32 * (D + 1) + 2 * D) floats: K, V, dK, dV tiles and the current q_i, do_i rows.
-extern "C" __global__ void __launch_bounds__(32) attn_bwd_f32(AttnParams p) {
+template <class TI>
+static __device__ __forceinline__ void attn_bwd(const AttnParams &p) {
     extern __shared__ float smem[];
     const int D = p.D, ks = D + 1;
     float *Ks = smem, *Vs = Ks + FA_BC * ks, *dKs = Vs + FA_BC * ks, *dVs = dKs + FA_BC * ks;
     float *qrow = dVs + FA_BC * ks, *dorow = qrow + D;
     int bh = blockIdx.y, b = bh / p.H, h = bh % p.H;
     int k0 = blockIdx.x * FA_BC, lane = threadIdx.x, j = k0 + lane;
-    const float *q = p.q + b * p.q_sb + h * p.q_sh;
-    const float *k = p.k + b * p.k_sb + h * p.k_sh;
-    const float *v = p.v + b * p.v_sb + h * p.v_sh;
+    const TI *q = (const TI *)p.q + b * p.q_sb + h * p.q_sh;
+    const TI *k = (const TI *)p.k + b * p.k_sb + h * p.k_sh;
+    const TI *v = (const TI *)p.v + b * p.v_sb + h * p.v_sh;
     const float *dout = p.dout + b * p.o_sb + h * p.o_sh;
     for (int e = lane; e < FA_BC * D; e += 32) {
         int jj = e / D, d = e % D;
         bool in = k0 + jj < p.Tk;
-        Ks[jj * ks + d] = in ? k[(i64)(k0 + jj) * p.k_st + d] : 0.0f;
-        Vs[jj * ks + d] = in ? v[(i64)(k0 + jj) * p.v_st + d] : 0.0f;
+        Ks[jj * ks + d] = in ? ld_f32(k, (i64)(k0 + jj) * p.k_st + d) : 0.0f;
+        Vs[jj * ks + d] = in ? ld_f32(v, (i64)(k0 + jj) * p.v_st + d) : 0.0f;
         dKs[jj * ks + d] = 0.0f;
         dVs[jj * ks + d] = 0.0f;
     }
@@ -163,7 +173,7 @@ extern "C" __global__ void __launch_bounds__(32) attn_bwd_f32(AttnParams p) {
     for (int i = p.causal ? k0 : 0; i < p.Tq; i++) {
         __syncwarp();  // every lane is done with the previous qrow/dorow (and the tiles are loaded)
         for (int d = lane; d < D; d += 32) {
-            qrow[d] = q[(i64)i * p.q_st + d];
+            qrow[d] = ld_f32(q, (i64)i * p.q_st + d);
             dorow[d] = dout[(i64)i * p.o_st + d];
         }
         __syncwarp();
@@ -212,3 +222,6 @@ extern "C" __global__ void __launch_bounds__(32) attn_bwd_f32(AttnParams p) {
         }
     }
 }
+
+extern "C" __global__ void __launch_bounds__(32) attn_bwd_f32(AttnParams p) { attn_bwd<float>(p); }
+extern "C" __global__ void __launch_bounds__(32) attn_bwd_bf16(AttnParams p) { attn_bwd<u16>(p); }

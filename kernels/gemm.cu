@@ -10,6 +10,8 @@
 //            mma.sync m16n8k16 (sm_80+). 64x64 tile per 128-thread block (2x2 warps, each warp
 //            a 32x32 sub-tile = 2 x 4 mma tiles), K in steps of 16. A is staged as [m][k] and
 //            B as [n][k] in shared memory so both fragments read pairs along k.
+// gemm_bf16_autocast: the same with f32 A and B, rounded to bf16 while staging (mixed precision
+//            with f32 master weights: no bf16 copies of the operands).
 #include "common.cuh"
 
 #define BM 64
@@ -74,10 +76,16 @@ extern "C" __global__ void __launch_bounds__(256)
     }
 }
 
-extern "C" __global__ void __launch_bounds__(128)
-    gemm_bf16(int M, int N, int K, const u16 *__restrict__ A, i64 lda, i64 stride_a, int trans_a,
-              const u16 *__restrict__ B, i64 ldb, i64 stride_b, int trans_b, float *__restrict__ C,
-              i64 ldc, i64 stride_c, float alpha, float beta) {
+static __device__ __forceinline__ u16 to_bf16_bits(u16 x) { return x; }
+static __device__ __forceinline__ u16 to_bf16_bits(float x) { return f32_to_bf16(x); }
+
+// The tensor-core GEMM for either input type: bf16 bits are staged as they are, f32 inputs are
+// rounded to bf16 (nearest even) on their way into shared memory (autocast without a copy).
+template <class TI>
+static __device__ __forceinline__ void gemm_tc(int M, int N, int K, const TI *__restrict__ A, i64 lda,
+                                               i64 stride_a, int trans_a, const TI *__restrict__ B, i64 ldb,
+                                               i64 stride_b, int trans_b, float *__restrict__ C, i64 ldc,
+                                               i64 stride_c, float alpha, float beta) {
     // Rows padded by 8 halves so fragment reads of consecutive rows fall in different banks.
     __shared__ u16 As[BM][BK + 8];
     __shared__ u16 Bs[BN][BK + 8];
@@ -101,10 +109,10 @@ extern "C" __global__ void __launch_bounds__(128)
             int e = tid + l * 128;
             int kk = trans_a ? e / BM : e % BK, mm = trans_a ? e % BM : e / BK;
             int gm = m0 + mm, gk = k0 + kk;
-            As[mm][kk] = (gm < M && gk < K) ? (trans_a ? A[(i64)gk * lda + gm] : A[(i64)gm * lda + gk]) : (u16)0;
+            As[mm][kk] = (gm < M && gk < K) ? to_bf16_bits(trans_a ? A[(i64)gk * lda + gm] : A[(i64)gm * lda + gk]) : (u16)0;
             int kb = trans_b ? e % BK : e / BN, nb = trans_b ? e / BK : e % BN;
             int gn = n0 + nb, gkb = k0 + kb;
-            Bs[nb][kb] = (gn < N && gkb < K) ? (trans_b ? B[(i64)gn * ldb + gkb] : B[(i64)gkb * ldb + gn]) : (u16)0;
+            Bs[nb][kb] = (gn < N && gkb < K) ? to_bf16_bits(trans_b ? B[(i64)gn * ldb + gkb] : B[(i64)gkb * ldb + gn]) : (u16)0;
         }
         __syncthreads();
         u32 af[2][4], bfr[4][2];
@@ -141,4 +149,18 @@ extern "C" __global__ void __launch_bounds__(128)
                     *c = beta == 0.0f ? alpha * acc[i][j][r] : alpha * acc[i][j][r] + beta * *c;
                 }
             }
+}
+
+extern "C" __global__ void __launch_bounds__(128)
+    gemm_bf16(int M, int N, int K, const u16 *__restrict__ A, i64 lda, i64 stride_a, int trans_a,
+              const u16 *__restrict__ B, i64 ldb, i64 stride_b, int trans_b, float *__restrict__ C,
+              i64 ldc, i64 stride_c, float alpha, float beta) {
+    gemm_tc(M, N, K, A, lda, stride_a, trans_a, B, ldb, stride_b, trans_b, C, ldc, stride_c, alpha, beta);
+}
+
+extern "C" __global__ void __launch_bounds__(128)
+    gemm_bf16_autocast(int M, int N, int K, const float *__restrict__ A, i64 lda, i64 stride_a, int trans_a,
+                       const float *__restrict__ B, i64 ldb, i64 stride_b, int trans_b, float *__restrict__ C,
+                       i64 ldc, i64 stride_c, float alpha, float beta) {
+    gemm_tc(M, N, K, A, lda, stride_a, trans_a, B, ldb, stride_b, trans_b, C, ldc, stride_c, alpha, beta);
 }

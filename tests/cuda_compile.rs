@@ -158,6 +158,8 @@ fn every_kernel_compiles_for_sm80_and_sm90_without_spills() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
+    let scratch = std::env::temp_dir().join(format!("pretext-ptxas-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(scratch);
     println!(
         "{:<24} {:<6} {:>5} {:>8} {:>6} {:>6}",
         "kernel", "arch", "regs", "smem(B)", "stack", "spill"

@@ -164,6 +164,24 @@ mod against_emulator {
                 &want,
                 1e-4,
             );
+            Ops::new(&emu)
+                .gemm_bf16_autocast(
+                    &g,
+                    &DSlice::input(&a),
+                    &DSlice::input(&b),
+                    &DSlice::output(&mut want),
+                )
+                .unwrap();
+            let (da, db) = (dev.upload(&a).unwrap(), dev.upload(&b).unwrap());
+            Ops::new(&dev)
+                .gemm_bf16_autocast(&g, &da.slice(), &db.slice(), &dc.slice())
+                .unwrap();
+            close(
+                &format!("gemm_bf16_autocast ta={ta} tb={tb}"),
+                &dev.download(&dc).unwrap(),
+                &want,
+                1e-4,
+            );
         }
     }
 

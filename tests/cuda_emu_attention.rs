@@ -106,15 +106,39 @@ fn attn_ref(c: &Case, q: &[f32], k: &[f32], v: &[f32], dout: &[f32], bias_len: u
 }
 
 fn run_case(name: &str, c: Case, seed: u64) {
+    run_case_typed::<f32>(name, &c, seed, |x| x, |x| x);
+    run_case_typed::<u16>(
+        &format!("{name} (bf16 q/k/v)"),
+        &c,
+        seed,
+        bf16_bits,
+        bf16_value,
+    );
+}
+
+/// Run one case with q, k, v stored as `T` (`to` converts from f32, `from` back); the
+/// reference sees the stored values.
+fn run_case_typed<T: pretext::backend::cuda::launch::Elem>(
+    name: &str,
+    c: &Case,
+    seed: u64,
+    to: fn(f32) -> T,
+    from: fn(T) -> f32,
+) {
     let a = c.a;
     let mut rng = Rng(seed);
     let len = |s: [usize; 3], t: usize| (a.b - 1) * s[0] + (a.h - 1) * s[1] + (t - 1) * s[2] + a.d;
-    let q = rng.vec(len(a.q_strides, a.tq));
-    let k = rng.vec(len(a.k_strides, a.tk));
-    let v = rng.vec(len(a.v_strides, a.tk));
+    let store = |v: Vec<f32>| -> (Vec<T>, Vec<f32>) {
+        let t: Vec<T> = v.into_iter().map(to).collect();
+        let back = t.iter().map(|&x| from(x)).collect();
+        (t, back)
+    };
+    let (qs, q) = store(rng.vec(len(a.q_strides, a.tq)));
+    let (ks, k) = store(rng.vec(len(a.k_strides, a.tk)));
+    let (vs, v) = store(rng.vec(len(a.v_strides, a.tk)));
     let dout = rng.vec(len(a.o_strides, a.tq));
     let bias_len = c.bias.as_ref().map_or(0, |b| b.len());
-    let want = attn_ref(&c, &q, &k, &v, &dout, bias_len);
+    let want = attn_ref(c, &q, &k, &v, &dout, bias_len);
     each_schedule(|ops, s| {
         let mut o = vec![0.0f32; dout.len()];
         let mut lse = vec![0.0f32; a.b * a.h * a.tq];
@@ -128,9 +152,9 @@ fn run_case(name: &str, c: Case, seed: u64) {
             .map_or(DSlice::null(Space::Host), |m| DSlice::input(&m[..]));
         ops.attention(
             &a,
-            &DSlice::input(&q),
-            &DSlice::input(&k),
-            &DSlice::input(&v),
+            &DSlice::input(&qs),
+            &DSlice::input(&ks),
+            &DSlice::input(&vs),
             &bias,
             &mask,
             &DSlice::output(&mut o),
@@ -170,9 +194,9 @@ fn run_case(name: &str, c: Case, seed: u64) {
         };
         ops.attention_bwd(
             &a,
-            &DSlice::input(&q),
-            &DSlice::input(&k),
-            &DSlice::input(&v),
+            &DSlice::input(&qs),
+            &DSlice::input(&ks),
+            &DSlice::input(&vs),
             &bias,
             &mask,
             &DSlice::input(&o),

@@ -148,6 +148,46 @@ fn gemm_bf16_tensor_core_matches_reference() {
 }
 
 #[test]
+fn gemm_bf16_autocast_rounds_f32_operands_on_load() {
+    let mut rng = Rng(13);
+    for g in gemm_cases() {
+        let a = rng.vec(operand_len(
+            g.batch,
+            g.stride_a,
+            if g.trans_a { g.k } else { g.m },
+            g.lda,
+        ));
+        let b = rng.vec(operand_len(
+            g.batch,
+            g.stride_b,
+            if g.trans_b { g.n } else { g.k },
+            g.ldb,
+        ));
+        let round =
+            |v: &[f32]| -> Vec<f32> { v.iter().map(|&x| bf16_value(bf16_bits(x))).collect() };
+        let c0 = rng.vec(g.batch * g.stride_c);
+        let want = gemm_ref(&g, &round(&a), &round(&b), &c0);
+        each_schedule(|ops, s| {
+            let mut c = c0.clone();
+            ops.gemm_bf16_autocast(
+                &g,
+                &DSlice::input(&a),
+                &DSlice::input(&b),
+                &DSlice::output(&mut c),
+            )
+            .unwrap();
+            assert_close(
+                &format!("gemm_bf16_autocast {g:?} {s:?}"),
+                &c,
+                &want,
+                1e-5,
+                1e-5,
+            );
+        });
+    }
+}
+
+#[test]
 fn gemm_rejects_short_buffers() {
     let g = Gemm::contiguous(1, 4, 4, 4);
     let (a, b) = (vec![0.0f32; 15], vec![0.0f32; 16]);

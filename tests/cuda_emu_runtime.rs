@@ -146,3 +146,74 @@ fn device_buffers_are_refused() {
     let e = ex.launch(&call).unwrap_err().to_string();
     assert!(e.contains("Device(0)"), "{e}");
 }
+
+#[test]
+fn backend_memory_round_trip_and_poison() {
+    use pretext::backend::cuda::ops::Gemm;
+    use pretext::backend::cuda::{Backend, Ops};
+    let ex = EmuExecutor::new(Schedule::WarpOrdered);
+    let fresh = ex.alloc::<f32>(5).unwrap();
+    assert!(
+        ex.download(&fresh).unwrap().iter().all(|v| v.is_nan()),
+        "fresh emulator memory is NaN"
+    );
+    let a = ex.upload(&[1.0f32, 2.0, 3.0, 4.0]).unwrap();
+    let b = ex.upload(&[5.0f32, 6.0, 7.0, 8.0]).unwrap();
+    let c = ex.alloc::<f32>(4).unwrap();
+    Ops::new(&ex)
+        .gemm_f32(
+            &Gemm::contiguous(1, 2, 2, 2),
+            &a.slice(),
+            &b.slice(),
+            &c.slice(),
+        )
+        .unwrap();
+    assert_eq!(ex.download(&c).unwrap(), vec![19.0, 22.0, 43.0, 50.0]);
+}
+
+#[test]
+fn read_only_views_are_refused_as_outputs() {
+    use pretext::backend::cuda::Ops;
+    let ex = EmuExecutor::new(Schedule::RoundRobin);
+    let x = vec![1.0f32; 8];
+    let y = vec![0.0f32; 8];
+    let e = Ops::new(&ex)
+        .unary(
+            pretext::backend::cuda::ops::UnOp::Neg,
+            8,
+            &DSlice::input(&x),
+            &DSlice::input(&y),
+            0.0,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("output `y` was passed as a read-only view"),
+        "{e}"
+    );
+    assert_eq!(y, vec![0.0f32; 8]);
+}
+
+#[test]
+fn warp_intrinsics_follow_cuda_semantics() {
+    let mut out = vec![0i32; 32 * 8];
+    let call = KernelCall::new("warp_ops", (1, 1, 1), (32, 1, 1), 0).buf(&DSlice::output(&mut out));
+    EmuExecutor::new(Schedule::WarpOrdered)
+        .launch(&call)
+        .unwrap();
+    let ballot = (0..32).filter(|l| l % 3 == 0).fold(0u32, |m, l| m | 1 << l) as i32;
+    for lane in 0..32i32 {
+        let got = &out[lane as usize * 8..lane as usize * 8 + 8];
+        let want = [
+            ballot,
+            if lane >= 1 { lane - 1 } else { lane },
+            if lane + 2 < 32 { lane + 2 } else { lane },
+            7,
+            1,
+            1,
+            lane ^ 1,
+            (lane & !7) + 3,
+        ];
+        assert_eq!(got, &want, "lane {lane}");
+    }
+}

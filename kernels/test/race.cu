@@ -41,3 +41,19 @@ extern "C" __global__ void sync_misuse(int mode, float *__restrict__ out) {
         out[t] = buf[t];
     }
 }
+
+// Warp intrinsics with known answers (one warp): out[lane * 8 + i] for
+//   0 ballot(lane % 3 == 0)  1 shfl_up(lane, 1)  2 shfl_down(lane, 2)  3 shfl(lane, 7)
+//   4 all(lane < 32)  5 any(lane == 5)  6 shfl_xor(lane, 1, width 8)  7 shfl(lane, 3, width 8)
+extern "C" __global__ void warp_ops(int *__restrict__ out) {
+    int lane = threadIdx.x & 31;
+    int *o = out + lane * 8;
+    o[0] = (int)__ballot_sync(PT_FULL_MASK, lane % 3 == 0);
+    o[1] = __shfl_up_sync(PT_FULL_MASK, lane, 1);
+    o[2] = __shfl_down_sync(PT_FULL_MASK, lane, 2);
+    o[3] = __shfl_sync(PT_FULL_MASK, lane, 7);
+    o[4] = __all_sync(PT_FULL_MASK, lane < 32);
+    o[5] = __any_sync(PT_FULL_MASK, lane == 5);
+    o[6] = __shfl_xor_sync(PT_FULL_MASK, lane, 1, 8);
+    o[7] = __shfl_sync(PT_FULL_MASK, lane, 3, 8);
+}

@@ -136,10 +136,10 @@ impl Executor for EmuExecutor {
 }
 
 fn flag_check(flag: &DSlice<'_, i32>) -> Result<()> {
-    if flag.is_null() || flag.len == 0 || flag.space != Space::Host {
+    if flag.is_null() || flag.len == 0 || flag.space != Space::Host || !flag.writable {
         return Err(Error::Device {
             op: "emu",
-            msg: "error flag must be a non-empty host buffer".into(),
+            msg: "error flag must be a non-empty, writable host buffer".into(),
         });
     }
     Ok(())

@@ -18,20 +18,27 @@ pub enum Space {
 }
 
 /// Element types a kernel buffer may hold.
-pub trait Elem: Copy + Default + 'static {
+pub trait Elem: Copy + Default + Send + Sync + 'static {
     const NAME: &'static str;
+    /// What a fresh emulator buffer holds (NaN where there is one), so reading memory no
+    /// kernel wrote shows up in results, like the emulator's shared memory.
+    const POISON: Self;
 }
 impl Elem for f32 {
     const NAME: &'static str = "f32";
+    const POISON: f32 = f32::NAN;
 }
 impl Elem for u16 {
     const NAME: &'static str = "bf16";
+    const POISON: u16 = 0xffff; // a bf16 NaN
 }
 impl Elem for i32 {
     const NAME: &'static str = "i32";
+    const POISON: i32 = i32::MIN;
 }
 impl Elem for u8 {
     const NAME: &'static str = "u8";
+    const POISON: u8 = 0xff;
 }
 
 /// A typed buffer given to a kernel: `len` elements of `T` at `ptr` in `space`, borrowed for
@@ -42,6 +49,8 @@ pub struct DSlice<'a, T: Elem> {
     pub ptr: u64,
     pub len: usize,
     pub space: Space,
+    /// False for a view of a shared borrow (`input`): launchers refuse it as an output.
+    pub writable: bool,
     _life: PhantomData<&'a T>,
 }
 
@@ -52,6 +61,7 @@ impl<'a, T: Elem> DSlice<'a, T> {
             ptr: s.as_ptr() as u64,
             len: s.len(),
             space: Space::Host,
+            writable: false,
             _life: PhantomData,
         }
     }
@@ -61,6 +71,7 @@ impl<'a, T: Elem> DSlice<'a, T> {
             ptr: s.as_mut_ptr() as u64,
             len: s.len(),
             space: Space::Host,
+            writable: true,
             _life: PhantomData,
         }
     }
@@ -72,6 +83,7 @@ impl<'a, T: Elem> DSlice<'a, T> {
             ptr,
             len,
             space,
+            writable: true,
             _life: PhantomData,
         }
     }
@@ -81,6 +93,7 @@ impl<'a, T: Elem> DSlice<'a, T> {
             ptr: 0,
             len: 0,
             space,
+            writable: true,
             _life: PhantomData,
         }
     }
@@ -103,6 +116,7 @@ impl<'a, T: Elem> DSlice<'a, T> {
             ptr: self.ptr + (elems * std::mem::size_of::<T>()) as u64,
             len: self.len - elems,
             space: self.space,
+            writable: self.writable,
             _life: PhantomData,
         })
     }
@@ -175,6 +189,8 @@ pub struct KernelCall {
     pub args: Vec<Arg>,
     /// The spaces of the buffers passed, checked against the executor's.
     pub spaces: Vec<Space>,
+    /// An output given as a read-only view, reported before launching.
+    pub readonly_output: Option<&'static str>,
 }
 
 impl KernelCall {
@@ -191,6 +207,7 @@ impl KernelCall {
             smem,
             args: Vec::new(),
             spaces: Vec::new(),
+            readonly_output: None,
         }
     }
     pub fn arg(mut self, a: Arg) -> Self {
@@ -204,8 +221,21 @@ impl KernelCall {
         self.args.push(Arg::ptr(s));
         self
     }
-    /// Err unless every buffer lives in `space`.
+    /// A buffer the kernel writes: it must not be a read-only view.
+    pub fn out<T: Elem>(mut self, what: &'static str, s: &DSlice<'_, T>) -> Self {
+        if !s.writable && !s.is_null() && self.readonly_output.is_none() {
+            self.readonly_output = Some(what);
+        }
+        self.buf(s)
+    }
+    /// Err unless every buffer lives in `space` and every output is writable.
     pub fn check_space(&self, space: Space) -> Result<()> {
+        if let Some(what) = self.readonly_output {
+            return Err(Error::Device {
+                op: self.kernel,
+                msg: format!("output `{what}` was passed as a read-only view (DSlice::input)"),
+            });
+        }
         match self.spaces.iter().find(|s| **s != space) {
             None => Ok(()),
             Some(s) => Err(Error::Device {

@@ -8,6 +8,8 @@
 //!   [`launch::Executor`] trait that runs it.
 //! - [`ops`]: one launcher per kernel (shape checks, grid sizing), shared by GPU and emulator.
 //! - [`device`]: the GPU executor (context, stream, modules), [`alloc`]: its caching allocator.
+//! - [`mem`]: buffers owned by an executor ([`mem::Mem`]) and the [`mem::Backend`] trait
+//!   (alloc / upload / download), the same for the GPU and the emulator.
 //! - `emu` (feature `emu`): the CPU emulator executor.
 
 pub mod alloc;
@@ -15,10 +17,12 @@ pub mod device;
 #[cfg(feature = "emu")]
 pub mod emu;
 pub mod launch;
+pub mod mem;
 pub mod nvrtc;
 pub mod ops;
 pub mod source;
 
 pub use device::CudaDevice;
 pub use launch::{DSlice, Executor, Space};
+pub use mem::{Backend, Mem};
 pub use ops::Ops;

@@ -38,7 +38,13 @@ pub const SOURCES: &[KernelSource] = &[
     ),
     src!(
         "attention",
-        ["attn_fwd_f32", "attn_bwd_delta_f32", "attn_bwd_f32"]
+        [
+            "attn_fwd_f32",
+            "attn_fwd_bf16",
+            "attn_bwd_delta_f32",
+            "attn_bwd_f32",
+            "attn_bwd_bf16"
+        ]
     ),
     src!("cross_entropy", ["ce_fwd_f32", "ce_bwd_f32"]),
     src!("dropout", ["dropout_f32"]),
@@ -55,7 +61,7 @@ pub const SOURCES: &[KernelSource] = &[
         ]
     ),
     src!("embedding", ["embedding_fwd_f32", "embedding_bwd_f32"]),
-    src!("gemm", ["gemm_f32", "gemm_bf16"]),
+    src!("gemm", ["gemm_f32", "gemm_bf16", "gemm_bf16_autocast"]),
     src!(
         "layernorm",
         [
@@ -82,7 +88,7 @@ pub const SOURCES: &[KernelSource] = &[
 pub const TEST_SOURCES: &[KernelSource] = &[KernelSource {
     name: "race",
     text: include_str!("../../../kernels/test/race.cu"),
-    kernels: &["race_tile_sum", "sync_misuse"],
+    kernels: &["race_tile_sum", "sync_misuse", "warp_ops"],
 }];
 
 impl KernelSource {
