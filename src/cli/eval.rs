@@ -9,7 +9,8 @@ use crate::data::Corpus;
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::train::checkpoint;
-use crate::train::runner::evaluate_stream;
+use crate::train::runner::evaluate;
+use crate::train::task::Task;
 use crate::train::TrainConfig;
 
 #[derive(ClapArgs, Debug)]
@@ -53,16 +54,22 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(b) = a.batch_size {
         cfg.batch_size = b;
     }
-    let loss = evaluate_stream(&model, &cfg, corpus.split(&a.split)?)?;
-    println!(
-        "{{\"checkpoint\": {:?}, \"step\": {}, \"split\": {:?}, \"loss\": {loss}, \"perplexity\": {}, \"batches\": {}, \"batch_size\": {}, \"seq_len\": {}}}",
-        dir.display().to_string(),
-        state.step,
-        a.split,
-        (loss as f64).exp(),
-        cfg.eval_iters,
-        cfg.batch_size,
-        cfg.seq_len
-    );
+    let tokenizer = crate::data::Tokenizer::load(&dir.join("tokenizer"))?;
+    let task = Task::new(&cfg.objective, cfg.seq_len, &tokenizer)?;
+    let e = evaluate(&model, &cfg, &task, corpus.split(&a.split)?)?;
+    let out = serde_json::json!({
+        "checkpoint": dir.display().to_string(),
+        "step": state.step,
+        "objective": cfg.objective,
+        "split": a.split,
+        "loss": e.loss,
+        "perplexity": (e.loss as f64).exp(),
+        "token_accuracy": e.token_accuracy,
+        "nsp_accuracy": e.nsp_accuracy,
+        "batches": cfg.eval_iters,
+        "batch_size": cfg.batch_size,
+        "seq_len": cfg.seq_len,
+    });
+    println!("{out}");
     Ok(())
 }

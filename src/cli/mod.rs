@@ -11,6 +11,7 @@ pub mod cuda_check;
 pub mod embed;
 pub mod eval;
 pub mod generate;
+pub mod inspect;
 pub mod prepare;
 pub mod train;
 
@@ -39,6 +40,8 @@ pub enum Command {
     Generate(generate::Args),
     /// Validation loss and perplexity of a checkpoint on a corpus.
     Eval(eval::Args),
+    /// Show, token by token, what an objective does to a text (and each position's loss).
+    Inspect(inspect::Args),
     /// Hidden states or pooled vectors of a pretrained BERT encoder, as JSON lines.
     Embed(embed::Args),
     /// Check the CUDA backend: driver, NVRTC, kernel compilation and a GEMM on the GPU.
@@ -53,6 +56,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::CudaCheck(a) => cuda_check::run(a),
         Command::Train(a) => train::run(a),
         Command::Embed(a) => embed::run(a),
+        Command::Inspect(a) => inspect::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Generate(a) => generate::run(a),
     }

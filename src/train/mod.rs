@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod plot;
 pub mod presets;
 pub mod runner;
+pub mod task;
 
 pub use config::TrainConfig;
 pub use runner::{train, TrainSummary};

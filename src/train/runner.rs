@@ -14,12 +14,13 @@ use super::metrics::{read_records, MetricsLog};
 use crate::models::Model;
 use super::plot::write_loss_svg;
 use super::presets;
-use crate::autograd::{no_grad, Var};
+use super::task::Task;
+use crate::autograd::no_grad;
 use crate::data::rng::mix64;
-use crate::data::{Corpus, RandomWindows, SplitMix64, TokenBatch, TokenStream, Tokenizer};
+use crate::data::{Corpus, TokenStream, Tokenizer};
 use crate::error::{Error, Result};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, LrSchedule};
-use crate::tensor::{Rng, Tensor};
+use crate::tensor::Rng;
 
 /// Set by the Ctrl-C handler; the loop checkpoints and stops when it sees it.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -64,62 +65,38 @@ fn eval_seed(seed: u64, i: u64) -> u64 {
     mix64(seed ^ 0xE7A1_5EED ^ mix64(i))
 }
 
-struct ClmData {
-    windows: RandomWindows,
-    batch: TokenBatch,
+/// Validation figures: mean loss and accuracies over the fixed batches.
+#[derive(Clone, Copy, Debug)]
+pub struct EvalOut {
+    pub loss: f32,
+    /// Arg-max accuracy over the positions that carry loss (next token, masked token, target token).
+    pub token_accuracy: f64,
+    /// NSP accuracy (mlm_nsp only).
+    pub nsp_accuracy: Option<f64>,
 }
 
-impl ClmData {
-    fn new(stream: &TokenStream, seq: usize) -> Result<Self> {
-        Ok(ClmData {
-            windows: RandomWindows::new(stream, seq)?,
-            batch: TokenBatch::default(),
-        })
-    }
-
-    fn sample(&mut self, stream: &TokenStream, seed: u64, batch: usize) -> Result<(Tensor, Tensor)> {
-        let mut rng = SplitMix64::new(seed);
-        self.windows.sample(stream, &mut rng, batch, &mut self.batch)?;
-        let (b, t) = (self.batch.batch, self.batch.seq);
-        Ok((
-            Tensor::from_vec(self.batch.x_i64(), &[b, t])?,
-            Tensor::from_vec(self.batch.y_i64(), &[b, t])?,
-        ))
-    }
-}
-
-/// Causal LM loss on pre-shifted targets (nanoGPT's x, y windows).
-fn clm_loss(model: &Model, x: &Tensor, y: &Tensor, dropout_rng: Option<&mut Rng>) -> Result<Var> {
-    match model {
-        Model::Gpt2(g) => {
-            let out = g.forward(x, None, None, dropout_rng)?;
-            g.lm_logits(&out.hidden)?.cross_entropy(y, -100, 0.0)
-        }
-        other => Err(Error::msg(format!("objective clm needs a gpt model, not {}", other.arch()))),
-    }
-}
-
-/// Mean loss over the `cfg.eval_iters` fixed validation batches of `stream`.
-pub fn evaluate_stream(model: &Model, cfg: &TrainConfig, stream: &TokenStream) -> Result<f32> {
-    let mut data = ClmData::new(stream, cfg.seq_len)?;
-    evaluate(model, cfg, &mut data, stream)
-}
-
-fn evaluate(model: &Model, cfg: &TrainConfig, data: &mut ClmData, stream: &TokenStream) -> Result<f32> {
+/// Mean loss and accuracy over the `cfg.eval_iters` fixed batches of `stream`.
+pub fn evaluate(model: &Model, cfg: &TrainConfig, task: &Task, stream: &TokenStream) -> Result<EvalOut> {
     no_grad(|| {
         let mut total = 0.0f64;
+        let (mut tc, mut tn, mut nc, mut nn) = (0, 0, 0, 0);
         for i in 0..cfg.eval_iters {
-            let (x, y) = data.sample(stream, eval_seed(cfg.seed, i as u64), cfg.batch_size)?;
-            total += clm_loss(model, &x, &y, None)?.value().scalar()? as f64;
+            let out = task.step(model, stream, eval_seed(cfg.seed, i as u64), cfg.batch_size, None)?;
+            total += out.loss.value().scalar()? as f64;
+            tc += out.token_acc.0;
+            tn += out.token_acc.1;
+            nc += out.nsp_acc.0;
+            nn += out.nsp_acc.1;
         }
-        Ok((total / cfg.eval_iters.max(1) as f64) as f32)
+        Ok(EvalOut {
+            loss: (total / cfg.eval_iters.max(1) as f64) as f32,
+            token_accuracy: tc as f64 / tn.max(1) as f64,
+            nsp_accuracy: (nn > 0).then(|| nc as f64 / nn as f64),
+        })
     })
 }
 
 fn check_config(cfg: &TrainConfig) -> Result<()> {
-    if cfg.objective != "clm" {
-        return Err(Error::msg(format!("objective \"{}\" is not available for training yet", cfg.objective)));
-    }
     if cfg.batch_size == 0 || cfg.seq_len == 0 || cfg.grad_accum == 0 {
         return Err(Error::msg("batch size, sequence length and gradient accumulation must be positive"));
     }
@@ -141,7 +118,7 @@ pub fn train(cfg: TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
             Error::msg(format!("{}: training needs a pretext corpus with its tokenizer (run `pretext prepare`)", opts.data.display()))
         })?;
         let mut init_rng = Rng::new(cfg.seed);
-        let model = presets::build_model(&cfg, tok.vocab_size(), &mut init_rng)?;
+        let model = presets::build_model(&cfg, &tok, &mut init_rng)?;
         let opt = AdamW::new(
             AdamWConfig {
                 lr: cfg.lr,
@@ -158,8 +135,7 @@ pub fn train(cfg: TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     check_config(&cfg)?;
     let corpus = Corpus::open(&data_dir, Some(model.vocab_size()))?;
     let metrics = MetricsLog::open(&out.join("metrics.jsonl"), opts.resume.then_some(start))?;
-    let mut train_data = ClmData::new(&corpus.train, cfg.seq_len)?;
-    let mut val_data = ClmData::new(&corpus.val, cfg.seq_len)?;
+    let task = Task::new(&cfg.objective, cfg.seq_len, &tokenizer)?;
     install_ctrlc();
     INTERRUPTED.store(false, Ordering::SeqCst);
 
@@ -185,9 +161,9 @@ pub fn train(cfg: TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         let ts = Instant::now();
         let mut loss_sum = 0.0f32;
         for micro in 0..cfg.grad_accum as u64 {
-            let (x, y) = train_data.sample(&corpus.train, batch_seed(cfg.seed, step, micro), cfg.batch_size)?;
             let mut drop_rng = Rng::new(batch_seed(cfg.seed ^ 0xD70F, step, micro));
-            let loss = clm_loss(&model, &x, &y, (cfg.dropout > 0.0).then_some(&mut drop_rng))?;
+            let dropout = (cfg.dropout > 0.0).then_some(&mut drop_rng);
+            let loss = task.step(&model, &corpus.train, batch_seed(cfg.seed, step, micro), cfg.batch_size, dropout)?.loss;
             loss_sum += loss.value().scalar()?;
             let scaled = if cfg.grad_accum > 1 { loss.mul_scalar(1.0 / cfg.grad_accum as f32)? } else { loss };
             scaled.backward()?;
@@ -208,10 +184,21 @@ pub fn train(cfg: TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         bar.set_position(step);
         bar.set_message(format!("loss {last_loss:.4}  lr {lr:.2e}  {tps:.0} tok/s"));
         if (cfg.eval_interval > 0 && step % cfg.eval_interval == 0) || step == cfg.steps {
-            let v = evaluate(&model, &cfg, &mut val_data, &corpus.val)?;
-            metrics.record(step, "val", &[("loss", v as f64), ("perplexity", (v as f64).exp())])?;
-            bar.println(format!("step {step}: train loss {last_loss:.4}, val loss {v:.4} (perplexity {:.2})", (v as f64).exp()));
-            last_val = Some(v);
+            let e = evaluate(&model, &cfg, &task, &corpus.val)?;
+            let mut fields = vec![("loss", e.loss as f64), ("perplexity", (e.loss as f64).exp()), ("token_accuracy", e.token_accuracy)];
+            let mut line = format!(
+                "step {step}: train loss {last_loss:.4}, val loss {:.4} (perplexity {:.2}), token accuracy {:.1}%",
+                e.loss,
+                (e.loss as f64).exp(),
+                100.0 * e.token_accuracy
+            );
+            if let Some(n) = e.nsp_accuracy {
+                fields.push(("nsp_accuracy", n));
+                line += &format!(", NSP accuracy {:.1}%", 100.0 * n);
+            }
+            metrics.record(step, "val", &fields)?;
+            bar.println(line);
+            last_val = Some(e.loss);
         }
         let stop_now = INTERRUPTED.load(Ordering::SeqCst) || opts.stop_after.is_some_and(|n| step - start >= n);
         if stop_now && step < cfg.steps {
