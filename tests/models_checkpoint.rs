@@ -22,7 +22,10 @@ fn tmp_dir(name: &str) -> PathBuf {
 
 /// The tensor names the fixture builder recorded (`model.named_parameters()` + buffers it saved).
 fn stored_names(case: &str) -> Vec<String> {
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(fixture(case).join("versions.json")).unwrap()).unwrap();
+    let v: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture(case).join("versions.json")).unwrap(),
+    )
+    .unwrap();
     v["stored_tensors"]
         .as_array()
         .unwrap()
@@ -33,15 +36,36 @@ fn stored_names(case: &str) -> Vec<String> {
 
 #[test]
 fn fixture_checkpoints_hold_the_recorded_names() {
-    for case in ["bert_pretraining", "bert_seqcls", "bert_tokcls", "gpt2_lm", "gpt2_seqcls", "t5_original", "t5_v11", "bart"] {
+    for case in [
+        "bert_pretraining",
+        "bert_seqcls",
+        "bert_tokcls",
+        "gpt2_lm",
+        "gpt2_seqcls",
+        "t5_original",
+        "t5_v11",
+        "bart",
+    ] {
         let ck = Checkpoint::open(fixture(case)).unwrap();
         let names: Vec<String> = ck.names().map(String::from).collect();
         assert_eq!(names, stored_names(case), "{case}");
-        assert_eq!(ck.metadata().and_then(|m| m.get("format")).map(String::as_str), Some("pt"));
+        assert_eq!(
+            ck.metadata()
+                .and_then(|m| m.get("format"))
+                .map(String::as_str),
+            Some("pt")
+        );
         // Every gradient in outputs.safetensors is named after a stored parameter.
         let out = Checkpoint::open(fixture(case).join("outputs.safetensors")).unwrap();
-        let grads: Vec<&str> = out.names().filter_map(|n| n.strip_prefix("grad.")).collect();
-        let params: Vec<&str> = names.iter().map(String::as_str).filter(|n| *n != "final_logits_bias").collect();
+        let grads: Vec<&str> = out
+            .names()
+            .filter_map(|n| n.strip_prefix("grad."))
+            .collect();
+        let params: Vec<&str> = names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| *n != "final_logits_bias")
+            .collect();
         assert_eq!(grads, params, "{case}: grad.* names");
     }
 }
@@ -52,44 +76,81 @@ fn tied_weights_are_stored_once() {
     assert!(gpt2.contains("transformer.wte.weight") && !gpt2.contains("lm_head.weight"));
     let bert = Checkpoint::open(fixture("bert_pretraining")).unwrap();
     assert!(bert.contains("cls.predictions.bias"));
-    assert!(!bert.contains("cls.predictions.decoder.weight") && !bert.contains("cls.predictions.decoder.bias"));
+    assert!(
+        !bert.contains("cls.predictions.decoder.weight")
+            && !bert.contains("cls.predictions.decoder.bias")
+    );
     let t5 = Checkpoint::open(fixture("t5_original")).unwrap();
-    assert!(t5.contains("shared.weight") && !t5.contains("lm_head.weight") && !t5.contains("encoder.embed_tokens.weight"));
+    assert!(
+        t5.contains("shared.weight")
+            && !t5.contains("lm_head.weight")
+            && !t5.contains("encoder.embed_tokens.weight")
+    );
     let v11 = Checkpoint::open(fixture("t5_v11")).unwrap();
     assert!(v11.contains("lm_head.weight"), "v1.1 keeps its own lm_head");
     let bart = Checkpoint::open(fixture("bart")).unwrap();
     assert!(bart.contains("model.shared.weight") && bart.contains("final_logits_bias"));
-    assert!(!bart.contains("lm_head.weight") && !bart.contains("model.decoder.embed_tokens.weight"));
+    assert!(
+        !bart.contains("lm_head.weight") && !bart.contains("model.decoder.embed_tokens.weight")
+    );
 }
 
 #[test]
 fn shapes_follow_the_configs() {
-    let ModelConfig::Gpt2(g) = ModelConfig::from_file(fixture("gpt2_lm")).unwrap() else { panic!() };
+    let ModelConfig::Gpt2(g) = ModelConfig::from_file(fixture("gpt2_lm")).unwrap() else {
+        panic!()
+    };
     let ck = Checkpoint::open(fixture("gpt2_lm")).unwrap();
     let c = g.n_embd;
     // Conv1D stores (in, out).
-    let qkv = ck.get_shaped("transformer.h.0.attn.c_attn.weight", &[c, 3 * c]).unwrap();
+    let qkv = ck
+        .get_shaped("transformer.h.0.attn.c_attn.weight", &[c, 3 * c])
+        .unwrap();
     assert_eq!(qkv.numel(), c * 3 * c);
-    ck.get_shaped("transformer.h.1.mlp.c_fc.weight", &[c, g.inner_dim()]).unwrap();
-    ck.get_shaped("transformer.h.1.mlp.c_proj.weight", &[g.inner_dim(), c]).unwrap();
-    ck.get_shaped("transformer.wpe.weight", &[g.n_positions, c]).unwrap();
+    ck.get_shaped("transformer.h.1.mlp.c_fc.weight", &[c, g.inner_dim()])
+        .unwrap();
+    ck.get_shaped("transformer.h.1.mlp.c_proj.weight", &[g.inner_dim(), c])
+        .unwrap();
+    ck.get_shaped("transformer.wpe.weight", &[g.n_positions, c])
+        .unwrap();
 
-    let ModelConfig::T5(t): ModelConfig = ModelConfig::from_file(fixture("t5_v11")).unwrap() else { panic!() };
+    let ModelConfig::T5(t): ModelConfig = ModelConfig::from_file(fixture("t5_v11")).unwrap() else {
+        panic!()
+    };
     let t: T5Config = t;
     let ck = Checkpoint::open(fixture("t5_v11")).unwrap();
-    ck.get_shaped("encoder.block.0.layer.0.SelfAttention.q.weight", &[t.inner_dim(), t.d_model]).unwrap();
-    ck.get_shaped("decoder.block.1.layer.1.EncDecAttention.o.weight", &[t.d_model, t.inner_dim()]).unwrap();
+    ck.get_shaped(
+        "encoder.block.0.layer.0.SelfAttention.q.weight",
+        &[t.inner_dim(), t.d_model],
+    )
+    .unwrap();
+    ck.get_shaped(
+        "decoder.block.1.layer.1.EncDecAttention.o.weight",
+        &[t.d_model, t.inner_dim()],
+    )
+    .unwrap();
     ck.get_shaped(
         "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
         &[t.relative_attention_num_buckets, t.num_heads],
     )
     .unwrap();
-    ck.get_shaped("decoder.block.1.layer.2.DenseReluDense.wi_1.weight", &[t.d_ff, t.d_model]).unwrap();
+    ck.get_shaped(
+        "decoder.block.1.layer.2.DenseReluDense.wi_1.weight",
+        &[t.d_ff, t.d_model],
+    )
+    .unwrap();
 
-    let ModelConfig::Bart(b) = ModelConfig::from_file(fixture("bart")).unwrap() else { panic!() };
+    let ModelConfig::Bart(b) = ModelConfig::from_file(fixture("bart")).unwrap() else {
+        panic!()
+    };
     let ck = Checkpoint::open(fixture("bart")).unwrap();
-    ck.get_shaped("model.encoder.embed_positions.weight", &[b.position_rows(), b.d_model]).unwrap();
-    ck.get_shaped("final_logits_bias", &[1, b.vocab_size]).unwrap();
+    ck.get_shaped(
+        "model.encoder.embed_positions.weight",
+        &[b.position_rows(), b.d_model],
+    )
+    .unwrap();
+    ck.get_shaped("final_logits_bias", &[1, b.vocab_size])
+        .unwrap();
 }
 
 #[test]
@@ -107,7 +168,10 @@ fn scalars_and_outputs_load() {
 fn missing_tensor_names_the_tensor_and_the_file() {
     let ck = Checkpoint::open(fixture("gpt2_lm")).unwrap();
     let msg = ck.get("lm_head.weight").unwrap_err().to_string();
-    assert!(msg.contains("lm_head.weight") && msg.contains("gpt2_lm/model.safetensors"), "{msg}");
+    assert!(
+        msg.contains("lm_head.weight") && msg.contains("gpt2_lm/model.safetensors"),
+        "{msg}"
+    );
     let msg = ck.get_shaped("nope", &[1]).unwrap_err().to_string();
     assert!(msg.contains("nope") && msg.contains("missing"), "{msg}");
 }
@@ -116,9 +180,15 @@ fn missing_tensor_names_the_tensor_and_the_file() {
 fn shape_mismatch_names_expected_and_found() {
     let ck = Checkpoint::open(fixture("gpt2_lm")).unwrap();
     // Linear layout (out, in) where the file has Conv1D (in, out).
-    let msg = ck.get_shaped("transformer.h.0.attn.c_attn.weight", &[96, 32]).unwrap_err().to_string();
+    let msg = ck
+        .get_shaped("transformer.h.0.attn.c_attn.weight", &[96, 32])
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("transformer.h.0.attn.c_attn.weight"), "{msg}");
-    assert!(msg.contains("[96, 32]") && msg.contains("[32, 96]"), "{msg}");
+    assert!(
+        msg.contains("[96, 32]") && msg.contains("[32, 96]"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -127,9 +197,15 @@ fn half_precision_is_widened_and_other_dtypes_are_refused() {
     let path = dir.join("mixed.safetensors");
     // bf16 / f16 values chosen so that the exact widened value is known.
     let bf: Vec<f32> = vec![1.5, -2.0, 0.15625, 3.0e38, 0.1];
-    let bf_bytes: Vec<u8> = bf.iter().flat_map(|x| half::bf16::from_f32(*x).to_le_bytes()).collect();
+    let bf_bytes: Vec<u8> = bf
+        .iter()
+        .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+        .collect();
     let hf: Vec<f32> = vec![0.5, -65504.0, 6.1035156e-5];
-    let hf_bytes: Vec<u8> = hf.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect();
+    let hf_bytes: Vec<u8> = hf
+        .iter()
+        .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+        .collect();
     let ints: Vec<u8> = [0i64, 1, 2].iter().flat_map(|x| x.to_le_bytes()).collect();
     save_raw(
         &path,
@@ -144,14 +220,21 @@ fn half_precision_is_widened_and_other_dtypes_are_refused() {
     let b = ck.get("w.bf16").unwrap();
     assert_eq!(b.shape, vec![5]);
     assert_eq!(&b.data[..3], &[1.5, -2.0, 0.15625]);
-    assert_eq!(b.data[4], 0.10009765625, "bf16(0.1) widens to 0.10009765625");
+    // bf16(0.1) = 0x3DCD, which widens to the f32 with bits 0x3DCD0000 = 0.10009765625.
+    assert_eq!(b.data[4].to_bits(), 0x3dcd_0000, "bf16(0.1) widens exactly");
     assert!((b.data[3] - 3.0e38).abs() / 3.0e38 < 1e-2);
     let h = ck.get("w.f16").unwrap();
     assert_eq!(h.shape, vec![1, 3]);
     assert_eq!(h.data, vec![0.5, -65504.0, 6.1035156e-5]);
     let msg = ck.get("position_ids").unwrap_err().to_string();
-    assert!(msg.contains("position_ids") && msg.contains("I64") && msg.contains("unsupported"), "{msg}");
-    assert!(ck.load_all().is_err(), "load_all refuses a file with an integer tensor");
+    assert!(
+        msg.contains("position_ids") && msg.contains("I64") && msg.contains("unsupported"),
+        "{msg}"
+    );
+    assert!(
+        ck.load_all().is_err(),
+        "load_all refuses a file with an integer tensor"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -160,14 +243,25 @@ fn save_then_load_is_exact_and_ties_are_stored_once() {
     let src = checkpoint::load(fixture("gpt2_lm")).unwrap();
     let mut tensors: BTreeMap<String, RawTensor> = src.clone();
     // The model side holds lm_head as its own name; saving declares the tie.
-    tensors.insert("lm_head.weight".into(), src["transformer.wte.weight"].clone());
+    tensors.insert(
+        "lm_head.weight".into(),
+        src["transformer.wte.weight"].clone(),
+    );
     let dir = tmp_dir("save");
     let path = dir.join("model.safetensors");
-    checkpoint::save(&path, &tensors, &[("lm_head.weight", "transformer.wte.weight")]).unwrap();
+    checkpoint::save(
+        &path,
+        &tensors,
+        &[("lm_head.weight", "transformer.wte.weight")],
+    )
+    .unwrap();
     let back = checkpoint::load(&path).unwrap();
     assert_eq!(back, src, "bit-exact round trip, alias dropped");
     // Byte-identical header layout is not required, but no temp file may be left behind.
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
 
     // An alias whose values differ is not a tie.
@@ -176,14 +270,27 @@ fn save_then_load_is_exact_and_ties_are_stored_once() {
     let msg = checkpoint::save(&path, &bad, &[("lm_head.weight", "transformer.wte.weight")])
         .unwrap_err()
         .to_string();
-    assert!(msg.contains("lm_head.weight") && msg.contains("transformer.wte.weight"), "{msg}");
+    assert!(
+        msg.contains("lm_head.weight") && msg.contains("transformer.wte.weight"),
+        "{msg}"
+    );
     // The kept name must be present.
-    let msg = checkpoint::save(&path, &src, &[("lm_head.weight", "wte.missing")]).unwrap_err().to_string();
+    let msg = checkpoint::save(&path, &src, &[("lm_head.weight", "wte.missing")])
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("wte.missing"), "{msg}");
     // A data / shape disagreement is refused.
     let mut wrong = BTreeMap::new();
-    wrong.insert("x".to_string(), RawTensor { shape: vec![2, 2], data: vec![0.0; 3] });
-    let msg = checkpoint::save(&path, &wrong, &[]).unwrap_err().to_string();
+    wrong.insert(
+        "x".to_string(),
+        RawTensor {
+            shape: vec![2, 2],
+            data: vec![0.0; 3],
+        },
+    );
+    let msg = checkpoint::save(&path, &wrong, &[])
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains('x') && msg.contains("3 elements"), "{msg}");
     // The file written before the failures is intact.
     assert_eq!(checkpoint::load(&path).unwrap(), src);
@@ -198,7 +305,10 @@ fn raw_tensor_checks_and_transposes() {
     assert_eq!(tt.shape, vec![3, 2]);
     assert_eq!(tt.data, vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
     assert_eq!(tt.transpose2().unwrap(), t);
-    assert!(RawTensor::new(vec![4], vec![0.0; 4]).unwrap().transpose2().is_err());
+    assert!(RawTensor::new(vec![4], vec![0.0; 4])
+        .unwrap()
+        .transpose2()
+        .is_err());
 }
 
 #[test]
@@ -207,6 +317,9 @@ fn garbage_is_a_format_error() {
     let path = dir.join("bad.safetensors");
     std::fs::write(&path, b"this is not a safetensors file at all").unwrap();
     let msg = Checkpoint::open(&path).unwrap_err().to_string();
-    assert!(msg.contains("bad.safetensors") && msg.contains("safetensors"), "{msg}");
+    assert!(
+        msg.contains("bad.safetensors") && msg.contains("safetensors"),
+        "{msg}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -44,7 +44,11 @@ impl RawTensor {
     /// The transpose of a 2-D tensor (`(r, c)` → `(c, r)`): GPT-2 `Conv1D` (in, out) ↔ Linear (out, in).
     pub fn transpose2(&self) -> Result<Self> {
         let [r, c] = self.shape[..] else {
-            return Err(Error::shape("transpose2", &[&self.shape], "expected a 2-D tensor"));
+            return Err(Error::shape(
+                "transpose2",
+                &[&self.shape],
+                "expected a 2-D tensor",
+            ));
         };
         let mut out = vec![0.0f32; r * c];
         for i in 0..r {
@@ -94,8 +98,13 @@ impl Checkpoint {
         // SAFETY: the mapping is read-only and lives as long as `self`; the file is not expected to be
         // modified while open (pretext replaces checkpoints by rename, which leaves this mapping intact).
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
-        let (header_len, meta) = SafeTensors::read_metadata(&mmap[..])
-            .map_err(|e| Error::format(&path, "<header>", format!("not a valid safetensors file: {e}")))?;
+        let (header_len, meta) = SafeTensors::read_metadata(&mmap[..]).map_err(|e| {
+            Error::format(
+                &path,
+                "<header>",
+                format!("not a valid safetensors file: {e}"),
+            )
+        })?;
         let index = meta
             .tensors()
             .into_iter()
@@ -141,7 +150,10 @@ impl Checkpoint {
             Error::format(
                 &self.path,
                 name,
-                format!("tensor missing from the checkpoint ({} tensors present)", self.index.len()),
+                format!(
+                    "tensor missing from the checkpoint ({} tensors present)",
+                    self.index.len()
+                ),
             )
         })
     }
@@ -168,7 +180,10 @@ impl Checkpoint {
                 return Err(Error::format(
                     &self.path,
                     name,
-                    format!("unsupported dtype {}; pretext reads F32, F16 and BF16", dtype_name(other)),
+                    format!(
+                        "unsupported dtype {}; pretext reads F32, F16 and BF16",
+                        dtype_name(other)
+                    ),
                 ))
             }
         };
@@ -182,7 +197,10 @@ impl Checkpoint {
             return Err(Error::format(
                 &self.path,
                 name,
-                format!("shape mismatch: expected {expected:?}, found {:?}", info.shape),
+                format!(
+                    "shape mismatch: expected {expected:?}, found {:?}",
+                    info.shape
+                ),
             ));
         }
         self.get(name)
@@ -229,19 +247,30 @@ impl safetensors::View for &F32View<'_> {
 /// `("lm_head.weight", "transformer.wte.weight")`); it is not written. If `tensors` holds the alias,
 /// it must be equal to `kept` (otherwise the weights are not tied and this is an error); `kept`
 /// must be present. The header gets `{"format": "pt"}`.
-pub fn save(path: impl AsRef<Path>, tensors: &BTreeMap<String, RawTensor>, tied: &[(&str, &str)]) -> Result<()> {
+pub fn save(
+    path: impl AsRef<Path>,
+    tensors: &BTreeMap<String, RawTensor>,
+    tied: &[(&str, &str)],
+) -> Result<()> {
     let path = path.as_ref();
     let mut skip = std::collections::BTreeSet::new();
     for &(alias, kept) in tied {
         let k = tensors.get(kept).ok_or_else(|| {
-            Error::format(path, kept, format!("tied weight `{alias}` refers to `{kept}`, which is not given"))
+            Error::format(
+                path,
+                kept,
+                format!("tied weight `{alias}` refers to `{kept}`, which is not given"),
+            )
         })?;
         if let Some(a) = tensors.get(alias) {
             if a != k {
                 return Err(Error::format(
                     path,
                     alias,
-                    format!("declared tied to `{kept}` but its values or shape differ ({:?} vs {:?})", a.shape, k.shape),
+                    format!(
+                        "declared tied to `{kept}` but its values or shape differ ({:?} vs {:?})",
+                        a.shape, k.shape
+                    ),
                 ));
             }
         }
@@ -257,7 +286,10 @@ pub fn save(path: impl AsRef<Path>, tensors: &BTreeMap<String, RawTensor>, tied:
             return Err(Error::shape(
                 "checkpoint::save",
                 &[&t.shape],
-                format!("tensor `{name}` has {} elements for a shape of {n}", t.data.len()),
+                format!(
+                    "tensor `{name}` has {} elements for a shape of {n}",
+                    t.data.len()
+                ),
             ));
         }
         let mut bytes = Vec::with_capacity(4 * n);
@@ -274,13 +306,22 @@ pub fn save(path: impl AsRef<Path>, tensors: &BTreeMap<String, RawTensor>, tied:
     }
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
     let buf = safetensors::tensor::serialize(views.iter().map(|(n, v)| (*n, v)), Some(meta))
-        .map_err(|e| Error::format(path, "<header>", format!("safetensors serialisation failed: {e}")))?;
+        .map_err(|e| {
+            Error::format(
+                path,
+                "<header>",
+                format!("safetensors serialisation failed: {e}"),
+            )
+        })?;
     write_atomic(path, &buf)
 }
 
 /// Write tensors of any float dtype (F32 / F16 / BF16, given as raw little-endian bytes) — used by
 /// tests and converters that must produce reduced-precision files.
-pub fn save_raw(path: impl AsRef<Path>, tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) -> Result<()> {
+pub fn save_raw(
+    path: impl AsRef<Path>,
+    tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)],
+) -> Result<()> {
     let path = path.as_ref();
     let mut views = Vec::with_capacity(tensors.len());
     for (name, dtype, shape, bytes) in tensors {
@@ -289,7 +330,12 @@ pub fn save_raw(path: impl AsRef<Path>, tensors: &[(&str, Dtype, Vec<usize>, Vec
         views.push((*name, v));
     }
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let buf = safetensors::tensor::serialize(views, Some(meta))
-        .map_err(|e| Error::format(path, "<header>", format!("safetensors serialisation failed: {e}")))?;
+    let buf = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| {
+        Error::format(
+            path,
+            "<header>",
+            format!("safetensors serialisation failed: {e}"),
+        )
+    })?;
     write_atomic(path, &buf)
 }

@@ -42,7 +42,12 @@ impl TokenIds {
 
 /// Read `key` from `map` (removing it) as a `T`; absent means `default`. A value of the wrong type is
 /// an error naming the field and the file.
-fn take<T: DeserializeOwned>(map: &mut Map<String, Value>, key: &str, default: T, path: &Path) -> Result<T> {
+fn take<T: DeserializeOwned>(
+    map: &mut Map<String, Value>,
+    key: &str,
+    default: T,
+    path: &Path,
+) -> Result<T> {
     match map.remove(key) {
         None => Ok(default),
         Some(v) => serde_json::from_value(v.clone())
@@ -51,7 +56,8 @@ fn take<T: DeserializeOwned>(map: &mut Map<String, Value>, key: &str, default: T
 }
 
 fn put<T: Serialize>(map: &mut Map<String, Value>, key: &str, value: &T) -> Result<()> {
-    let v = serde_json::to_value(value).map_err(|e| Error::msg(format!("config field `{key}`: {e}")))?;
+    let v = serde_json::to_value(value)
+        .map_err(|e| Error::msg(format!("config field `{key}`: {e}")))?;
     map.insert(key.to_string(), v);
     Ok(())
 }
@@ -329,7 +335,10 @@ impl Gpt2Config {
     /// Whether Linear layers and LayerNorms have biases. HF GPT-2 always has them; the pretext
     /// extension key `"bias": false` (nanoGPT's `bias=False`) removes them.
     pub fn bias(&self) -> bool {
-        self.extra.get("bias").and_then(Value::as_bool).unwrap_or(true)
+        self.extra
+            .get("bias")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
     }
     pub fn set_bias(&mut self, bias: bool) {
         if bias {
@@ -377,7 +386,14 @@ impl Gpt2Config {
     pub fn shakespeare_char_gpu() -> Self {
         Self::nanogpt(65, 256, 6, 6, 384, 0.2)
     }
-    fn nanogpt(vocab: usize, block: usize, layers: usize, heads: usize, width: usize, dropout: f64) -> Self {
+    fn nanogpt(
+        vocab: usize,
+        block: usize,
+        layers: usize,
+        heads: usize,
+        width: usize,
+        dropout: f64,
+    ) -> Self {
         let mut c = Self {
             vocab_size: vocab,
             n_positions: block,
@@ -416,7 +432,11 @@ impl T5Config {
         if self.feed_forward_proj == "gated-gelu" {
             return "gelu_new".into();
         }
-        self.feed_forward_proj.rsplit('-').next().unwrap_or("relu").to_string()
+        self.feed_forward_proj
+            .rsplit('-')
+            .next()
+            .unwrap_or("relu")
+            .to_string()
     }
     /// Whether logits are computed from `dec_out * d_model^-0.5`: `scale_decoder_outputs` if written
     /// (transformers 5.x), else `tie_word_embeddings != false` (HF 4.x rule).
@@ -438,7 +458,10 @@ impl T5Config {
             return Err(Error::format(
                 path,
                 "feed_forward_proj",
-                format!("`{}` is not \"<act>\" or \"gated-<act>\"", self.feed_forward_proj),
+                format!(
+                    "`{}` is not \"<act>\" or \"gated-<act>\"",
+                    self.feed_forward_proj
+                ),
             ));
         }
         Ok(())
@@ -560,18 +583,31 @@ impl ModelConfig {
         let value: Value =
             serde_json::from_str(text).map_err(|e| Error::format(path, "<json>", e.to_string()))?;
         let Value::Object(map) = value else {
-            return Err(Error::format(path, "<json>", "the top level is not an object"));
+            return Err(Error::format(
+                path,
+                "<json>",
+                "the top level is not an object",
+            ));
         };
         let model_type = match map.get("model_type") {
             None => {
                 return Err(Error::format(
                     path,
                     "model_type",
-                    format!("missing; pretext supports {}", SUPPORTED_MODEL_TYPES.join(", ")),
+                    format!(
+                        "missing; pretext supports {}",
+                        SUPPORTED_MODEL_TYPES.join(", ")
+                    ),
                 ))
             }
             Some(Value::String(s)) => s.clone(),
-            Some(other) => return Err(Error::format(path, "model_type", format!("{other} is not a string"))),
+            Some(other) => {
+                return Err(Error::format(
+                    path,
+                    "model_type",
+                    format!("{other} is not a string"),
+                ))
+            }
         };
         match model_type.as_str() {
             "bert" => Ok(ModelConfig::Bert(BertConfig::from_json_map(map, path)?)),
@@ -645,7 +681,11 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let file_name = path
         .file_name()
         .ok_or_else(|| Error::msg(format!("{}: not a file path", path.display())))?;
-    let tmp = path.with_file_name(format!(".{}.tmp.{}", file_name.to_string_lossy(), std::process::id()));
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp.{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
