@@ -178,8 +178,8 @@ def main():
         opt.step()
         if it % args.log_every == 0 or it == args.iters - 1:
             log.append({"iter": it, "loss": loss.item(), "lr": lr, "elapsed_s": time.time() - t0})
-            if not args.json:
-                print(f"iter {it}: loss {loss.item():.4f} lr {lr:.2e} ({time.time() - t0:.1f}s)", flush=True)
+            # Progress goes to stderr so that --json keeps stdout machine-readable.
+            print(f"iter {it}: loss {loss.item():.4f} lr {lr:.2e} ({time.time() - t0:.1f}s)", file=sys.stderr, flush=True)
     train_s = time.time() - t0
 
     model.eval()

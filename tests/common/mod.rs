@@ -99,7 +99,8 @@ pub fn assert_close(what: &str, got: &[f32], want: &RawTensor, atol: f32, rtol: 
     let mut worst = (0usize, 0.0f32);
     for (i, (g, w)) in got.iter().zip(&want.data).enumerate() {
         let excess = (g - w).abs() - (atol + rtol * w.abs());
-        if !(excess <= worst.1) {
+        // NaN (a NaN output) is kept as the worst and fails the final check.
+        if excess > worst.1 || excess.is_nan() {
             worst = (i, excess);
         }
     }
