@@ -21,6 +21,8 @@ bias=False).
   step    loss = mean CE(logits, y); backward; clip_grad_norm_(1.0); step; 2000 updates (it = 0..1999)
   eval    mean loss over --eval-iters (200) random batches of each split, after the last update (this is
           the value nanoGPT prints at iter 2000, before its extra update at iter_num == max_iters)
+  differs from nanoGPT only in the random stream: nanoGPT also evaluates every 250 iterations and
+          prefetches the next batch, which draws extra random numbers; the maths of each step is the same
 
 Usage: nice /work/refenv/bin/python tools/nanogpt_shakespeare_char.py --threads 2 --seed 1337 [--json]
 The data path defaults to ../shared/data/tinyshakespeare.txt from the repository root
