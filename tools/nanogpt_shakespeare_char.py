@@ -25,6 +25,8 @@ bias=False).
           prefetches the next batch, which draws extra random numbers; the maths of each step is the same
 
 Usage: nice /work/refenv/bin/python tools/nanogpt_shakespeare_char.py --threads 2 --seed 1337 [--json]
+On a shared, oversubscribed machine set OMP_WAIT_POLICY=PASSIVE: spinning OpenMP threads otherwise
+slow torch's 2-thread run down by an order of magnitude.
 The data path defaults to ../shared/data/tinyshakespeare.txt from the repository root
 (or $PRETEXT_SHAKESPEARE).
 """
@@ -195,6 +197,7 @@ def main():
         "iters": args.iters,
         "seed": args.seed,
         "threads": args.threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "params": n_params,
         "vocab": len(chars),
         "train_tokens": n,
