@@ -326,7 +326,6 @@ fn garbage_is_a_format_error() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-
 #[test]
 fn fixture_inputs_and_outputs_agree_on_shapes() {
     for case in [
