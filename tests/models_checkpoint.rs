@@ -8,6 +8,9 @@ use pretext::models::{ModelConfig, T5Config};
 use safetensors::Dtype;
 use serde_json::Value;
 
+#[path = "hf_case/mod.rs"]
+mod common;
+
 fn fixture(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/hf")
@@ -220,10 +223,8 @@ fn half_precision_is_widened_and_other_dtypes_are_refused() {
     let b = ck.get("w.bf16").unwrap();
     assert_eq!(b.shape, vec![5]);
     assert_eq!(&b.data[..3], &[1.5, -2.0, 0.15625]);
-    assert_eq!(
-        b.data[4], 0.10009765625,
-        "bf16(0.1) widens to 0.10009765625"
-    );
+    // bf16(0.1) = 0x3DCD, which widens to the f32 with bits 0x3DCD0000 = 0.10009765625.
+    assert_eq!(b.data[4].to_bits(), 0x3dcd_0000, "bf16(0.1) widens exactly");
     assert!((b.data[3] - 3.0e38).abs() / 3.0e38 < 1e-2);
     let h = ck.get("w.f16").unwrap();
     assert_eq!(h.shape, vec![1, 3]);
@@ -324,4 +325,55 @@ fn garbage_is_a_format_error() {
         "{msg}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn fixture_inputs_and_outputs_agree_on_shapes() {
+    for case in [
+        "bert_pretraining",
+        "bert_seqcls",
+        "bert_tokcls",
+        "gpt2_lm",
+        "gpt2_seqcls",
+        "gpt2_trajectory",
+        "t5_original",
+        "t5_v11",
+        "bart",
+    ] {
+        let c = common::HfCase::open(case);
+        let (shape, ids) = c.ints("input_ids").unwrap();
+        assert_eq!(shape, vec![2, 7], "{case}");
+        let (mshape, mask) = c.ints("attention_mask").unwrap();
+        assert_eq!(mshape, shape, "{case}");
+        assert_eq!(
+            &mask[7..],
+            &[1, 1, 1, 1, 1, 0, 0],
+            "{case}: row 2 is right-padded"
+        );
+        let logits = c.output("logits");
+        let vocab_or_labels = *logits.shape.last().unwrap();
+        assert!(ids.iter().all(|&t| t >= 0), "{case}");
+        match case {
+            "bert_seqcls" | "gpt2_seqcls" => assert_eq!(logits.shape, vec![2, 3], "{case}"),
+            "t5_original" | "t5_v11" | "bart" => {
+                let (dshape, _) = c.ints("decoder_input_ids").unwrap();
+                assert_eq!(dshape, vec![2, 5], "{case}");
+                assert_eq!(logits.shape, vec![2, 5, vocab_or_labels], "{case}");
+            }
+            _ => assert_eq!(&logits.shape[..2], &[2, 7], "{case}"),
+        }
+        // The stored loss is a finite scalar.
+        let loss = c.output("loss");
+        assert!(loss.shape.is_empty() && loss.data[0].is_finite(), "{case}");
+        // A fixture compared with itself is close; a perturbed copy is not.
+        common::assert_close(case, &logits.data, &logits, 0.0, 0.0);
+        let mut off = logits.data.clone();
+        off[0] += 1e-3;
+        let caught =
+            std::panic::catch_unwind(|| common::assert_close(case, &off, &logits, 1e-5, 1e-5));
+        assert!(
+            caught.is_err(),
+            "{case}: assert_close must catch a 1e-3 error"
+        );
+    }
 }

@@ -404,3 +404,40 @@ fn set_num_labels_writes_id2label() {
     assert_eq!(m["id2label"]["3"], Value::String("LABEL_3".into()));
     assert_eq!(m["label2id"]["LABEL_0"], Value::from(0));
 }
+
+#[test]
+fn t5_derived_fields_are_written_with_effective_values() {
+    for c in [
+        T5Config::default(),
+        T5Config::tiny(),
+        T5Config::base().into_v1_1(),
+    ] {
+        let m = ModelConfig::T5(c.clone()).to_json_map().unwrap();
+        for k in [
+            "dense_act_fn",
+            "is_gated_act",
+            "scale_decoder_outputs",
+            "tie_word_embeddings",
+            "decoder_start_token_id",
+        ] {
+            assert!(
+                m.get(k).is_some_and(|v| !v.is_null()),
+                "{k} must not be null: {:?}",
+                m.get(k)
+            );
+        }
+        assert_eq!(
+            m["scale_decoder_outputs"],
+            Value::Bool(c.scale_decoder_outputs())
+        );
+        assert_eq!(m["dense_act_fn"], Value::String(c.act_fn()));
+        assert_eq!(m["decoder_start_token_id"], Value::from(0));
+    }
+    let v11 = ModelConfig::T5(T5Config::small().into_v1_1())
+        .to_json_map()
+        .unwrap();
+    assert_eq!(
+        (&v11["is_gated_act"], &v11["tie_word_embeddings"]),
+        (&Value::Bool(true), &Value::Bool(false))
+    );
+}

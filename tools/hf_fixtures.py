@@ -12,6 +12,7 @@ eager attention) run on a batch of 2 sequences whose second row is right-padded.
   versions.json                    torch / transformers / safetensors / numpy versions, seed, case notes
   generate.json                    (gpt2_lm, t5_original, bart) greedy generation, use_cache=True
   trajectory.json                  (gpt2_trajectory) 10 AdamW steps on one fixed batch
+and tests/fixtures/hf/t5_buckets.json (T5 relative-position buckets for rel = -300..300).
 
 Every case is reloaded with `from_pretrained` and re-run; the script fails if the reloaded logits
 differ from the stored ones by more than 1e-6, so the stored files are self-consistent.
@@ -788,6 +789,25 @@ def write_generation(d, model, make_inputs, is_encdec):
     print(f"  generate: {new.tolist()} (eos hit {eos_hit}, min margin {margin:.3g})")
 
 
+def write_t5_buckets(out):
+    """t5_buckets.json: T5Attention._relative_position_bucket for rel = -300..300 in six settings."""
+    from transformers.models.t5.modeling_t5 import T5Attention
+
+    rel = torch.arange(-300, 301)
+    rec = {
+        "generator": f"transformers {transformers.__version__} T5Attention._relative_position_bucket, rel = arange(-300, 301)",
+        "rel_start": -300,
+        "rel_end_inclusive": 300,
+        "cases": [],
+    }
+    for nb, md in [(32, 128), (16, 64), (8, 20)]:  # max_distance > max_exact in both modes
+        for bi in (True, False):
+            b = T5Attention._relative_position_bucket(rel, bidirectional=bi, num_buckets=nb, max_distance=md)
+            rec["cases"].append({"num_buckets": nb, "max_distance": md, "bidirectional": bi, "buckets": b.tolist()})
+    with open(os.path.join(out, "t5_buckets.json"), "w") as f:
+        json.dump(rec, f, separators=(",", ":"))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="tests/fixtures/hf")
@@ -804,6 +824,7 @@ def main():
     case_t5(args.out, "t5_original", 3001, gated=False)
     case_t5(args.out, "t5_v11", 3002, gated=True)
     case_bart(args.out)
+    write_t5_buckets(args.out)
     total = 0
     for root, _, files in os.walk(args.out):
         total += sum(os.path.getsize(os.path.join(root, f)) for f in files)

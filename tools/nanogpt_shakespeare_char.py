@@ -21,8 +21,12 @@ bias=False).
   step    loss = mean CE(logits, y); backward; clip_grad_norm_(1.0); step; 2000 updates (it = 0..1999)
   eval    mean loss over --eval-iters (200) random batches of each split, after the last update (this is
           the value nanoGPT prints at iter 2000, before its extra update at iter_num == max_iters)
+  differs from nanoGPT only in the random stream: nanoGPT also evaluates every 250 iterations and
+          prefetches the next batch, which draws extra random numbers; the maths of each step is the same
 
 Usage: nice /work/refenv/bin/python tools/nanogpt_shakespeare_char.py --threads 2 --seed 1337 [--json]
+On a shared, oversubscribed machine set OMP_WAIT_POLICY=PASSIVE: spinning OpenMP threads otherwise
+slow torch's 2-thread run down by an order of magnitude.
 The data path defaults to ../shared/data/tinyshakespeare.txt from the repository root
 (or $PRETEXT_SHAKESPEARE).
 """
@@ -178,8 +182,8 @@ def main():
         opt.step()
         if it % args.log_every == 0 or it == args.iters - 1:
             log.append({"iter": it, "loss": loss.item(), "lr": lr, "elapsed_s": time.time() - t0})
-            if not args.json:
-                print(f"iter {it}: loss {loss.item():.4f} lr {lr:.2e} ({time.time() - t0:.1f}s)", flush=True)
+            # Progress goes to stderr so that --json keeps stdout machine-readable.
+            print(f"iter {it}: loss {loss.item():.4f} lr {lr:.2e} ({time.time() - t0:.1f}s)", file=sys.stderr, flush=True)
     train_s = time.time() - t0
 
     model.eval()
@@ -193,6 +197,7 @@ def main():
         "iters": args.iters,
         "seed": args.seed,
         "threads": args.threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "params": n_params,
         "vocab": len(chars),
         "train_tokens": n,

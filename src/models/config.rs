@@ -110,8 +110,8 @@ macro_rules! hf_config {
                 })
             }
 
-            /// The `config.json` object (keys sorted, `model_type` included).
-            pub fn to_json_map(&self) -> Result<Map<String, Value>> {
+            /// The declared fields, `architectures`, `model_type` and `extra` as a JSON object.
+            fn fields_to_json(&self) -> Result<Map<String, Value>> {
                 let mut m = self.extra.clone();
                 $( put(&mut m, stringify!($field), &self.$field)?; )*
                 if let Some(a) = &self.architectures {
@@ -280,6 +280,10 @@ hf_config!(
 );
 
 impl BertConfig {
+    /// The `config.json` object (keys sorted, `model_type` included).
+    pub fn to_json_map(&self) -> Result<Map<String, Value>> {
+        self.fields_to_json()
+    }
     /// Classification labels (`len(id2label)`, default 2).
     pub fn num_labels(&self) -> usize {
         num_labels_from(&self.extra, 2)
@@ -319,6 +323,10 @@ impl BertConfig {
 }
 
 impl Gpt2Config {
+    /// The `config.json` object (keys sorted, `model_type` included).
+    pub fn to_json_map(&self) -> Result<Map<String, Value>> {
+        self.fields_to_json()
+    }
     /// MLP width: `n_inner` or 4 * n_embd.
     pub fn inner_dim(&self) -> usize {
         self.n_inner.unwrap_or(4 * self.n_embd)
@@ -414,6 +422,29 @@ impl Gpt2Config {
 }
 
 impl T5Config {
+    /// The `config.json` object (keys sorted, `model_type` included). The derived fields
+    /// `dense_act_fn`, `is_gated_act`, `scale_decoder_outputs`, `tie_word_embeddings` and
+    /// `decoder_start_token_id` are written with their effective values, never `null`: transformers
+    /// 5.x would take a `null` literally (no output scaling, no activation, no decoder start).
+    pub fn to_json_map(&self) -> Result<Map<String, Value>> {
+        let mut m = self.fields_to_json()?;
+        put(&mut m, "dense_act_fn", &self.act_fn())?;
+        put(&mut m, "is_gated_act", &self.gated())?;
+        put(
+            &mut m,
+            "scale_decoder_outputs",
+            &self.scale_decoder_outputs(),
+        )?;
+        put(
+            &mut m,
+            "tie_word_embeddings",
+            &self.tie_word_embeddings.unwrap_or(true),
+        )?;
+        if let Some(start) = self.decoder_start() {
+            put(&mut m, "decoder_start_token_id", &start)?;
+        }
+        Ok(m)
+    }
     pub fn decoder_layers(&self) -> usize {
         self.num_decoder_layers.unwrap_or(self.num_layers)
     }
@@ -509,6 +540,10 @@ impl T5Config {
 }
 
 impl BartConfig {
+    /// The `config.json` object (keys sorted, `model_type` included).
+    pub fn to_json_map(&self) -> Result<Map<String, Value>> {
+        self.fields_to_json()
+    }
     pub fn num_labels(&self) -> usize {
         num_labels_from(&self.extra, 3)
     }
