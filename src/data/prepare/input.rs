@@ -328,8 +328,12 @@ impl Pieces {
             let at = self.consumed - (self.buf.len() - e.valid_up_to()) as u64;
             return Err(Error::msg(format!("{}: not UTF-8 near byte {at}", self.name())));
         }
-        let text = String::from_utf8(self.buf[..k].to_vec()).expect("validated above");
-        self.buf.drain(..k);
+        // The text leaves by moving the buffer; only the remainder is copied.
+        let mut rest = Vec::with_capacity(PIECE_BYTES + (64 << 10));
+        rest.extend_from_slice(&self.buf[k..]);
+        self.buf.truncate(k);
+        let bytes = std::mem::replace(&mut self.buf, rest);
+        let text = String::from_utf8(bytes).expect("validated above");
         let split = self.buf_docs.partition_point(|&d| d < k);
         let mut later = self.buf_docs.split_off(split);
         for d in &mut later {
