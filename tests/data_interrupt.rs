@@ -21,7 +21,9 @@ fn tmpdir(name: &str) -> PathBuf {
 
 /// Bytes written so far to files in `dir` (recursively).
 fn written(dir: &std::path::Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     rd.filter_map(|e| e.ok())
         .map(|e| {
             let p = e.path();
@@ -44,12 +46,27 @@ fn killed_prepare_leaves_no_readable_corpus() {
     std::io::Read::read_to_string(&mut SyntheticText::new(300_000, 1), &mut sample).unwrap();
     std::fs::write(&seed_text, &sample).unwrap();
     let seed_corpus = dir.join("seed");
-    prepare(&Input::TextFile(seed_text), &seed_corpus, &PrepareOptions { tokenizer: TokenizerSpec::Char, specials: Some("unk".into()), ..Default::default() })
-        .unwrap();
+    prepare(
+        &Input::TextFile(seed_text),
+        &seed_corpus,
+        &PrepareOptions {
+            tokenizer: TokenizerSpec::Char,
+            specials: Some("unk".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
 
     let out = dir.join("out");
     let mut child = Command::new(env!("CARGO_BIN_EXE_pretext"))
-        .args(["prepare", "-", "--quiet", "--shard-tokens", "1000000", "--tokenizer"])
+        .args([
+            "prepare",
+            "-",
+            "--quiet",
+            "--shard-tokens",
+            "1000000",
+            "--tokenizer",
+        ])
         .arg(seed_corpus.join("tokenizer"))
         .arg("--out")
         .arg(&out)
@@ -67,7 +84,10 @@ fn killed_prepare_leaves_no_readable_corpus() {
     let partial = partial_dir(&out);
     let t0 = Instant::now();
     while written(&partial) < 20 << 20 {
-        assert!(t0.elapsed() < Duration::from_secs(60), "prepare wrote nothing in 60 s");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "prepare wrote nothing in 60 s"
+        );
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();
             std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
@@ -80,21 +100,34 @@ fn killed_prepare_leaves_no_readable_corpus() {
     drop(stdin);
 
     // Finished shards of the partial run exist, but nothing opens as a corpus.
-    assert!(!out.exists(), "the output folder must only appear when prepare completes");
+    assert!(
+        !out.exists(),
+        "the output folder must only appear when prepare completes"
+    );
     assert!(Corpus::open(&out, None).is_err());
     let e = Corpus::open(&partial, None).unwrap_err().to_string();
     assert!(e.contains("meta.json"), "{e}");
     let mut unfinished = 0;
     for entry in std::fs::read_dir(&partial).unwrap() {
         let p = entry.unwrap().path();
-        if p.is_file() && p.to_string_lossy().contains(".ptok.tmp") && !p.to_string_lossy().contains("docs") && !p.to_string_lossy().contains("sents") {
+        if p.is_file()
+            && p.to_string_lossy().contains(".ptok.tmp")
+            && !p.to_string_lossy().contains("docs")
+            && !p.to_string_lossy().contains("sents")
+        {
             // The shard being written has a zeroed header.
-            let e = Shard::open(&p, ShardFormat::Pretext, Expect::default()).unwrap_err().to_string();
+            let e = Shard::open(&p, ShardFormat::Pretext, Expect::default())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("never finished") || e.contains("header"), "{e}");
             unfinished += 1;
         }
     }
-    assert!(unfinished >= 1, "expected a shard in progress in {}", partial.display());
+    assert!(
+        unfinished >= 1,
+        "expected a shard in progress in {}",
+        partial.display()
+    );
 
     // A complete run over the same kind of input (stdin closed) produces the corpus.
     let out2 = dir.join("out2");

@@ -17,11 +17,16 @@ fn tmpdir(name: &str) -> PathBuf {
 fn shakespeare() -> Option<PathBuf> {
     let p = std::env::var("PRETEXT_SHAKESPEARE")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tinyshakespeare.txt"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tinyshakespeare.txt")
+        });
     if p.is_file() {
         Some(p)
     } else {
-        println!("skipped: {} is absent (set PRETEXT_SHAKESPEARE)", p.display());
+        println!(
+            "skipped: {} is absent (set PRETEXT_SHAKESPEARE)",
+            p.display()
+        );
         None
     }
 }
@@ -34,7 +39,13 @@ fn decode_all(c: &Corpus, s: &TokenStream) -> String {
 
 fn decode_docs(c: &Corpus, s: &TokenStream) -> Vec<String> {
     (0..s.doc_count())
-        .map(|d| c.tokenizer.as_ref().unwrap().decode(&s.doc_tokens(d).unwrap()).unwrap())
+        .map(|d| {
+            c.tokenizer
+                .as_ref()
+                .unwrap()
+                .decode(&s.doc_tokens(d).unwrap())
+                .unwrap()
+        })
         .collect()
 }
 
@@ -45,7 +56,12 @@ fn shakespeare_char_matches_nanogpt_and_round_trips() {
     let Some(src) = shakespeare() else { return };
     let dir = tmpdir("shk-char");
     let out = dir.join("c");
-    let r = prepare(&Input::TextFile(src.clone()), &out, &PrepareOptions::default()).unwrap();
+    let r = prepare(
+        &Input::TextFile(src.clone()),
+        &out,
+        &PrepareOptions::default(),
+    )
+    .unwrap();
     // nanoGPT shakespeare_char: vocab 65, train 1,003,854 tokens, val 111,540.
     assert_eq!(r.meta.tokenizer.vocab_size, 65);
     assert_eq!(r.meta.splits["train"].tokens, 1_003_854);
@@ -83,10 +99,17 @@ fn shakespeare_bpe_round_trips() {
     assert_eq!(all, text);
     // BPE compresses: under 2/3 of a token per byte with ~250 merges.
     let n = c.train.len() + c.val.len();
-    assert!(n * 3 < text.len() as u64 * 2, "{n} tokens for {} bytes", text.len());
+    assert!(
+        n * 3 < text.len() as u64 * 2,
+        "{n} tokens for {} bytes",
+        text.len()
+    );
     // Its tokenizer loads from the corpus folder and is the one in meta.json.
     let t2 = pretext::data::Tokenizer::load(&out.join("tokenizer")).unwrap();
-    assert_eq!(format!("{:016x}", t2.fingerprint()), c.meta.as_ref().unwrap().tokenizer.fingerprint);
+    assert_eq!(
+        format!("{:016x}", t2.fingerprint()),
+        c.meta.as_ref().unwrap().tokenizer.fingerprint
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -96,7 +119,10 @@ fn text_file_round_trip_char_and_bpe() {
     let src = dir.join("in.txt");
     let text = TEXT.repeat(40);
     std::fs::write(&src, &text).unwrap();
-    for (name, spec) in [("char", TokenizerSpec::Char), ("bpe", TokenizerSpec::Bpe { vocab_size: 300 })] {
+    for (name, spec) in [
+        ("char", TokenizerSpec::Char),
+        ("bpe", TokenizerSpec::Bpe { vocab_size: 300 }),
+    ] {
         let out = dir.join(name);
         let opts = PrepareOptions {
             tokenizer: spec,
@@ -107,13 +133,19 @@ fn text_file_round_trip_char_and_bpe() {
         let c = Corpus::open(&out, None).unwrap();
         let train = decode_all(&c, &c.train);
         // nanoGPT's split: the first ⌊n·0.75⌋ bytes are train.
-        assert!(train.len() >= (text.len() as f64 * 0.75) as usize && train.len() <= (text.len() as f64 * 0.75) as usize + 3);
+        assert!(
+            train.len() >= (text.len() as f64 * 0.75) as usize
+                && train.len() <= (text.len() as f64 * 0.75) as usize + 3
+        );
         assert_eq!(train + &decode_all(&c, &c.val), text, "{name}");
         // Paragraph documents: concatenated they give back the text, and each of the
         // train documents but the last ends with a blank line.
         let docs = decode_docs(&c, &c.train);
         assert!(docs.len() > 40);
-        assert!(docs[..docs.len() - 1].iter().all(|d| d.ends_with("\n\n")), "{name}");
+        assert!(
+            docs[..docs.len() - 1].iter().all(|d| d.ends_with("\n\n")),
+            "{name}"
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -126,16 +158,29 @@ fn folder_and_jsonl_inputs_split_by_document() {
     let mut docs = Vec::new();
     for i in 0..60 {
         let d = format!("Document {i}. {}", TEXT.repeat(1 + i % 3));
-        let p = if i % 2 == 0 { folder.join(format!("{i:03}.txt")) } else { folder.join("sub").join(format!("{i:03}.txt")) };
+        let p = if i % 2 == 0 {
+            folder.join(format!("{i:03}.txt"))
+        } else {
+            folder.join("sub").join(format!("{i:03}.txt"))
+        };
         std::fs::write(p, &d).unwrap();
         docs.push(d);
     }
     let jsonl = dir.join("docs.jsonl");
-    let lines: Vec<String> = docs.iter().map(|d| serde_json::json!({"id": 1, "body": d}).to_string()).collect();
+    let lines: Vec<String> = docs
+        .iter()
+        .map(|d| serde_json::json!({"id": 1, "body": d}).to_string())
+        .collect();
     std::fs::write(&jsonl, lines.join("\n") + "\n\n").unwrap();
     for (name, input) in [
         ("folder", Input::Dir(folder.clone())),
-        ("jsonl", Input::Jsonl { path: jsonl.clone(), field: "body".into() }),
+        (
+            "jsonl",
+            Input::Jsonl {
+                path: jsonl.clone(),
+                field: "body".into(),
+            },
+        ),
     ] {
         let out = dir.join(name);
         let opts = PrepareOptions {
@@ -148,7 +193,11 @@ fn folder_and_jsonl_inputs_split_by_document() {
         assert_eq!(r.meta.source.split, "document");
         let c = Corpus::open(&out, None).unwrap();
         assert_eq!(c.train.doc_count() + c.val.doc_count(), 60, "{name}");
-        assert!(c.val.doc_count() >= 5 && c.val.doc_count() <= 35, "{name}: {}", c.val.doc_count());
+        assert!(
+            c.val.doc_count() >= 5 && c.val.doc_count() <= 35,
+            "{name}: {}",
+            c.val.doc_count()
+        );
         let mut got = decode_docs(&c, &c.train);
         got.extend(decode_docs(&c, &c.val));
         let mut want = docs.clone();
@@ -158,13 +207,23 @@ fn folder_and_jsonl_inputs_split_by_document() {
         // Same seed, same split; another seed, another split.
         let again = dir.join(format!("{name}-again"));
         prepare(&input, &again, &opts).unwrap();
-        assert_eq!(Corpus::open(&again, None).unwrap().val.doc_count(), c.val.doc_count());
+        assert_eq!(
+            Corpus::open(&again, None).unwrap().val.doc_count(),
+            c.val.doc_count()
+        );
     }
     // A JSONL line without the field names the line.
     std::fs::write(&jsonl, "{\"body\": \"ok\"}\n{\"text\": \"no\"}\n").unwrap();
-    let e = prepare(&Input::Jsonl { path: jsonl.clone(), field: "body".into() }, &dir.join("bad"), &PrepareOptions::default())
-        .unwrap_err()
-        .to_string();
+    let e = prepare(
+        &Input::Jsonl {
+            path: jsonl.clone(),
+            field: "body".into(),
+        },
+        &dir.join("bad"),
+        &PrepareOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("line 2") && e.contains("body"), "{e}");
     assert!(!dir.join("bad").exists() && !dir.join("bad.partial").exists());
     std::fs::remove_dir_all(&dir).unwrap();
@@ -208,21 +267,55 @@ fn existing_output_and_bad_input_are_errors() {
     let src = dir.join("in.txt");
     std::fs::write(&src, TEXT).unwrap();
     let out = dir.join("o");
-    prepare(&Input::TextFile(src.clone()), &out, &PrepareOptions::default()).unwrap();
-    let e = prepare(&Input::TextFile(src.clone()), &out, &PrepareOptions::default()).unwrap_err().to_string();
+    prepare(
+        &Input::TextFile(src.clone()),
+        &out,
+        &PrepareOptions::default(),
+    )
+    .unwrap();
+    let e = prepare(
+        &Input::TextFile(src.clone()),
+        &out,
+        &PrepareOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("exists") && e.contains("--force"), "{e}");
-    let opts = PrepareOptions { overwrite: true, val_fraction: 0.5, ..Default::default() };
+    let opts = PrepareOptions {
+        overwrite: true,
+        val_fraction: 0.5,
+        ..Default::default()
+    };
     prepare(&Input::TextFile(src.clone()), &out, &opts).unwrap();
-    assert_eq!(Corpus::open(&out, None).unwrap().meta.unwrap().source.val_fraction, 0.5);
+    assert_eq!(
+        Corpus::open(&out, None)
+            .unwrap()
+            .meta
+            .unwrap()
+            .source
+            .val_fraction,
+        0.5
+    );
     // Invalid UTF-8 names the file.
     let bad = dir.join("bad.txt");
     std::fs::write(&bad, b"abc\xff\xfedef\n").unwrap();
-    let e = prepare(&Input::TextFile(bad), &dir.join("o2"), &PrepareOptions::default()).unwrap_err().to_string();
+    let e = prepare(
+        &Input::TextFile(bad),
+        &dir.join("o2"),
+        &PrepareOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("bad.txt") && e.contains("UTF-8"), "{e}");
     assert!(!dir.join("o2.partial").exists());
     // A tokenizer.json file as the spec: the GPT-2 fixture.
-    let gpt2 = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizers/gpt2-bpe/tokenizer.json");
-    let opts = PrepareOptions { tokenizer: TokenizerSpec::File(gpt2), append_eos: true, ..Default::default() };
+    let gpt2 = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tokenizers/gpt2-bpe/tokenizer.json");
+    let opts = PrepareOptions {
+        tokenizer: TokenizerSpec::File(gpt2),
+        append_eos: true,
+        ..Default::default()
+    };
     prepare(&Input::TextFile(src.clone()), &dir.join("o3"), &opts).unwrap();
     let c = Corpus::open(&dir.join("o3"), Some(700)).unwrap();
     assert!(decode_all(&c, &c.train).ends_with("<|endoftext|>"));
@@ -235,4 +328,34 @@ fn check_no_tmp_files(dir: &Path) {
         let n = e.unwrap().file_name().to_string_lossy().into_owned();
         assert!(!n.ends_with(".tmp"), "{n}");
     }
+}
+
+#[test]
+fn tokenizer_file_with_declared_specials() {
+    let dir = tmpdir("hfspec");
+    let src = dir.join("in.txt");
+    std::fs::write(&src, TEXT.repeat(5)).unwrap();
+    let bert = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tokenizers/bert-wordpiece/tokenizer.json");
+    let opts = PrepareOptions {
+        tokenizer: TokenizerSpec::File(bert.clone()),
+        specials: Some("pad,mask".into()),
+        ..Default::default()
+    };
+    prepare(&Input::TextFile(src.clone()), &dir.join("o"), &opts).unwrap();
+    let c = Corpus::open(&dir.join("o"), None).unwrap();
+    let s = c.tokenizer.as_ref().unwrap().specials();
+    assert!(s.pad().is_some() && s.mask().is_some());
+    assert_eq!((s.cls(), s.sep(), s.unk()), (None, None, None));
+    // A role whose string is not in the vocabulary is an error naming it.
+    let opts = PrepareOptions {
+        tokenizer: TokenizerSpec::File(bert),
+        specials: Some("eos=</s>".into()),
+        ..Default::default()
+    };
+    let e = prepare(&Input::TextFile(src), &dir.join("o2"), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("</s>") && e.contains("eos"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

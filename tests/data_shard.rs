@@ -42,7 +42,9 @@ fn first_shard(corpus: &Path) -> PathBuf {
 }
 
 fn open_err(path: &Path, expect: Expect) -> String {
-    Shard::open(path, ShardFormat::Auto, expect).unwrap_err().to_string()
+    Shard::open(path, ShardFormat::Auto, expect)
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -51,13 +53,21 @@ fn corpus_opens_and_index_is_consistent() {
     let out = small_corpus(&dir);
     let c = Corpus::open(&out, None).unwrap();
     let meta = c.meta.as_ref().unwrap();
-    assert!(c.train.shards().len() >= 4, "{} shards", c.train.shards().len());
+    assert!(
+        c.train.shards().len() >= 4,
+        "{} shards",
+        c.train.shards().len()
+    );
     assert_eq!(meta.source.split, "document");
     let mut text = String::new();
     std::io::Read::read_to_string(&mut SyntheticText::new(200_000, 3), &mut text).unwrap();
     assert_eq!(text.len(), 200_000);
     assert_eq!(c.train.len() + c.val.len(), text.chars().count() as u64);
-    assert!(c.val.len() > 5_000 && c.val.len() < 40_000, "val {}", c.val.len());
+    assert!(
+        c.val.len() > 5_000 && c.val.len() < 40_000,
+        "val {}",
+        c.val.len()
+    );
     c.train.verify().unwrap();
     c.val.verify().unwrap();
     let tok = c.tokenizer.as_ref().unwrap();
@@ -67,13 +77,18 @@ fn corpus_opens_and_index_is_consistent() {
     for d in 0..c.train.doc_count() {
         let toks = c.train.doc_tokens(d).unwrap();
         let text = tok.decode(&toks).unwrap();
-        assert!(text.ends_with("\n\n") || d + 1 == c.train.doc_count(), "doc {d}: {text:?}");
+        assert!(
+            text.ends_with("\n\n") || d + 1 == c.train.doc_count(),
+            "doc {d}: {text:?}"
+        );
         let sents = c.train.doc_sentences(d).unwrap();
         assert_eq!(sents[0].start, 0);
         assert_eq!(sents.last().unwrap().end, toks.len() as u64);
         for w in sents.windows(2) {
             assert_eq!(w[0].end, w[1].start);
-            let before = tok.decode(&toks[w[0].end as usize - 1..w[0].end as usize]).unwrap();
+            let before = tok
+                .decode(&toks[w[0].end as usize - 1..w[0].end as usize])
+                .unwrap();
             assert!(matches!(before.as_str(), "." | "!" | "?"), "{before:?}");
         }
         sentences += sents.len();
@@ -91,7 +106,10 @@ fn truncated_shards_are_clear_errors() {
     let p = dir.join("cut.ptok");
     std::fs::write(&p, &bytes[..bytes.len() - 10]).unwrap();
     let e = open_err(&p, Expect::default());
-    assert!(e.contains("cut.ptok") && e.contains("`size`") && e.contains("truncated"), "{e}");
+    assert!(
+        e.contains("cut.ptok") && e.contains("`size`") && e.contains("truncated"),
+        "{e}"
+    );
     std::fs::write(&p, &bytes[..60]).unwrap();
     let e = open_err(&p, Expect::default());
     assert!(e.contains("`header`") && e.contains("truncated"), "{e}");
@@ -121,7 +139,10 @@ fn corrupted_shards_are_clear_errors() {
     assert!(open_err(&p, Expect::default()).contains("`version`"));
     write(&|b| b[17] ^= 1); // token_count
     let e = open_err(&p, Expect::default());
-    assert!(e.contains("`header_checksum`") && e.contains("bad.ptok"), "{e}");
+    assert!(
+        e.contains("`header_checksum`") && e.contains("bad.ptok"),
+        "{e}"
+    );
     // A flipped token: opens (the check is O(n)), but verify() and reads catch it.
     write(&|b| b[128 + 2 * 100] ^= 0x01);
     let s = Shard::open(&p, ShardFormat::Auto, Expect::default()).unwrap();
@@ -131,7 +152,10 @@ fn corrupted_shards_are_clear_errors() {
     let s = Shard::open(&p, ShardFormat::Auto, Expect::default()).unwrap();
     let mut buf = vec![0u32; 200];
     let e = s.read(0, &mut buf).unwrap_err().to_string();
-    assert!(e.contains("`tokens`") && e.contains("position 100") && e.contains("vocabulary"), "{e}");
+    assert!(
+        e.contains("`tokens`") && e.contains("position 100") && e.contains("vocabulary"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -143,21 +167,44 @@ fn mismatched_shards_are_clear_errors() {
     let good = Shard::open(&p, ShardFormat::Pretext, Expect::default()).unwrap();
     let v = good.vocab_size().unwrap() as usize;
     let fp = good.header().unwrap().tokenizer_fp;
-    let e = open_err(&p, Expect { vocab_size: Some(v + 1), fingerprint: None });
-    assert!(e.contains("`vocab_size`") && e.contains(&format!("{v}")), "{e}");
-    let e = open_err(&p, Expect { vocab_size: Some(v), fingerprint: Some(fp ^ 1) });
+    let e = open_err(
+        &p,
+        Expect {
+            vocab_size: Some(v + 1),
+            fingerprint: None,
+        },
+    );
+    assert!(
+        e.contains("`vocab_size`") && e.contains(&format!("{v}")),
+        "{e}"
+    );
+    let e = open_err(
+        &p,
+        Expect {
+            vocab_size: Some(v),
+            fingerprint: Some(fp ^ 1),
+        },
+    );
     assert!(e.contains("`tokenizer_fp`"), "{e}");
     let e = Corpus::open(&out, Some(v + 7)).unwrap_err().to_string();
     assert!(e.contains("meta.json") && e.contains("vocab_size"), "{e}");
     // A shard from another corpus (other tokenizer) in this corpus.
     let other = dir.join("other");
-    let opts = PrepareOptions { tokenizer: TokenizerSpec::Char, ..Default::default() };
+    let opts = PrepareOptions {
+        tokenizer: TokenizerSpec::Char,
+        ..Default::default()
+    };
     prepare(&synth_input(5_000, 99), &other, &opts).unwrap();
     std::fs::copy(other.join("train-00000.ptok"), out.join("train-00001.ptok")).unwrap();
     let e = Corpus::open(&out, None).unwrap_err().to_string();
-    assert!(e.contains("train-00001.ptok") && (e.contains("tokenizer_fp") || e.contains("vocab_size")), "{e}");
+    assert!(
+        e.contains("train-00001.ptok") && (e.contains("tokenizer_fp") || e.contains("vocab_size")),
+        "{e}"
+    );
     // Missing corpus / not a corpus.
-    let e = Corpus::open(&dir.join("nothing"), None).unwrap_err().to_string();
+    let e = Corpus::open(&dir.join("nothing"), None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("nothing"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -184,13 +231,21 @@ fn llmc_and_nanogpt_files() {
     let llmc = dir.join("llmc");
     std::fs::create_dir_all(&llmc).unwrap();
     write_llmc(&llmc.join("tiny_shakespeare_train.bin"), 20240520, 1, &toks);
-    write_llmc(&llmc.join("tiny_shakespeare_val.bin"), 20240520, 1, &toks[..1000]);
+    write_llmc(
+        &llmc.join("tiny_shakespeare_val.bin"),
+        20240520,
+        1,
+        &toks[..1000],
+    );
     let c = Corpus::open(&llmc, Some(50257)).unwrap();
     assert_eq!(c.train.len(), 5000);
     assert_eq!(c.val.len(), 1000);
     let mut buf = vec![0u32; 10];
     c.train.read(4990, &mut buf).unwrap();
-    assert_eq!(buf, toks[4990..].iter().map(|&t| t as u32).collect::<Vec<_>>());
+    assert_eq!(
+        buf,
+        toks[4990..].iter().map(|&t| t as u32).collect::<Vec<_>>()
+    );
     // Bad version, and size inconsistent with the header.
     let p = dir.join("bad_train.bin");
     write_llmc(&p, 20240520, 3, &toks);
@@ -215,9 +270,17 @@ fn llmc_and_nanogpt_files() {
     // An id past the model's vocabulary is caught on read.
     let c = Corpus::open(&nano, Some(60)).unwrap();
     let mut buf = vec![0u32; 100];
-    assert!(c.train.read(0, &mut buf).unwrap_err().to_string().contains("vocabulary"));
+    assert!(c
+        .train
+        .read(0, &mut buf)
+        .unwrap_err()
+        .to_string()
+        .contains("vocabulary"));
     std::fs::write(nano.join("train.bin"), [1u8, 2, 3]).unwrap();
-    assert!(Corpus::open(&nano, Some(65)).unwrap_err().to_string().contains("`size`"));
+    assert!(Corpus::open(&nano, Some(65))
+        .unwrap_err()
+        .to_string()
+        .contains("`size`"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -250,17 +313,29 @@ fn random_windows_are_nanogpt_batches_and_reproducible() {
     let starts: Vec<u64> = (0..b).map(|_| w.draw(&mut r3)).collect();
     let mut r3 = SplitMix64::new(9);
     w.sample(&c.train, &mut r3, b, &mut b1).unwrap();
-    let bounds: Vec<u64> = c.train.shards().iter().scan(0, |s, sh| { *s += sh.len(); Some(*s) }).collect();
+    let bounds: Vec<u64> = c
+        .train
+        .shards()
+        .iter()
+        .scan(0, |s, sh| {
+            *s += sh.len();
+            Some(*s)
+        })
+        .collect();
     for (row, &i) in starts.iter().enumerate() {
         let mut win = vec![0u32; t + 1];
         c.train.read(i, &mut win).unwrap();
         assert_eq!(&b1.x[row * t..(row + 1) * t], &win[..t]);
         assert_eq!(&b1.y[row * t..(row + 1) * t], &win[1..]);
         let end = i + t as u64 + 1;
-        assert!(!bounds.iter().any(|&e| i < e && end > e), "window {i}..{end} crosses a shard end");
+        assert!(
+            !bounds.iter().any(|&e| i < e && end > e),
+            "window {i}..{end} crosses a shard end"
+        );
     }
     // Another seed, another batch.
-    w.sample(&c.train, &mut SplitMix64::new(6), b, &mut b2).unwrap();
+    w.sample(&c.train, &mut SplitMix64::new(6), b, &mut b2)
+        .unwrap();
     assert_ne!(b1.x, b2.x);
     // Offsets are uniform: on a stream of T+3 tokens the 3 windows each come up.
     let s = Shard::open(&first_shard(&out), ShardFormat::Pretext, Expect::default()).unwrap();
@@ -271,7 +346,10 @@ fn random_windows_are_nanogpt_batches_and_reproducible() {
     for _ in 0..3000 {
         counts[w1.draw(&mut r) as usize] += 1;
     }
-    assert!(counts.iter().all(|&n| (850..1150).contains(&n)), "{counts:?}");
+    assert!(
+        counts.iter().all(|&n| (850..1150).contains(&n)),
+        "{counts:?}"
+    );
     assert!(RandomWindows::new(&one, one.len() as usize).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -51,7 +51,10 @@ fn char_specials_and_sentinels_layout() {
     assert_eq!(s.sentinel_id(2), Some(v - 3));
     assert_eq!(s.sentinel_id(3), None);
     assert_eq!(t.id_to_token(v - 1).as_deref(), Some("<extra_id_0>"));
-    assert_eq!(t.decode(&[s.mask().unwrap(), v - 2]).unwrap(), "[MASK]<extra_id_1>");
+    assert_eq!(
+        t.decode(&[s.mask().unwrap(), v - 2]).unwrap(),
+        "[MASK]<extra_id_1>"
+    );
     // unk now catches unknown characters.
     let ids = t.encode("aQ").unwrap();
     assert_eq!(ids[1], s.unk().unwrap());
@@ -79,16 +82,26 @@ fn save_load_keeps_fingerprint() {
     // A different vocabulary gives a different fingerprint.
     assert_ne!(char_tok("pad", 2).fingerprint(), t.fingerprint());
     // A special_tokens.json that disagrees with the vocabulary is a clear error.
-    std::fs::write(dir.join("special_tokens.json"), r#"{"pad": {"id": 0, "token": "[PAD]"}, "sentinels": []}"#).unwrap();
+    std::fs::write(
+        dir.join("special_tokens.json"),
+        r#"{"pad": {"id": 0, "token": "[PAD]"}, "sentinels": []}"#,
+    )
+    .unwrap();
     let err = Tokenizer::load(&dir).unwrap_err().to_string();
-    assert!(err.contains("special_tokens.json") && err.contains("pad"), "{err}");
+    assert!(
+        err.contains("special_tokens.json") && err.contains("pad"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn byte_level_bpe_trains_and_round_trips() {
-    let corpus: Vec<String> = (0..200).map(|i| format!("{TEXT} line {i} of the corpus, again and again.\n")).collect();
-    let spec = SpecialSpec::parse("pad,bos=<|endoftext|>,eos=<|endoftext|>,mask=<mask>", 4).unwrap();
+    let corpus: Vec<String> = (0..200)
+        .map(|i| format!("{TEXT} line {i} of the corpus, again and again.\n"))
+        .collect();
+    let spec =
+        SpecialSpec::parse("pad,bos=<|endoftext|>,eos=<|endoftext|>,mask=<mask>", 4).unwrap();
     let hf_tok = hf::train_byte_level_bpe(corpus.clone().into_iter(), 400, &spec).unwrap();
     let specials = SpecialTokens::resolve(&spec, |s| hf_tok.token_to_id(s)).unwrap();
     let t = Tokenizer::from_hf(hf_tok, specials).unwrap();
@@ -102,7 +115,12 @@ fn byte_level_bpe_trains_and_round_trips() {
     assert_eq!(t.specials().bos(), t.specials().eos());
     // Merges compress the training text.
     let ids = t.encode(&corpus[0]).unwrap();
-    assert!(ids.len() < corpus[0].len() / 2, "{} ids for {} bytes", ids.len(), corpus[0].len());
+    assert!(
+        ids.len() < corpus[0].len() / 2,
+        "{} ids for {} bytes",
+        ids.len(),
+        corpus[0].len()
+    );
     // Exact round trip, including text never seen in training and every byte value class.
     for s in [
         corpus[0].as_str(),
@@ -126,6 +144,7 @@ fn byte_level_bpe_trains_and_round_trips() {
 #[test]
 fn bpe_too_small_vocabulary_is_an_error() {
     let spec = SpecialSpec::parse("eos", 10).unwrap();
-    let err = hf::train_byte_level_bpe(vec!["abc".to_string()].into_iter(), 260, &spec).unwrap_err();
+    let err =
+        hf::train_byte_level_bpe(vec!["abc".to_string()].into_iter(), 260, &spec).unwrap_err();
     assert!(err.to_string().contains("at least 267"), "{err}");
 }

@@ -8,14 +8,21 @@ use pretext::data::tokenizer::Tokenizer;
 use serde_json::Value;
 
 fn fixture(name: &str) -> (Tokenizer, Value) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizers").join(name);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tokenizers")
+        .join(name);
     let tok = Tokenizer::load(&dir.join("tokenizer.json")).unwrap();
-    let exp: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let exp: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     (tok, exp)
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn check(name: &str) -> Tokenizer {
@@ -25,13 +32,21 @@ fn check(name: &str) -> Tokenizer {
     assert!(cases.len() >= 30);
     for c in cases {
         let text = c["text"].as_str().unwrap();
-        assert_eq!(tok.encode(text).unwrap(), ids(&c["ids"]), "{name}: encode {text:?}");
+        assert_eq!(
+            tok.encode(text).unwrap(),
+            ids(&c["ids"]),
+            "{name}: encode {text:?}"
+        );
         assert_eq!(
             tok.encode_with_special(text).unwrap(),
             ids(&c["ids_with_special"]),
             "{name}: encode with specials {text:?}"
         );
-        assert_eq!(tok.decode(&ids(&c["ids"])).unwrap(), c["decoded"].as_str().unwrap(), "{name}: decode {text:?}");
+        assert_eq!(
+            tok.decode(&ids(&c["ids"])).unwrap(),
+            c["decoded"].as_str().unwrap(),
+            "{name}: decode {text:?}"
+        );
     }
     tok
 }

@@ -46,7 +46,7 @@ impl TokenChecksum {
 
     pub fn update(&mut self, tokens: &[u32]) {
         let mut i = 0;
-        while i < tokens.len() && self.n % 4 != 0 {
+        while i < tokens.len() && !self.n.is_multiple_of(4) {
             self.step(tokens[i]);
             i += 1;
         }
@@ -80,7 +80,9 @@ mod tests {
 
     #[test]
     fn checksum_is_independent_of_update_cuts() {
-        let toks: Vec<u32> = (0..1000u32).map(|i| i.wrapping_mul(2654435761) >> 16).collect();
+        let toks: Vec<u32> = (0..1000u32)
+            .map(|i| i.wrapping_mul(2654435761) >> 16)
+            .collect();
         let mut a = TokenChecksum::default();
         a.update(&toks);
         let mut b = TokenChecksum::default();

@@ -26,7 +26,8 @@ fn has_punct(w: u64) -> bool {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
-    (zero(w ^ (LO * b'.' as u64)) | zero(w ^ (LO * b'!' as u64)) | zero(w ^ (LO * b'?' as u64))) != 0
+    (zero(w ^ (LO * b'.' as u64)) | zero(w ^ (LO * b'!' as u64)) | zero(w ^ (LO * b'?' as u64)))
+        != 0
 }
 
 /// Byte offsets right after each sentence-ending punctuation mark followed by whitespace.
@@ -41,7 +42,10 @@ pub fn sentence_end_bytes(text: &str) -> Vec<usize> {
         let ws = if next < 0x80 {
             next.is_ascii_whitespace()
         } else {
-            text[i + 1..].chars().next().is_some_and(char::is_whitespace)
+            text[i + 1..]
+                .chars()
+                .next()
+                .is_some_and(char::is_whitespace)
         };
         if ws {
             out.push(i + 1);
@@ -105,7 +109,8 @@ pub fn encode_piece(tok: &Tokenizer, piece: &Piece) -> Result<Encoded> {
     // Sentence starts strictly inside the piece and not at a document start.
     let n = out.ids.len() as u32;
     let docs = &out.doc_starts;
-    out.sentence_starts.retain(|&s| s > 0 && s < n && docs.binary_search(&s).is_err());
+    out.sentence_starts
+        .retain(|&s| s > 0 && s < n && docs.binary_search(&s).is_err());
     out.doc_starts.dedup();
     Ok(out)
 }
@@ -116,11 +121,17 @@ mod tests {
 
     #[test]
     fn sentence_ends() {
-        assert_eq!(sentence_end_bytes("Hi. Yes! No?\nOk... go.x"), vec![3, 8, 12, 18]);
+        assert_eq!(
+            sentence_end_bytes("Hi. Yes! No?\nOk... go.x"),
+            vec![3, 8, 12, 18]
+        );
         assert_eq!(sentence_end_bytes("3.14 is pi."), Vec::<usize>::new());
         assert_eq!(sentence_end_bytes("Fin.\u{3000}Next"), vec![4]);
         let long = "word ".repeat(7) + "a. b! c? d.e";
         let base = 35;
-        assert_eq!(sentence_end_bytes(&long), vec![base + 2, base + 5, base + 8]);
+        assert_eq!(
+            sentence_end_bytes(&long),
+            vec![base + 2, base + 5, base + 8]
+        );
     }
 }

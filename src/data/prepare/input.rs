@@ -209,7 +209,9 @@ impl Pieces {
     /// Start reading `input`. `val_fraction` in [0, 1); `seed` drives the document split.
     pub fn new(input: &Input, val_fraction: f64, seed: u64) -> Result<Pieces> {
         if !(0.0..1.0).contains(&val_fraction) {
-            return Err(Error::msg(format!("val fraction {val_fraction} is not in [0, 1)")));
+            return Err(Error::msg(format!(
+                "val fraction {val_fraction} is not in [0, 1)"
+            )));
         }
         let mut sources: VecDeque<(String, Box<OpenFnOnce>)> = VecDeque::new();
         let mut split = Split::Document {
@@ -298,7 +300,10 @@ impl Pieces {
     }
 
     fn name(&self) -> String {
-        self.cur.as_ref().map(|c| c.name.clone()).unwrap_or_default()
+        self.cur
+            .as_ref()
+            .map(|c| c.name.clone())
+            .unwrap_or_default()
     }
 
     /// A document starts at byte `pos` of `buf`: draw its split and, when that differs
@@ -326,14 +331,13 @@ impl Pieces {
         }
         if let Err(e) = std::str::from_utf8(&self.buf[..k]) {
             let at = self.consumed - (self.buf.len() - e.valid_up_to()) as u64;
-            return Err(Error::msg(format!("{}: not UTF-8 near byte {at}", self.name())));
+            return Err(Error::msg(format!(
+                "{}: not UTF-8 near byte {at}",
+                self.name()
+            )));
         }
-        // The text leaves by moving the buffer; only the remainder is copied.
-        let mut rest = Vec::with_capacity(PIECE_BYTES + (64 << 10));
-        rest.extend_from_slice(&self.buf[k..]);
-        self.buf.truncate(k);
-        let bytes = std::mem::replace(&mut self.buf, rest);
-        let text = String::from_utf8(bytes).expect("validated above");
+        let text = String::from_utf8(self.buf[..k].to_vec()).expect("validated above");
+        self.buf.drain(..k);
         let split = self.buf_docs.partition_point(|&d| d < k);
         let mut later = self.buf_docs.split_off(split);
         for d in &mut later {
@@ -354,7 +358,10 @@ impl Pieces {
     fn emit_full(&mut self) -> Result<()> {
         while self.buf.len() >= PIECE_BYTES {
             let mut cut = PIECE_BYTES;
-            if let Some(nl) = self.buf[PIECE_BYTES / 2..PIECE_BYTES].iter().rposition(|&b| b == b'\n') {
+            if let Some(nl) = self.buf[PIECE_BYTES / 2..PIECE_BYTES]
+                .iter()
+                .rposition(|&b| b == b'\n')
+            {
                 cut = PIECE_BYTES / 2 + nl + 1;
             }
             while cut > 0 && cut < self.buf.len() && (self.buf[cut] & 0xC0) == 0x80 {
@@ -426,10 +433,12 @@ impl Pieces {
         let field = self.jsonl_field.clone().expect("jsonl mode");
         let v: serde_json::Value = serde_json::from_slice(&line)
             .map_err(|e| Error::msg(format!("{}: line {lineno}: not JSON: {e}", self.name())))?;
-        let text = v
-            .get(&field)
-            .and_then(|t| t.as_str())
-            .ok_or_else(|| Error::msg(format!("{}: line {lineno}: no string field `{field}`", self.name())))?;
+        let text = v.get(&field).and_then(|t| t.as_str()).ok_or_else(|| {
+            Error::msg(format!(
+                "{}: line {lineno}: no string field `{field}`",
+                self.name()
+            ))
+        })?;
         self.doc_start_at(self.buf.len())?;
         self.buf.extend_from_slice(text.as_bytes());
         self.emit_full()

@@ -245,7 +245,10 @@ pub fn build_tokenizer(input: &Input, opts: &PrepareOptions) -> Result<Tokenizer
             } else {
                 t.specials().clone()
             };
-            if spec.sentinels > 0 {
+            // Sentinels found in the file stay unless --sentinels asks for a number.
+            if spec.sentinels == 0 {
+                specials.sentinels = t.specials().sentinels.clone();
+            } else {
                 specials.sentinels = SpecialTokens::resolve(
                     &SpecialSpec {
                         roles: vec![],
