@@ -102,6 +102,11 @@ impl RandomWindows {
     }
 
     /// Fill `out` with `batch` windows (one draw per row, in row order).
+    ///
+    /// Then, on a copy of `rng`, it draws the offsets the next call with the same
+    /// generator will use and asks the OS to read those pages in the background
+    /// (`MADV_WILLNEED`), so a corpus larger than the page cache costs no synchronous
+    /// disk read per window. `rng` itself advances by exactly `batch` draws.
     pub fn sample(
         &mut self,
         stream: &TokenStream,
@@ -116,6 +121,10 @@ impl RandomWindows {
             stream.read(i, &mut self.scratch)?;
             out.x[b * t..(b + 1) * t].copy_from_slice(&self.scratch[..t]);
             out.y[b * t..(b + 1) * t].copy_from_slice(&self.scratch[1..]);
+        }
+        let mut peek = rng.clone();
+        for _ in 0..batch {
+            stream.prefetch(self.draw(&mut peek), t as u64 + 1);
         }
         Ok(())
     }

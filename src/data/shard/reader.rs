@@ -470,6 +470,19 @@ impl Shard {
         }
     }
 
+    /// Ask the OS to read tokens `start .. start + n` into the page cache in the
+    /// background (`MADV_WILLNEED`; nothing is mapped into the process). A hint only.
+    pub fn prefetch(&self, start: u64, n: u64) {
+        if n == 0 || start + n > self.len {
+            return;
+        }
+        const PAGE: usize = 4096;
+        let a = self.data_offset + start as usize * self.width;
+        let b = a + n as usize * self.width;
+        let a = a / PAGE * PAGE;
+        let _ = self.map.advise_range(memmap2::Advice::WillNeed, a, b - a);
+    }
+
     /// Drop this mapping's resident pages from the process.
     pub fn release(&self) {
         // SAFETY: MADV_DONTNEED on a read-only shared file mapping only unmaps the pages
