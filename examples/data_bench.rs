@@ -23,6 +23,16 @@ fn status(field: &str) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// CPU seconds (user + system) of this process so far, from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn mem() -> String {
     format!(
         "VmHWM {} VmRSS {} (RssAnon {}, RssFile {})",
@@ -72,8 +82,10 @@ fn main() -> pretext::Result<()> {
         rayon::current_num_threads()
     );
     let t = Instant::now();
+    let c0 = cpu_seconds();
     let r = prepare(&input, &out, &opts)?;
     let total = t.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - c0;
     let toks = r.meta.splits["train"].tokens + r.meta.splits["val"].tokens;
     println!(
         "prepare: {:.1} s total ({:.1} s tokenizer pass/training, {:.1} s tokenize+write): {:.1} MB/s overall, {:.1} MB/s tokenize+write; {} tokens in {} train shards",
@@ -84,6 +96,10 @@ fn main() -> pretext::Result<()> {
         bytes as f64 / 1e6 / r.encode_seconds,
         toks,
         r.meta.splits["train"].shards.len()
+    );
+    println!(
+        "prepare CPU time {cpu:.1} s (both threads): {:.1} MB per CPU-second",
+        bytes as f64 / 1e6 / cpu
     );
     println!("after prepare: {}", mem());
 
@@ -97,29 +113,37 @@ fn main() -> pretext::Result<()> {
         for _ in 0..50 {
             w.sample(&c.train, &mut rng, b, &mut batch)?;
         }
-        let t0 = Instant::now();
+        let (t0, c0) = (Instant::now(), cpu_seconds());
         for _ in 0..steps {
             w.sample(&c.train, &mut rng, b, &mut batch)?;
         }
         let per = t0.elapsed().as_secs_f64() / steps as f64;
+        let cpu = (cpu_seconds() - c0) / steps as f64;
         println!(
-            "random windows {b}x{t}: {:.1} us/step over {steps} steps; {}",
+            "random windows {b}x{t}: {:.1} us/step wall, {:.1} us/step CPU over {steps} steps; {}",
             per * 1e6,
+            cpu * 1e6,
             mem()
         );
         let mut e = EpochBatcher::new(&c.train, 1)?;
-        let t0 = Instant::now();
+        let (t0, c0) = (Instant::now(), cpu_seconds());
         for _ in 0..steps {
             e.next_batch(&c.train, b, t, &mut batch)?;
         }
         let per = t0.elapsed().as_secs_f64() / steps as f64;
+        let cpu = (cpu_seconds() - c0) / steps as f64;
         println!(
-            "epoch batches  {b}x{t}: {:.1} us/step over {steps} steps; {}",
+            "epoch batches  {b}x{t}: {:.1} us/step wall, {:.1} us/step CPU over {steps} steps; {}",
             per * 1e6,
+            cpu * 1e6,
             mem()
         );
     }
     println!("after sampling: {}", mem());
+    for s in c.train.shards() {
+        s.release();
+    }
+    println!("after release: {}", mem());
     if !keep {
         std::fs::remove_dir_all(&out).map_err(|e| pretext::Error::io(&out, e))?;
     }

@@ -329,3 +329,33 @@ fn check_no_tmp_files(dir: &Path) {
         assert!(!n.ends_with(".tmp"), "{n}");
     }
 }
+
+#[test]
+fn tokenizer_file_with_declared_specials() {
+    let dir = tmpdir("hfspec");
+    let src = dir.join("in.txt");
+    std::fs::write(&src, TEXT.repeat(5)).unwrap();
+    let bert = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tokenizers/bert-wordpiece/tokenizer.json");
+    let opts = PrepareOptions {
+        tokenizer: TokenizerSpec::File(bert.clone()),
+        specials: Some("pad,mask".into()),
+        ..Default::default()
+    };
+    prepare(&Input::TextFile(src.clone()), &dir.join("o"), &opts).unwrap();
+    let c = Corpus::open(&dir.join("o"), None).unwrap();
+    let s = c.tokenizer.as_ref().unwrap().specials();
+    assert!(s.pad().is_some() && s.mask().is_some());
+    assert_eq!((s.cls(), s.sep(), s.unk()), (None, None, None));
+    // A role whose string is not in the vocabulary is an error naming it.
+    let opts = PrepareOptions {
+        tokenizer: TokenizerSpec::File(bert),
+        specials: Some("eos=</s>".into()),
+        ..Default::default()
+    };
+    let e = prepare(&Input::TextFile(src), &dir.join("o2"), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("</s>") && e.contains("eos"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -46,7 +46,7 @@ impl TokenChecksum {
 
     pub fn update(&mut self, tokens: &[u32]) {
         let mut i = 0;
-        while i < tokens.len() && self.n % 4 != 0 {
+        while i < tokens.len() && !self.n.is_multiple_of(4) {
             self.step(tokens[i]);
             i += 1;
         }

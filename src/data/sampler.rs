@@ -102,6 +102,11 @@ impl RandomWindows {
     }
 
     /// Fill `out` with `batch` windows (one draw per row, in row order).
+    ///
+    /// Then, on a copy of `rng`, it draws the offsets the next call with the same
+    /// generator will use and asks the OS to read those pages in the background
+    /// (`MADV_WILLNEED`), so a corpus larger than the page cache costs no synchronous
+    /// disk read per window. `rng` itself advances by exactly `batch` draws.
     pub fn sample(
         &mut self,
         stream: &TokenStream,
@@ -116,6 +121,10 @@ impl RandomWindows {
             stream.read(i, &mut self.scratch)?;
             out.x[b * t..(b + 1) * t].copy_from_slice(&self.scratch[..t]);
             out.y[b * t..(b + 1) * t].copy_from_slice(&self.scratch[1..]);
+        }
+        let mut peek = rng.clone();
+        for _ in 0..batch {
+            stream.prefetch(self.draw(&mut peek), t as u64 + 1);
         }
         Ok(())
     }
@@ -198,33 +207,32 @@ impl EpochBatcher {
         self.epoch
     }
 
-    fn next_token(&mut self, stream: &TokenStream) -> Result<u32> {
-        while self.cur_pos >= self.cur.len() {
-            let span = match &self.doc {
-                Some(span) if self.doc_pos < span.range.end => span.clone(),
-                _ => {
-                    if self.next_doc == self.perm.len() {
-                        self.epoch += 1;
-                        self.perm = self.order.epoch(self.epoch);
-                        self.next_doc = 0;
-                    }
-                    let span = stream.doc(self.perm.get(self.next_doc))?;
-                    self.next_doc += 1;
-                    self.doc_pos = span.range.start;
-                    self.doc = Some(span.clone());
-                    span
+    /// Load the next chunk of the current document, or of the next document in the
+    /// epoch's order (moving to the next epoch after the last one).
+    fn load_chunk(&mut self, stream: &TokenStream) -> Result<()> {
+        let span = match &self.doc {
+            Some(span) if self.doc_pos < span.range.end => span.clone(),
+            _ => {
+                if self.next_doc == self.perm.len() {
+                    self.epoch += 1;
+                    self.perm = self.order.epoch(self.epoch);
+                    self.next_doc = 0;
                 }
-            };
-            // Documents are read in chunks so a huge one (a whole llm.c shard) never
-            // sits in memory.
-            let n = (span.range.end - self.doc_pos).min(CHUNK as u64) as usize;
-            self.cur.resize(n, 0);
-            stream.shards()[span.shard].read(self.doc_pos, &mut self.cur)?;
-            self.doc_pos += n as u64;
-            self.cur_pos = 0;
-        }
-        self.cur_pos += 1;
-        Ok(self.cur[self.cur_pos - 1])
+                let span = stream.doc(self.perm.get(self.next_doc))?;
+                self.next_doc += 1;
+                self.doc_pos = span.range.start;
+                self.doc = Some(span.clone());
+                span
+            }
+        };
+        // Documents are read in chunks so a huge one (a whole llm.c shard) never sits
+        // in memory.
+        let n = (span.range.end - self.doc_pos).min(CHUNK as u64) as usize;
+        self.cur.resize(n, 0);
+        stream.shards()[span.shard].read(self.doc_pos, &mut self.cur)?;
+        self.doc_pos += n as u64;
+        self.cur_pos = 0;
+        Ok(())
     }
 
     /// Next `batch × seq` batch.
@@ -242,8 +250,14 @@ impl EpochBatcher {
             self.buf.push(c);
         }
         while self.buf.len() < n {
-            let t = self.next_token(stream)?;
-            self.buf.push(t);
+            if self.cur_pos >= self.cur.len() {
+                self.load_chunk(stream)?;
+                continue;
+            }
+            let take = (n - self.buf.len()).min(self.cur.len() - self.cur_pos);
+            self.buf
+                .extend_from_slice(&self.cur[self.cur_pos..self.cur_pos + take]);
+            self.cur_pos += take;
         }
         out.x.copy_from_slice(&self.buf[..n - 1]);
         out.y.copy_from_slice(&self.buf[1..]);

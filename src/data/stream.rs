@@ -122,6 +122,20 @@ impl TokenStream {
         Ok(())
     }
 
+    /// Ask the OS to read tokens `start .. start + len` into the page cache in the
+    /// background (a hint: errors and out-of-range requests are ignored).
+    pub fn prefetch(&self, start: u64, len: u64) {
+        let mut pos = start;
+        let end = (start + len).min(self.len());
+        while pos < end {
+            let i = self.tok_start.partition_point(|&s| s <= pos) - 1;
+            let local = pos - self.tok_start[i];
+            let n = (self.shards[i].len() - local).min(end - pos);
+            self.shards[i].prefetch(local, n);
+            pos += n;
+        }
+    }
+
     /// The shard and range of global document `d`.
     pub fn doc(&self, d: u64) -> Result<DocSpan> {
         if d >= self.doc_count() {

@@ -180,6 +180,8 @@ const WORDS: &[&str] = &[
 /// `total` bytes of synthetic text (the last word may be cut to fit exactly).
 pub struct SyntheticText {
     rng: SplitMix64,
+    /// Each word, and capitalised, as bytes.
+    words: Vec<(Vec<u8>, Vec<u8>)>,
     remaining: u64,
     buf: Vec<u8>,
     pos: usize,
@@ -187,8 +189,18 @@ pub struct SyntheticText {
 
 impl SyntheticText {
     pub fn new(total: u64, seed: u64) -> Self {
+        let cap = |w: &str| {
+            let mut cs = w.chars();
+            cs.next()
+                .map(|c| c.to_uppercase().chain(cs).collect::<String>())
+                .unwrap_or_default()
+        };
         SyntheticText {
             rng: SplitMix64::new(seed),
+            words: WORDS
+                .iter()
+                .map(|w| (w.as_bytes().to_vec(), cap(w).into_bytes()))
+                .collect(),
             remaining: total,
             buf: Vec::new(),
             pos: 0,
@@ -203,24 +215,20 @@ impl SyntheticText {
                 self.buf.push(b' ');
             }
             let words = 4 + self.rng.below(14);
+            let n = self.words.len() as u64;
             for w in 0..words {
-                // Zipf-like: the minimum of two uniform draws favours early words.
-                let i = self
-                    .rng
-                    .below(WORDS.len() as u64)
-                    .min(self.rng.below(WORDS.len() as u64)) as usize;
-                let word = WORDS[i];
+                // One draw per word: two 16-bit uniforms whose minimum favours early
+                // (frequent) words, Zipf-like, and 1 in 16 words followed by a comma.
+                let r = self.rng.next_u64();
+                let i = (((r & 0xffff) * n) >> 16).min((((r >> 16) & 0xffff) * n) >> 16) as usize;
+                let (word, capital) = &self.words[i];
                 if w > 0 {
                     self.buf.push(b' ');
-                    self.buf.extend_from_slice(word.as_bytes());
+                    self.buf.extend_from_slice(word);
                 } else {
-                    let mut cs = word.chars();
-                    if let Some(c) = cs.next() {
-                        self.buf.extend(c.to_uppercase().to_string().as_bytes());
-                        self.buf.extend_from_slice(cs.as_str().as_bytes());
-                    }
+                    self.buf.extend_from_slice(capital);
                 }
-                if w + 1 < words && self.rng.below(12) == 0 {
+                if w + 1 < words && (r >> 32) & 15 == 0 {
                     self.buf.push(b',');
                 }
             }

@@ -19,13 +19,24 @@ pub struct Encoded {
     pub sentence_starts: Vec<u32>,
 }
 
+/// Whether any byte of the little-endian word `w` is `.`, `!` or `?` (SWAR: a byte of
+/// `w ^ c·0x0101…` is zero exactly where `w` has byte `c`; `(x − 0x01…) & !x & 0x80…` is
+/// non-zero iff `x` has a zero byte).
+fn has_punct(w: u64) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    (zero(w ^ (LO * b'.' as u64)) | zero(w ^ (LO * b'!' as u64)) | zero(w ^ (LO * b'?' as u64)))
+        != 0
+}
+
 /// Byte offsets right after each sentence-ending punctuation mark followed by whitespace.
 pub fn sentence_end_bytes(text: &str) -> Vec<usize> {
     let b = text.as_bytes();
     let mut out = Vec::new();
-    for (i, &c) in b.iter().enumerate() {
-        if !matches!(c, b'.' | b'!' | b'?') || i + 1 >= b.len() {
-            continue;
+    let mut check = |i: usize| {
+        if !matches!(b[i], b'.' | b'!' | b'?') || i + 1 >= b.len() {
+            return;
         }
         let next = b[i + 1];
         let ws = if next < 0x80 {
@@ -39,7 +50,15 @@ pub fn sentence_end_bytes(text: &str) -> Vec<usize> {
         if ws {
             out.push(i + 1);
         }
+    };
+    let chunks = b.len() / 8;
+    for c in 0..chunks {
+        let w = u64::from_le_bytes(b[8 * c..8 * c + 8].try_into().expect("8 bytes"));
+        if has_punct(w) {
+            (8 * c..8 * c + 8).for_each(&mut check);
+        }
     }
+    (8 * chunks..b.len()).for_each(&mut check);
     out
 }
 
@@ -108,5 +127,11 @@ mod tests {
         );
         assert_eq!(sentence_end_bytes("3.14 is pi."), Vec::<usize>::new());
         assert_eq!(sentence_end_bytes("Fin.\u{3000}Next"), vec![4]);
+        let long = "word ".repeat(7) + "a. b! c? d.e";
+        let base = 35;
+        assert_eq!(
+            sentence_end_bytes(&long),
+            vec![base + 2, base + 5, base + 8]
+        );
     }
 }

@@ -31,7 +31,7 @@ use encode::{encode_piece, Encoded};
 use writer::SplitWriter;
 
 /// Text per parallel tokenization batch.
-pub const BATCH_BYTES: usize = 8 << 20;
+pub const BATCH_BYTES: usize = 4 << 20;
 /// Default most tokens per shard.
 pub const DEFAULT_SHARD_TOKENS: u64 = 1 << 30;
 /// Default text sample a BPE is trained on.
@@ -245,7 +245,10 @@ pub fn build_tokenizer(input: &Input, opts: &PrepareOptions) -> Result<Tokenizer
             } else {
                 t.specials().clone()
             };
-            if spec.sentinels > 0 {
+            // Sentinels found in the file stay unless --sentinels asks for a number.
+            if spec.sentinels == 0 {
+                specials.sentinels = t.specials().sentinels.clone();
+            } else {
                 specials.sentinels = SpecialTokens::resolve(
                     &SpecialSpec {
                         roles: vec![],

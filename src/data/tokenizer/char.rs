@@ -123,14 +123,14 @@ impl CharTokenizer {
     ) -> Result<()> {
         let bytes = text.as_bytes();
         if bytes.is_ascii() {
-            ids.reserve(bytes.len());
-            for &b in bytes {
-                let id = self.ascii[b as usize];
-                ids.push(if id != NONE {
-                    id
-                } else {
-                    self.unknown(b as char, unk)?
-                });
+            let start = ids.len();
+            ids.extend(bytes.iter().map(|&b| self.ascii[b as usize]));
+            if ids[start..].contains(&NONE) {
+                for (id, &b) in ids[start..].iter_mut().zip(bytes) {
+                    if *id == NONE {
+                        *id = self.unknown(b as char, unk)?;
+                    }
+                }
             }
             if let Some(e) = ends.as_deref_mut() {
                 e.extend(1..=bytes.len());

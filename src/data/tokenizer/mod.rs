@@ -25,7 +25,7 @@ pub const CHAR_FILE: &str = "char.json";
 pub const SPECIALS_FILE: &str = "special_tokens.json";
 
 enum Inner {
-    Char(CharTokenizer),
+    Char(Box<CharTokenizer>),
     Hf(Box<tokenizers::Tokenizer>),
 }
 
@@ -49,7 +49,7 @@ impl std::fmt::Debug for Tokenizer {
 
 impl Tokenizer {
     pub fn from_char(tok: CharTokenizer, specials: SpecialTokens) -> Result<Self> {
-        Self::build(Inner::Char(tok), specials)
+        Self::build(Inner::Char(Box::new(tok)), specials)
     }
 
     pub fn from_hf(tok: tokenizers::Tokenizer, specials: SpecialTokens) -> Result<Self> {
@@ -251,7 +251,7 @@ impl Tokenizer {
                     st
                 }
             };
-            Tokenizer::build(Inner::Char(c), specials)
+            Tokenizer::build(Inner::Char(Box::new(c)), specials)
         } else {
             let t = hf::load(&file)?;
             let specials = saved.unwrap_or_else(|| SpecialTokens::detect(|s| t.token_to_id(s)));
