@@ -102,19 +102,34 @@ impl Binary {
     }
 }
 
+/// y = f(x) elementwise, in parallel for large tensors.
+fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    if x.len() >= PAR_MIN {
+        out.par_chunks_mut(4096)
+            .zip(x.par_chunks(4096))
+            .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x)));
+    } else {
+        out.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x));
+    }
+    out
+}
+
 impl Tensor {
     pub fn unary(&self, op: Unary) -> Result<Tensor> {
         let x = self.f32s("unary")?;
-        let mut out = vec![0.0f32; x.len()];
-        if x.len() >= PAR_MIN {
-            out.par_chunks_mut(4096)
-                .zip(x.par_chunks(4096))
-                .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o = op.apply(x)));
-        } else {
-            out.iter_mut()
-                .zip(x.iter())
-                .for_each(|(o, &x)| *o = op.apply(x));
+        // One monomorphised loop per op, so the per-element `match` folds away.
+        macro_rules! each {
+            ($($v:ident),*) => {
+                match op {
+                    $(Unary::$v => map(&x, |v| Unary::$v.apply(v)),)*
+                    Unary::Powf(p) => map(&x, |v| v.powf(p)),
+                    Unary::AddScalar(c) => map(&x, |v| v + c),
+                    Unary::MulScalar(c) => map(&x, |v| v * c),
+                }
+            };
         }
+        let out = each!(Neg, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, GeluErf, GeluTanh, Step, GeluErfGrad, GeluTanhGrad, Abs);
         Ok(Tensor::from_f32(out, self.shape()))
     }
 

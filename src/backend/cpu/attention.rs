@@ -11,6 +11,8 @@
 
 use rayon::prelude::*;
 
+use super::math::dot;
+
 #[derive(Clone, Copy, Debug)]
 pub struct AttnDims {
     pub batch: usize,
@@ -66,8 +68,7 @@ fn probs_row(
     for j in 0..tk {
         p[j] = if allowed(dims, b, i, j, key_keep) {
             let kj = &k[j * d..][..d];
-            let dot: f32 = qi.iter().zip(kj).map(|(a, b)| a * b).sum();
-            dims.scale * dot + bias.map_or(0.0, |bv| bv.at(b, h, i, j))
+            dims.scale * dot(qi, kj) + bias.map_or(0.0, |bv| bv.at(b, h, i, j))
         } else {
             f32::MIN
         };
@@ -169,7 +170,7 @@ pub fn attention_backward(
             probs_row(dims, b, h, i, q, k, bias, key_keep, &mut p);
             let doi = &dout[i * dv..][..dv];
             let oi = &o[i * dv..][..dv];
-            let delta: f32 = doi.iter().zip(oi).map(|(a, b)| a * b).sum();
+            let delta = dot(doi, oi);
             let qi = &q[i * d..][..d];
             for j in 0..tk {
                 let pj = p[j];
@@ -179,7 +180,7 @@ pub fn attention_backward(
                     .iter_mut()
                     .zip(doi)
                     .for_each(|(x, &g)| *x += pj * g);
-                let dp: f32 = doi.iter().zip(vj).map(|(a, b)| a * b).sum();
+                let dp = dot(doi, vj);
                 // A masked score is the constant f32::MIN: no gradient flows to q, k or the bias
                 // (this matters in a fully masked row, where p is uniform, not 0).
                 let ds = if allowed(dims, b, i, j, key_keep) {

@@ -8,6 +8,8 @@
 
 use rayon::prelude::*;
 
+use super::par::rows_per_task;
+
 use super::softmax::max_and_log_sum;
 
 /// Per-row losses (0 for ignored rows) and the per-row logsumexp kept for the backward.
@@ -32,6 +34,7 @@ pub fn cross_entropy_rows(
     }
     row_loss
         .par_iter_mut()
+        .with_min_len(rows_per_task(cols))
         .zip(lse.par_iter_mut())
         .enumerate()
         .for_each(|(r, (loss, lse))| {
@@ -68,7 +71,7 @@ pub fn cross_entropy_rows_backward(
     scale: f32,
     dx: &mut [f32],
 ) {
-    dx.par_chunks_mut(cols).enumerate().for_each(|(r, dx)| {
+    dx.par_chunks_mut(cols).with_min_len(rows_per_task(cols)).enumerate().for_each(|(r, dx)| {
         let t = targets[r];
         if t == ignore_index {
             dx.iter_mut().for_each(|d| *d = 0.0);

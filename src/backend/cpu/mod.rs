@@ -7,4 +7,5 @@ pub mod gemm;
 pub mod isa;
 pub mod math;
 pub mod norm;
+pub mod par;
 pub mod softmax;

@@ -9,6 +9,8 @@
 
 use rayon::prelude::*;
 
+use super::par::rows_per_task;
+
 /// Rows per parallel task in the backward (each task keeps its own dγ, dβ partial sums).
 const ROWS_PER_TASK: usize = 64;
 
@@ -23,7 +25,7 @@ pub fn layer_norm_rows(
     rstd: &mut [f32],
     cols: usize,
 ) {
-    y.par_chunks_mut(cols)
+    y.par_chunks_mut(cols).with_min_len(rows_per_task(cols))
         .zip(x.par_chunks(cols))
         .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))
         .for_each(|((y, x), (mu, rs))| {
@@ -69,7 +71,7 @@ pub fn rms_norm_rows(
     rstd: &mut [f32],
     cols: usize,
 ) {
-    y.par_chunks_mut(cols)
+    y.par_chunks_mut(cols).with_min_len(rows_per_task(cols))
         .zip(x.par_chunks(cols))
         .zip(rstd.par_iter_mut())
         .for_each(|((y, x), rs)| {

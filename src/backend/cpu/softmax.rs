@@ -3,12 +3,14 @@
 
 use rayon::prelude::*;
 
+use super::par::rows_per_task;
+
 /// y = exp(x − max) / Σ exp(x − max), per row.
 pub fn softmax_rows(x: &[f32], y: &mut [f32], cols: usize) {
     if cols == 0 {
         return;
     }
-    y.par_chunks_mut(cols)
+    y.par_chunks_mut(cols).with_min_len(rows_per_task(cols))
         .zip(x.par_chunks(cols))
         .for_each(|(y, x)| {
             let m = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
@@ -29,7 +31,7 @@ pub fn log_softmax_rows(x: &[f32], y: &mut [f32], cols: usize) {
     if cols == 0 {
         return;
     }
-    y.par_chunks_mut(cols)
+    y.par_chunks_mut(cols).with_min_len(rows_per_task(cols))
         .zip(x.par_chunks(cols))
         .for_each(|(y, x)| {
             let (m, ln_s) = max_and_log_sum(x);
@@ -65,7 +67,7 @@ pub fn softmax_rows_backward(y: &[f32], dy: &[f32], dx: &mut [f32], cols: usize)
     if cols == 0 {
         return;
     }
-    dx.par_chunks_mut(cols)
+    dx.par_chunks_mut(cols).with_min_len(rows_per_task(cols))
         .zip(y.par_chunks(cols).zip(dy.par_chunks(cols)))
         .for_each(|(dx, (y, dy))| {
             let dot: f32 = y.iter().zip(dy).map(|(a, b)| a * b).sum();
@@ -80,7 +82,7 @@ pub fn log_softmax_rows_backward(y: &[f32], dy: &[f32], dx: &mut [f32], cols: us
     if cols == 0 {
         return;
     }
-    dx.par_chunks_mut(cols)
+    dx.par_chunks_mut(cols).with_min_len(rows_per_task(cols))
         .zip(y.par_chunks(cols).zip(dy.par_chunks(cols)))
         .for_each(|(dx, (y, dy))| {
             let s: f32 = dy.iter().sum();
