@@ -8,8 +8,8 @@ mod gemm_util;
 use gemm_util::*;
 use half::bf16;
 use pretext::backend::cpu::gemm::{
-    bgemm_batched, bgemm_batched_path, sgemm_batched_bf16_path, sgemm_batched_reference,
-    Bf16Path, GemmLayout,
+    bgemm_batched, bgemm_batched_path, sgemm_batched_bf16_path, sgemm_batched_reference, Bf16Path,
+    GemmLayout,
 };
 use pretext::backend::cpu::isa::{self, Isa};
 
@@ -64,17 +64,33 @@ fn path_selection() {
     assert_eq!(Bf16Path::at(Isa::Scalar), Bf16Path::F32(Isa::Scalar));
     let avail = Bf16Path::available();
     assert!(avail.contains(&Bf16Path::F32(Isa::Scalar)));
-    assert_eq!(avail.contains(&Bf16Path::Avx512Bf16), isa::has_avx512_bf16());
+    assert_eq!(
+        avail.contains(&Bf16Path::Avx512Bf16),
+        isa::has_avx512_bf16()
+    );
     if !isa::has_avx512_bf16() {
         let l = GemmLayout::row_major(1, 1, 1);
         let one = [bf16::ONE];
         let mut c = [0.0f32];
-        let e = bgemm_batched_path(Bf16Path::Avx512Bf16, &l, &one, &[0], &one, &[0], 0.0, &mut c, &[0]);
+        let e = bgemm_batched_path(
+            Bf16Path::Avx512Bf16,
+            &l,
+            &one,
+            &[0],
+            &one,
+            &[0],
+            0.0,
+            &mut c,
+            &[0],
+        );
         assert!(e.unwrap_err().to_string().contains("avx512_bf16"));
     }
     // The default entry point runs whichever path was chosen.
     let l = GemmLayout::row_major(2, 2, 3);
-    let a: Vec<bf16> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0].iter().map(|&x| bf16::from_f32(x)).collect();
+    let a: Vec<bf16> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]
+        .iter()
+        .map(|&x| bf16::from_f32(x))
+        .collect();
     let mut c = [0.0f32; 4];
     bgemm_batched(&l, &a, &[0], &a, &[0], 0.0, &mut c, &[0]).unwrap();
     // [[1,2,3],[4,5,6]] · [[1,2],[3,4],[5,6]] = [[22,28],[49,64]]

@@ -230,7 +230,8 @@ fn dot_beats_fma() -> bool {
                     })
                     .fold(0.0, f64::max)
             };
-            let dot = best(&|| peak::bf16_dot_probe(4096).map_or(0.0, |r| std::hint::black_box(r).0));
+            let dot =
+                best(&|| peak::bf16_dot_probe(4096).map_or(0.0, |r| std::hint::black_box(r).0));
             let fma = best(&|| std::hint::black_box(peak::fma_probe(Isa::Avx512, 4096)).0);
             dot > 1.1 * fma
         }

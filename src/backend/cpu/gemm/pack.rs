@@ -17,7 +17,7 @@ pub(super) trait Convert: Sync {
     type Src: Copy + Sync;
     type Dst: Copy + Default + Send + Sync;
     fn cvt(x: Self::Src) -> Self::Dst;
-    /// Fast path for f32 → f32 with k contiguous: out[p·r + i] = blk[i·rs + p] for all
+    /// Fast path for f32 / bf16 → f32 with k contiguous: out[p·r + i] = blk[i·rs + p] for all
     /// r = out.len() / kc rows. Returns false where it does not apply (the caller then
     /// packs element by element).
     fn transpose_f32(_blk: &[Self::Src], _rs: usize, _kc: usize, _out: &mut [Self::Dst]) -> bool {
@@ -72,6 +72,12 @@ impl Convert for Bf16ToF32 {
     #[inline(always)]
     fn cvt(x: bf16) -> f32 {
         x.to_f32()
+    }
+    #[cfg(target_arch = "x86_64")]
+    fn transpose_f32(blk: &[bf16], rs: usize, kc: usize, out: &mut [f32]) -> bool {
+        let r = out.len() / kc;
+        transpose_rows(blk, rs, r, kc, out);
+        true
     }
 }
 
@@ -138,7 +144,10 @@ fn pack_r<C: Convert, const R: usize, const KU: usize>(
 ) {
     let kcp = kc.next_multiple_of(KU);
     let panel = R * kcp;
-    for (pi, out) in dst[..rows.div_ceil(R) * panel].chunks_exact_mut(panel).enumerate() {
+    for (pi, out) in dst[..rows.div_ceil(R) * panel]
+        .chunks_exact_mut(panel)
+        .enumerate()
+    {
         let base_r = r0 + pi * R;
         let nr = (rows - pi * R).min(R);
         if nr < R || kcp != kc {
@@ -177,10 +186,50 @@ fn pack_r<C: Convert, const R: usize, const KU: usize>(
     }
 }
 
-/// out[p·r + i] = blk[i·rs + p] for i < r, p < kc: 4 × 4 blocks transposed in SSE
+/// Four consecutive source values widened to f32 in an SSE register.
+#[cfg(target_arch = "x86_64")]
+trait Load4: Copy {
+    /// # Safety
+    /// `p .. p + 4` must be readable.
+    unsafe fn load4(p: *const Self) -> std::arch::x86_64::__m128;
+    fn to_f32(self) -> f32;
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Load4 for f32 {
+    #[inline(always)]
+    unsafe fn load4(p: *const f32) -> std::arch::x86_64::__m128 {
+        // SAFETY: the caller guarantees 4 readable floats.
+        unsafe { std::arch::x86_64::_mm_loadu_ps(p) }
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Load4 for bf16 {
+    /// bf16 → f32 is a 16-bit left shift: interleave zeros below each value.
+    #[inline(always)]
+    unsafe fn load4(p: *const bf16) -> std::arch::x86_64::__m128 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller guarantees 4 readable bf16 (8 bytes).
+        unsafe {
+            let x = _mm_loadl_epi64(p as *const __m128i);
+            _mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), x))
+        }
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+}
+
+/// out[p·r + i] = blk[i·rs + p] (as f32) for i < r, p < kc: 4 × 4 blocks transposed in SSE
 /// registers (baseline on x86-64); leftover rows and the k tail element by element.
 #[cfg(target_arch = "x86_64")]
-fn transpose_rows(blk: &[f32], rs: usize, r: usize, kc: usize, out: &mut [f32]) {
+fn transpose_rows<T: Load4>(blk: &[T], rs: usize, r: usize, kc: usize, out: &mut [f32]) {
     use std::arch::x86_64::*;
     assert!(out.len() >= r * kc && blk.len() > (r - 1) * rs + kc - 1);
     let k4 = kc / 4 * 4;
@@ -188,7 +237,7 @@ fn transpose_rows(blk: &[f32], rs: usize, r: usize, kc: usize, out: &mut [f32]) 
     let (src, dst) = (blk.as_ptr(), out.as_mut_ptr());
     for i in r4..r {
         for p in 0..kc {
-            out[p * r + i] = blk[i * rs + p];
+            out[p * r + i] = blk[i * rs + p].to_f32();
         }
     }
     for i in (0..r4).step_by(4) {
@@ -197,10 +246,10 @@ fn transpose_rows(blk: &[f32], rs: usize, r: usize, kc: usize, out: &mut [f32]) 
             // destinations (p+q)·r + i .. +4 in `out` (asserted bounds above).
             unsafe {
                 let s = src.add(i * rs + p);
-                let r0 = _mm_loadu_ps(s);
-                let r1 = _mm_loadu_ps(s.add(rs));
-                let r2 = _mm_loadu_ps(s.add(2 * rs));
-                let r3 = _mm_loadu_ps(s.add(3 * rs));
+                let r0 = T::load4(s);
+                let r1 = T::load4(s.add(rs));
+                let r2 = T::load4(s.add(2 * rs));
+                let r3 = T::load4(s.add(3 * rs));
                 let t0 = _mm_unpacklo_ps(r0, r1);
                 let t1 = _mm_unpacklo_ps(r2, r3);
                 let t2 = _mm_unpackhi_ps(r0, r1);
@@ -214,7 +263,7 @@ fn transpose_rows(blk: &[f32], rs: usize, r: usize, kc: usize, out: &mut [f32]) 
         }
         for p in k4..kc {
             for q in 0..4 {
-                out[p * r + i + q] = blk[(i + q) * rs + p];
+                out[p * r + i + q] = blk[(i + q) * rs + p].to_f32();
             }
         }
     }
