@@ -127,7 +127,9 @@ pub(super) fn gemm<K, CA, CB>(
     };
     if threads == 1 || macs * batch < PAR_MIN_MACS {
         (0..batch).for_each(|i| one(i, 1));
-    } else if batch > 1 && (batch % threads == 0 || batch >= 4 * threads || macs < SMALL_MACS) {
+    } else if batch > 1
+        && (batch.is_multiple_of(threads) || batch >= 4 * threads || macs < SMALL_MACS)
+    {
         (0..batch).into_par_iter().for_each(|i| one(i, 1));
     } else {
         (0..batch).for_each(|i| one(i, threads));
