@@ -228,13 +228,13 @@ fn single<K, CA, CB>(
                             .for_each(|(ci, chunk)| {
                                 let c0 = ci * per;
                                 let cols = (nc - c0).min(per);
-                                pack::<CB>(bt, K::NR, K::KU, jc + c0, cols, pc, kc, chunk);
+                                pack::<CB>(bt, K::NR, K::KU_B, K::KU, jc + c0, cols, pc, kc, chunk);
                             });
                         tasks.par_iter().for_each(|t| {
                             block::<K, CA>(l, a, bp, cp, *t, jc, pc, kc, acc);
                         });
                     } else {
-                        pack::<CB>(bt, K::NR, K::KU, jc, nc, pc, kc, bp);
+                        pack::<CB>(bt, K::NR, K::KU_B, K::KU, jc, nc, pc, kc, bp);
                         block::<K, CA>(l, a, bp, cp, tasks[0], jc, pc, kc, acc);
                     }
                 },
@@ -268,7 +268,7 @@ fn block<K, CA>(
         |ap: &mut [K::P]| {
             for ic in (t.m0..t.m1).step_by(K::MC) {
                 let mc = (t.m1 - ic).min(K::MC);
-                pack::<CA>(a, K::MR, K::KU, ic, mc, pc, kc, ap);
+                pack::<CA>(a, K::MR, K::KU_A, K::KU, ic, mc, pc, kc, ap);
                 for (ir, apanel) in ap
                     .chunks_exact(K::MR * kcp)
                     .take(mc.div_ceil(K::MR))

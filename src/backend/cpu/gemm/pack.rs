@@ -102,20 +102,24 @@ pub(super) struct View<'a, T> {
     pub cs: usize,
 }
 
-/// Number of packed elements for `rows` rows (or columns) in panels of `r` and `kc` k steps.
-pub(super) fn packed_len(rows: usize, r: usize, kc: usize, ku: usize) -> usize {
-    rows.div_ceil(r) * r * kc.next_multiple_of(ku)
+/// Number of packed elements for `rows` rows (or columns) in panels of `r` and `kc` k steps
+/// padded to a multiple of `kpad`.
+pub(super) fn packed_len(rows: usize, r: usize, kc: usize, kpad: usize) -> usize {
+    rows.div_ceil(r) * r * kc.next_multiple_of(kpad)
 }
 
 /// Packs the `rows × kc` block of `src` starting at (r0, p0) into panels of `r` rows, where
 /// the "row" index is the panel dimension: for A call it with A's (rs, cs); for B call it
-/// with B's strides swapped (cs, rs) so columns of B become the panel rows. `ku` is 1 or 2;
-/// `r` is one of the kernels' tile sizes (4, 6, 8, 12, 16, 32).
+/// with B's strides swapped (cs, rs) so columns of B become the panel rows. `ku` is the k
+/// interleave (1, 2, or 32 for AMX A tiles: whole 32-long k rows); k is zero-padded to a
+/// multiple of `kpad` (a multiple of `ku`). `r` is one of the kernels' tile sizes
+/// (4, 6, 8, 12, 16, 32).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn pack<C: Convert>(
     src: View<'_, C::Src>,
     r: usize,
     ku: usize,
+    kpad: usize,
     r0: usize,
     rows: usize,
     p0: usize,
@@ -125,8 +129,9 @@ pub(super) fn pack<C: Convert>(
     macro_rules! go {
         ($($r:literal),*) => {
             match (r, ku) {
-                $(($r, 1) => pack_r::<C, $r, 1>(src, r0, rows, p0, kc, dst),
-                  ($r, 2) => pack_r::<C, $r, 2>(src, r0, rows, p0, kc, dst),)*
+                $(($r, 1) => pack_r::<C, $r, 1>(src, kpad, r0, rows, p0, kc, dst),
+                  ($r, 2) => pack_r::<C, $r, 2>(src, kpad, r0, rows, p0, kc, dst),)*
+                (32, 32) => pack_r::<C, 32, 32>(src, kpad, r0, rows, p0, kc, dst),
                 _ => unreachable!("no packing for panel {r} × group {ku}"),
             }
         };
@@ -136,13 +141,15 @@ pub(super) fn pack<C: Convert>(
 
 fn pack_r<C: Convert, const R: usize, const KU: usize>(
     src: View<'_, C::Src>,
+    kpad: usize,
     r0: usize,
     rows: usize,
     p0: usize,
     kc: usize,
     dst: &mut [C::Dst],
 ) {
-    let kcp = kc.next_multiple_of(KU);
+    debug_assert!(kpad.is_multiple_of(KU));
+    let kcp = kc.next_multiple_of(kpad);
     let panel = R * kcp;
     for (pi, out) in dst[..rows.div_ceil(R) * panel]
         .chunks_exact_mut(panel)
@@ -157,7 +164,7 @@ fn pack_r<C: Convert, const R: usize, const KU: usize>(
         // The whole source block of this panel, bounds-checked once.
         let last = base + (nr - 1) * src.rs + (kc - 1) * src.cs;
         let blk = &src.data[base..=last];
-        if src.rs == 1 && KU == 1 && nr == R {
+        if src.rs == 1 && KU == 1 && nr == R && kcp == kc {
             // Each k step is R contiguous values: a fixed-size copy.
             for (p, o) in out.chunks_exact_mut(R).enumerate() {
                 let col: &[C::Src; R] = blk[p * src.cs..p * src.cs + R].try_into().unwrap();
@@ -165,7 +172,12 @@ fn pack_r<C: Convert, const R: usize, const KU: usize>(
                     *d = C::cvt(x);
                 }
             }
-        } else if src.cs == 1 && KU == 1 && nr == R && C::transpose_f32(blk, src.rs, kc, out) {
+        } else if src.cs == 1
+            && KU == 1
+            && nr == R
+            && kcp == kc
+            && C::transpose_f32(blk, src.rs, kc, out)
+        {
             // Done by the 4 × 4 SIMD transposes.
         } else if src.cs == 1 {
             // Each panel row is contiguous along k.
