@@ -104,3 +104,81 @@ impl MicroKernel for Amx {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The tile instructions cannot run without AMX hardware, so this checks the part that
+    //! can go wrong silently everywhere: that the packed panels, read with exactly the
+    //! addresses and strides the assembly uses, give A·B. It models `tileloadd` (16 rows of
+    //! 64 bytes at base + row·stride) and `tdpbf16ps` (C[m][n] += Σ_q A[m][2q]·B[q][2n] +
+    //! A[m][2q+1]·B[q][2n+1]) in scalar code.
+    use super::*;
+    use crate::backend::cpu::gemm::pack::{pack, packed_len, Bf16, View};
+
+    /// 16 × 32 bf16 tile loaded from `base` (in bf16 elements) with a byte stride.
+    fn tileload(buf: &[bf16], base: usize, stride_bytes: usize) -> Vec<[f32; 32]> {
+        (0..16)
+            .map(|r| {
+                let o = base + r * stride_bytes / 2;
+                std::array::from_fn(|e| buf[o + e].to_f32())
+            })
+            .collect()
+    }
+
+    fn dp(c: &mut [[f32; 16]; 16], a: &[[f32; 32]], b: &[[f32; 32]]) {
+        for (m, crow) in c.iter_mut().enumerate() {
+            for (n, cv) in crow.iter_mut().enumerate() {
+                for q in 0..16 {
+                    *cv += a[m][2 * q] * b[q][2 * n] + a[m][2 * q + 1] * b[q][2 * n + 1];
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_layout_matches_the_tile_addressing() {
+        let (m, n, k) = (29, 27, 45); // edges in every dimension; k padded to 64
+        let val = |i: usize| bf16::from_f32(((i * 37 % 101) as f32 - 50.0) / 16.0);
+        let a: Vec<bf16> = (0..m * k).map(val).collect();
+        let b: Vec<bf16> = (0..k * n).map(|i| val(i + 7)).collect();
+        let mut ap = vec![bf16::ZERO; packed_len(m, MR, k, Amx::KU)];
+        let mut bp = vec![bf16::ZERO; packed_len(n, NR, k, Amx::KU)];
+        let av = View {
+            data: &a,
+            off: 0,
+            rs: k,
+            cs: 1,
+        };
+        let bt = View {
+            data: &b,
+            off: 0,
+            rs: 1,
+            cs: n,
+        };
+        pack::<Bf16>(av, MR, Amx::KU_A, Amx::KU, 0, m, 0, k, &mut ap);
+        pack::<Bf16>(bt, NR, Amx::KU_B, Amx::KU, 0, n, 0, k, &mut bp);
+        let mut c = [[[0.0f32; 16]; 16]; 4];
+        for kb in 0..k.div_ceil(32) {
+            // Byte offsets of the assembly: A +0 / +1024 stride 64; B +0 / +64 stride 128.
+            let (a0, b0) = (kb * 1024, kb * 1024);
+            let ta = [tileload(&ap, a0, 64), tileload(&ap, a0 + 512, 64)];
+            let tb = [tileload(&bp, b0, 128), tileload(&bp, b0 + 32, 128)];
+            dp(&mut c[0], &ta[0], &tb[0]);
+            dp(&mut c[1], &ta[0], &tb[1]);
+            dp(&mut c[2], &ta[1], &tb[0]);
+            dp(&mut c[3], &ta[1], &tb[1]);
+        }
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = (0..k)
+                    .map(|p| a[i * k + p].to_f32() * b[p * n + j].to_f32())
+                    .sum();
+                let got = c[(i / 16) * 2 + j / 16][i % 16][j % 16];
+                assert!(
+                    (got - want).abs() <= 1e-3 * (1.0 + want.abs()),
+                    "C[{i},{j}] {got} vs {want}"
+                );
+            }
+        }
+    }
+}

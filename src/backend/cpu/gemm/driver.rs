@@ -160,27 +160,28 @@ fn split(m: usize, nc: usize, mr: usize, nr: usize, mc: usize, threads: usize) -
     let mp = m.div_ceil(mr);
     let np = nc.div_ceil(nr);
     let blocks = m.div_ceil(mc);
-    let nm_want = if blocks >= threads {
+    let nm = if blocks >= threads {
         blocks.next_multiple_of(threads)
     } else {
         threads
-    };
-    let pm = mp.div_ceil(nm_want.min(mp));
-    let nm = mp.div_ceil(pm);
-    let nn_want = if nm < threads {
-        threads.div_ceil(nm)
+    }
+    .min(mp);
+    let nn = if nm < threads {
+        threads.div_ceil(nm).min(np)
     } else {
         1
     };
-    let pn = np.div_ceil(nn_want.min(np));
-    let mut tasks = Vec::new();
-    for mi in (0..mp).step_by(pm) {
-        for ni in (0..np).step_by(pn) {
+    // Balanced ranges of whole panels: task t gets panels [t·P/T, (t+1)·P/T).
+    let mut tasks = Vec::with_capacity(nm * nn);
+    for mi in 0..nm {
+        let (pm0, pm1) = (mi * mp / nm, (mi + 1) * mp / nm);
+        for ni in 0..nn {
+            let (pn0, pn1) = (ni * np / nn, (ni + 1) * np / nn);
             tasks.push(Task {
-                m0: mi * mr,
-                m1: ((mi + pm) * mr).min(m),
-                n0: ni * nr,
-                n1: ((ni + pn) * nr).min(nc),
+                m0: pm0 * mr,
+                m1: (pm1 * mr).min(m),
+                n0: pn0 * nr,
+                n1: (pn1 * nr).min(nc),
             });
         }
     }
