@@ -117,7 +117,7 @@ fn check_bounds(
     }
     // The kernels store within a tile with no wrap-around, and a zero C stride would make
     // two tiles alias.
-    if l.m > 1 && l.n > 1 && (l.c_rs == 0 || l.c_cs == 0) {
+    if (l.m > 1 && l.c_rs == 0) || (l.n > 1 && l.c_cs == 0) {
         return Err(Error::msg(format!("gemm: C has a zero stride ({l:?})")));
     }
     Ok(())
