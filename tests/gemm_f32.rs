@@ -198,6 +198,11 @@ fn bad_operands_are_errors() {
     assert!(e.to_string().contains("share offset"), "{e}");
     let e = sgemm_batched(&l, &a, &[0], &b, &[0], 0.0, &mut c, &[21]).unwrap_err();
     assert!(e.to_string().contains("operand C"), "{e}");
+    // A zero row stride of C would make every row the same memory.
+    let mut lz = GemmLayout::row_major(4, 1, 6);
+    lz.c_rs = 0;
+    let e = sgemm_batched(&lz, &a, &[0], &b, &[0], 0.0, &mut c, &[0]).unwrap_err();
+    assert!(e.to_string().contains("zero stride"), "{e}");
 }
 
 #[test]

@@ -137,6 +137,11 @@ pub fn run(args: Args) -> Result<()> {
         .map_err(|e| Error::msg(format!("bench: cannot build a {threads}-thread pool: {e}")))?;
     let prepared = (w.prepare)(&args, level, threads)?;
     let times = pool.install(|| time(prepared.call, &args))?;
+    let peak = if w.name == "gemm" && args.dtype == Dtype::F32 {
+        Some(pool.install(|| peak_flops(level, threads)))
+    } else {
+        None
+    };
     report(
         w.name,
         &args,
@@ -145,6 +150,7 @@ pub fn run(args: Args) -> Result<()> {
         prepared.flops,
         prepared.params,
         &times,
+        peak,
     );
     Ok(())
 }
@@ -171,6 +177,21 @@ fn time(mut call: Box<dyn FnMut() -> Result<()> + Send>, args: &Args) -> Result<
     Ok(times)
 }
 
+/// FMA peak in flop/s of `threads` threads at `level`: best of 9 short probes run on every
+/// thread of the current pool at once.
+fn peak_flops(level: Isa, threads: usize) -> f64 {
+    const ITERS: usize = 1 << 14;
+    let per_call = peak::fma_probe(level, 1).0 * (ITERS * threads) as f64;
+    (0..9)
+        .map(|_| {
+            let t = Instant::now();
+            rayon::broadcast(|_| std::hint::black_box(peak::fma_probe(level, ITERS).1));
+            per_call / t.elapsed().as_secs_f64()
+        })
+        .fold(0.0, f64::max)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn report(
     name: &str,
     args: &Args,
@@ -179,6 +200,7 @@ fn report(
     flops: f64,
     params: serde_json::Value,
     times: &[f64],
+    peak: Option<f64>,
 ) {
     let mut s = times.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
@@ -202,6 +224,9 @@ fn report(
             "gflops_median": gf(med),
             "gflops_best": gf(min),
             "gflops_worst": gf(max),
+            "peak_gflops": peak.map(|p| p * 1e-9),
+            "pct_of_peak_median": peak.map(|p| 100.0 * flops / med / p),
+            "pct_of_peak_best": peak.map(|p| 100.0 * flops / min / p),
         });
         println!("{v}");
     } else {
@@ -216,6 +241,14 @@ fn report(
             gf(max),
             s.len()
         );
+        if let Some(p) = peak {
+            println!(
+                "  FMA peak {:.1} GFLOP/s on {threads} thread(s): median {:.0}%, best {:.0}% of peak",
+                p * 1e-9,
+                100.0 * flops / med / p,
+                100.0 * flops / min / p
+            );
+        }
     }
 }
 

@@ -87,6 +87,58 @@ pub fn cpu_has_amx_bf16() -> bool {
     }
 }
 
+/// Whether AMX bf16 tiles can be used by this process: the CPU reports them, the OS
+/// enabled the tile state in XCR0 (bits 17 XTILECFG and 18 XTILEDATA), and Linux granted
+/// the permission requested with `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`
+/// (asked once per process; the grant covers all its threads). Without the grant the
+/// first tile instruction would fault, so every AMX kernel is gated on this.
+pub fn amx_bf16_usable() -> bool {
+    static USABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *USABLE.get_or_init(|| cpu_has_amx_bf16() && os_enables_tiles() && request_tile_permission())
+}
+
+#[cfg(target_arch = "x86_64")]
+fn os_enables_tiles() -> bool {
+    // XGETBV needs OSXSAVE (CPUID.1:ECX bit 27).
+    if (std::arch::x86_64::__cpuid(1).ecx >> 27) & 1 == 0 {
+        return false;
+    }
+    let (lo, _hi): (u32, u32);
+    // SAFETY: XGETBV with ECX = 0 reads XCR0; OSXSAVE guarantees it is available.
+    unsafe {
+        std::arch::asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") _hi,
+            options(nomem, nostack, preserves_flags));
+    }
+    (lo >> 17) & 0b11 == 0b11
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn os_enables_tiles() -> bool {
+    false
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn request_tile_permission() -> bool {
+    const SYS_ARCH_PRCTL: usize = 158;
+    const ARCH_REQ_XCOMP_PERM: usize = 0x1023;
+    const XFEATURE_XTILEDATA: usize = 18;
+    let ret: isize;
+    // SAFETY: the arch_prctl system call with ARCH_REQ_XCOMP_PERM only updates this
+    // process's permitted XSAVE features; `syscall` clobbers rcx and r11.
+    unsafe {
+        std::arch::asm!("syscall",
+            inlateout("rax") SYS_ARCH_PRCTL as isize => ret,
+            in("rdi") ARCH_REQ_XCOMP_PERM, in("rsi") XFEATURE_XTILEDATA,
+            lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    ret == 0
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+fn request_tile_permission() -> bool {
+    false
+}
+
 /// 0: not yet decided; otherwise an `Isa` discriminant.
 static FORCED: AtomicU8 = AtomicU8::new(0);
 

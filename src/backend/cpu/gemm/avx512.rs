@@ -2,6 +2,8 @@
 //! two 16-wide vectors of B and, for each of the 12 rows, broadcasts A[i, p] and issues two
 //! FMAs: acc[i][v] += A[i, p] · B[p, 16v .. 16v+16]. With two FMA ports that is 12 cycles
 //! of FMAs per 128 bytes of B streamed from L2, while the A panel (12 × KC) stays in L1.
+//! Blocking (as BLIS on Skylake-X): KC = 384 (A panel 18 KiB of the 48 KiB L1), NC = 512
+//! (a packed B block of 768 KiB, leaving part of the 2 MiB L2 for C and other processes).
 //! Partial tiles with unit column stride use masked loads/stores.
 
 #[cfg(target_arch = "x86_64")]
@@ -19,9 +21,9 @@ impl MicroKernel for Avx512 {
     const MR: usize = MR;
     const NR: usize = NR;
     const KU: usize = 1;
-    const KC: usize = 256;
+    const KC: usize = 384;
     const MC: usize = 192;
-    const NC: usize = 1024;
+    const NC: usize = 512;
 
     unsafe fn run(
         kc: usize,

@@ -127,7 +127,9 @@ pub(super) fn gemm<K, CA, CB>(
     };
     if threads == 1 || macs * batch < PAR_MIN_MACS {
         (0..batch).for_each(|i| one(i, 1));
-    } else if batch > 1 && (batch % threads == 0 || batch >= 4 * threads || macs < SMALL_MACS) {
+    } else if batch > 1
+        && (batch.is_multiple_of(threads) || batch >= 4 * threads || macs < SMALL_MACS)
+    {
         (0..batch).into_par_iter().for_each(|i| one(i, 1));
     } else {
         (0..batch).for_each(|i| one(i, threads));
@@ -158,27 +160,28 @@ fn split(m: usize, nc: usize, mr: usize, nr: usize, mc: usize, threads: usize) -
     let mp = m.div_ceil(mr);
     let np = nc.div_ceil(nr);
     let blocks = m.div_ceil(mc);
-    let nm_want = if blocks >= threads {
+    let nm = if blocks >= threads {
         blocks.next_multiple_of(threads)
     } else {
         threads
-    };
-    let pm = mp.div_ceil(nm_want.min(mp));
-    let nm = mp.div_ceil(pm);
-    let nn_want = if nm < threads {
-        threads.div_ceil(nm)
+    }
+    .min(mp);
+    let nn = if nm < threads {
+        threads.div_ceil(nm).min(np)
     } else {
         1
     };
-    let pn = np.div_ceil(nn_want.min(np));
-    let mut tasks = Vec::new();
-    for mi in (0..mp).step_by(pm) {
-        for ni in (0..np).step_by(pn) {
+    // Balanced ranges of whole panels: task t gets panels [t·P/T, (t+1)·P/T).
+    let mut tasks = Vec::with_capacity(nm * nn);
+    for mi in 0..nm {
+        let (pm0, pm1) = (mi * mp / nm, (mi + 1) * mp / nm);
+        for ni in 0..nn {
+            let (pn0, pn1) = (ni * np / nn, (ni + 1) * np / nn);
             tasks.push(Task {
-                m0: mi * mr,
-                m1: ((mi + pm) * mr).min(m),
-                n0: ni * nr,
-                n1: ((ni + pn) * nr).min(nc),
+                m0: pm0 * mr,
+                m1: (pm1 * mr).min(m),
+                n0: pn0 * nr,
+                n1: (pn1 * nr).min(nc),
             });
         }
     }
@@ -226,13 +229,13 @@ fn single<K, CA, CB>(
                             .for_each(|(ci, chunk)| {
                                 let c0 = ci * per;
                                 let cols = (nc - c0).min(per);
-                                pack::<CB>(bt, K::NR, K::KU, jc + c0, cols, pc, kc, chunk);
+                                pack::<CB>(bt, K::NR, K::KU_B, K::KU, jc + c0, cols, pc, kc, chunk);
                             });
                         tasks.par_iter().for_each(|t| {
                             block::<K, CA>(l, a, bp, cp, *t, jc, pc, kc, acc);
                         });
                     } else {
-                        pack::<CB>(bt, K::NR, K::KU, jc, nc, pc, kc, bp);
+                        pack::<CB>(bt, K::NR, K::KU_B, K::KU, jc, nc, pc, kc, bp);
                         block::<K, CA>(l, a, bp, cp, tasks[0], jc, pc, kc, acc);
                     }
                 },
@@ -266,7 +269,7 @@ fn block<K, CA>(
         |ap: &mut [K::P]| {
             for ic in (t.m0..t.m1).step_by(K::MC) {
                 let mc = (t.m1 - ic).min(K::MC);
-                pack::<CA>(a, K::MR, K::KU, ic, mc, pc, kc, ap);
+                pack::<CA>(a, K::MR, K::KU_A, K::KU, ic, mc, pc, kc, ap);
                 for (ir, apanel) in ap
                     .chunks_exact(K::MR * kcp)
                     .take(mc.div_ceil(K::MR))

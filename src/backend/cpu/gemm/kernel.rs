@@ -13,8 +13,13 @@ pub(super) trait MicroKernel: Sync {
     /// Tile rows (broadcast side) and columns (vector side).
     const MR: usize;
     const NR: usize;
-    /// k steps consumed per packed group (2 for bf16 pair dot products).
+    /// k is zero-padded to a multiple of KU in both packed panels (2 for bf16 pair dot
+    /// products, 32 for AMX tiles).
     const KU: usize;
+    /// k interleave of the A panel: (i, p) at (p / KU_A)·MR·KU_A + i·KU_A + p % KU_A.
+    const KU_A: usize = Self::KU;
+    /// k interleave of the B panel: (p, j) at (p / KU_B)·NR·KU_B + j·KU_B + p % KU_B.
+    const KU_B: usize = Self::KU;
     /// Depth of one packed block: an A panel MR × KC stays in L1 while B panels stream.
     const KC: usize;
     /// Rows of A packed per task (a multiple of MR).

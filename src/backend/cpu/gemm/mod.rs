@@ -11,6 +11,7 @@
 //! values with f32 accumulation: `vdpbf16ps` on CPUs with AVX-512 BF16, otherwise the f32
 //! kernels on the bf16-rounded values (same products, f32 sums).
 
+mod amx;
 mod avx2;
 mod avx512;
 mod avx512_bf16;
@@ -116,7 +117,7 @@ fn check_bounds(
     }
     // The kernels store within a tile with no wrap-around, and a zero C stride would make
     // two tiles alias.
-    if l.m > 1 && l.n > 1 && (l.c_rs == 0 || l.c_cs == 0) {
+    if (l.m > 1 && l.c_rs == 0) || (l.n > 1 && l.c_cs == 0) {
         return Err(Error::msg(format!("gemm: C has a zero stride ({l:?})")));
     }
     Ok(())
@@ -161,6 +162,8 @@ fn run<K, CA, CB>(
 /// Which kernel the bf16 entry points use at a given level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bf16Path {
+    /// AMX tiles (`tdpbf16ps`), when the CPU has them and Linux grants the tile state.
+    Amx,
     /// `vdpbf16ps` pair dot products (AVX-512 BF16).
     Avx512Bf16,
     /// The f32 kernel of this level on bf16-rounded inputs.
@@ -168,21 +171,33 @@ pub enum Bf16Path {
 }
 
 impl Bf16Path {
-    /// The path used at `level` on this CPU: `vdpbf16ps` when the CPU has it and it
-    /// out-runs the f32 FMA kernel on widened values (measured once; on CPUs where
-    /// `vdpbf16ps` issues at half the FMA rate the f32 kernel is twice as fast, with the
-    /// same exact products). `PRETEXT_BF16=dot|f32` overrides the measurement.
+    /// The path used at `level` on this CPU: AMX where usable; else `vdpbf16ps` when the
+    /// CPU has it and it out-runs the f32 FMA kernel on widened values (measured once; on
+    /// CPUs where `vdpbf16ps` issues at half the FMA rate the f32 kernel is twice as fast,
+    /// with the same exact products); else the f32 kernel. `PRETEXT_BF16=amx|dot|f32`
+    /// picks one (when the CPU can run it).
     pub fn at(level: Isa) -> Bf16Path {
-        if level == Isa::Avx512 && isa::has_avx512_bf16() && dot_beats_fma() {
-            Bf16Path::Avx512Bf16
-        } else {
-            Bf16Path::F32(level)
+        if level != Isa::Avx512 {
+            return Bf16Path::F32(level);
+        }
+        let dot = isa::has_avx512_bf16();
+        match std::env::var("PRETEXT_BF16").as_deref() {
+            Ok("f32") => Bf16Path::F32(level),
+            Ok("dot") if dot => Bf16Path::Avx512Bf16,
+            Ok("dot") => Bf16Path::F32(level),
+            _ if isa::amx_bf16_usable() => Bf16Path::Amx,
+            Ok("amx") if dot => Bf16Path::Avx512Bf16,
+            _ if dot && dot_beats_fma() => Bf16Path::Avx512Bf16,
+            _ => Bf16Path::F32(level),
         }
     }
 
     /// Every path this CPU can run, best first.
     pub fn available() -> Vec<Bf16Path> {
         let mut v = Vec::new();
+        if isa::amx_bf16_usable() {
+            v.push(Bf16Path::Amx);
+        }
         if isa::has_avx512_bf16() {
             v.push(Bf16Path::Avx512Bf16);
         }
@@ -196,6 +211,7 @@ impl Bf16Path {
 
     pub fn name(self) -> String {
         match self {
+            Bf16Path::Amx => "amx_bf16".to_string(),
             Bf16Path::Avx512Bf16 => "avx512_bf16".to_string(),
             Bf16Path::F32(l) => format!("{}-f32-on-bf16", l.name()),
         }
@@ -208,6 +224,11 @@ impl Bf16Path {
                 "bgemm: the avx512_bf16 path was requested but this CPU lacks AVX-512 BF16",
             )),
             Bf16Path::Avx512Bf16 => Ok(self),
+            Bf16Path::Amx if !isa::amx_bf16_usable() => Err(Error::msg(
+                "bgemm: the amx_bf16 path was requested but AMX tiles are unavailable \
+                 (CPU, XCR0 or the Linux arch_prctl permission)",
+            )),
+            Bf16Path::Amx => Ok(self),
             Bf16Path::F32(l) => Ok(Bf16Path::F32(l.min(isa::detected()))),
         }
     }
@@ -216,25 +237,20 @@ impl Bf16Path {
 /// Whether `vdpbf16ps` delivers more flops per second than f32 FMAs here (decided once).
 fn dot_beats_fma() -> bool {
     static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *CHOICE.get_or_init(|| match std::env::var("PRETEXT_BF16").as_deref() {
-        Ok("dot") => true,
-        Ok("f32") => false,
-        _ => {
-            // Best of a few ~50 µs trials each, robust to a busy machine.
-            let best = |f: &dyn Fn() -> f64| -> f64 {
-                (0..5)
-                    .map(|_| {
-                        let t = std::time::Instant::now();
-                        let flops = f();
-                        flops / t.elapsed().as_secs_f64().max(1e-9)
-                    })
-                    .fold(0.0, f64::max)
-            };
-            let dot =
-                best(&|| peak::bf16_dot_probe(4096).map_or(0.0, |r| std::hint::black_box(r).0));
-            let fma = best(&|| std::hint::black_box(peak::fma_probe(Isa::Avx512, 4096)).0);
-            dot > 1.1 * fma
-        }
+    *CHOICE.get_or_init(|| {
+        // Best of a few ~50 µs trials each, robust to a busy machine.
+        let best = |f: &dyn Fn() -> f64| -> f64 {
+            (0..5)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    let flops = f();
+                    flops / t.elapsed().as_secs_f64().max(1e-9)
+                })
+                .fold(0.0, f64::max)
+        };
+        let dot = best(&|| peak::bf16_dot_probe(4096).map_or(0.0, |r| std::hint::black_box(r).0));
+        let fma = best(&|| std::hint::black_box(peak::fma_probe(Isa::Avx512, 4096)).0);
+        dot > 1.1 * fma
     })
 }
 
@@ -367,6 +383,9 @@ pub fn bgemm_batched_path(
     )?;
     type W = pack::Bf16ToF32;
     match path.checked()? {
+        Bf16Path::Amx => run::<amx::Amx, pack::Bf16, pack::Bf16>(
+            l, a, a_offsets, b, b_offsets, beta, c, c_offsets,
+        ),
         Bf16Path::Avx512Bf16 => run::<avx512_bf16::Avx512Bf16, pack::Bf16, pack::Bf16>(
             l, a, a_offsets, b, b_offsets, beta, c, c_offsets,
         ),
@@ -452,6 +471,7 @@ pub fn sgemm_batched_bf16_path(
     type R = pack::F32RoundBf16;
     type T = pack::F32ToBf16;
     match path.checked()? {
+        Bf16Path::Amx => run::<amx::Amx, T, T>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets),
         Bf16Path::Avx512Bf16 => {
             run::<avx512_bf16::Avx512Bf16, T, T>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
         }

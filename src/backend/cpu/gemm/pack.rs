@@ -17,7 +17,7 @@ pub(super) trait Convert: Sync {
     type Src: Copy + Sync;
     type Dst: Copy + Default + Send + Sync;
     fn cvt(x: Self::Src) -> Self::Dst;
-    /// Fast path for f32 → f32 with k contiguous: out[p·r + i] = blk[i·rs + p] for all
+    /// Fast path for f32 / bf16 → f32 with k contiguous: out[p·r + i] = blk[i·rs + p] for all
     /// r = out.len() / kc rows. Returns false where it does not apply (the caller then
     /// packs element by element).
     fn transpose_f32(_blk: &[Self::Src], _rs: usize, _kc: usize, _out: &mut [Self::Dst]) -> bool {
@@ -73,6 +73,12 @@ impl Convert for Bf16ToF32 {
     fn cvt(x: bf16) -> f32 {
         x.to_f32()
     }
+    #[cfg(target_arch = "x86_64")]
+    fn transpose_f32(blk: &[bf16], rs: usize, kc: usize, out: &mut [f32]) -> bool {
+        let r = out.len() / kc;
+        transpose_rows(blk, rs, r, kc, out);
+        true
+    }
 }
 
 /// f32 → bf16 → f32: the f32 kernel then computes exactly the bf16-input products, so the
@@ -96,20 +102,24 @@ pub(super) struct View<'a, T> {
     pub cs: usize,
 }
 
-/// Number of packed elements for `rows` rows (or columns) in panels of `r` and `kc` k steps.
-pub(super) fn packed_len(rows: usize, r: usize, kc: usize, ku: usize) -> usize {
-    rows.div_ceil(r) * r * kc.next_multiple_of(ku)
+/// Number of packed elements for `rows` rows (or columns) in panels of `r` and `kc` k steps
+/// padded to a multiple of `kpad`.
+pub(super) fn packed_len(rows: usize, r: usize, kc: usize, kpad: usize) -> usize {
+    rows.div_ceil(r) * r * kc.next_multiple_of(kpad)
 }
 
 /// Packs the `rows × kc` block of `src` starting at (r0, p0) into panels of `r` rows, where
 /// the "row" index is the panel dimension: for A call it with A's (rs, cs); for B call it
-/// with B's strides swapped (cs, rs) so columns of B become the panel rows. `ku` is 1 or 2;
-/// `r` is one of the kernels' tile sizes (4, 6, 8, 12, 16, 32).
+/// with B's strides swapped (cs, rs) so columns of B become the panel rows. `ku` is the k
+/// interleave (1, 2, or 32 for AMX A tiles: whole 32-long k rows); k is zero-padded to a
+/// multiple of `kpad` (a multiple of `ku`). `r` is one of the kernels' tile sizes
+/// (4, 6, 8, 12, 16, 32).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn pack<C: Convert>(
     src: View<'_, C::Src>,
     r: usize,
     ku: usize,
+    kpad: usize,
     r0: usize,
     rows: usize,
     p0: usize,
@@ -119,8 +129,9 @@ pub(super) fn pack<C: Convert>(
     macro_rules! go {
         ($($r:literal),*) => {
             match (r, ku) {
-                $(($r, 1) => pack_r::<C, $r, 1>(src, r0, rows, p0, kc, dst),
-                  ($r, 2) => pack_r::<C, $r, 2>(src, r0, rows, p0, kc, dst),)*
+                $(($r, 1) => pack_r::<C, $r, 1>(src, kpad, r0, rows, p0, kc, dst),
+                  ($r, 2) => pack_r::<C, $r, 2>(src, kpad, r0, rows, p0, kc, dst),)*
+                (32, 32) => pack_r::<C, 32, 32>(src, kpad, r0, rows, p0, kc, dst),
                 _ => unreachable!("no packing for panel {r} × group {ku}"),
             }
         };
@@ -130,13 +141,15 @@ pub(super) fn pack<C: Convert>(
 
 fn pack_r<C: Convert, const R: usize, const KU: usize>(
     src: View<'_, C::Src>,
+    kpad: usize,
     r0: usize,
     rows: usize,
     p0: usize,
     kc: usize,
     dst: &mut [C::Dst],
 ) {
-    let kcp = kc.next_multiple_of(KU);
+    debug_assert!(kpad.is_multiple_of(KU));
+    let kcp = kc.next_multiple_of(kpad);
     let panel = R * kcp;
     for (pi, out) in dst[..rows.div_ceil(R) * panel]
         .chunks_exact_mut(panel)
@@ -151,7 +164,7 @@ fn pack_r<C: Convert, const R: usize, const KU: usize>(
         // The whole source block of this panel, bounds-checked once.
         let last = base + (nr - 1) * src.rs + (kc - 1) * src.cs;
         let blk = &src.data[base..=last];
-        if src.rs == 1 && KU == 1 && nr == R {
+        if src.rs == 1 && KU == 1 && nr == R && kcp == kc {
             // Each k step is R contiguous values: a fixed-size copy.
             for (p, o) in out.chunks_exact_mut(R).enumerate() {
                 let col: &[C::Src; R] = blk[p * src.cs..p * src.cs + R].try_into().unwrap();
@@ -159,7 +172,12 @@ fn pack_r<C: Convert, const R: usize, const KU: usize>(
                     *d = C::cvt(x);
                 }
             }
-        } else if src.cs == 1 && KU == 1 && nr == R && C::transpose_f32(blk, src.rs, kc, out) {
+        } else if src.cs == 1
+            && KU == 1
+            && nr == R
+            && kcp == kc
+            && C::transpose_f32(blk, src.rs, kc, out)
+        {
             // Done by the 4 × 4 SIMD transposes.
         } else if src.cs == 1 {
             // Each panel row is contiguous along k.
@@ -180,10 +198,50 @@ fn pack_r<C: Convert, const R: usize, const KU: usize>(
     }
 }
 
-/// out[p·r + i] = blk[i·rs + p] for i < r, p < kc: 4 × 4 blocks transposed in SSE
+/// Four consecutive source values widened to f32 in an SSE register.
+#[cfg(target_arch = "x86_64")]
+trait Load4: Copy {
+    /// # Safety
+    /// `p .. p + 4` must be readable.
+    unsafe fn load4(p: *const Self) -> std::arch::x86_64::__m128;
+    fn to_f32(self) -> f32;
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Load4 for f32 {
+    #[inline(always)]
+    unsafe fn load4(p: *const f32) -> std::arch::x86_64::__m128 {
+        // SAFETY: the caller guarantees 4 readable floats.
+        unsafe { std::arch::x86_64::_mm_loadu_ps(p) }
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Load4 for bf16 {
+    /// bf16 → f32 is a 16-bit left shift: interleave zeros below each value.
+    #[inline(always)]
+    unsafe fn load4(p: *const bf16) -> std::arch::x86_64::__m128 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller guarantees 4 readable bf16 (8 bytes).
+        unsafe {
+            let x = _mm_loadl_epi64(p as *const __m128i);
+            _mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), x))
+        }
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+}
+
+/// out[p·r + i] = blk[i·rs + p] (as f32) for i < r, p < kc: 4 × 4 blocks transposed in SSE
 /// registers (baseline on x86-64); leftover rows and the k tail element by element.
 #[cfg(target_arch = "x86_64")]
-fn transpose_rows(blk: &[f32], rs: usize, r: usize, kc: usize, out: &mut [f32]) {
+fn transpose_rows<T: Load4>(blk: &[T], rs: usize, r: usize, kc: usize, out: &mut [f32]) {
     use std::arch::x86_64::*;
     assert!(out.len() >= r * kc && blk.len() > (r - 1) * rs + kc - 1);
     let k4 = kc / 4 * 4;
@@ -191,7 +249,7 @@ fn transpose_rows(blk: &[f32], rs: usize, r: usize, kc: usize, out: &mut [f32]) 
     let (src, dst) = (blk.as_ptr(), out.as_mut_ptr());
     for i in r4..r {
         for p in 0..kc {
-            out[p * r + i] = blk[i * rs + p];
+            out[p * r + i] = blk[i * rs + p].to_f32();
         }
     }
     for i in (0..r4).step_by(4) {
@@ -200,10 +258,10 @@ fn transpose_rows(blk: &[f32], rs: usize, r: usize, kc: usize, out: &mut [f32]) 
             // destinations (p+q)·r + i .. +4 in `out` (asserted bounds above).
             unsafe {
                 let s = src.add(i * rs + p);
-                let r0 = _mm_loadu_ps(s);
-                let r1 = _mm_loadu_ps(s.add(rs));
-                let r2 = _mm_loadu_ps(s.add(2 * rs));
-                let r3 = _mm_loadu_ps(s.add(3 * rs));
+                let r0 = T::load4(s);
+                let r1 = T::load4(s.add(rs));
+                let r2 = T::load4(s.add(2 * rs));
+                let r3 = T::load4(s.add(3 * rs));
                 let t0 = _mm_unpacklo_ps(r0, r1);
                 let t1 = _mm_unpacklo_ps(r2, r3);
                 let t2 = _mm_unpackhi_ps(r0, r1);
@@ -217,7 +275,7 @@ fn transpose_rows(blk: &[f32], rs: usize, r: usize, kc: usize, out: &mut [f32]) 
         }
         for p in k4..kc {
             for q in 0..4 {
-                out[p * r + i + q] = blk[(i + q) * rs + p];
+                out[p * r + i + q] = blk[(i + q) * rs + p].to_f32();
             }
         }
     }
