@@ -11,10 +11,10 @@ The model class is `config.json["architectures"][0]`, loaded with `from_pretrain
 attention, float32); the load must report no missing, unexpected or mismatched weights. Prints the
 max |HF - pretext| and exits 1 when it exceeds --tol (default 1e-4), 2 on a loading problem.
 
-Until pretext's models exist, this is exercised by round-tripping the fixtures through the Rust
-checkpoint code (examples/checkpoint_roundtrip.rs), e.g. for every case:
+`examples/checkpoint_roundtrip.rs` makes such a directory from a fixture case: it loads the case into
+pretext's model, trains it a few AdamW steps, saves it and writes pretext's logits, e.g.
 
-    cargo run --example checkpoint_roundtrip -- tests/fixtures/hf/gpt2_lm /tmp/rt/gpt2_lm
+    cargo run --release --example checkpoint_roundtrip -- tests/fixtures/hf/gpt2_lm /tmp/rt/gpt2_lm
     /work/refenv/bin/python tools/hf_roundtrip.py /tmp/rt/gpt2_lm tests/fixtures/hf/gpt2_lm/inputs.json
 
 Run with torch 2.15.0+cu132 (CPU), transformers 5.23.0.
