@@ -20,11 +20,19 @@ use pretext::tensor::Tensor;
 use pretext::{Error, Result};
 
 fn ids(v: &serde_json::Value) -> Result<Tensor> {
-    let rows = v.as_array().ok_or_else(|| Error::msg("inputs: expected a 2-D array"))?;
+    let rows = v
+        .as_array()
+        .ok_or_else(|| Error::msg("inputs: expected a 2-D array"))?;
     let mut data = Vec::new();
     for r in rows {
-        for x in r.as_array().ok_or_else(|| Error::msg("inputs: expected a 2-D array"))? {
-            data.push(x.as_i64().ok_or_else(|| Error::msg("inputs: not an integer"))?);
+        for x in r
+            .as_array()
+            .ok_or_else(|| Error::msg("inputs: expected a 2-D array"))?
+        {
+            data.push(
+                x.as_i64()
+                    .ok_or_else(|| Error::msg("inputs: not an integer"))?,
+            );
         }
     }
     let cols = data.len() / rows.len().max(1);
@@ -65,12 +73,18 @@ fn main() {
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 || args.len() > 4 {
-        return Err(Error::msg("usage: checkpoint_roundtrip CASE_DIR OUT_DIR [STEPS]"));
+        return Err(Error::msg(
+            "usage: checkpoint_roundtrip CASE_DIR OUT_DIR [STEPS]",
+        ));
     }
     let (case, out) = (PathBuf::from(&args[1]), PathBuf::from(&args[2]));
-    let steps: usize = args.get(3).map_or(Ok(3), |s| s.parse()).map_err(|_| Error::msg("STEPS must be a number"))?;
+    let steps: usize = args
+        .get(3)
+        .map_or(Ok(3), |s| s.parse())
+        .map_err(|_| Error::msg("STEPS must be a number"))?;
     let inp: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(case.join("inputs.json")).map_err(|e| Error::io(case.join("inputs.json"), e))?,
+        &std::fs::read_to_string(case.join("inputs.json"))
+            .map_err(|e| Error::io(case.join("inputs.json"), e))?,
     )
     .map_err(|e| Error::msg(e.to_string()))?;
     let model = Model::load(&case)?;
@@ -86,7 +100,10 @@ fn run() -> Result<()> {
     let (logits, _) = no_grad(|| forward(&model, &inp))?;
     let v = logits.value().clone();
     let mut t = BTreeMap::new();
-    t.insert("logits".to_string(), RawTensor::new(v.shape().to_vec(), v.to_vec_f32()?)?);
+    t.insert(
+        "logits".to_string(),
+        RawTensor::new(v.shape().to_vec(), v.to_vec_f32()?)?,
+    );
     checkpoint::save(out.join("pretext_logits.safetensors"), &t, &[])?;
     println!("saved {} and pretext_logits.safetensors", out.display());
     Ok(())

@@ -10,10 +10,22 @@ use pretext::tensor::Tensor;
 fn embed(pool: &str) -> serde_json::Value {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/bert_seqcls");
     let out = Command::new(env!("CARGO_BIN_EXE_pretext"))
-        .args(["embed", "--model", dir, "--ids", "2 17 33 5 9", "--pool", pool])
+        .args([
+            "embed",
+            "--model",
+            dir,
+            "--ids",
+            "2 17 33 5 9",
+            "--pool",
+            pool,
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -22,15 +34,27 @@ fn embed_pools_the_encoder_hidden_states() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/bert_seqcls");
     let model = Bert::from_pretrained(dir).unwrap();
     let ids = Tensor::from_vec(vec![2i64, 17, 33, 5, 9], &[1, 5]).unwrap();
-    let h = no_grad(|| model.forward(&ids, None, None, None)).unwrap().hidden.value().to_vec_f32().unwrap();
+    let h = no_grad(|| model.forward(&ids, None, None, None))
+        .unwrap()
+        .hidden
+        .value()
+        .to_vec_f32()
+        .unwrap();
     let d = model.config.hidden_size;
     let close = |v: &serde_json::Value, want: &[f32]| {
-        let got: Vec<f32> = v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let got: Vec<f32> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
         assert_eq!(got.len(), want.len());
         assert!(got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-5));
     };
     close(&embed("cls")["embedding"], &h[..d]);
-    let mean: Vec<f32> = (0..d).map(|j| (0..5).map(|t| h[t * d + j]).sum::<f32>() / 5.0).collect();
+    let mean: Vec<f32> = (0..d)
+        .map(|j| (0..5).map(|t| h[t * d + j]).sum::<f32>() / 5.0)
+        .collect();
     close(&embed("mean")["embedding"], &mean);
     let all = embed("none");
     assert_eq!(all["hidden"].as_array().unwrap().len(), 5);
@@ -41,7 +65,10 @@ fn embed_pools_the_encoder_hidden_states() {
 #[test]
 fn embed_without_a_tokenizer_asks_for_ids() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/bert_seqcls");
-    let out = Command::new(env!("CARGO_BIN_EXE_pretext")).args(["embed", "--model", dir, "--text", "hello"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pretext"))
+        .args(["embed", "--model", dir, "--text", "hello"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ids"));
 }

@@ -27,7 +27,11 @@ fn t5_lengths_match_hf() {
         (100, (110, 22)),
         (1024, (1137, 229)),
     ] {
-        assert_eq!(compute_input_and_target_lengths(l, 0.15, 3.0), want, "L = {l}");
+        assert_eq!(
+            compute_input_and_target_lengths(l, 0.15, 3.0),
+            want,
+            "L = {l}"
+        );
     }
     assert_eq!(compute_input_and_target_lengths(8, 0.15, 3.0), (7, 3));
 }

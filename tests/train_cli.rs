@@ -72,7 +72,13 @@ fn resumed_run_reproduces_the_uninterrupted_losses_exactly() {
     let (a, b) = (train_losses(&straight), train_losses(&split));
     assert_eq!(a.len(), 12);
     assert_eq!(a, b, "resumed losses differ from the uninterrupted run");
-    for f in ["metrics.jsonl", "loss.svg", "checkpoint/state.json", "checkpoint/model/model.safetensors", "checkpoint/optimizer.safetensors"] {
+    for f in [
+        "metrics.jsonl",
+        "loss.svg",
+        "checkpoint/state.json",
+        "checkpoint/model/model.safetensors",
+        "checkpoint/optimizer.safetensors",
+    ] {
         assert!(straight.join(f).is_file(), "{f} missing");
     }
     // The loss fell from about ln V at initialisation.
@@ -86,7 +92,18 @@ fn ctrl_c_writes_a_checkpoint_before_exiting() {
     let data = corpus(&dir);
     let out = dir.join("run");
     let mut child = Command::new(env!("CARGO_BIN_EXE_pretext"))
-        .args(["train", "--quiet", "--steps", "100000", "--batch-size", "2", "--seq-len", "16", "--sample-tokens", "0"])
+        .args([
+            "train",
+            "--quiet",
+            "--steps",
+            "100000",
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "16",
+            "--sample-tokens",
+            "0",
+        ])
         .arg("--data")
         .arg(&data)
         .arg("--out")
@@ -96,21 +113,35 @@ fn ctrl_c_writes_a_checkpoint_before_exiting() {
     // Wait until training has logged a few steps, then send SIGINT.
     let t0 = Instant::now();
     while train_losses(&out).len() < 2 {
-        assert!(t0.elapsed() < Duration::from_secs(120), "training did not start");
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "training did not start"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "exit status {exit:?}");
     let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint/state.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint/state.json")).unwrap())
+            .unwrap();
     let step = state["step"].as_u64().unwrap();
     assert!(step >= 20, "checkpoint at step {step}");
     assert!(!out.join("checkpoint.partial").exists());
     // and the run resumes from it
     let r = Command::new(env!("CARGO_BIN_EXE_pretext"))
-        .args(["train", "--quiet", "--resume", "--sample-tokens", "0", "--steps"])
+        .args([
+            "train",
+            "--quiet",
+            "--resume",
+            "--sample-tokens",
+            "0",
+            "--steps",
+        ])
         .arg((step + 3).to_string())
         .arg("--out")
         .arg(&out)
@@ -124,7 +155,10 @@ fn ctrl_c_writes_a_checkpoint_before_exiting() {
 #[test]
 fn device_cuda_without_a_gpu_fails_fast_with_a_clear_message() {
     let t0 = Instant::now();
-    let r = Command::new(env!("CARGO_BIN_EXE_pretext")).args(["train", "--device", "cuda"]).output().unwrap();
+    let r = Command::new(env!("CARGO_BIN_EXE_pretext"))
+        .args(["train", "--device", "cuda"])
+        .output()
+        .unwrap();
     assert!(!r.status.success());
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(err.contains("cuda") || err.contains("CUDA"), "{err}");

@@ -25,11 +25,16 @@ fn corpus(dir: &Path) -> PathBuf {
 }
 
 fn run(arch: &str, steps: u64) -> (f64, f64, Option<f64>, f64) {
-    let dir = std::env::temp_dir().join(format!("pretext-objectives-{arch}-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("pretext-objectives-{arch}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let data = corpus(&dir);
-    let vocab = Corpus::open(&data, None).unwrap().tokenizer.unwrap().vocab_size() as f64;
+    let vocab = Corpus::open(&data, None)
+        .unwrap()
+        .tokenizer
+        .unwrap()
+        .vocab_size() as f64;
     let mut cfg = train_config(arch, "tiny").unwrap();
     cfg.steps = steps;
     cfg.decay_iters = steps;
@@ -49,18 +54,34 @@ fn run(arch: &str, steps: u64) -> (f64, f64, Option<f64>, f64) {
     };
     train(cfg, &opts).unwrap();
     let recs = read_records(&out.join("metrics.jsonl")).unwrap();
-    let val = recs.iter().rev().find(|r| r["split"] == "val").unwrap().clone();
+    let val = recs
+        .iter()
+        .rev()
+        .find(|r| r["split"] == "val")
+        .unwrap()
+        .clone();
     std::fs::remove_dir_all(&dir).unwrap();
     let f = |k: &str| val.get(k).and_then(|v| v.as_f64());
-    (vocab.ln(), f("loss").unwrap(), f("nsp_accuracy"), f("token_accuracy").unwrap())
+    (
+        vocab.ln(),
+        f("loss").unwrap(),
+        f("nsp_accuracy"),
+        f("token_accuracy").unwrap(),
+    )
 }
 
 fn check(arch: &str, steps: u64) {
     let (ln_v, loss, nsp, acc) = run(arch, steps);
     println!("{arch}: ln V = {ln_v:.3}, val loss {loss:.3}, token accuracy {acc:.3}, NSP accuracy {nsp:?}");
-    assert!(loss < ln_v - 1.0, "{arch}: val loss {loss} not well below ln V = {ln_v}");
+    assert!(
+        loss < ln_v - 1.0,
+        "{arch}: val loss {loss} not well below ln V = {ln_v}"
+    );
     let chance = (-ln_v).exp();
-    assert!(acc > 5.0 * chance, "{arch}: token accuracy {acc} not well above chance {chance}");
+    assert!(
+        acc > 5.0 * chance,
+        "{arch}: token accuracy {acc} not well above chance {chance}"
+    );
 }
 
 #[test]

@@ -44,7 +44,8 @@ pub struct Args {
 pub fn model_tokenizer(dir: &Path) -> Result<Tokenizer> {
     let json = dir.join("tokenizer.json");
     if json.is_file() {
-        let t = tokenizers::Tokenizer::from_file(&json).map_err(|e| Error::format(&json, "tokenizer.json", e.to_string()))?;
+        let t = tokenizers::Tokenizer::from_file(&json)
+            .map_err(|e| Error::format(&json, "tokenizer.json", e.to_string()))?;
         return Tokenizer::from_hf_detect(t);
     }
     let vocab = dir.join("vocab.txt");
@@ -60,7 +61,9 @@ pub fn model_tokenizer(dir: &Path) -> Result<Tokenizer> {
             use tokenizers::Model as _;
             wp.token_to_id(t)
                 .map(|i| (t.to_string(), i))
-                .ok_or_else(|| Error::format(&vocab, t, "special token missing from the vocabulary"))
+                .ok_or_else(|| {
+                    Error::format(&vocab, t, "special token missing from the vocabulary")
+                })
         };
         let post = BertProcessing::new(id("[SEP]")?, id("[CLS]")?);
         let mut t = tokenizers::Tokenizer::new(wp);
@@ -98,14 +101,21 @@ pub fn run(a: Args) -> Result<()> {
     for s in &a.ids {
         let ids = s
             .split_whitespace()
-            .map(|x| x.parse::<u32>().map_err(|_| Error::msg(format!("--ids: `{x}` is not a token id"))))
+            .map(|x| {
+                x.parse::<u32>()
+                    .map_err(|_| Error::msg(format!("--ids: `{x}` is not a token id")))
+            })
             .collect::<Result<Vec<_>>>()?;
         inputs.push((None, ids));
     }
     if a.ids.is_empty() {
         let tok = model_tokenizer(&a.model)?;
         let texts: Vec<String> = if a.text.is_empty() {
-            std::io::stdin().lock().lines().collect::<std::io::Result<_>>().map_err(|e| Error::io("stdin", e))?
+            std::io::stdin()
+                .lock()
+                .lines()
+                .collect::<std::io::Result<_>>()
+                .map_err(|e| Error::io("stdin", e))?
         } else {
             a.text.clone()
         };
@@ -125,7 +135,11 @@ pub fn run(a: Args) -> Result<()> {
         if let Some(text) = text {
             obj["text"] = json!(text);
         }
-        let key = if a.pool == Pool::None { "hidden" } else { "embedding" };
+        let key = if a.pool == Pool::None {
+            "hidden"
+        } else {
+            "embedding"
+        };
         obj[key] = pool(&h, a.pool)?;
         println!("{obj}");
     }

@@ -42,8 +42,8 @@ pub fn run(a: Args) -> Result<()> {
     };
     let state_path = dir.join("state.json");
     let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
-    let state: checkpoint::TrainState =
-        serde_json::from_str(&text).map_err(|e| Error::format(&state_path, "state.json", e.to_string()))?;
+    let state: checkpoint::TrainState = serde_json::from_str(&text)
+        .map_err(|e| Error::format(&state_path, "state.json", e.to_string()))?;
     let model = Model::load(&dir.join("model"))?;
     let data = a.data.clone().unwrap_or(state.data.clone());
     let corpus = Corpus::open(&data, Some(model.vocab_size()))?;

@@ -44,7 +44,9 @@ pub fn resolve_checkpoint(p: &Path) -> Result<(PathBuf, PathBuf)> {
     }
     if p.join("config.json").is_file() {
         for t in [p.join("tokenizer"), p.join("../tokenizer"), p.to_path_buf()] {
-            if t.join(crate::data::tokenizer::HF_FILE).is_file() || t.join(crate::data::tokenizer::CHAR_FILE).is_file() {
+            if t.join(crate::data::tokenizer::HF_FILE).is_file()
+                || t.join(crate::data::tokenizer::CHAR_FILE).is_file()
+            {
                 return Ok((p.to_path_buf(), t));
             }
         }
@@ -84,7 +86,10 @@ pub fn run(a: Args) -> Result<()> {
     })?;
     println!();
     if out.stopped_at_eos {
-        eprintln!("(stopped at end of sequence after {} tokens)", out.tokens.len());
+        eprintln!(
+            "(stopped at end of sequence after {} tokens)",
+            out.tokens.len()
+        );
     }
     Ok(())
 }

@@ -56,7 +56,9 @@ fn encode_sentences(tok: &Tokenizer, text: &str) -> Result<(Vec<u32>, Vec<usize>
         // A sentence ends after . ! or ? and the whitespace that follows.
         let end = rest
             .char_indices()
-            .find(|&(i, c)| matches!(c, '.' | '!' | '?') && rest[i + 1..].starts_with(char::is_whitespace))
+            .find(|&(i, c)| {
+                matches!(c, '.' | '!' | '?') && rest[i + 1..].starts_with(char::is_whitespace)
+            })
             .map(|(i, _)| {
                 let after = &rest[i + 1..];
                 i + 1 + (after.len() - after.trim_start().len())
@@ -70,15 +72,25 @@ fn encode_sentences(tok: &Tokenizer, text: &str) -> Result<(Vec<u32>, Vec<usize>
 }
 
 /// The objective sized to the text, and the example built from it.
-fn objective_and_example(name: &str, ids: &[u32], starts: &[usize], tokens: &ObjectiveTokens) -> Result<(Objective, Example)> {
+fn objective_and_example(
+    name: &str,
+    ids: &[u32],
+    starts: &[usize],
+    tokens: &ObjectiveTokens,
+) -> Result<(Objective, Example)> {
     let n = ids.len();
     if name == "nsp" || name == "mlm_nsp" {
         if starts.len() < 2 {
-            return Err(Error::msg("inspect nsp: the text needs at least two sentences (A and its continuation B)"));
+            return Err(Error::msg(
+                "inspect nsp: the text needs at least two sentences (A and its continuation B)",
+            ));
         }
         let cut = starts[starts.len() / 2];
         let obj = Objective::from_name("mlm_nsp", n + 3, tokens)?;
-        return Ok((obj, Example::pair(ids[..cut].to_vec(), ids[cut..].to_vec(), false)));
+        return Ok((
+            obj,
+            Example::pair(ids[..cut].to_vec(), ids[cut..].to_vec(), false),
+        ));
     }
     // The largest model length whose window fits the text.
     let window = |o: &Objective| match o {
@@ -97,7 +109,11 @@ fn objective_and_example(name: &str, ids: &[u32], starts: &[usize], tokens: &Obj
             }
         }
     }
-    let obj = best.ok_or_else(|| Error::msg(format!("inspect {name}: the text ({n} tokens) is too short")))?;
+    let obj = best.ok_or_else(|| {
+        Error::msg(format!(
+            "inspect {name}: the text ({n} tokens) is too short"
+        ))
+    })?;
     let w = window(&obj);
     if w < n {
         println!("(the {name} window holds {w} of the text's {n} tokens; the rest is not shown)");
@@ -113,18 +129,39 @@ fn logits(model: &Model, b: &Batch) -> Result<Tensor> {
     let mask = t(&b.attention_mask, b.seq)?;
     no_grad(|| -> Result<Tensor> {
         Ok(match model {
-            Model::Gpt2(m) => m.lm_logits(&m.forward(&ids, Some(&mask), None, None)?.hidden)?.value().clone(),
+            Model::Gpt2(m) => m
+                .lm_logits(&m.forward(&ids, Some(&mask), None, None)?.hidden)?
+                .value()
+                .clone(),
             Model::Bert(m) => {
                 let tt = b.token_type_ids.as_ref().map(|v| t(v, b.seq)).transpose()?;
-                m.mlm_logits(&m.forward(&ids, tt.as_ref(), Some(&mask), None)?.hidden)?.value().clone()
+                m.mlm_logits(&m.forward(&ids, tt.as_ref(), Some(&mask), None)?.hidden)?
+                    .value()
+                    .clone()
             }
             Model::T5(m) => {
-                let dec = t(b.decoder_input_ids.as_ref().ok_or_else(|| Error::msg("no decoder inputs"))?, b.dec_seq)?;
-                m.forward(&ids, Some(&mask), &dec, None, None)?.logits.value().clone()
+                let dec = t(
+                    b.decoder_input_ids
+                        .as_ref()
+                        .ok_or_else(|| Error::msg("no decoder inputs"))?,
+                    b.dec_seq,
+                )?;
+                m.forward(&ids, Some(&mask), &dec, None, None)?
+                    .logits
+                    .value()
+                    .clone()
             }
             Model::Bart(m) => {
-                let dec = t(b.decoder_input_ids.as_ref().ok_or_else(|| Error::msg("no decoder inputs"))?, b.dec_seq)?;
-                m.forward(&ids, Some(&mask), &dec, None)?.logits.value().clone()
+                let dec = t(
+                    b.decoder_input_ids
+                        .as_ref()
+                        .ok_or_else(|| Error::msg("no decoder inputs"))?,
+                    b.dec_seq,
+                )?;
+                m.forward(&ids, Some(&mask), &dec, None)?
+                    .logits
+                    .value()
+                    .clone()
             }
         })
     })
@@ -144,14 +181,21 @@ pub fn run(a: Args) -> Result<()> {
     let mut rng = Rng::new(a.seed);
     let batch = obj.build(&[example], &mut rng)?;
     let name = |id: i64| -> String {
-        let s = tok.id_to_token(id as u32).unwrap_or_else(|| format!("<{id}>"));
+        let s = tok
+            .id_to_token(id as u32)
+            .unwrap_or_else(|| format!("<{id}>"));
         match s.as_str() {
             " " => "␣".into(),
             "\n" => "⏎".into(),
             _ => s,
         }
     };
-    println!("objective {} (loss: {}), seed {}", obj.name(), obj.loss().name(), a.seed);
+    println!(
+        "objective {} (loss: {}), seed {}",
+        obj.name(),
+        obj.loss().name(),
+        a.seed
+    );
     print!("{}", render_row(&batch, 0, name));
     let Some(model) = model else {
         println!("(pass --checkpoint to see each position's loss)");

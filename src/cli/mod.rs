@@ -6,12 +6,12 @@ use clap::{Parser, Subcommand};
 use crate::error::Result;
 
 pub mod bench;
-pub mod mlp;
 pub mod cuda_check;
 pub mod embed;
 pub mod eval;
 pub mod generate;
 pub mod inspect;
+pub mod mlp;
 pub mod prepare;
 pub mod train;
 
@@ -35,7 +35,7 @@ pub enum Command {
     /// Time CPU kernels (`pretext bench list` names the workloads).
     Bench(bench::Args),
     /// Pre-train a model with its objective (no arguments: a small GPT on built-in text).
-    Train(train::Args),
+    Train(Box<train::Args>),
     /// Generate text from a GPT, T5 or BART checkpoint, streaming tokens as they come.
     Generate(generate::Args),
     /// Validation loss and perplexity of a checkpoint on a corpus.
@@ -54,7 +54,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Prepare(args) => prepare::run(args),
         Command::Bench(a) => bench::run(a),
         Command::CudaCheck(a) => cuda_check::run(a),
-        Command::Train(a) => train::run(a),
+        Command::Train(a) => train::run(*a),
         Command::Embed(a) => embed::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Eval(a) => eval::run(a),

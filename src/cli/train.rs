@@ -92,7 +92,9 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
             return Err(Error::msg("--threads must be at least 1"));
         }
         // An already-built global pool keeps its size; that only happens within tests.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(t).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global();
     }
     Ok(())
 }
@@ -112,7 +114,9 @@ pub fn check_device(device: &str) -> Result<()> {
                     .into(),
             })
         }
-        other => Err(Error::msg(format!("unknown device \"{other}\"; expected cpu or cuda"))),
+        other => Err(Error::msg(format!(
+            "unknown device \"{other}\"; expected cpu or cuda"
+        ))),
     }
 }
 
@@ -123,7 +127,21 @@ fn apply_overrides(c: &mut TrainConfig, a: &Args) {
     macro_rules! set {
         ($($field:ident),*) => { $( if let Some(v) = a.$field { c.$field = v; } )* };
     }
-    set!(steps, batch_size, seq_len, grad_accum, min_lr, warmup, weight_decay, grad_clip, dropout, eval_interval, eval_iters, ckpt_interval, seed);
+    set!(
+        steps,
+        batch_size,
+        seq_len,
+        grad_accum,
+        min_lr,
+        warmup,
+        weight_decay,
+        grad_clip,
+        dropout,
+        eval_interval,
+        eval_iters,
+        ckpt_interval,
+        seed
+    );
     if let Some(lr) = a.lr {
         c.lr = lr;
         if a.min_lr.is_none() {
@@ -161,7 +179,13 @@ fn corpus_dir(a: &Args) -> Result<PathBuf> {
             prepare::prepare(&Input::Dir(p.clone()), &prepared, &opts(&a.tokenizer)?)?;
             Ok(prepared)
         }
-        Some(p) => Err(Error::io(p, std::io::Error::new(std::io::ErrorKind::NotFound, "no such corpus, file or folder"))),
+        Some(p) => Err(Error::io(
+            p,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such corpus, file or folder",
+            ),
+        )),
         None => {
             std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
             let text_path = a.out.join("builtin.txt");
@@ -207,7 +231,11 @@ pub fn run(a: Args) -> Result<()> {
     set_threads(a.threads)?;
     let mut cfg = presets::train_config(&a.arch, &a.preset)?;
     apply_overrides(&mut cfg, &a);
-    let data = if a.resume { PathBuf::new() } else { corpus_dir(&a)? };
+    let data = if a.resume {
+        PathBuf::new()
+    } else {
+        corpus_dir(&a)?
+    };
     if !a.resume {
         println!(
             "training {} ({}) with {} on {} for {} steps → {}",
@@ -234,10 +262,15 @@ pub fn run(a: Args) -> Result<()> {
         s.seconds,
         s.tokens_per_second,
         s.last_train_loss,
-        s.last_val_loss.map(|v| format!(", val loss {v:.4}")).unwrap_or_default()
+        s.last_val_loss
+            .map(|v| format!(", val loss {v:.4}"))
+            .unwrap_or_default()
     );
     if s.interrupted {
-        println!("resume with: pretext train --out {} --resume", a.out.display());
+        println!(
+            "resume with: pretext train --out {} --resume",
+            a.out.display()
+        );
         return Ok(());
     }
     println!(

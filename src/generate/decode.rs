@@ -50,7 +50,9 @@ pub fn generate(
     no_grad(|| match model {
         Model::Gpt2(g) => {
             if prompt.is_empty() {
-                return Err(Error::msg("generate: GPT needs a non-empty prompt (at least one token)"));
+                return Err(Error::msg(
+                    "generate: GPT needs a non-empty prompt (at least one token)",
+                ));
             }
             let max_pos = g.config.n_positions;
             let mut context: Vec<u32> = prompt.to_vec();
@@ -60,7 +62,10 @@ pub fn generate(
             let mut logits = last_row(&g.lm_logits(&h.hidden)?.value())?;
             for _ in 0..max_new {
                 if pick(&logits, &mut out)? {
-                    return Ok(Generated { tokens: out, stopped_at_eos: true });
+                    return Ok(Generated {
+                        tokens: out,
+                        stopped_at_eos: true,
+                    });
                 }
                 context.push(*out.last().expect("just pushed"));
                 let h = if cache.past_len() + 1 > max_pos {
@@ -68,11 +73,19 @@ pub fn generate(
                     let s = context.len() - (max_pos - 1);
                     g.forward(&ids(&context[s..])?, None, Some(&mut cache), None)?
                 } else {
-                    g.forward(&ids(&context[context.len() - 1..])?, None, Some(&mut cache), None)?
+                    g.forward(
+                        &ids(&context[context.len() - 1..])?,
+                        None,
+                        Some(&mut cache),
+                        None,
+                    )?
                 };
                 logits = last_row(&g.lm_logits(&h.hidden)?.value())?;
             }
-            Ok(Generated { tokens: out, stopped_at_eos: false })
+            Ok(Generated {
+                tokens: out,
+                stopped_at_eos: false,
+            })
         }
         Model::T5(m) => {
             let mut cache: T5Cache = m.start_cache(&ids(prompt)?, None)?;
@@ -80,25 +93,40 @@ pub fn generate(
             for _ in 0..max_new {
                 let logits = last_row(&m.decode_step(&ids(&[next])?, None, &mut cache)?)?;
                 if pick(&logits, &mut out)? {
-                    return Ok(Generated { tokens: out, stopped_at_eos: true });
+                    return Ok(Generated {
+                        tokens: out,
+                        stopped_at_eos: true,
+                    });
                 }
                 next = *out.last().expect("just pushed");
             }
-            Ok(Generated { tokens: out, stopped_at_eos: false })
+            Ok(Generated {
+                tokens: out,
+                stopped_at_eos: false,
+            })
         }
         Model::Bart(m) => {
-            let enc = m.encode(&ids(prompt)?, None, None)?.pop().expect("encoder states");
+            let enc = m
+                .encode(&ids(prompt)?, None, None)?
+                .pop()
+                .expect("encoder states");
             let mut cache = BartCache::default();
             let mut next = m.config.decoder_start_token_id.unwrap_or(2);
             for _ in 0..max_new {
                 let h = m.decode(&ids(&[next])?, &enc, None, Some(&mut cache), None)?;
                 let logits = last_row(&m.lm_logits(h.last().expect("decoder states"))?.value())?;
                 if pick(&logits, &mut out)? {
-                    return Ok(Generated { tokens: out, stopped_at_eos: true });
+                    return Ok(Generated {
+                        tokens: out,
+                        stopped_at_eos: true,
+                    });
                 }
                 next = *out.last().expect("just pushed");
             }
-            Ok(Generated { tokens: out, stopped_at_eos: false })
+            Ok(Generated {
+                tokens: out,
+                stopped_at_eos: false,
+            })
         }
         Model::Bert(_) => Err(Error::msg(
             "generate: BERT is an encoder; generation needs a GPT, T5 or BART checkpoint",

@@ -37,8 +37,11 @@ impl SamplingConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if !(self.temperature >= 0.0) || !self.temperature.is_finite() {
-            return Err(Error::msg(format!("temperature {} must be ≥ 0", self.temperature)));
+        if self.temperature.is_nan() || self.temperature < 0.0 || !self.temperature.is_finite() {
+            return Err(Error::msg(format!(
+                "temperature {} must be ≥ 0",
+                self.temperature
+            )));
         }
         if self.top_k == Some(0) {
             return Err(Error::msg("top-k must be at least 1"));
@@ -113,24 +116,36 @@ mod tests {
     #[test]
     fn greedy_takes_the_first_maximum() {
         let mut rng = Rng::new(0);
-        assert_eq!(sample_next(&[0.0, 3.0, 3.0, 1.0], &SamplingConfig::greedy(), &mut rng).unwrap(), 1);
+        assert_eq!(
+            sample_next(&[0.0, 3.0, 3.0, 1.0], &SamplingConfig::greedy(), &mut rng).unwrap(),
+            1
+        );
     }
 
     #[test]
     fn top_k_one_is_greedy_and_top_p_keeps_the_crossing_token() {
         let mut rng = Rng::new(1);
         let z = [1.0, 2.0, 0.5, 1.9];
-        let k1 = SamplingConfig { top_k: Some(1), ..Default::default() };
+        let k1 = SamplingConfig {
+            top_k: Some(1),
+            ..Default::default()
+        };
         for _ in 0..20 {
             assert_eq!(sample_next(&z, &k1, &mut rng).unwrap(), 1);
         }
         // p ∝ e^z ≈ (0.15, 0.40, 0.09, 0.36) for tokens 0..3: sorted 1, 3, 0, 2; 0.40 < 0.5 ≤ 0.76, so top-p 0.5 keeps {1, 3}.
-        let p = SamplingConfig { top_p: Some(0.5), ..Default::default() };
+        let p = SamplingConfig {
+            top_p: Some(0.5),
+            ..Default::default()
+        };
         let mut seen = [0usize; 4];
         for _ in 0..400 {
             seen[sample_next(&z, &p, &mut rng).unwrap()] += 1;
         }
-        assert!(seen[1] > 0 && seen[3] > 0 && seen[0] == 0 && seen[2] == 0, "{seen:?}");
+        assert!(
+            seen[1] > 0 && seen[3] > 0 && seen[0] == 0 && seen[2] == 0,
+            "{seen:?}"
+        );
     }
 
     #[test]
@@ -139,7 +154,9 @@ mod tests {
         let z = [0.0f32, (3.0f32).ln()]; // p = (0.25, 0.75)
         let cfg = SamplingConfig::default();
         let n = 20_000;
-        let ones = (0..n).filter(|_| sample_next(&z, &cfg, &mut rng).unwrap() == 1).count();
+        let ones = (0..n)
+            .filter(|_| sample_next(&z, &cfg, &mut rng).unwrap() == 1)
+            .count();
         let f = ones as f64 / n as f64;
         assert!((f - 0.75).abs() < 0.02, "{f}");
     }
@@ -147,9 +164,15 @@ mod tests {
     #[test]
     fn bad_settings_are_errors() {
         let mut rng = Rng::new(0);
-        let bad = SamplingConfig { top_p: Some(0.0), ..Default::default() };
+        let bad = SamplingConfig {
+            top_p: Some(0.0),
+            ..Default::default()
+        };
         assert!(sample_next(&[1.0], &bad, &mut rng).is_err());
-        let bad = SamplingConfig { temperature: -1.0, ..Default::default() };
+        let bad = SamplingConfig {
+            temperature: -1.0,
+            ..Default::default()
+        };
         assert!(sample_next(&[1.0], &bad, &mut rng).is_err());
     }
 }

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use crate::autograd::ParamStore;
-use crate::error::Result;
 use super::config::ModelConfig;
 use super::{Bart, Bert, Gpt2, T5};
+use crate::autograd::ParamStore;
+use crate::error::Result;
 
 pub enum Model {
     Gpt2(Gpt2),

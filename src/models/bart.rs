@@ -83,7 +83,7 @@ impl Bart {
             config.encoder_attention_heads,
             config.decoder_attention_heads,
         ] {
-            if heads == 0 || d % heads != 0 {
+            if heads == 0 || !d.is_multiple_of(heads) {
                 return Err(Error::msg(format!(
                     "bart: d_model {d} is not divisible by {heads} heads"
                 )));

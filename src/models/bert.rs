@@ -98,7 +98,7 @@ impl Bert {
     /// Embedding weights, zero biases, LayerNorm 1/0.
     pub fn new(config: BertConfig, head: BertHead, rng: &mut Rng) -> Result<Bert> {
         let h = config.hidden_size;
-        if config.num_attention_heads == 0 || h % config.num_attention_heads != 0 {
+        if config.num_attention_heads == 0 || !h.is_multiple_of(config.num_attention_heads) {
             return Err(Error::msg(format!(
                 "bert: hidden_size {h} is not divisible by num_attention_heads {}",
                 config.num_attention_heads

@@ -68,7 +68,7 @@ impl Gpt2 {
     /// projections `c_proj` N(0, initializer_range/√(2·n_layer)), biases 0, LayerNorm 1/0).
     pub fn new(config: Gpt2Config, head: Gpt2Head, rng: &mut Rng) -> Result<Gpt2> {
         let c = config.n_embd;
-        if config.n_head == 0 || c % config.n_head != 0 {
+        if config.n_head == 0 || !c.is_multiple_of(config.n_head) {
             return Err(Error::msg(format!(
                 "gpt2: n_embd {c} is not divisible by n_head {}",
                 config.n_head

@@ -11,7 +11,7 @@ use crate::tensor::Tensor;
 
 pub fn split_heads(x: &Var, heads: usize) -> Result<Var> {
     let s = x.shape();
-    if s.len() != 3 || s[2] % heads != 0 {
+    if s.len() != 3 || !s[2].is_multiple_of(heads) {
         return Err(Error::shape(
             "split_heads",
             &[&s],

@@ -129,7 +129,22 @@ impl Tensor {
                 }
             };
         }
-        let out = each!(Neg, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, GeluErf, GeluTanh, Step, GeluErfGrad, GeluTanhGrad, Abs);
+        let out = each!(
+            Neg,
+            Exp,
+            Log,
+            Sqrt,
+            Rsqrt,
+            Tanh,
+            Sigmoid,
+            Relu,
+            GeluErf,
+            GeluTanh,
+            Step,
+            GeluErfGrad,
+            GeluTanhGrad,
+            Abs
+        );
         Ok(Tensor::from_f32(out, self.shape()))
     }
 
@@ -164,10 +179,23 @@ impl Tensor {
             let (rb, _, sb) = lb.rows();
             for ((o, &ia), &ib) in out.chunks_mut(n.max(1)).zip(&ra).zip(&rb) {
                 match (sa, sb) {
-                    (1, 1) => o.iter_mut().zip(&a[ia..ia + n]).zip(&b[ib..ib + n]).for_each(|((o, &x), &y)| *o = op.apply(x, y)),
-                    (1, 0) => o.iter_mut().zip(&a[ia..ia + n]).for_each(|(o, &x)| *o = op.apply(x, b[ib])),
-                    (0, 1) => o.iter_mut().zip(&b[ib..ib + n]).for_each(|(o, &y)| *o = op.apply(a[ia], y)),
-                    _ => o.iter_mut().enumerate().for_each(|(j, o)| *o = op.apply(a[ia + j * sa], b[ib + j * sb])),
+                    (1, 1) => o
+                        .iter_mut()
+                        .zip(&a[ia..ia + n])
+                        .zip(&b[ib..ib + n])
+                        .for_each(|((o, &x), &y)| *o = op.apply(x, y)),
+                    (1, 0) => o
+                        .iter_mut()
+                        .zip(&a[ia..ia + n])
+                        .for_each(|(o, &x)| *o = op.apply(x, b[ib])),
+                    (0, 1) => o
+                        .iter_mut()
+                        .zip(&b[ib..ib + n])
+                        .for_each(|(o, &y)| *o = op.apply(a[ia], y)),
+                    _ => o
+                        .iter_mut()
+                        .enumerate()
+                        .for_each(|(j, o)| *o = op.apply(a[ia + j * sa], b[ib + j * sb])),
                 }
             }
         }

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
-use crate::models::Model;
 use crate::data::Tokenizer;
 use crate::error::{Error, Result};
 use crate::models::checkpoint::{self, Checkpoint, RawTensor};
+use crate::models::Model;
 use crate::optim::{AdamW, AdamWConfig};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -38,7 +38,13 @@ fn io<T>(p: &Path, r: std::io::Result<T>) -> Result<T> {
 }
 
 /// Write the checkpoint atomically.
-pub fn save(run_dir: &Path, model: &Model, opt: &AdamW, tokenizer: &Tokenizer, state: &TrainState) -> Result<()> {
+pub fn save(
+    run_dir: &Path,
+    model: &Model,
+    opt: &AdamW,
+    tokenizer: &Tokenizer,
+    state: &TrainState,
+) -> Result<()> {
     let final_dir = checkpoint_dir(run_dir);
     let tmp = run_dir.join("checkpoint.partial");
     if tmp.exists() {
@@ -50,8 +56,14 @@ pub fn save(run_dir: &Path, model: &Model, opt: &AdamW, tokenizer: &Tokenizer, s
     let mut tensors = BTreeMap::new();
     for (i, (name, p)) in model.store().iter().enumerate() {
         let shape = p.shape();
-        tensors.insert(format!("m.{name}"), RawTensor::new(shape.clone(), opt.m[i].clone())?);
-        tensors.insert(format!("v.{name}"), RawTensor::new(shape, opt.v[i].clone())?);
+        tensors.insert(
+            format!("m.{name}"),
+            RawTensor::new(shape.clone(), opt.m[i].clone())?,
+        );
+        tensors.insert(
+            format!("v.{name}"),
+            RawTensor::new(shape, opt.v[i].clone())?,
+        );
     }
     checkpoint::save(tmp.join("optimizer.safetensors"), &tensors, &[])?;
     let json = serde_json::to_string_pretty(state).map_err(|e| Error::msg(e.to_string()))?;
@@ -74,8 +86,8 @@ pub fn save(run_dir: &Path, model: &Model, opt: &AdamW, tokenizer: &Tokenizer, s
 pub fn load(dir: &Path) -> Result<(Model, AdamW, Tokenizer, TrainState)> {
     let state_path = dir.join("state.json");
     let text = io(&state_path, std::fs::read_to_string(&state_path))?;
-    let state: TrainState =
-        serde_json::from_str(&text).map_err(|e| Error::format(&state_path, "state.json", e.to_string()))?;
+    let state: TrainState = serde_json::from_str(&text)
+        .map_err(|e| Error::format(&state_path, "state.json", e.to_string()))?;
     let model = Model::load(&dir.join("model"))?;
     let tokenizer = Tokenizer::load(&dir.join("tokenizer"))?;
     let c = &state.config;

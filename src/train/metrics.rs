@@ -24,7 +24,11 @@ impl MetricsLog {
             Some(step) => {
                 let kept: Vec<String> = read_records(path)?
                     .into_iter()
-                    .filter(|r| r.get("step").and_then(Value::as_u64).is_some_and(|s| s <= step))
+                    .filter(|r| {
+                        r.get("step")
+                            .and_then(Value::as_u64)
+                            .is_some_and(|s| s <= step)
+                    })
                     .map(|r| Value::Object(r).to_string())
                     .collect();
                 let mut text = kept.join("\n");
@@ -34,7 +38,9 @@ impl MetricsLog {
                 crate::data::fsutil::write_atomic(path, text.as_bytes())?;
             }
         }
-        Ok(MetricsLog { path: path.to_path_buf() })
+        Ok(MetricsLog {
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn record(&self, step: u64, split: &str, fields: &[(&str, f64)]) -> Result<()> {
@@ -42,7 +48,9 @@ impl MetricsLog {
         m.insert("step".into(), Value::from(step));
         m.insert("split".into(), Value::from(split));
         for (k, v) in fields {
-            let v = serde_json::Number::from_f64(*v).map(Value::Number).unwrap_or(Value::Null);
+            let v = serde_json::Number::from_f64(*v)
+                .map(Value::Number)
+                .unwrap_or(Value::Null);
             m.insert((*k).into(), v);
         }
         let mut f = OpenOptions::new()
@@ -70,7 +78,11 @@ pub fn read_records(path: &Path) -> Result<Vec<Map<String, Value>>> {
         .enumerate()
         .map(|(i, l)| match serde_json::from_str::<Value>(l) {
             Ok(Value::Object(m)) => Ok(m),
-            _ => Err(Error::format(path, format!("line {}", i + 1), "not a JSON object")),
+            _ => Err(Error::format(
+                path,
+                format!("line {}", i + 1),
+                "not a JSON object",
+            )),
         })
         .collect()
 }

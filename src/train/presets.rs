@@ -2,15 +2,20 @@
 //! The vocabulary size always comes from the corpus's tokenizer.
 
 use super::config::TrainConfig;
-use crate::models::Model;
-use crate::error::{Error, Result};
 use crate::data::Tokenizer;
+use crate::error::{Error, Result};
 use crate::models::config::{BartConfig, BertConfig, Gpt2Config, T5Config, TokenIds};
+use crate::models::Model;
 use crate::models::{Bart, Bert, BertHead, Gpt2, Gpt2Head, T5};
 use crate::tensor::Rng;
 
 /// Preset names per family, for help texts and errors.
-pub const GPT_PRESETS: &[&str] = &["tiny", "nanogpt-shakespeare-cpu", "nanogpt-shakespeare", "gpt2-124m"];
+pub const GPT_PRESETS: &[&str] = &[
+    "tiny",
+    "nanogpt-shakespeare-cpu",
+    "nanogpt-shakespeare",
+    "gpt2-124m",
+];
 pub const BERT_PRESETS: &[&str] = &["tiny", "small", "bert-base"];
 pub const T5_PRESETS: &[&str] = &["tiny", "small", "t5-small"];
 pub const BART_PRESETS: &[&str] = &["tiny", "small", "bart-base"];
@@ -186,9 +191,16 @@ pub fn train_config(arch: &str, preset: &str) -> Result<TrainConfig> {
                 "t5" => T5_PRESETS,
                 _ => BART_PRESETS,
             };
-            return Err(Error::msg(format!("unknown {arch} preset \"{o}\"; known: {}", known.join(", "))));
+            return Err(Error::msg(format!(
+                "unknown {arch} preset \"{o}\"; known: {}",
+                known.join(", ")
+            )));
         }
-        (other, _) => return Err(Error::msg(format!("unknown arch \"{other}\"; known: gpt, bert, t5, bart"))),
+        (other, _) => {
+            return Err(Error::msg(format!(
+                "unknown arch \"{other}\"; known: gpt, bert, t5, bart"
+            )))
+        }
     };
     Ok(c)
 }
@@ -212,7 +224,11 @@ pub fn build_model(cfg: &TrainConfig, tokenizer: &Tokenizer, rng: &mut Rng) -> R
             c.pad_token_id = pad;
             c.hidden_dropout_prob = drop;
             c.attention_probs_dropout_prob = drop;
-            let head = if cfg.objective == "mlm" { BertHead::MaskedLm } else { BertHead::PreTraining };
+            let head = if cfg.objective == "mlm" {
+                BertHead::MaskedLm
+            } else {
+                BertHead::PreTraining
+            };
             Ok(Model::Bert(Bert::new(c, head, rng)?))
         }
         "t5" => {
@@ -265,6 +281,8 @@ pub fn build_model(cfg: &TrainConfig, tokenizer: &Tokenizer, rng: &mut Rng) -> R
             c.attn_pdrop = cfg.dropout as f64;
             Ok(Model::Gpt2(Gpt2::new(c, Gpt2Head::Lm, rng)?))
         }
-        other => Err(Error::msg(format!("training arch \"{other}\" is not available"))),
+        other => Err(Error::msg(format!(
+            "training arch \"{other}\" is not available"
+        ))),
     }
 }

@@ -11,7 +11,6 @@ use std::time::Instant;
 use super::checkpoint::{self, TrainState};
 use super::config::TrainConfig;
 use super::metrics::{read_records, MetricsLog};
-use crate::models::Model;
 use super::plot::write_loss_svg;
 use super::presets;
 use super::task::Task;
@@ -19,6 +18,7 @@ use crate::autograd::no_grad;
 use crate::data::rng::mix64;
 use crate::data::{Corpus, TokenStream, Tokenizer};
 use crate::error::{Error, Result};
+use crate::models::Model;
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, LrSchedule};
 use crate::tensor::Rng;
 
@@ -76,12 +76,23 @@ pub struct EvalOut {
 }
 
 /// Mean loss and accuracy over the `cfg.eval_iters` fixed batches of `stream`.
-pub fn evaluate(model: &Model, cfg: &TrainConfig, task: &Task, stream: &TokenStream) -> Result<EvalOut> {
+pub fn evaluate(
+    model: &Model,
+    cfg: &TrainConfig,
+    task: &Task,
+    stream: &TokenStream,
+) -> Result<EvalOut> {
     no_grad(|| {
         let mut total = 0.0f64;
         let (mut tc, mut tn, mut nc, mut nn) = (0, 0, 0, 0);
         for i in 0..cfg.eval_iters {
-            let out = task.step(model, stream, eval_seed(cfg.seed, i as u64), cfg.batch_size, None)?;
+            let out = task.step(
+                model,
+                stream,
+                eval_seed(cfg.seed, i as u64),
+                cfg.batch_size,
+                None,
+            )?;
             total += out.loss.value().scalar()? as f64;
             tc += out.token_acc.0;
             tn += out.token_acc.1;
@@ -98,7 +109,9 @@ pub fn evaluate(model: &Model, cfg: &TrainConfig, task: &Task, stream: &TokenStr
 
 fn check_config(cfg: &TrainConfig) -> Result<()> {
     if cfg.batch_size == 0 || cfg.seq_len == 0 || cfg.grad_accum == 0 {
-        return Err(Error::msg("batch size, sequence length and gradient accumulation must be positive"));
+        return Err(Error::msg(
+            "batch size, sequence length and gradient accumulation must be positive",
+        ));
     }
     Ok(())
 }
@@ -115,7 +128,10 @@ pub fn train(cfg: TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     } else {
         let corpus = Corpus::open(&opts.data, None)?;
         let tok = corpus.tokenizer.ok_or_else(|| {
-            Error::msg(format!("{}: training needs a pretext corpus with its tokenizer (run `pretext prepare`)", opts.data.display()))
+            Error::msg(format!(
+                "{}: training needs a pretext corpus with its tokenizer (run `pretext prepare`)",
+                opts.data.display()
+            ))
         })?;
         let mut init_rng = Rng::new(cfg.seed);
         let model = presets::build_model(&cfg, &tok, &mut init_rng)?;
@@ -163,29 +179,60 @@ pub fn train(cfg: TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         for micro in 0..cfg.grad_accum as u64 {
             let mut drop_rng = Rng::new(batch_seed(cfg.seed ^ 0xD70F, step, micro));
             let dropout = (cfg.dropout > 0.0).then_some(&mut drop_rng);
-            let loss = task.step(&model, &corpus.train, batch_seed(cfg.seed, step, micro), cfg.batch_size, dropout)?.loss;
+            let loss = task
+                .step(
+                    &model,
+                    &corpus.train,
+                    batch_seed(cfg.seed, step, micro),
+                    cfg.batch_size,
+                    dropout,
+                )?
+                .loss;
             loss_sum += loss.value().scalar()?;
-            let scaled = if cfg.grad_accum > 1 { loss.mul_scalar(1.0 / cfg.grad_accum as f32)? } else { loss };
+            let scaled = if cfg.grad_accum > 1 {
+                loss.mul_scalar(1.0 / cfg.grad_accum as f32)?
+            } else {
+                loss
+            };
             scaled.backward()?;
         }
         last_loss = loss_sum / cfg.grad_accum as f32;
         if !last_loss.is_finite() {
-            return Err(Error::msg(format!("step {step}: the loss is {last_loss}; stopping (try a lower learning rate)")));
+            return Err(Error::msg(format!(
+                "step {step}: the loss is {last_loss}; stopping (try a lower learning rate)"
+            )));
         }
-        let norm = if cfg.grad_clip > 0.0 { clip_grad_norm(model.store(), cfg.grad_clip)? } else { f32::NAN };
+        let norm = if cfg.grad_clip > 0.0 {
+            clip_grad_norm(model.store(), cfg.grad_clip)?
+        } else {
+            f32::NAN
+        };
         opt.step(model.store(), lr)?;
         model.store().zero_grad();
         step += 1;
         let dt = ts.elapsed().as_secs_f64();
         let tps = tokens_per_step / dt.max(1e-9);
         if step % cfg.log_interval.max(1) == 0 || step == cfg.steps {
-            metrics.record(step, "train", &[("loss", last_loss as f64), ("lr", lr as f64), ("grad_norm", norm as f64), ("tokens_per_s", tps)])?;
+            metrics.record(
+                step,
+                "train",
+                &[
+                    ("loss", last_loss as f64),
+                    ("lr", lr as f64),
+                    ("grad_norm", norm as f64),
+                    ("tokens_per_s", tps),
+                ],
+            )?;
         }
         bar.set_position(step);
         bar.set_message(format!("loss {last_loss:.4}  lr {lr:.2e}  {tps:.0} tok/s"));
         if (cfg.eval_interval > 0 && step % cfg.eval_interval == 0) || step == cfg.steps {
             let e = evaluate(&model, &cfg, &task, &corpus.val)?;
-            let mut fields = vec![("loss", e.loss as f64), ("perplexity", (e.loss as f64).exp()), ("token_accuracy", e.token_accuracy)];
+            let mut fields = vec![
+                ("loss", e.loss as f64),
+                ("perplexity", (e.loss as f64).exp()),
+                ("token_accuracy", e.token_accuracy),
+            ];
             let mut line = format!(
                 "step {step}: train loss {last_loss:.4}, val loss {:.4} (perplexity {:.2}), token accuracy {:.1}%",
                 e.loss,
@@ -200,10 +247,14 @@ pub fn train(cfg: TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
             bar.println(line);
             last_val = Some(e.loss);
         }
-        let stop_now = INTERRUPTED.load(Ordering::SeqCst) || opts.stop_after.is_some_and(|n| step - start >= n);
+        let stop_now = INTERRUPTED.load(Ordering::SeqCst)
+            || opts.stop_after.is_some_and(|n| step - start >= n);
         if stop_now && step < cfg.steps {
             save(step, &opt)?;
-            bar.println(format!("interrupted at step {step}: checkpoint written to {}", checkpoint::checkpoint_dir(out).display()));
+            bar.println(format!(
+                "interrupted at step {step}: checkpoint written to {}",
+                checkpoint::checkpoint_dir(out).display()
+            ));
             interrupted = true;
             break;
         }
@@ -214,7 +265,10 @@ pub fn train(cfg: TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
     bar.finish_and_clear();
     if !interrupted {
         save(step, &opt)?;
-        plot_run(out, &format!("{} {} ({})", cfg.arch, cfg.objective, cfg.preset))?;
+        plot_run(
+            out,
+            &format!("{} {} ({})", cfg.arch, cfg.objective, cfg.preset),
+        )?;
     }
     let seconds = t0.elapsed().as_secs_f64();
     Ok(TrainSummary {
@@ -236,7 +290,12 @@ pub fn plot_run(run_dir: &Path, title: &str) -> Result<()> {
             .filter_map(|r| Some((r.get("step")?.as_u64()?, r.get("loss")?.as_f64()?)))
             .collect()
     };
-    write_loss_svg(&run_dir.join("loss.svg"), title, &series("train"), &series("val"))
+    write_loss_svg(
+        &run_dir.join("loss.svg"),
+        title,
+        &series("train"),
+        &series("val"),
+    )
 }
 
 fn progress_bar(show: bool, start: u64, steps: u64) -> indicatif::ProgressBar {
@@ -245,9 +304,11 @@ fn progress_bar(show: bool, start: u64, steps: u64) -> indicatif::ProgressBar {
     }
     let bar = indicatif::ProgressBar::new(steps);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len}  {msg}  ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] step {pos}/{len}  {msg}  ETA {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_position(start);
     bar

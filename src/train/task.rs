@@ -14,8 +14,10 @@ use crate::tensor::{Rng, Tensor};
 
 pub enum Task {
     /// nanoGPT's get_batch windows.
-    Clm { seq: usize },
-    Objective(Objective),
+    Clm {
+        seq: usize,
+    },
+    Objective(Box<Objective>),
 }
 
 /// The loss of one batch and the (correct, counted) pairs of its accuracy figures.
@@ -31,11 +33,20 @@ impl Task {
             return Ok(Task::Clm { seq });
         }
         let tokens = ObjectiveTokens::from_tokenizer(tokenizer)?;
-        Ok(Task::Objective(Objective::from_name(objective, seq, &tokens)?))
+        Ok(Task::Objective(Box::new(Objective::from_name(
+            objective, seq, &tokens,
+        )?)))
     }
 
     /// Loss of the batch drawn with `seed` from `stream`; dropout uses `train` when given.
-    pub fn step(&self, model: &Model, stream: &TokenStream, seed: u64, batch: usize, train: Option<&mut Rng>) -> Result<StepOut> {
+    pub fn step(
+        &self,
+        model: &Model,
+        stream: &TokenStream,
+        seed: u64,
+        batch: usize,
+        train: Option<&mut Rng>,
+    ) -> Result<StepOut> {
         match self {
             Task::Clm { seq } => {
                 let mut windows = RandomWindows::new(stream, *seq)?;
@@ -44,7 +55,10 @@ impl Task {
                 let x = Tensor::from_vec(tb.x_i64(), &[tb.batch, tb.seq])?;
                 let y = Tensor::from_vec(tb.y_i64(), &[tb.batch, tb.seq])?;
                 let Model::Gpt2(g) = model else {
-                    return Err(Error::msg(format!("objective clm needs a gpt model, not {}", model.arch())));
+                    return Err(Error::msg(format!(
+                        "objective clm needs a gpt model, not {}",
+                        model.arch()
+                    )));
                 };
                 let out = g.forward(&x, None, None, train)?;
                 let logits = g.lm_logits(&out.hidden)?;
@@ -74,18 +88,37 @@ pub fn accuracy(logits: &Var, labels: &Tensor) -> Result<(usize, usize)> {
     let (_, args) = logits.value().max_dims_with_arg(&[-1], false)?;
     let l = labels.to_vec::<i64>()?;
     let counted = l.iter().filter(|&&y| y != -100).count();
-    let correct = args.iter().zip(&l).filter(|(&a, &y)| y != -100 && a as i64 == y).count();
+    let correct = args
+        .iter()
+        .zip(&l)
+        .filter(|(&a, &y)| y != -100 && a as i64 == y)
+        .count();
     Ok((correct, counted))
 }
 
-fn objective_loss(model: &Model, obj: &Objective, b: &Batch, train: Option<&mut Rng>) -> Result<StepOut> {
+fn objective_loss(
+    model: &Model,
+    obj: &Objective,
+    b: &Batch,
+    train: Option<&mut Rng>,
+) -> Result<StepOut> {
     let ids = tensor(&b.input_ids, b.batch, b.seq)?;
     let mask = tensor(&b.attention_mask, b.batch, b.seq)?;
     let labels = tensor(&b.labels, b.batch, b.dec_seq)?;
-    let mismatch = || Error::msg(format!("objective {} does not fit a {} model", obj.name(), model.arch()));
+    let mismatch = || {
+        Error::msg(format!(
+            "objective {} does not fit a {} model",
+            obj.name(),
+            model.arch()
+        ))
+    };
     match (model, obj) {
         (Model::Bert(m), Objective::Mlm(_)) => {
-            let tt = b.token_type_ids.as_ref().map(|t| tensor(t, b.batch, b.seq)).transpose()?;
+            let tt = b
+                .token_type_ids
+                .as_ref()
+                .map(|t| tensor(t, b.batch, b.seq))
+                .transpose()?;
             let out = m.forward(&ids, tt.as_ref(), Some(&mask), train)?;
             let logits = m.mlm_logits(&out.hidden)?;
             Ok(StepOut {
@@ -95,10 +128,18 @@ fn objective_loss(model: &Model, obj: &Objective, b: &Batch, train: Option<&mut 
             })
         }
         (Model::Bert(m), Objective::MlmNsp(_)) => {
-            let tt = b.token_type_ids.as_ref().map(|t| tensor(t, b.batch, b.seq)).transpose()?;
-            let nsp = b.nsp_labels.as_ref().ok_or_else(|| Error::msg("mlm_nsp batch without NSP labels"))?;
+            let tt = b
+                .token_type_ids
+                .as_ref()
+                .map(|t| tensor(t, b.batch, b.seq))
+                .transpose()?;
+            let nsp = b
+                .nsp_labels
+                .as_ref()
+                .ok_or_else(|| Error::msg("mlm_nsp batch without NSP labels"))?;
             let nsp = Tensor::from_vec(nsp.clone(), &[b.batch])?;
-            let (mlm_logits, nsp_logits, _, _, total) = m.pretraining_loss(&ids, tt.as_ref(), Some(&mask), &labels, &nsp, train)?;
+            let (mlm_logits, nsp_logits, _, _, total) =
+                m.pretraining_loss(&ids, tt.as_ref(), Some(&mask), &labels, &nsp, train)?;
             Ok(StepOut {
                 loss: total,
                 token_acc: accuracy(&mlm_logits, &labels)?,

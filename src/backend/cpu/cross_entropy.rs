@@ -71,18 +71,21 @@ pub fn cross_entropy_rows_backward(
     scale: f32,
     dx: &mut [f32],
 ) {
-    dx.par_chunks_mut(cols).with_min_len(rows_per_task(cols)).enumerate().for_each(|(r, dx)| {
-        let t = targets[r];
-        if t == ignore_index {
-            dx.iter_mut().for_each(|d| *d = 0.0);
-            return;
-        }
-        let x = &logits[r * cols..][..cols];
-        let off = smoothing / cols as f32;
-        for c in 0..cols {
-            let p = (x[c] - lse[r]).exp();
-            let q = if c as i64 == t { 1.0 - smoothing } else { 0.0 } + off;
-            dx[c] = (p - q) * scale;
-        }
-    });
+    dx.par_chunks_mut(cols)
+        .with_min_len(rows_per_task(cols))
+        .enumerate()
+        .for_each(|(r, dx)| {
+            let t = targets[r];
+            if t == ignore_index {
+                dx.iter_mut().for_each(|d| *d = 0.0);
+                return;
+            }
+            let x = &logits[r * cols..][..cols];
+            let off = smoothing / cols as f32;
+            for c in 0..cols {
+                let p = (x[c] - lse[r]).exp();
+                let q = if c as i64 == t { 1.0 - smoothing } else { 0.0 } + off;
+                dx[c] = (p - q) * scale;
+            }
+        });
 }

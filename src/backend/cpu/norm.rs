@@ -25,7 +25,8 @@ pub fn layer_norm_rows(
     rstd: &mut [f32],
     cols: usize,
 ) {
-    y.par_chunks_mut(cols).with_min_len(rows_per_task(cols))
+    y.par_chunks_mut(cols)
+        .with_min_len(rows_per_task(cols))
         .zip(x.par_chunks(cols))
         .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))
         .for_each(|((y, x), (mu, rs))| {
@@ -71,7 +72,8 @@ pub fn rms_norm_rows(
     rstd: &mut [f32],
     cols: usize,
 ) {
-    y.par_chunks_mut(cols).with_min_len(rows_per_task(cols))
+    y.par_chunks_mut(cols)
+        .with_min_len(rows_per_task(cols))
         .zip(x.par_chunks(cols))
         .zip(rstd.par_iter_mut())
         .for_each(|((y, x), rs)| {

@@ -10,7 +10,8 @@ pub fn softmax_rows(x: &[f32], y: &mut [f32], cols: usize) {
     if cols == 0 {
         return;
     }
-    y.par_chunks_mut(cols).with_min_len(rows_per_task(cols))
+    y.par_chunks_mut(cols)
+        .with_min_len(rows_per_task(cols))
         .zip(x.par_chunks(cols))
         .for_each(|(y, x)| {
             let m = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
@@ -31,7 +32,8 @@ pub fn log_softmax_rows(x: &[f32], y: &mut [f32], cols: usize) {
     if cols == 0 {
         return;
     }
-    y.par_chunks_mut(cols).with_min_len(rows_per_task(cols))
+    y.par_chunks_mut(cols)
+        .with_min_len(rows_per_task(cols))
         .zip(x.par_chunks(cols))
         .for_each(|(y, x)| {
             let (m, ln_s) = max_and_log_sum(x);
@@ -67,7 +69,8 @@ pub fn softmax_rows_backward(y: &[f32], dy: &[f32], dx: &mut [f32], cols: usize)
     if cols == 0 {
         return;
     }
-    dx.par_chunks_mut(cols).with_min_len(rows_per_task(cols))
+    dx.par_chunks_mut(cols)
+        .with_min_len(rows_per_task(cols))
         .zip(y.par_chunks(cols).zip(dy.par_chunks(cols)))
         .for_each(|(dx, (y, dy))| {
             let dot: f32 = y.iter().zip(dy).map(|(a, b)| a * b).sum();
@@ -82,7 +85,8 @@ pub fn log_softmax_rows_backward(y: &[f32], dy: &[f32], dx: &mut [f32], cols: us
     if cols == 0 {
         return;
     }
-    dx.par_chunks_mut(cols).with_min_len(rows_per_task(cols))
+    dx.par_chunks_mut(cols)
+        .with_min_len(rows_per_task(cols))
         .zip(y.par_chunks(cols).zip(dy.par_chunks(cols)))
         .for_each(|(dx, (y, dy))| {
             let s: f32 = dy.iter().sum();
