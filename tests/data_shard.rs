@@ -86,10 +86,20 @@ fn corpus_opens_and_index_is_consistent() {
         assert_eq!(sents.last().unwrap().end, toks.len() as u64);
         for w in sents.windows(2) {
             assert_eq!(w[0].end, w[1].start);
+            // A sentence ends with its mark and the whitespace after it; the next one
+            // starts with a non-whitespace character.
             let before = tok
-                .decode(&toks[w[0].end as usize - 1..w[0].end as usize])
+                .decode(&toks[w[0].start as usize..w[0].end as usize])
                 .unwrap();
-            assert!(matches!(before.as_str(), "." | "!" | "?"), "{before:?}");
+            let trimmed = before.trim_end();
+            assert!(
+                trimmed.ends_with(['.', '!', '?']) && trimmed.len() < before.len(),
+                "{before:?}"
+            );
+            let next = tok
+                .decode(&toks[w[1].start as usize..w[1].start as usize + 1])
+                .unwrap();
+            assert!(!next.starts_with(char::is_whitespace), "{next:?}");
         }
         sentences += sents.len();
     }

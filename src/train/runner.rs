@@ -66,13 +66,15 @@ fn eval_seed(seed: u64, i: u64) -> u64 {
 }
 
 /// Validation figures: mean loss and accuracies over the fixed batches.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct EvalOut {
     pub loss: f32,
     /// Arg-max accuracy over the positions that carry loss (next token, masked token, target token).
     pub token_accuracy: f64,
     /// NSP accuracy (mlm_nsp only).
     pub nsp_accuracy: Option<f64>,
+    /// Means of the terms of a summed loss (mlm_nsp: mlm_loss, nsp_loss).
+    pub parts: Vec<(&'static str, f64)>,
 }
 
 /// Mean loss and accuracy over the `cfg.eval_iters` fixed batches of `stream`.
@@ -85,6 +87,7 @@ pub fn evaluate(
     no_grad(|| {
         let mut total = 0.0f64;
         let (mut tc, mut tn, mut nc, mut nn) = (0, 0, 0, 0);
+        let mut parts: Vec<(&'static str, f64)> = Vec::new();
         for i in 0..cfg.eval_iters {
             let out = task.step(
                 model,
@@ -98,11 +101,19 @@ pub fn evaluate(
             tn += out.token_acc.1;
             nc += out.nsp_acc.0;
             nn += out.nsp_acc.1;
+            for (k, v) in out.parts {
+                match parts.iter_mut().find(|p| p.0 == k) {
+                    Some(p) => p.1 += v as f64,
+                    None => parts.push((k, v as f64)),
+                }
+            }
         }
+        let n = cfg.eval_iters.max(1) as f64;
         Ok(EvalOut {
             loss: (total / cfg.eval_iters.max(1) as f64) as f32,
             token_accuracy: tc as f64 / tn.max(1) as f64,
             nsp_accuracy: (nn > 0).then(|| nc as f64 / nn as f64),
+            parts: parts.into_iter().map(|(k, v)| (k, v / n)).collect(),
         })
     })
 }
@@ -239,6 +250,7 @@ pub fn train(cfg: TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
                 (e.loss as f64).exp(),
                 100.0 * e.token_accuracy
             );
+            fields.extend(e.parts.iter().copied());
             if let Some(n) = e.nsp_accuracy {
                 fields.push(("nsp_accuracy", n));
                 line += &format!(", NSP accuracy {:.1}%", 100.0 * n);

@@ -23,6 +23,8 @@ pub enum Task {
 /// The loss of one batch and the (correct, counted) pairs of its accuracy figures.
 pub struct StepOut {
     pub loss: Var,
+    /// The terms of a summed loss (BERT pre-training: mlm_loss, nsp_loss).
+    pub parts: Vec<(&'static str, f32)>,
     pub token_acc: (usize, usize),
     pub nsp_acc: (usize, usize),
 }
@@ -67,6 +69,7 @@ impl Task {
                     loss: logits.cross_entropy(&y, -100, 0.0)?,
                     token_acc,
                     nsp_acc: (0, 0),
+                    parts: Vec::new(),
                 })
             }
             Task::Objective(obj) => {
@@ -125,6 +128,7 @@ fn objective_loss(
                 loss: logits.cross_entropy(&labels, -100, 0.0)?,
                 token_acc: accuracy(&logits, &labels)?,
                 nsp_acc: (0, 0),
+                parts: Vec::new(),
             })
         }
         (Model::Bert(m), Objective::MlmNsp(_)) => {
@@ -138,12 +142,16 @@ fn objective_loss(
                 .as_ref()
                 .ok_or_else(|| Error::msg("mlm_nsp batch without NSP labels"))?;
             let nsp = Tensor::from_vec(nsp.clone(), &[b.batch])?;
-            let (mlm_logits, nsp_logits, _, _, total) =
+            let (mlm_logits, nsp_logits, mlm_loss, nsp_loss, total) =
                 m.pretraining_loss(&ids, tt.as_ref(), Some(&mask), &labels, &nsp, train)?;
             Ok(StepOut {
                 loss: total,
                 token_acc: accuracy(&mlm_logits, &labels)?,
                 nsp_acc: accuracy(&nsp_logits, &nsp)?,
+                parts: {
+                    let (m, n) = (mlm_loss.value().scalar()?, nsp_loss.value().scalar()?);
+                    vec![("mlm_loss", m), ("nsp_loss", n)]
+                },
             })
         }
         (Model::T5(m), Objective::Span(_)) => {
@@ -152,6 +160,7 @@ fn objective_loss(
                 loss,
                 token_acc: accuracy(&out.logits, &labels)?,
                 nsp_acc: (0, 0),
+                parts: Vec::new(),
             })
         }
         (Model::Bart(m), Objective::Denoise(_)) => {
@@ -160,6 +169,7 @@ fn objective_loss(
                 loss,
                 token_acc: accuracy(&out.logits, &labels)?,
                 nsp_acc: (0, 0),
+                parts: Vec::new(),
             })
         }
         (Model::Gpt2(m), Objective::Clm(_)) => {
@@ -170,6 +180,7 @@ fn objective_loss(
                 loss,
                 token_acc: accuracy(&logits.narrow(1, 0, t - 1)?, &shifted)?,
                 nsp_acc: (0, 0),
+                parts: Vec::new(),
             })
         }
         _ => Err(mismatch()),

@@ -1,10 +1,10 @@
 //! Tokenizing one piece and locating its document and sentence boundaries in tokens.
 //!
 //! Each document of a piece is encoded on its own (as separate texts are). A sentence
-//! ends right after `.`, `!` or `?` when the next character is whitespace; its boundary
-//! in tokens is the number of tokens that end at or before that byte, so the next
-//! sentence starts with the token after the punctuation (for GPT-2 BPE, the token
-//! carrying the following space).
+//! ends at `.`, `!` or `?` followed by whitespace, and the next one starts after that
+//! whitespace; its boundary in tokens is the number of tokens that end at or before that
+//! byte (for a character tokenizer the first character of the next sentence; for GPT-2
+//! BPE, the token carrying the space). Trailing whitespace starts no sentence.
 
 use super::input::Piece;
 use crate::data::tokenizer::Tokenizer;
@@ -30,7 +30,8 @@ fn has_punct(w: u64) -> bool {
         != 0
 }
 
-/// Byte offsets right after each sentence-ending punctuation mark followed by whitespace.
+/// Byte offsets where a new sentence starts: after a `.`, `!` or `?` that is followed by
+/// whitespace, and after that whitespace.
 pub fn sentence_end_bytes(text: &str) -> Vec<usize> {
     let b = text.as_bytes();
     let mut out = Vec::new();
@@ -48,7 +49,13 @@ pub fn sentence_end_bytes(text: &str) -> Vec<usize> {
                 .is_some_and(char::is_whitespace)
         };
         if ws {
-            out.push(i + 1);
+            // The next sentence starts after the whitespace that follows the mark; a
+            // mark at the end of the text (only whitespace after it) starts none.
+            let rest = &text[i + 1..];
+            let start = i + 1 + (rest.len() - rest.trim_start().len());
+            if start < b.len() {
+                out.push(start);
+            }
         }
     };
     let chunks = b.len() / 8;
@@ -123,15 +130,16 @@ mod tests {
     fn sentence_ends() {
         assert_eq!(
             sentence_end_bytes("Hi. Yes! No?\nOk... go.x"),
-            vec![3, 8, 12, 18]
+            vec![4, 9, 13, 19]
         );
         assert_eq!(sentence_end_bytes("3.14 is pi."), Vec::<usize>::new());
-        assert_eq!(sentence_end_bytes("Fin.\u{3000}Next"), vec![4]);
+        assert_eq!(sentence_end_bytes("Fin.\u{3000}Next"), vec![7]);
+        assert_eq!(sentence_end_bytes("End.  \n\n"), Vec::<usize>::new());
         let long = "word ".repeat(7) + "a. b! c? d.e";
         let base = 35;
         assert_eq!(
             sentence_end_bytes(&long),
-            vec![base + 2, base + 5, base + 8]
+            vec![base + 3, base + 6, base + 9]
         );
     }
 }
