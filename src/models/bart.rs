@@ -12,7 +12,8 @@ use crate::autograd::{no_grad, ParamStore, Var};
 use crate::error::{Error, Result};
 use crate::nn::attention::KvCache;
 use crate::nn::{
-    dropout, join, Embedding, Init, KvMode, LayerNorm, Linear, MhaNames, MultiHeadAttention, Train,
+    dropout, join, Activation, Embedding, Init, KvMode, LayerNorm, Linear, MhaNames,
+    MultiHeadAttention, Train,
 };
 use crate::tensor::{AttentionMasks, Rng, Tensor};
 
@@ -275,14 +276,7 @@ impl Bart {
     }
 
     fn act(&self, x: &Var) -> Result<Var> {
-        match self.config.activation_function.as_str() {
-            "gelu" => x.gelu(),
-            "gelu_new" | "gelu_pytorch_tanh" => x.gelu_tanh(),
-            "relu" => x.relu(),
-            other => Err(Error::msg(format!(
-                "bart: unsupported activation_function \"{other}\""
-            ))),
-        }
+        Activation::from_hf("bart", &self.config.activation_function)?.apply(x)
     }
 
     fn ffn(&self, f: &Ffn, x: &Var, train: &mut Train) -> Result<Var> {

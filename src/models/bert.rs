@@ -11,7 +11,8 @@ use std::path::Path;
 use crate::autograd::{ParamStore, Var};
 use crate::error::{Error, Result};
 use crate::nn::{
-    dropout, join, Embedding, Init, KvMode, LayerNorm, Linear, MhaNames, MultiHeadAttention, Train,
+    dropout, join, Activation, Embedding, Init, KvMode, LayerNorm, Linear, MhaNames,
+    MultiHeadAttention, Train,
 };
 use crate::tensor::{AttentionMasks, Rng, Tensor};
 
@@ -362,16 +363,7 @@ impl Bert {
             let a = l.attn.forward(&x, &x, None, &masks, KvMode::None)?;
             let a = l.attn_ln.forward(&x.add(&dropout(&a, p, &mut train)?)?)?;
             let f = l.intermediate.forward(&a)?;
-            let f = match self.config.hidden_act.as_str() {
-                "gelu" => f.gelu()?,
-                "gelu_new" | "gelu_pytorch_tanh" => f.gelu_tanh()?,
-                "relu" => f.relu()?,
-                other => {
-                    return Err(Error::msg(format!(
-                        "bert: unsupported hidden_act \"{other}\""
-                    )))
-                }
-            };
+            let f = Activation::from_hf("bert", &self.config.hidden_act)?.apply(&f)?;
             let f = l.output.forward(&f)?;
             x = l.output_ln.forward(&a.add(&dropout(&f, p, &mut train)?)?)?;
             hidden_states.push(x.clone());

@@ -11,7 +11,7 @@ use std::path::Path;
 use crate::autograd::{ParamStore, Var};
 use crate::error::{Error, Result};
 use crate::nn::attention::{merge_heads, split_heads, KvCache};
-use crate::nn::{dropout, join, Embedding, Init, LayerNorm, Linear, Train};
+use crate::nn::{dropout, join, Activation, Embedding, Init, LayerNorm, Linear, Train};
 use crate::tensor::{AttentionMasks, Rng, Tensor};
 
 use super::checkpoint::Checkpoint;
@@ -285,16 +285,7 @@ impl Gpt2 {
             x = x.add(&y)?;
             // MLP
             let m = blk.c_fc.forward(&blk.ln_2.forward(&x)?)?;
-            let m = match self.config.activation_function.as_str() {
-                "gelu_new" | "gelu_pytorch_tanh" => m.gelu_tanh()?,
-                "gelu" => m.gelu()?,
-                "relu" => m.relu()?,
-                other => {
-                    return Err(Error::msg(format!(
-                        "gpt2: unsupported activation_function \"{other}\""
-                    )))
-                }
-            };
+            let m = Activation::from_hf("gpt2", &self.config.activation_function)?.apply(&m)?;
             let m = blk.mlp_proj.forward(&m)?;
             let m = dropout(&m, p, &mut train)?;
             x = x.add(&m)?;

@@ -17,7 +17,7 @@ use std::path::Path;
 use crate::autograd::{no_grad, ParamStore, Var};
 use crate::error::{Error, Result};
 use crate::nn::attention::{merge_heads, split_heads, KvCache};
-use crate::nn::{dropout, join, Embedding, Init, Linear, RmsNorm, Train};
+use crate::nn::{dropout, join, Activation, Embedding, Init, Linear, RmsNorm, Train};
 use crate::tensor::{AttentionMasks, Rng, Tensor};
 
 use super::checkpoint::Checkpoint;
@@ -159,25 +159,11 @@ enum CrossSource<'a> {
 }
 
 fn check_act(act: &str) -> Result<()> {
-    match act {
-        "relu" | "gelu" | "gelu_new" | "gelu_pytorch_tanh" | "silu" | "swish" => Ok(()),
-        other => Err(Error::msg(format!(
-            "t5: unsupported feed-forward activation \"{other}\" (relu, gelu, gelu_new, \
-             gelu_pytorch_tanh, silu)"
-        ))),
-    }
+    Activation::from_hf("t5", act).map(|_| ())
 }
 
 fn activate(x: &Var, act: &str) -> Result<Var> {
-    match act {
-        "relu" => x.relu(),
-        "gelu" => x.gelu(),
-        "gelu_new" | "gelu_pytorch_tanh" => x.gelu_tanh(),
-        "silu" | "swish" => x.mul(&x.sigmoid()?),
-        other => Err(Error::msg(format!(
-            "t5: unsupported activation \"{other}\""
-        ))),
-    }
+    Activation::from_hf("t5", act)?.apply(x)
 }
 
 fn rank2(op: &'static str, what: &str, t: &Tensor) -> Result<(usize, usize)> {

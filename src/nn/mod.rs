@@ -1,6 +1,7 @@
 //! Neural-network building blocks on `autograd::Var`, with parameters registered in a
 //! `ParamStore` under Hugging Face names (`<prefix>.weight`, `<prefix>.bias`).
 
+pub mod activation;
 pub mod attention;
 pub mod embedding;
 pub mod init;
@@ -8,6 +9,7 @@ pub mod linear;
 pub mod mha;
 pub mod norm;
 
+pub use activation::Activation;
 pub use embedding::Embedding;
 pub use init::Init;
 pub use linear::Linear;
