@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::backend::cpu::gemm::{self, peak, Bf16Path, GemmLayout};
 use crate::backend::cpu::isa::{self, Isa};
 use crate::error::{Error, Result};
+use crate::tensor::{AttentionMasks, Tensor};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dtype {
@@ -67,6 +68,21 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Attention heads (attention).
+    #[arg(long, default_value_t = 12)]
+    pub heads: usize,
+    /// Sequence length (attention).
+    #[arg(long, default_value_t = 512)]
+    pub seq: usize,
+    /// Head dimension (attention).
+    #[arg(long, default_value_t = 64)]
+    pub head_dim: usize,
+    /// Causal mask (attention).
+    #[arg(long)]
+    pub causal: bool,
+    /// Time forward + backward instead of forward only (softmax, layernorm, attention).
+    #[arg(long)]
+    pub backward: bool,
 }
 
 /// One repetition of a workload, and what it does.
@@ -89,6 +105,21 @@ const WORKLOADS: &[Workload] = &[
         name: "gemm",
         about: "batched strided GEMM C = A·B (--m --k --n --batch --ta --tb --dtype f32|bf16)",
         prepare: prepare_gemm,
+    },
+    Workload {
+        name: "softmax",
+        about: "softmax over the last dim of an m × n tensor (--m --n [--backward]); ~5 ops/element",
+        prepare: prepare_softmax,
+    },
+    Workload {
+        name: "layernorm",
+        about: "LayerNorm with weight and bias over the last dim of m × n (--m --n [--backward]); ~8 ops/element",
+        prepare: prepare_layernorm,
+    },
+    Workload {
+        name: "attention",
+        about: "scaled dot-product attention (--batch --heads --seq --head-dim [--causal] [--backward])",
+        prepare: prepare_attention,
     },
     Workload {
         name: "peak",
@@ -308,6 +339,103 @@ fn prepare_gemm(args: &Args, level: Isa, _threads: usize) -> Result<Prepared> {
         flops: 2.0 * (m * n * k * batch) as f64,
         params,
         call,
+    })
+}
+
+fn positive(what: &str, sizes: &[(&str, usize)]) -> Result<()> {
+    match sizes.iter().find(|s| s.1 == 0) {
+        Some((name, _)) => Err(Error::msg(format!(
+            "bench {what}: --{name} must be positive"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Softmax rows through the tensor op (allocation included, as in training).
+fn prepare_softmax(args: &Args, _level: Isa, _threads: usize) -> Result<Prepared> {
+    let (m, n) = (args.m, args.n);
+    positive("softmax", &[("m", m), ("n", n)])?;
+    let x = Tensor::from_vec(fill(m * n, 3), &[m, n])?;
+    let dy = Tensor::from_vec(fill(m * n, 4), &[m, n])?;
+    let backward = args.backward;
+    Ok(Prepared {
+        flops: (if backward { 9.0 } else { 5.0 }) * (m * n) as f64,
+        params: json!({ "m": m, "n": n, "backward": backward, "unit": "element ops" }),
+        call: Box::new(move || {
+            let y = x.softmax_last()?;
+            if backward {
+                std::hint::black_box(Tensor::softmax_last_backward(&y, &dy)?);
+            }
+            std::hint::black_box(y);
+            Ok(())
+        }),
+    })
+}
+
+/// LayerNorm (γ, β) forward, and the backward from its saved statistics.
+fn prepare_layernorm(args: &Args, _level: Isa, _threads: usize) -> Result<Prepared> {
+    let (m, n) = (args.m, args.n);
+    positive("layernorm", &[("m", m), ("n", n)])?;
+    let x = Tensor::from_vec(fill(m * n, 5), &[m, n])?;
+    let dy = Tensor::from_vec(fill(m * n, 6), &[m, n])?;
+    let (g, b) = (Tensor::ones(&[n]), Tensor::zeros(&[n]));
+    let backward = args.backward;
+    Ok(Prepared {
+        flops: (if backward { 18.0 } else { 8.0 }) * (m * n) as f64,
+        params: json!({ "m": m, "n": n, "backward": backward, "unit": "element ops" }),
+        call: Box::new(move || {
+            let out = x.layer_norm(Some(&g), Some(&b), 1e-5)?;
+            if backward {
+                std::hint::black_box(Tensor::norm_backward(
+                    &x,
+                    Some(&g),
+                    out.mean.as_ref(),
+                    &out.rstd,
+                    &dy,
+                )?);
+            }
+            std::hint::black_box(out);
+            Ok(())
+        }),
+    })
+}
+
+/// The attention op on (B, H, T, D): forward 4·B·H·T²·D flops (half with a causal mask),
+/// backward counted as 2.5× the forward (its five T×T×D products).
+fn prepare_attention(args: &Args, _level: Isa, _threads: usize) -> Result<Prepared> {
+    let (b, h, t, d) = (args.batch, args.heads, args.seq, args.head_dim);
+    positive(
+        "attention",
+        &[("batch", b), ("heads", h), ("seq", t), ("head-dim", d)],
+    )?;
+    let shape = [b, h, t, d];
+    let n = b * h * t * d;
+    let (q, k, v) = (
+        Tensor::from_vec(fill(n, 7), &shape)?,
+        Tensor::from_vec(fill(n, 8), &shape)?,
+        Tensor::from_vec(fill(n, 9), &shape)?,
+    );
+    let dout = Tensor::from_vec(fill(n, 10), &shape)?;
+    let masks = AttentionMasks {
+        causal: args.causal,
+        key_padding: None,
+        scale: None,
+    };
+    let backward = args.backward;
+    let fwd = 4.0 * (b * h * t * t * d) as f64 * if args.causal { 0.5 } else { 1.0 };
+    Ok(Prepared {
+        flops: if backward { 3.5 * fwd } else { fwd },
+        params: json!({ "batch": b, "heads": h, "seq": t, "head_dim": d, "causal": args.causal, "backward": backward }),
+        call: Box::new(move || {
+            let out = Tensor::attention(&q, &k, &v, None, &masks)?;
+            if backward {
+                std::hint::black_box(Tensor::attention_backward(
+                    &q, &k, &v, None, &masks, &out, &dout, false,
+                )?);
+            }
+            std::hint::black_box(out);
+            Ok(())
+        }),
     })
 }
 
