@@ -18,7 +18,7 @@ use crate::nn::{
 use crate::tensor::{AttentionMasks, Rng, Tensor};
 
 use super::checkpoint::{Checkpoint, RawTensor};
-use super::config::{BartConfig, ModelConfig};
+use super::config::{read_family, BartConfig, ModelConfig};
 use super::shift::shift_tokens_right;
 use super::weights;
 
@@ -209,16 +209,10 @@ impl Bart {
 
     pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Bart> {
         let dir = dir.as_ref();
-        let config = match ModelConfig::from_file(dir.join("config.json"))? {
-            ModelConfig::Bart(c) => c,
-            other => {
-                return Err(Error::format(
-                    dir.join("config.json"),
-                    "model_type",
-                    format!("expected \"bart\", found \"{}\"", other.model_type()),
-                ))
-            }
-        };
+        let config = read_family(dir, "bart", |c| match c {
+            ModelConfig::Bart(c) => Some(c),
+            _ => None,
+        })?;
         let ckpt = Checkpoint::open(dir.join("model.safetensors"))?;
         let mut model = Bart::new(config, &mut Rng::new(0))?;
         weights::load_store(&model.store, &ckpt, &|_| false)?;

@@ -17,7 +17,7 @@ use crate::nn::{
 use crate::tensor::{AttentionMasks, Rng, Tensor};
 
 use super::checkpoint::Checkpoint;
-use super::config::{BertConfig, ModelConfig};
+use super::config::{read_family, BertConfig, ModelConfig};
 use super::weights;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,16 +281,10 @@ impl Bert {
     /// one the checkpoint holds.
     pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Bert> {
         let dir = dir.as_ref();
-        let config = match ModelConfig::from_file(dir.join("config.json"))? {
-            ModelConfig::Bert(c) => c,
-            other => {
-                return Err(Error::format(
-                    dir.join("config.json"),
-                    "model_type",
-                    format!("expected \"bert\", found \"{}\"", other.model_type()),
-                ))
-            }
-        };
+        let config = read_family(dir, "bert", |c| match c {
+            ModelConfig::Bert(c) => Some(c),
+            _ => None,
+        })?;
         let ckpt = Checkpoint::open(dir.join("model.safetensors"))?;
         let head = Bert::detect_head(&ckpt, &config);
         let model = Bert::new(config, head, &mut Rng::new(0))?;

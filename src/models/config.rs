@@ -732,3 +732,18 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     result
 }
+
+/// Read `dir/config.json` and take it as one family's config (`pick`), or an error naming the
+/// file and the `model_type` found when it is another family's.
+pub fn read_family<T>(dir: &Path, want: &str, pick: fn(ModelConfig) -> Option<T>) -> Result<T> {
+    let path = dir.join("config.json");
+    let config = ModelConfig::from_file(&path)?;
+    let found = config.model_type();
+    pick(config).ok_or_else(|| {
+        Error::format(
+            &path,
+            "model_type",
+            format!("expected \"{want}\", found \"{found}\""),
+        )
+    })
+}

@@ -15,7 +15,7 @@ use crate::nn::{dropout, join, Activation, Embedding, Init, LayerNorm, Linear, T
 use crate::tensor::{AttentionMasks, Rng, Tensor};
 
 use super::checkpoint::Checkpoint;
-use super::config::{Gpt2Config, ModelConfig};
+use super::config::{read_family, Gpt2Config, ModelConfig};
 use super::weights;
 
 /// Which head sits on the transformer.
@@ -169,16 +169,10 @@ impl Gpt2 {
     /// Load a Hugging Face model directory (config.json + model.safetensors).
     pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Gpt2> {
         let dir = dir.as_ref();
-        let config = match ModelConfig::from_file(dir.join("config.json"))? {
-            ModelConfig::Gpt2(c) => c,
-            other => {
-                return Err(Error::format(
-                    dir.join("config.json"),
-                    "model_type",
-                    format!("expected \"gpt2\", found \"{}\"", other.model_type()),
-                ))
-            }
-        };
+        let config = read_family(dir, "gpt2", |c| match c {
+            ModelConfig::Gpt2(c) => Some(c),
+            _ => None,
+        })?;
         let ckpt = Checkpoint::open(dir.join("model.safetensors"))?;
         let head = if ckpt.contains("score.weight") {
             Gpt2Head::SequenceClassification(config.num_labels())

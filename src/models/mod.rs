@@ -24,4 +24,5 @@ pub use bart::{Bart, BartCache, BartOutput};
 pub use bert::{Bert, BertHead, BertOutput};
 pub use gpt2::{Gpt2, Gpt2Head};
 pub use shift::shift_tokens_right;
-pub use t5::{relative_position_bucket, T5Cache, T5Output, T5StackOutput, T5};
+pub use t5::{T5Cache, T5Output, T5StackOutput, T5};
+pub use t5_buckets::relative_position_bucket;

@@ -21,42 +21,12 @@ use crate::nn::{dropout, join, Activation, Embedding, Init, Linear, RmsNorm, Tra
 use crate::tensor::{AttentionMasks, Rng, Tensor};
 
 use super::checkpoint::Checkpoint;
-use super::config::{ModelConfig, T5Config};
+use super::config::{read_family, ModelConfig, T5Config};
 use super::shift::shift_tokens_right;
+use super::t5_buckets::bucket_matrix;
+#[cfg(test)]
+use super::t5_buckets::relative_position_bucket;
 use super::weights;
-
-/// T5's relative-position bucket of `rel = key − query` (HF `_relative_position_bucket`):
-///   bidirectional: half of the buckets for rel > 0, n = |rel|; else n = max(−rel, 0);
-///   n < max_exact = nb/2 → n; else max_exact + ⌊ln(n/max_exact) / ln(max_distance/max_exact)
-///   · (nb − max_exact)⌋ capped at nb − 1 (the log in f32 as torch computes it).
-pub fn relative_position_bucket(
-    rel: i64,
-    bidirectional: bool,
-    num_buckets: usize,
-    max_distance: usize,
-) -> usize {
-    let mut nb = num_buckets as i64;
-    let mut ret = 0i64;
-    let n = if bidirectional {
-        nb /= 2;
-        if rel > 0 {
-            ret += nb;
-        }
-        rel.abs()
-    } else {
-        -rel.min(0)
-    };
-    let max_exact = nb / 2;
-    if n < max_exact {
-        ret += n;
-    } else {
-        let num = (n as f32 / max_exact as f32).ln();
-        let den = (max_distance as f64 / max_exact as f64).ln() as f32;
-        let large = max_exact + (num / den * (nb - max_exact) as f32) as i64;
-        ret += large.min(nb - 1);
-    }
-    ret as usize
-}
 
 /// One attention module (`SelfAttention` or `EncDecAttention`): bias-free q, k, v (H·K, D) and
 /// o (D, H·K).
@@ -415,18 +385,17 @@ impl Stack {
     /// Relative position bias (1, H, Tq, Tk) for queries at positions past..past+Tq and keys at
     /// 0..Tk: bias[h, i, j] = table[bucket(j − (i + past)), h].
     fn position_bias(&self, config: &T5Config, tq: usize, tk: usize, past: usize) -> Result<Var> {
-        let mut ids = Vec::with_capacity(tq * tk);
-        for i in 0..tq {
-            for j in 0..tk {
-                let rel = j as i64 - (i + past) as i64;
-                ids.push(relative_position_bucket(
-                    rel,
-                    !self.is_decoder,
-                    config.relative_attention_num_buckets,
-                    config.relative_attention_max_distance,
-                ) as i64);
-            }
-        }
+        let ids: Vec<i64> = bucket_matrix(
+            tq,
+            tk,
+            past,
+            !self.is_decoder,
+            config.relative_attention_num_buckets,
+            config.relative_attention_max_distance,
+        )
+        .into_iter()
+        .map(|b| b as i64)
+        .collect();
         let ids = Tensor::from_vec(ids, &[tq, tk])?;
         // (Tq, Tk, H) → (H, Tq, Tk) → (1, H, Tq, Tk)
         self.rel_bias
@@ -504,16 +473,10 @@ impl T5 {
     /// tied iff the checkpoint has no `lm_head.weight`.
     pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<T5> {
         let dir = dir.as_ref();
-        let config = match ModelConfig::from_file(dir.join("config.json"))? {
-            ModelConfig::T5(c) => c,
-            other => {
-                return Err(Error::format(
-                    dir.join("config.json"),
-                    "model_type",
-                    format!("expected \"t5\", found \"{}\"", other.model_type()),
-                ))
-            }
-        };
+        let config = read_family(dir, "t5", |c| match c {
+            ModelConfig::T5(c) => Some(c),
+            _ => None,
+        })?;
         let ckpt = Checkpoint::open(dir.join("model.safetensors"))?;
         let tied = !ckpt.contains("lm_head.weight");
         let model = T5::with_tied(config, tied, &mut Rng::new(0))?;

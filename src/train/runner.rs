@@ -16,7 +16,7 @@ use super::presets;
 use super::task::Task;
 use crate::autograd::no_grad;
 use crate::data::rng::mix64;
-use crate::data::{Corpus, TokenStream, Tokenizer};
+use crate::data::{Corpus, TokenStream};
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, LrSchedule};
@@ -324,9 +324,4 @@ fn progress_bar(show: bool, start: u64, steps: u64) -> indicatif::ProgressBar {
     );
     bar.set_position(start);
     bar
-}
-
-/// The tokenizer and vocabulary a run directory's checkpoint uses.
-pub fn run_tokenizer(run_dir: &Path) -> Result<Tokenizer> {
-    Tokenizer::load(&checkpoint::checkpoint_dir(run_dir).join("tokenizer"))
 }
