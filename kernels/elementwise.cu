@@ -52,6 +52,17 @@ extern "C" __global__ void copy_strided_f32(i64 n, const float *__restrict__ src
     }
 }
 
+// y[ob(i)] = src[oa(i)] on 32-bit words (f32, or integer ids copied bit for bit): a strided view
+// copied into a strided destination (p.sa: source strides, p.sb: destination strides), e.g. a
+// slice of a larger tensor (the adjoint of narrow, cat). Destinations must not overlap.
+extern "C" __global__ void copy_strided_b32(i64 n, const u32 *__restrict__ src, u32 *__restrict__ y, Bcast p) {
+    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+        i64 oa, ob;
+        bcast_offsets(p, i, &oa, &ob);
+        y[ob] = src[oa];
+    }
+}
+
 // y = f(x), op: 0 neg, 1 exp, 2 log, 3 sqrt, 4 alpha*x, 5 relu, 6 tanh, 7 x+alpha, 8 x*x,
 // 9 1/x. In place is allowed (x == y).
 extern "C" __global__ void unary_f32(int op, i64 n, const float *x, float *y, float alpha) {

@@ -100,26 +100,12 @@ pub(super) fn backward(
             for (i, &p) in perm.iter().enumerate() {
                 inv[p] = i;
             }
-            Ok(g.permute(&inv)?.contiguous())
+            g.permute(&inv)?.contiguous()
         }),
         // d narrow = g placed back at start..start+len, zeros elsewhere
-        Op::Narrow { dim, start } => unary(&|| {
-            let full = x(0).shape()[*dim];
-            let len = g.shape()[*dim];
-            let mut parts = Vec::new();
-            let mut shape = g.shape().to_vec();
-            if *start > 0 {
-                shape[*dim] = *start;
-                parts.push(Tensor::zeros(&shape));
-            }
-            parts.push(g.clone());
-            if start + len < full {
-                shape[*dim] = full - start - len;
-                parts.push(Tensor::zeros(&shape));
-            }
-            let refs: Vec<&Tensor> = parts.iter().collect();
-            Tensor::cat(&refs, *dim as isize)
-        }),
+        Op::Narrow { dim, start } => {
+            unary(&|| g.narrow_backward(*dim, *start, x(0).shape()[*dim]))
+        }
         Op::BroadcastTo => unary(&|| g.sum_to_shape(x(0).shape())),
         // softmax: dx = y ⊙ (g − Σ g⊙y); log-softmax: dx = g − eʸ·Σ g
         Op::Softmax => unary(&|| Tensor::softmax_last_backward(out, g)),
@@ -154,7 +140,7 @@ pub(super) fn backward(
             pieces
                 .into_iter()
                 .enumerate()
-                .map(|(i, p)| when(i, &|| Ok(p.contiguous())))
+                .map(|(i, p)| when(i, &|| p.contiguous()))
                 .collect()
         }
         Op::MaskedFill { mask } => unary(&|| g.masked_fill(mask, 0.0)),
@@ -175,7 +161,7 @@ pub(super) fn backward(
             ignore_index,
             smoothing,
         } => unary(&|| {
-            Tensor::cross_entropy_backward(x(0), saved, *ignore_index, *smoothing, g.scalar()?)
+            Tensor::cross_entropy_backward(x(0), saved, *ignore_index, *smoothing, g)
         }),
         Op::Attention { masks } => {
             let bias = values.get(3).map(|b| &**b);
@@ -216,7 +202,7 @@ fn expand_reduced(g: &Tensor, in_shape: &[usize], dims: &[isize], keepdim: bool)
         }
         g.reshape(&shape)?
     };
-    g.broadcast_to(in_shape).map(|t| t.contiguous())
+    g.broadcast_to(in_shape)?.contiguous()
 }
 
 /// Gradients of LayerNorm / RMSNorm w.r.t. x, γ and β (inputs: x, then γ and β when present).

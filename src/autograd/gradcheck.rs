@@ -55,7 +55,10 @@ impl GradCheck {
         inputs: &[Tensor],
         f: impl Fn(&[Var]) -> Result<Var>,
     ) -> Result<GradCheckReport> {
-        let vars: Vec<Var> = inputs.iter().map(|t| Var::param(t.contiguous())).collect();
+        let vars: Vec<Var> = inputs
+            .iter()
+            .map(|t| t.contiguous().map(Var::param))
+            .collect::<Result<_>>()?;
         let y = f(&vars)?;
         let mut rng = Rng::new(self.seed);
         let w = Tensor::rand_uniform(&y.shape(), -1.0, 1.0, &mut rng);
@@ -68,7 +71,7 @@ impl GradCheck {
                 Some(g) => g.to_vec_f32()?,
                 None => vec![0.0; input.numel()],
             };
-            let base = input.contiguous().to_vec_f32()?;
+            let base = input.contiguous()?.to_vec_f32()?;
             for j in 0..base.len() {
                 let eval = |delta: f32| -> Result<f64> {
                     let mut v = base.clone();

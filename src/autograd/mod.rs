@@ -13,6 +13,7 @@ mod no_grad;
 mod op;
 mod ops;
 pub mod params;
+mod params_device;
 
 use std::cell::{Cell, Ref, RefCell};
 use std::collections::HashMap;
@@ -187,7 +188,8 @@ impl Var {
         let order = self.topological_order()?;
         let mut stats = BackwardStats::default();
         let mut grads: HashMap<usize, Tensor> = HashMap::new();
-        grads.insert(self.0.id, Tensor::ones(&self.shape()));
+        // ∂self/∂self = 1, on the device self lives on.
+        grads.insert(self.0.id, self.value().full_like(1.0)?);
         for var in order.iter().rev() {
             let node = &var.0;
             let Some(g) = grads.remove(&node.id) else {

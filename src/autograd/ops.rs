@@ -166,7 +166,7 @@ impl Var {
     /// A contiguous copy (its gradient passes straight through).
     pub fn contiguous(&self) -> Result<Var> {
         Ok(Var::from_op(
-            self.value().contiguous(),
+            self.value().contiguous()?,
             Op::Reshape,
             &[self],
         ))
@@ -301,7 +301,7 @@ impl Var {
         if !training || p == 0.0 {
             return Ok(self.clone());
         }
-        let mask = Tensor::dropout_mask(&self.shape(), p, rng)?;
+        let mask = self.value().dropout_mask_like(p, rng)?;
         let v = self.value().mul(&mask)?;
         Ok(Var::from_op(v, Op::Dropout { mask }, &[self]))
     }

@@ -335,7 +335,7 @@ impl Gpt2 {
             ));
         } else {
             logits.narrow(1, 0, t - 1)?.cross_entropy(
-                &labels.narrow(1, 1, t - 1)?.contiguous(),
+                &labels.narrow(1, 1, t - 1)?.contiguous()?,
                 -100,
                 0.0,
             )?

@@ -856,7 +856,7 @@ impl T5 {
         for _ in 0..max_new_tokens {
             let logits = self.decode_step(&input, None, &mut cache)?;
             let t = logits.shape()[1];
-            let last = logits.narrow(1, t - 1, 1)?.contiguous().reshape(&[b, v])?;
+            let last = logits.narrow(1, t - 1, 1)?.contiguous()?.reshape(&[b, v])?;
             let (_, arg) = last.max_dims_with_arg(&[-1], false)?;
             let mut next = Vec::with_capacity(b);
             for r in 0..b {

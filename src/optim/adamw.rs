@@ -42,6 +42,9 @@ pub struct AdamW {
     pub step: u64,
     pub m: Vec<Vec<f32>>,
     pub v: Vec<Vec<f32>>,
+    /// Moments of parameters on a CUDA device (`adamw_cuda`); `m`, `v` hold them only after
+    /// `moments_to_host`.
+    pub device: super::adamw_cuda::DeviceMoments,
 }
 
 impl AdamW {
@@ -57,6 +60,7 @@ impl AdamW {
             step: 0,
             m: zeros(),
             v: zeros(),
+            device: Default::default(),
         }
     }
 
@@ -68,6 +72,9 @@ impl AdamW {
                 self.m.len(),
                 params.len()
             )));
+        }
+        if super::adamw_cuda::any_on_device(params) {
+            return self.step_device(params, lr);
         }
         self.step += 1;
         let c = self.config;

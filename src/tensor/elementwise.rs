@@ -117,6 +117,9 @@ fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
 
 impl Tensor {
     pub fn unary(&self, op: Unary) -> Result<Tensor> {
+        if let Some(ctx) = super::device::on_device("unary", &[self])? {
+            return super::device::unary(&ctx, self, op);
+        }
         let x = self.f32s("unary")?;
         // One monomorphised loop per op, so the per-element `match` folds away.
         macro_rules! each {
@@ -150,6 +153,9 @@ impl Tensor {
 
     pub fn binary(&self, rhs: &Tensor, op: Binary) -> Result<Tensor> {
         let name = op.name();
+        if let Some(ctx) = super::device::on_device(name, &[self, rhs])? {
+            return super::device::binary(&ctx, self, rhs, op);
+        }
         let shape = broadcast_shapes(name, self.shape(), rhs.shape())?;
         let n: usize = shape.iter().product();
         let mut out = vec![0.0f32; n];

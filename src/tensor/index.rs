@@ -58,6 +58,9 @@ impl Tensor {
     /// slices of `self` are added at the positions `ids` (repeated ids accumulate).
     pub fn index_add_into(&self, dim: isize, ids: &Tensor, size: usize) -> Result<Tensor> {
         let d = self.resolve_dim("index_add", dim)?;
+        if let Some(ctx) = super::device::on_device("index_add", &[self])? {
+            return super::device::index_add_into(&ctx, self, d, ids, size);
+        }
         let idx = ids.indices("index_add")?;
         if idx.len() != self.shape()[d] {
             return Err(Error::shape(
@@ -89,6 +92,9 @@ impl Tensor {
 
     /// Embedding lookup: `self` is the table (V, C), `ids` any shape of integers → (…ids, C).
     pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
+        if let Some(ctx) = super::device::on_device("embedding", &[self])? {
+            return super::device::embedding(&ctx, self, ids);
+        }
         if self.rank() != 2 {
             return Err(Error::shape(
                 "embedding",
@@ -122,7 +128,7 @@ impl Tensor {
             ));
         }
         let idx = self.checked_ids("gather", index, self.shape()[d])?;
-        let x = self.contiguous();
+        let x = self.contiguous()?;
         let xs = x.f32s("gather")?;
         let strides = super::layout::contiguous_strides(self.shape());
         let mut out = Vec::with_capacity(idx.len());
@@ -184,6 +190,9 @@ impl Tensor {
                 ));
             }
         }
+        if let Some(ctx) = super::device::on_device("cat", tensors)? {
+            return super::device::cat(&ctx, tensors, d);
+        }
         let total: usize = tensors.iter().map(|t| t.shape()[d]).sum();
         let (outer, _, inner) = around(first.shape(), d);
         let datas: Vec<_> = tensors
@@ -200,6 +209,37 @@ impl Tensor {
         let mut shape = first.shape().to_vec();
         shape[d] = total;
         Ok(Tensor::from_f32(out, &shape))
+    }
+
+    /// The adjoint of `narrow`: zeros with `full` entries along `dim` (self's shape otherwise),
+    /// holding `self` at `start..start + len`.
+    pub fn narrow_backward(&self, dim: usize, start: usize, full: usize) -> Result<Tensor> {
+        let len = *self.shape().get(dim).ok_or_else(|| {
+            Error::shape("narrow_backward", &[self.shape()], format!("no dim {dim}"))
+        })?;
+        if start.checked_add(len).is_none_or(|end| end > full) {
+            return Err(Error::shape(
+                "narrow_backward",
+                &[self.shape()],
+                format!("range {start}..{start}+{len} past size {full}"),
+            ));
+        }
+        if let Some(ctx) = super::device::on_device("narrow_backward", &[self])? {
+            return super::device::narrow_backward(&ctx, self, dim, start, full);
+        }
+        let mut parts = Vec::new();
+        let mut shape = self.shape().to_vec();
+        if start > 0 {
+            shape[dim] = start;
+            parts.push(Tensor::zeros(&shape));
+        }
+        parts.push(self.clone());
+        if start + len < full {
+            shape[dim] = full - start - len;
+            parts.push(Tensor::zeros(&shape));
+        }
+        let refs: Vec<&Tensor> = parts.iter().collect();
+        Tensor::cat(&refs, dim as isize)
     }
 
     /// Stack equal-shaped tensors along a new dim.

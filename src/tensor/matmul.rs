@@ -28,6 +28,9 @@ impl Tensor {
             ));
         }
         let batch = broadcast_shapes("matmul", &a.shape()[..ra - 2], &b.shape()[..rb - 2])?;
+        if let Some(ctx) = super::device::on_device("matmul", &[a, b])? {
+            return super::device::matmul(&ctx, a, b, &batch, (m, k, n));
+        }
         let batch_layout = |t: &Tensor| -> Result<Layout> {
             let r = t.rank();
             Layout {

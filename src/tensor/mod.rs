@@ -3,6 +3,7 @@
 //! in `autograd`, which records these ops and applies their gradient rules.
 
 mod create;
+pub mod device;
 pub mod dtype;
 mod elementwise;
 mod index;
@@ -23,18 +24,19 @@ pub use layout::Layout;
 pub use nnops::{AttentionMasks, CrossEntropyOut, NormOut};
 pub use rng::Rng;
 pub use storage::{CpuStorage, Element};
+use storage::Storage;
 
 use crate::backend::Device;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug)]
 pub struct Tensor {
-    storage: Arc<CpuStorage>,
+    storage: Arc<Storage>,
     layout: Layout,
 }
 
 impl Tensor {
-    pub(crate) fn from_parts(storage: Arc<CpuStorage>, layout: Layout) -> Tensor {
+    pub(crate) fn from_parts(storage: Arc<Storage>, layout: Layout) -> Tensor {
         Tensor { storage, layout }
     }
 
@@ -42,7 +44,7 @@ impl Tensor {
     pub(crate) fn from_storage(storage: CpuStorage, shape: &[usize]) -> Tensor {
         debug_assert_eq!(storage.len(), layout::numel(shape));
         Tensor {
-            storage: Arc::new(storage),
+            storage: Arc::new(Storage::Cpu(storage)),
             layout: Layout::contiguous(shape),
         }
     }
@@ -71,7 +73,10 @@ impl Tensor {
         self.storage.dtype()
     }
     pub fn device(&self) -> Device {
-        Device::Cpu
+        match &*self.storage {
+            Storage::Cpu(_) => Device::Cpu,
+            Storage::Cuda(s) => s.context().device(),
+        }
     }
     pub fn is_contiguous(&self) -> bool {
         self.layout.is_contiguous()
@@ -102,7 +107,7 @@ impl Tensor {
 
     /// The elements in row-major order, borrowed when the layout already is contiguous.
     pub(crate) fn elems<T: Element>(&self, op: &'static str) -> Result<Cow<'_, [T]>> {
-        let data = T::slice(&self.storage).ok_or_else(|| Error::DType {
+        let data = T::slice(self.cpu_storage(op)?).ok_or_else(|| Error::DType {
             op,
             expected: T::DTYPE.to_string(),
             got: self.dtype().to_string(),
@@ -122,7 +127,7 @@ impl Tensor {
 
     /// The whole storage as a slice of `T` (for kernels that read through strides).
     pub(crate) fn storage_slice<T: Element>(&self, op: &'static str) -> Result<&[T]> {
-        T::slice(&self.storage).ok_or_else(|| Error::DType {
+        T::slice(self.cpu_storage(op)?).ok_or_else(|| Error::DType {
             op,
             expected: T::DTYPE.to_string(),
             got: self.dtype().to_string(),
@@ -154,13 +159,19 @@ impl Tensor {
     /// Mutable access to the f32 elements, for in-place updates (optimizer steps). A view or
     /// a storage shared with other tensors is first copied, so no other tensor changes.
     pub fn f32s_mut(&mut self) -> Result<&mut [f32]> {
+        self.cpu_storage("f32s_mut")?;
         if !(self.is_contiguous() && self.layout.offset == 0 && self.storage.len() == self.numel())
         {
-            *self = self.contiguous();
+            *self = self.contiguous()?;
         }
         let dt = self.dtype();
-        match Arc::make_mut(&mut self.storage) {
-            CpuStorage::F32(v) => Ok(v),
+        if Arc::get_mut(&mut self.storage).is_none() {
+            // Shared with another tensor: copy on write.
+            let copy = self.cpu_storage("f32s_mut")?.clone();
+            self.storage = Arc::new(Storage::Cpu(copy));
+        }
+        match Arc::get_mut(&mut self.storage) {
+            Some(Storage::Cpu(CpuStorage::F32(v))) => Ok(v),
             _ => Err(Error::DType {
                 op: "f32s_mut",
                 expected: "f32".into(),
@@ -218,6 +229,7 @@ impl Tensor {
         if dt == self.dtype() {
             return Ok(self.clone());
         }
+        self.cpu_storage("to_dtype")?;
         let storage = match (self.dtype(), dt) {
             (DType::I64, DType::U32) => CpuStorage::U32(
                 self.elems::<i64>("to_dtype")?
@@ -254,19 +266,24 @@ impl Tensor {
         Ok(Tensor::from_storage(storage, self.shape()))
     }
 
-    /// A contiguous copy, or `self` (sharing storage) when already contiguous.
-    pub fn contiguous(&self) -> Tensor {
+    /// A contiguous copy, or `self` (sharing storage) when already contiguous. On a CUDA
+    /// device the copy is a kernel launch, hence the `Result`.
+    pub fn contiguous(&self) -> Result<Tensor> {
         if self.is_contiguous() && self.layout.offset == 0 && self.storage.len() == self.numel() {
-            return self.clone();
+            return Ok(self.clone());
         }
-        let storage = match &*self.storage {
+        let cpu = match &*self.storage {
+            Storage::Cpu(c) => c,
+            Storage::Cuda(_) => return device::contiguous(self),
+        };
+        let storage = match cpu {
             CpuStorage::F32(v) => CpuStorage::F32(self.layout.gather(v)),
             CpuStorage::BF16(v) => CpuStorage::BF16(self.layout.gather(v)),
             CpuStorage::F16(v) => CpuStorage::F16(self.layout.gather(v)),
             CpuStorage::I64(v) => CpuStorage::I64(self.layout.gather(v)),
             CpuStorage::U32(v) => CpuStorage::U32(self.layout.gather(v)),
         };
-        Tensor::from_storage(storage, self.shape())
+        Ok(Tensor::from_storage(storage, self.shape()))
     }
 
     /// Conversion to an `ndarray` array (f32; other float dtypes are converted).

@@ -3,7 +3,7 @@
 //! cross-entropy with ignore_index and label smoothing, scaled dot-product attention.
 //! The maths of each lives beside its kernel in `backend::cpu`.
 
-use super::{Rng, Tensor};
+use super::{device, Rng, Tensor};
 use crate::backend::cpu::{attention, cross_entropy, norm, softmax};
 use crate::error::{Error, Result};
 
@@ -27,6 +27,9 @@ pub struct CrossEntropyOut {
     pub targets: Vec<i64>,
     /// Number of rows that carry loss.
     pub count: usize,
+    /// The saved state of a forward that ran on a CUDA device (then `lse`, `targets` are empty
+    /// and `count` is 0: they stay on the device).
+    pub device: Option<device::CrossEntropyDevice>,
 }
 
 /// Masks and options of scaled dot-product attention.
@@ -72,6 +75,9 @@ fn check_param(op: &'static str, x: &Tensor, p: Option<&Tensor>, cols: usize) ->
 
 impl Tensor {
     pub fn softmax_last(&self) -> Result<Tensor> {
+        if let Some(ctx) = device::on_device("softmax", &[self])? {
+            return device::softmax_last(&ctx, self);
+        }
         let (_, cols) = rows_cols("softmax", self)?;
         let x = self.f32s("softmax")?;
         let mut y = vec![0.0; x.len()];
@@ -89,6 +95,9 @@ impl Tensor {
 
     /// dx of softmax from its output `y` and the upstream `dy`.
     pub fn softmax_last_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        if let Some(ctx) = device::on_device("softmax_backward", &[y, dy])? {
+            return device::softmax_last_backward(&ctx, y, dy);
+        }
         let (_, cols) = rows_cols("softmax_backward", y)?;
         let mut dx = vec![0.0; y.numel()];
         softmax::softmax_rows_backward(
@@ -120,6 +129,9 @@ impl Tensor {
         beta: Option<&Tensor>,
         eps: f32,
     ) -> Result<NormOut> {
+        if let Some(ctx) = device::on_device("layer_norm", &[self])? {
+            return device::layer_norm(&ctx, self, gamma, beta, eps);
+        }
         let (rows, cols) = rows_cols_nonempty("layer_norm", self)?;
         check_param("layer_norm", self, gamma, cols)?;
         check_param("layer_norm", self, beta, cols)?;
@@ -147,6 +159,9 @@ impl Tensor {
 
     /// RMSNorm over the last dim (T5): y = γ ⊙ x / √(mean(x²) + ε).
     pub fn rms_norm(&self, gamma: Option<&Tensor>, eps: f32) -> Result<NormOut> {
+        if let Some(ctx) = device::on_device("rms_norm", &[self])? {
+            return device::rms_norm(&ctx, self, gamma, eps);
+        }
         let (rows, cols) = rows_cols_nonempty("rms_norm", self)?;
         check_param("rms_norm", self, gamma, cols)?;
         let x = self.f32s("rms_norm")?;
@@ -168,6 +183,9 @@ impl Tensor {
         rstd: &Tensor,
         dy: &Tensor,
     ) -> Result<(Tensor, Tensor, Tensor)> {
+        if let Some(ctx) = device::on_device("norm_backward", &[x])? {
+            return device::norm_backward(&ctx, x, gamma, mean, rstd, dy);
+        }
         let (_, cols) = rows_cols("norm_backward", x)?;
         let xs = x.f32s("norm_backward")?;
         let g = gamma.map(|g| g.f32s("norm_backward")).transpose()?;
@@ -226,6 +244,9 @@ impl Tensor {
         ignore_index: i64,
         smoothing: f32,
     ) -> Result<CrossEntropyOut> {
+        if let Some(ctx) = device::on_device("cross_entropy", &[self])? {
+            return device::cross_entropy(&ctx, self, targets, ignore_index, smoothing);
+        }
         let (rows, cols) = rows_cols_nonempty("cross_entropy", self)?;
         if targets.shape() != &self.shape()[..self.rank() - 1] {
             return Err(Error::shape(
@@ -277,17 +298,22 @@ impl Tensor {
             lse,
             targets: t,
             count,
+            device: None,
         })
     }
 
-    /// d logits of the mean cross-entropy, times the upstream scalar gradient `g`.
+    /// d logits of the mean cross-entropy, times the upstream scalar gradient `g` (1 element).
     pub fn cross_entropy_backward(
         logits: &Tensor,
         saved: &CrossEntropyOut,
         ignore_index: i64,
         smoothing: f32,
-        g: f32,
+        g: &Tensor,
     ) -> Result<Tensor> {
+        if let Some(ctx) = device::on_device("cross_entropy_backward", &[logits])? {
+            return device::cross_entropy_backward(&ctx, logits, saved, ignore_index, g);
+        }
+        let g = g.scalar()?;
         let (_, cols) = rows_cols("cross_entropy_backward", logits)?;
         let x = logits.f32s("cross_entropy_backward")?;
         let mut dx = vec![0.0; x.len()];
@@ -391,6 +417,9 @@ impl Tensor {
         bias: Option<&Tensor>,
         masks: &AttentionMasks,
     ) -> Result<Tensor> {
+        if let Some(ctx) = device::on_device("attention", &[q])? {
+            return device::attention(&ctx, q, k, v, bias, masks);
+        }
         let (dims, bl, keep) = Tensor::attention_setup(q, k, v, bias, masks)?;
         let (qs, ks, vs) = (
             q.f32s("attention")?,
@@ -425,6 +454,9 @@ impl Tensor {
         dout: &Tensor,
         want_dbias: bool,
     ) -> Result<(Tensor, Tensor, Tensor, Option<Tensor>)> {
+        if let Some(ctx) = device::on_device("attention_backward", &[q])? {
+            return device::attention_backward(&ctx, q, k, v, bias, masks, out, dout, want_dbias);
+        }
         let (dims, bl, keep) = Tensor::attention_setup(q, k, v, bias, masks)?;
         let op = "attention_backward";
         let (qs, ks, vs) = (q.f32s(op)?, k.f32s(op)?, v.f32s(op)?);

@@ -58,6 +58,9 @@ impl Tensor {
 
     /// Σ over `dims`; with `keepdim` the reduced dims stay as size 1.
     pub fn sum_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
+        if let Some(ctx) = super::device::on_device("sum", &[self])? {
+            return super::device::sum_dims(&ctx, self, dims, keepdim);
+        }
         let r = self.reduction_rows("sum", dims, keepdim)?;
         let out: Vec<f32> = if r.inner == 0 {
             vec![0.0; r.out_shape.iter().product()]
@@ -142,9 +145,9 @@ impl Tensor {
         for (i, &p) in perm.iter().enumerate() {
             inverse[p] = i;
         }
-        Ok(Tensor::from_f32(out, &permuted_shape)
+        Tensor::from_f32(out, &permuted_shape)
             .permute(&inverse)?
-            .contiguous())
+            .contiguous()
     }
 
     /// Sum `self` (a broadcast result) down to `shape`: the backward of broadcasting.

@@ -1,4 +1,5 @@
-//! Typed element buffers. A tensor shares its storage (`Arc`) with its views.
+//! Typed element buffers. A tensor shares its storage (`Arc`) with its views; the storage is
+//! host memory ([`CpuStorage`]) or a CUDA device buffer.
 
 use half::{bf16, f16};
 
@@ -65,3 +66,26 @@ element!(bf16, BF16);
 element!(f16, F16);
 element!(i64, I64);
 element!(u32, U32);
+
+/// Where a tensor's elements live: host memory, or a buffer on a CUDA device (real or
+/// emulated, `tensor::device`).
+#[derive(Debug)]
+pub(crate) enum Storage {
+    Cpu(CpuStorage),
+    Cuda(super::device::CudaStorage),
+}
+
+impl Storage {
+    pub(crate) fn dtype(&self) -> DType {
+        match self {
+            Storage::Cpu(s) => s.dtype(),
+            Storage::Cuda(s) => s.dtype(),
+        }
+    }
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Storage::Cpu(s) => s.len(),
+            Storage::Cuda(s) => s.len(),
+        }
+    }
+}

@@ -22,7 +22,7 @@ impl Tensor {
         let base = if self.is_contiguous() {
             self.clone()
         } else {
-            self.contiguous()
+            self.contiguous()?
         };
         let mut layout = Layout::contiguous(shape);
         layout.offset = base.layout.offset;

@@ -175,7 +175,7 @@ fn objective_loss(
         (Model::Gpt2(m), Objective::Clm(_)) => {
             let (logits, loss) = m.lm_loss(&ids, Some(&mask), &labels, train)?;
             let t = b.seq;
-            let shifted = labels.narrow(1, 1, t - 1)?.contiguous();
+            let shifted = labels.narrow(1, 1, t - 1)?.contiguous()?;
             Ok(StepOut {
                 loss,
                 token_acc: accuracy(&logits.narrow(1, 0, t - 1)?, &shifted)?,

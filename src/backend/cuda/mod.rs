@@ -10,9 +10,11 @@
 //! - [`device`]: the GPU executor (context, stream, modules), [`alloc`]: its caching allocator.
 //! - [`mem`]: buffers owned by an executor ([`mem::Mem`]) and the [`mem::Backend`] trait
 //!   (alloc / upload / download), the same for the GPU and the emulator.
+//! - [`context`]: an opened device (GPU or emulator) as one handle, what device tensors hold.
 //! - `emu` (feature `emu`): the CPU emulator executor.
 
 pub mod alloc;
+pub mod context;
 pub mod device;
 #[cfg(feature = "emu")]
 pub mod emu;
@@ -22,6 +24,7 @@ pub mod nvrtc;
 pub mod ops;
 pub mod source;
 
+pub use context::CudaContext;
 pub use device::CudaDevice;
 pub use launch::{DSlice, Executor, Space};
 pub use mem::{Backend, Mem};

@@ -53,6 +53,7 @@ pub const SOURCES: &[KernelSource] = &[
         [
             "binary_f32",
             "copy_strided_f32",
+            "copy_strided_b32",
             "unary_f32",
             "axpby_f32",
             "fill_f32",

@@ -1,7 +1,7 @@
 //! Elementwise launchers: broadcast binary ops, strided copies, unary ops, axpby, fill, casts and dropout.
 
 use super::{need, Ops};
-use crate::backend::cuda::launch::{Arg, DSlice, KernelCall, KernelStruct};
+use crate::backend::cuda::launch::{Arg, DSlice, Elem, KernelCall, KernelStruct};
 use crate::error::{Error, Result};
 
 /// Binary op codes shared with `kernels/elementwise.cu`.
@@ -97,6 +97,40 @@ impl Ops<'_> {
             .arg(Arg::i64(n as i64))
             .buf(src)
             .out("y", y)
+            .arg(Arg::by_value(&p));
+        self.run(call)
+    }
+
+    /// `dst[dst_strides · idx] = src[src_strides · idx]` for every index of `shape`: a strided
+    /// view copied into a strided destination, on any 4-byte element type (f32 or i32 ids,
+    /// copied bit for bit). The destination positions must not overlap.
+    pub fn copy_b32<T: Elem>(
+        &self,
+        shape: &[usize],
+        src: &DSlice<T>,
+        src_strides: &[usize],
+        dst: &DSlice<T>,
+        dst_strides: &[usize],
+    ) -> Result<()> {
+        let name = "copy_strided_b32";
+        if std::mem::size_of::<T>() != 4 {
+            return Err(Error::DType {
+                op: name,
+                expected: "a 4-byte element type (f32, i32)".into(),
+                got: T::NAME.into(),
+            });
+        }
+        let p = bcast(name, shape, src_strides, dst_strides)?;
+        let n: usize = shape.iter().product();
+        need(name, "src", src, strided_extent(shape, src_strides))?;
+        need(name, "dst", dst, strided_extent(shape, dst_strides))?;
+        if n == 0 {
+            return Ok(());
+        }
+        let call = KernelCall::new(name, self.stride_grid(n), (256, 1, 1), 0)
+            .arg(Arg::i64(n as i64))
+            .buf(src)
+            .out("dst", dst)
             .arg(Arg::by_value(&p));
         self.run(call)
     }
