@@ -283,7 +283,10 @@ fn matmul_reads_transposed_views_without_copy() {
     let want = matmul_ref(&nd(&at), &nd(&bt));
     assert_close(&at.matmul(&bt).unwrap(), &want, 1e-5);
     assert_close(
-        &at.contiguous().matmul(&bt.contiguous()).unwrap(),
+        &at.contiguous()
+            .unwrap()
+            .matmul(&bt.contiguous().unwrap())
+            .unwrap(),
         &want,
         1e-5,
     );
@@ -892,11 +895,11 @@ fn views_share_storage_and_index_correctly() {
         p.to_vec_f32().unwrap()
     );
     // contiguous: a copy in logical order for a view, the same storage otherwise.
-    let c = p.contiguous();
+    let c = p.contiguous().unwrap();
     assert!(c.is_contiguous() && !c.shares_storage_with(&x));
     assert_eq!(c.strides(), &[6, 3, 1]);
     assert_close(&c, &want_p, 0.0);
-    assert!(x.contiguous().shares_storage_with(&x));
+    assert!(x.contiguous().unwrap().shares_storage_with(&x));
     assert_eq!(x.flatten_all().unwrap().shape(), &[24]);
     assert_eq!(x.dim(-1).unwrap(), 4);
 }

@@ -9,13 +9,14 @@
 //! flash-attention's online softmax against the CPU's blocked kernels, atomics in the LayerNorm,
 //! embedding and attention backward kernels):
 //! - loss: |Δ| ≤ 1e-5 · max(1, |loss|);
-//! - each gradient: max|Δ| ≤ 1e-4 · max|g| of that tensor (measured ≤ 4e-6, see the printout);
-//! - each parameter after the updates: max|Δ| ≤ 1e-4 · max|θ| + 2·lr·ε_noise, where entries
-//!   whose gradient is pure rounding noise are excluded first: the key part of `c_attn.bias`
-//!   has an exactly-zero true gradient (softmax is invariant to adding q·b_k to every score), so
-//!   both backends get gradients of size ~1e-9 whose sign is rounding, and Adam's m/√v turns
-//!   any nonzero noise into a full ±lr step. Those entries are checked to be the only ones that
-//!   differ by more than the tolerance, and by at most 2 steps of lr each.
+//! - each gradient: max|Δ| ≤ 1e-4 · max|g| of that tensor (measured 5e-7, see the printout);
+//! - each parameter after the updates: |Δθ_j| ≤ 1e-5·max|θ| + STEPS·lr·min(2, 1e-4·max|g|/|g_j|).
+//!   Adam divides each gradient entry by its own running size, so an entry's step inherits the
+//!   relative error of its gradient: entries with large gradients must agree to rounding, and
+//!   entries whose gradient is rounding noise may step the other way. The key part of
+//!   `c_attn.bias` is such a case: its true gradient is exactly zero (softmax is invariant to
+//!   adding q·b_k to every score), both backends get ~1e-9 of rounding noise, and m/√v turns
+//!   any nonzero noise into a full ±lr step.
 
 #![cfg(feature = "emu")]
 
@@ -31,6 +32,8 @@ const V: usize = 50;
 const C: usize = 32;
 const LR: f32 = 1e-2;
 const STEPS: usize = 2;
+/// Gradient tolerance, relative to each tensor's max |g|.
+const GRAD_TOL: f32 = 1e-4;
 
 fn config() -> Gpt2Config {
     Gpt2Config {
@@ -124,7 +127,10 @@ fn max_abs(v: &[f32]) -> f32 {
 /// max|a − b| / max|b| (with a floor for all-zero tensors).
 fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    let d = a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    let d = a
+        .iter()
+        .zip(b)
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
     d / max_abs(b).max(1e-12)
 }
 
@@ -132,34 +138,45 @@ fn compare(cpu: &Run, dev: &Run, what: &str) {
     for (s, (a, b)) in cpu.losses.iter().zip(&dev.losses).enumerate() {
         println!("{what}: step {s} loss cpu {a:.6} device {b:.6}");
         assert!(a.is_finite() && b.is_finite());
-        assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{what}: loss of step {s}: cpu {a}, device {b}");
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+            "{what}: loss of step {s}: cpu {a}, device {b}"
+        );
     }
     let mut worst = 0.0f32;
     for ((name, a), (_, b)) in cpu.grads.iter().zip(&dev.grads) {
         let e = rel_err(b, a);
         worst = worst.max(e);
-        assert!(e <= 1e-4, "{what}: gradient of {name}: relative error {e:.2e}");
+        assert!(
+            e <= GRAD_TOL,
+            "{what}: gradient of {name}: relative error {e:.2e}"
+        );
     }
     println!("{what}: worst gradient error {worst:.2e} (relative to each tensor's max)");
-    let mut worst = 0.0f32;
+    // Adam divides each entry's gradient by its own size, so the step of entry j inherits the
+    // relative error of g_j: allowed is the update arithmetic's 1e-5·max|θ| plus
+    // STEPS·lr·min(2, GRAD_TOL·max|g| / |g_j|) (at most two full steps the other way).
+    let (mut worst_rel, mut worst_bound) = (0.0f32, 0.0f32);
     for (((name, a), (_, b)), (_, g)) in cpu.params.iter().zip(&dev.params).zip(&cpu.grads) {
-        let tol = 1e-4 * max_abs(a);
+        let (ma, mg) = (max_abs(a), max_abs(g));
         for (j, (x, y)) in a.iter().zip(b).enumerate() {
             let d = (x - y).abs();
-            if d <= tol {
-                worst = worst.max(d / max_abs(a));
-                continue;
-            }
-            // Only the zero-gradient entries (rounding noise) may take a different Adam step.
-            let noise = g[j].abs() <= 1e-6 * max_abs(g);
+            let amplified = (GRAD_TOL * mg / g[j].abs().max(1e-30)).min(2.0);
+            let bound = 1e-5 * ma + STEPS as f32 * LR * amplified;
+            worst_rel = worst_rel.max(d / ma);
+            worst_bound = worst_bound.max(d / bound);
             assert!(
-                noise && d <= 2.0 * STEPS as f32 * LR * 1.01,
-                "{what}: {name}[{j}] after {STEPS} steps: cpu {x}, device {y} (gradient {})",
+                d <= bound,
+                "{what}: {name}[{j}] after {STEPS} steps: cpu {x}, device {y}, allowed {bound:.2e} \
+                 (gradient {} of max {mg})",
                 g[j]
             );
         }
     }
-    println!("{what}: worst parameter error {worst:.2e} outside the noise entries");
+    println!(
+        "{what}: parameters: worst |Δ| {worst_rel:.2e} of the tensor's max, worst |Δ|/allowed \
+         {worst_bound:.2e}"
+    );
 }
 
 #[test]

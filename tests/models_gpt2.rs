@@ -119,11 +119,20 @@ fn gpt2_greedy_generation_with_kv_cache_matches_transformers_generate() {
         .value()
         .narrow(1, t0 + steps - 2, 1)
         .unwrap()
-        .contiguous();
+        .contiguous()
+        .unwrap();
     let mut cache = KvCache::default();
-    let prefix = full.narrow(1, 0, t0 + steps - 2).unwrap().contiguous();
+    let prefix = full
+        .narrow(1, 0, t0 + steps - 2)
+        .unwrap()
+        .contiguous()
+        .unwrap();
     pretext::autograd::no_grad(|| model.forward(&prefix, None, Some(&mut cache), None)).unwrap();
-    let step_in = full.narrow(1, t0 + steps - 2, 1).unwrap().contiguous();
+    let step_in = full
+        .narrow(1, t0 + steps - 2, 1)
+        .unwrap()
+        .contiguous()
+        .unwrap();
     let out = pretext::autograd::no_grad(|| model.forward(&step_in, None, Some(&mut cache), None))
         .unwrap();
     let cached = model.lm_logits(&out.hidden).unwrap();

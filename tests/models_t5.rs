@@ -168,17 +168,18 @@ fn t5_kv_cache_equals_full_recomputation() {
             // a two-token prefix, then one token per step
             let mut pieces = vec![model
                 .decode_step(
-                    &dec.narrow(1, 0, 2).unwrap().contiguous(),
-                    dm.map(|m| m.narrow(1, 0, 2).unwrap().contiguous()).as_ref(),
+                    &dec.narrow(1, 0, 2).unwrap().contiguous().unwrap(),
+                    dm.map(|m| m.narrow(1, 0, 2).unwrap().contiguous().unwrap())
+                        .as_ref(),
                     &mut cache,
                 )
                 .unwrap()];
             for j in 2..t {
-                let m = dm.map(|m| m.narrow(1, 0, j + 1).unwrap().contiguous());
+                let m = dm.map(|m| m.narrow(1, 0, j + 1).unwrap().contiguous().unwrap());
                 pieces.push(
                     model
                         .decode_step(
-                            &dec.narrow(1, j, 1).unwrap().contiguous(),
+                            &dec.narrow(1, j, 1).unwrap().contiguous().unwrap(),
                             m.as_ref(),
                             &mut cache,
                         )

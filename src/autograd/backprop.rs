@@ -103,9 +103,7 @@ pub(super) fn backward(
             g.permute(&inv)?.contiguous()
         }),
         // d narrow = g placed back at start..start+len, zeros elsewhere
-        Op::Narrow { dim, start } => {
-            unary(&|| g.narrow_backward(*dim, *start, x(0).shape()[*dim]))
-        }
+        Op::Narrow { dim, start } => unary(&|| g.narrow_backward(*dim, *start, x(0).shape()[*dim])),
         Op::BroadcastTo => unary(&|| g.sum_to_shape(x(0).shape())),
         // softmax: dx = y ⊙ (g − Σ g⊙y); log-softmax: dx = g − eʸ·Σ g
         Op::Softmax => unary(&|| Tensor::softmax_last_backward(out, g)),
@@ -160,9 +158,7 @@ pub(super) fn backward(
             saved,
             ignore_index,
             smoothing,
-        } => unary(&|| {
-            Tensor::cross_entropy_backward(x(0), saved, *ignore_index, *smoothing, g)
-        }),
+        } => unary(&|| Tensor::cross_entropy_backward(x(0), saved, *ignore_index, *smoothing, g)),
         Op::Attention { masks } => {
             let bias = values.get(3).map(|b| &**b);
             let want_bias = need.get(3).copied().unwrap_or(false);

@@ -35,7 +35,8 @@ impl AdamW {
     pub(super) fn step_device(&mut self, params: &ParamStore, lr: f32) -> Result<()> {
         self.step += 1;
         let c = self.config;
-        let step = u32::try_from(self.step).map_err(|_| Error::msg("AdamW: step count overflow"))?;
+        let step =
+            u32::try_from(self.step).map_err(|_| Error::msg("AdamW: step count overflow"))?;
         let moments = &mut self.device;
         moments.m.resize(params.len(), None);
         moments.v.resize(params.len(), None);
@@ -49,7 +50,9 @@ impl AdamW {
                 });
             };
             if g.numel() != value.numel() || self.m[i].len() != value.numel() {
-                return Err(Error::msg(format!("AdamW: parameter `{name}` changed size")));
+                return Err(Error::msg(format!(
+                    "AdamW: parameter `{name}` changed size"
+                )));
             }
             let g = g.contiguous()?;
             let m = match &moments.m[i] {

@@ -23,8 +23,8 @@ pub use elementwise::{Binary, Unary};
 pub use layout::Layout;
 pub use nnops::{AttentionMasks, CrossEntropyOut, NormOut};
 pub use rng::Rng;
-pub use storage::{CpuStorage, Element};
 use storage::Storage;
+pub use storage::{CpuStorage, Element};
 
 use crate::backend::Device;
 use crate::error::{Error, Result};

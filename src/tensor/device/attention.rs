@@ -66,7 +66,10 @@ fn setup(
         return Err(not_on_device("attention with a value dim Dv != D", ctx));
     }
     if masks.causal && tq != tk {
-        return Err(not_on_device("causal attention with Tq != Tk (a key/value cache)", ctx));
+        return Err(not_on_device(
+            "causal attention with Tq != Tk (a key/value cache)",
+            ctx,
+        ));
     }
     let (q, qs) = with_unit_last(q)?;
     let (k, ks) = with_unit_last(k)?;
@@ -81,7 +84,10 @@ fn setup(
     let key_mask = match &masks.key_padding {
         None => None,
         Some(m) if m.is_cuda() => {
-            return Err(not_on_device("attention with a key-padding mask on the device (pass it from the host)", ctx))
+            return Err(not_on_device(
+                "attention with a key-padding mask on the device (pass it from the host)",
+                ctx,
+            ))
         }
         Some(m) => {
             if m.shape() != [b, tk] {
@@ -91,7 +97,11 @@ fn setup(
                     "key padding mask must be (B, Tk)",
                 ));
             }
-            let keep: Vec<u8> = m.mask_values(op, &[b, tk])?.iter().map(|&x| x as u8).collect();
+            let keep: Vec<u8> = m
+                .mask_values(op, &[b, tk])?
+                .iter()
+                .map(|&x| x as u8)
+                .collect();
             Some(ctx.upload(&keep)?)
         }
     };
@@ -129,7 +139,10 @@ fn forward(ctx: &CudaContext, s: &Setup, op: &'static str) -> Result<(Tensor, Te
         Some(t) => t.f32_slice(op)?,
         None => DSlice::null(space),
     };
-    let mask = s.key_mask.as_ref().map_or(DSlice::null(space), |m| m.slice());
+    let mask = s
+        .key_mask
+        .as_ref()
+        .map_or(DSlice::null(space), |m| m.slice());
     ctx.ops().attention::<f32>(
         a,
         &s.q.f32_slice(op)?,
@@ -200,7 +213,10 @@ pub(crate) fn attention_backward(
         Some(t) => t.f32_slice(op)?,
         None => DSlice::null(space),
     };
-    let mask = s.key_mask.as_ref().map_or(DSlice::null(space), |m| m.slice());
+    let mask = s
+        .key_mask
+        .as_ref()
+        .map_or(DSlice::null(space), |m| m.slice());
     ctx.ops().attention_bwd::<f32>(
         a,
         &s.q.f32_slice(op)?,

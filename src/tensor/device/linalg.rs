@@ -46,7 +46,12 @@ fn batch_stride(shape: &[usize], strides: &[usize]) -> Option<usize> {
 }
 
 /// How the GEMM reads one operand: (transposed, ld, batch stride, the tensor read).
-fn operand(t: &Tensor, batch: &[usize], rows: usize, cols: usize) -> Result<(bool, usize, usize, Tensor)> {
+fn operand(
+    t: &Tensor,
+    batch: &[usize],
+    rows: usize,
+    cols: usize,
+) -> Result<(bool, usize, usize, Tensor)> {
     let r = t.rank();
     let bl = crate::tensor::Layout {
         shape: t.shape()[..r - 2].to_vec(),
@@ -55,7 +60,10 @@ fn operand(t: &Tensor, batch: &[usize], rows: usize, cols: usize) -> Result<(boo
     }
     .broadcast_to("matmul", batch)?;
     let (rs, cs) = (t.strides()[r - 2], t.strides()[r - 1]);
-    if let (Some((tr, ld)), Some(bs)) = (matrix_form(rows, cols, rs, cs), batch_stride(batch, &bl.strides)) {
+    if let (Some((tr, ld)), Some(bs)) = (
+        matrix_form(rows, cols, rs, cs),
+        batch_stride(batch, &bl.strides),
+    ) {
         return Ok((tr, ld, bs, t.clone()));
     }
     // Materialise the operand broadcast over the batch: contiguous, batch stride rows·cols.
@@ -111,14 +119,23 @@ pub(crate) fn matmul(
 }
 
 /// Σ over `dims` (negative dims count from the end); with `keepdim` reduced dims stay as 1.
-pub(crate) fn sum_dims(ctx: &CudaContext, x: &Tensor, dims: &[isize], keepdim: bool) -> Result<Tensor> {
+pub(crate) fn sum_dims(
+    ctx: &CudaContext,
+    x: &Tensor,
+    dims: &[isize],
+    keepdim: bool,
+) -> Result<Tensor> {
     let op = "sum";
     let r = x.rank();
     let mut reduced = vec![false; r];
     for &d in dims {
         let i = x.resolve_dim(op, d)?;
         if std::mem::replace(&mut reduced[i], true) {
-            return Err(Error::shape(op, &[x.shape()], format!("dim {d} listed twice")));
+            return Err(Error::shape(
+                op,
+                &[x.shape()],
+                format!("dim {d} listed twice"),
+            ));
         }
     }
     let out_shape: Vec<usize> = (0..r)
@@ -144,6 +161,13 @@ pub(crate) fn sum_dims(ctx: &CudaContext, x: &Tensor, dims: &[isize], keepdim: b
     }
     let perm: Vec<usize> = kept.iter().chain(&red).copied().collect();
     let rows = x.permute(&perm)?.contiguous()?;
-    ops.sum_rows(outer, inner, &rows.f32_slice(op)?, &y.f32_slice(op)?, 1.0, 0.0)?;
+    ops.sum_rows(
+        outer,
+        inner,
+        &rows.f32_slice(op)?,
+        &y.f32_slice(op)?,
+        1.0,
+        0.0,
+    )?;
     Ok(y)
 }

@@ -19,8 +19,8 @@ pub(crate) use attention::{attention, attention_backward};
 pub(crate) use linalg::{matmul, sum_dims};
 pub use nn::CrossEntropyDevice;
 pub(crate) use nn::{
-    cross_entropy, cross_entropy_backward, embedding, index_add_into, layer_norm,
-    norm_backward, rms_norm, softmax_last, softmax_last_backward,
+    cross_entropy, cross_entropy_backward, embedding, index_add_into, layer_norm, norm_backward,
+    rms_norm, softmax_last, softmax_last_backward,
 };
 pub(crate) use pointwise::{binary, cat, narrow_backward, unary};
 
@@ -48,7 +48,13 @@ pub struct CudaStorage {
 
 impl std::fmt::Debug for CudaStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CudaStorage({:?}, {}, {} elements)", self.ctx, self.dtype, self.len())
+        write!(
+            f,
+            "CudaStorage({:?}, {}, {} elements)",
+            self.ctx,
+            self.dtype,
+            self.len()
+        )
     }
 }
 
@@ -174,7 +180,9 @@ impl Tensor {
         let s2 = t.cuda_storage().unwrap_or(s);
         let (start, n) = (t.layout.offset, t.numel());
         let storage = match (&s2.buf, self.dtype()) {
-            (DeviceBuf::F32(m), _) => CpuStorage::F32(s.ctx.download(m)?[start..start + n].to_vec()),
+            (DeviceBuf::F32(m), _) => {
+                CpuStorage::F32(s.ctx.download(m)?[start..start + n].to_vec())
+            }
             (DeviceBuf::I32(m), DType::U32) => CpuStorage::U32(
                 s.ctx.download(m)?[start..start + n]
                     .iter()
@@ -293,7 +301,12 @@ fn from_buf(ctx: &CudaContext, buf: DeviceBuf, dtype: DType, shape: &[usize]) ->
 /// A new contiguous f32 tensor on `ctx` (contents undefined until a kernel writes them).
 pub(crate) fn new_f32(ctx: &CudaContext, shape: &[usize]) -> Result<Tensor> {
     let n = shape.iter().product();
-    Ok(from_buf(ctx, DeviceBuf::F32(ctx.alloc(n)?), DType::F32, shape))
+    Ok(from_buf(
+        ctx,
+        DeviceBuf::F32(ctx.alloc(n)?),
+        DType::F32,
+        shape,
+    ))
 }
 
 /// An f32 tensor of zeros on `ctx`.

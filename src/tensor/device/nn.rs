@@ -23,7 +23,11 @@ pub struct CrossEntropyDevice {
 fn rows_cols(op: &'static str, t: &Tensor) -> Result<(usize, usize)> {
     match t.shape().last() {
         Some(&c) if c > 0 => Ok((t.numel() / c, c)),
-        _ => Err(Error::shape(op, &[t.shape()], "needs rank >= 1 and a non-empty last dim")),
+        _ => Err(Error::shape(
+            op,
+            &[t.shape()],
+            "needs rank >= 1 and a non-empty last dim",
+        )),
     }
 }
 
@@ -109,7 +113,11 @@ pub(crate) fn rms_norm(
         &rstd.f32_slice(op)?,
         eps,
     )?;
-    Ok(NormOut { y, mean: None, rstd })
+    Ok(NormOut {
+        y,
+        mean: None,
+        rstd,
+    })
 }
 
 /// (dx, dγ, dβ) of LayerNorm, or of RMSNorm when `mean` is None (dβ is then zeros).
@@ -209,7 +217,11 @@ pub(crate) fn softmax_last_backward(ctx: &CudaContext, y: &Tensor, dy: &Tensor) 
 pub(crate) fn embedding(ctx: &CudaContext, table: &Tensor, ids: &Tensor) -> Result<Tensor> {
     let op = "embedding";
     if table.rank() != 2 {
-        return Err(Error::shape(op, &[table.shape(), ids.shape()], "table must be (V, C)"));
+        return Err(Error::shape(
+            op,
+            &[table.shape(), ids.shape()],
+            "table must be (V, C)",
+        ));
     }
     let (vocab, c) = (table.shape()[0], table.shape()[1]);
     let ids_d = ids_on(ctx, op, ids)?;
@@ -241,10 +253,17 @@ pub(crate) fn index_add_into(
 ) -> Result<Tensor> {
     let op = "index_add";
     if dim != 0 || g.rank() != 2 {
-        return Err(not_on_device("index_add (other than along dim 0 of a matrix)", ctx));
+        return Err(not_on_device(
+            "index_add (other than along dim 0 of a matrix)",
+            ctx,
+        ));
     }
     if ids.numel() != g.shape()[0] {
-        return Err(Error::shape(op, &[g.shape(), ids.shape()], "one id per row"));
+        return Err(Error::shape(
+            op,
+            &[g.shape(), ids.shape()],
+            "one id per row",
+        ));
     }
     let c = g.shape()[1];
     let ids_d = ids_on(ctx, op, ids)?;
@@ -340,7 +359,11 @@ pub(crate) fn cross_entropy_backward(
     })?;
     on_device(op, &[logits, g])?;
     if g.numel() != 1 {
-        return Err(Error::shape(op, &[g.shape()], "upstream gradient must be a scalar"));
+        return Err(Error::shape(
+            op,
+            &[g.shape()],
+            "upstream gradient must be a scalar",
+        ));
     }
     let ii = i32::try_from(ignore_index).map_err(|_| Error::Index {
         op,
