@@ -34,7 +34,7 @@ pub(crate) fn unary(ctx: &CudaContext, x: &Tensor, op: Unary) -> Result<Tensor> 
             let neg = unary(ctx, &x, Unary::Neg)?;
             return binary(ctx, &x, &neg, Binary::Maximum);
         }
-        Unary::Powf(p) if p == 3.0 => {
+        Unary::Powf(3.0) => {
             let sq = unary(ctx, &x, Unary::Powf(2.0))?;
             return binary(ctx, &sq, &x, Binary::Mul);
         }
@@ -53,11 +53,11 @@ pub(crate) fn unary(ctx: &CudaContext, x: &Tensor, op: Unary) -> Result<Tensor> 
         ],
         Unary::AddScalar(c) => vec![(UnOp::AddScalar, c)],
         Unary::MulScalar(c) => vec![(UnOp::Scale, c)],
-        Unary::Powf(p) if p == 1.0 => vec![(UnOp::Scale, 1.0)],
-        Unary::Powf(p) if p == 2.0 => vec![(UnOp::Square, 0.0)],
-        Unary::Powf(p) if p == 0.5 => vec![(UnOp::Sqrt, 0.0)],
-        Unary::Powf(p) if p == -1.0 => vec![(UnOp::Recip, 0.0)],
-        Unary::Powf(p) if p == -0.5 => vec![(UnOp::Sqrt, 0.0), (UnOp::Recip, 0.0)],
+        Unary::Powf(1.0) => vec![(UnOp::Scale, 1.0)],
+        Unary::Powf(2.0) => vec![(UnOp::Square, 0.0)],
+        Unary::Powf(0.5) => vec![(UnOp::Sqrt, 0.0)],
+        Unary::Powf(-1.0) => vec![(UnOp::Recip, 0.0)],
+        Unary::Powf(-0.5) => vec![(UnOp::Sqrt, 0.0), (UnOp::Recip, 0.0)],
         Unary::Powf(p) => {
             return Err(Error::Device {
                 op: "powf",
