@@ -262,7 +262,11 @@ mod tests {
             assert!(got >= size, "class {class} of {size} holds {got}");
             assert!(got as f64 <= size as f64 * 1.25, "{size} → {got}");
             if class > 0 {
-                assert!(class_layout(class - 1).size() < size, "{size} fits class {}", class - 1);
+                assert!(
+                    class_layout(class - 1).size() < size,
+                    "{size} fits class {}",
+                    class - 1
+                );
             }
         }
         assert_eq!(class_layout(0).size(), MIN_POOLED);
