@@ -7,7 +7,8 @@
 //! hands them back on the next request of the same size class, already mapped and faulted in.
 //!
 //! Rules:
-//! - Requests of at least [`MIN_POOLED`] bytes (and alignment ≤ 64) are rounded up to a size class:
+//! - Requests of at least [`MIN_POOLED`] = 128 KiB (glibc's initial mmap threshold, so no size
+//!   is left to be mapped afresh on every step) and alignment ≤ 64 are rounded up to a size class:
 //!   four classes per power of two, `2^k · (1 + j/4)` for j = 0..3, so at most 25% is wasted.
 //!   Smaller requests go straight to the system allocator.
 //! - A freed pooled block goes onto its class's free list (an intrusive list: the next pointer
@@ -26,10 +27,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Smallest request served from the pool, in bytes.
-pub const MIN_POOLED: usize = 256 << 10;
+pub const MIN_POOLED: usize = 128 << 10;
 /// Alignment of every pooled block (a cache line; covers every SIMD load in the kernels).
 const ALIGN: usize = 64;
-/// Size classes: 4 per power of two from 2^18 to 2^(18 + OCTAVES) bytes.
+/// Size classes: 4 per power of two from 2^17 (MIN_POOLED) up to 2^46 bytes.
 const MIN_LOG2: u32 = MIN_POOLED.trailing_zeros();
 const OCTAVES: usize = 46 - MIN_LOG2 as usize;
 const CLASSES: usize = 4 * OCTAVES;
