@@ -8,4 +8,5 @@ pub mod isa;
 pub mod math;
 pub mod norm;
 pub mod par;
+pub mod pool;
 pub mod softmax;
