@@ -4,7 +4,9 @@
 //! of FMAs per 128 bytes of B streamed from L2, while the A panel (12 × KC) stays in L1.
 //! Blocking (as BLIS on Skylake-X): KC = 384 (A panel 18 KiB of the 48 KiB L1), NC = 512
 //! (a packed B block of 768 KiB, leaving part of the 2 MiB L2 for C and other processes).
-//! Partial tiles with unit column stride use masked loads/stores.
+//! Partial tiles with unit column stride use masked loads/stores; tiles of ≤ 4 or ≤ 8 valid
+//! rows run a 4- or 8-row instance of the kernel. `run_direct_a` broadcasts A from its
+//! source rows (k contiguous) instead of a packed panel.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;

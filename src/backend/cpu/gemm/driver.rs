@@ -3,14 +3,18 @@
 //! For one problem C[m×n] = A[m×k]·B[k×n] (+ C):
 //!   for jc in steps of NC:                  (columns of C)
 //!     for pc in steps of KC:                (depth; later blocks accumulate into C)
-//!       pack B[pc.., jc..] (KC × NC, in L2) into NR-wide panels   ← shared by all threads
-//!       parallel over tasks (row range × column range of the block):
-//!         for ic in steps of MC: pack A[ic.., pc..] (MC × KC) into MR-high panels
-//!           for each A panel (stays in L1):
-//!             for each B panel of the task (streams from L2): micro-kernel → MR × NR of C
+//!       pack B[pc.., jc..] (KC × NC, in L2) into NR-wide panels
+//!       for ic in steps of MC: pack A[ic.., pc..] (MC × KC) into MR-high panels
+//!         for each A panel (stays in L1):
+//!           for each B panel (streams from L2): micro-kernel → MR × NR of C
+//! When the kernel can broadcast from A in place (f32, k contiguous in A) the A packing is
+//! skipped and each MR-row strip of A is read where it lies.
+//!
 //! Threads come from the current rayon pool. A batch of problems is spread over the pool
-//! one problem per task when that balances (many or small problems); otherwise each
-//! problem is split into row/column tasks as above.
+//! one problem per task when that balances (many or small problems). Otherwise a problem
+//! whose A is read in place is cut into one independent sub-problem per thread (column
+//! ranges when C is wide, else row ranges), each packing its own B into its own core's L2;
+//! with packed A, B is packed once (in parallel) per block and shared by row/column tasks.
 
 use std::cell::RefCell;
 use std::thread::LocalKey;
