@@ -4,7 +4,9 @@
 //! of FMAs per 128 bytes of B streamed from L2, while the A panel (12 × KC) stays in L1.
 //! Blocking (as BLIS on Skylake-X): KC = 384 (A panel 18 KiB of the 48 KiB L1), NC = 512
 //! (a packed B block of 768 KiB, leaving part of the 2 MiB L2 for C and other processes).
-//! Partial tiles with unit column stride use masked loads/stores.
+//! Partial tiles with unit column stride use masked loads/stores; tiles of ≤ 4 or ≤ 8 valid
+//! rows run a 4- or 8-row instance of the kernel. `run_direct_a` broadcasts A from its
+//! source rows (k contiguous) instead of a packed panel.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -38,13 +40,43 @@ impl MicroKernel for Avx512 {
     ) {
         // SAFETY: forwarded contract; the dispatcher only selects this kernel when the CPU
         // has AVX-512F.
-        unsafe { kernel(kc, a, b, c, rs, cs, mr, nr, accumulate) }
+        unsafe {
+            match mr {
+                0..=4 => kernel::<4>(kc, a, b, c, rs, cs, mr, nr, accumulate),
+                5..=8 => kernel::<8>(kc, a, b, c, rs, cs, mr, nr, accumulate),
+                _ => kernel::<MR>(kc, a, b, c, rs, cs, mr, nr, accumulate),
+            }
+        }
+    }
+
+    const DIRECT_A: bool = true;
+
+    unsafe fn run_direct_a(
+        kc: usize,
+        a: *const f32,
+        a_rs: usize,
+        b: *const f32,
+        c: *mut f32,
+        rs: isize,
+        cs: isize,
+        mr: usize,
+        nr: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: forwarded contract; AVX-512F as above.
+        unsafe {
+            match mr {
+                0..=4 => kernel_direct_a::<4>(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate),
+                5..=8 => kernel_direct_a::<8>(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate),
+                _ => kernel_direct_a::<MR>(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate),
+            }
+        }
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel(
+unsafe fn kernel<const ROWS: usize>(
     kc: usize,
     a: *const f32,
     b: *const f32,
@@ -55,7 +87,9 @@ unsafe fn kernel(
     nr: usize,
     accumulate: bool,
 ) {
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
+    // SAFETY: forwarded C contract (prefetches never fault).
+    unsafe { prefetch_c(c, rs, mr) };
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {
         // SAFETY: the packed panels hold MR (A) and NR (B) values per k step.
@@ -75,6 +109,62 @@ unsafe fn kernel(
     unsafe { store_acc(acc, c, rs, cs, mr, nr, accumulate) };
 }
 
+/// The kernel with A read in place, k contiguous: A[i, p] at a[i·a_rs + p]. Rows i ≥ mr
+/// re-read row mr − 1 (their results are never stored), so no row past the edge is read.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel_direct_a<const ROWS: usize>(
+    kc: usize,
+    a: *const f32,
+    a_rs: usize,
+    b: *const f32,
+    c: *mut f32,
+    rs: isize,
+    cs: isize,
+    mr: usize,
+    nr: usize,
+    accumulate: bool,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
+    // SAFETY: forwarded C contract (prefetches never fault).
+    unsafe { prefetch_c(c, rs, mr) };
+    let rows: [*const f32; ROWS] = std::array::from_fn(|i| a.wrapping_add(i.min(mr - 1) * a_rs));
+    let mut b = b;
+    for p in 0..kc {
+        // SAFETY: rows < mr of A hold kc values each (the caller's contract); the packed B
+        // panel holds NR values per k step.
+        unsafe {
+            let b0 = _mm512_loadu_ps(b);
+            let b1 = _mm512_loadu_ps(b.add(16));
+            for (row, &ap) in acc.iter_mut().zip(&rows) {
+                let ai = _mm512_set1_ps(*ap.add(p));
+                row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
+                row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+            }
+            b = b.add(NR);
+        }
+    }
+    // SAFETY: forwarded C contract.
+    unsafe { store_acc(acc, c, rs, cs, mr, nr, accumulate) };
+}
+
+/// Prefetches the C tile's rows (two lines of 32 floats each) so the final loads and
+/// stores do not wait on memory.
+///
+/// # Safety
+/// The CPU must support SSE (baseline); the addresses need not be valid.
+#[inline(always)]
+unsafe fn prefetch_c(c: *mut f32, rs: isize, mr: usize) {
+    for i in 0..mr {
+        let p = c.wrapping_offset(i as isize * rs) as *const i8;
+        // SAFETY: prefetching is a hint and never faults.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p);
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+        }
+    }
+}
+
 /// Writes 12 × 32 accumulators to C (shared with the bf16 kernel).
 ///
 /// # Safety
@@ -82,8 +172,8 @@ unsafe fn kernel(
 #[allow(clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn store_acc(
-    acc: [[__m512; 2]; MR],
+pub(super) unsafe fn store_acc<const ROWS: usize>(
+    acc: [[__m512; 2]; ROWS],
     c: *mut f32,
     rs: isize,
     cs: isize,
@@ -124,8 +214,8 @@ pub(super) unsafe fn store_acc(
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-unsafe fn store_strided(
-    acc: &[[__m512; 2]; MR],
+unsafe fn store_strided<const ROWS: usize>(
+    acc: &[[__m512; 2]; ROWS],
     c: *mut f32,
     rs: isize,
     cs: isize,
@@ -133,14 +223,14 @@ unsafe fn store_strided(
     nr: usize,
     accumulate: bool,
 ) {
-    let mut tile = [0.0f32; MR * NR];
+    let mut tile = [[0.0f32; NR]; ROWS];
     for (i, row) in acc.iter().enumerate() {
         // SAFETY: `tile` has NR floats per row.
         unsafe {
-            _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR), row[0]);
-            _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR + 16), row[1]);
+            _mm512_storeu_ps(tile[i].as_mut_ptr(), row[0]);
+            _mm512_storeu_ps(tile[i].as_mut_ptr().add(16), row[1]);
         }
     }
     // SAFETY: forwarded C contract.
-    unsafe { store_tile_generic(&tile, NR, c, rs, cs, mr, nr, accumulate) };
+    unsafe { store_tile_generic(tile.as_flattened(), NR, c, rs, cs, mr, nr, accumulate) };
 }

@@ -3,14 +3,18 @@
 //! For one problem C[m×n] = A[m×k]·B[k×n] (+ C):
 //!   for jc in steps of NC:                  (columns of C)
 //!     for pc in steps of KC:                (depth; later blocks accumulate into C)
-//!       pack B[pc.., jc..] (KC × NC, in L2) into NR-wide panels   ← shared by all threads
-//!       parallel over tasks (row range × column range of the block):
-//!         for ic in steps of MC: pack A[ic.., pc..] (MC × KC) into MR-high panels
-//!           for each A panel (stays in L1):
-//!             for each B panel of the task (streams from L2): micro-kernel → MR × NR of C
+//!       pack B[pc.., jc..] (KC × NC, in L2) into NR-wide panels
+//!       for ic in steps of MC: pack A[ic.., pc..] (MC × KC) into MR-high panels
+//!         for each A panel (stays in L1):
+//!           for each B panel (streams from L2): micro-kernel → MR × NR of C
+//! When the kernel can broadcast from A in place (f32, k contiguous in A) the A packing is
+//! skipped and each MR-row strip of A is read where it lies.
+//!
 //! Threads come from the current rayon pool. A batch of problems is spread over the pool
-//! one problem per task when that balances (many or small problems); otherwise each
-//! problem is split into row/column tasks as above.
+//! one problem per task when that balances (many or small problems). Otherwise a problem
+//! whose A is read in place is cut into one independent sub-problem per thread (column
+//! ranges when C is wide, else row ranges), each packing its own B into its own core's L2;
+//! with packed A, B is packed once (in parallel) per block and shared by row/column tasks.
 
 use std::cell::RefCell;
 use std::thread::LocalKey;
@@ -110,7 +114,7 @@ pub(super) fn gemm<K, CA, CB>(
     let threads = rayon::current_num_threads();
     let macs = l.m * l.n * l.k;
     let cp = CPtr(c.as_mut_ptr());
-    let one = |i: usize, threads: usize| {
+    let view = |i: usize| {
         let av = View {
             data: a,
             off: a_offsets[i],
@@ -123,7 +127,35 @@ pub(super) fn gemm<K, CA, CB>(
             rs: l.b_rs,
             cs: l.b_cs,
         };
-        single::<K, CA, CB>(l, av, bv, cp.at(c_offsets[i]), accumulate, threads);
+        (av, bv)
+    };
+    let one = |i: usize, threads: usize| {
+        let (av, bv) = view(i);
+        if threads > 1 && direct_a::<K, CA>(&av) {
+            // Independent sub-problems, one per thread, each with its own packed B in its
+            // own L2 (A is read in place, so no packing is repeated).
+            partition(l.m, l.n, K::MR, K::NR, threads)
+                .into_par_iter()
+                .for_each(|p| {
+                    let sub = GemmLayout {
+                        m: p.m1 - p.m0,
+                        n: p.n1 - p.n0,
+                        ..*l
+                    };
+                    let a = View {
+                        off: av.off + p.m0 * av.rs,
+                        ..av
+                    };
+                    let b = View {
+                        off: bv.off + p.n0 * bv.cs,
+                        ..bv
+                    };
+                    let c = cp.at(c_offsets[i] + p.m0 * l.c_rs + p.n0 * l.c_cs);
+                    single::<K, CA, CB>(&sub, a, b, c, accumulate, 1);
+                });
+        } else {
+            single::<K, CA, CB>(l, av, bv, cp.at(c_offsets[i]), accumulate, threads);
+        }
     };
     if threads == 1 || macs * batch < PAR_MIN_MACS {
         (0..batch).for_each(|i| one(i, 1));
@@ -134,6 +166,37 @@ pub(super) fn gemm<K, CA, CB>(
     } else {
         (0..batch).for_each(|i| one(i, threads));
     }
+}
+
+/// Splits an m × n problem into `threads` balanced ranges of whole MR-row or NR-column
+/// panels: along n when there are enough columns for each part to sweep several B panels
+/// per A panel (each part then packs only its own columns of B), otherwise along m.
+fn partition(m: usize, n: usize, mr: usize, nr: usize, threads: usize) -> Vec<Task> {
+    let (mp, np) = (m.div_ceil(mr), n.div_ceil(nr));
+    let by_n = np >= 8 * threads || mp < threads;
+    let (panels, size) = if by_n { (np, nr) } else { (mp, mr) };
+    let parts = threads.min(panels);
+    (0..parts)
+        .map(|t| {
+            let (p0, p1) = (t * panels / parts, (t + 1) * panels / parts);
+            let (lo, hi) = (p0 * size, (p1 * size).min(if by_n { n } else { m }));
+            if by_n {
+                Task {
+                    m0: 0,
+                    m1: m,
+                    n0: lo,
+                    n1: hi,
+                }
+            } else {
+                Task {
+                    m0: lo,
+                    m1: hi,
+                    n0: 0,
+                    n1: n,
+                }
+            }
+        })
+        .collect()
 }
 
 /// A rectangle of one packed block handled by one task: rows [m0, m1) of C and packed B
@@ -262,6 +325,35 @@ fn block<K, CA>(
 {
     let kcp = kc.next_multiple_of(K::KU);
     let (rs, cs) = (l.c_rs as isize, l.c_cs as isize);
+    let tile = |i0: usize, apanel: *const K::P, a_rs: usize| {
+        let mr = (t.m1 - i0).min(K::MR);
+        for j0 in (t.n0..t.n1).step_by(K::NR) {
+            let nr = (t.n1 - j0).min(K::NR);
+            let bpanel = &bp[(j0 / K::NR) * K::NR * kcp..][..K::NR * kcp];
+            let cij = c.at(i0 * l.c_rs + (jc + j0) * l.c_cs);
+            // SAFETY: the A panel holds MR·kcp packed values (or, read in place, rows
+            // i0 .. i0+mr of A hold kc values from column pc, inside A's checked bounds); the
+            // B panel NR·kcp; the tile (mr × nr at row i0, column jc+j0) lies inside C
+            // (bounds were checked) and belongs to this task alone; the dispatcher chose K
+            // for this CPU.
+            unsafe {
+                if a_rs == 0 {
+                    K::run(kc, apanel, bpanel.as_ptr(), cij, rs, cs, mr, nr, acc)
+                } else {
+                    K::run_direct_a(kc, apanel, a_rs, bpanel.as_ptr(), cij, rs, cs, mr, nr, acc)
+                }
+            };
+        }
+    };
+    if direct_a::<K, CA>(&a) {
+        // Broadcast A from where it lies: no packing.
+        debug_assert_eq!(std::mem::size_of::<CA::Src>(), std::mem::size_of::<K::P>());
+        let base = a.data.as_ptr() as *const K::P;
+        for i0 in (t.m0..t.m1).step_by(K::MR) {
+            tile(i0, base.wrapping_add(a.off + i0 * a.rs + pc), a.rs);
+        }
+        return;
+    }
     let mc_max = (t.m1 - t.m0).min(K::MC);
     with_scratch(
         &SCRATCH_A,
@@ -275,33 +367,18 @@ fn block<K, CA>(
                     .take(mc.div_ceil(K::MR))
                     .enumerate()
                 {
-                    let i0 = ic + ir * K::MR;
-                    let mr = (t.m1 - i0).min(K::MR);
-                    for j0 in (t.n0..t.n1).step_by(K::NR) {
-                        let nr = (t.n1 - j0).min(K::NR);
-                        let bpanel = &bp[(j0 / K::NR) * K::NR * kcp..][..K::NR * kcp];
-                        let cij = c.at(i0 * l.c_rs + (jc + j0) * l.c_cs);
-                        // SAFETY: the panels hold MR·kcp and NR·kcp packed values; the tile
-                        // (mr × nr at row i0, column jc+j0) lies inside C (bounds were checked)
-                        // and belongs to this task alone; the dispatcher chose K for this CPU.
-                        unsafe {
-                            K::run(
-                                kc,
-                                apanel.as_ptr(),
-                                bpanel.as_ptr(),
-                                cij,
-                                rs,
-                                cs,
-                                mr,
-                                nr,
-                                acc,
-                            )
-                        };
-                    }
+                    tile(ic + ir * K::MR, apanel.as_ptr(), 0);
                 }
             }
         },
     );
+}
+
+/// Whether A is read in place rather than packed: when the kernel can (f32, no
+/// conversion) and k is contiguous in A. Packing would copy each A block once per NC
+/// columns of C, and its transposes cost more than broadcasting from A's rows directly.
+fn direct_a<K: MicroKernel, CA: Convert<Dst = K::P>>(a: &View<'_, CA::Src>) -> bool {
+    K::DIRECT_A && CA::IDENTITY && a.cs == 1
 }
 
 #[cfg(test)]
@@ -329,6 +406,39 @@ mod tests {
                 "split({m},{nc}) gave {} tasks",
                 tasks.len()
             );
+        }
+    }
+
+    #[test]
+    fn partition_covers_once_and_balances() {
+        for &(m, n) in &[
+            (1, 1),
+            (7, 13),
+            (64, 32),
+            (100, 3),
+            (4096, 3072),
+            (768, 128),
+            (250, 700),
+        ] {
+            for threads in 1..=5 {
+                let parts = partition(m, n, 12, 32, threads);
+                let mut seen = vec![0u8; m * n];
+                for t in &parts {
+                    assert!(t.m0 % 12 == 0 && t.n0 % 32 == 0, "{t:?}");
+                    for i in t.m0..t.m1 {
+                        for j in t.n0..t.n1 {
+                            seen[i * n + j] += 1;
+                        }
+                    }
+                }
+                assert!(seen.iter().all(|&s| s == 1), "partition({m},{n},{threads})");
+                let most = m.div_ceil(12).max(n.div_ceil(32));
+                assert_eq!(
+                    parts.len(),
+                    threads.min(most),
+                    "partition({m},{n},{threads})"
+                );
+            }
         }
     }
 

@@ -43,6 +43,41 @@ pub(super) trait MicroKernel: Sync {
         nr: usize,
         accumulate: bool,
     );
+
+    /// Whether `run_direct_a` reads A in place (f32 kernels); otherwise the driver packs A.
+    const DIRECT_A: bool = false;
+
+    /// `run` with A read where it lies instead of from a packed panel: A[i, p] at
+    /// `a + i·a_rs + p` (k contiguous), for rows i < mr. This default packs the rows into a
+    /// panel and calls `run`; kernels with `DIRECT_A` broadcast straight from A.
+    ///
+    /// # Safety
+    /// As `run`, with rows i < mr of A holding kc readable values each.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run_direct_a(
+        kc: usize,
+        a: *const Self::P,
+        a_rs: usize,
+        b: *const Self::P,
+        c: *mut f32,
+        rs: isize,
+        cs: isize,
+        mr: usize,
+        nr: usize,
+        accumulate: bool,
+    ) {
+        let kcp = kc.next_multiple_of(Self::KU);
+        let mut panel = vec![Self::P::default(); Self::MR * kcp];
+        for i in 0..mr {
+            for p in 0..kc {
+                // SAFETY: row i < mr holds kc values (the caller's contract).
+                let x = unsafe { *a.add(i * a_rs + p) };
+                panel[(p / Self::KU) * Self::MR * Self::KU + i * Self::KU + p % Self::KU] = x;
+            }
+        }
+        // SAFETY: the panel holds MR·kcp values; the rest is the caller's contract.
+        unsafe { Self::run(kc, panel.as_ptr(), b, c, rs, cs, mr, nr, accumulate) }
+    }
 }
 
 /// Writes an MR × NR tile held in `acc` (row-major, stride `nr_full`) to C: the generic
@@ -69,6 +104,72 @@ pub(super) unsafe fn store_tile_generic(
             let v = acc[i * nr_full + j];
             // SAFETY: as above.
             unsafe { *p = if accumulate { *p + v } else { v } };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MicroKernel;
+
+    /// `run_direct_a` on A rows in place equals `run` on the packed panel, for every
+    /// number of valid rows (rows past mr are never read: A ends right after row mr − 1).
+    fn direct_matches_packed<K: MicroKernel<P = f32>>() {
+        let (kc, a_rs) = (37, 41);
+        let b: Vec<f32> = (0..K::NR * kc).map(|x| (x % 13) as f32 - 6.0).collect();
+        for mr in 1..=K::MR {
+            let a: Vec<f32> = (0..(mr - 1) * a_rs + kc)
+                .map(|x| (x % 7) as f32 - 3.0)
+                .collect();
+            let mut panel = vec![0.0f32; K::MR * kc];
+            for i in 0..mr {
+                for p in 0..kc {
+                    panel[p * K::MR + i] = a[i * a_rs + p];
+                }
+            }
+            let (mut want, mut got) = (vec![1.0f32; K::MR * K::NR], vec![1.0f32; K::MR * K::NR]);
+            let nr = K::NR - 1;
+            // SAFETY: panels hold MR·kc and NR·kc values, A rows < mr hold kc values, and C
+            // is a full MR × NR row-major tile; the kernels run only where the CPU has them.
+            unsafe {
+                K::run(
+                    kc,
+                    panel.as_ptr(),
+                    b.as_ptr(),
+                    want.as_mut_ptr(),
+                    K::NR as isize,
+                    1,
+                    mr,
+                    nr,
+                    true,
+                );
+                K::run_direct_a(
+                    kc,
+                    a.as_ptr(),
+                    a_rs,
+                    b.as_ptr(),
+                    got.as_mut_ptr(),
+                    K::NR as isize,
+                    1,
+                    mr,
+                    nr,
+                    true,
+                );
+            }
+            assert_eq!(got, want, "mr {mr}");
+        }
+    }
+
+    #[test]
+    fn direct_a_matches_packed() {
+        direct_matches_packed::<super::super::scalar::Scalar>();
+        #[cfg(target_arch = "x86_64")]
+        if crate::backend::cpu::isa::detected() >= crate::backend::cpu::isa::Isa::Avx512 {
+            direct_matches_packed::<super::super::avx512::Avx512>();
+        }
+        #[cfg(target_arch = "x86_64")]
+        if crate::backend::cpu::isa::detected() >= crate::backend::cpu::isa::Isa::Avx2 {
+            direct_matches_packed::<super::super::avx2::Avx2>();
         }
     }
 }

@@ -16,12 +16,22 @@ use half::bf16;
 pub(super) trait Convert: Sync {
     type Src: Copy + Sync;
     type Dst: Copy + Default + Send + Sync;
+    /// `cvt` is the identity (Src and Dst are the same type): the kernels may then read
+    /// the source in place.
+    const IDENTITY: bool = false;
     fn cvt(x: Self::Src) -> Self::Dst;
     /// Fast path for f32 / bf16 → f32 with k contiguous: out[p·r + i] = blk[i·rs + p] for all
     /// r = out.len() / kc rows. Returns false where it does not apply (the caller then
     /// packs element by element).
     fn transpose_f32(_blk: &[Self::Src], _rs: usize, _kc: usize, _out: &mut [Self::Dst]) -> bool {
         false
+    }
+    /// dst[i] = cvt(src[i]) for equal-length slices.
+    #[inline(always)]
+    fn cvt_slice(src: &[Self::Src], dst: &mut [Self::Dst]) {
+        for (d, &x) in dst.iter_mut().zip(src) {
+            *d = Self::cvt(x);
+        }
     }
 }
 
@@ -30,9 +40,14 @@ pub(super) struct F32;
 impl Convert for F32 {
     type Src = f32;
     type Dst = f32;
+    const IDENTITY: bool = true;
     #[inline(always)]
     fn cvt(x: f32) -> f32 {
         x
+    }
+    #[inline(always)]
+    fn cvt_slice(src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
     }
     #[cfg(target_arch = "x86_64")]
     fn transpose_f32(blk: &[f32], rs: usize, kc: usize, out: &mut [f32]) -> bool {
@@ -150,6 +165,10 @@ fn pack_r<C: Convert, const R: usize, const KU: usize>(
 ) {
     debug_assert!(kpad.is_multiple_of(KU));
     let kcp = kc.next_multiple_of(kpad);
+    if src.rs == 1 && KU == 1 && kcp == kc {
+        pack_contiguous_rows::<C, R>(src, r0, rows, p0, kc, dst);
+        return;
+    }
     let panel = R * kcp;
     for (pi, out) in dst[..rows.div_ceil(R) * panel]
         .chunks_exact_mut(panel)
@@ -164,19 +183,7 @@ fn pack_r<C: Convert, const R: usize, const KU: usize>(
         // The whole source block of this panel, bounds-checked once.
         let last = base + (nr - 1) * src.rs + (kc - 1) * src.cs;
         let blk = &src.data[base..=last];
-        if src.rs == 1 && KU == 1 && nr == R && kcp == kc {
-            // Each k step is R contiguous values: a fixed-size copy.
-            for (p, o) in out.chunks_exact_mut(R).enumerate() {
-                let col: &[C::Src; R] = blk[p * src.cs..p * src.cs + R].try_into().unwrap();
-                for (d, &x) in o.iter_mut().zip(col) {
-                    *d = C::cvt(x);
-                }
-            }
-        } else if src.cs == 1
-            && KU == 1
-            && nr == R
-            && kcp == kc
-            && C::transpose_f32(blk, src.rs, kc, out)
+        if src.cs == 1 && KU == 1 && nr == R && kcp == kc && C::transpose_f32(blk, src.rs, kc, out)
         {
             // Done by the 4 × 4 SIMD transposes.
         } else if src.cs == 1 {
@@ -194,6 +201,45 @@ fn pack_r<C: Convert, const R: usize, const KU: usize>(
                     out[o + i * KU] = C::cvt(blk[p * src.cs + i * src.rs]);
                 }
             }
+        }
+    }
+}
+
+/// Packing when the panel dimension is contiguous in the source (`rs == 1`, KU = 1, e.g. a
+/// row-major B): each source line p holds the `rows` values of every panel at that k step,
+/// so the block is read line by line (sequential reads; a panel-by-panel walk would jump a
+/// whole line per k step) and written as R-value runs into each panel:
+///   dst[pi·R·kc + p·R + i] = src[p, pi·R + i].
+fn pack_contiguous_rows<C: Convert, const R: usize>(
+    src: View<'_, C::Src>,
+    r0: usize,
+    rows: usize,
+    p0: usize,
+    kc: usize,
+    dst: &mut [C::Dst],
+) {
+    let panels = rows.div_ceil(R);
+    let panel = R * kc;
+    let tail = rows - (panels - 1) * R;
+    if tail < R {
+        dst[(panels - 1) * panel..panels * panel].fill(C::Dst::default());
+    }
+    for p in 0..kc {
+        let base = src.off + r0 + (p0 + p) * src.cs;
+        let line = &src.data[base..base + rows];
+        let full = line.chunks_exact(R);
+        let rest = full.remainder();
+        for (pi, run) in full.enumerate() {
+            let o = pi * panel + p * R;
+            let run: &[C::Src; R] = run.try_into().unwrap();
+            let out: &mut [C::Dst; R] = (&mut dst[o..o + R]).try_into().unwrap();
+            for i in 0..R {
+                out[i] = C::cvt(run[i]);
+            }
+        }
+        if !rest.is_empty() {
+            let o = (panels - 1) * panel + p * R;
+            C::cvt_slice(rest, &mut dst[o..o + rest.len()]);
         }
     }
 }
