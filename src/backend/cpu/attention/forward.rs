@@ -136,7 +136,10 @@ fn query_tile(
             let srow = &mut s[r * BC..][..BC];
             let m_new = m[r].max(kr::row_max(isa, srow));
             let sum = kr::exp_sub_sum(isa, srow, m_new);
-            let alpha = (m[r] - m_new).exp();
+            // e^{m − m'}, with the underflowing cases (the first tile, where m = f32::MIN) set to
+            // 0 directly rather than through libm's slow underflow path.
+            let gap = m[r] - m_new;
+            let alpha = if gap < -87.0 { 0.0 } else { gap.exp() };
             l[r] = l[r] * alpha + sum;
             if alpha != 1.0 {
                 kr::scale(isa, &mut o[r * dvp..][..dvp], alpha);
