@@ -179,10 +179,7 @@ impl<'a> HeadCtx<'a> {
             .zip(o.chunks_exact(dv))
             .map(|(g, y)| dot(g, y))
             .collect();
-        let degenerate = row_max
-            .chunks(BR)
-            .map(|m| m.iter().any(|&x| x == f32::MIN))
-            .collect();
+        let degenerate = row_max.chunks(BR).map(|m| m.contains(&f32::MIN)).collect();
         HeadCtx {
             dims: *dims,
             isa,

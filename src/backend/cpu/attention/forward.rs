@@ -12,6 +12,7 @@ use super::{AttnDims, AttnStats, BiasView};
 
 /// out (B, H, Tq, Dv) = softmax(scale·QKᵀ + bias, masked)·V; `stats` (B·H·Tq rows each) get
 /// the per-row max and 1/sum the backward needs.
+#[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     dims: &AttnDims,
     q: &[f32],

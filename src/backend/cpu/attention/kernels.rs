@@ -35,7 +35,10 @@ pub fn gemm(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(n % lanes(isa) == 0, "attention gemm: n = {n} not padded");
+    assert!(
+        n.is_multiple_of(lanes(isa)),
+        "attention gemm: n = {n} not padded"
+    );
     assert!((m - 1) * ldc + n <= c.len(), "attention gemm: c too short");
     if kc > 0 {
         assert!(
@@ -99,7 +102,7 @@ macro_rules! row_op {
 /// The row kernels work in whole vectors: a row length must be a multiple of the lane width.
 fn padded(isa: Isa, len: usize) {
     assert!(
-        len % lanes(isa) == 0,
+        len.is_multiple_of(lanes(isa)),
         "attention row kernel: length {len} not padded"
     );
 }
