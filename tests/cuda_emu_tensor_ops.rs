@@ -363,12 +363,14 @@ fn attention_forward_and_backward() {
             scale: Some(0.3),
         },
     ] {
-        let o = Tensor::attention(&q, &k, &v, None, &masks).unwrap();
-        let od = Tensor::attention(&qd, &kd, &vd, None, &masks).unwrap();
+        let (o, stats) = Tensor::attention_with_stats(&q, &k, &v, None, &masks).unwrap();
+        let (od, dstats) = Tensor::attention_with_stats(&qd, &kd, &vd, None, &masks).unwrap();
         close("attention", &od, &o, TOL);
-        let hb = Tensor::attention_backward(&q, &k, &v, None, &masks, &o, &dout, false).unwrap();
+        let hb =
+            Tensor::attention_backward(&q, &k, &v, None, &masks, &o, &stats, &dout, false).unwrap();
         let db =
-            Tensor::attention_backward(&qd, &kd, &vd, None, &masks, &od, &d(&dout), false).unwrap();
+            Tensor::attention_backward(&qd, &kd, &vd, None, &masks, &od, &dstats, &d(&dout), false)
+                .unwrap();
         close("attention dq", &db.0, &hb.0, TOL);
         close("attention dk", &db.1, &hb.1, TOL);
         close("attention dv", &db.2, &hb.2, TOL);

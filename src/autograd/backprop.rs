@@ -159,11 +159,20 @@ pub(super) fn backward(
             ignore_index,
             smoothing,
         } => unary(&|| Tensor::cross_entropy_backward(x(0), saved, *ignore_index, *smoothing, g)),
-        Op::Attention { masks } => {
+        Op::Attention { masks, stats } => {
             let bias = values.get(3).map(|b| &**b);
             let want_bias = need.get(3).copied().unwrap_or(false);
-            let (dq, dk, dv, db) =
-                Tensor::attention_backward(x(0), x(1), x(2), bias, masks, out, g, want_bias)?;
+            let (dq, dk, dv, db) = Tensor::attention_backward(
+                x(0),
+                x(1),
+                x(2),
+                bias,
+                masks,
+                out,
+                stats,
+                g,
+                want_bias,
+            )?;
             let mut grads = vec![
                 need[0].then_some(dq),
                 need[1].then_some(dk),

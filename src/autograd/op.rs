@@ -84,6 +84,8 @@ pub(crate) enum Op {
     },
     Attention {
         masks: AttentionMasks,
+        /// Per-row softmax statistics of the forward (the backward recomputes p from them).
+        stats: crate::backend::cpu::attention::AttnStats,
     },
 }
 

@@ -339,7 +339,8 @@ impl Var {
         masks: &AttentionMasks,
     ) -> Result<Var> {
         let bv = bias.map(|b| b.value());
-        let out = Tensor::attention(&q.value(), &k.value(), &v.value(), bv.as_deref(), masks)?;
+        let (out, stats) =
+            Tensor::attention_with_stats(&q.value(), &k.value(), &v.value(), bv.as_deref(), masks)?;
         drop(bv);
         let mut inputs = vec![q, k, v];
         inputs.extend(bias);
@@ -347,6 +348,7 @@ impl Var {
             out,
             Op::Attention {
                 masks: masks.clone(),
+                stats,
             },
             &inputs,
         ))

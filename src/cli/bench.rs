@@ -427,10 +427,10 @@ fn prepare_attention(args: &Args, _level: Isa, _threads: usize) -> Result<Prepar
         flops: if backward { 3.5 * fwd } else { fwd },
         params: json!({ "batch": b, "heads": h, "seq": t, "head_dim": d, "causal": args.causal, "backward": backward }),
         call: Box::new(move || {
-            let out = Tensor::attention(&q, &k, &v, None, &masks)?;
+            let (out, stats) = Tensor::attention_with_stats(&q, &k, &v, None, &masks)?;
             if backward {
                 std::hint::black_box(Tensor::attention_backward(
-                    &q, &k, &v, None, &masks, &out, &dout, false,
+                    &q, &k, &v, None, &masks, &out, &stats, &dout, false,
                 )?);
             }
             std::hint::black_box(out);

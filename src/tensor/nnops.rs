@@ -417,8 +417,22 @@ impl Tensor {
         bias: Option<&Tensor>,
         masks: &AttentionMasks,
     ) -> Result<Tensor> {
+        Ok(Tensor::attention_with_stats(q, k, v, bias, masks)?.0)
+    }
+
+    /// `attention` and the per-row softmax statistics (row max and 1/sum, (B, H, Tq) each)
+    /// that `attention_backward` needs to recompute the probabilities tile by tile.
+    pub fn attention_with_stats(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        bias: Option<&Tensor>,
+        masks: &AttentionMasks,
+    ) -> Result<(Tensor, attention::AttnStats)> {
         if let Some(ctx) = device::on_device("attention", &[q])? {
-            return device::attention(&ctx, q, k, v, bias, masks);
+            // the device kernels recompute what their backward needs: no host stats
+            let out = device::attention(&ctx, q, k, v, bias, masks)?;
+            return Ok((out, attention::AttnStats::default()));
         }
         let (dims, bl, keep) = Tensor::attention_setup(q, k, v, bias, masks)?;
         let (qs, ks, vs) = (
@@ -434,15 +448,24 @@ impl Tensor {
             }),
             _ => None,
         };
-        let mut out = vec![0.0; dims.batch * dims.heads * dims.tq * dims.dv];
-        attention::attention_forward(&dims, &qs, &ks, &vs, bview, keep.as_deref(), &mut out);
-        Ok(Tensor::from_f32(
-            out,
-            &[dims.batch, dims.heads, dims.tq, dims.dv],
-        ))
+        let mut out = vec![0.0; dims.rows() * dims.dv];
+        let mut stats = attention::AttnStats::new(dims.rows());
+        attention::attention_forward(
+            &dims,
+            &qs,
+            &ks,
+            &vs,
+            bview,
+            keep.as_deref(),
+            &mut out,
+            &mut stats,
+        );
+        let out = Tensor::from_f32(out, &[dims.batch, dims.heads, dims.tq, dims.dv]);
+        Ok((out, stats))
     }
 
-    /// (dq, dk, dv, dbias) of `attention`; dbias (B, H, Tq, Tk) only when `want_dbias`.
+    /// (dq, dk, dv, dbias) of `attention` from its output `out` and `stats` (both from
+    /// `attention_with_stats` on the same inputs); dbias (B, H, Tq, Tk) only when `want_dbias`.
     #[allow(clippy::too_many_arguments)]
     pub fn attention_backward(
         q: &Tensor,
@@ -451,6 +474,7 @@ impl Tensor {
         bias: Option<&Tensor>,
         masks: &AttentionMasks,
         out: &Tensor,
+        stats: &attention::AttnStats,
         dout: &Tensor,
         want_dbias: bool,
     ) -> Result<(Tensor, Tensor, Tensor, Option<Tensor>)> {
@@ -459,6 +483,21 @@ impl Tensor {
         }
         let (dims, bl, keep) = Tensor::attention_setup(q, k, v, bias, masks)?;
         let op = "attention_backward";
+        let out_shape = [dims.batch, dims.heads, dims.tq, dims.dv];
+        if out.shape() != out_shape || dout.shape() != out_shape {
+            return Err(Error::shape(
+                op,
+                &[q.shape(), v.shape(), out.shape(), dout.shape()],
+                "out and dout must be (B, H, Tq, Dv)",
+            ));
+        }
+        if stats.row_max.len() != dims.rows() || stats.inv_sum.len() != dims.rows() {
+            return Err(Error::shape(
+                op,
+                &[q.shape(), &[stats.row_max.len()], &[stats.inv_sum.len()]],
+                "the saved stats must have B·H·Tq rows",
+            ));
+        }
         let (qs, ks, vs) = (q.f32s(op)?, k.f32s(op)?, v.f32s(op)?);
         let bview = match (bias, &bl) {
             (Some(bt), Some(l)) => Some(attention::BiasView {
@@ -482,6 +521,7 @@ impl Tensor {
             bview,
             keep.as_deref(),
             &out.f32s(op)?,
+            stats,
             &dout.f32s(op)?,
             &mut dq,
             &mut dk,

@@ -1,0 +1,197 @@
+//! Tiled attention forward with an online softmax, parallel over batch × heads × query tiles.
+//! Per task: the query tile's running max m, sum l and accumulator O (BR × Dv, padded to the
+//! lane width), updated key tile by key tile (see the module doc of `attention`). The keys are
+//! packed once per head beforehand as transposed, pre-scaled panels.
+
+use rayon::prelude::*;
+
+use super::super::isa::{self, Isa};
+use super::kernels::{self as kr, lanes};
+use super::tiles::{self, TilePos, BC, BR};
+use super::{AttnDims, AttnStats, BiasView};
+
+/// out (B, H, Tq, Dv) = softmax(scale·QKᵀ + bias, masked)·V; `stats` (B·H·Tq rows each) get
+/// the per-row max and 1/sum the backward needs.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_forward(
+    dims: &AttnDims,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    bias: Option<BiasView>,
+    key_keep: Option<&[bool]>,
+    out: &mut [f32],
+    stats: &mut AttnStats,
+) {
+    let AttnDims {
+        tq,
+        tk,
+        d,
+        dv,
+        scale,
+        ..
+    } = *dims;
+    let isa = isa::active();
+    // scale·Kᵀ of every head as d × BC panels, one per key tile, packed once and read by every
+    // query tile of the head (B·H·⌈Tk/BC⌉·BC·d floats, about the size of K).
+    let nkt = tiles::count(tk, BC);
+    let mut kt = vec![0.0f32; dims.batch * dims.heads * nkt * d * BC];
+    kt.par_chunks_mut(nkt * d * BC)
+        .enumerate()
+        .for_each(|(bh, panels)| {
+            let kh = &k[bh * tk * d..][..tk * d];
+            for (t, panel) in panels.chunks_exact_mut(d * BC).enumerate() {
+                let (j0, cols) = tiles::span(t, BC, tk);
+                tiles::pack_transposed(kh, d, j0, cols, scale, panel);
+            }
+        });
+    let kt = &kt;
+    out.par_chunks_mut(tq * dv)
+        .zip(stats.row_max.par_chunks_mut(tq))
+        .zip(stats.inv_sum.par_chunks_mut(tq))
+        .enumerate()
+        .for_each(|(bh, ((out, mh), lh))| {
+            out.par_chunks_mut(BR * dv)
+                .zip(mh.par_chunks_mut(BR))
+                .zip(lh.par_chunks_mut(BR))
+                .enumerate()
+                .for_each(|(qt, ((o, m), l))| {
+                    let kth = &kt[bh * nkt * d * BC..][..nkt * d * BC];
+                    query_tile(dims, isa, bh, qt, q, kth, v, bias, key_keep, o, m, l)
+                });
+        });
+}
+
+/// One (head bh, query tile qt): writes its rows of out, row max and 1/sum. `kt`: the head's
+/// packed scale·Kᵀ panels.
+#[allow(clippy::too_many_arguments)]
+fn query_tile(
+    dims: &AttnDims,
+    isa: Isa,
+    bh: usize,
+    qt: usize,
+    q: &[f32],
+    kt: &[f32],
+    v: &[f32],
+    bias: Option<BiasView>,
+    key_keep: Option<&[bool]>,
+    out: &mut [f32],
+    row_max: &mut [f32],
+    inv_sum: &mut [f32],
+) {
+    let AttnDims {
+        heads,
+        tq,
+        tk,
+        d,
+        dv,
+        ..
+    } = *dims;
+    let w = lanes(isa);
+    let dvp = dv.next_multiple_of(w);
+    let (b, h) = (bh / heads, bh % heads);
+    let (i0, rows) = tiles::span(qt, BR, tq);
+    let qrows = &q[(bh * tq + i0) * d..][..rows * d];
+    let vh = &v[bh * tk * dv..][..tk * dv];
+
+    let mut s = vec![0.0f32; rows * BC];
+    let mut o = vec![0.0f32; rows * dvp];
+    let mut vpad = if dv == dvp {
+        Vec::new()
+    } else {
+        vec![0.0f32; BC * dvp]
+    };
+    let (m, l) = (&mut row_max[..rows], &mut inv_sum[..rows]);
+    m.fill(f32::MIN);
+    l.fill(0.0);
+
+    let kt_end = tiles::kt_end(dims, qt);
+    for t in 0..kt_end {
+        let (j0, cols) = tiles::span(t, BC, tk);
+        // S = Q·(scale·K)ᵀ, then bias and masks.
+        let panel = &kt[t * d * BC..][..d * BC];
+        kr::gemm(
+            isa,
+            rows,
+            BC,
+            d,
+            qrows,
+            (d, 1),
+            panel,
+            BC,
+            &mut s,
+            BC,
+            false,
+        );
+        let pos = TilePos {
+            b,
+            h,
+            i0,
+            rows,
+            j0,
+            cols,
+        };
+        tiles::finish_scores(dims, pos, bias, key_keep, &mut s);
+        // Online softmax: P = e^{S − m'}, l ← e^{m − m'}·l + Σ P, O ← e^{m − m'}·O.
+        for r in 0..rows {
+            let srow = &mut s[r * BC..][..BC];
+            let m_new = m[r].max(kr::row_max(isa, srow));
+            let sum = kr::exp_sub_sum(isa, srow, m_new);
+            // e^{m − m'}, with the underflowing cases (the first tile, where m = f32::MIN) set to
+            // 0 directly rather than through libm's slow underflow path.
+            let gap = m[r] - m_new;
+            let alpha = if gap < -87.0 { 0.0 } else { gap.exp() };
+            l[r] = l[r] * alpha + sum;
+            if alpha != 1.0 {
+                kr::scale(isa, &mut o[r * dvp..][..dvp], alpha);
+            }
+            m[r] = m_new;
+        }
+        // O += P·V over the tile's keys.
+        let (vsrc, ldv) = if dv == dvp {
+            (&vh[j0 * dv..][..cols * dv], dv)
+        } else {
+            for (dst, src) in vpad
+                .chunks_exact_mut(dvp)
+                .zip(vh[j0 * dv..][..cols * dv].chunks_exact(dv))
+            {
+                dst[..dv].copy_from_slice(src);
+            }
+            (&vpad[..cols * dvp], dvp)
+        };
+        kr::gemm(
+            isa,
+            rows,
+            dvp,
+            cols,
+            &s,
+            (BC, 1),
+            vsrc,
+            ldv,
+            &mut o,
+            dvp,
+            true,
+        );
+    }
+
+    // A row whose every score is f32::MIN (all its keys masked) weights the keys of the
+    // skipped causal tiles, also at f32::MIN, by e^{MIN − MIN} = 1 like every other key.
+    let skipped = kt_end * BC;
+    for r in 0..rows {
+        if m[r] == f32::MIN && skipped < tk {
+            l[r] += (tk - skipped) as f32;
+            let orow = &mut o[r * dvp..][..dv];
+            for vj in vh[skipped * dv..].chunks_exact(dv) {
+                orow.iter_mut().zip(vj).for_each(|(x, &y)| *x += y);
+            }
+        }
+    }
+
+    for r in 0..rows {
+        let inv = 1.0 / l[r];
+        for (x, &y) in out[r * dv..][..dv].iter_mut().zip(&o[r * dvp..][..dv]) {
+            *x = y * inv;
+        }
+        l[r] = inv;
+    }
+}

@@ -1,0 +1,139 @@
+//! Safe entry points of the attention micro-kernels, dispatched on the instruction set chosen
+//! once per call (`isa::active()`): a tile GEMM with a strided (possibly transposed) A, and
+//! the row operations of the online softmax and its backward. Lengths of the vectorised row
+//! operations and the GEMM's n are multiples of `lanes(isa)` (the tiles are padded to it).
+
+use super::super::isa::Isa;
+use super::{avx2, avx512, scalar};
+
+/// Vector width in f32 lanes of `isa`'s kernels (what tile widths are padded to).
+pub fn lanes(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx512 => avx512::W,
+        Isa::Avx2 => avx2::W,
+        Isa::Scalar => 1,
+    }
+}
+
+/// c (m × n, row stride ldc) = [c +] A·B, A(r, k) = a[r·rsa + k·csa] (m × kc), B (kc × n,
+/// row stride ldb). Panics if an addressed element lies outside a slice or n is not a
+/// multiple of `lanes(isa)` (internal invariants of the tiling, not user input).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    isa: Isa,
+    m: usize,
+    n: usize,
+    kc: usize,
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        n.is_multiple_of(lanes(isa)),
+        "attention gemm: n = {n} not padded"
+    );
+    assert!((m - 1) * ldc + n <= c.len(), "attention gemm: c too short");
+    if kc > 0 {
+        assert!(
+            (m - 1) * rsa + (kc - 1) * csa < a.len(),
+            "attention gemm: a too short"
+        );
+        assert!((kc - 1) * ldb + n <= b.len(), "attention gemm: b too short");
+    }
+    match isa {
+        // SAFETY: `isa::active()` never reports a level the CPU lacks (`force` clamps), and
+        // the asserts above keep every addressed element inside a, b and c.
+        Isa::Avx512 => unsafe {
+            avx512::gemm(
+                m,
+                n,
+                kc,
+                a.as_ptr(),
+                rsa,
+                csa,
+                b.as_ptr(),
+                ldb,
+                c.as_mut_ptr(),
+                ldc,
+                accumulate,
+            )
+        },
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe {
+            avx2::gemm(
+                m,
+                n,
+                kc,
+                a.as_ptr(),
+                rsa,
+                csa,
+                b.as_ptr(),
+                ldb,
+                c.as_mut_ptr(),
+                ldc,
+                accumulate,
+            )
+        },
+        Isa::Scalar => scalar::gemm(m, n, kc, a, rsa, csa, b, ldb, c, ldc, accumulate),
+    }
+}
+
+/// Dispatch a row kernel; SAFETY of the SIMD arms: `isa::active()` never reports a level the
+/// CPU lacks, and the row kernels only touch their slices.
+macro_rules! row_op {
+    ($isa:expr, $f:ident($($arg:expr),*)) => {
+        match $isa {
+            // SAFETY: see the macro's doc.
+            Isa::Avx512 => unsafe { avx512::$f($($arg),*) },
+            // SAFETY: see the macro's doc.
+            Isa::Avx2 => unsafe { avx2::$f($($arg),*) },
+            Isa::Scalar => scalar::$f($($arg),*),
+        }
+    };
+}
+
+/// The row kernels work in whole vectors: a row length must be a multiple of the lane width.
+fn padded(isa: Isa, len: usize) {
+    assert!(
+        len.is_multiple_of(lanes(isa)),
+        "attention row kernel: length {len} not padded"
+    );
+}
+
+/// max_j s_j, at least f32::MIN.
+pub fn row_max(isa: Isa, s: &[f32]) -> f32 {
+    padded(isa, s.len());
+    row_op!(isa, row_max(s))
+}
+
+/// s_j ← e^{s_j − m}; returns Σ_j s_j.
+pub fn exp_sub_sum(isa: Isa, s: &mut [f32], m: f32) -> f32 {
+    padded(isa, s.len());
+    row_op!(isa, exp_sub_sum(s, m))
+}
+
+/// s_j ← e^{s_j − m}·c.
+pub fn exp_sub_mul(isa: Isa, s: &mut [f32], m: f32, c: f32) {
+    padded(isa, s.len());
+    row_op!(isa, exp_sub_mul(s, m, c))
+}
+
+/// p_j ← p_j·(dp_j − δ): the softmax backward ds = p∘(dp − ⟨do, o⟩) of one row.
+pub fn dsoftmax(isa: Isa, p: &mut [f32], dp: &[f32], delta: f32) {
+    padded(isa, p.len());
+    assert_eq!(p.len(), dp.len(), "attention dsoftmax: row lengths");
+    row_op!(isa, dsoftmax(p, dp, delta))
+}
+
+/// x_j ← x_j·c.
+pub fn scale(isa: Isa, x: &mut [f32], c: f32) {
+    padded(isa, x.len());
+    row_op!(isa, scale(x, c))
+}

@@ -1,0 +1,95 @@
+//! Scaled dot-product attention on contiguous (B, H, T, D) buffers, forward and backward, in
+//! the FlashAttention-2 form: tiles of BR queries against tiles of BC keys with an online
+//! softmax, so nothing of size T² is materialised. For one head, with s the score row of
+//! query i:
+//!   s_ij = scale·⟨q_i, k_j⟩ + bias_ij      (bias: optional, broadcast view of (B, H, Tq, Tk))
+//!   s_ij = f32::MIN where key j is masked (causal: j > i + Tk − Tq; key padding: keep[b, j] = false)
+//!   p_i = softmax(s_i),   o_i = Σ_j p_ij v_j
+//! A row whose keys are all masked gets uniform weights (as Hugging Face's additive finfo.min
+//! mask); its scores are constants, so it passes gradient to v only.
+//!
+//! Forward (`forward.rs`), per (b, h, query tile), over the key tiles not wholly above the
+//! causal diagonal: S = Q·(scale·K)ᵀ (+ bias, masks), m' = max(m, rowmax S), P = e^{S − m'},
+//! l ← e^{m − m'}·l + rowsum P, O ← e^{m − m'}·O + P·V; finally o = O/l. It saves per row the
+//! max m and 1/l (`AttnStats`, (B, H, Tq) each): the backward recomputes p_ij = e^{s_ij − m_i}/l_i
+//! exactly as the forward did. (m and 1/l rather than FlashAttention's lse = m + ln l: in a
+//! fully masked row m = f32::MIN, where m + ln l rounds back to m.)
+//!
+//! Backward (`backward.rs`), with δ_i = ⟨do_i, o_i⟩, per key tile over the query tiles that
+//! see it: dv_j += Σ_i p_ij do_i;  dp_ij = ⟨do_i, v_j⟩;  ds_ij = p_ij·(dp_ij − δ_i) (0 where
+//! masked);  dk_j += scale·Σ_i ds_ij q_i;  dq_i += scale·Σ_j ds_ij k_j;  dbias_ij = ds_ij.
+//!
+//! Memory: the forward allocates the output, the stats (2·B·H·Tq) and per task a few tiles
+//! (O(BR·BC + (BR + BC)·(D + Dv)) floats); the backward its gradients, one dq partial per
+//! (head, key-tile group) (see `backward.rs`) and per task O(BR·BC + BC·(D + Dv)) floats:
+//! O(B·H·T·D) in all. Only a requested dbias is (B, H, Tq, Tk).
+//!
+//! The tile GEMMs and row operations are micro-kernels (`kernels.rs`) for AVX-512, AVX2+FMA or
+//! scalar code, chosen by `isa::active()` once per call.
+
+mod avx2;
+mod avx512;
+mod backward;
+mod forward;
+pub mod kernels;
+mod scalar;
+mod tiles;
+
+pub use backward::attention_backward;
+pub use forward::attention_forward;
+pub use tiles::{BC, BR};
+
+#[derive(Clone, Copy, Debug)]
+pub struct AttnDims {
+    pub batch: usize,
+    pub heads: usize,
+    pub tq: usize,
+    pub tk: usize,
+    /// Head dim of q and k.
+    pub d: usize,
+    /// Head dim of v (and of the output).
+    pub dv: usize,
+    pub scale: f32,
+    pub causal: bool,
+}
+
+impl AttnDims {
+    /// Rows of all heads: B·H·Tq.
+    pub fn rows(&self) -> usize {
+        self.batch * self.heads * self.tq
+    }
+}
+
+/// A read-only strided view of an additive bias broadcast to (B, H, Tq, Tk).
+#[derive(Clone, Copy)]
+pub struct BiasView<'a> {
+    pub data: &'a [f32],
+    pub offset: usize,
+    pub strides: [usize; 4],
+}
+
+impl BiasView<'_> {
+    #[inline]
+    fn at(&self, b: usize, h: usize, i: usize, j: usize) -> f32 {
+        let s = self.strides;
+        self.data[self.offset + b * s[0] + h * s[1] + i * s[2] + j * s[3]]
+    }
+}
+
+/// Per-row softmax statistics the forward saves for the backward, each (B, H, Tq):
+/// the row max m_i of the scores and 1/l_i, l_i = Σ_j e^{s_ij − m_i}.
+#[derive(Clone, Debug, Default)]
+pub struct AttnStats {
+    pub row_max: Vec<f32>,
+    pub inv_sum: Vec<f32>,
+}
+
+impl AttnStats {
+    /// Stats for `rows` rows, to be filled by `attention_forward`.
+    pub fn new(rows: usize) -> AttnStats {
+        AttnStats {
+            row_max: vec![0.0; rows],
+            inv_sum: vec![0.0; rows],
+        }
+    }
+}
