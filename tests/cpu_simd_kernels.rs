@@ -119,10 +119,10 @@ fn vector_exp_erf_tanh_error_against_f64() {
         for (i, &x) in xs.iter().enumerate() {
             let tw = (x as f64).tanh();
             assert!((t[i] as f64 - tw).abs() <= 3e-7, "{level:?} tanh({x}) = {}", t[i]);
-            // A&S 7.1.26 is within 1.5e-7 of erf; f32 rounding of 1 − poly·e^{−x²}
-            // (cancelling near 0) brings it to 6e-7.
+            // A&S 7.1.26 (|x| ≥ 0.75) is within 1.5e-7 of erf, the series below within
+            // 2e-8; f32 rounding of 1 − poly·e^{−x²} adds up to ~2e-7.
             let ew = erf_f64(x as f64);
-            assert!((e[i] as f64 - ew).abs() <= 6e-7, "{level:?} erf({x}) = {} vs {ew}", e[i]);
+            assert!((e[i] as f64 - ew).abs() <= 4e-7, "{level:?} erf({x}) = {} vs {ew}", e[i]);
         }
     }
 }
