@@ -67,7 +67,12 @@ fn softmax_inputs(rows: usize, cols: usize, seed: u64) -> Vec<(&'static str, Vec
         }
     }
     let constant = vec![2.5; rows * cols];
-    vec![("random", base), ("large", big), ("masked", masked), ("constant", constant)]
+    vec![
+        ("random", base),
+        ("large", big),
+        ("masked", masked),
+        ("constant", constant),
+    ]
 }
 
 /// erf in f64: the Maclaurin series 2/√π·Σ (−1)ⁿ x^{2n+1} / (n!(2n+1)) for |x| < 4 (terms
@@ -97,11 +102,21 @@ fn vector_exp_erf_tanh_error_against_f64() {
             if want >= f32::MIN_POSITIVE as f64 && want <= f32::MAX as f64 {
                 worst = worst.max(((v as f64 - want) / want).abs());
             } else if want < f32::MIN_POSITIVE as f64 {
-                assert!((v as f64 - want).abs() <= 1.5e-45, "{level:?} exp({x}) = {v}");
+                assert!(
+                    (v as f64 - want).abs() <= 1.5e-45,
+                    "{level:?} exp({x}) = {v}"
+                );
             }
         }
         assert!(worst <= 2.5e-7, "{level:?}: exp max relative error {worst}");
-        let special = [f32::NEG_INFINITY, f32::INFINITY, f32::NAN, 89.0, -120.0, 0.0];
+        let special = [
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            f32::NAN,
+            89.0,
+            -120.0,
+            0.0,
+        ];
         let mut out = [0.0; 6];
         simd::map(level, Func::Exp, &special, &mut out);
         assert_eq!(out[0], 0.0);
@@ -118,11 +133,19 @@ fn vector_exp_erf_tanh_error_against_f64() {
         simd::map(level, Func::Erf, &xs, &mut e);
         for (i, &x) in xs.iter().enumerate() {
             let tw = (x as f64).tanh();
-            assert!((t[i] as f64 - tw).abs() <= 3e-7, "{level:?} tanh({x}) = {}", t[i]);
+            assert!(
+                (t[i] as f64 - tw).abs() <= 3e-7,
+                "{level:?} tanh({x}) = {}",
+                t[i]
+            );
             // A&S 7.1.26 (|x| ≥ 0.75) is within 1.5e-7 of erf, the series below within
             // 2e-8; f32 rounding of 1 − poly·e^{−x²} adds up to ~2e-7.
             let ew = erf_f64(x as f64);
-            assert!((e[i] as f64 - ew).abs() <= 4e-7, "{level:?} erf({x}) = {} vs {ew}", e[i]);
+            assert!(
+                (e[i] as f64 - ew).abs() <= 4e-7,
+                "{level:?} erf({x}) = {} vs {ew}",
+                e[i]
+            );
         }
     }
 }
@@ -180,19 +203,35 @@ fn norms_match_scalar_on_every_level_and_any_thread_count() {
                 let b = fill(cols, 12, -0.5, 0.5);
                 let dy = fill(rows * cols, 13, -1.0, 1.0);
                 for affine in [true, false] {
-                    let (gm, bt) = if affine { (Some(&g[..]), Some(&b[..])) } else { (None, None) };
+                    let (gm, bt) = if affine {
+                        (Some(&g[..]), Some(&b[..]))
+                    } else {
+                        (None, None)
+                    };
                     let run = |level: Isa, rms: bool| {
                         let n = rows * cols;
-                        let (mut y, mut mean, mut rstd) = (vec![0.0; n], vec![0.0; rows], vec![0.0; rows]);
+                        let (mut y, mut mean, mut rstd) =
+                            (vec![0.0; n], vec![0.0; rows], vec![0.0; rows]);
                         if rms {
                             norm::rms_norm_rows_isa(level, &x, gm, 1e-5, &mut y, &mut rstd, cols);
                         } else {
-                            norm::layer_norm_rows_isa(level, &x, gm, bt, 1e-5, &mut y, &mut mean, &mut rstd, cols);
+                            norm::layer_norm_rows_isa(
+                                level, &x, gm, bt, 1e-5, &mut y, &mut mean, &mut rstd, cols,
+                            );
                         }
-                        let (mut dx, mut dg, mut db) = (vec![0.0; n], vec![0.0; cols], vec![0.0; cols]);
+                        let (mut dx, mut dg, mut db) =
+                            (vec![0.0; n], vec![0.0; cols], vec![0.0; cols]);
                         norm::norm_backward(
-                            level, &x, gm, (!rms).then_some(&mean[..]), &rstd, &dy, &mut dx,
-                            Some(&mut dg), (!rms).then_some(&mut db[..]), cols,
+                            level,
+                            &x,
+                            gm,
+                            (!rms).then_some(&mean[..]),
+                            &rstd,
+                            &dy,
+                            &mut dx,
+                            Some(&mut dg),
+                            (!rms).then_some(&mut db[..]),
+                            cols,
                         );
                         (y, mean, rstd, dx, dg, db)
                     };
@@ -213,8 +252,14 @@ fn norms_match_scalar_on_every_level_and_any_thread_count() {
                             close(&what("dgamma"), &got.4, &want.4, 1e-4, 1e-4);
                             close(&what("dbeta"), &got.5, &want.5, 1e-5, 1e-5);
                             // dγ, dβ partials are per fixed row block: same bits on 1 and 2 threads.
-                            let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-                            let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+                            let one = rayon::ThreadPoolBuilder::new()
+                                .num_threads(1)
+                                .build()
+                                .unwrap();
+                            let two = rayon::ThreadPoolBuilder::new()
+                                .num_threads(2)
+                                .build()
+                                .unwrap();
                             let a = one.install(|| run(level, rms));
                             let c = two.install(|| run(level, rms));
                             assert_eq!(a.4, c.4, "{}", what("dgamma thread count"));
@@ -246,7 +291,11 @@ fn gelu_forms_and_bias_fusion_match_scalar() {
             // SIMD form uses σ(2u) and differs from it by up to ~2e-6 relative; in the far
             // negative tail the scalar's tanh rounds to −1 and its derivative to 0 while σ
             // keeps the true ~1e-7 values.
-            let (rtol, atol) = if kind == Gelu::Tanh { (4e-6, 1e-6) } else { (1e-6, 4e-7) };
+            let (rtol, atol) = if kind == Gelu::Tanh {
+                (4e-6, 1e-6)
+            } else {
+                (1e-6, 4e-7)
+            };
             let (mut yw, mut dxw) = (vec![0.0; n], vec![0.0; n]);
             activation::gelu_isa(Isa::Scalar, kind, &x, &mut yw);
             activation::gelu_backward_isa(Isa::Scalar, kind, &x, &dy, &mut dxw);
@@ -283,21 +332,44 @@ fn cross_entropy_backward_matches_scalar() {
         let rows = 13;
         let x = fill(rows * cols, cols as u64 + 1, -8.0, 8.0);
         let targets: Vec<i64> = (0..rows as i64)
-            .map(|r| if r % 4 == 3 { -100 } else { (r * 7) % cols as i64 })
+            .map(|r| {
+                if r % 4 == 3 {
+                    -100
+                } else {
+                    (r * 7) % cols as i64
+                }
+            })
             .collect();
         let lse: Vec<f32> = x.chunks(cols).map(softmax::logsumexp).collect();
         for smoothing in [0.0, 0.1] {
             let mut want = vec![0.0; rows * cols];
             cross_entropy_rows_backward_isa(
-                Isa::Scalar, &x, &targets, &lse, cols, -100, smoothing, 0.25, &mut want,
+                Isa::Scalar,
+                &x,
+                &targets,
+                &lse,
+                cols,
+                -100,
+                smoothing,
+                0.25,
+                &mut want,
             );
             for level in levels() {
                 let mut got = vec![1.0; rows * cols];
                 cross_entropy_rows_backward_isa(
                     level, &x, &targets, &lse, cols, -100, smoothing, 0.25, &mut got,
                 );
-                close(&format!("ce {cols} ε={smoothing} {level:?}"), &got, &want, 2e-6, 1e-8);
-                assert!(got[3 * cols..4 * cols].iter().all(|&v| v == 0.0), "ignored row");
+                close(
+                    &format!("ce {cols} ε={smoothing} {level:?}"),
+                    &got,
+                    &want,
+                    2e-6,
+                    1e-8,
+                );
+                assert!(
+                    got[3 * cols..4 * cols].iter().all(|&v| v == 0.0),
+                    "ignored row"
+                );
             }
         }
     }
@@ -316,7 +388,11 @@ fn adamw_is_bit_identical_on_every_level() {
                 step_size: 1e-3 / (1.0 - 0.9f32.powi(3)),
             };
             let g = fill(n, 1, -1.0, 1.0);
-            let init = (fill(n, 2, -1.0, 1.0), fill(n, 3, -0.1, 0.1), fill(n, 4, 0.0, 0.01));
+            let init = (
+                fill(n, 2, -1.0, 1.0),
+                fill(n, 3, -0.1, 0.1),
+                fill(n, 4, 0.0, 0.01),
+            );
             let mut want = init.clone();
             adamw_update_isa(Isa::Scalar, &s, &mut want.0, &g, &mut want.1, &mut want.2);
             for level in levels() {
@@ -346,7 +422,10 @@ fn embedding_backward_is_the_serial_scatter_add_on_any_pool() {
             }
         }
         for threads in [1, 2] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
             let mut got = vec![0.0f32; vocab * cols];
             pool.install(|| embedding_backward(&dy, &ids, padding, cols, &mut got));
             assert_eq!(got, want, "padding {padding:?}, {threads} threads");

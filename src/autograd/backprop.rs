@@ -4,8 +4,8 @@
 
 use super::op::Op;
 use super::Var;
-use crate::error::Result;
 use crate::backend::cpu::activation::Gelu;
+use crate::error::Result;
 use crate::tensor::{Tensor, Unary};
 
 pub(super) fn backward(
@@ -129,9 +129,9 @@ pub(super) fn backward(
         Op::RmsNorm { rstd } => norm_grads(inputs, need, None, rstd, g),
         // embedding: scatter-add the rows of g into a zero table
         // (rows looked up at `padding_idx` get no gradient, as torch's nn.Embedding(padding_idx))
-        Op::Embedding { ids, padding_idx } => unary(&|| {
-            Tensor::embedding_backward(g, ids, x(0).shape()[0], *padding_idx)
-        }),
+        Op::Embedding { ids, padding_idx } => {
+            unary(&|| Tensor::embedding_backward(g, ids, x(0).shape()[0], *padding_idx))
+        }
         Op::IndexSelect { dim, ids } => {
             unary(&|| g.index_add_into(*dim as isize, ids, x(0).shape()[*dim]))
         }

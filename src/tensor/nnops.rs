@@ -215,8 +215,13 @@ impl Tensor {
         let op = "embedding_backward";
         let idx = ids.indices(op)?;
         let cols = *g.shape().last().unwrap_or(&0);
-        if g.numel() != idx.len() * cols || g.shape()[..g.rank().saturating_sub(1)] != *ids.shape() {
-            return Err(Error::shape(op, &[g.shape(), ids.shape()], "g must be (…ids, C)"));
+        if g.numel() != idx.len() * cols || g.shape()[..g.rank().saturating_sub(1)] != *ids.shape()
+        {
+            return Err(Error::shape(
+                op,
+                &[g.shape(), ids.shape()],
+                "g must be (…ids, C)",
+            ));
         }
         if let Some(&bad) = idx.iter().find(|&&i| i >= vocab) {
             return Err(Error::Index {

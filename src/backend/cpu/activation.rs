@@ -33,7 +33,9 @@ pub fn gelu(kind: Gelu, x: &[f32], y: &mut [f32]) {
 
 /// `gelu` at a given level.
 pub fn gelu_isa(level: Isa, kind: Gelu, x: &[f32], y: &mut [f32]) {
-    flat(y, |o, y| gelu_block(level, kind, None, &x[o..o + y.len()], y, 0));
+    flat(y, |o, y| {
+        gelu_block(level, kind, None, &x[o..o + y.len()], y, 0)
+    });
 }
 
 /// dx = dy ⊙ gelu'(x).
@@ -199,7 +201,10 @@ unsafe fn gelu_v<S: Simd>(kind: Gelu, x: S::V, grad: bool) -> (S::V, S::V) {
             let (e, g) = simd::erf_and_gauss::<S>(S::mul(x, S::splat(FRAC_1_SQRT_2)));
             let phi = S::fmadd(half, e, half); // Φ(x)
             if grad {
-                (S::splat(0.0), S::fmadd(S::mul(x, S::splat(INV_SQRT_2PI)), g, phi))
+                (
+                    S::splat(0.0),
+                    S::fmadd(S::mul(x, S::splat(INV_SQRT_2PI)), g, phi),
+                )
             } else {
                 (S::mul(x, phi), S::splat(0.0))
             }
@@ -237,7 +242,13 @@ unsafe fn gelu_simd<S: Simd>(kind: Gelu, b: Option<&[f32]>, x: &[f32], y: &mut [
         while i < n {
             let k = (n - i).min(l);
             let full = k == l;
-            let ld = |p: *const f32| if full { S::load(p) } else { S::load_tail(p, k, 0.0) };
+            let ld = |p: *const f32| {
+                if full {
+                    S::load(p)
+                } else {
+                    S::load_tail(p, k, 0.0)
+                }
+            };
             let mut v = ld(p.add(i));
             if let Some(b) = b {
                 v = S::add(v, ld(b.as_ptr().add(i)));
@@ -276,7 +287,13 @@ unsafe fn gelu_bwd_simd<S: Simd>(
         while i < n {
             let k = (n - i).min(l);
             let full = k == l;
-            let ld = |p: *const f32| if full { S::load(p) } else { S::load_tail(p, k, 0.0) };
+            let ld = |p: *const f32| {
+                if full {
+                    S::load(p)
+                } else {
+                    S::load_tail(p, k, 0.0)
+                }
+            };
             let mut v = ld(p.add(i));
             if let Some(b) = b {
                 v = S::add(v, ld(b.as_ptr().add(i)));

@@ -74,7 +74,13 @@ fn update_scalar(s: &AdamWStep, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut
 }
 
 #[inline(always)]
-unsafe fn update_simd<S: Simd>(s: &AdamWStep, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+unsafe fn update_simd<S: Simd>(
+    s: &AdamWStep,
+    w: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
     let (n, l) = (w.len(), S::LANES);
     let (wp, gp, mp, vp) = (w.as_mut_ptr(), g.as_ptr(), m.as_mut_ptr(), v.as_mut_ptr());
     let (c1, b2, c2) = (
@@ -88,9 +94,22 @@ unsafe fn update_simd<S: Simd>(s: &AdamWStep, w: &mut [f32], g: &[f32], m: &mut 
     while i < n {
         let k = (n - i).min(l);
         let full = k == l;
-        let ld = |p: *const f32| if full { S::load(p) } else { S::load_tail(p, k, 0.0) };
-        let st = |p: *mut f32, x: S::V| if full { S::store(p, x) } else { S::store_tail(p, k, x) };
-        let (mut wv, gv, mut mv, mut vv) = (ld(wp.add(i)), ld(gp.add(i)), ld(mp.add(i)), ld(vp.add(i)));
+        let ld = |p: *const f32| {
+            if full {
+                S::load(p)
+            } else {
+                S::load_tail(p, k, 0.0)
+            }
+        };
+        let st = |p: *mut f32, x: S::V| {
+            if full {
+                S::store(p, x)
+            } else {
+                S::store_tail(p, k, x)
+            }
+        };
+        let (mut wv, gv, mut mv, mut vv) =
+            (ld(wp.add(i)), ld(gp.add(i)), ld(mp.add(i)), ld(vp.add(i)));
         if let Some(d) = decay {
             wv = S::mul(wv, d);
         }

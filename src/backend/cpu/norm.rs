@@ -55,7 +55,17 @@ pub fn layer_norm_rows_isa(
     rows_mut_stats(y, mean, rstd, cols, 3, |r0, y, mean, rstd| {
         let x = &x[r0 * cols..][..y.len()];
         let p = Params::new(gamma, beta, cols);
-        norm_fwd_block(level, x, p.gamma(), p.beta(), eps, y, Some(mean), rstd, cols)
+        norm_fwd_block(
+            level,
+            x,
+            p.gamma(),
+            p.beta(),
+            eps,
+            y,
+            Some(mean),
+            rstd,
+            cols,
+        )
     });
 }
 
@@ -310,7 +320,8 @@ fn norm_bwd_scalar(
 #[inline(always)]
 unsafe fn centred_sums<S: Simd>(x: &[f32], c: f32) -> (f32, f32) {
     let (n, l, p, cv) = (x.len(), S::LANES, x.as_ptr(), S::splat(c));
-    let (mut s0, mut s1, mut q0, mut q1) = (S::splat(0.0), S::splat(0.0), S::splat(0.0), S::splat(0.0));
+    let (mut s0, mut s1, mut q0, mut q1) =
+        (S::splat(0.0), S::splat(0.0), S::splat(0.0), S::splat(0.0));
     let mut i = 0;
     while i + 2 * l <= n {
         let d0 = S::sub(S::load(p.add(i)), cv);
@@ -379,7 +390,11 @@ unsafe fn norm_fwd_simd<S: Simd>(
                 )
             };
             let xh = S::mul(S::sub(xv, muv), rsv);
-            let v = if with_beta { S::fmadd(xh, g, b) } else { S::mul(xh, g) };
+            let v = if with_beta {
+                S::fmadd(xh, g, b)
+            } else {
+                S::mul(xh, g)
+            };
             if k == l {
                 S::store(o.add(i), v);
             } else {
@@ -416,7 +431,13 @@ unsafe fn norm_bwd_simd<S: Simd>(
         while i < cols {
             let k = (cols - i).min(l);
             let full = k == l;
-            let ld = |p: *const f32| if full { S::load(p) } else { S::load_tail(p, k, 0.0) };
+            let ld = |p: *const f32| {
+                if full {
+                    S::load(p)
+                } else {
+                    S::load_tail(p, k, 0.0)
+                }
+            };
             let (xv, d, g) = (ld(xp.add(i)), ld(dyp.add(i)), ld(gp.add(i)));
             let xh = S::mul(S::sub(xv, muv), rsv);
             let gd = S::mul(d, g);
@@ -432,13 +453,23 @@ unsafe fn norm_bwd_simd<S: Simd>(
             }
             i += k;
         }
-        let mg = if mean.is_some() { S::hsum(sg) * inv_n } else { 0.0 };
+        let mg = if mean.is_some() {
+            S::hsum(sg) * inv_n
+        } else {
+            0.0
+        };
         let (mgv, mgxv) = (S::splat(mg), S::splat(S::hsum(sgx) * inv_n));
         let mut i = 0;
         while i < cols {
             let k = (cols - i).min(l);
             let full = k == l;
-            let ld = |p: *const f32| if full { S::load(p) } else { S::load_tail(p, k, 0.0) };
+            let ld = |p: *const f32| {
+                if full {
+                    S::load(p)
+                } else {
+                    S::load_tail(p, k, 0.0)
+                }
+            };
             let (xv, d, g) = (ld(xp.add(i)), ld(dyp.add(i)), ld(gp.add(i)));
             let xh = S::mul(S::sub(xv, muv), rsv);
             // rstd·(g − mean(g) − x̂·mean(g x̂))

@@ -47,8 +47,14 @@ where
 }
 
 /// As `rows_mut`, with two per-row outputs (`a`, `b`: one value per row) split alongside.
-pub fn rows_mut_stats<F>(out: &mut [f32], a: &mut [f32], b: &mut [f32], cols: usize, work: usize, f: F)
-where
+pub fn rows_mut_stats<F>(
+    out: &mut [f32],
+    a: &mut [f32],
+    b: &mut [f32],
+    cols: usize,
+    work: usize,
+    f: F,
+) where
     F: Fn(usize, &mut [f32], &mut [f32], &mut [f32]) + Sync + Send,
 {
     if cols == 0 || out.is_empty() {

@@ -231,7 +231,11 @@ unsafe fn affine<S: Simd>(x: *const f32, y: *mut f32, n: usize, a: f32, b: f32) 
         i += l;
     }
     if i < n {
-        S::store_tail(y.add(i), n - i, S::fmadd(S::load_tail(x.add(i), n - i, 0.0), av, bv));
+        S::store_tail(
+            y.add(i),
+            n - i,
+            S::fmadd(S::load_tail(x.add(i), n - i, 0.0), av, bv),
+        );
     }
 }
 
@@ -293,7 +297,11 @@ pub(crate) unsafe fn row_dot<S: Simd>(a: &[f32], b: &[f32]) -> f32 {
     }
     while i < n {
         let k = (n - i).min(l);
-        s0 = S::fmadd(S::load_tail(p.add(i), k, 0.0), S::load_tail(q.add(i), k, 0.0), s0);
+        s0 = S::fmadd(
+            S::load_tail(p.add(i), k, 0.0),
+            S::load_tail(q.add(i), k, 0.0),
+            s0,
+        );
         i += k;
     }
     S::hsum(S::add(s0, s1))

@@ -144,7 +144,11 @@ unsafe fn map_simd<S: Simd>(f: Func, x: &[f32], y: &mut [f32]) {
     let mut i = 0;
     while i < n {
         let k = (n - i).min(l);
-        let v = if k == l { S::load(p.add(i)) } else { S::load_tail(p.add(i), k, 0.0) };
+        let v = if k == l {
+            S::load(p.add(i))
+        } else {
+            S::load_tail(p.add(i), k, 0.0)
+        };
         let r = match f {
             Func::Exp => exp::<S>(v),
             Func::Erf => vmath::erf::<S>(v),
