@@ -4,7 +4,7 @@
 //! MLP 4096 × 3072 for GELU). Thread scaling and the PyTorch comparison are in
 //! `pretext bench` and `tools/bench_vs_torch.py`.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Bencher, BenchmarkId, Criterion, Throughput};
 use pretext::backend::cpu::activation::{self, Gelu};
 use pretext::backend::cpu::adamw::{adamw_update_isa, AdamWStep};
 use pretext::backend::cpu::isa::{self, Isa};
@@ -29,6 +29,11 @@ fn levels() -> Vec<Isa> {
         .collect()
 }
 
+/// Times `f` on a one-thread pool (the kernels' rayon calls stay in that pool).
+fn on<F: FnMut() + Send>(pool: &rayon::ThreadPool, bn: &mut Bencher, mut f: F) {
+    pool.install(|| bn.iter(&mut f))
+}
+
 fn row_benches(c: &mut Criterion) {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
@@ -38,63 +43,67 @@ fn row_benches(c: &mut Criterion) {
         let n = rows * cols;
         let (x, dy) = (fill(n, 1), fill(n, 2));
         let (g, b) = (fill(cols, 3), fill(cols, 4));
-        let mut g_sm = c.benchmark_group(format!("rows_{rows}x{cols}"));
-        g_sm.throughput(Throughput::Elements(n as u64));
-        g_sm.sample_size(20);
+        let mut grp = c.benchmark_group(format!("rows_{rows}x{cols}"));
+        grp.throughput(Throughput::Elements(n as u64));
+        grp.sample_size(20);
         for level in levels() {
             let (mut y, mut dx) = (vec![0.0; n], vec![0.0; n]);
             let (mut mean, mut rstd) = (vec![0.0; rows], vec![0.0; rows]);
             let (mut dg, mut db) = (vec![0.0; cols], vec![0.0; cols]);
             let name = level.name();
-            pool.install(|| {
-                g_sm.bench_function(BenchmarkId::new("softmax_fwd", name), |bn| {
-                    bn.iter(|| softmax::softmax_rows_isa(level, &x, &mut y, cols))
-                });
-                g_sm.bench_function(BenchmarkId::new("softmax_bwd", name), |bn| {
-                    bn.iter(|| softmax::softmax_rows_backward_isa(level, &y, &dy, &mut dx, cols))
-                });
-                g_sm.bench_function(BenchmarkId::new("log_softmax_fwd", name), |bn| {
-                    bn.iter(|| softmax::log_softmax_rows_isa(level, &x, &mut y, cols))
-                });
-                g_sm.bench_function(BenchmarkId::new("layer_norm_fwd", name), |bn| {
-                    bn.iter(|| {
-                        norm::layer_norm_rows_isa(
-                            level,
-                            &x,
-                            Some(&g),
-                            Some(&b),
-                            1e-5,
-                            &mut y,
-                            &mut mean,
-                            &mut rstd,
-                            cols,
-                        )
-                    })
-                });
-                g_sm.bench_function(BenchmarkId::new("layer_norm_bwd", name), |bn| {
-                    bn.iter(|| {
-                        norm::norm_backward(
-                            level,
-                            &x,
-                            Some(&g),
-                            Some(&mean),
-                            &rstd,
-                            &dy,
-                            &mut dx,
-                            Some(&mut dg),
-                            Some(&mut db),
-                            cols,
-                        )
-                    })
-                });
-                g_sm.bench_function(BenchmarkId::new("rms_norm_fwd", name), |bn| {
-                    bn.iter(|| {
-                        norm::rms_norm_rows_isa(level, &x, Some(&g), 1e-6, &mut y, &mut rstd, cols)
-                    })
-                });
+            grp.bench_function(BenchmarkId::new("softmax_fwd", name), |bn| {
+                on(&pool, bn, || {
+                    softmax::softmax_rows_isa(level, &x, &mut y, cols)
+                })
+            });
+            grp.bench_function(BenchmarkId::new("softmax_bwd", name), |bn| {
+                on(&pool, bn, || {
+                    softmax::softmax_rows_backward_isa(level, &x, &dy, &mut dx, cols)
+                })
+            });
+            grp.bench_function(BenchmarkId::new("log_softmax_fwd", name), |bn| {
+                on(&pool, bn, || {
+                    softmax::log_softmax_rows_isa(level, &x, &mut y, cols)
+                })
+            });
+            grp.bench_function(BenchmarkId::new("layer_norm_fwd", name), |bn| {
+                on(&pool, bn, || {
+                    norm::layer_norm_rows_isa(
+                        level,
+                        &x,
+                        Some(&g),
+                        Some(&b),
+                        1e-5,
+                        &mut y,
+                        &mut mean,
+                        &mut rstd,
+                        cols,
+                    )
+                })
+            });
+            grp.bench_function(BenchmarkId::new("layer_norm_bwd", name), |bn| {
+                on(&pool, bn, || {
+                    norm::norm_backward(
+                        level,
+                        &x,
+                        Some(&g),
+                        Some(&mean),
+                        &rstd,
+                        &dy,
+                        &mut dx,
+                        Some(&mut dg),
+                        Some(&mut db),
+                        cols,
+                    )
+                })
+            });
+            grp.bench_function(BenchmarkId::new("rms_norm_fwd", name), |bn| {
+                on(&pool, bn, || {
+                    norm::rms_norm_rows_isa(level, &x, Some(&g), 1e-6, &mut y, &mut rstd, cols)
+                })
             });
         }
-        g_sm.finish();
+        grp.finish();
     }
 }
 
@@ -114,35 +123,34 @@ fn gelu_benches(c: &mut Criterion) {
                 continue;
             }
             let (mut y, mut dx, mut db) = (vec![0.0; n], vec![0.0; n], vec![0.0; cols]);
-            pool.install(|| {
-                for (kind, tag) in [(Gelu::Erf, "erf"), (Gelu::Tanh, "tanh")] {
-                    grp.bench_function(
-                        BenchmarkId::new(format!("{tag}_fwd"), level.name()),
-                        |bn| bn.iter(|| activation::gelu_isa(level, kind, &x, &mut y)),
-                    );
-                    grp.bench_function(
-                        BenchmarkId::new(format!("{tag}_bwd"), level.name()),
-                        |bn| {
-                            bn.iter(|| activation::gelu_backward_isa(level, kind, &x, &dy, &mut dx))
-                        },
-                    );
-                }
-                grp.bench_function(BenchmarkId::new("bias_erf_fwd", level.name()), |bn| {
-                    bn.iter(|| activation::bias_gelu_isa(level, Gelu::Erf, &x, &b, &mut y))
+            let name = level.name();
+            for (kind, tag) in [(Gelu::Erf, "erf"), (Gelu::Tanh, "tanh")] {
+                grp.bench_function(BenchmarkId::new(format!("{tag}_fwd"), name), |bn| {
+                    on(&pool, bn, || activation::gelu_isa(level, kind, &x, &mut y))
                 });
-                grp.bench_function(BenchmarkId::new("bias_erf_bwd", level.name()), |bn| {
-                    bn.iter(|| {
-                        activation::bias_gelu_backward_isa(
-                            level,
-                            Gelu::Erf,
-                            &x,
-                            &b,
-                            &dy,
-                            &mut dx,
-                            &mut db,
-                        )
+                grp.bench_function(BenchmarkId::new(format!("{tag}_bwd"), name), |bn| {
+                    on(&pool, bn, || {
+                        activation::gelu_backward_isa(level, kind, &x, &dy, &mut dx)
                     })
                 });
+            }
+            grp.bench_function(BenchmarkId::new("bias_erf_fwd", name), |bn| {
+                on(&pool, bn, || {
+                    activation::bias_gelu_isa(level, Gelu::Erf, &x, &b, &mut y)
+                })
+            });
+            grp.bench_function(BenchmarkId::new("bias_erf_bwd", name), |bn| {
+                on(&pool, bn, || {
+                    activation::bias_gelu_backward_isa(
+                        level,
+                        Gelu::Erf,
+                        &x,
+                        &b,
+                        &dy,
+                        &mut dx,
+                        &mut db,
+                    )
+                })
             });
         }
         grp.finish();
@@ -169,10 +177,10 @@ fn adamw_benches(c: &mut Criterion) {
     grp.sample_size(10);
     for level in levels() {
         let (mut w, mut m, mut v) = (fill(n, 9), vec![0.0; n], vec![0.0; n]);
-        pool.install(|| {
-            grp.bench_function(level.name(), |bn| {
-                bn.iter(|| adamw_update_isa(level, &s, &mut w, &grad, &mut m, &mut v))
-            });
+        grp.bench_function(level.name(), |bn| {
+            on(&pool, bn, || {
+                adamw_update_isa(level, &s, &mut w, &grad, &mut m, &mut v)
+            })
         });
     }
     grp.finish();

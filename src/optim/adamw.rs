@@ -91,7 +91,7 @@ impl AdamW {
                 beta1: c.beta1,
                 beta2: c.beta2,
                 eps: c.eps,
-                decay: decay.then(|| 1.0 - lr * c.weight_decay),
+                decay: decay.then_some(1.0 - lr * c.weight_decay),
                 bc2_sqrt,
                 step_size,
             };
