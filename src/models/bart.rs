@@ -12,7 +12,7 @@ use crate::autograd::{no_grad, ParamStore, Var};
 use crate::error::{Error, Result};
 use crate::nn::attention::KvCache;
 use crate::nn::{
-    dropout, join, Activation, Embedding, Init, KvMode, LayerNorm, Linear, MhaNames,
+    dropout, join, Activation, AttnMask, Embedding, Init, KvMode, LayerNorm, Linear, MhaNames,
     MultiHeadAttention, Train,
 };
 use crate::tensor::{AttentionMasks, Rng, Tensor};
@@ -296,14 +296,24 @@ impl Bart {
         }
         let mut x = self.embed(&self.enc, ids, 0, &mut train)?;
         let mut states = vec![x.clone()];
-        let masks = AttentionMasks {
-            causal: false,
-            key_padding: attention_mask.cloned(),
-            scale: None,
-        };
+        let (b, s) = (ids.shape()[0], ids.shape()[1]);
+        let p_attn = self.config.attention_dropout as f32;
+        let masks = AttnMask::new(
+            AttentionMasks {
+                causal: false,
+                key_padding: attention_mask.cloned(),
+                scale: None,
+            },
+            b,
+            s,
+            s,
+            train.is_some() && p_attn > 0.0,
+        )?;
         let p = self.config.dropout as f32;
         for l in &self.encoder {
-            let a = l.attn.forward(&x, &x, None, &masks, KvMode::None)?;
+            let a = l
+                .attn
+                .forward(&x, &x, None, &masks, KvMode::None, p_attn, &mut train)?;
             x = l.attn_ln.forward(&x.add(&dropout(&a, p, &mut train)?)?)?;
             x = self.ffn(&l.ffn, &x, &mut train)?;
             states.push(x.clone());
@@ -337,29 +347,48 @@ impl Bart {
         let past = cache.as_ref().map_or(0, |c| c.self_kv.past_len());
         let mut x = self.embed(&self.dec, dec_ids, past, &mut train)?;
         let mut states = vec![x.clone()];
-        let self_masks = AttentionMasks {
-            causal: true,
-            key_padding: None,
-            scale: None,
-        };
-        let cross_masks = AttentionMasks {
-            causal: false,
-            key_padding: enc_mask.cloned(),
-            scale: None,
-        };
+        let (b, t, src_len) = (dec_ids.shape()[0], dec_ids.shape()[1], enc.shape()[1]);
+        let p_attn = self.config.attention_dropout as f32;
+        let with_dropout = train.is_some() && p_attn > 0.0;
+        let self_masks = AttnMask::new(
+            AttentionMasks {
+                causal: true,
+                key_padding: None,
+                scale: None,
+            },
+            b,
+            t,
+            past + t,
+            with_dropout,
+        )?;
+        let cross_masks = AttnMask::new(
+            AttentionMasks {
+                causal: false,
+                key_padding: enc_mask.cloned(),
+                scale: None,
+            },
+            b,
+            t,
+            src_len,
+            with_dropout,
+        )?;
         let p = self.config.dropout as f32;
         for (i, l) in self.decoder.iter().enumerate() {
             let (self_kv, cross_kv) = match cache.as_deref_mut() {
                 Some(c) => (KvMode::Append(&mut c.self_kv, i), Some(&mut c.cross_kv)),
                 None => (KvMode::None, None),
             };
-            let a = l.attn.forward(&x, &x, None, &self_masks, self_kv)?;
+            let a = l
+                .attn
+                .forward(&x, &x, None, &self_masks, self_kv, p_attn, &mut train)?;
             x = l.attn_ln.forward(&x.add(&dropout(&a, p, &mut train)?)?)?;
             let cross_kv = match cross_kv {
                 Some(c) => KvMode::Static(c, i),
                 None => KvMode::None,
             };
-            let c = l.cross.forward(&x, enc, None, &cross_masks, cross_kv)?;
+            let c = l
+                .cross
+                .forward(&x, enc, None, &cross_masks, cross_kv, p_attn, &mut train)?;
             x = l.cross_ln.forward(&x.add(&dropout(&c, p, &mut train)?)?)?;
             x = self.ffn(&l.ffn, &x, &mut train)?;
             states.push(x.clone());

@@ -11,7 +11,7 @@ use std::path::Path;
 use crate::autograd::{ParamStore, Var};
 use crate::error::{Error, Result};
 use crate::nn::{
-    dropout, join, Activation, Embedding, Init, KvMode, LayerNorm, Linear, MhaNames,
+    dropout, join, Activation, AttnMask, Embedding, Init, KvMode, LayerNorm, Linear, MhaNames,
     MultiHeadAttention, Train,
 };
 use crate::tensor::{AttentionMasks, Rng, Tensor};
@@ -348,13 +348,22 @@ impl Bert {
         let p = self.config.hidden_dropout_prob as f32;
         let mut x = dropout(&self.emb_ln.forward(&e)?, p, &mut train)?;
         let mut hidden_states = vec![x.clone()];
-        let masks = AttentionMasks {
-            causal: false,
-            key_padding: attention_mask.cloned(),
-            scale: None,
-        };
+        let p_attn = self.config.attention_probs_dropout_prob as f32;
+        let masks = AttnMask::new(
+            AttentionMasks {
+                causal: false,
+                key_padding: attention_mask.cloned(),
+                scale: None,
+            },
+            ids.shape()[0],
+            t,
+            t,
+            train.is_some() && p_attn > 0.0,
+        )?;
         for l in &self.layers {
-            let a = l.attn.forward(&x, &x, None, &masks, KvMode::None)?;
+            let a = l
+                .attn
+                .forward(&x, &x, None, &masks, KvMode::None, p_attn, &mut train)?;
             let a = l.attn_ln.forward(&x.add(&dropout(&a, p, &mut train)?)?)?;
             let f = l.intermediate.forward(&a)?;
             let f = Activation::from_hf("bert", &self.config.hidden_act)?.apply(&f)?;

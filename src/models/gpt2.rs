@@ -11,7 +11,9 @@ use std::path::Path;
 use crate::autograd::{ParamStore, Var};
 use crate::error::{Error, Result};
 use crate::nn::attention::{merge_heads, split_heads, KvCache};
-use crate::nn::{dropout, join, Activation, Embedding, Init, LayerNorm, Linear, Train};
+use crate::nn::{
+    attend, dropout, join, Activation, AttnMask, Embedding, Init, LayerNorm, Linear, Train,
+};
 use crate::tensor::{AttentionMasks, Rng, Tensor};
 
 use super::checkpoint::Checkpoint;
@@ -249,6 +251,18 @@ impl Gpt2 {
         let c = self.config.n_embd;
         let h = self.config.n_head;
         let head_dim = c / h;
+        let p_attn = self.config.attn_pdrop as f32;
+        let masks = AttnMask::new(
+            AttentionMasks {
+                causal: true,
+                key_padding: attention_mask.cloned(),
+                scale: None,
+            },
+            ids.shape()[0],
+            ids.shape()[1],
+            past + ids.shape()[1],
+            train.is_some() && p_attn > 0.0,
+        )?;
         for (li, blk) in self.blocks.iter().enumerate() {
             // attention: q | k | v = split(c_attn(ln_1 x)) along features
             let a = blk.c_attn.forward(&blk.ln_1.forward(&x)?)?;
@@ -267,12 +281,8 @@ impl Gpt2 {
             if self.config.scale_attn_by_inverse_layer_idx {
                 scale /= (li + 1) as f32;
             }
-            let masks = AttentionMasks {
-                causal: true,
-                key_padding: attention_mask.cloned(),
-                scale: Some(scale),
-            };
-            let y = merge_heads(&Var::attention(&q, &k, &v, None, &masks)?)?;
+            let masks = masks.with_scale(scale);
+            let y = merge_heads(&attend(&q, &k, &v, None, &masks, p_attn, &mut train)?)?;
             let y = blk.c_proj.forward(&y)?;
             let p = self.config.resid_pdrop as f32;
             let y = dropout(&y, p, &mut train)?;

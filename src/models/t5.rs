@@ -17,7 +17,9 @@ use std::path::Path;
 use crate::autograd::{no_grad, ParamStore, Var};
 use crate::error::{Error, Result};
 use crate::nn::attention::{merge_heads, split_heads, KvCache};
-use crate::nn::{dropout, join, Activation, Embedding, Init, Linear, RmsNorm, Train};
+use crate::nn::{
+    attend, dropout, join, Activation, AttnMask, Embedding, Init, Linear, RmsNorm, Train,
+};
 use crate::tensor::{AttentionMasks, Rng, Tensor};
 
 use super::checkpoint::Checkpoint;
@@ -143,77 +145,6 @@ fn rank2(op: &'static str, what: &str, t: &Tensor) -> Result<(usize, usize)> {
     }
 }
 
-/// The masks of one kind of attention in a stack (self or cross), plus, when training with
-/// attention dropout, the same masks as an additive (B, 1, Tq, Tk) tensor: 0 where query i may
-/// attend key j, f32::MIN where not (HF's additive mask), built once per stack.
-struct AttnMask {
-    masks: AttentionMasks,
-    additive: Option<Var>,
-}
-
-impl AttnMask {
-    fn new(masks: AttentionMasks, b: usize, tq: usize, tk: usize, additive: bool) -> Result<Self> {
-        let additive = if additive && (masks.causal || masks.key_padding.is_some()) {
-            let pad: Vec<bool> = match &masks.key_padding {
-                Some(m) => {
-                    if m.shape() != [b, tk] {
-                        return Err(Error::shape(
-                            "t5 attention",
-                            &[m.shape(), &[b, tk]],
-                            "key padding mask must be (B, Tk)",
-                        ));
-                    }
-                    m.to_vec_f32()?.into_iter().map(|x| x != 0.0).collect()
-                }
-                None => vec![true; b * tk],
-            };
-            let mut add = vec![0.0f32; b * tq * tk];
-            for bi in 0..b {
-                for i in 0..tq {
-                    for j in 0..tk {
-                        // causal: key j ≤ query i + (Tk − Tq)
-                        let causal_ok = !masks.causal || j + tq <= i + tk;
-                        if !(causal_ok && pad[bi * tk + j]) {
-                            add[(bi * tq + i) * tk + j] = f32::MIN;
-                        }
-                    }
-                }
-            }
-            Some(Var::constant(Tensor::from_vec(add, &[b, 1, tq, tk])?))
-        } else {
-            None
-        };
-        Ok(AttnMask { masks, additive })
-    }
-}
-
-/// Softmax attention written out op by op, for training with attention-probability dropout
-/// (the fused op has none): dropout(softmax(scale·QKᵀ + bias + additive mask))·V.
-fn attention_unfused(
-    q: &Var,
-    k: &Var,
-    v: &Var,
-    bias: Option<&Var>,
-    mask: &AttnMask,
-    p: f32,
-    rng: &mut Rng,
-) -> Result<Var> {
-    let d = q.shape()[3];
-    let mut s = q.matmul(&k.transpose(-2, -1)?)?;
-    let scale = mask.masks.scale.unwrap_or(1.0 / (d as f32).sqrt());
-    if scale != 1.0 {
-        s = s.mul_scalar(scale)?;
-    }
-    if let Some(bias) = bias {
-        s = s.add(bias)?;
-    }
-    if let Some(add) = &mask.additive {
-        s = s.add(add)?;
-    }
-    let probs = s.softmax_last()?.dropout(p, true, rng)?;
-    probs.matmul(v)
-}
-
 impl Attention {
     fn new(
         s: &mut ParamStore,
@@ -286,10 +217,7 @@ impl Attention {
         train: &mut Train,
     ) -> Result<Var> {
         let q = split_heads(&self.q.forward(x)?, heads)?;
-        let y = match train {
-            Some(rng) if p > 0.0 => attention_unfused(&q, k, v, bias, mask, p, rng)?,
-            _ => Var::attention(&q, k, v, bias, &mask.masks)?,
-        };
+        let y = attend(&q, k, v, bias, mask, p, train)?;
         self.o.forward(&merge_heads(&y)?)
     }
 }
@@ -908,59 +836,6 @@ mod tests {
             .map(|&r| relative_position_bucket(r, false, 32, 128))
             .collect();
         assert_eq!(got, want, "unidirectional");
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        a.sub(b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_dims(&[0, 1, 2, 3], false)
-            .unwrap()
-            .scalar()
-            .unwrap()
-    }
-
-    /// The op-by-op path used with attention dropout equals the fused op at p = 0, values and
-    /// gradients (q, k, v, bias), with Tq < Tk as in cached decoding.
-    #[test]
-    fn unfused_attention_equals_fused_attention() {
-        let mut rng = Rng::new(7);
-        let (b, h, tq, tk, d) = (2, 3, 3, 4, 5);
-        let q = Var::param(Tensor::randn(&[b, h, tq, d], 0.0, 1.0, &mut rng));
-        let k = Var::param(Tensor::randn(&[b, h, tk, d], 0.0, 1.0, &mut rng));
-        let v = Var::param(Tensor::randn(&[b, h, tk, d], 0.0, 1.0, &mut rng));
-        let bias = Var::param(Tensor::randn(&[1, h, tq, tk], 0.0, 1.0, &mut rng));
-        let w = Var::constant(Tensor::randn(&[b, h, tq, d], 0.0, 1.0, &mut rng));
-        let mask = Tensor::from_vec(vec![1i64, 1, 1, 1, 1, 1, 0, 0], &[b, tk]).unwrap();
-        let leaves = [&q, &k, &v, &bias];
-        for causal in [false, true] {
-            let masks = AttentionMasks {
-                causal,
-                key_padding: Some(mask.clone()),
-                scale: Some(1.0),
-            };
-            let mut outs = Vec::new();
-            let mut grads = Vec::new();
-            for fused in [true, false] {
-                leaves.iter().for_each(|x| x.zero_grad());
-                let y = if fused {
-                    Var::attention(&q, &k, &v, Some(&bias), &masks).unwrap()
-                } else {
-                    let m = AttnMask::new(masks.clone(), b, tq, tk, true).unwrap();
-                    attention_unfused(&q, &k, &v, Some(&bias), &m, 0.0, &mut rng).unwrap()
-                };
-                y.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
-                outs.push(y.value().clone());
-                grads.push(leaves.map(|x| x.grad().unwrap()));
-            }
-            let d = max_diff(&outs[0], &outs[1]);
-            assert!(d < 1e-5, "causal {causal}: fused vs unfused differ by {d}");
-            for (i, (a, c)) in grads[0].iter().zip(&grads[1]).enumerate() {
-                let d = max_diff(a, c);
-                assert!(d < 1e-4, "causal {causal}: gradient {i} differs by {d}");
-            }
-        }
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //! encoder-decoder): self-attention, causal self-attention and cross-attention, with an
 //! optional key/value cache for incremental decoding.
 //!   Q = x_q·W_qᵀ + b_q,  K = x_kv·W_kᵀ + b_k,  V = x_kv·W_vᵀ + b_v   (split into H heads)
-//!   out = W_o · merge(softmax(scale·QKᵀ + bias, masks)·V) + b_o
+//!   out = W_o · merge(dropout_p(softmax(scale·QKᵀ + bias, masks))·V) + b_o
+//! (attention-probability dropout p only in training; see `attention_train`).
 
 use super::attention::{merge_heads, split_heads, KvCache};
-use super::{Init, Linear};
+use super::{attend, AttnMask, Init, Linear, Train};
 use crate::autograd::{ParamStore, Var};
 use crate::error::Result;
-use crate::tensor::{AttentionMasks, Rng};
+use crate::tensor::Rng;
 
 #[derive(Clone, Debug)]
 pub struct MultiHeadAttention {
@@ -58,14 +59,17 @@ impl MultiHeadAttention {
         })
     }
 
-    /// x_q: (B, Tq, D), x_kv: (B, Tk, D) → (B, Tq, D).
+    /// x_q: (B, Tq, D), x_kv: (B, Tk, D) → (B, Tq, D); `p_attn`: attention-probability dropout.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         x_q: &Var,
         x_kv: &Var,
         bias: Option<&Var>,
-        masks: &AttentionMasks,
+        mask: &AttnMask,
         kv: KvMode,
+        p_attn: f32,
+        train: &mut Train,
     ) -> Result<Var> {
         let q = split_heads(&self.q.forward(x_q)?, self.heads)?;
         let project = |x: &Var| -> Result<(Var, Var)> {
@@ -89,7 +93,7 @@ impl MultiHeadAttention {
                 }
             },
         };
-        let y = Var::attention(&q, &k, &v, bias, masks)?;
+        let y = attend(&q, &k, &v, bias, mask, p_attn, train)?;
         self.o.forward(&merge_heads(&y)?)
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod attention_train;
 pub mod embedding;
 pub mod init;
 pub mod linear;
@@ -10,6 +11,7 @@ pub mod mha;
 pub mod norm;
 
 pub use activation::Activation;
+pub use attention_train::{attend, AttnMask};
 pub use embedding::Embedding;
 pub use init::Init;
 pub use linear::Linear;

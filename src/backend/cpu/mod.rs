@@ -11,5 +11,6 @@ pub mod isa;
 pub mod math;
 pub mod norm;
 pub mod par;
+pub mod pool;
 pub mod simd;
 pub mod softmax;

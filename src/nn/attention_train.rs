@@ -1,0 +1,125 @@
+//! Attention as the model layers call it, with attention-probability dropout:
+//!   y = dropout_p(softmax(S))·V,  S_ij = scale·⟨q_i, k_j⟩ + bias_ij where query i may attend
+//!   key j, and S_ij = f32::MIN where it may not (causal: j > i + Tk − Tq; key padding:
+//!   keep[b, j] = 0). As in the fused op, masked scores are replaced (no gradient flows through
+//!   them) and a fully masked row gets uniform weights, passing gradient to v only.
+//!
+//! In evaluation, or when p = 0, this is the fused op (`Var::attention`, no T×T buffer kept).
+//! Training with p > 0 writes the formula out op by op, which keeps the (B, H, Tq, Tk)
+//! probabilities for the backward pass (the fused kernels have no dropout).
+
+use super::Train;
+use crate::autograd::Var;
+use crate::error::{Error, Result};
+use crate::tensor::{AttentionMasks, Rng, Tensor};
+
+/// The masks of one kind of attention in a stack (self or cross), plus, when training with
+/// attention dropout, their dense (B, 1, Tq, Tk) form (1 = masked), built once per stack.
+#[derive(Clone, Debug)]
+pub struct AttnMask {
+    pub masks: AttentionMasks,
+    dense: Option<Tensor>,
+}
+
+impl AttnMask {
+    /// Masks for queries of length `tq` against `tk` keys in a batch of `b`; the dense form
+    /// is built only when `with_dropout` (training with p > 0) and a mask exists.
+    pub fn new(
+        masks: AttentionMasks,
+        b: usize,
+        tq: usize,
+        tk: usize,
+        with_dropout: bool,
+    ) -> Result<Self> {
+        let dense = if with_dropout && (masks.causal || masks.key_padding.is_some()) {
+            Some(dense_mask(&masks, b, tq, tk)?)
+        } else {
+            None
+        };
+        Ok(AttnMask { masks, dense })
+    }
+
+    /// The same masks with another score scale (GPT-2 scales by layer).
+    pub fn with_scale(&self, scale: f32) -> AttnMask {
+        let mut m = self.clone();
+        m.masks.scale = Some(scale);
+        m
+    }
+}
+
+/// (B, 1, Tq, Tk): 0 where query i may attend key j, 1 where not.
+fn dense_mask(masks: &AttentionMasks, b: usize, tq: usize, tk: usize) -> Result<Tensor> {
+    let keep: Vec<bool> = match &masks.key_padding {
+        Some(m) => {
+            if m.shape() != [b, tk] {
+                return Err(Error::shape(
+                    "attention",
+                    &[m.shape(), &[b, tk]],
+                    "key padding mask must be (B, Tk)",
+                ));
+            }
+            m.to_vec_f32()?.into_iter().map(|x| x != 0.0).collect()
+        }
+        None => vec![true; b * tk],
+    };
+    let mut masked = vec![0.0f32; b * tq * tk];
+    for bi in 0..b {
+        for i in 0..tq {
+            for j in 0..tk {
+                let causal_ok = !masks.causal || j + tq <= i + tk;
+                if !(causal_ok && keep[bi * tk + j]) {
+                    masked[(bi * tq + i) * tk + j] = 1.0;
+                }
+            }
+        }
+    }
+    Tensor::from_vec(masked, &[b, 1, tq, tk])
+}
+
+/// Attention of q (B, H, Tq, D) over k (B, H, Tk, D), v (B, H, Tk, Dv) with an optional additive
+/// `bias` broadcastable to (B, H, Tq, Tk), probabilities dropped with probability `p` in training.
+pub fn attend(
+    q: &Var,
+    k: &Var,
+    v: &Var,
+    bias: Option<&Var>,
+    mask: &AttnMask,
+    p: f32,
+    train: &mut Train,
+) -> Result<Var> {
+    match train {
+        Some(rng) if p > 0.0 => attend_unfused(q, k, v, bias, mask, p, rng),
+        _ => Var::attention(q, k, v, bias, &mask.masks),
+    }
+}
+
+/// The op-by-op form, dropout included (identity at p = 0); `attend` uses it in training with
+/// p > 0. Public so tests can hold it against the fused op.
+pub fn attend_unfused(
+    q: &Var,
+    k: &Var,
+    v: &Var,
+    bias: Option<&Var>,
+    mask: &AttnMask,
+    p: f32,
+    rng: &mut Rng,
+) -> Result<Var> {
+    if (mask.masks.causal || mask.masks.key_padding.is_some()) && mask.dense.is_none() {
+        return Err(Error::msg(
+            "attention: training with attention dropout needs the AttnMask built with_dropout",
+        ));
+    }
+    let d = q.shape()[3];
+    let mut s = q.matmul(&k.transpose(-2, -1)?)?;
+    let scale = mask.masks.scale.unwrap_or(1.0 / (d as f32).sqrt());
+    if scale != 1.0 {
+        s = s.mul_scalar(scale)?;
+    }
+    if let Some(bias) = bias {
+        s = s.add(bias)?;
+    }
+    if let Some(masked) = &mask.dense {
+        s = s.masked_fill(masked, f32::MIN)?;
+    }
+    s.softmax_last()?.dropout(p, true, rng)?.matmul(v)
+}
