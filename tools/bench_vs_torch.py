@@ -1,16 +1,24 @@
 #!/usr/bin/env python3
-"""GEMM speed of pretext vs PyTorch on this machine, same shapes, alternating per shape.
+"""pretext vs PyTorch on this machine, same shapes, alternating per case.
 
-For every shape, dtype (f32: torch.matmul on f32; bf16: torch.matmul on bf16 tensors,
-pretext bgemm with f32 accumulation) and thread count (1, 2), the script times PyTorch
-in-process (torch.set_num_threads(T); warm-up, then >= 5 repetitions of >= --min-rep-ms
-each, per-call median) and pretext through its release binary
-(`pretext bench gemm --json --threads T`, same protocol), alternating the two `--rounds`
-times, and reports the median over rounds of each side's median. Prints one table of
-pretext/PyTorch ratios (> 1: pretext faster) and writes it as JSON (atomically).
+Ops (`--ops`, default all): gemm (f32: torch.matmul on f32; bf16: torch.matmul on bf16
+tensors vs pretext bgemm with f32 accumulation), softmax, layernorm, gelu (erf and tanh
+forms) and attention (torch.nn.functional.scaled_dot_product_attention), the last four
+forward only ("fwd") and forward + backward ("fwd+bwd"). PyTorch's backward is its own
+backward kernel called directly (aten._softmax_backward_data, native_layer_norm_backward,
+gelu_backward) so neither side pays for an autograd graph; attention's goes through
+autograd (its cost is negligible at these sizes).
+
+For every case and thread count (1, 2) the script times PyTorch in-process
+(torch.set_num_threads(T); warm-up, then >= 5 repetitions of >= --min-rep-ms each, per-call
+median) and pretext through its release binary (`pretext bench OP --json --threads T`,
+same protocol), alternating the two `--rounds` times, and reports the median over rounds
+of each side's median. Prints one table of pretext/PyTorch speed ratios (> 1: pretext
+faster) and writes it as JSON (atomically).
 
 Usage: /work/refenv/bin/python tools/bench_vs_torch.py [--bin target/release/pretext]
-       [--out bench_vs_torch.json] [--threads 1 2] [--dtypes f32 bf16] [--quick]
+       [--out tools/results/bench_vs_torch.json] [--ops softmax layernorm gelu]
+       [--threads 1 2] [--dtypes f32 bf16] [--shapes NAME ...] [--quick]
 Build the binary first: cargo build --release.
 """
 import argparse
@@ -40,6 +48,145 @@ SHAPES = [
     ("attn_T512_d64_QKt", 512, 64, 512, 12, True),
     ("attn_T512_d64_PV", 512, 512, 64, 12, False),
 ]
+
+
+# Row ops: (name, rows, cols).
+SOFTMAX_SHAPES = [("sm_4096x1024", 4096, 1024), ("sm_768x128", 768, 128),
+                  ("sm_3072x64", 3072, 64)]
+LAYERNORM_SHAPES = [("ln_4096x768", 4096, 768), ("ln_768x128", 768, 128),
+                    ("ln_1024x1024", 1024, 1024)]
+GELU_SHAPES = [("gelu_4096x3072", 4096, 3072), ("gelu_768x512", 768, 512)]
+# Attention: (name, batch, heads, T, d).
+ATTENTION_SHAPES = [("attn_12x4x64x32", 12, 4, 64, 32), ("attn_8x12x512x64", 8, 12, 512, 64),
+                    ("attn_1x12x2048x64", 1, 12, 2048, 64)]
+OPS = ["gemm", "softmax", "layernorm", "gelu", "attention"]
+
+
+def time_calls(fn, reps, warmup, min_rep_ms):
+    """Median per-call seconds of `fn` over `reps` repetitions of >= min_rep_ms each."""
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    for _ in range(max(0, warmup - 1)):
+        fn()
+    calls = max(1, int(min_rep_ms * 1e-3 / max(first, 1e-7) + 0.999))
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        times.append((time.perf_counter() - t0) / calls)
+    return statistics.median(times)
+
+
+def torch_case(op, shape, backward, form, threads, a):
+    """Median seconds per call of PyTorch's `op` on `shape` (see the module doc)."""
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    rnd = lambda *s: torch.rand(s, generator=g) * 2 - 1
+    aten = torch.ops.aten
+    if op == "softmax":
+        x, dy = rnd(*shape), rnd(*shape)
+        def fn():
+            y = torch.softmax(x, -1)
+            if backward:
+                aten._softmax_backward_data(dy, y, -1, torch.float32)
+    elif op == "layernorm":
+        x, dy = rnd(*shape), rnd(*shape)
+        w, b = torch.ones(shape[1]), torch.zeros(shape[1])
+        def fn():
+            y, mean, rstd = aten.native_layer_norm(x, [shape[1]], w, b, 1e-5)
+            if backward:
+                aten.native_layer_norm_backward(dy, x, [shape[1]], mean, rstd, w, b,
+                                                [True, True, True])
+    elif op == "gelu":
+        x, dy = rnd(*shape) * 3, rnd(*shape)
+        approx = "tanh" if form == "tanh" else "none"
+        def fn():
+            torch.nn.functional.gelu(x, approximate=approx)
+            if backward:
+                aten.gelu_backward(dy, x, approximate=approx)
+    elif op == "attention":
+        b, h, t, d, causal = shape
+        q, k, v, do = (rnd(b, h, t, d) for _ in range(4))
+        if backward:
+            for z in (q, k, v):
+                z.requires_grad_(True)
+        def fn():
+            if backward:
+                out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                out.backward(do)
+            else:
+                with torch.inference_mode():
+                    torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    else:
+        raise ValueError(op)
+    if op != "attention":
+        with torch.inference_mode():
+            return time_calls(fn, a.reps, a.warmup, a.min_rep_ms)
+    return time_calls(fn, a.reps, a.warmup, a.min_rep_ms)
+
+
+def pretext_case(binary, op, shape, backward, form, threads, a):
+    """Median seconds per call of `pretext bench OP --json` on `shape`."""
+    cmd = [binary, "bench", op, "--threads", str(threads), "--reps", str(a.reps),
+           "--warmup", str(a.warmup), "--min-rep-ms", str(a.min_rep_ms), "--json"]
+    if op == "attention":
+        b, h, t, d, causal = shape
+        cmd += ["--batch", str(b), "--heads", str(h), "--seq", str(t), "--head-dim", str(d)]
+        if causal:
+            cmd.append("--causal")
+    else:
+        cmd += ["--m", str(shape[0]), "--n", str(shape[1])]
+    if backward:
+        cmd.append("--backward")
+    if form == "tanh":
+        cmd.append("--tanh")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    rec = json.loads(out.strip().splitlines()[-1])
+    return rec["median_ms"] * 1e-3, rec["isa"]
+
+
+def op_cases(op, names):
+    """(name, op, shape, backward, form) of one non-GEMM op."""
+    if op == "attention":
+        base = [(f"{n}{'_causal' if c else ''}", (b, h, t, d, c))
+                for n, b, h, t, d in ATTENTION_SHAPES for c in (False, True)]
+    else:
+        table = {"softmax": SOFTMAX_SHAPES, "layernorm": LAYERNORM_SHAPES,
+                 "gelu": GELU_SHAPES}[op]
+        base = [(n, (r, c)) for n, r, c in table]
+    forms = ["erf", "tanh"] if op == "gelu" else [""]
+    cases = []
+    for name, shape in base:
+        if names and name not in names:
+            continue
+        for form in forms:
+            for backward in (False, True):
+                cases.append((name + (f"_{form}" if form else ""), op, shape, backward, form))
+    return cases
+
+
+def run_ops(a, ops, rows):
+    hdr = f"{'case':<26}{'mode':>8}{'thr':>4}{'pretext ms':>12}{'torch ms':>11}{'ratio':>8}  isa"
+    print(hdr)
+    print("-" * len(hdr))
+    for op in ops:
+        for name, op_, shape, backward, form in op_cases(op, a.shapes):
+            for threads in a.threads:
+                tp, tt, level = [], [], ""
+                for _ in range(a.rounds):
+                    tt.append(torch_case(op_, shape, backward, form, threads, a))
+                    t, level = pretext_case(a.bin, op_, shape, backward, form, threads, a)
+                    tp.append(t)
+                p_s, t_s = statistics.median(tp), statistics.median(tt)
+                mode = "fwd+bwd" if backward else "fwd"
+                row = dict(op=op_, case=name, shape=list(shape), mode=mode, form=form or None,
+                           threads=threads, pretext_ms=p_s * 1e3, torch_ms=t_s * 1e3,
+                           ratio=t_s / p_s, pretext_isa=level)
+                rows.append(row)
+                print(f"{name:<26}{mode:>8}{threads:>4}{p_s * 1e3:>12.3f}{t_s * 1e3:>11.3f}"
+                      f"{row['ratio']:>8.2f}  {level}", flush=True)
 
 
 def time_torch(m, k, n, batch, tb, dtype, threads, reps, warmup, min_rep_ms):
@@ -92,10 +239,11 @@ def write_atomic(path, obj):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--bin", default="target/release/pretext")
-    p.add_argument("--out", default="bench_vs_torch.json")
+    p.add_argument("--out", default="tools/results/bench_vs_torch.json")
+    p.add_argument("--ops", nargs="+", default=OPS, choices=OPS)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--dtypes", nargs="+", default=["f32", "bf16"], choices=["f32", "bf16"])
-    p.add_argument("--shapes", nargs="*", help="subset of shape names")
+    p.add_argument("--shapes", nargs="*", help="subset of shape / case names (e.g. sm_4096x1024)")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--rounds", type=int, default=2)
@@ -108,8 +256,20 @@ def main():
         sys.exit(f"{args.bin} not found: run `cargo build --release` first")
     if args.quick:
         args.rounds, args.min_rep_ms = 1, 10.0
-    shapes = [s for s in SHAPES if not args.shapes or s[0] in args.shapes]
     rows = []
+    if "gemm" in args.ops:
+        run_gemm(args, rows)
+    run_ops(args, [o for o in args.ops if o != "gemm"], rows)
+    result = dict(torch_version=torch.__version__,
+                  torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                  ops=args.ops, rounds=args.rounds, reps=args.reps,
+                  min_rep_ms=args.min_rep_ms, rows=rows)
+    write_atomic(args.out, result)
+    print(f"wrote {args.out}")
+
+
+def run_gemm(args, rows):
+    shapes = [s for s in SHAPES if not args.shapes or s[0] in args.shapes]
     hdr = f"{'shape':<20}{'m×k×n':>16}{'batch':>6}{'dtype':>6}{'thr':>4}{'pretext GF/s':>14}{'torch GF/s':>12}{'ratio':>8}  kernel"
     print(hdr)
     print("-" * len(hdr))
@@ -131,16 +291,11 @@ def main():
                            torch_ms=t_s * 1e3, pretext_gflops=flops / p_s * 1e-9,
                            torch_gflops=flops / t_s * 1e-9, ratio=t_s / p_s,
                            pretext_kernel=kernel)
-                rows.append(row)
+                rows.append(dict(op="gemm", **row))
                 print(f"{name:<20}{f'{m}×{k}×{n}':>16}{batch:>6}{dtype:>6}{threads:>4}"
                       f"{row['pretext_gflops']:>14.1f}{row['torch_gflops']:>12.1f}"
                       f"{row['ratio']:>8.2f}  {kernel}", flush=True)
-    result = dict(torch_version=torch.__version__,
-                  torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),
-                  rounds=args.rounds, reps=args.reps, min_rep_ms=args.min_rep_ms,
-                  rows=rows)
-    write_atomic(args.out, result)
-    print(f"wrote {args.out}")
+    print()
 
 
 if __name__ == "__main__":

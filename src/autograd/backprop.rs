@@ -4,6 +4,7 @@
 
 use super::op::Op;
 use super::Var;
+use crate::backend::cpu::activation::Gelu;
 use crate::error::Result;
 use crate::tensor::{Tensor, Unary};
 
@@ -67,8 +68,8 @@ pub(super) fn backward(
         Op::Sigmoid => unary(&|| g.mul(&out.mul(&out.neg()?.add_scalar(1.0)?)?)),
         // d relu = [x > 0]
         Op::Relu => unary(&|| g.mul(&x(0).unary(Unary::Step)?)),
-        Op::GeluErf => unary(&|| g.mul(&x(0).unary(Unary::GeluErfGrad)?)),
-        Op::GeluTanh => unary(&|| g.mul(&x(0).unary(Unary::GeluTanhGrad)?)),
+        Op::GeluErf => unary(&|| Tensor::gelu_backward(x(0), g, Gelu::Erf)),
+        Op::GeluTanh => unary(&|| Tensor::gelu_backward(x(0), g, Gelu::Tanh)),
         // d Σ = broadcast g back over the reduced dims
         Op::Sum { dims, keepdim } => unary(&|| expand_reduced(g, x(0).shape(), dims, *keepdim)),
         Op::Mean { dims, keepdim } => unary(&|| {
@@ -112,20 +113,9 @@ pub(super) fn backward(
         Op::RmsNorm { rstd } => norm_grads(inputs, need, None, rstd, g),
         // embedding: scatter-add the rows of g into a zero table
         // (rows looked up at `padding_idx` get no gradient, as torch's nn.Embedding(padding_idx))
-        Op::Embedding { ids, padding_idx } => unary(&|| {
-            let c = x(0).shape()[1];
-            let flat = ids.reshape(&[ids.numel()])?;
-            let mut g2 = g.reshape(&[ids.numel(), c])?;
-            if let Some(p) = padding_idx {
-                let keep: Vec<f32> = flat
-                    .indices("embedding")?
-                    .iter()
-                    .map(|&i| (i != *p) as u8 as f32)
-                    .collect();
-                g2 = g2.mul(&Tensor::from_vec(keep, &[ids.numel(), 1])?)?;
-            }
-            g2.index_add_into(0, &flat, x(0).shape()[0])
-        }),
+        Op::Embedding { ids, padding_idx } => {
+            unary(&|| Tensor::embedding_backward(g, ids, x(0).shape()[0], *padding_idx))
+        }
         Op::IndexSelect { dim, ids } => {
             unary(&|| g.index_add_into(*dim as isize, ids, x(0).shape()[*dim]))
         }

@@ -5,8 +5,8 @@
 //! running one repetition plus the flops that repetition performs. The harness warms up,
 //! calibrates how many calls make one timed repetition (≥ `--min-rep-ms`), times `--reps`
 //! repetitions and prints the median and min–max per call in ms and GFLOP/s (or one JSON
-//! object with `--json`). New workloads (softmax, layernorm, attention) add a registry entry
-//! and, if they need them, arguments.
+//! object with `--json`). Workloads: gemm, softmax, layernorm, gelu, attention, peak; a new one
+//! adds a registry entry and, if it needs them, arguments.
 
 use std::time::Instant;
 
@@ -14,6 +14,7 @@ use clap::{Args as ClapArgs, ValueEnum};
 use half::bf16;
 use serde_json::json;
 
+use crate::backend::cpu::activation::Gelu;
 use crate::backend::cpu::gemm::{self, peak, Bf16Path, GemmLayout};
 use crate::backend::cpu::isa::{self, Isa};
 use crate::error::{Error, Result};
@@ -80,9 +81,12 @@ pub struct Args {
     /// Causal mask (attention).
     #[arg(long)]
     pub causal: bool,
-    /// Time forward + backward instead of forward only (softmax, layernorm, attention).
+    /// Time forward + backward instead of forward only (softmax, layernorm, gelu, attention).
     #[arg(long)]
     pub backward: bool,
+    /// GELU's tanh approximation instead of the exact erf form (gelu).
+    #[arg(long)]
+    pub tanh: bool,
 }
 
 /// One repetition of a workload, and what it does.
@@ -115,6 +119,11 @@ const WORKLOADS: &[Workload] = &[
         name: "layernorm",
         about: "LayerNorm with weight and bias over the last dim of m × n (--m --n [--backward]); ~8 ops/element",
         prepare: prepare_layernorm,
+    },
+    Workload {
+        name: "gelu",
+        about: "GELU (erf form, or --tanh) over an m × n tensor (--m --n [--tanh] [--backward]); rate in elements/s",
+        prepare: prepare_gelu,
     },
     Workload {
         name: "attention",
@@ -395,6 +404,29 @@ fn prepare_layernorm(args: &Args, _level: Isa, _threads: usize) -> Result<Prepar
                 )?);
             }
             std::hint::black_box(out);
+            Ok(())
+        }),
+    })
+}
+
+/// GELU through the tensor op (allocation included) and its fused backward dx = dy ⊙ gelu'(x).
+/// The rate counts elements (one per element forward, two with the backward).
+fn prepare_gelu(args: &Args, _level: Isa, _threads: usize) -> Result<Prepared> {
+    let (m, n) = (args.m, args.n);
+    positive("gelu", &[("m", m), ("n", n)])?;
+    let x = Tensor::from_vec(fill(m * n, 11).iter().map(|v| 3.0 * v).collect(), &[m, n])?;
+    let dy = Tensor::from_vec(fill(m * n, 12), &[m, n])?;
+    let (backward, tanh) = (args.backward, args.tanh);
+    let kind = if tanh { Gelu::Tanh } else { Gelu::Erf };
+    Ok(Prepared {
+        flops: (if backward { 2.0 } else { 1.0 }) * (m * n) as f64,
+        params: json!({ "m": m, "n": n, "backward": backward, "form": if tanh { "tanh" } else { "erf" }, "unit": "elements" }),
+        call: Box::new(move || {
+            let y = if tanh { x.gelu_tanh()? } else { x.gelu()? };
+            if backward {
+                std::hint::black_box(Tensor::gelu_backward(&x, &dy, kind)?);
+            }
+            std::hint::black_box(y);
             Ok(())
         }),
     })

@@ -6,8 +6,10 @@
 //!   θ ← θ − (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + ε)
 //! Weight decay applies to parameters of rank ≥ 2 by default (nanoGPT / llm.c groups);
 //! `decay_all` applies it to every parameter (torch with one param group).
+//! The element loop is `backend::cpu::adamw` (SIMD, bit-identical to the scalar form).
 
 use crate::autograd::ParamStore;
+use crate::backend::cpu::adamw::{adamw_update, AdamWStep};
 use crate::error::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -92,17 +94,16 @@ impl AdamW {
                 )));
             }
             let decay = c.weight_decay != 0.0 && (c.decay_all || p.value().rank() >= 2);
+            let st = AdamWStep {
+                beta1: c.beta1,
+                beta2: c.beta2,
+                eps: c.eps,
+                decay: decay.then_some(1.0 - lr * c.weight_decay),
+                bc2_sqrt,
+                step_size,
+            };
             p.update_value(|t| -> Result<()> {
-                let w = t.f32s_mut()?;
-                for j in 0..w.len() {
-                    if decay {
-                        w[j] *= 1.0 - lr * c.weight_decay;
-                    }
-                    m[j] += (1.0 - c.beta1) * (g[j] - m[j]);
-                    v[j] = c.beta2 * v[j] + (1.0 - c.beta2) * g[j] * g[j];
-                    let denom = v[j].sqrt() / bc2_sqrt + c.eps;
-                    w[j] -= step_size * m[j] / denom;
-                }
+                adamw_update(&st, t.f32s_mut()?, &g, m, v);
                 Ok(())
             })??;
         }

@@ -4,6 +4,7 @@ use rayon::prelude::*;
 
 use super::layout::broadcast_shapes;
 use super::Tensor;
+use crate::backend::cpu::activation::{self, Gelu};
 use crate::backend::cpu::math;
 use crate::error::Result;
 
@@ -121,6 +122,16 @@ impl Tensor {
             return super::device::unary(&ctx, self, op);
         }
         let x = self.f32s("unary")?;
+        // GELU has SIMD kernels (backend::cpu::activation).
+        if let Some(kind) = match op {
+            Unary::GeluErf => Some(Gelu::Erf),
+            Unary::GeluTanh => Some(Gelu::Tanh),
+            _ => None,
+        } {
+            let mut out = vec![0.0f32; x.len()];
+            activation::gelu(kind, &x, &mut out);
+            return Ok(Tensor::from_f32(out, self.shape()));
+        }
         // One monomorphised loop per op, so the per-element `match` folds away.
         macro_rules! each {
             ($($v:ident),*) => {
@@ -149,6 +160,30 @@ impl Tensor {
             Abs
         );
         Ok(Tensor::from_f32(out, self.shape()))
+    }
+
+    /// dx = dy ⊙ gelu'(x) in one fused pass (the backward of `gelu` / `gelu_tanh`); `dy`
+    /// must have `x`'s shape.
+    pub fn gelu_backward(x: &Tensor, dy: &Tensor, kind: Gelu) -> Result<Tensor> {
+        if super::device::on_device("gelu_backward", &[x, dy])?.is_some() {
+            // on a device: dy · gelu'(x) from the pointwise kernels
+            let grad = match kind {
+                Gelu::Erf => Unary::GeluErfGrad,
+                Gelu::Tanh => Unary::GeluTanhGrad,
+            };
+            return dy.mul(&x.unary(grad)?);
+        }
+        if x.shape() != dy.shape() {
+            return Err(crate::error::Error::shape(
+                "gelu_backward",
+                &[x.shape(), dy.shape()],
+                "dy must have x's shape",
+            ));
+        }
+        let (xs, dys) = (x.f32s("gelu_backward")?, dy.f32s("gelu_backward")?);
+        let mut dx = vec![0.0f32; xs.len()];
+        activation::gelu_backward(kind, &xs, &dys, &mut dx);
+        Ok(Tensor::from_f32(dx, x.shape()))
     }
 
     pub fn binary(&self, rhs: &Tensor, op: Binary) -> Result<Tensor> {

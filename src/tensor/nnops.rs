@@ -1,10 +1,11 @@
 //! Fused neural-network ops on tensors (forward and the backward helpers autograd calls):
 //! softmax / log-softmax over the last dim, LayerNorm, RMSNorm, dropout masks,
-//! cross-entropy with ignore_index and label smoothing, scaled dot-product attention.
+//! cross-entropy with ignore_index and label smoothing, scaled dot-product attention,
+//! embedding backward.
 //! The maths of each lives beside its kernel in `backend::cpu`.
 
 use super::{device, Rng, Tensor};
-use crate::backend::cpu::{attention, cross_entropy, norm, softmax};
+use crate::backend::cpu::{attention, cross_entropy, embedding, norm, softmax};
 use crate::error::{Error, Result};
 
 /// Output of LayerNorm / RMSNorm with the per-row statistics the backward needs.
@@ -219,6 +220,51 @@ impl Tensor {
             Tensor::from_f32(dg, &[cols]),
             Tensor::from_f32(db, &[cols]),
         ))
+    }
+
+    /// Gradient of an embedding table (V = `vocab`, C) from the upstream `g` (…ids, C): the
+    /// scatter-add of g's rows by `ids`, rows looked up at `padding` left out.
+    pub fn embedding_backward(
+        g: &Tensor,
+        ids: &Tensor,
+        vocab: usize,
+        padding: Option<usize>,
+    ) -> Result<Tensor> {
+        let op = "embedding_backward";
+        if device::on_device(op, &[g])?.is_some() {
+            // on a device: scatter-add of g's rows (padding rows zeroed first)
+            let c = *g.shape().last().unwrap_or(&0);
+            let flat = ids.reshape(&[ids.numel()])?;
+            let mut g2 = g.reshape(&[ids.numel(), c])?;
+            if let Some(p) = padding {
+                let keep: Vec<f32> = flat
+                    .indices(op)?
+                    .iter()
+                    .map(|&i| (i != p) as u8 as f32)
+                    .collect();
+                g2 = g2.mul(&Tensor::from_vec(keep, &[ids.numel(), 1])?)?;
+            }
+            return g2.index_add_into(0, &flat, vocab);
+        }
+        let idx = ids.indices(op)?;
+        let cols = *g.shape().last().unwrap_or(&0);
+        if g.numel() != idx.len() * cols || g.shape()[..g.rank().saturating_sub(1)] != *ids.shape()
+        {
+            return Err(Error::shape(
+                op,
+                &[g.shape(), ids.shape()],
+                "g must be (…ids, C)",
+            ));
+        }
+        if let Some(&bad) = idx.iter().find(|&&i| i >= vocab) {
+            return Err(Error::Index {
+                op,
+                msg: format!("id {bad} ≥ vocabulary size {vocab}"),
+            });
+        }
+        let mut table = vec![0.0f32; vocab * cols];
+        embedding::embedding_backward(&g.f32s(op)?, &idx, padding, cols, &mut table);
+        Ok(Tensor::from_f32(table, &[vocab, cols]))
     }
 
     /// Inverted-dropout mask of `shape`: 0 with probability p, else 1/(1 − p).

@@ -5,11 +5,14 @@
 //!   ℓ = (1−ε)·(lse − x_y) + (ε/C)·Σ_c (lse − x_c)          (PyTorch's definition)
 //! The loss is the mean of ℓ over the N' rows that are not ignored.
 //!   ∂loss/∂x_c = (softmax(x)_c − (1−ε)·[c = y] − ε/C) / N'    (0 on ignored rows)
+//! The row max / log-sum and the backward's e^{x − lse} run on the SIMD paths of
+//! `softmax` (chosen by `isa::active()`); the scalar code is the reference.
 
 use rayon::prelude::*;
 
-use super::par::rows_per_task;
-
+use super::isa::{self, Isa};
+use super::par::{rows_mut, rows_per_task};
+use super::simd::{self, simd_kernel, Simd};
 use super::softmax::max_and_log_sum;
 
 /// Per-row losses (0 for ignored rows) and the per-row logsumexp kept for the backward.
@@ -71,21 +74,81 @@ pub fn cross_entropy_rows_backward(
     scale: f32,
     dx: &mut [f32],
 ) {
-    dx.par_chunks_mut(cols)
-        .with_min_len(rows_per_task(cols))
-        .enumerate()
-        .for_each(|(r, dx)| {
+    cross_entropy_rows_backward_isa(
+        isa::active(),
+        logits,
+        targets,
+        lse,
+        cols,
+        ignore_index,
+        smoothing,
+        scale,
+        dx,
+    )
+}
+
+/// `cross_entropy_rows_backward` at a given level.
+#[allow(clippy::too_many_arguments)]
+pub fn cross_entropy_rows_backward_isa(
+    level: Isa,
+    logits: &[f32],
+    targets: &[i64],
+    lse: &[f32],
+    cols: usize,
+    ignore_index: i64,
+    smoothing: f32,
+    scale: f32,
+    dx: &mut [f32],
+) {
+    rows_mut(dx, cols, 2, |r0, dx| {
+        for (j, dx) in dx.chunks_mut(cols).enumerate() {
+            let r = r0 + j;
             let t = targets[r];
             if t == ignore_index {
-                dx.iter_mut().for_each(|d| *d = 0.0);
-                return;
+                dx.fill(0.0);
+                continue;
             }
             let x = &logits[r * cols..][..cols];
             let off = smoothing / cols as f32;
-            for c in 0..cols {
-                let p = (x[c] - lse[r]).exp();
-                let q = if c as i64 == t { 1.0 - smoothing } else { 0.0 } + off;
-                dx[c] = (p - q) * scale;
-            }
-        });
+            // (softmax − ε/C)·scale everywhere, then the target's −(1 − ε)·scale.
+            ce_row_bwd(level, x, lse[r], off, scale, dx);
+            let t = t as usize;
+            let q = (1.0 - smoothing) + off;
+            dx[t] = ((x[t] - lse[r]).exp() - q) * scale;
+        }
+    });
+}
+
+simd_kernel! {
+    /// dx = (e^{x − lse} − off)·scale over one row.
+    fn ce_row_bwd(x: &[f32], lse: f32, off: f32, scale: f32, dx: &mut [f32])
+        = ce_row_bwd_simd | ce_row_bwd_scalar;
+}
+
+fn ce_row_bwd_scalar(x: &[f32], lse: f32, off: f32, scale: f32, dx: &mut [f32]) {
+    for (d, &v) in dx.iter_mut().zip(x) {
+        *d = ((v - lse).exp() - off) * scale;
+    }
+}
+
+#[inline(always)]
+unsafe fn ce_row_bwd_simd<S: Simd>(x: &[f32], lse: f32, off: f32, scale: f32, dx: &mut [f32]) {
+    let (n, l, p, o) = (x.len(), S::LANES, x.as_ptr(), dx.as_mut_ptr());
+    let (lv, ov, sv) = (S::splat(lse), S::splat(off), S::splat(scale));
+    let mut i = 0;
+    while i < n {
+        let k = (n - i).min(l);
+        let v = if k == l {
+            S::load(p.add(i))
+        } else {
+            S::load_tail(p.add(i), k, 0.0)
+        };
+        let d = S::mul(S::sub(simd::exp::<S>(S::sub(v, lv)), ov), sv);
+        if k == l {
+            S::store(o.add(i), d);
+        } else {
+            S::store_tail(o.add(i), k, d);
+        }
+        i += k;
+    }
 }

@@ -6,13 +6,24 @@
 //!   backward: g = dy ⊙ γ; dx = rstd·(g − mean(g) − x̂·mean(g ⊙ x̂)); dγ = Σ_rows dy ⊙ x̂; dβ = Σ_rows dy.
 //! RMSNorm:   rstd = 1/√(mean(x²) + ε), x̂ = x·rstd, y = γ ⊙ x̂.
 //!   backward: g = dy ⊙ γ; dx = rstd·(g − x̂·mean(g ⊙ x̂)); dγ = Σ_rows dy ⊙ x̂.
+//!
+//! The scalar path (f64 statistics) is the reference. The SIMD paths read each row once per
+//! direction (later sweeps hit L1): forward = a sum pass, a corrected two-pass variance
+//! (μ' = μ + mean(x − μ), var = mean((x − μ)²) − (μ' − μ)², exact to rounding even for
+//! large offsets) and an output pass; backward = a pass for mean(g), mean(g ⊙ x̂) that
+//! also adds dy ⊙ x̂ and dy into the block's dγ, dβ partial sums, and a dx pass. dγ, dβ are
+//! reduced over fixed row blocks (one partial per block, summed in block order), so the
+//! result does not depend on the thread count.
 
-use rayon::prelude::*;
+use super::isa::{self, Isa};
+use super::par::{rows_mut_collect, rows_mut_stats, GRAIN};
+use super::simd::{simd_kernel, Simd};
+use super::softmax::row_sum;
 
-use super::par::rows_per_task;
-
-/// Rows per parallel task in the backward (each task keeps its own dγ, dβ partial sums).
-const ROWS_PER_TASK: usize = 64;
+/// Rows per block of the backward (one dγ, dβ partial per block).
+fn backward_block(cols: usize) -> usize {
+    (GRAIN / 2 / cols.max(1)).max(1)
+}
 
 #[allow(clippy::too_many_arguments)]
 pub fn layer_norm_rows(
@@ -25,27 +36,37 @@ pub fn layer_norm_rows(
     rstd: &mut [f32],
     cols: usize,
 ) {
-    y.par_chunks_mut(cols)
-        .with_min_len(rows_per_task(cols))
-        .zip(x.par_chunks(cols))
-        .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))
-        .for_each(|((y, x), (mu, rs))| {
-            let m = x.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
-            let var = x.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / cols as f64;
-            let r = 1.0 / (var + eps as f64).sqrt();
-            *mu = m as f32;
-            *rs = r as f32;
-            for i in 0..cols {
-                let mut v = ((x[i] as f64 - m) * r) as f32;
-                if let Some(g) = gamma {
-                    v *= g[i];
-                }
-                if let Some(b) = beta {
-                    v += b[i];
-                }
-                y[i] = v;
-            }
-        });
+    layer_norm_rows_isa(isa::active(), x, gamma, beta, eps, y, mean, rstd, cols)
+}
+
+/// `layer_norm_rows` at a given level.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_rows_isa(
+    level: Isa,
+    x: &[f32],
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    eps: f32,
+    y: &mut [f32],
+    mean: &mut [f32],
+    rstd: &mut [f32],
+    cols: usize,
+) {
+    rows_mut_stats(y, mean, rstd, cols, 3, |r0, y, mean, rstd| {
+        let x = &x[r0 * cols..][..y.len()];
+        let p = Params::new(gamma, beta, cols);
+        norm_fwd_block(
+            level,
+            x,
+            p.gamma(),
+            p.beta(),
+            eps,
+            y,
+            Some(mean),
+            rstd,
+            cols,
+        )
+    });
 }
 
 /// Adds into `dgamma` / `dbeta` (when given) and overwrites `dx`.
@@ -61,7 +82,18 @@ pub fn layer_norm_rows_backward(
     dbeta: Option<&mut [f32]>,
     cols: usize,
 ) {
-    norm_backward(x, gamma, Some(mean), rstd, dy, dx, dgamma, dbeta, cols)
+    norm_backward(
+        isa::active(),
+        x,
+        gamma,
+        Some(mean),
+        rstd,
+        dy,
+        dx,
+        dgamma,
+        dbeta,
+        cols,
+    )
 }
 
 pub fn rms_norm_rows(
@@ -72,18 +104,27 @@ pub fn rms_norm_rows(
     rstd: &mut [f32],
     cols: usize,
 ) {
-    y.par_chunks_mut(cols)
-        .with_min_len(rows_per_task(cols))
-        .zip(x.par_chunks(cols))
-        .zip(rstd.par_iter_mut())
-        .for_each(|((y, x), rs)| {
-            let ms = x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / cols as f64;
-            let r = (1.0 / (ms + eps as f64).sqrt()) as f32;
-            *rs = r;
-            for i in 0..cols {
-                y[i] = x[i] * r * gamma.map_or(1.0, |g| g[i]);
-            }
-        });
+    rms_norm_rows_isa(isa::active(), x, gamma, eps, y, rstd, cols)
+}
+
+/// `rms_norm_rows` at a given level.
+pub fn rms_norm_rows_isa(
+    level: Isa,
+    x: &[f32],
+    gamma: Option<&[f32]>,
+    eps: f32,
+    y: &mut [f32],
+    rstd: &mut [f32],
+    cols: usize,
+) {
+    // The stats driver splits two per-row arrays; RMSNorm has one, so a scratch one rides
+    // along for the mean slot and is dropped.
+    let mut unused = vec![0.0f32; rstd.len()];
+    rows_mut_stats(y, &mut unused, rstd, cols, 2, |r0, y, _, rstd| {
+        let x = &x[r0 * cols..][..y.len()];
+        let p = Params::new(gamma, None, cols);
+        norm_fwd_block(level, x, p.gamma(), p.beta(), eps, y, None, rstd, cols)
+    });
 }
 
 pub fn rms_norm_rows_backward(
@@ -95,12 +136,25 @@ pub fn rms_norm_rows_backward(
     dgamma: Option<&mut [f32]>,
     cols: usize,
 ) {
-    norm_backward(x, gamma, None, rstd, dy, dx, dgamma, None, cols)
+    norm_backward(
+        isa::active(),
+        x,
+        gamma,
+        None,
+        rstd,
+        dy,
+        dx,
+        dgamma,
+        None,
+        cols,
+    )
 }
 
-/// Shared backward: `mean` is `None` for RMSNorm (no centring, no mean(g) term).
+/// Shared backward at a given level: `mean` is `None` for RMSNorm (no centring, no mean(g)
+/// term, no dβ). Adds into `dgamma` / `dbeta` and overwrites `dx`.
 #[allow(clippy::too_many_arguments)]
-fn norm_backward(
+pub fn norm_backward(
+    level: Isa,
     x: &[f32],
     gamma: Option<&[f32]>,
     mean: Option<&[f32]>,
@@ -111,42 +165,26 @@ fn norm_backward(
     dbeta: Option<&mut [f32]>,
     cols: usize,
 ) {
-    let chunk = ROWS_PER_TASK * cols;
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
-        .par_chunks_mut(chunk)
-        .enumerate()
-        .map(|(t, dx)| {
-            let mut dg = vec![0.0f32; cols];
-            let mut db = vec![0.0f32; cols];
-            for (r_local, dx) in dx.chunks_mut(cols).enumerate() {
-                let r = t * ROWS_PER_TASK + r_local;
-                let x = &x[r * cols..][..cols];
-                let dy = &dy[r * cols..][..cols];
-                let mu = mean.map_or(0.0, |m| m[r]);
-                let rs = rstd[r];
-                let (mut mean_g, mut mean_gx) = (0.0f32, 0.0f32);
-                for i in 0..cols {
-                    let xh = (x[i] - mu) * rs;
-                    let g = dy[i] * gamma.map_or(1.0, |gm| gm[i]);
-                    mean_g += g;
-                    mean_gx += g * xh;
-                    dg[i] += dy[i] * xh;
-                    db[i] += dy[i];
-                }
-                mean_g /= cols as f32;
-                mean_gx /= cols as f32;
-                if mean.is_none() {
-                    mean_g = 0.0;
-                }
-                for i in 0..cols {
-                    let xh = (x[i] - mu) * rs;
-                    let g = dy[i] * gamma.map_or(1.0, |gm| gm[i]);
-                    dx[i] = rs * (g - mean_g - xh * mean_gx);
-                }
-            }
-            (dg, db)
-        })
-        .collect();
+    let partials = rows_mut_collect(dx, cols, backward_block(cols), |r0, dx| {
+        let rows = dx.len() / cols;
+        let r = r0 * cols..r0 * cols + dx.len();
+        let p = Params::new(gamma, None, cols);
+        let mut dg = vec![0.0f32; cols];
+        let mut db = vec![0.0f32; cols];
+        norm_bwd_block(
+            level,
+            &x[r.clone()],
+            p.gamma(),
+            mean.map(|m| &m[r0..r0 + rows]),
+            &rstd[r0..r0 + rows],
+            &dy[r],
+            dx,
+            &mut dg,
+            &mut db,
+            cols,
+        );
+        (dg, db)
+    });
     if let Some(dgamma) = dgamma {
         for (dg, _) in &partials {
             dgamma.iter_mut().zip(dg).for_each(|(a, b)| *a += b);
@@ -155,6 +193,293 @@ fn norm_backward(
     if let Some(dbeta) = dbeta {
         for (_, db) in &partials {
             dbeta.iter_mut().zip(db).for_each(|(a, b)| *a += b);
+        }
+    }
+}
+
+/// γ and β with the identity (1, 0) filled in when absent, so the kernels have one form.
+struct Params<'a> {
+    gamma: std::borrow::Cow<'a, [f32]>,
+    beta: std::borrow::Cow<'a, [f32]>,
+}
+
+impl<'a> Params<'a> {
+    fn new(gamma: Option<&'a [f32]>, beta: Option<&'a [f32]>, cols: usize) -> Self {
+        let or = |p: Option<&'a [f32]>, v: f32| match p {
+            Some(p) => std::borrow::Cow::Borrowed(p),
+            None => std::borrow::Cow::Owned(vec![v; cols]),
+        };
+        Params {
+            gamma: or(gamma, 1.0),
+            beta: or(beta, 0.0),
+        }
+    }
+    fn gamma(&self) -> &[f32] {
+        &self.gamma
+    }
+    fn beta(&self) -> &[f32] {
+        &self.beta
+    }
+}
+
+simd_kernel! {
+    /// Forward of a block of rows; `mean` is `None` for RMSNorm (then β is ignored).
+    fn norm_fwd_block(
+        x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, y: &mut [f32],
+        mean: Option<&mut [f32]>, rstd: &mut [f32], cols: usize,
+    ) = norm_fwd_simd | norm_fwd_scalar;
+}
+simd_kernel! {
+    /// Backward of a block of rows; adds into the block's `dg`, `db` partials.
+    fn norm_bwd_block(
+        x: &[f32], gamma: &[f32], mean: Option<&[f32]>, rstd: &[f32], dy: &[f32],
+        dx: &mut [f32], dg: &mut [f32], db: &mut [f32], cols: usize,
+    ) = norm_bwd_simd | norm_bwd_scalar;
+}
+
+// ---- scalar reference ------------------------------------------------------------------
+
+#[allow(clippy::too_many_arguments)]
+fn norm_fwd_scalar(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    y: &mut [f32],
+    mut mean: Option<&mut [f32]>,
+    rstd: &mut [f32],
+    cols: usize,
+) {
+    for (r, (y, x)) in y.chunks_mut(cols).zip(x.chunks(cols)).enumerate() {
+        let n = cols as f64;
+        if let Some(mean) = mean.as_deref_mut() {
+            let m = x.iter().map(|&v| v as f64).sum::<f64>() / n;
+            let var = x.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / n;
+            let rs = 1.0 / (var + eps as f64).sqrt();
+            mean[r] = m as f32;
+            rstd[r] = rs as f32;
+            for i in 0..cols {
+                y[i] = ((x[i] as f64 - m) * rs) as f32 * gamma[i] + beta[i];
+            }
+        } else {
+            let ms = x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / n;
+            let rs = (1.0 / (ms + eps as f64).sqrt()) as f32;
+            rstd[r] = rs;
+            for i in 0..cols {
+                y[i] = x[i] * rs * gamma[i];
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn norm_bwd_scalar(
+    x: &[f32],
+    gamma: &[f32],
+    mean: Option<&[f32]>,
+    rstd: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    dg: &mut [f32],
+    db: &mut [f32],
+    cols: usize,
+) {
+    for (r, dx) in dx.chunks_mut(cols).enumerate() {
+        let x = &x[r * cols..][..cols];
+        let dy = &dy[r * cols..][..cols];
+        let mu = mean.map_or(0.0, |m| m[r]);
+        let rs = rstd[r];
+        let (mut mean_g, mut mean_gx) = (0.0f32, 0.0f32);
+        for i in 0..cols {
+            let xh = (x[i] - mu) * rs;
+            let g = dy[i] * gamma[i];
+            mean_g += g;
+            mean_gx += g * xh;
+            dg[i] += dy[i] * xh;
+            db[i] += dy[i];
+        }
+        mean_g /= cols as f32;
+        mean_gx /= cols as f32;
+        if mean.is_none() {
+            mean_g = 0.0;
+        }
+        for i in 0..cols {
+            let xh = (x[i] - mu) * rs;
+            let g = dy[i] * gamma[i];
+            dx[i] = rs * (g - mean_g - xh * mean_gx);
+        }
+    }
+}
+
+// ---- SIMD ------------------------------------------------------------------------------
+
+/// (Σ (x − c), Σ (x − c)²) over a row.
+///
+/// # Safety
+/// `S`'s instruction set must be available.
+#[inline(always)]
+unsafe fn centred_sums<S: Simd>(x: &[f32], c: f32) -> (f32, f32) {
+    let (n, l, p, cv) = (x.len(), S::LANES, x.as_ptr(), S::splat(c));
+    let (mut s0, mut s1, mut q0, mut q1) =
+        (S::splat(0.0), S::splat(0.0), S::splat(0.0), S::splat(0.0));
+    let mut i = 0;
+    while i + 2 * l <= n {
+        let d0 = S::sub(S::load(p.add(i)), cv);
+        let d1 = S::sub(S::load(p.add(i + l)), cv);
+        s0 = S::add(s0, d0);
+        s1 = S::add(s1, d1);
+        q0 = S::fmadd(d0, d0, q0);
+        q1 = S::fmadd(d1, d1, q1);
+        i += 2 * l;
+    }
+    while i < n {
+        let k = (n - i).min(l);
+        // Masked-off lanes load c, so they contribute 0 to both sums.
+        let d = S::sub(S::load_tail(p.add(i), k, c), cv);
+        s0 = S::add(s0, d);
+        q0 = S::fmadd(d, d, q0);
+        i += k;
+    }
+    (S::hsum(S::add(s0, s1)), S::hsum(S::add(q0, q1)))
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn norm_fwd_simd<S: Simd>(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    y: &mut [f32],
+    mut mean: Option<&mut [f32]>,
+    rstd: &mut [f32],
+    cols: usize,
+) {
+    let n = cols as f32;
+    let (l, gp, bp) = (S::LANES, gamma.as_ptr(), beta.as_ptr());
+    for (r, (y, x)) in y.chunks_mut(cols).zip(x.chunks(cols)).enumerate() {
+        let (mu, rs) = match mean.as_deref_mut() {
+            Some(mean) => {
+                let m0 = row_sum::<S>(x) / n;
+                let (d, q) = centred_sums::<S>(x, m0);
+                let dm = d / n;
+                let var = (q / n - dm * dm).max(0.0);
+                let mu = m0 + dm;
+                mean[r] = mu;
+                (mu, 1.0 / (var + eps).sqrt())
+            }
+            None => {
+                let (_, q) = centred_sums::<S>(x, 0.0);
+                (0.0, 1.0 / (q / n + eps).sqrt())
+            }
+        };
+        rstd[r] = rs;
+        let (muv, rsv) = (S::splat(mu), S::splat(rs));
+        let (p, o) = (x.as_ptr(), y.as_mut_ptr());
+        let with_beta = mean.is_some();
+        let mut i = 0;
+        while i < cols {
+            let k = (cols - i).min(l);
+            let (xv, g, b) = if k == l {
+                (S::load(p.add(i)), S::load(gp.add(i)), S::load(bp.add(i)))
+            } else {
+                (
+                    S::load_tail(p.add(i), k, 0.0),
+                    S::load_tail(gp.add(i), k, 0.0),
+                    S::load_tail(bp.add(i), k, 0.0),
+                )
+            };
+            let xh = S::mul(S::sub(xv, muv), rsv);
+            let v = if with_beta {
+                S::fmadd(xh, g, b)
+            } else {
+                S::mul(xh, g)
+            };
+            if k == l {
+                S::store(o.add(i), v);
+            } else {
+                S::store_tail(o.add(i), k, v);
+            }
+            i += k;
+        }
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn norm_bwd_simd<S: Simd>(
+    x: &[f32],
+    gamma: &[f32],
+    mean: Option<&[f32]>,
+    rstd: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    dg: &mut [f32],
+    db: &mut [f32],
+    cols: usize,
+) {
+    let l = S::LANES;
+    let (gp, dgp, dbp) = (gamma.as_ptr(), dg.as_mut_ptr(), db.as_mut_ptr());
+    let inv_n = 1.0 / cols as f32;
+    for (r, dx) in dx.chunks_mut(cols).enumerate() {
+        let xp = x.as_ptr().add(r * cols);
+        let dyp = dy.as_ptr().add(r * cols);
+        let o = dx.as_mut_ptr();
+        let (muv, rsv) = (S::splat(mean.map_or(0.0, |m| m[r])), S::splat(rstd[r]));
+        let (mut sg, mut sgx) = (S::splat(0.0), S::splat(0.0));
+        let mut i = 0;
+        while i < cols {
+            let k = (cols - i).min(l);
+            let full = k == l;
+            let ld = |p: *const f32| {
+                if full {
+                    S::load(p)
+                } else {
+                    S::load_tail(p, k, 0.0)
+                }
+            };
+            let (xv, d, g) = (ld(xp.add(i)), ld(dyp.add(i)), ld(gp.add(i)));
+            let xh = S::mul(S::sub(xv, muv), rsv);
+            let gd = S::mul(d, g);
+            sg = S::add(sg, gd);
+            sgx = S::fmadd(gd, xh, sgx);
+            let (dgv, dbv) = (S::fmadd(d, xh, ld(dgp.add(i))), S::add(d, ld(dbp.add(i))));
+            if full {
+                S::store(dgp.add(i), dgv);
+                S::store(dbp.add(i), dbv);
+            } else {
+                S::store_tail(dgp.add(i), k, dgv);
+                S::store_tail(dbp.add(i), k, dbv);
+            }
+            i += k;
+        }
+        let mg = if mean.is_some() {
+            S::hsum(sg) * inv_n
+        } else {
+            0.0
+        };
+        let (mgv, mgxv) = (S::splat(mg), S::splat(S::hsum(sgx) * inv_n));
+        let mut i = 0;
+        while i < cols {
+            let k = (cols - i).min(l);
+            let full = k == l;
+            let ld = |p: *const f32| {
+                if full {
+                    S::load(p)
+                } else {
+                    S::load_tail(p, k, 0.0)
+                }
+            };
+            let (xv, d, g) = (ld(xp.add(i)), ld(dyp.add(i)), ld(gp.add(i)));
+            let xh = S::mul(S::sub(xv, muv), rsv);
+            // rstd·(g − mean(g) − x̂·mean(g x̂))
+            let v = S::mul(rsv, S::fnmadd(xh, mgxv, S::sub(S::mul(d, g), mgv)));
+            if full {
+                S::store(o.add(i), v);
+            } else {
+                S::store_tail(o.add(i), k, v);
+            }
+            i += k;
         }
     }
 }
