@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Side-by-side wall time of nanoGPT's CPU recipe in pretext and in PyTorch, alternating the two
 # in one run so both see the same machine load: ROUNDS rounds of ITERS training iterations each
-# (eval reduced to 1 batch), THREADS threads. Prints seconds per iteration for each and the ratio.
+# (eval reduced to 1 batch), THREADS threads. Prints seconds per iteration for each and the ratio,
+# twice: over the whole process (start-up, data loading and the one eval batch included) and inside
+# the training loop (pretext: median of 768 tokens / tokens_per_s over its log records; PyTorch:
+# the loop's elapsed time / ITERS, both without start-up).
 #   tools/nanogpt_compare.sh [ITERS=200] [ROUNDS=3] [THREADS=2]
 # Needs a release build (cargo build --release) and a Python with torch (PYTHON, default python3).
 set -euo pipefail
@@ -19,7 +22,15 @@ for r in $(seq "$rounds"); do
     --out "$tmp/run$r" >/dev/null
   t1=$(date +%s.%N)
   OMP_WAIT_POLICY=PASSIVE "$py" tools/nanogpt_shakespeare_char.py --data "$data" --iters "$iters" --eval-iters 1 \
-    --threads "$threads" --log-every 100000 >/dev/null
+    --threads "$threads" --log-every 100000 --json >"$tmp/torch$r.json" 2>/dev/null
   t2=$(date +%s.%N)
-  echo "round $r: pretext $(echo "($t1-$t0)/$iters" | bc -l | cut -c1-6) s/iter, pytorch $(echo "($t2-$t1)/$iters" | bc -l | cut -c1-6) s/iter, pytorch/pretext time ratio $(echo "($t2-$t1)/($t1-$t0)" | bc -l | cut -c1-5)"
+  loop=$("$py" - "$tmp/run$r/metrics.jsonl" "$tmp/torch$r.json" "$iters" <<'PY'
+import json, statistics, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+p = statistics.median(768 / r["tokens_per_s"] for r in recs if r.get("split") == "train" and r.get("tokens_per_s"))
+t = json.load(open(sys.argv[2]))["log"][-1]["elapsed_s"] / int(sys.argv[3])
+print(f"in loop: pretext {p:.4f} s/iter, pytorch {t:.4f} s/iter, pytorch/pretext {t / p:.3f}")
+PY
+)
+  echo "round $r: whole process: pretext $(echo "($t1-$t0)/$iters" | bc -l | cut -c1-6) s/iter, pytorch $(echo "($t2-$t1)/$iters" | bc -l | cut -c1-6) s/iter, pytorch/pretext $(echo "($t2-$t1)/($t1-$t0)" | bc -l | cut -c1-5); $loop"
 done

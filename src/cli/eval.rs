@@ -34,7 +34,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    super::train::set_threads(a.threads)?;
+    super::train::in_pool(a.threads, || run_in_pool(a))
+}
+
+fn run_in_pool(a: Args) -> Result<()> {
     let dir = if a.checkpoint.join("state.json").is_file() {
         a.checkpoint.clone()
     } else {

@@ -58,7 +58,10 @@ pub fn resolve_checkpoint(p: &Path) -> Result<(PathBuf, PathBuf)> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    super::train::set_threads(a.threads)?;
+    super::train::in_pool(a.threads, || run_in_pool(a))
+}
+
+fn run_in_pool(a: Args) -> Result<()> {
     let (model_dir, tok_dir) = resolve_checkpoint(&a.checkpoint)?;
     let model = Model::load(&model_dir)?;
     let tok = Tokenizer::load(&tok_dir)?;
