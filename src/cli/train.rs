@@ -89,10 +89,7 @@ pub struct Args {
 /// kernels' parallel loops then start from inside the pool; called from the main thread, each
 /// loop would be handed to the pool and waited for (a futex wake-up and sleep per loop, ~7% of a
 /// small model's step in a profile).
-pub fn in_pool<R: Send>(
-    threads: Option<usize>,
-    f: impl FnOnce() -> Result<R> + Send,
-) -> Result<R> {
+pub fn in_pool<R: Send>(threads: Option<usize>, f: impl FnOnce() -> Result<R> + Send) -> Result<R> {
     let mut builder = rayon::ThreadPoolBuilder::new();
     if let Some(t) = threads {
         if t == 0 {
