@@ -67,7 +67,11 @@ impl Tensor {
         } else {
             r.data
                 .par_chunks(r.inner)
-                .with_min_len(crate::backend::cpu::par::rows_per_task(r.inner))
+                .with_min_len(crate::backend::cpu::par::row_block(
+                    r.data.len() / r.inner,
+                    r.inner,
+                    1,
+                ))
                 .map(|row| row.iter().map(|&x| x as f64).sum::<f64>() as f32)
                 .collect()
         };

@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 
 use super::isa::{self, Isa};
-use super::par::{rows_mut, rows_per_task};
+use super::par::{row_block, rows_mut};
 use super::simd::{self, simd_kernel, Simd};
 use super::softmax::max_and_log_sum;
 
@@ -35,9 +35,10 @@ pub fn cross_entropy_rows(
             "target {t} at row {r} is outside 0..{cols} (and not ignore_index {ignore_index})"
         ));
     }
+    let block = row_block(row_loss.len(), cols, 2);
     row_loss
         .par_iter_mut()
-        .with_min_len(rows_per_task(cols))
+        .with_min_len(block)
         .zip(lse.par_iter_mut())
         .enumerate()
         .for_each(|(r, (loss, lse))| {

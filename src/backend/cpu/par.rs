@@ -1,17 +1,11 @@
 //! How finely row-wise kernels split their work across threads.
 //!
-//! `rows_per_task` is the older rule (each task at least ~16 K elements). The SIMD kernels
-//! use `row_block` and the `rows_mut*` drivers: tasks of at least `GRAIN` elements and at
-//! most `TASKS_PER_THREAD` per thread, and no rayon call at all when there is a single task,
-//! so that small tensors (768 rows × 128 cols) run inline in the calling thread instead of
+//! One rule, `row_block`, used directly and through the `rows_mut*` drivers: tasks of at least
+//! `GRAIN` elements and at most `TASKS_PER_THREAD` per thread, and (in the drivers) no rayon call
+//! at all when there is a single task, so that small tensors (768 rows × 128 cols) run inline in the calling thread instead of
 //! paying for a pool hand-off.
 
 use rayon::prelude::*;
-
-/// Rows per parallel task for rows of `cols` elements: about 16 K elements a task.
-pub fn rows_per_task(cols: usize) -> usize {
-    (16 * 1024 / cols.max(1)).max(1)
-}
 
 /// Minimum elements per task of the SIMD row kernels.
 pub const GRAIN: usize = 32 * 1024;
