@@ -365,6 +365,42 @@ fn random_windows_are_nanogpt_batches_and_reproducible() {
 }
 
 #[test]
+fn a_window_sweep_covers_each_window_once_in_order() {
+    let dir = tmpdir("sweep");
+    let out = small_corpus(&dir);
+    let c = Corpus::open(&out, None).unwrap();
+    let t = 16;
+    let mut w = RandomWindows::new(&c.train, t).unwrap();
+    let n = w.window_count();
+    // The starts, shard by shard, are every offset at which T+1 tokens fit in the shard.
+    let mut expected = Vec::new();
+    let mut base = 0;
+    for sh in c.train.shards() {
+        expected.extend((0..sh.len() - t as u64).map(|o| base + o));
+        base += sh.len();
+    }
+    let starts: Vec<u64> = (0..n).map(|u| w.start(u)).collect();
+    assert_eq!(starts, expected);
+    // A sweep in batches of 7 (the last one partial) reads exactly those windows.
+    let mut tb = TokenBatch::default();
+    let mut u = 0;
+    while u < n {
+        let b = 7.min((n - u) as usize);
+        w.windows_at(&c.train, u, b, &mut tb).unwrap();
+        for row in 0..b {
+            let mut win = vec![0u32; t + 1];
+            c.train.read(expected[u as usize + row], &mut win).unwrap();
+            assert_eq!(&tb.x[row * t..(row + 1) * t], &win[..t]);
+            assert_eq!(&tb.y[row * t..(row + 1) * t], &win[1..]);
+        }
+        u += b as u64;
+    }
+    let err = w.windows_at(&c.train, n - 2, 3, &mut tb).unwrap_err();
+    assert!(err.to_string().contains("windows"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn epoch_batches_follow_a_seeded_document_order() {
     let dir = tmpdir("epoch");
     let out = small_corpus(&dir);

@@ -21,6 +21,7 @@ bias=False).
   step    loss = mean CE(logits, y); backward; clip_grad_norm_(1.0); step; 2000 updates (it = 0..1999)
   eval    mean loss over --eval-iters (200) random batches of each split, after the last update (this is
           the value nanoGPT prints at iter 2000, before its extra update at iter_num == max_iters)
+  --all-windows  also the val loss over every window (no sampling noise; pretext eval --all-windows)
   differs from nanoGPT only in the random stream: nanoGPT also evaluates every 250 iterations and
           prefetches the next batch, which draws extra random numbers; the maths of each step is the same
 
@@ -136,6 +137,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--log-every", type=int, default=250)
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    ap.add_argument("--all-windows", action="store_true",
+                    help="also report the val loss over every window d[i:i+64], i < len(val) - 64 (the exact "
+                         "mean that random-batch evaluation estimates; pretext eval --all-windows computes the same)")
     args = ap.parse_args()
 
     if not os.path.exists(args.data):
@@ -191,6 +195,16 @@ def main():
     with torch.no_grad():
         for split in ("train", "val"):
             est[split] = sum(model(*get_batch(split)).item() for _ in range(args.eval_iters)) / args.eval_iters
+        if args.all_windows:
+            d = splits["val"]
+            starts = torch.arange(len(d) - block)
+            offs = torch.arange(block)
+            total = 0.0
+            for c in starts.split(256):
+                x = d[c[:, None] + offs]
+                y = d[c[:, None] + offs + 1]
+                total += model(x, y).item() * len(c)
+            est["val_all_windows"] = total / len(starts)
     total_s = time.time() - t0
     result = {
         "recipe": "nanoGPT shakespeare_char CPU (block 64, batch 12, 4 layers, 4 heads, width 128, dropout 0)",
@@ -205,6 +219,7 @@ def main():
         "train_loss": est["train"],
         "val_loss": est["val"],
         "eval_iters": args.eval_iters,
+        "val_loss_all_windows": est.get("val_all_windows"),
         "train_time_s": train_s,
         "total_time_s": total_s,
         "torch": torch.__version__,

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::train::checkpoint;
 use crate::train::runner::evaluate;
-use crate::train::task::Task;
+use crate::train::task::{clm_sweep, Task};
 use crate::train::TrainConfig;
 
 #[derive(ClapArgs, Debug)]
@@ -29,6 +29,10 @@ pub struct Args {
     pub eval_iters: Option<usize>,
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// CLM only: instead of random batches, sweep every window of the split (the exact
+    /// mean that random-window evaluation estimates, free of sampling noise).
+    #[arg(long)]
+    pub all_windows: bool,
     #[arg(long)]
     pub threads: Option<usize>,
 }
@@ -59,7 +63,29 @@ fn run_in_pool(a: Args) -> Result<()> {
     }
     let tokenizer = crate::data::Tokenizer::load(&dir.join("tokenizer"))?;
     let task = Task::new(&cfg.objective, cfg.seq_len, &tokenizer)?;
-    let e = evaluate(&model, &cfg, &task, corpus.split(&a.split)?)?;
+    let stream = corpus.split(&a.split)?;
+    if a.all_windows {
+        let Some((loss, acc, windows)) = clm_sweep(&task, &model, stream, cfg.batch_size)? else {
+            return Err(Error::msg(format!(
+                "eval --all-windows: the run's objective is {}, but a sweep over windows is defined for clm only",
+                cfg.objective
+            )));
+        };
+        let out = serde_json::json!({
+            "checkpoint": dir.display().to_string(),
+            "step": state.step,
+            "objective": cfg.objective,
+            "split": a.split,
+            "loss": loss,
+            "perplexity": loss.exp(),
+            "token_accuracy": acc,
+            "windows": windows,
+            "seq_len": cfg.seq_len,
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    let e = evaluate(&model, &cfg, &task, stream)?;
     let out = serde_json::json!({
         "checkpoint": dir.display().to_string(),
         "step": state.step,

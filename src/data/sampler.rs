@@ -96,9 +96,41 @@ impl RandomWindows {
 
     /// Global start of a uniformly drawn window.
     pub fn draw(&self, rng: &mut SplitMix64) -> u64 {
-        let u = rng.below(self.window_count());
+        self.start(rng.below(self.window_count()))
+    }
+
+    /// Global start of window `u` (`u < window_count()`), windows numbered shard by shard.
+    pub fn start(&self, u: u64) -> u64 {
         let i = self.cum.partition_point(|&c| c <= u) - 1;
         self.starts[i] + (u - self.cum[i])
+    }
+
+    /// Fill `out` with the windows numbered `first .. first + batch`, in order: a sweep
+    /// over every window gives the exact expectation of the loss over uniform windows
+    /// (what [`sample`](Self::sample) estimates), free of sampling noise.
+    pub fn windows_at(
+        &mut self,
+        stream: &TokenStream,
+        first: u64,
+        batch: usize,
+        out: &mut TokenBatch,
+    ) -> Result<()> {
+        let end = first + batch as u64;
+        if end > self.window_count() {
+            return Err(Error::msg(format!(
+                "windows {first}..{end} requested but the stream holds {} windows of {} tokens",
+                self.window_count(),
+                self.seq + 1
+            )));
+        }
+        let t = self.seq;
+        out.reshape(batch, t);
+        for b in 0..batch {
+            stream.read(self.start(first + b as u64), &mut self.scratch)?;
+            out.x[b * t..(b + 1) * t].copy_from_slice(&self.scratch[..t]);
+            out.y[b * t..(b + 1) * t].copy_from_slice(&self.scratch[1..]);
+        }
+        Ok(())
     }
 
     /// Fill `out` with `batch` windows (one draw per row, in row order).

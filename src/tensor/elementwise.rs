@@ -6,6 +6,7 @@ use super::layout::broadcast_shapes;
 use super::Tensor;
 use crate::backend::cpu::activation::{self, Gelu};
 use crate::backend::cpu::math;
+use crate::backend::cpu::par::fresh;
 use crate::error::Result;
 
 /// Tensors at least this large are processed in parallel.
@@ -128,8 +129,7 @@ impl Tensor {
             Unary::GeluTanh => Some(Gelu::Tanh),
             _ => None,
         } {
-            let mut out = vec![0.0f32; x.len()];
-            activation::gelu(kind, &x, &mut out);
+            let out = fresh(x.len(), |y| activation::gelu(kind, &x, y));
             return Ok(Tensor::from_f32(out, self.shape()));
         }
         // One monomorphised loop per op, so the per-element `match` folds away.
@@ -181,8 +181,9 @@ impl Tensor {
             ));
         }
         let (xs, dys) = (x.f32s("gelu_backward")?, dy.f32s("gelu_backward")?);
-        let mut dx = vec![0.0f32; xs.len()];
-        activation::gelu_backward(kind, &xs, &dys, &mut dx);
+        let dx = fresh(xs.len(), |dx| {
+            activation::gelu_backward(kind, &xs, &dys, dx)
+        });
         Ok(Tensor::from_f32(dx, x.shape()))
     }
 

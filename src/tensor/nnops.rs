@@ -5,6 +5,7 @@
 //! The maths of each lives beside its kernel in `backend::cpu`.
 
 use super::{device, Rng, Tensor};
+use crate::backend::cpu::par::fresh;
 use crate::backend::cpu::{attention, cross_entropy, embedding, norm, softmax};
 use crate::error::{Error, Result};
 
@@ -81,16 +82,14 @@ impl Tensor {
         }
         let (_, cols) = rows_cols("softmax", self)?;
         let x = self.f32s("softmax")?;
-        let mut y = vec![0.0; x.len()];
-        softmax::softmax_rows(&x, &mut y, cols);
+        let y = fresh(x.len(), |y| softmax::softmax_rows(&x, y, cols));
         Ok(Tensor::from_f32(y, self.shape()))
     }
 
     pub fn log_softmax_last(&self) -> Result<Tensor> {
         let (_, cols) = rows_cols("log_softmax", self)?;
         let x = self.f32s("log_softmax")?;
-        let mut y = vec![0.0; x.len()];
-        softmax::log_softmax_rows(&x, &mut y, cols);
+        let y = fresh(x.len(), |y| softmax::log_softmax_rows(&x, y, cols));
         Ok(Tensor::from_f32(y, self.shape()))
     }
 
@@ -100,26 +99,23 @@ impl Tensor {
             return device::softmax_last_backward(&ctx, y, dy);
         }
         let (_, cols) = rows_cols("softmax_backward", y)?;
-        let mut dx = vec![0.0; y.numel()];
-        softmax::softmax_rows_backward(
-            &y.f32s("softmax_backward")?,
-            &dy.f32s("softmax_backward")?,
-            &mut dx,
-            cols,
-        );
+        let (ys, dys) = (y.f32s("softmax_backward")?, dy.f32s("softmax_backward")?);
+        let dx = fresh(ys.len(), |dx| {
+            softmax::softmax_rows_backward(&ys, &dys, dx, cols)
+        });
         Ok(Tensor::from_f32(dx, y.shape()))
     }
 
     /// dx of log-softmax from its output `y` and the upstream `dy`.
     pub fn log_softmax_last_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
         let (_, cols) = rows_cols("log_softmax_backward", y)?;
-        let mut dx = vec![0.0; y.numel()];
-        softmax::log_softmax_rows_backward(
-            &y.f32s("log_softmax_backward")?,
-            &dy.f32s("log_softmax_backward")?,
-            &mut dx,
-            cols,
+        let (ys, dys) = (
+            y.f32s("log_softmax_backward")?,
+            dy.f32s("log_softmax_backward")?,
         );
+        let dx = fresh(ys.len(), |dx| {
+            softmax::log_softmax_rows_backward(&ys, &dys, dx, cols)
+        });
         Ok(Tensor::from_f32(dx, y.shape()))
     }
 
@@ -139,17 +135,19 @@ impl Tensor {
         let x = self.f32s("layer_norm")?;
         let g = gamma.map(|g| g.f32s("layer_norm")).transpose()?;
         let b = beta.map(|b| b.f32s("layer_norm")).transpose()?;
-        let (mut y, mut mean, mut rstd) = (vec![0.0; x.len()], vec![0.0; rows], vec![0.0; rows]);
-        norm::layer_norm_rows(
-            &x,
-            g.as_deref(),
-            b.as_deref(),
-            eps,
-            &mut y,
-            &mut mean,
-            &mut rstd,
-            cols,
-        );
+        let (mut mean, mut rstd) = (vec![0.0; rows], vec![0.0; rows]);
+        let y = fresh(x.len(), |y| {
+            norm::layer_norm_rows(
+                &x,
+                g.as_deref(),
+                b.as_deref(),
+                eps,
+                y,
+                &mut mean,
+                &mut rstd,
+                cols,
+            )
+        });
         let stat_shape = &self.shape()[..self.rank() - 1];
         Ok(NormOut {
             y: Tensor::from_f32(y, self.shape()),
@@ -167,8 +165,10 @@ impl Tensor {
         check_param("rms_norm", self, gamma, cols)?;
         let x = self.f32s("rms_norm")?;
         let g = gamma.map(|g| g.f32s("rms_norm")).transpose()?;
-        let (mut y, mut rstd) = (vec![0.0; x.len()], vec![0.0; rows]);
-        norm::rms_norm_rows(&x, g.as_deref(), eps, &mut y, &mut rstd, cols);
+        let mut rstd = vec![0.0; rows];
+        let y = fresh(x.len(), |y| {
+            norm::rms_norm_rows(&x, g.as_deref(), eps, y, &mut rstd, cols)
+        });
         Ok(NormOut {
             y: Tensor::from_f32(y, self.shape()),
             mean: None,
@@ -192,29 +192,24 @@ impl Tensor {
         let g = gamma.map(|g| g.f32s("norm_backward")).transpose()?;
         let rs = rstd.f32s("norm_backward")?;
         let dys = dy.f32s("norm_backward")?;
-        let (mut dx, mut dg, mut db) = (vec![0.0; xs.len()], vec![0.0; cols], vec![0.0; cols]);
-        match mean {
+        let (mut dg, mut db) = (vec![0.0; cols], vec![0.0; cols]);
+        let ms = mean.map(|m| m.f32s("norm_backward")).transpose()?;
+        let dx = fresh(xs.len(), |dx| match &ms {
             Some(m) => norm::layer_norm_rows_backward(
                 &xs,
                 g.as_deref(),
-                &m.f32s("norm_backward")?,
+                m,
                 &rs,
                 &dys,
-                &mut dx,
+                dx,
                 Some(&mut dg),
                 Some(&mut db),
                 cols,
             ),
-            None => norm::rms_norm_rows_backward(
-                &xs,
-                g.as_deref(),
-                &rs,
-                &dys,
-                &mut dx,
-                Some(&mut dg),
-                cols,
-            ),
-        }
+            None => {
+                norm::rms_norm_rows_backward(&xs, g.as_deref(), &rs, &dys, dx, Some(&mut dg), cols)
+            }
+        });
         Ok((
             Tensor::from_f32(dx, x.shape()),
             Tensor::from_f32(dg, &[cols]),

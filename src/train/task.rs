@@ -54,23 +54,7 @@ impl Task {
                 let mut windows = RandomWindows::new(stream, *seq)?;
                 let mut tb = TokenBatch::default();
                 windows.sample(stream, &mut SplitMix64::new(seed), batch, &mut tb)?;
-                let x = Tensor::from_vec(tb.x_i64(), &[tb.batch, tb.seq])?;
-                let y = Tensor::from_vec(tb.y_i64(), &[tb.batch, tb.seq])?;
-                let Model::Gpt2(g) = model else {
-                    return Err(Error::msg(format!(
-                        "objective clm needs a gpt model, not {}",
-                        model.arch()
-                    )));
-                };
-                let out = g.forward(&x, None, None, train)?;
-                let logits = g.lm_logits(&out.hidden)?;
-                let token_acc = accuracy(&logits, &y)?;
-                Ok(StepOut {
-                    loss: logits.cross_entropy(&y, -100, 0.0)?,
-                    token_acc,
-                    nsp_acc: (0, 0),
-                    parts: Vec::new(),
-                })
+                clm_loss(model, &tb, train)
             }
             Task::Objective(obj) => {
                 let mut sampler = obj.sampler(stream)?;
@@ -80,6 +64,64 @@ impl Task {
             }
         }
     }
+}
+
+/// CLM over every window of `stream` (a sweep in batches of `batch` rows): the mean
+/// loss and next-token accuracy over all positions — the exact expectation of what
+/// random-window evaluation estimates. `None` for objectives other than clm.
+pub fn clm_sweep(
+    task: &Task,
+    model: &Model,
+    stream: &TokenStream,
+    batch: usize,
+) -> Result<Option<(f64, f64, u64)>> {
+    let Task::Clm { seq } = task else {
+        return Ok(None);
+    };
+    if batch == 0 {
+        return Err(Error::msg("clm sweep: batch size must be positive"));
+    }
+    let mut windows = RandomWindows::new(stream, *seq)?;
+    let n = windows.window_count();
+    let mut tb = TokenBatch::default();
+    let (mut loss_sum, mut correct, mut counted) = (0.0f64, 0usize, 0usize);
+    let mut u = 0u64;
+    while u < n {
+        let rows = (batch as u64).min(n - u) as usize;
+        windows.windows_at(stream, u, rows, &mut tb)?;
+        let out = crate::autograd::no_grad(|| clm_loss(model, &tb, None))?;
+        // Every row has `seq` positions, so weighting batch means by rows gives the mean over positions.
+        loss_sum += out.loss.value().scalar()? as f64 * rows as f64;
+        correct += out.token_acc.0;
+        counted += out.token_acc.1;
+        u += rows as u64;
+    }
+    Ok(Some((
+        loss_sum / n as f64,
+        correct as f64 / counted.max(1) as f64,
+        n,
+    )))
+}
+
+/// Next-token loss of a batch of windows: mean CE(logits(x), y).
+fn clm_loss(model: &Model, tb: &TokenBatch, train: Option<&mut Rng>) -> Result<StepOut> {
+    let x = Tensor::from_vec(tb.x_i64(), &[tb.batch, tb.seq])?;
+    let y = Tensor::from_vec(tb.y_i64(), &[tb.batch, tb.seq])?;
+    let Model::Gpt2(g) = model else {
+        return Err(Error::msg(format!(
+            "objective clm needs a gpt model, not {}",
+            model.arch()
+        )));
+    };
+    let out = g.forward(&x, None, None, train)?;
+    let logits = g.lm_logits(&out.hidden)?;
+    let token_acc = accuracy(&logits, &y)?;
+    Ok(StepOut {
+        loss: logits.cross_entropy(&y, -100, 0.0)?,
+        token_acc,
+        nsp_acc: (0, 0),
+        parts: Vec::new(),
+    })
 }
 
 fn tensor(v: &[i64], rows: usize, cols: usize) -> Result<Tensor> {

@@ -11,7 +11,7 @@
 
 use super::isa::{self, Isa};
 use super::math;
-use super::par::{rows_mut, rows_mut_collect, GRAIN};
+use super::par::{rows_mut, rows_mut_collect, Out, GRAIN};
 use super::simd::{self, simd_kernel, Simd};
 
 /// Which GELU.
@@ -27,24 +27,30 @@ pub enum Gelu {
 const FLAT_ROW: usize = 1024;
 
 /// y = gelu(x).
-pub fn gelu(kind: Gelu, x: &[f32], y: &mut [f32]) {
+pub fn gelu<'o>(kind: Gelu, x: &[f32], y: impl Into<Out<'o>>) {
     gelu_isa(isa::active(), kind, x, y)
 }
 
 /// `gelu` at a given level.
-pub fn gelu_isa(level: Isa, kind: Gelu, x: &[f32], y: &mut [f32]) {
+pub fn gelu_isa<'o>(level: Isa, kind: Gelu, x: &[f32], y: impl Into<Out<'o>>) {
     flat(y, |o, y| {
         gelu_block(level, kind, None, &x[o..o + y.len()], y, 0)
     });
 }
 
 /// dx = dy ⊙ gelu'(x).
-pub fn gelu_backward(kind: Gelu, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+pub fn gelu_backward<'o>(kind: Gelu, x: &[f32], dy: &[f32], dx: impl Into<Out<'o>>) {
     gelu_backward_isa(isa::active(), kind, x, dy, dx)
 }
 
 /// `gelu_backward` at a given level.
-pub fn gelu_backward_isa(level: Isa, kind: Gelu, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+pub fn gelu_backward_isa<'o>(
+    level: Isa,
+    kind: Gelu,
+    x: &[f32],
+    dy: &[f32],
+    dx: impl Into<Out<'o>>,
+) {
     flat(dx, |o, dx| {
         let r = o..o + dx.len();
         gelu_bwd_block(level, kind, None, &x[r.clone()], &dy[r], dx, None, 0)
@@ -52,12 +58,12 @@ pub fn gelu_backward_isa(level: Isa, kind: Gelu, x: &[f32], dy: &[f32], dx: &mut
 }
 
 /// y = gelu(x + b) for x (rows × cols) and b (cols,).
-pub fn bias_gelu(kind: Gelu, x: &[f32], b: &[f32], y: &mut [f32]) {
+pub fn bias_gelu<'o>(kind: Gelu, x: &[f32], b: &[f32], y: impl Into<Out<'o>>) {
     bias_gelu_isa(isa::active(), kind, x, b, y)
 }
 
 /// `bias_gelu` at a given level.
-pub fn bias_gelu_isa(level: Isa, kind: Gelu, x: &[f32], b: &[f32], y: &mut [f32]) {
+pub fn bias_gelu_isa<'o>(level: Isa, kind: Gelu, x: &[f32], b: &[f32], y: impl Into<Out<'o>>) {
     let cols = b.len();
     rows_mut(y, cols, 4, |r0, y| {
         gelu_block(level, kind, Some(b), &x[r0 * cols..][..y.len()], y, cols)
@@ -65,25 +71,25 @@ pub fn bias_gelu_isa(level: Isa, kind: Gelu, x: &[f32], b: &[f32], y: &mut [f32]
 }
 
 /// dx = dy ⊙ gelu'(x + b) and db += Σ_rows dx, for x, dy (rows × cols), b and db (cols,).
-pub fn bias_gelu_backward(
+pub fn bias_gelu_backward<'o>(
     kind: Gelu,
     x: &[f32],
     b: &[f32],
     dy: &[f32],
-    dx: &mut [f32],
+    dx: impl Into<Out<'o>>,
     db: &mut [f32],
 ) {
     bias_gelu_backward_isa(isa::active(), kind, x, b, dy, dx, db)
 }
 
 /// `bias_gelu_backward` at a given level.
-pub fn bias_gelu_backward_isa(
+pub fn bias_gelu_backward_isa<'o>(
     level: Isa,
     kind: Gelu,
     x: &[f32],
     b: &[f32],
     dy: &[f32],
-    dx: &mut [f32],
+    dx: impl Into<Out<'o>>,
     db: &mut [f32],
 ) {
     let cols = b.len();
@@ -108,15 +114,10 @@ pub fn bias_gelu_backward_isa(
     }
 }
 
-/// Splits a flat buffer into `FLAT_ROW`-element pieces for `rows_mut`; `f(offset, piece)`.
-fn flat(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    let n = out.len();
-    let body = n - n % FLAT_ROW;
-    let (head, tail) = out.split_at_mut(body);
-    rows_mut(head, FLAT_ROW, 6, |r0, o| f(r0 * FLAT_ROW, o));
-    if !tail.is_empty() {
-        f(body, tail);
-    }
+/// Splits a flat buffer into `FLAT_ROW`-element pieces for `rows_mut` (the last may be
+/// shorter); `f(offset, piece)`.
+fn flat<'o>(out: impl Into<Out<'o>>, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    rows_mut(out, FLAT_ROW, 6, |r0, o| f(r0 * FLAT_ROW, o));
 }
 
 simd_kernel! {

@@ -16,7 +16,7 @@
 //! result does not depend on the thread count.
 
 use super::isa::{self, Isa};
-use super::par::{rows_mut_collect, rows_mut_stats, GRAIN};
+use super::par::{rows_mut_collect, rows_mut_stats, Out, GRAIN};
 use super::simd::{simd_kernel, Simd};
 use super::softmax::row_sum;
 
@@ -26,12 +26,12 @@ fn backward_block(cols: usize) -> usize {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn layer_norm_rows(
+pub fn layer_norm_rows<'o>(
     x: &[f32],
     gamma: Option<&[f32]>,
     beta: Option<&[f32]>,
     eps: f32,
-    y: &mut [f32],
+    y: impl Into<Out<'o>>,
     mean: &mut [f32],
     rstd: &mut [f32],
     cols: usize,
@@ -41,13 +41,13 @@ pub fn layer_norm_rows(
 
 /// `layer_norm_rows` at a given level.
 #[allow(clippy::too_many_arguments)]
-pub fn layer_norm_rows_isa(
+pub fn layer_norm_rows_isa<'o>(
     level: Isa,
     x: &[f32],
     gamma: Option<&[f32]>,
     beta: Option<&[f32]>,
     eps: f32,
-    y: &mut [f32],
+    y: impl Into<Out<'o>>,
     mean: &mut [f32],
     rstd: &mut [f32],
     cols: usize,
@@ -71,13 +71,13 @@ pub fn layer_norm_rows_isa(
 
 /// Adds into `dgamma` / `dbeta` (when given) and overwrites `dx`.
 #[allow(clippy::too_many_arguments)]
-pub fn layer_norm_rows_backward(
+pub fn layer_norm_rows_backward<'o>(
     x: &[f32],
     gamma: Option<&[f32]>,
     mean: &[f32],
     rstd: &[f32],
     dy: &[f32],
-    dx: &mut [f32],
+    dx: impl Into<Out<'o>>,
     dgamma: Option<&mut [f32]>,
     dbeta: Option<&mut [f32]>,
     cols: usize,
@@ -96,11 +96,11 @@ pub fn layer_norm_rows_backward(
     )
 }
 
-pub fn rms_norm_rows(
+pub fn rms_norm_rows<'o>(
     x: &[f32],
     gamma: Option<&[f32]>,
     eps: f32,
-    y: &mut [f32],
+    y: impl Into<Out<'o>>,
     rstd: &mut [f32],
     cols: usize,
 ) {
@@ -108,12 +108,12 @@ pub fn rms_norm_rows(
 }
 
 /// `rms_norm_rows` at a given level.
-pub fn rms_norm_rows_isa(
+pub fn rms_norm_rows_isa<'o>(
     level: Isa,
     x: &[f32],
     gamma: Option<&[f32]>,
     eps: f32,
-    y: &mut [f32],
+    y: impl Into<Out<'o>>,
     rstd: &mut [f32],
     cols: usize,
 ) {
@@ -127,12 +127,12 @@ pub fn rms_norm_rows_isa(
     });
 }
 
-pub fn rms_norm_rows_backward(
+pub fn rms_norm_rows_backward<'o>(
     x: &[f32],
     gamma: Option<&[f32]>,
     rstd: &[f32],
     dy: &[f32],
-    dx: &mut [f32],
+    dx: impl Into<Out<'o>>,
     dgamma: Option<&mut [f32]>,
     cols: usize,
 ) {
@@ -153,14 +153,14 @@ pub fn rms_norm_rows_backward(
 /// Shared backward at a given level: `mean` is `None` for RMSNorm (no centring, no mean(g)
 /// term, no dβ). Adds into `dgamma` / `dbeta` and overwrites `dx`.
 #[allow(clippy::too_many_arguments)]
-pub fn norm_backward(
+pub fn norm_backward<'o>(
     level: Isa,
     x: &[f32],
     gamma: Option<&[f32]>,
     mean: Option<&[f32]>,
     rstd: &[f32],
     dy: &[f32],
-    dx: &mut [f32],
+    dx: impl Into<Out<'o>>,
     dgamma: Option<&mut [f32]>,
     dbeta: Option<&mut [f32]>,
     cols: usize,

@@ -11,16 +11,16 @@
 //! ≤ 2 ulp) are chosen by `isa::active()`; the scalar functions are the reference.
 
 use super::isa::{self, Isa};
-use super::par::rows_mut;
+use super::par::{rows_mut, Out};
 use super::simd::{self, simd_kernel, Simd};
 
 /// y = exp(x − max) / Σ exp(x − max), per row.
-pub fn softmax_rows(x: &[f32], y: &mut [f32], cols: usize) {
+pub fn softmax_rows<'o>(x: &[f32], y: impl Into<Out<'o>>, cols: usize) {
     softmax_rows_isa(isa::active(), x, y, cols)
 }
 
 /// `softmax_rows` at a given level (tests and benches force each level).
-pub fn softmax_rows_isa(level: Isa, x: &[f32], y: &mut [f32], cols: usize) {
+pub fn softmax_rows_isa<'o>(level: Isa, x: &[f32], y: impl Into<Out<'o>>, cols: usize) {
     rows_mut(y, cols, 3, |r0, y| {
         softmax_block(level, &x[r0 * cols..][..y.len()], y, cols)
     });
@@ -29,22 +29,28 @@ pub fn softmax_rows_isa(level: Isa, x: &[f32], y: &mut [f32], cols: usize) {
 /// y = (x − max) − ln Σ exp(x − max), per row. The shift is applied before ln Σ is
 /// subtracted: forming lse = max + ln Σ first would round it to the f32 spacing of max
 /// (≈1e-3 for logits of 1e4) and put that error into every output.
-pub fn log_softmax_rows(x: &[f32], y: &mut [f32], cols: usize) {
+pub fn log_softmax_rows<'o>(x: &[f32], y: impl Into<Out<'o>>, cols: usize) {
     log_softmax_rows_isa(isa::active(), x, y, cols)
 }
 
-pub fn log_softmax_rows_isa(level: Isa, x: &[f32], y: &mut [f32], cols: usize) {
+pub fn log_softmax_rows_isa<'o>(level: Isa, x: &[f32], y: impl Into<Out<'o>>, cols: usize) {
     rows_mut(y, cols, 3, |r0, y| {
         log_softmax_block(level, &x[r0 * cols..][..y.len()], y, cols)
     });
 }
 
 /// Softmax backward: dx = y ⊙ (dy − Σ_j dy_j·y_j), per row.
-pub fn softmax_rows_backward(y: &[f32], dy: &[f32], dx: &mut [f32], cols: usize) {
+pub fn softmax_rows_backward<'o>(y: &[f32], dy: &[f32], dx: impl Into<Out<'o>>, cols: usize) {
     softmax_rows_backward_isa(isa::active(), y, dy, dx, cols)
 }
 
-pub fn softmax_rows_backward_isa(level: Isa, y: &[f32], dy: &[f32], dx: &mut [f32], cols: usize) {
+pub fn softmax_rows_backward_isa<'o>(
+    level: Isa,
+    y: &[f32],
+    dy: &[f32],
+    dx: impl Into<Out<'o>>,
+    cols: usize,
+) {
     rows_mut(dx, cols, 3, |r0, dx| {
         let r = r0 * cols..r0 * cols + dx.len();
         softmax_bwd_block(level, &y[r.clone()], &dy[r], dx, cols)
@@ -52,15 +58,15 @@ pub fn softmax_rows_backward_isa(level: Isa, y: &[f32], dy: &[f32], dx: &mut [f3
 }
 
 /// Log-softmax backward: dx = dy − exp(y)·Σ_j dy_j, per row (y is the log-softmax output).
-pub fn log_softmax_rows_backward(y: &[f32], dy: &[f32], dx: &mut [f32], cols: usize) {
+pub fn log_softmax_rows_backward<'o>(y: &[f32], dy: &[f32], dx: impl Into<Out<'o>>, cols: usize) {
     log_softmax_rows_backward_isa(isa::active(), y, dy, dx, cols)
 }
 
-pub fn log_softmax_rows_backward_isa(
+pub fn log_softmax_rows_backward_isa<'o>(
     level: Isa,
     y: &[f32],
     dy: &[f32],
-    dx: &mut [f32],
+    dx: impl Into<Out<'o>>,
     cols: usize,
 ) {
     rows_mut(dx, cols, 3, |r0, dx| {
