@@ -11,7 +11,7 @@
 
 use super::isa::{self, Isa};
 use super::math;
-use super::par::{rows_mut, rows_mut_collect, Out, GRAIN};
+use super::par::{rows_mut, rows_mut_partials, sum_partials, Out, GRAIN};
 use super::simd::{self, simd_kernel, Simd};
 
 /// Which GELU.
@@ -94,9 +94,8 @@ pub fn bias_gelu_backward_isa<'o>(
 ) {
     let cols = b.len();
     let block = (GRAIN / 2 / cols.max(1)).max(1);
-    let partials = rows_mut_collect(dx, cols, block, |r0, dx| {
+    let parts = rows_mut_partials(dx, cols, block, cols, |r0, dx, part| {
         let r = r0 * cols..r0 * cols + dx.len();
-        let mut part = vec![0.0f32; cols];
         gelu_bwd_block(
             level,
             kind,
@@ -104,14 +103,11 @@ pub fn bias_gelu_backward_isa<'o>(
             &x[r.clone()],
             &dy[r],
             dx,
-            Some(&mut part),
+            Some(part),
             cols,
         );
-        part
     });
-    for p in &partials {
-        db.iter_mut().zip(p).for_each(|(d, v)| *d += v);
-    }
+    sum_partials(&parts, db);
 }
 
 /// Splits a flat buffer into `FLAT_ROW`-element pieces for `rows_mut` (the last may be

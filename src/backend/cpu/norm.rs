@@ -16,7 +16,7 @@
 //! result does not depend on the thread count.
 
 use super::isa::{self, Isa};
-use super::par::{rows_mut_collect, rows_mut_stats, Out, GRAIN};
+use super::par::{rows_mut_partials, rows_mut_stats, sum_partials, Out, GRAIN};
 use super::simd::{simd_kernel, Simd};
 use super::softmax::row_sum;
 
@@ -165,12 +165,12 @@ pub fn norm_backward<'o>(
     dbeta: Option<&mut [f32]>,
     cols: usize,
 ) {
-    let partials = rows_mut_collect(dx, cols, backward_block(cols), |r0, dx| {
+    // Each block's partials: dγ in the first `cols` floats, dβ in the next `cols`.
+    let parts = rows_mut_partials(dx, cols, backward_block(cols), 2 * cols, |r0, dx, part| {
         let rows = dx.len() / cols;
         let r = r0 * cols..r0 * cols + dx.len();
         let p = Params::new(gamma, None, cols);
-        let mut dg = vec![0.0f32; cols];
-        let mut db = vec![0.0f32; cols];
+        let (dg, db) = part.split_at_mut(cols);
         norm_bwd_block(
             level,
             &x[r.clone()],
@@ -179,21 +179,19 @@ pub fn norm_backward<'o>(
             &rstd[r0..r0 + rows],
             &dy[r],
             dx,
-            &mut dg,
-            &mut db,
+            dg,
+            db,
             cols,
         );
-        (dg, db)
     });
+    let mut sums = vec![0.0f32; 2 * cols];
+    sum_partials(&parts, &mut sums);
+    let (dg, db) = sums.split_at(cols);
     if let Some(dgamma) = dgamma {
-        for (dg, _) in &partials {
-            dgamma.iter_mut().zip(dg).for_each(|(a, b)| *a += b);
-        }
+        dgamma.iter_mut().zip(dg).for_each(|(a, b)| *a += b);
     }
     if let Some(dbeta) = dbeta {
-        for (_, db) in &partials {
-            dbeta.iter_mut().zip(db).for_each(|(a, b)| *a += b);
-        }
+        dbeta.iter_mut().zip(db).for_each(|(a, b)| *a += b);
     }
 }
 
@@ -421,65 +419,114 @@ unsafe fn norm_bwd_simd<S: Simd>(
     let l = S::LANES;
     let (gp, dgp, dbp) = (gamma.as_ptr(), dg.as_mut_ptr(), db.as_mut_ptr());
     let inv_n = 1.0 / cols as f32;
+    // Whole vectors in the main loops (k = LANES is a constant there, so the masked forms
+    // fold away), one masked tail per row.
+    let full = cols / l * l;
     for (r, dx) in dx.chunks_mut(cols).enumerate() {
         let xp = x.as_ptr().add(r * cols);
         let dyp = dy.as_ptr().add(r * cols);
         let o = dx.as_mut_ptr();
         let (muv, rsv) = (S::splat(mean.map_or(0.0, |m| m[r])), S::splat(rstd[r]));
-        let (mut sg, mut sgx) = (S::splat(0.0), S::splat(0.0));
+        // Pass 1: Σ g, Σ g x̂ (g = dy γ), and the block's dγ += dy x̂, dβ += dy.
+        let mut sums = (S::splat(0.0), S::splat(0.0));
         let mut i = 0;
-        while i < cols {
-            let k = (cols - i).min(l);
-            let full = k == l;
-            let ld = |p: *const f32| {
-                if full {
-                    S::load(p)
-                } else {
-                    S::load_tail(p, k, 0.0)
-                }
-            };
-            let (xv, d, g) = (ld(xp.add(i)), ld(dyp.add(i)), ld(gp.add(i)));
-            let xh = S::mul(S::sub(xv, muv), rsv);
-            let gd = S::mul(d, g);
-            sg = S::add(sg, gd);
-            sgx = S::fmadd(gd, xh, sgx);
-            let (dgv, dbv) = (S::fmadd(d, xh, ld(dgp.add(i))), S::add(d, ld(dbp.add(i))));
-            if full {
-                S::store(dgp.add(i), dgv);
-                S::store(dbp.add(i), dbv);
-            } else {
-                S::store_tail(dgp.add(i), k, dgv);
-                S::store_tail(dbp.add(i), k, dbv);
-            }
-            i += k;
+        while i < full {
+            bwd_sums::<S>(xp, dyp, gp, dgp, dbp, muv, rsv, i, l, &mut sums);
+            i += l;
+        }
+        if full < cols {
+            bwd_sums::<S>(
+                xp,
+                dyp,
+                gp,
+                dgp,
+                dbp,
+                muv,
+                rsv,
+                full,
+                cols - full,
+                &mut sums,
+            );
         }
         let mg = if mean.is_some() {
-            S::hsum(sg) * inv_n
+            S::hsum(sums.0) * inv_n
         } else {
             0.0
         };
-        let (mgv, mgxv) = (S::splat(mg), S::splat(S::hsum(sgx) * inv_n));
+        let (mgv, mgxv) = (S::splat(mg), S::splat(S::hsum(sums.1) * inv_n));
+        // Pass 2 (the row is in L1 now): dx.
         let mut i = 0;
-        while i < cols {
-            let k = (cols - i).min(l);
-            let full = k == l;
-            let ld = |p: *const f32| {
-                if full {
-                    S::load(p)
-                } else {
-                    S::load_tail(p, k, 0.0)
-                }
-            };
-            let (xv, d, g) = (ld(xp.add(i)), ld(dyp.add(i)), ld(gp.add(i)));
-            let xh = S::mul(S::sub(xv, muv), rsv);
-            // rstd·(g − mean(g) − x̂·mean(g x̂))
-            let v = S::mul(rsv, S::fnmadd(xh, mgxv, S::sub(S::mul(d, g), mgv)));
-            if full {
-                S::store(o.add(i), v);
-            } else {
-                S::store_tail(o.add(i), k, v);
-            }
-            i += k;
+        while i < full {
+            bwd_dx::<S>(xp, dyp, gp, o, muv, rsv, mgv, mgxv, i, l);
+            i += l;
+        }
+        if full < cols {
+            bwd_dx::<S>(xp, dyp, gp, o, muv, rsv, mgv, mgxv, full, cols - full);
         }
     }
+}
+
+/// Loads `k` (≤ LANES) floats at `p + i`, zero-filled past `k`.
+#[inline(always)]
+unsafe fn ld<S: Simd>(p: *const f32, i: usize, k: usize) -> S::V {
+    if k == S::LANES {
+        S::load(p.add(i))
+    } else {
+        S::load_tail(p.add(i), k, 0.0)
+    }
+}
+
+/// Stores the first `k` (≤ LANES) lanes of `v` at `p + i`.
+#[inline(always)]
+unsafe fn st<S: Simd>(p: *mut f32, i: usize, k: usize, v: S::V) {
+    if k == S::LANES {
+        S::store(p.add(i), v)
+    } else {
+        S::store_tail(p.add(i), k, v)
+    }
+}
+
+/// Backward pass 1 on columns [i, i + k) of one row: `sums` += (g, g x̂) with g = dy γ,
+/// x̂ = (x − μ) rstd; dγ += dy x̂, dβ += dy.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn bwd_sums<S: Simd>(
+    xp: *const f32,
+    dyp: *const f32,
+    gp: *const f32,
+    dgp: *mut f32,
+    dbp: *mut f32,
+    muv: S::V,
+    rsv: S::V,
+    i: usize,
+    k: usize,
+    sums: &mut (S::V, S::V),
+) {
+    let d = ld::<S>(dyp, i, k);
+    let xh = S::mul(S::sub(ld::<S>(xp, i, k), muv), rsv);
+    let gd = S::mul(d, ld::<S>(gp, i, k));
+    sums.0 = S::add(sums.0, gd);
+    sums.1 = S::fmadd(gd, xh, sums.1);
+    st::<S>(dgp, i, k, S::fmadd(d, xh, ld::<S>(dgp, i, k)));
+    st::<S>(dbp, i, k, S::add(d, ld::<S>(dbp, i, k)));
+}
+
+/// Backward pass 2 on columns [i, i + k): dx = rstd·(g − mean(g) − x̂·mean(g x̂)).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn bwd_dx<S: Simd>(
+    xp: *const f32,
+    dyp: *const f32,
+    gp: *const f32,
+    o: *mut f32,
+    muv: S::V,
+    rsv: S::V,
+    mgv: S::V,
+    mgxv: S::V,
+    i: usize,
+    k: usize,
+) {
+    let xh = S::mul(S::sub(ld::<S>(xp, i, k), muv), rsv);
+    let gd = S::mul(ld::<S>(dyp, i, k), ld::<S>(gp, i, k));
+    st::<S>(o, i, k, S::mul(rsv, S::fnmadd(xh, mgxv, S::sub(gd, mgv))));
 }

@@ -83,8 +83,11 @@ fn piece_rows(cols: usize) -> usize {
     (PIECE / cols.max(1)).max(1)
 }
 
-/// Elements zeroed at a time in a fresh output (32 KiB: stays in L1 until overwritten).
-const PIECE: usize = 8 * 1024;
+/// Elements zeroed at a time in a fresh output (4 KiB, about one row of the large shapes):
+/// small beside the kernel's own L1 working set (its input rows), so the zeroed lines are still
+/// in L1 when overwritten. (32 KiB pieces filled all of L1 and evicted the inputs: softmax
+/// forward ran 1.9× slower than into a reused buffer.)
+const PIECE: usize = 1024;
 
 /// As `rows_mut`, with two per-row outputs (`a`, `b`: one value per row) split alongside.
 pub fn rows_mut_stats<'o, F>(
@@ -135,45 +138,66 @@ pub fn rows_mut_stats<'o, F>(
     }
 }
 
-/// Map-reduce over fixed blocks of `block` rows: `f(first_row, out_rows) -> T` per block,
-/// results in block order. The blocks do not depend on the thread count, so a reduction of
-/// the results in order (the norms' dγ, dβ partial sums) is the same on any pool.
-pub fn rows_mut_collect<'o, T, F>(
+/// Per-block partial sums over fixed blocks of `block` rows: `f(first_row, out_rows, part)`
+/// per block, where `part` is that block's own zeroed `width` floats to accumulate into.
+/// Returns all partials, block after block (`blocks × width`), for the caller to reduce in
+/// block order ([`sum_partials`]). The blocks do not depend on the thread count, so the
+/// reduction (the norms' dγ, dβ, the bias-GELU's db) is the same on any pool. The partials
+/// are one allocation (a pooled block when large): per-block vectors kept alive until the
+/// reduction would take fresh heap pages, and page faults, on every call.
+pub fn rows_mut_partials<'o, F>(
     out: impl Into<Out<'o>>,
     cols: usize,
     block: usize,
+    width: usize,
     f: F,
-) -> Vec<T>
+) -> Vec<f32>
 where
-    T: Send,
-    F: Fn(usize, &mut [f32]) -> T + Sync + Send,
+    F: Fn(usize, &mut [f32], &mut [f32]) + Sync + Send,
 {
     let Some((out, cols)) = start(out.into(), cols) else {
         return Vec::new();
     };
     let rows = out.len() / cols;
     let block = block.max(1);
+    // (A zero `width` still gets one float per block, unused, so the blocks can be zipped.)
+    let w = width.max(1);
+    let mut parts = vec![0.0f32; rows.div_ceil(block) * w];
     // Fresh blocks are zeroed whole (the callers' blocks are cache-sized already) so that
     // `f` still sees exactly the fixed blocks.
     match out {
-        Dst::Init(out) if block >= rows => vec![f(0, out)],
+        Dst::Init(out) if block >= rows => f(0, out, &mut parts[..width]),
         Dst::Init(out) => out
             .par_chunks_mut(block * cols)
+            .zip(parts.par_chunks_mut(w))
             .enumerate()
-            .map(|(i, o)| f(i * block, o))
-            .collect(),
+            .for_each(|(i, (o, p))| f(i * block, o, &mut p[..width])),
         Dst::Fresh(out, done) => {
-            let parts = if block >= rows {
-                vec![f(0, zeroed(out))]
+            if block >= rows {
+                f(0, zeroed(out), &mut parts[..width]);
             } else {
                 out.par_chunks_mut(block * cols)
+                    .zip(parts.par_chunks_mut(w))
                     .enumerate()
-                    .map(|(i, o)| f(i * block, zeroed(o)))
-                    .collect()
-            };
+                    .for_each(|(i, (o, p))| f(i * block, zeroed(o), &mut p[..width]));
+            }
             *done = true;
-            parts
         }
+    }
+    if width == 0 {
+        parts.clear();
+    }
+    parts
+}
+
+/// Adds the partials of [`rows_mut_partials`] into `dst` (`width` floats), block by block
+/// in block order.
+pub fn sum_partials(parts: &[f32], dst: &mut [f32]) {
+    if dst.is_empty() {
+        return;
+    }
+    for p in parts.chunks(dst.len()) {
+        dst.iter_mut().zip(p).for_each(|(d, v)| *d += v);
     }
 }
 
@@ -273,15 +297,25 @@ mod tests {
                 assert_eq!(y, want);
                 assert_eq!(a, (0..rows).map(|i| i as f32).collect::<Vec<_>>());
                 assert!(b.iter().all(|&v| v == 1.0));
-                let mut blocks = Vec::new();
+                // Each block sees its own partial slice; mark it with the block's first row.
+                let mut parts = Vec::new();
                 let y = fresh(n, |o| {
-                    blocks = rows_mut_collect(o, cols, 7, |r0, o| {
+                    parts = rows_mut_partials(o, cols, 7, 2, |r0, o, p| {
+                        assert_eq!(p, &[0.0, 0.0], "partials start at zero");
                         mark(r0, o);
-                        r0
+                        p[0] = r0 as f32;
+                        p[1] = 1.0;
                     })
                 });
                 assert_eq!(y, want);
-                assert_eq!(blocks, (0..rows).step_by(7).collect::<Vec<_>>());
+                let firsts: Vec<f32> = parts.chunks(2).map(|p| p[0]).collect();
+                assert_eq!(
+                    firsts,
+                    (0..rows).step_by(7).map(|r| r as f32).collect::<Vec<_>>()
+                );
+                let mut total = [0.0f32, 0.0];
+                sum_partials(&parts, &mut total);
+                assert_eq!(total[1], rows.div_ceil(7) as f32);
                 // The flat use: a length that is not a multiple of the row.
                 let y = fresh(n + 3, |o| rows_mut(o, cols, 3, |r0, o| mark(r0, o)));
                 assert_eq!(y, (0..n + 3).map(|i| i as f32 + 1.0).collect::<Vec<_>>());
