@@ -140,6 +140,34 @@ fn transposed_strided_and_accumulating() {
     }
 }
 
+/// A read in place (k contiguous) at odd row strides, so its bf16 pairs sit at odd element
+/// offsets and are read unaligned; every k tail parity, edge tiles of 1..MR rows, and a
+/// batch large enough to be spread over the threads.
+#[test]
+fn a_read_in_place_at_odd_strides() {
+    for &(m, n, k) in &[
+        (1, 1, 1),
+        (5, 33, 2),
+        (13, 64, 7),
+        (25, 31, 64),
+        (64, 32, 513),
+    ] {
+        for pad in [1, 2] {
+            let s = Shape {
+                m,
+                n,
+                k,
+                ta: false,
+                tb: false,
+                pad,
+                tc: false,
+            };
+            check(s, 1, false, 1.0);
+            check(s, 6, false, 0.0);
+        }
+    }
+}
+
 #[test]
 fn batched_with_shared_weights() {
     check(Shape::plain(64, 64, 32), 4, false, 0.0);

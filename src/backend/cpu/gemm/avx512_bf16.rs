@@ -3,6 +3,9 @@
 //!   acc[i][j] += A[i, 2q]·B[2q, j] + A[i, 2q+1]·B[2q+1, j],
 //! so A and B are packed with KU = 2 (pairs along k): per pair step the kernel loads two
 //! vectors of 16 column pairs of B and broadcasts the 32-bit pair (A[i,2q], A[i,2q+1]).
+//! With k contiguous in A that pair is already adjacent in A's row, so A is also read in
+//! place (`run_direct_a`, no packing): small and skinny problems, where packing A cost as
+//! much as the products, then run at the kernel's speed.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -41,6 +44,83 @@ impl MicroKernel for Avx512Bf16 {
         // has AVX-512F and AVX-512 BF16.
         unsafe { kernel(kc, a, b, c, rs, cs, mr, nr, accumulate) }
     }
+
+    const DIRECT_A: bool = true;
+
+    unsafe fn run_direct_a(
+        kc: usize,
+        a: *const bf16,
+        a_rs: usize,
+        b: *const bf16,
+        c: *mut f32,
+        rs: isize,
+        cs: isize,
+        mr: usize,
+        nr: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: forwarded contract; AVX-512F and AVX-512 BF16 as above.
+        unsafe {
+            match mr {
+                0..=4 => kernel_direct_a::<4>(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate),
+                5..=8 => kernel_direct_a::<8>(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate),
+                _ => kernel_direct_a::<MR>(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate),
+            }
+        }
+    }
+}
+
+/// The kernel with A read in place, k contiguous: A[i, p] at a[i·a_rs + p], the pair
+/// (A[i,2q], A[i,2q+1]) one unaligned 32-bit broadcast. An odd kc ends with A[i, kc−1]
+/// alone (upper half zero; B's padded row is zero too). Rows i ≥ mr re-read row mr − 1
+/// (their results are never stored), so nothing past the edge of A is read.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn kernel_direct_a<const ROWS: usize>(
+    kc: usize,
+    a: *const bf16,
+    a_rs: usize,
+    b: *const bf16,
+    c: *mut f32,
+    rs: isize,
+    cs: isize,
+    mr: usize,
+    nr: usize,
+    accumulate: bool,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
+    let rows: [*const bf16; ROWS] = std::array::from_fn(|i| a.wrapping_add(i.min(mr - 1) * a_rs));
+    let mut b = b as *const __m512i;
+    for q in 0..kc / 2 {
+        // SAFETY: rows < mr of A hold kc values each (the caller's contract), so the pair at
+        // 2q, 2q + 1 < kc is readable; B as above.
+        unsafe {
+            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b));
+            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(1)));
+            for (row, &ap) in acc.iter_mut().zip(&rows) {
+                let pair = (ap.add(2 * q) as *const u32).read_unaligned();
+                let ai: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair as i32));
+                row[0] = _mm512_dpbf16_ps(row[0], ai, b0);
+                row[1] = _mm512_dpbf16_ps(row[1], ai, b1);
+            }
+            b = b.add(2);
+        }
+    }
+    if kc % 2 == 1 {
+        // SAFETY: as above, for the single value at kc − 1.
+        unsafe {
+            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b));
+            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(1)));
+            for (row, &ap) in acc.iter_mut().zip(&rows) {
+                let last = ap.add(kc - 1).read().to_bits() as u32;
+                let ai: __m512bh = std::mem::transmute(_mm512_set1_epi32(last as i32));
+                row[0] = _mm512_dpbf16_ps(row[0], ai, b0);
+                row[1] = _mm512_dpbf16_ps(row[1], ai, b1);
+            }
+        }
+    }
+    // SAFETY: forwarded C contract.
+    unsafe { store_acc(acc, c, rs, cs, mr, nr, accumulate) };
 }
 
 #[allow(clippy::too_many_arguments)]

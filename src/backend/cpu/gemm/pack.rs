@@ -19,6 +19,9 @@ pub(super) trait Convert: Sync {
     /// `cvt` is the identity (Src and Dst are the same type): the kernels may then read
     /// the source in place.
     const IDENTITY: bool = false;
+    /// Source and packed values are both bf16 and `cvt` is the identity: the KU = 2 panels
+    /// are then filled by the 32-bit pair moves of `pairs_along_k` / `interleave_k_pairs`.
+    const BF16_COPY: bool = false;
     fn cvt(x: Self::Src) -> Self::Dst;
     /// Fast path for f32 / bf16 → f32 with k contiguous: out[p·r + i] = blk[i·rs + p] for all
     /// r = out.len() / kc rows. Returns false where it does not apply (the caller then
@@ -62,6 +65,8 @@ pub(super) struct Bf16;
 impl Convert for Bf16 {
     type Src = bf16;
     type Dst = bf16;
+    const IDENTITY: bool = true;
+    const BF16_COPY: bool = true;
     #[inline(always)]
     fn cvt(x: bf16) -> bf16 {
         x
@@ -183,7 +188,25 @@ fn pack_r<C: Convert, const R: usize, const KU: usize>(
         // The whole source block of this panel, bounds-checked once.
         let last = base + (nr - 1) * src.rs + (kc - 1) * src.cs;
         let blk = &src.data[base..=last];
-        if src.cs == 1 && KU == 1 && nr == R && kcp == kc && C::transpose_f32(blk, src.rs, kc, out)
+        if KU == 2 && C::BF16_COPY && (src.cs == 1 || src.rs == 1) {
+            // SAFETY: BF16_COPY means Src and Dst are both `bf16`, a 2-byte plain value, so
+            // both slices are viewed as the u16 bit patterns they hold, lengths unchanged.
+            let (s16, d16) = unsafe {
+                (
+                    std::slice::from_raw_parts(blk.as_ptr() as *const u16, blk.len()),
+                    std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u16, out.len()),
+                )
+            };
+            if src.cs == 1 {
+                pairs_along_k::<R>(s16, src.rs, nr, kc, d16);
+            } else {
+                interleave_k_pairs::<R>(s16, src.cs, nr, kc, d16);
+            }
+        } else if src.cs == 1
+            && KU == 1
+            && nr == R
+            && kcp == kc
+            && C::transpose_f32(blk, src.rs, kc, out)
         {
             // Done by the 4 × 4 SIMD transposes.
         } else if src.cs == 1 {
@@ -201,6 +224,60 @@ fn pack_r<C: Convert, const R: usize, const KU: usize>(
                     out[o + i * KU] = C::cvt(blk[p * src.cs + i * src.rs]);
                 }
             }
+        }
+    }
+}
+
+/// One KU = 2 panel from rows that are contiguous along k (A row-major, or Bᵀ): the pair
+/// (x[i, 2q], x[i, 2q+1]) is already adjacent in the source, so each pair moves as one 32-bit
+/// value: out[q·2R + 2i ..][..2] = row_i[2q ..][..2]. An odd kc leaves the last pair's second
+/// half as the zero the caller filled in.
+fn pairs_along_k<const R: usize>(blk: &[u16], rs: usize, nr: usize, kc: usize, out: &mut [u16]) {
+    let kh = kc / 2;
+    assert!(nr <= R && blk.len() >= (nr - 1) * rs + kc && out.len() >= kc.div_ceil(2) * 2 * R);
+    for i in 0..nr {
+        let row = &blk[i * rs..i * rs + kc];
+        // SAFETY: q < kh reads row[2q ..= 2q+1] (2q + 1 < kc) and writes
+        // out[q·2R + 2i ..= q·2R + 2i + 1] (< kh·2R ≤ out.len(), as i < R); unaligned 32-bit
+        // accesses of plain u16 data.
+        unsafe {
+            let (s, d) = (row.as_ptr() as *const u32, out.as_mut_ptr() as *mut u32);
+            for q in 0..kh {
+                d.add(q * R + i).write_unaligned(s.add(q).read_unaligned());
+            }
+        }
+        if kc % 2 == 1 {
+            out[kh * 2 * R + 2 * i] = row[kc - 1];
+        }
+    }
+}
+
+/// One KU = 2 panel from a source whose panel dimension is contiguous (B row-major): k rows
+/// 2q and 2q+1 are interleaved, out[q·2R + 2j] = x[2q, j], out[q·2R + 2j + 1] = x[2q+1, j]
+/// (an odd kc pairs its last row with the caller's zeros). `ks` is the stride between k rows.
+fn interleave_k_pairs<const R: usize>(
+    blk: &[u16],
+    ks: usize,
+    nr: usize,
+    kc: usize,
+    out: &mut [u16],
+) {
+    let kh = kc / 2;
+    assert!(nr <= R && blk.len() >= (kc - 1) * ks + nr && out.len() >= kc.div_ceil(2) * 2 * R);
+    for q in 0..kh {
+        let r0 = &blk[2 * q * ks..][..nr];
+        let r1 = &blk[(2 * q + 1) * ks..][..nr];
+        let o = &mut out[q * 2 * R..][..2 * nr];
+        for ((pair, &a), &b) in o.chunks_exact_mut(2).zip(r0).zip(r1) {
+            pair[0] = a;
+            pair[1] = b;
+        }
+    }
+    if kc % 2 == 1 {
+        let r0 = &blk[(kc - 1) * ks..][..nr];
+        let o = &mut out[kh * 2 * R..][..2 * nr];
+        for (pair, &a) in o.chunks_exact_mut(2).zip(r0) {
+            pair[0] = a;
         }
     }
 }
