@@ -260,12 +260,32 @@ def main():
     if "gemm" in args.ops:
         run_gemm(args, rows)
     run_ops(args, [o for o in args.ops if o != "gemm"], rows)
-    result = dict(torch_version=torch.__version__,
+    result = dict(cpu=cpu_model(), cpu_threads=os.cpu_count(),
+                  torch_version=torch.__version__,
                   torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),
                   ops=args.ops, rounds=args.rounds, reps=args.reps,
                   min_rep_ms=args.min_rep_ms, rows=rows)
     write_atomic(args.out, result)
     print(f"wrote {args.out}")
+
+
+def cpu_model():
+    """The CPU's model name and family/model numbers (from /proc/cpuinfo), so a result file
+    says which machine it was measured on: ratios differ a lot between CPUs (MKL on AMD, AMX
+    on Intel)."""
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if ":" in line:
+                    k, v = (x.strip() for x in line.split(":", 1))
+                    info.setdefault(k, v)
+    except OSError:
+        return "unknown"
+    flags = set(info.get("flags", "").split())
+    extras = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return (f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} model "
+            f"{info.get('model', '?')}; {' '.join(extras)})")
 
 
 def run_gemm(args, rows):
