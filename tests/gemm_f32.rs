@@ -105,6 +105,16 @@ fn transposed_and_strided_operands() {
         false,
         1.0,
     );
+    // Row strides of 4 KiB (1024 floats) and 2 KiB: A's rows share L1 sets, so the first
+    // is packed and the second read in place; both must give the same product.
+    for k_plus_pad in [1024, 512] {
+        let k = 100;
+        let shape = Shape {
+            pad: k_plus_pad - k,
+            ..Shape::plain(37, 70, k)
+        };
+        check(shape, 1, false, 1.0);
+    }
 }
 
 #[test]

@@ -374,11 +374,32 @@ fn block<K, CA>(
     );
 }
 
-/// Whether A is read in place rather than packed: when the kernel can (f32, no
-/// conversion) and k is contiguous in A. Packing would copy each A block once per NC
-/// columns of C, and its transposes cost more than broadcasting from A's rows directly.
+/// Whether A is read in place rather than packed: when the kernel can (f32 or bf16, no
+/// conversion), k is contiguous in A, and the MR rows the kernel streams side by side do
+/// not crowd into a few L1 sets. Packing would copy each A block once per NC columns of C,
+/// and its transposes cost more than broadcasting from A's rows directly; but with a row
+/// stride of 4 KiB (k = 1024 in f32, 2048 in bf16) all 12 rows share one 8-way set and
+/// evict each other on every step: sq1024 f32 fell from ~98 to ~70 GFLOP/s, sq2048 bf16
+/// from ~185 to ~130 (Zen 4, 1 thread).
 fn direct_a<K: MicroKernel, CA: Convert<Dst = K::P>>(a: &View<'_, CA::Src>) -> bool {
-    K::DIRECT_A && CA::IDENTITY && a.cs == 1
+    K::DIRECT_A
+        && CA::IDENTITY
+        && a.cs == 1
+        && rows_per_l1_set(a.rs * std::mem::size_of::<CA::Src>(), K::MR) <= MAX_ROWS_PER_SET
+}
+
+/// Rows of A read in place that may share one L1 set: 6 of 8 ways (k = 512 in f32, a 2 KiB
+/// stride, still runs at full speed in place; 12 of 8 does not).
+const MAX_ROWS_PER_SET: usize = 6;
+
+/// The most of `rows` rows, `stride` bytes apart, whose starts fall in one set of a 64-set
+/// L1 (4 KiB per way: 32 KiB 8-way or 48 KiB 12-way).
+fn rows_per_l1_set(stride: usize, rows: usize) -> usize {
+    let mut sets = [0usize; 64];
+    for i in 0..rows {
+        sets[(i * stride / 64) % 64] += 1;
+    }
+    sets.into_iter().max().unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -407,6 +428,16 @@ mod tests {
                 tasks.len()
             );
         }
+    }
+
+    #[test]
+    fn rows_per_l1_set_counts_aliased_strides() {
+        assert_eq!(rows_per_l1_set(4096, 12), 12); // k = 1024 f32: one set
+        assert_eq!(rows_per_l1_set(8192, 12), 12);
+        assert_eq!(rows_per_l1_set(2048, 12), 6); // two sets
+        assert_eq!(rows_per_l1_set(3072, 12), 3); // four sets
+        assert_eq!(rows_per_l1_set(1536, 12), 2); // k = 384: eight sets
+        assert_eq!(rows_per_l1_set(4 * 1040, 12), 1);
     }
 
     #[test]
