@@ -144,7 +144,7 @@ unsafe fn ce_row_bwd_simd<S: Simd>(x: &[f32], lse: f32, off: f32, scale: f32, dx
         } else {
             S::load_tail(p.add(i), k, 0.0)
         };
-        let d = S::mul(S::sub(simd::exp::<S>(S::sub(v, lv)), ov), sv);
+        let d = S::mul(S::sub(simd::exp_nonpositive::<S>(S::sub(v, lv)), ov), sv);
         if k == l {
             S::store(o.add(i), d);
         } else {

@@ -201,8 +201,8 @@ unsafe fn exp_sum<S: Simd>(x: &[f32], m: f32, y: Option<&mut [f32]>) -> f32 {
     let (mut s0, mut s1) = (S::splat(0.0), S::splat(0.0));
     let mut i = 0;
     while i + 2 * l <= n {
-        let e0 = simd::exp::<S>(S::sub(S::load(p.add(i)), mv));
-        let e1 = simd::exp::<S>(S::sub(S::load(p.add(i + l)), mv));
+        let e0 = simd::exp_nonpositive::<S>(S::sub(S::load(p.add(i)), mv));
+        let e1 = simd::exp_nonpositive::<S>(S::sub(S::load(p.add(i + l)), mv));
         if let Some(q) = q {
             S::store(q.add(i), e0);
             S::store(q.add(i + l), e1);
@@ -214,7 +214,8 @@ unsafe fn exp_sum<S: Simd>(x: &[f32], m: f32, y: Option<&mut [f32]>) -> f32 {
     while i < n {
         let k = (n - i).min(l);
         // Masked-off lanes load −∞, whose exp is 0.
-        let e = simd::exp::<S>(S::sub(S::load_tail(p.add(i), k, f32::NEG_INFINITY), mv));
+        let e =
+            simd::exp_nonpositive::<S>(S::sub(S::load_tail(p.add(i), k, f32::NEG_INFINITY), mv));
         if let Some(q) = q {
             S::store_tail(q.add(i), k, e);
         }
@@ -364,13 +365,13 @@ unsafe fn log_softmax_bwd_simd<S: Simd>(y: &[f32], dy: &[f32], dx: &mut [f32], c
         let (l, p, q, o) = (S::LANES, y.as_ptr(), dy.as_ptr(), dx.as_mut_ptr());
         let mut i = 0;
         while i + l <= cols {
-            let e = simd::exp::<S>(S::load(p.add(i)));
+            let e = simd::exp_nonpositive::<S>(S::load(p.add(i)));
             S::store(o.add(i), S::fnmadd(e, s, S::load(q.add(i))));
             i += l;
         }
         if i < cols {
             let k = cols - i;
-            let e = simd::exp::<S>(S::load_tail(p.add(i), k, 0.0));
+            let e = simd::exp_nonpositive::<S>(S::load_tail(p.add(i), k, 0.0));
             S::store_tail(o.add(i), k, S::fnmadd(e, s, S::load_tail(q.add(i), k, 0.0)));
         }
     }

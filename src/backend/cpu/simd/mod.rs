@@ -24,7 +24,7 @@ mod vmath;
 pub(crate) use avx2::Avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use avx512::Avx512;
-pub(crate) use vmath::{erf_and_gauss, exp, tanh};
+pub(crate) use vmath::{erf_and_gauss, exp, exp_nonpositive, tanh};
 
 /// One f32 vector register of `LANES` lanes and its comparison mask.
 ///

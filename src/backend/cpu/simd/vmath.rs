@@ -29,7 +29,27 @@ const EXP_LO: f32 = -104.0;
 #[inline(always)]
 pub(crate) unsafe fn exp<S: Simd>(x: S::V) -> S::V {
     // min/max return their second operand for NaN, so NaN flows through to the result.
-    let xc = S::max(S::splat(EXP_LO), S::min(S::splat(EXP_HI), x));
+    let y = exp_reduced::<S>(S::max(S::splat(EXP_LO), S::min(S::splat(EXP_HI), x)));
+    S::select(S::gt(x, S::splat(EXP_HI)), S::splat(f32::INFINITY), y)
+}
+
+/// eˣ per lane for x ≤ 0 (or NaN): `exp` without its overflow handling, 3 ops fewer (equal
+/// to `exp` wherever x ≤ 88.72). For the exponentials of softmax (x − max), log-softmax
+/// values and −z².
+///
+/// # Safety
+/// As `exp`.
+#[inline(always)]
+pub(crate) unsafe fn exp_nonpositive<S: Simd>(x: S::V) -> S::V {
+    exp_reduced::<S>(S::max(S::splat(EXP_LO), x))
+}
+
+/// eˣ for x already clamped to [EXP_LO, EXP_HI]: range reduction, polynomial, 2ⁿ.
+///
+/// # Safety
+/// As `exp`.
+#[inline(always)]
+unsafe fn exp_reduced<S: Simd>(xc: S::V) -> S::V {
     let n = S::round(S::mul(xc, S::splat(LOG2E)));
     let r = S::fnmadd(n, S::splat(LN2_HI), xc);
     let r = S::fnmadd(n, S::splat(LN2_LO), r);
@@ -40,8 +60,7 @@ pub(crate) unsafe fn exp<S: Simd>(x: S::V) -> S::V {
     p = S::fmadd(p, r, S::splat(1.666_666_5e-1));
     p = S::fmadd(p, r, S::splat(0.5));
     let e = S::add(S::fmadd(p, S::mul(r, r), r), S::splat(1.0));
-    let y = S::ldexp(e, n);
-    S::select(S::gt(x, S::splat(EXP_HI)), S::splat(f32::INFINITY), y)
+    S::ldexp(e, n)
 }
 
 /// 1/a per lane (a finite and non-zero; 1/∞ is NaN, so callers needing that use `div`).
@@ -71,7 +90,7 @@ pub(crate) unsafe fn erf_and_gauss<S: Simd>(x: S::V) -> (S::V, S::V) {
     poly = S::fmadd(poly, t, S::splat(-0.284_496_74));
     poly = S::fmadd(poly, t, S::splat(0.254_829_6));
     poly = S::mul(poly, t);
-    let g = exp::<S>(S::mul(S::sub(S::splat(0.0), z), z));
+    let g = exp_nonpositive::<S>(S::fnmadd(z, z, S::splat(0.0))); // e^{−z²}
     (S::copysign(S::fnmadd(poly, g, S::splat(1.0)), x), g)
 }
 
