@@ -412,6 +412,16 @@ fn transpose_rows<T: Load4>(blk: &[T], rs: usize, r: usize, kc: usize, out: &mut
     }
     for i in (0..r4).step_by(4) {
         for p in (0..k4).step_by(4) {
+            if p % 16 == 0 {
+                // The same line of the next 4 rows (for the last group, the next panel's
+                // first rows): every row is its own page at large strides, where the
+                // hardware prefetchers do not follow.
+                for q in 4..8 {
+                    let next = src.wrapping_add((i + q) * rs + p) as *const i8;
+                    // SAFETY: prefetching is a hint and never faults.
+                    unsafe { _mm_prefetch::<_MM_HINT_T0>(next) };
+                }
+            }
             // SAFETY: rows i..i+4 and columns p..p+4 lie in `blk` and the four 4-float
             // destinations (p+q)·r + i .. +4 in `out` (asserted bounds above).
             unsafe {
