@@ -93,34 +93,49 @@ unsafe fn kernel_direct_a<const ROWS: usize>(
     let mut b = b as *const __m512i;
     for q in 0..kc / 2 {
         // SAFETY: rows < mr of A hold kc values each (the caller's contract), so the pair at
-        // 2q, 2q + 1 < kc is readable; B as above.
-        unsafe {
-            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b));
-            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(1)));
-            for (row, &ap) in acc.iter_mut().zip(&rows) {
-                let pair = (ap.add(2 * q) as *const u32).read_unaligned();
-                let ai: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair as i32));
-                row[0] = _mm512_dpbf16_ps(row[0], ai, b0);
-                row[1] = _mm512_dpbf16_ps(row[1], ai, b1);
-            }
-            b = b.add(2);
-        }
+        // 2q, 2q + 1 < kc is readable; the B panel holds NR pairs per pair step.
+        unsafe { dp_rows::<ROWS, false>(&mut acc, &rows, 2 * q, b) };
+        b = b.wrapping_add(2);
     }
     if kc % 2 == 1 {
         // SAFETY: as above, for the single value at kc − 1.
-        unsafe {
-            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b));
-            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(1)));
-            for (row, &ap) in acc.iter_mut().zip(&rows) {
-                let last = ap.add(kc - 1).read().to_bits() as u32;
-                let ai: __m512bh = std::mem::transmute(_mm512_set1_epi32(last as i32));
-                row[0] = _mm512_dpbf16_ps(row[0], ai, b0);
-                row[1] = _mm512_dpbf16_ps(row[1], ai, b1);
-            }
-        }
+        unsafe { dp_rows::<ROWS, true>(&mut acc, &rows, kc - 1, b) };
     }
     // SAFETY: forwarded C contract.
     unsafe { store_acc(acc, c, rs, cs, mr, nr, accumulate) };
+}
+
+/// One pair step of `kernel_direct_a`: acc[i] += (A[i, at], A[i, at+1]) · (b0, b1), the
+/// pair one unaligned 32-bit broadcast from row i; with SINGLE (an odd kc's last step) the
+/// pair is (A[i, at], 0). Inlined into its AVX-512 BF16 caller (a plain function, so
+/// `inline(always)` applies; closures there would not be inlined).
+///
+/// # Safety
+/// Each row pointer must be readable at `at` (and `at + 1` unless SINGLE); `b` must hold
+/// two 64-byte vectors; the caller must run with AVX-512F and AVX-512 BF16.
+#[inline(always)]
+unsafe fn dp_rows<const ROWS: usize, const SINGLE: bool>(
+    acc: &mut [[__m512; 2]; ROWS],
+    rows: &[*const bf16; ROWS],
+    at: usize,
+    b: *const __m512i,
+) {
+    // SAFETY: the caller's contract; bf16 is a plain 16-bit value, so the reinterpretations
+    // are bit casts.
+    unsafe {
+        let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b));
+        let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(1)));
+        for (row, &ap) in acc.iter_mut().zip(rows) {
+            let pair = if SINGLE {
+                ap.add(at).read().to_bits() as u32
+            } else {
+                (ap.add(at) as *const u32).read_unaligned()
+            };
+            let ai: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair as i32));
+            row[0] = _mm512_dpbf16_ps(row[0], ai, b0);
+            row[1] = _mm512_dpbf16_ps(row[1], ai, b1);
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
