@@ -168,6 +168,31 @@ fn a_read_in_place_at_odd_strides() {
     }
 }
 
+/// Wider than one NC block of every kernel with packed A (transposed; or rows 4 KiB apart),
+/// over two KC blocks with an odd k: A is packed whole once and shared by the column blocks,
+/// on one and two threads.
+#[test]
+fn a_packed_whole_for_wide_c() {
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let ta = Shape {
+                ta: true,
+                ..Shape::plain(30, 1100, 601)
+            };
+            check(ta, 1, false, 1.0);
+            let aliased = Shape {
+                pad: 2048 - 601,
+                ..Shape::plain(13, 1030, 601)
+            };
+            check(aliased, 1, false, 0.0);
+        });
+    }
+}
+
 #[test]
 fn batched_with_shared_weights() {
     check(Shape::plain(64, 64, 32), 4, false, 0.0);

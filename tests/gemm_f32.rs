@@ -171,6 +171,18 @@ fn thread_counts_split_the_work() {
             check(Shape::plain(130, 700, 70), 1, false, 0.0);
             check(Shape::plain(8, 2000, 40), 1, false, 1.0);
             check(Shape::plain(64, 64, 64), 3, false, 0.0);
+            // Wider than one NC block with packed A (transposed; or rows 4 KiB apart), over
+            // two KC blocks: A is packed whole once and shared by the column blocks.
+            let ta = Shape {
+                ta: true,
+                ..Shape::plain(50, 1100, 400)
+            };
+            check(ta, 1, false, 1.0);
+            let aliased = Shape {
+                pad: 1024 - 400,
+                ..Shape::plain(37, 600, 400)
+            };
+            check(aliased, 1, false, 0.0);
         });
     }
 }

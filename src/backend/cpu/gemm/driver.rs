@@ -7,8 +7,10 @@
 //!       for ic in steps of MC: pack A[ic.., pc..] (MC × KC) into MR-high panels
 //!         for each A panel (stays in L1):
 //!           for each B panel (streams from L2): micro-kernel → MR × NR of C
-//! When the kernel can broadcast from A in place (f32, k contiguous in A) the A packing is
-//! skipped and each MR-row strip of A is read where it lies.
+//! When the kernel can broadcast from A in place (f32 or bf16, k contiguous in A, rows not
+//! crowding one L1 set) the A packing is skipped and each MR-row strip of A is read where it
+//! lies. Otherwise, when C spans several NC blocks, all of A is packed once up front (the
+//! same panels, one KC block after another) instead of once per NC block.
 //!
 //! Threads come from the current rayon pool. A batch of problems is spread over the pool
 //! one problem per task when that balances (many or small problems). Otherwise a problem
@@ -38,6 +40,7 @@ struct Line([u8; 64]);
 
 thread_local! {
     static SCRATCH_A: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH_A_WHOLE: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
     static SCRATCH_B: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -265,6 +268,67 @@ fn single<K, CA, CB>(
     CB: Convert<Dst = K::P>,
 {
     let (m, n, k) = (l.m, l.n, l.k);
+    let whole_a_len: usize = (0..k)
+        .step_by(K::KC)
+        .map(|pc| packed_len(m, K::MR, (k - pc).min(K::KC), K::KU))
+        .sum();
+    if n > K::NC && !direct_a::<K, CA>(&a) && whole_a_len * size_of::<K::P>() <= WHOLE_A_MAX_BYTES {
+        // A is needed by every NC block of columns: pack all of it once instead of once per
+        // block (sq2048 f32: 4 passes over A become 1).
+        with_scratch(&SCRATCH_A_WHOLE, whole_a_len, |ap: &mut [K::P]| {
+            pack_whole_a::<K, CA>(a, m, k, threads, ap);
+            columns::<K, CA, CB>(l, a, Some(ap), b, c, accumulate, threads);
+        });
+    } else {
+        columns::<K, CA, CB>(l, a, None, b, c, accumulate, threads);
+    }
+}
+
+/// Packs all of A: for each KC block of depth in turn, its ⌈m/MR⌉ panels (the layout `block`
+/// packs one MC block at a time), panels spread over the threads.
+fn pack_whole_a<K, CA>(a: View<'_, CA::Src>, m: usize, k: usize, threads: usize, ap: &mut [K::P])
+where
+    K: MicroKernel,
+    CA: Convert<Dst = K::P>,
+{
+    let mut rest = ap;
+    for pc in (0..k).step_by(K::KC) {
+        let kc = (k - pc).min(K::KC);
+        let panel = K::MR * kc.next_multiple_of(K::KU);
+        let (blk, tail) = rest.split_at_mut(packed_len(m, K::MR, kc, K::KU));
+        rest = tail;
+        // Runs of whole panels, about MC rows each (one task each when single-threaded).
+        let per = if threads > 1 {
+            K::MC.div_ceil(K::MR)
+        } else {
+            blk.len() / panel
+        };
+        blk.par_chunks_mut(per * panel)
+            .enumerate()
+            .for_each(|(ci, chunk)| {
+                let i0 = ci * per * K::MR;
+                let rows = (m - i0).min(per * K::MR);
+                pack::<CA>(a, K::MR, K::KU_A, K::KU, i0, rows, pc, kc, chunk);
+            });
+    }
+}
+
+/// The column and depth loops of one problem, with A packed whole (`whole_a`: the blocks of
+/// `pack_whole_a`) or per task.
+fn columns<K, CA, CB>(
+    l: &GemmLayout,
+    a: View<'_, CA::Src>,
+    whole_a: Option<&[K::P]>,
+    b: View<'_, CB::Src>,
+    c: *mut f32,
+    accumulate: bool,
+    threads: usize,
+) where
+    K: MicroKernel,
+    CA: Convert<Dst = K::P>,
+    CB: Convert<Dst = K::P>,
+{
+    let (m, n, k) = (l.m, l.n, l.k);
     let cp = CPtr(c);
     // Columns of B are the panel rows of its packing.
     let bt = View {
@@ -275,10 +339,16 @@ fn single<K, CA, CB>(
     };
     for jc in (0..n).step_by(K::NC) {
         let nc = (n - jc).min(K::NC);
+        let mut a_blocks = whole_a;
         for pc in (0..k).step_by(K::KC) {
             let kc = (k - pc).min(K::KC);
             let kcp = kc.next_multiple_of(K::KU);
             let acc = accumulate || pc > 0;
+            let a_block = a_blocks.map(|ap| {
+                let (blk, rest) = ap.split_at(packed_len(m, K::MR, kc, K::KU));
+                a_blocks = Some(rest);
+                blk
+            });
             with_scratch(
                 &SCRATCH_B,
                 packed_len(nc, K::NR, kc, K::KU),
@@ -295,11 +365,11 @@ fn single<K, CA, CB>(
                                 pack::<CB>(bt, K::NR, K::KU_B, K::KU, jc + c0, cols, pc, kc, chunk);
                             });
                         tasks.par_iter().for_each(|t| {
-                            block::<K, CA>(l, a, bp, cp, *t, jc, pc, kc, acc);
+                            block::<K, CA>(l, a, a_block, bp, cp, *t, jc, pc, kc, acc);
                         });
                     } else {
                         pack::<CB>(bt, K::NR, K::KU_B, K::KU, jc, nc, pc, kc, bp);
-                        block::<K, CA>(l, a, bp, cp, tasks[0], jc, pc, kc, acc);
+                        block::<K, CA>(l, a, a_block, bp, cp, tasks[0], jc, pc, kc, acc);
                     }
                 },
             );
@@ -312,6 +382,7 @@ fn single<K, CA, CB>(
 fn block<K, CA>(
     l: &GemmLayout,
     a: View<'_, CA::Src>,
+    a_block: Option<&[K::P]>,
     bp: &[K::P],
     c: CPtr,
     t: Task,
@@ -345,6 +416,13 @@ fn block<K, CA>(
             };
         }
     };
+    if let Some(ap) = a_block {
+        // A packed whole beforehand: task rows start on a panel boundary.
+        for i0 in (t.m0..t.m1).step_by(K::MR) {
+            tile(i0, ap[(i0 / K::MR) * K::MR * kcp..].as_ptr(), 0);
+        }
+        return;
+    }
     if direct_a::<K, CA>(&a) {
         // Broadcast A from where it lies: no packing.
         debug_assert_eq!(std::mem::size_of::<CA::Src>(), std::mem::size_of::<K::P>());
@@ -387,6 +465,10 @@ fn direct_a<K: MicroKernel, CA: Convert<Dst = K::P>>(a: &View<'_, CA::Src>) -> b
         && a.cs == 1
         && rows_per_l1_set(a.rs * std::mem::size_of::<CA::Src>(), K::MR) <= MAX_ROWS_PER_SET
 }
+
+/// Largest A packed whole (`pack_whole_a`), in packed bytes: the buffer is kept by the calling
+/// thread for the next call, like the per-block scratch.
+const WHOLE_A_MAX_BYTES: usize = 64 << 20;
 
 /// Rows of A read in place that may share one L1 set: 6 of 8 ways (k = 512 in f32, a 2 KiB
 /// stride, still runs at full speed in place; 12 of 8 does not).
