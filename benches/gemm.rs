@@ -3,11 +3,14 @@
 //! `ndarray::dot`) and the `gemm` crate. Thread scaling and PyTorch comparisons are in
 //! `pretext bench gemm` and `tools/bench_vs_torch.py`.
 
+mod common;
+
+use common::{fill, levels, one_thread};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::bf16;
 use ndarray::Array2;
 use pretext::backend::cpu::gemm::{bgemm_batched, sgemm_batched_isa, GemmLayout};
-use pretext::backend::cpu::isa::{self, Isa};
+use pretext::backend::cpu::isa::Isa;
 
 /// (m, k, n): squares, shakespeare_char MLP, an attention head.
 const SHAPES: &[(usize, usize, usize)] = &[
@@ -20,23 +23,8 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (512, 64, 512),
 ];
 
-fn fill(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
 fn gemm_benches(c: &mut Criterion) {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
+    let pool = one_thread();
     for &(m, k, n) in SHAPES {
         let mut g = c.benchmark_group(format!("gemm_{m}x{k}x{n}"));
         g.throughput(Throughput::Elements((2 * m * k * n) as u64));
@@ -45,8 +33,8 @@ fn gemm_benches(c: &mut Criterion) {
         let b = fill(k * n, 2);
         let l = GemmLayout::row_major(m, n, k);
         let mut out = vec![0.0f32; m * n];
-        for level in [Isa::Avx512, Isa::Avx2, Isa::Scalar] {
-            if level > isa::detected() || (level == Isa::Scalar && m * n * k > 1 << 24) {
+        for level in levels() {
+            if level == Isa::Scalar && m * n * k > 1 << 24 {
                 continue;
             }
             g.bench_function(BenchmarkId::new("pretext", level.name()), |bn| {

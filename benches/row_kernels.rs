@@ -1,44 +1,22 @@
 //! Criterion benches of the fused row and pointwise kernels (softmax, log-softmax, LayerNorm,
-//! RMSNorm, GELU ± bias, AdamW) on raw buffers, single-threaded, at every ISA level this CPU
-//! has. The nanoGPT shakespeare_char shape (768 × 128) and GPT-2 small's (4096 × 768,
-//! MLP 4096 × 3072 for GELU). Thread scaling and the PyTorch comparison are in
-//! `pretext bench` and `tools/bench_vs_torch.py`.
+//! RMSNorm, GELU ± bias, AdamW, cross-entropy, embedding backward) on raw buffers,
+//! single-threaded, at every ISA level this CPU has. The nanoGPT shakespeare_char shape
+//! (768 × 128) and GPT-2 small's (4096 × 768, MLP 4096 × 3072 for GELU). Thread scaling and
+//! the PyTorch comparison are in `pretext bench` and `tools/bench_vs_torch.py`.
 
-use criterion::{criterion_group, criterion_main, Bencher, BenchmarkId, Criterion, Throughput};
+mod common;
+
+use common::{fill, levels, on, one_thread};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pretext::backend::cpu::activation::{self, Gelu};
 use pretext::backend::cpu::adamw::{adamw_update_isa, AdamWStep};
-use pretext::backend::cpu::isa::{self, Isa};
+use pretext::backend::cpu::cross_entropy;
+use pretext::backend::cpu::embedding::embedding_backward;
+use pretext::backend::cpu::isa::Isa;
 use pretext::backend::cpu::{norm, softmax};
 
-fn fill(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn levels() -> Vec<Isa> {
-    [Isa::Avx512, Isa::Avx2, Isa::Scalar]
-        .into_iter()
-        .filter(|&l| l <= isa::detected())
-        .collect()
-}
-
-/// Times `f` on a one-thread pool (the kernels' rayon calls stay in that pool).
-fn on<F: FnMut() + Send>(pool: &rayon::ThreadPool, bn: &mut Bencher, mut f: F) {
-    pool.install(|| bn.iter(&mut f))
-}
-
 fn row_benches(c: &mut Criterion) {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
+    let pool = one_thread();
     for &(rows, cols) in &[(768usize, 128usize), (4096, 768)] {
         let n = rows * cols;
         let (x, dy) = (fill(n, 1), fill(n, 2));
@@ -108,10 +86,7 @@ fn row_benches(c: &mut Criterion) {
 }
 
 fn gelu_benches(c: &mut Criterion) {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
+    let pool = one_thread();
     for &(rows, cols) in &[(768usize, 512usize), (4096, 3072)] {
         let n = rows * cols;
         let (x, dy, b) = (fill(n, 5), fill(n, 6), fill(cols, 7));
@@ -158,10 +133,7 @@ fn gelu_benches(c: &mut Criterion) {
 }
 
 fn adamw_benches(c: &mut Criterion) {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
+    let pool = one_thread();
     let n = 1 << 20;
     let grad = fill(n, 8);
     let s = AdamWStep {
@@ -186,5 +158,66 @@ fn adamw_benches(c: &mut Criterion) {
     grp.finish();
 }
 
-criterion_group!(benches, row_benches, gelu_benches, adamw_benches);
+/// Cross-entropy fused with log-softmax over vocabulary rows: the forward (per-row loss and
+/// log-sum-exp) and the backward dx = scale·(softmax − onehot), at the shakespeare_char
+/// vocabulary (768 × 65) and GPT-2's (512 × 50257).
+fn cross_entropy_benches(c: &mut Criterion) {
+    let pool = one_thread();
+    for &(rows, vocab) in &[(768usize, 65usize), (512, 50257)] {
+        let n = rows * vocab;
+        let logits = fill(n, 10);
+        let targets: Vec<i64> = (0..rows).map(|r| ((r * 7919) % vocab) as i64).collect();
+        let (mut loss, mut lse, mut dx) = (vec![0.0; rows], vec![0.0; rows], vec![0.0; n]);
+        let mut grp = c.benchmark_group(format!("cross_entropy_{rows}x{vocab}"));
+        grp.throughput(Throughput::Elements(n as u64));
+        grp.sample_size(10);
+        grp.bench_function("fwd", |bn| {
+            on(&pool, bn, || {
+                cross_entropy::cross_entropy_rows(
+                    &logits, &targets, vocab, -100, 0.0, &mut loss, &mut lse,
+                )
+                .unwrap()
+            })
+        });
+        for level in levels() {
+            grp.bench_function(BenchmarkId::new("bwd", level.name()), |bn| {
+                on(&pool, bn, || {
+                    cross_entropy::cross_entropy_rows_backward_isa(
+                        level, &logits, &targets, &lse, vocab, -100, 0.0, 1.0, &mut dx,
+                    )
+                })
+            });
+        }
+        grp.finish();
+    }
+}
+
+/// Embedding backward, the scatter-add dW[ids[j]] += dy[j]: shakespeare_char (768 tokens,
+/// vocabulary 65, width 128) and GPT-2 small (4096 tokens, 50257, 768).
+fn embedding_benches(c: &mut Criterion) {
+    let pool = one_thread();
+    for &(tokens, vocab, cols) in &[(768usize, 65usize, 128usize), (4096, 50257, 768)] {
+        let dy = fill(tokens * cols, 11);
+        let ids: Vec<usize> = (0..tokens).map(|j| (j * 7919) % vocab).collect();
+        let mut table = vec![0.0; vocab * cols];
+        let mut grp = c.benchmark_group(format!("embedding_bwd_{tokens}x{vocab}x{cols}"));
+        grp.throughput(Throughput::Elements((tokens * cols) as u64));
+        grp.sample_size(10);
+        grp.bench_function("scatter_add", |bn| {
+            on(&pool, bn, || {
+                embedding_backward(&dy, &ids, None, cols, &mut table)
+            })
+        });
+        grp.finish();
+    }
+}
+
+criterion_group!(
+    benches,
+    row_benches,
+    gelu_benches,
+    adamw_benches,
+    cross_entropy_benches,
+    embedding_benches
+);
 criterion_main!(benches);
