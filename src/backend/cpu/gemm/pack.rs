@@ -19,9 +19,20 @@ pub(super) trait Convert: Sync {
     /// `cvt` is the identity (Src and Dst are the same type): the kernels may then read
     /// the source in place.
     const IDENTITY: bool = false;
-    /// Source and packed values are both bf16 and `cvt` is the identity: the KU = 2 panels
-    /// are then filled by the 32-bit pair moves of `pairs_along_k` / `interleave_k_pairs`.
-    const BF16_COPY: bool = false;
+    /// Fills one KU = 2 panel of bf16 pairs from `blk` (`nr` panel rows, `kc` steps) when
+    /// the source is contiguous along k (`ks == 1`: `pairs_along_k`, rows `rs` apart) or along
+    /// the panel rows (`rs == 1`: `interleave_k_pairs`, k rows `ks` apart). Returns false
+    /// where it does not apply (the caller then packs element by element).
+    fn pack_pairs<const R: usize>(
+        _blk: &[Self::Src],
+        _rs: usize,
+        _ks: usize,
+        _nr: usize,
+        _kc: usize,
+        _out: &mut [Self::Dst],
+    ) -> bool {
+        false
+    }
     fn cvt(x: Self::Src) -> Self::Dst;
     /// Fast path for f32 / bf16 → f32 with k contiguous: out[p·r + i] = blk[i·rs + p] for all
     /// r = out.len() / kc rows. Returns false where it does not apply (the caller then
@@ -66,10 +77,19 @@ impl Convert for Bf16 {
     type Src = bf16;
     type Dst = bf16;
     const IDENTITY: bool = true;
-    const BF16_COPY: bool = true;
     #[inline(always)]
     fn cvt(x: bf16) -> bf16 {
         x
+    }
+    fn pack_pairs<const R: usize>(
+        blk: &[bf16],
+        rs: usize,
+        ks: usize,
+        nr: usize,
+        kc: usize,
+        out: &mut [bf16],
+    ) -> bool {
+        pack_pairs::<bf16, R>(blk, rs, ks, nr, kc, out)
     }
 }
 
@@ -82,6 +102,71 @@ impl Convert for F32ToBf16 {
     fn cvt(x: f32) -> bf16 {
         bf16::from_bits(f32_to_bf16_bits(x))
     }
+    fn pack_pairs<const R: usize>(
+        blk: &[f32],
+        rs: usize,
+        ks: usize,
+        nr: usize,
+        kc: usize,
+        out: &mut [bf16],
+    ) -> bool {
+        pack_pairs::<f32, R>(blk, rs, ks, nr, kc, out)
+    }
+}
+
+/// A source element of a bf16 panel: its bf16 bits, and a k pair (x[p], x[p+1]) as one
+/// 32-bit value, first element in the low half.
+trait PairBits: Copy {
+    fn bits(self) -> u16;
+    /// # Safety
+    /// `p` and `p + 1` must be readable.
+    #[inline(always)]
+    unsafe fn pair(p: *const Self) -> u32 {
+        // SAFETY: the caller's contract.
+        unsafe { Self::bits(*p) as u32 | (Self::bits(*p.add(1)) as u32) << 16 }
+    }
+}
+
+impl PairBits for bf16 {
+    #[inline(always)]
+    fn bits(self) -> u16 {
+        self.to_bits()
+    }
+    /// Adjacent bf16 values already are the pair: one unaligned 32-bit load.
+    #[inline(always)]
+    unsafe fn pair(p: *const bf16) -> u32 {
+        // SAFETY: the caller's contract; bf16 is a plain 16-bit value.
+        unsafe { (p as *const u32).read_unaligned() }
+    }
+}
+
+impl PairBits for f32 {
+    #[inline(always)]
+    fn bits(self) -> u16 {
+        f32_to_bf16_bits(self)
+    }
+}
+
+/// `Convert::pack_pairs` for a source whose elements become bf16 bits by `PairBits`.
+fn pack_pairs<T: PairBits, const R: usize>(
+    blk: &[T],
+    rs: usize,
+    ks: usize,
+    nr: usize,
+    kc: usize,
+    out: &mut [bf16],
+) -> bool {
+    // SAFETY: bf16 is a plain 16-bit value: the panel is viewed as the u16 bits it holds,
+    // length unchanged.
+    let d16 = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u16, out.len()) };
+    if ks == 1 {
+        pairs_along_k::<T, R>(blk, rs, nr, kc, d16);
+    } else if rs == 1 {
+        interleave_k_pairs::<T, R>(blk, ks, nr, kc, d16);
+    } else {
+        return false;
+    }
+    true
 }
 
 /// The bits of x rounded to bf16, to nearest even, as `bf16::from_f32` (NaN stays NaN,
@@ -204,20 +289,8 @@ fn pack_r<C: Convert, const R: usize, const KU: usize>(
         // The whole source block of this panel, bounds-checked once.
         let last = base + (nr - 1) * src.rs + (kc - 1) * src.cs;
         let blk = &src.data[base..=last];
-        if KU == 2 && C::BF16_COPY && (src.cs == 1 || src.rs == 1) {
-            // SAFETY: BF16_COPY means Src and Dst are both `bf16`, a 2-byte plain value, so
-            // both slices are viewed as the u16 bit patterns they hold, lengths unchanged.
-            let (s16, d16) = unsafe {
-                (
-                    std::slice::from_raw_parts(blk.as_ptr() as *const u16, blk.len()),
-                    std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u16, out.len()),
-                )
-            };
-            if src.cs == 1 {
-                pairs_along_k::<R>(s16, src.rs, nr, kc, d16);
-            } else {
-                interleave_k_pairs::<R>(s16, src.cs, nr, kc, d16);
-            }
+        if KU == 2 && C::pack_pairs::<R>(blk, src.rs, src.cs, nr, kc, out) {
+            // Done pair by pair.
         } else if src.cs == 1
             && KU == 1
             && nr == R
@@ -248,22 +321,29 @@ fn pack_r<C: Convert, const R: usize, const KU: usize>(
 /// (x[i, 2q], x[i, 2q+1]) is already adjacent in the source, so each pair moves as one 32-bit
 /// value: out[q·2R + 2i ..][..2] = row_i[2q ..][..2]. An odd kc leaves the last pair's second
 /// half as the zero the caller filled in.
-fn pairs_along_k<const R: usize>(blk: &[u16], rs: usize, nr: usize, kc: usize, out: &mut [u16]) {
+fn pairs_along_k<T: PairBits, const R: usize>(
+    blk: &[T],
+    rs: usize,
+    nr: usize,
+    kc: usize,
+    out: &mut [u16],
+) {
     let kh = kc / 2;
     assert!(nr <= R && blk.len() >= (nr - 1) * rs + kc && out.len() >= kc.div_ceil(2) * 2 * R);
     for i in 0..nr {
         let row = &blk[i * rs..i * rs + kc];
         // SAFETY: q < kh reads row[2q ..= 2q+1] (2q + 1 < kc) and writes
-        // out[q·2R + 2i ..= q·2R + 2i + 1] (< kh·2R ≤ out.len(), as i < R); unaligned 32-bit
-        // accesses of plain u16 data.
+        // out[q·2R + 2i ..= q·2R + 2i + 1] (< kh·2R ≤ out.len(), as i < R) as one unaligned
+        // 32-bit store of plain u16 data.
         unsafe {
-            let (s, d) = (row.as_ptr() as *const u32, out.as_mut_ptr() as *mut u32);
+            let d = out.as_mut_ptr() as *mut u32;
             for q in 0..kh {
-                d.add(q * R + i).write_unaligned(s.add(q).read_unaligned());
+                d.add(q * R + i)
+                    .write_unaligned(T::pair(row.as_ptr().add(2 * q)));
             }
         }
         if kc % 2 == 1 {
-            out[kh * 2 * R + 2 * i] = row[kc - 1];
+            out[kh * 2 * R + 2 * i] = row[kc - 1].bits();
         }
     }
 }
@@ -271,8 +351,8 @@ fn pairs_along_k<const R: usize>(blk: &[u16], rs: usize, nr: usize, kc: usize, o
 /// One KU = 2 panel from a source whose panel dimension is contiguous (B row-major): k rows
 /// 2q and 2q+1 are interleaved, out[q·2R + 2j] = x[2q, j], out[q·2R + 2j + 1] = x[2q+1, j]
 /// (an odd kc pairs its last row with the caller's zeros). `ks` is the stride between k rows.
-fn interleave_k_pairs<const R: usize>(
-    blk: &[u16],
+fn interleave_k_pairs<T: PairBits, const R: usize>(
+    blk: &[T],
     ks: usize,
     nr: usize,
     kc: usize,
@@ -285,15 +365,15 @@ fn interleave_k_pairs<const R: usize>(
         let r1 = &blk[(2 * q + 1) * ks..][..nr];
         let o = &mut out[q * 2 * R..][..2 * nr];
         for ((pair, &a), &b) in o.chunks_exact_mut(2).zip(r0).zip(r1) {
-            pair[0] = a;
-            pair[1] = b;
+            pair[0] = a.bits();
+            pair[1] = b.bits();
         }
     }
     if kc % 2 == 1 {
         let r0 = &blk[(kc - 1) * ks..][..nr];
         let o = &mut out[kh * 2 * R..][..2 * nr];
         for (pair, &a) in o.chunks_exact_mut(2).zip(r0) {
-            pair[0] = a;
+            pair[0] = a.bits();
         }
     }
 }
