@@ -22,8 +22,13 @@ use crate::tensor::{AttentionMasks, Tensor};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dtype {
+    /// f32 inputs, f32 products.
     F32,
+    /// bf16 inputs, bf16 products accumulated in f32.
     Bf16,
+    /// f32 inputs (master weights) rounded to bf16 while packing, then as bf16.
+    #[value(name = "bf16-mixed")]
+    Bf16Mixed,
 }
 
 #[derive(ClapArgs, Debug, Clone)]
@@ -48,7 +53,8 @@ pub struct Args {
     /// Read B as the transpose of an n × k row-major matrix.
     #[arg(long)]
     pub tb: bool,
-    /// Element type of the operands (bf16: f32 accumulation, f32 C).
+    /// Element type of the operands (bf16: f32 accumulation, f32 C; bf16-mixed: f32 operands
+    /// rounded to bf16 while packing, as mixed precision from f32 master weights).
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
     /// Threads (a local rayon pool); default: all cores.
@@ -107,7 +113,7 @@ struct Workload {
 const WORKLOADS: &[Workload] = &[
     Workload {
         name: "gemm",
-        about: "batched strided GEMM C = A·B (--m --k --n --batch --ta --tb --dtype f32|bf16)",
+        about: "batched strided GEMM C = A·B (--m --k --n --batch --ta --tb --dtype f32|bf16|bf16-mixed)",
         prepare: prepare_gemm,
     },
     Workload {
@@ -309,11 +315,7 @@ fn fill(len: usize, seed: u64) -> Vec<f32> {
 
 fn prepare_gemm(args: &Args, level: Isa, _threads: usize) -> Result<Prepared> {
     let (m, k, n, batch) = (args.m, args.k, args.n, args.batch);
-    if m == 0 || k == 0 || n == 0 || batch == 0 {
-        return Err(Error::msg(format!(
-            "bench gemm: sizes must be positive (m {m}, k {k}, n {n}, batch {batch})"
-        )));
-    }
+    positive("gemm", &[("m", m), ("k", k), ("n", n), ("batch", batch)])?;
     let mut l = GemmLayout::row_major(m, n, k);
     if args.ta {
         (l.a_rs, l.a_cs) = (1, m);
@@ -328,11 +330,11 @@ fn prepare_gemm(args: &Args, level: Isa, _threads: usize) -> Result<Prepared> {
     let mut c = vec![0.0f32; batch * m * n];
     let kernel = match args.dtype {
         Dtype::F32 => level.name().to_string(),
-        Dtype::Bf16 => Bf16Path::at(level).name(),
+        Dtype::Bf16 | Dtype::Bf16Mixed => Bf16Path::at(level).name(),
     };
     let params = json!({
         "m": m, "k": k, "n": n, "batch": batch, "ta": args.ta, "tb": args.tb,
-        "dtype": format!("{:?}", args.dtype).to_lowercase(), "kernel": kernel,
+        "dtype": args.dtype.to_possible_value().map(|v| v.get_name().to_string()), "kernel": kernel,
     });
     let call: Box<dyn FnMut() -> Result<()> + Send> = match args.dtype {
         Dtype::F32 => {
@@ -343,6 +345,9 @@ fn prepare_gemm(args: &Args, level: Isa, _threads: usize) -> Result<Prepared> {
             let b: Vec<bf16> = b.iter().map(|&x| bf16::from_f32(x)).collect();
             Box::new(move || gemm::bgemm_batched_isa(level, &l, &a, &ao, &b, &bo, 0.0, &mut c, &co))
         }
+        Dtype::Bf16Mixed => Box::new(move || {
+            gemm::sgemm_batched_bf16_isa(level, &l, &a, &ao, &b, &bo, 0.0, &mut c, &co)
+        }),
     };
     Ok(Prepared {
         flops: 2.0 * (m * n * k * batch) as f64,

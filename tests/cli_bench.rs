@@ -1,0 +1,79 @@
+//! `pretext bench`: the workload list, one JSON object per run with the GEMM dtype and the
+//! timing fields, and errors naming the offending flag.
+
+use std::process::{Command, Output};
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pretext"))
+        .arg("bench")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs a short timing and returns its JSON object.
+fn json(args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend([
+        "--json",
+        "--threads",
+        "1",
+        "--reps",
+        "5",
+        "--warmup",
+        "1",
+        "--min-rep-ms",
+        "1",
+    ]);
+    let out = bench(&all);
+    assert!(
+        out.status.success(),
+        "bench {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn list_names_every_workload() {
+    let out = bench(&["list"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for w in ["gemm", "softmax", "layernorm", "gelu", "attention", "peak"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(w)),
+            "{w} missing from:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn gemm_reports_each_dtype() {
+    for dtype in ["f32", "bf16", "bf16-mixed"] {
+        let v = json(&[
+            "gemm", "--m", "20", "--k", "9", "--n", "13", "--dtype", dtype,
+        ]);
+        assert_eq!(v["workload"], "gemm");
+        assert_eq!(v["params"]["dtype"], dtype);
+        assert_eq!(v["params"]["m"], 20);
+        assert_eq!(v["reps"], 5);
+        let (min, median, max) = (
+            v["min_ms"].as_f64().unwrap(),
+            v["median_ms"].as_f64().unwrap(),
+            v["max_ms"].as_f64().unwrap(),
+        );
+        assert!(0.0 < min && min <= median && median <= max, "{v}");
+        assert!(v["gflops_median"].as_f64().unwrap() > 0.0, "{v}");
+    }
+}
+
+#[test]
+fn bad_sizes_name_the_flag() {
+    let out = bench(&["gemm", "--m", "0", "--json"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--m"), "{err}");
+    let out = bench(&["nosuch"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
+}
