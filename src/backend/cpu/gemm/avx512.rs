@@ -185,6 +185,23 @@ pub(super) unsafe fn store_acc<const ROWS: usize>(
         // Lanes j < nr of each half: bits of a 32-bit mask split into two 16-bit masks.
         let m32: u32 = if nr >= 32 { u32::MAX } else { (1u32 << nr) - 1 };
         let (m0, m1) = (m32 as u16, (m32 >> 16) as u16);
+        if nr >= 32 {
+            // A full tile: plain stores (masked ones cost more, on Zen 4 at least).
+            for (i, row) in acc.iter().enumerate().take(mr) {
+                // SAFETY: row i < mr holds 32 valid columns.
+                unsafe {
+                    let p = c.offset(i as isize * rs);
+                    let (mut v0, mut v1) = (row[0], row[1]);
+                    if accumulate {
+                        v0 = _mm512_add_ps(v0, _mm512_loadu_ps(p));
+                        v1 = _mm512_add_ps(v1, _mm512_loadu_ps(p.add(16)));
+                    }
+                    _mm512_storeu_ps(p, v0);
+                    _mm512_storeu_ps(p.add(16), v1);
+                }
+            }
+            return;
+        }
         for (i, row) in acc.iter().enumerate().take(mr) {
             // SAFETY: masked lanes cover exactly the valid columns j < nr of row i < mr.
             unsafe {
