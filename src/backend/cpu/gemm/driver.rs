@@ -132,9 +132,11 @@ pub(super) fn gemm<K, CA, CB>(
         };
         (av, bv)
     };
+    // Every problem of the batch has A's strides, so this is decided once.
+    let in_place = direct_a::<K, CA>(l.a_rs, l.a_cs);
     let one = |i: usize, threads: usize| {
         let (av, bv) = view(i);
-        if threads > 1 && direct_a::<K, CA>(&av) {
+        if threads > 1 && in_place {
             // Independent sub-problems, one per thread, each with its own packed B in its
             // own L2 (A is read in place, so no packing is repeated).
             partition(l.m, l.n, K::MR, K::NR, threads)
@@ -154,10 +156,11 @@ pub(super) fn gemm<K, CA, CB>(
                         ..bv
                     };
                     let c = cp.at(c_offsets[i] + p.m0 * l.c_rs + p.n0 * l.c_cs);
-                    single::<K, CA, CB>(&sub, a, b, c, accumulate, 1);
+                    single::<K, CA, CB>(&sub, a, in_place, b, c, accumulate, 1);
                 });
         } else {
-            single::<K, CA, CB>(l, av, bv, cp.at(c_offsets[i]), accumulate, threads);
+            let c = cp.at(c_offsets[i]);
+            single::<K, CA, CB>(l, av, in_place, bv, c, accumulate, threads);
         }
     };
     if threads == 1 || macs * batch < PAR_MIN_MACS {
@@ -254,10 +257,24 @@ fn split(m: usize, nc: usize, mr: usize, nr: usize, mc: usize, threads: usize) -
     tasks
 }
 
-/// One problem; `c` points at C[0, 0].
+/// How the kernel gets its A panels.
+#[derive(Clone, Copy)]
+enum APanels<'a, P> {
+    /// Broadcast from A where it lies (`direct_a`).
+    InPlace,
+    /// Packed by each task, one MC block at a time.
+    PerBlock,
+    /// Packed whole beforehand (`pack_whole_a`): in `columns` all KC blocks one after
+    /// another, in `block` the current KC block's panels.
+    Whole(&'a [P]),
+}
+
+/// One problem; `c` points at C[0, 0]; `in_place`: A is read where it lies (`direct_a`).
+#[allow(clippy::too_many_arguments)]
 fn single<K, CA, CB>(
     l: &GemmLayout,
     a: View<'_, CA::Src>,
+    in_place: bool,
     b: View<'_, CB::Src>,
     c: *mut f32,
     accumulate: bool,
@@ -272,15 +289,20 @@ fn single<K, CA, CB>(
         .step_by(K::KC)
         .map(|pc| packed_len(m, K::MR, (k - pc).min(K::KC), K::KU))
         .sum();
-    if n > K::NC && !direct_a::<K, CA>(&a) && whole_a_len * size_of::<K::P>() <= WHOLE_A_MAX_BYTES {
+    if n > K::NC && !in_place && whole_a_len * size_of::<K::P>() <= WHOLE_A_MAX_BYTES {
         // A is needed by every NC block of columns: pack all of it once instead of once per
         // block (sq2048 f32: 4 passes over A become 1).
         with_scratch(&SCRATCH_A_WHOLE, whole_a_len, |ap: &mut [K::P]| {
             pack_whole_a::<K, CA>(a, m, k, threads, ap);
-            columns::<K, CA, CB>(l, a, Some(ap), b, c, accumulate, threads);
+            columns::<K, CA, CB>(l, a, APanels::Whole(ap), b, c, accumulate, threads);
         });
     } else {
-        columns::<K, CA, CB>(l, a, None, b, c, accumulate, threads);
+        let panels = if in_place {
+            APanels::InPlace
+        } else {
+            APanels::PerBlock
+        };
+        columns::<K, CA, CB>(l, a, panels, b, c, accumulate, threads);
     }
 }
 
@@ -313,12 +335,11 @@ where
     }
 }
 
-/// The column and depth loops of one problem, with A packed whole (`whole_a`: the blocks of
-/// `pack_whole_a`) or per task.
+/// The column and depth loops of one problem.
 fn columns<K, CA, CB>(
     l: &GemmLayout,
     a: View<'_, CA::Src>,
-    whole_a: Option<&[K::P]>,
+    panels: APanels<'_, K::P>,
     b: View<'_, CB::Src>,
     c: *mut f32,
     accumulate: bool,
@@ -339,16 +360,19 @@ fn columns<K, CA, CB>(
     };
     for jc in (0..n).step_by(K::NC) {
         let nc = (n - jc).min(K::NC);
-        let mut a_blocks = whole_a;
+        let mut whole = panels;
         for pc in (0..k).step_by(K::KC) {
             let kc = (k - pc).min(K::KC);
             let kcp = kc.next_multiple_of(K::KU);
             let acc = accumulate || pc > 0;
-            let a_block = a_blocks.map(|ap| {
-                let (blk, rest) = ap.split_at(packed_len(m, K::MR, kc, K::KU));
-                a_blocks = Some(rest);
-                blk
-            });
+            let a_block = match whole {
+                APanels::Whole(ap) => {
+                    let (blk, rest) = ap.split_at(packed_len(m, K::MR, kc, K::KU));
+                    whole = APanels::Whole(rest);
+                    APanels::Whole(blk)
+                }
+                other => other,
+            };
             with_scratch(
                 &SCRATCH_B,
                 packed_len(nc, K::NR, kc, K::KU),
@@ -377,12 +401,13 @@ fn columns<K, CA, CB>(
     }
 }
 
-/// One task: packs its rows of A in MC chunks and sweeps its B panels with the kernel.
+/// One task: sweeps its B panels with the kernel for each of its A panels (read in place,
+/// packed whole beforehand, or packed here in MC chunks).
 #[allow(clippy::too_many_arguments)]
 fn block<K, CA>(
     l: &GemmLayout,
     a: View<'_, CA::Src>,
-    a_block: Option<&[K::P]>,
+    panels: APanels<'_, K::P>,
     bp: &[K::P],
     c: CPtr,
     t: Task,
@@ -425,21 +450,23 @@ fn block<K, CA>(
             };
         }
     };
-    if let Some(ap) = a_block {
-        // A packed whole beforehand: task rows start on a panel boundary.
-        for i0 in (t.m0..t.m1).step_by(K::MR) {
-            tile(i0, ap[(i0 / K::MR) * K::MR * kcp..].as_ptr(), 0);
+    match panels {
+        APanels::Whole(ap) => {
+            // Task rows start on a panel boundary.
+            for i0 in (t.m0..t.m1).step_by(K::MR) {
+                tile(i0, ap[(i0 / K::MR) * K::MR * kcp..].as_ptr(), 0);
+            }
+            return;
         }
-        return;
-    }
-    if direct_a::<K, CA>(&a) {
-        // Broadcast A from where it lies: no packing.
-        debug_assert_eq!(std::mem::size_of::<CA::Src>(), std::mem::size_of::<K::P>());
-        let base = a.data.as_ptr() as *const K::P;
-        for i0 in (t.m0..t.m1).step_by(K::MR) {
-            tile(i0, base.wrapping_add(a.off + i0 * a.rs + pc), a.rs);
+        APanels::InPlace => {
+            debug_assert_eq!(std::mem::size_of::<CA::Src>(), std::mem::size_of::<K::P>());
+            let base = a.data.as_ptr() as *const K::P;
+            for i0 in (t.m0..t.m1).step_by(K::MR) {
+                tile(i0, base.wrapping_add(a.off + i0 * a.rs + pc), a.rs);
+            }
+            return;
         }
-        return;
+        APanels::PerBlock => {}
     }
     let mc_max = (t.m1 - t.m0).min(K::MC);
     with_scratch(
@@ -494,11 +521,11 @@ fn prefetch_tile_for_write(c: *mut f32, rs: usize, cs: usize, rows: usize, cols:
 /// stride of 4 KiB (k = 1024 in f32, 2048 in bf16) all 12 rows share one 8-way set and
 /// evict each other on every step: sq1024 f32 fell from ~98 to ~70 GFLOP/s, sq2048 bf16
 /// from ~185 to ~130 (Zen 4, 1 thread).
-fn direct_a<K: MicroKernel, CA: Convert<Dst = K::P>>(a: &View<'_, CA::Src>) -> bool {
+fn direct_a<K: MicroKernel, CA: Convert<Dst = K::P>>(a_rs: usize, a_cs: usize) -> bool {
     K::DIRECT_A
         && CA::IDENTITY
-        && a.cs == 1
-        && rows_per_l1_set(a.rs * std::mem::size_of::<CA::Src>(), K::MR) <= MAX_ROWS_PER_SET
+        && a_cs == 1
+        && rows_per_l1_set(a_rs * std::mem::size_of::<CA::Src>(), K::MR) <= MAX_ROWS_PER_SET
 }
 
 /// Largest A packed whole (`pack_whole_a`), in packed bytes: the buffer is kept by the calling
