@@ -117,6 +117,8 @@ impl Convert for F32ToBf16 {
 /// A source element of a bf16 panel: its bf16 bits, and a k pair (x[p], x[p+1]) as one
 /// 32-bit value, first element in the low half.
 trait PairBits: Copy {
+    /// The source already holds bf16 bit patterns, so a pair is the 4 bytes at its address.
+    const ADJACENT: bool = false;
     fn bits(self) -> u16;
     /// # Safety
     /// `p` and `p + 1` must be readable.
@@ -128,6 +130,7 @@ trait PairBits: Copy {
 }
 
 impl PairBits for bf16 {
+    const ADJACENT: bool = true;
     #[inline(always)]
     fn bits(self) -> u16 {
         self.to_bits()
@@ -330,14 +333,44 @@ fn pairs_along_k<T: PairBits, const R: usize>(
 ) {
     let kh = kc / 2;
     assert!(nr <= R && blk.len() >= (nr - 1) * rs + kc && out.len() >= kc.div_ceil(2) * 2 * R);
+    // Groups of 4 rows × 4 pairs in place as 4 × 4 transposes of 32-bit lanes.
+    let (i4, q4) = if T::ADJACENT && cfg!(target_arch = "x86_64") {
+        (nr / 4 * 4, kh / 4 * 4)
+    } else {
+        (0, 0)
+    };
+    #[cfg(target_arch = "x86_64")]
+    for i in (0..i4).step_by(4) {
+        use std::arch::x86_64::*;
+        for q in (0..q4).step_by(4) {
+            // SAFETY: rows i..i+4 < nr hold kc ≥ 2q + 8 values from i·rs (asserted above), read
+            // as 16 unaligned bytes each (ADJACENT: 2-byte plain values); the four stores of
+            // 16 bytes at out[(q+r)·2R + 2i ..] end below kh·2R ≤ out.len() since i + 4 ≤ R.
+            unsafe {
+                let src = |r: usize| blk.as_ptr().add((i + r) * rs + 2 * q) as *const __m128i;
+                let (r0, r1) = (_mm_loadu_si128(src(0)), _mm_loadu_si128(src(1)));
+                let (r2, r3) = (_mm_loadu_si128(src(2)), _mm_loadu_si128(src(3)));
+                let (t0, t1) = (_mm_unpacklo_epi32(r0, r1), _mm_unpacklo_epi32(r2, r3));
+                let (t2, t3) = (_mm_unpackhi_epi32(r0, r1), _mm_unpackhi_epi32(r2, r3));
+                let base = out.as_mut_ptr() as *mut u32;
+                let d = |r: usize| base.add((q + r) * R + i);
+                _mm_storeu_si128(d(0) as *mut __m128i, _mm_unpacklo_epi64(t0, t1));
+                _mm_storeu_si128(d(1) as *mut __m128i, _mm_unpackhi_epi64(t0, t1));
+                _mm_storeu_si128(d(2) as *mut __m128i, _mm_unpacklo_epi64(t2, t3));
+                _mm_storeu_si128(d(3) as *mut __m128i, _mm_unpackhi_epi64(t2, t3));
+            }
+        }
+    }
     for i in 0..nr {
         let row = &blk[i * rs..i * rs + kc];
+        // Pairs the transposes above did not cover.
+        let q0 = if i < i4 { q4 } else { 0 };
         // SAFETY: q < kh reads row[2q ..= 2q+1] (2q + 1 < kc) and writes
         // out[q·2R + 2i ..= q·2R + 2i + 1] (< kh·2R ≤ out.len(), as i < R) as one unaligned
         // 32-bit store of plain u16 data.
         unsafe {
             let d = out.as_mut_ptr() as *mut u32;
-            for q in 0..kh {
+            for q in q0..kh {
                 d.add(q * R + i)
                     .write_unaligned(T::pair(row.as_ptr().add(2 * q)));
             }
