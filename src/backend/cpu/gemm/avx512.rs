@@ -11,7 +11,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::kernel::{store_tile_generic, MicroKernel};
+use super::kernel::{by_rows, store_tile_generic, MicroKernel};
 
 pub(super) struct Avx512;
 
@@ -40,13 +40,7 @@ impl MicroKernel for Avx512 {
     ) {
         // SAFETY: forwarded contract; the dispatcher only selects this kernel when the CPU
         // has AVX-512F.
-        unsafe {
-            match mr {
-                0..=4 => kernel::<4>(kc, a, b, c, rs, cs, mr, nr, accumulate),
-                5..=8 => kernel::<8>(kc, a, b, c, rs, cs, mr, nr, accumulate),
-                _ => kernel::<MR>(kc, a, b, c, rs, cs, mr, nr, accumulate),
-            }
-        }
+        unsafe { by_rows!(mr, MR, kernel(kc, a, b, c, rs, cs, mr, nr, accumulate)) }
     }
 
     const DIRECT_A: bool = true;
@@ -65,11 +59,11 @@ impl MicroKernel for Avx512 {
     ) {
         // SAFETY: forwarded contract; AVX-512F as above.
         unsafe {
-            match mr {
-                0..=4 => kernel_direct_a::<4>(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate),
-                5..=8 => kernel_direct_a::<8>(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate),
-                _ => kernel_direct_a::<MR>(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate),
-            }
+            by_rows!(
+                mr,
+                MR,
+                kernel_direct_a(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate)
+            )
         }
     }
 }

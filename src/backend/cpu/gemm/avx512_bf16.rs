@@ -13,7 +13,7 @@ use std::arch::x86_64::*;
 use half::bf16;
 
 use super::avx512::store_acc;
-use super::kernel::MicroKernel;
+use super::kernel::{by_rows, MicroKernel};
 
 pub(super) struct Avx512Bf16;
 
@@ -61,11 +61,11 @@ impl MicroKernel for Avx512Bf16 {
     ) {
         // SAFETY: forwarded contract; AVX-512F and AVX-512 BF16 as above.
         unsafe {
-            match mr {
-                0..=4 => kernel_direct_a::<4>(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate),
-                5..=8 => kernel_direct_a::<8>(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate),
-                _ => kernel_direct_a::<MR>(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate),
-            }
+            by_rows!(
+                mr,
+                MR,
+                kernel_direct_a(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate)
+            )
         }
     }
 }

@@ -6,6 +6,20 @@
 //! where mr ≤ MR and nr ≤ NR are the valid rows/columns of an edge tile (the packed
 //! panels are zero there). C is written at `c + i·rs + j·cs`.
 
+/// Calls the instance of a row-generic kernel sized for an `mr`-row tile: 4 or 8 rows when
+/// the tile has that few (edge tiles do no work for absent rows), else `$full` (the kernel's
+/// MR). The AVX-512 kernels' `run` / `run_direct_a` dispatch through this.
+macro_rules! by_rows {
+    ($mr:expr, $full:ident, $kernel:ident($($arg:expr),* $(,)?)) => {
+        match $mr {
+            0..=4 => $kernel::<4>($($arg),*),
+            5..=8 => $kernel::<8>($($arg),*),
+            _ => $kernel::<$full>($($arg),*),
+        }
+    };
+}
+pub(super) use by_rows;
+
 /// One micro-kernel and the cache blocking that suits it.
 pub(super) trait MicroKernel: Sync {
     /// Packed element type (f32, or bf16 for the pair-dot-product kernels).
