@@ -193,6 +193,29 @@ fn a_packed_whole_for_wide_c() {
     }
 }
 
+/// Full 32 × 32 tiles of C with unit column stride (the AMX kernel loads and stores these
+/// with tile instructions, 16 rows at a time), at row strides that are and are not multiples
+/// of 16, overwriting and accumulating, with k of one tile block, two, and past one KC block.
+#[test]
+fn full_tiles_loaded_and_stored_in_place() {
+    for &(m, n, k) in &[(32, 32, 32), (64, 96, 64), (96, 64, 600)] {
+        for pad in [0, 3] {
+            for beta in [0.0, 1.0] {
+                let s = Shape {
+                    m,
+                    n,
+                    k,
+                    ta: false,
+                    tb: false,
+                    pad,
+                    tc: false,
+                };
+                check(s, 2, false, beta);
+            }
+        }
+    }
+}
+
 #[test]
 fn batched_with_shared_weights() {
     check(Shape::plain(64, 64, 32), 4, false, 0.0);

@@ -5,9 +5,13 @@
 //!   C[i, j] += Σ_q A[i, 2q]·B[2q, j] + A[i, 2q+1]·B[2q+1, j].
 //! Packing: A with whole 32-long k rows (KU_A = 32: a 16-row slab is one tile, stride 64
 //! bytes), B in k pairs (KU_B = 2: a 32-column panel row is 128 bytes, each tile takes half),
-//! k zero-padded to 32. Tile instructions are not exposed as stable intrinsics, so the loop
-//! is inline assembly. Only used when `isa::amx_bf16_usable()` (CPU, XCR0 and the Linux
-//! permission grant).
+//! k zero-padded to 32. A bf16 A with k contiguous is instead read in place (a tile row is
+//! 64 bytes of one A row, rows `a_rs` apart), which saves packing it when C has few columns.
+//! A full 32 × 32 C tile with unit column stride is loaded (when accumulating) and stored by
+//! the tile instructions; edge and strided tiles go through a buffer. Tile instructions are
+//! not exposed as stable intrinsics, so the loop is inline assembly. Only used when
+//! `isa::amx_bf16_usable()` (CPU, XCR0 and the Linux permission grant); each thread loads
+//! the tile configuration once.
 
 use half::bf16;
 
@@ -59,49 +63,256 @@ impl MicroKernel for Amx {
         nr: usize,
         accumulate: bool,
     ) {
-        let mut tile = [0.0f32; MR * NR];
-        let blocks = kc.div_ceil(32);
-        // SAFETY: the dispatcher selects this kernel only when `amx_bf16_usable()` (so the
-        // tile state is permitted); each k block of the packed A panel is 32 rows × 64
-        // bytes (two 1024-byte tiles) and of the B panel 16 pair rows × 128 bytes (two
-        // tiles at +0 / +64 with stride 128), `blocks` ≥ 1 of each; `tile` holds 32 × 32
-        // f32 (row stride 128 bytes) for the four 16 × 16 results.
+        // SAFETY: forwarded contract (the dispatcher selects this kernel only when
+        // `amx_bf16_usable()`); packed A blocks are 32 rows of 64 bytes, 2048 bytes apart.
         unsafe {
-            std::arch::asm!(
-                "ldtilecfg [{cfg}]",
-                "tilezero tmm0",
-                "tilezero tmm1",
-                "tilezero tmm2",
-                "tilezero tmm3",
-                "2:",
-                "tileloadd tmm4, [{a} + {s64}*1]",
-                "tileloadd tmm5, [{a} + {s64}*1 + 1024]",
-                "tileloadd tmm6, [{b} + {s128}*1]",
-                "tileloadd tmm7, [{b} + {s128}*1 + 64]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                "add {a}, 2048",
-                "add {b}, 2048",
-                "dec {n}",
-                "jnz 2b",
-                "tilestored [{t} + {s128}*1], tmm0",
-                "tilestored [{t} + {s128}*1 + 64], tmm1",
-                "tilestored [{t} + {s128}*1 + 2048], tmm2",
-                "tilestored [{t} + {s128}*1 + 2112], tmm3",
-                "tilerelease",
-                cfg = in(reg) CONFIG.0.as_ptr(),
-                a = inout(reg) a => _,
-                b = inout(reg) b => _,
-                n = inout(reg) blocks => _,
-                t = in(reg) tile.as_mut_ptr(),
-                s64 = in(reg) 64usize,
-                s128 = in(reg) 128usize,
-                options(nostack),
+            product(
+                kc.div_ceil(32),
+                PACKED_A,
+                a,
+                b,
+                c,
+                rs,
+                cs,
+                mr,
+                nr,
+                accumulate,
+            )
+        }
+    }
+
+    /// A tiles loaded straight from A's rows (16 rows of 64 bytes, `a_rs` apart) for whole
+    /// 32-row tiles and whole 32-long k blocks; a k tail shorter than 32 goes through a
+    /// zero-padded copy, and an edge tile of fewer rows through the packed kernel (a tile
+    /// load would read rows past the end of A).
+    const DIRECT_A: bool = true;
+    /// 32 rows, each touched once per 32-long k block: at 8 per set (k = 512, rows 1 KiB
+    /// apart) the A block still fits the 12 ways beside the streaming B tiles.
+    const MAX_ROWS_PER_L1_SET: usize = 8;
+
+    unsafe fn run_direct_a(
+        kc: usize,
+        a: *const bf16,
+        a_rs: usize,
+        b: *const bf16,
+        c: *mut f32,
+        rs: isize,
+        cs: isize,
+        mr: usize,
+        nr: usize,
+        accumulate: bool,
+    ) {
+        let mut panel = [bf16::ZERO; MR * 32];
+        let copy_rows = |panel: &mut [bf16], p0: usize, len: usize, rows: usize| {
+            for (i, out) in panel.chunks_exact_mut(32).take(rows).enumerate() {
+                // SAFETY: rows i < mr of A hold kc values (the caller's contract) and
+                // p0 + len ≤ kc.
+                let row = unsafe { std::slice::from_raw_parts(a.add(i * a_rs + p0), len) };
+                out[..len].copy_from_slice(row);
+            }
+        };
+        let whole = kc / 32;
+        if mr < MR {
+            // Edge rows: pack up to GROUP k blocks at a time (tail included) and run the
+            // packed kernel on them, accumulating after the first group.
+            const GROUP: usize = 16;
+            let mut packed = [bf16::ZERO; GROUP * MR * 32];
+            let mut acc = accumulate;
+            for p0 in (0..kc).step_by(GROUP * 32) {
+                let len = (kc - p0).min(GROUP * 32);
+                let blocks = len.div_ceil(32);
+                for (kb, blk) in packed.chunks_exact_mut(MR * 32).take(blocks).enumerate() {
+                    blk.fill(bf16::ZERO);
+                    copy_rows(blk, p0 + kb * 32, (len - kb * 32).min(32), mr);
+                }
+                let bg = b.wrapping_add(p0 * NR);
+                // SAFETY: `packed` holds `blocks` packed A blocks and the B panel the
+                // blocks from p0 / 32 on; the rest is forwarded.
+                unsafe {
+                    product(
+                        blocks,
+                        PACKED_A,
+                        packed.as_ptr(),
+                        bg,
+                        c,
+                        rs,
+                        cs,
+                        mr,
+                        nr,
+                        acc,
+                    )
+                };
+                acc = true;
+            }
+            return;
+        }
+        let mut acc = accumulate;
+        if whole > 0 {
+            let rows = TileRows {
+                stride: a_rs as isize * 2,
+                second_half: 16 * a_rs as isize * 2,
+                step: 64,
+            };
+            // SAFETY: 32 rows of A from `a` hold ≥ 32·whole values each (the caller's
+            // contract); the rest is forwarded.
+            unsafe { product(whole, rows, a, b, c, rs, cs, mr, nr, acc) };
+            acc = true;
+        }
+        let tail = kc - whole * 32;
+        if tail > 0 {
+            copy_rows(&mut panel, whole * 32, tail, MR);
+            // The B panel's k blocks are 2048 bytes (16 pair rows × 32 columns) each.
+            let b_tail = b.wrapping_add(whole * 32 * NR);
+            // SAFETY: `panel` is one packed A block, zero past the tail; the B panel holds
+            // `whole + 1` blocks (kc padded to 32); the rest is forwarded.
+            unsafe { product(1, PACKED_A, panel.as_ptr(), b_tail, c, rs, cs, mr, nr, acc) };
+        }
+    }
+}
+
+/// Where the two 16-row A tiles of a k block lie: rows `stride` bytes apart, rows 16–31
+/// `second_half` bytes after rows 0–15, the next k block `step` bytes on.
+#[derive(Clone, Copy)]
+struct TileRows {
+    stride: isize,
+    second_half: isize,
+    step: isize,
+}
+
+/// A packed A panel: per k block 32 rows × 64 bytes (two 1024-byte tiles), blocks 2048 bytes
+/// apart.
+const PACKED_A: TileRows = TileRows {
+    stride: 64,
+    second_half: 1024,
+    step: 2048,
+};
+
+/// C (= or +=) A·B over `blocks` k blocks of 32 for one 32 × 32 tile (mr × nr valid): a full
+/// tile with unit column stride is loaded and stored by the tile instructions in place,
+/// any other through a 32 × 32 buffer.
+///
+/// # Safety
+/// AMX tiles must be usable; A's tiles as `rows` says and `blocks` packed B blocks must be
+/// readable; the mr × nr tile of C at `c` (strides `rs`, `cs`) must be valid.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn product(
+    blocks: usize,
+    rows: TileRows,
+    a: *const bf16,
+    b: *const bf16,
+    c: *mut f32,
+    rs: isize,
+    cs: isize,
+    mr: usize,
+    nr: usize,
+    accumulate: bool,
+) {
+    if mr == MR && nr == NR && cs == 1 {
+        // SAFETY: a full tile with unit column stride: 32 rows of 32 f32, rs apart.
+        unsafe { tile_product(blocks, rows, a, b, c, rs * 4, accumulate) }
+    } else {
+        let mut tile = [0.0f32; MR * NR];
+        // SAFETY: `tile` is 32 rows of 128 bytes; the rest is the caller's contract.
+        unsafe {
+            tile_product(
+                blocks,
+                rows,
+                a,
+                b,
+                tile.as_mut_ptr(),
+                NR as isize * 4,
+                false,
             );
             store_tile_generic(&tile, NR, c, rs, cs, mr, nr, accumulate);
         }
+    }
+}
+
+thread_local! {
+    /// Whether this thread's tile configuration is loaded. It is loaded once, at a thread's
+    /// first AMX tile, and kept (never `tilerelease`d): LDTILECFG costs about as much as
+    /// a short tile product, and Linux saves the tile state on context switches.
+    static CONFIGURED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// C[0..32, 0..32] (= or +=) Σ over `blocks` k blocks of 32 of A·B, C at `c` with a row
+/// stride of `c_stride` bytes (columns contiguous): tmm0/tmm1 are rows 0–15 at columns
+/// 0–15 / 16–31, tmm2/tmm3 rows 16–31.
+///
+/// # Safety
+/// AMX tiles must be usable (`isa::amx_bf16_usable()`); A holds `blocks` k blocks laid out
+/// as `rows` says (32 rows × 32 bf16 each) and `b` as many packed B blocks (16 pair rows ×
+/// 32 column pairs); the 32 × 32 f32 at `c` with that row stride are readable (when `load`)
+/// and writable.
+#[inline(always)]
+unsafe fn tile_product(
+    blocks: usize,
+    rows: TileRows,
+    a: *const bf16,
+    b: *const bf16,
+    c: *mut f32,
+    c_stride: isize,
+    load: bool,
+) {
+    if !CONFIGURED.get() {
+        // SAFETY: the operand is a 64-byte aligned palette-1 configuration; the tile state is
+        // permitted (the caller's contract).
+        unsafe {
+            std::arch::asm!("ldtilecfg [{cfg}]", cfg = in(reg) CONFIG.0.as_ptr(),
+                options(nostack, readonly));
+        }
+        CONFIGURED.set(true);
+    }
+    // SAFETY: each k block of A is two tiles of 16 rows × 64 bytes where `rows` says, and of
+    // the B panel 16 pair rows × 128 bytes (two tiles at +0 / +64 with stride 128), `blocks`
+    // ≥ 1 of each; C spans 32 rows of `c_stride` bytes, 128 bytes each (the caller's
+    // contract). The tiles are configured above.
+    unsafe {
+        std::arch::asm!(
+            "test {ld}, {ld}",
+            "jz 3f",
+            "tileloadd tmm0, [{c} + {cs}*1]",
+            "tileloadd tmm1, [{c} + {cs}*1 + 64]",
+            "tileloadd tmm2, [{c16} + {cs}*1]",
+            "tileloadd tmm3, [{c16} + {cs}*1 + 64]",
+            "jmp 2f",
+            "3:",
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            "2:",
+            "tileloadd tmm4, [{a} + {ars}*1]",
+            "tileloadd tmm5, [{a16} + {ars}*1]",
+            "tileloadd tmm6, [{b} + {s128}*1]",
+            "tileloadd tmm7, [{b} + {s128}*1 + 64]",
+            "tdpbf16ps tmm0, tmm4, tmm6",
+            "tdpbf16ps tmm1, tmm4, tmm7",
+            "tdpbf16ps tmm2, tmm5, tmm6",
+            "tdpbf16ps tmm3, tmm5, tmm7",
+            "add {a}, {astep}",
+            "add {a16}, {astep}",
+            "add {b}, 2048",
+            "dec {n}",
+            "jnz 2b",
+            "tilestored [{c} + {cs}*1], tmm0",
+            "tilestored [{c} + {cs}*1 + 64], tmm1",
+            "tilestored [{c16} + {cs}*1], tmm2",
+            "tilestored [{c16} + {cs}*1 + 64], tmm3",
+            ld = in(reg) load as usize,
+            a = inout(reg) a => _,
+            a16 = inout(reg) a.wrapping_byte_offset(rows.second_half) => _,
+            ars = in(reg) rows.stride,
+            astep = in(reg) rows.step,
+            b = inout(reg) b => _,
+            n = inout(reg) blocks => _,
+            c = in(reg) c,
+            c16 = in(reg) c.wrapping_byte_offset(16 * c_stride),
+            cs = in(reg) c_stride,
+            s128 = in(reg) 128usize,
+            options(nostack),
+        );
     }
 }
 

@@ -525,16 +525,12 @@ fn direct_a<K: MicroKernel, CA: Convert<Dst = K::P>>(a_rs: usize, a_cs: usize) -
     K::DIRECT_A
         && CA::IDENTITY
         && a_cs == 1
-        && rows_per_l1_set(a_rs * std::mem::size_of::<CA::Src>(), K::MR) <= MAX_ROWS_PER_SET
+        && rows_per_l1_set(a_rs * std::mem::size_of::<CA::Src>(), K::MR) <= K::MAX_ROWS_PER_L1_SET
 }
 
 /// Largest A packed whole (`pack_whole_a`), in packed bytes: the buffer is kept by the calling
 /// thread for the next call, like the per-block scratch.
 const WHOLE_A_MAX_BYTES: usize = 64 << 20;
-
-/// Rows of A read in place that may share one L1 set: 6 of 8 ways (k = 512 in f32, a 2 KiB
-/// stride, still runs at full speed in place; 12 of 8 does not).
-const MAX_ROWS_PER_SET: usize = 6;
 
 /// The most of `rows` rows, `stride` bytes apart, whose starts fall in one set of a 64-set
 /// L1 (4 KiB per way: 32 KiB 8-way or 48 KiB 12-way).

@@ -60,6 +60,11 @@ pub(super) trait MicroKernel: Sync {
 
     /// Whether `run_direct_a` reads A in place (f32 kernels); otherwise the driver packs A.
     const DIRECT_A: bool = false;
+    /// A is read in place only while no more than this many of its MR rows start in one
+    /// 64-set L1 set (each k step touches a line of every row; `driver::direct_a`). For the
+    /// 12-row kernels 6 of 8 ways: k = 512 in f32 (a 2 KiB stride) still runs at full speed
+    /// in place, 12 rows in one set (a 4 KiB stride) evict each other on every step.
+    const MAX_ROWS_PER_L1_SET: usize = 6;
 
     /// `run` with A read where it lies instead of from a packed panel: A[i, p] at
     /// `a + i·a_rs + p` (k contiguous), for rows i < mr. This default packs the rows into a

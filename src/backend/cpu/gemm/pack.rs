@@ -81,6 +81,10 @@ impl Convert for Bf16 {
     fn cvt(x: bf16) -> bf16 {
         x
     }
+    #[inline(always)]
+    fn cvt_slice(src: &[bf16], dst: &mut [bf16]) {
+        dst.copy_from_slice(src);
+    }
     fn pack_pairs<const R: usize>(
         blk: &[bf16],
         rs: usize,
@@ -301,6 +305,16 @@ fn pack_r<C: Convert, const R: usize, const KU: usize>(
             && C::transpose_f32(blk, src.rs, kc, out)
         {
             // Done by the 4 × 4 SIMD transposes.
+        } else if src.cs == 1 && KU == R {
+            // AMX A tiles (KU = R = 32): each 32-long k run of a row is one 64-byte tile row,
+            // out[kb·R·KU + i·KU ..][..32] = row_i[kb·32 ..][..32], moved as a slice.
+            for i in 0..nr {
+                let row = &blk[i * src.rs..i * src.rs + kc];
+                for (kb, run) in row.chunks(KU).enumerate() {
+                    let at = kb * R * KU + i * KU;
+                    C::cvt_slice(run, &mut out[at..at + run.len()]);
+                }
+            }
         } else if src.cs == 1 {
             // Each panel row is contiguous along k.
             for i in 0..nr {
