@@ -71,6 +71,11 @@ pub struct Args {
     /// cpu or cuda.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Matrix products in f32 ("highest") or with bf16 operands and f32 accumulation
+    /// ("medium": AMX tiles or vdpbf16ps where the CPU has them), like PyTorch's
+    /// torch.set_float32_matmul_precision. Weights, optimizer state and gradients stay f32.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["highest", "medium"]))]
+    pub matmul_precision: Option<String>,
     /// Continue the run in --out from its checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -146,6 +151,9 @@ fn apply_overrides(c: &mut TrainConfig, a: &Args) {
         ckpt_interval,
         seed
     );
+    if let Some(p) = &a.matmul_precision {
+        c.matmul_precision = p.clone();
+    }
     if let Some(lr) = a.lr {
         c.lr = lr;
         if a.min_lr.is_none() {
@@ -245,12 +253,13 @@ fn run_in_pool(a: Args) -> Result<()> {
     };
     if !a.resume {
         println!(
-            "training {} ({}) with {} on {} for {} steps → {}",
+            "training {} ({}) with {} on {} for {} steps, {} matmul precision → {}",
             cfg.arch,
             cfg.preset,
             cfg.objective,
             data.display(),
             cfg.steps,
+            cfg.matmul_precision,
             a.out.display()
         );
     }

@@ -37,6 +37,16 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Dropout probability applied to the model (overrides the preset's).
     pub dropout: f32,
+    /// Precision of the f32 matrix products, forward and backward: "highest" (f32) or
+    /// "medium" (bf16 operands, f32 accumulation; `gemm::MatmulPrecision`). Weights, Adam
+    /// state, activations and gradients stay f32. Checkpoints from before this field train
+    /// at "highest".
+    #[serde(default = "highest")]
+    pub matmul_precision: String,
+}
+
+fn highest() -> String {
+    "highest".into()
 }
 
 impl TrainConfig {

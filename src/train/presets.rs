@@ -44,6 +44,7 @@ fn base(arch: &str, objective: &str, preset: &str) -> TrainConfig {
         log_interval: 10,
         seed: 1337,
         dropout: 0.0,
+        matmul_precision: "highest".into(),
     }
 }
 

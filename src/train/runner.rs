@@ -15,6 +15,7 @@ use super::plot::write_loss_svg;
 use super::presets;
 use super::task::Task;
 use crate::autograd::no_grad;
+use crate::backend::cpu::gemm::{MatmulPrecision, PrecisionGuard};
 use crate::data::rng::mix64;
 use crate::data::{Corpus, TokenStream};
 use crate::error::{Error, Result};
@@ -160,6 +161,9 @@ pub fn train(cfg: TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
         (model, opt, tok, 0, cfg, opts.data.clone())
     };
     check_config(&cfg)?;
+    // Every matmul of this run (forward, backward, evaluation) at the configured precision;
+    // the process's previous setting is restored when the run ends.
+    let _precision = PrecisionGuard::set(MatmulPrecision::parse(&cfg.matmul_precision)?);
     let corpus = Corpus::open(&data_dir, Some(model.vocab_size()))?;
     let metrics = MetricsLog::open(&out.join("metrics.jsonl"), opts.resume.then_some(start))?;
     let task = Task::new(&cfg.objective, cfg.seq_len, &tokenizer)?;

@@ -87,4 +87,13 @@ if grep -q -w amx_bf16 /proc/cpuinfo; then
     done
 fi
 fi
+
+if [[ " $SECTIONS " == *" compare "* ]]; then
+    step "every CPU op against PyTorch on this CPU (tools/bench_vs_torch.py, 2 rounds)"
+    "$B/pretext" bench peak
+    PYTHONUNBUFFERED=1 timeout 240 python3 tools/bench_vs_torch.py --bin "$B/pretext" \
+        --ops gemm --rounds 2 --out "$O/cpu_gemm.json"
+    PYTHONUNBUFFERED=1 timeout 240 python3 tools/bench_vs_torch.py --bin "$B/pretext" \
+        --ops softmax layernorm gelu attention --rounds 2 --out "$O/cpu_ops.json"
+fi
 step done

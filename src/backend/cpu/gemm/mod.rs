@@ -9,7 +9,8 @@
 //! chosen by `isa::active()`. The bf16 entry points (`bgemm_batched`, and
 //! `sgemm_batched_bf16` which rounds f32 operands to bf16 while packing) multiply bf16
 //! values with f32 accumulation: `vdpbf16ps` on CPUs with AVX-512 BF16, otherwise the f32
-//! kernels on the bf16-rounded values (same products, f32 sums).
+//! kernels on the bf16-rounded values (same products, f32 sums). `set_matmul_precision`
+//! (`precision`) sends the plain f32 entry point to the bf16 kernels, process-wide.
 
 mod amx;
 mod avx2;
@@ -20,6 +21,7 @@ mod kernel;
 mod naive;
 mod pack;
 pub mod peak;
+mod precision;
 mod scalar;
 
 use half::bf16;
@@ -27,6 +29,7 @@ use half::bf16;
 use super::isa::{self, Isa};
 use crate::error::{Error, Result};
 use pack::Convert;
+pub use precision::{matmul_precision, set_matmul_precision, MatmulPrecision, PrecisionGuard};
 
 /// Sizes and element strides of one GEMM problem (same for every batch entry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -255,7 +258,8 @@ fn dot_beats_fma() -> bool {
 }
 
 /// Batched strided f32 GEMM: `C_i = A_i · B_i + beta · C_i` with `beta` 0 (overwrite) or 1
-/// (accumulate). Dispatches to the fastest kernel for the active ISA.
+/// (accumulate). Dispatches to the fastest kernel for the active ISA, at the process's
+/// `matmul_precision()` (medium: `sgemm_batched_bf16`).
 #[allow(clippy::too_many_arguments)]
 pub fn sgemm_batched(
     l: &GemmLayout,
@@ -267,6 +271,9 @@ pub fn sgemm_batched(
     c: &mut [f32],
     c_offsets: &[usize],
 ) -> Result<()> {
+    if matmul_precision() == MatmulPrecision::Medium {
+        return sgemm_batched_bf16(l, a, a_offsets, b, b_offsets, beta, c, c_offsets);
+    }
     sgemm_batched_isa(
         isa::active(),
         l,
