@@ -123,6 +123,8 @@ impl Convert for F32ToBf16 {
 trait PairBits: Copy {
     /// The source already holds bf16 bit patterns, so a pair is the 4 bytes at its address.
     const ADJACENT: bool = false;
+    /// The source is f32 (rounded to bf16 while packing).
+    const F32: bool = false;
     fn bits(self) -> u16;
     /// # Safety
     /// `p` and `p + 1` must be readable.
@@ -148,6 +150,7 @@ impl PairBits for bf16 {
 }
 
 impl PairBits for f32 {
+    const F32: bool = true;
     #[inline(always)]
     fn bits(self) -> u16 {
         f32_to_bf16_bits(self)
@@ -407,6 +410,30 @@ fn interleave_k_pairs<T: PairBits, const R: usize>(
 ) {
     let kh = kc / 2;
     assert!(nr <= R && blk.len() >= (kc - 1) * ks + nr && out.len() >= kc.div_ceil(2) * 2 * R);
+    // f32 sources with AVX-512 (every CPU whose bf16 kernels pack pairs): 16 columns at a
+    // time, the last run masked, rounded and paired in zmm registers.
+    #[cfg(target_arch = "x86_64")]
+    if T::F32 && crate::backend::cpu::isa::detected() >= crate::backend::cpu::isa::Isa::Avx512 {
+        for q in 0..kc.div_ceil(2) {
+            let r0 = blk[2 * q * ks..][..nr].as_ptr() as *const f32;
+            // An odd kc's last row pairs with zeros (its second row is never read).
+            let r1 = (2 * q + 1 < kc).then(|| blk[(2 * q + 1) * ks..][..nr].as_ptr() as *const f32);
+            let o = out[q * 2 * R..][..2 * nr].as_mut_ptr();
+            for j in (0..nr).step_by(16) {
+                // SAFETY: T is f32 (T::F32), rows r0 / r1 hold nr values and `o` 2·nr u16;
+                // the lanes j..min(j + 16, nr) are masked in; AVX-512F was checked above.
+                unsafe {
+                    round_pairs16(
+                        r0.add(j),
+                        r1.map(|r| r.add(j)),
+                        o.add(2 * j) as *mut u32,
+                        (nr - j).min(16),
+                    )
+                };
+            }
+        }
+        return;
+    }
     // Runs of 8 columns interleaved in SSE registers when the source holds bf16 bits.
     let j8 = if T::ADJACENT && cfg!(target_arch = "x86_64") {
         nr / 8 * 8
@@ -446,6 +473,53 @@ fn interleave_k_pairs<T: PairBits, const R: usize>(
             pair[0] = a.bits();
         }
     }
+}
+
+/// out[j] = bf16(r0[j]) | bf16(r1[j]) << 16 for the first `n` ≤ 16 lanes (r1 absent: zero
+/// upper halves), with the rounding of `f32_to_bf16_bits` per lane: to nearest even by
+/// adding 0x7FFF plus the kept lowest bit, a NaN quieted (bit 6 of its bf16 set).
+///
+/// # Safety
+/// AVX-512F; `n` values readable at r0 (and r1), `n` u32 writable at `out`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn round_pairs16(r0: *const f32, r1: Option<*const f32>, out: *mut u32, n: usize) {
+    use std::arch::x86_64::*;
+    let mask: __mmask16 = if n >= 16 { 0xFFFF } else { (1u16 << n) - 1 };
+    // SAFETY (both): lanes under `mask` are readable (the caller's contract).
+    let lo = _mm512_srli_epi32::<16>(unsafe { bf16_upper(r0, mask) });
+    let pairs = match r1 {
+        Some(r1) => {
+            let hi = unsafe { bf16_upper(r1, mask) };
+            _mm512_or_si512(lo, _mm512_and_si512(hi, _mm512_set1_epi32(-65536)))
+        }
+        None => lo,
+    };
+    // SAFETY: lanes under `mask` are writable (the caller's contract).
+    unsafe { _mm512_mask_storeu_epi32(out as *mut i32, mask, pairs) };
+}
+
+/// The lanes of `p` under `mask` rounded to bf16, the bits in each lane's upper half (the
+/// lower half is garbage); see `round_pairs16`.
+///
+/// # Safety
+/// AVX-512F; the lanes under `mask` readable at `p`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn bf16_upper(
+    p: *const f32,
+    mask: std::arch::x86_64::__mmask16,
+) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's contract.
+    let b = _mm512_castps_si512(unsafe { _mm512_maskz_loadu_ps(mask, p) });
+    let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
+    let rounded = _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), lsb));
+    let abs = _mm512_and_si512(b, _mm512_set1_epi32(0x7FFF_FFFF));
+    let nan = _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(0x7F80_0000));
+    let quiet = _mm512_or_si512(b, _mm512_set1_epi32(0x0040_0000));
+    _mm512_mask_blend_epi32(nan, rounded, quiet)
 }
 
 /// Packing when the panel dimension is contiguous in the source (`rs == 1`, KU = 1, e.g. a
@@ -638,13 +712,48 @@ mod tests {
             bits.push((s as u32 & 0xFFFF_0000) | 0x8000);
             bits.push((s as u32 & 0xFFFF_0000) | 0x7FFF);
         }
-        for b in bits {
+        for &b in &bits {
             let x = f32::from_bits(b);
             assert_eq!(
                 f32_to_bf16_bits(x),
                 bf16::from_f32(x).to_bits(),
                 "f32 bits {b:#010x}"
             );
+        }
+        round_pairs16_matches_scalar(&bits);
+    }
+
+    /// The AVX-512 pairing of two f32 rows equals the scalar rounding lane by lane, for every
+    /// run length 1..=16 (masked lanes neither read nor written) and without a second row.
+    fn round_pairs16_matches_scalar(bits: &[u32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::backend::cpu::isa::detected() >= crate::backend::cpu::isa::Isa::Avx512 {
+            let x: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
+            for (c, chunk) in x.chunks_exact(32).enumerate() {
+                let n = c % 16 + 1;
+                let (r0, r1) = chunk.split_at(16);
+                for second in [true, false] {
+                    let mut out = [0xDEAD_BEEFu32; 17];
+                    // SAFETY: AVX-512F checked above; 16 values per row, 17 u32 out.
+                    unsafe {
+                        round_pairs16(
+                            r0.as_ptr(),
+                            second.then_some(r1.as_ptr()),
+                            out.as_mut_ptr(),
+                            n,
+                        )
+                    };
+                    for j in 0..17 {
+                        let want = if j >= n {
+                            0xDEAD_BEEF
+                        } else {
+                            let hi = if second { f32_to_bf16_bits(r1[j]) } else { 0 };
+                            f32_to_bf16_bits(r0[j]) as u32 | (hi as u32) << 16
+                        };
+                        assert_eq!(out[j], want, "lane {j} of {n}, {:?}", (r0[j], r1[j]));
+                    }
+                }
+            }
         }
     }
 }
