@@ -102,7 +102,6 @@ impl MicroKernel for Amx {
         nr: usize,
         accumulate: bool,
     ) {
-        let mut panel = [bf16::ZERO; MR * 32];
         let copy_rows = |panel: &mut [bf16], p0: usize, len: usize, rows: usize| {
             for (i, out) in panel.chunks_exact_mut(32).take(rows).enumerate() {
                 // SAFETY: rows i < mr of A hold kc values (the caller's contract) and
@@ -160,6 +159,7 @@ impl MicroKernel for Amx {
         }
         let tail = kc - whole * 32;
         if tail > 0 {
+            let mut panel = [bf16::ZERO; MR * 32];
             copy_rows(&mut panel, whole * 32, tail, MR);
             // The B panel's k blocks are 2048 bytes (16 pair rows × 32 columns) each.
             let b_tail = b.wrapping_add(whole * 32 * NR);
