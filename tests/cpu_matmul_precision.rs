@@ -3,6 +3,9 @@
 //! at "medium" follows the f32 run's loss. The setting is process-wide, so this file is its
 //! own test binary and its checks run in one test, in sequence.
 
+mod gemm_util;
+
+use gemm_util::fill;
 use half::bf16;
 use pretext::autograd::Var;
 use pretext::backend::cpu::gemm::{matmul_precision, set_matmul_precision, MatmulPrecision};
@@ -11,18 +14,6 @@ use pretext::data::Corpus;
 use pretext::tensor::Tensor;
 use pretext::train::presets::train_config;
 use pretext::train::runner::{train, RunOptions};
-
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 fn round(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| bf16::from_f32(x).to_f32()).collect()
@@ -71,7 +62,7 @@ fn matmul_and_grads(
 
 fn matmuls_at_medium_precision() {
     let (m, k, n) = (37, 70, 45);
-    let (a, b, g) = (values(m * k, 1), values(k * n, 2), values(m * n, 3));
+    let (a, b, g) = (fill(m * k, 1), fill(k * n, 2), fill(m * n, 3));
     let (ar, br, gr) = (round(&a), round(&b), round(&g));
     // Transposes as row-major copies for the gradient references: dA = G·Bᵀ, dB = Aᵀ·G.
     let t = |x: &[f32], r: usize, c: usize| -> Vec<f32> {
@@ -98,6 +89,18 @@ fn matmuls_at_medium_precision() {
     assert!(max_diff(&da, &product(&g, &t(&b, k, n), m, n, k)) < tol);
 }
 
+/// A new, quiet run on `data` into `out`.
+fn fresh_run(data: std::path::PathBuf, out: std::path::PathBuf) -> RunOptions {
+    RunOptions {
+        data,
+        out,
+        resume: false,
+        steps: None,
+        progress: false,
+        stop_after: None,
+    }
+}
+
 /// Final training loss of a short tiny-GPT run on the built-in text at `precision`.
 fn train_loss(precision: &str, dir: &std::path::Path) -> f32 {
     let corpus = dir.join("corpus");
@@ -115,15 +118,10 @@ fn train_loss(precision: &str, dir: &std::path::Path) -> f32 {
     cfg.eval_interval = 200;
     cfg.eval_iters = 4;
     cfg.matmul_precision = precision.into();
-    let opts = RunOptions {
-        data: corpus,
-        out: dir.join(precision),
-        resume: false,
-        steps: None,
-        progress: false,
-        stop_after: None,
-    };
-    train(cfg, &opts).unwrap().last_val_loss.unwrap()
+    train(cfg, &fresh_run(corpus, dir.join(precision)))
+        .unwrap()
+        .last_val_loss
+        .unwrap()
 }
 
 fn training_at_medium_precision() {
@@ -152,15 +150,9 @@ fn training_at_medium_precision() {
     );
     let mut cfg = train_config("gpt", "tiny").unwrap();
     cfg.matmul_precision = "high".into();
-    let opts = RunOptions {
-        data: dir.join("corpus"),
-        out: dir.join("bad"),
-        resume: false,
-        steps: None,
-        progress: false,
-        stop_after: None,
-    };
-    let e = train(cfg, &opts).unwrap_err().to_string();
+    let e = train(cfg, &fresh_run(dir.join("corpus"), dir.join("bad")))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("\"high\""), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
