@@ -6,11 +6,14 @@
 //! (a packed B block of 768 KiB, leaving part of the 2 MiB L2 for C and other processes).
 //! Partial tiles with unit column stride use masked loads/stores; tiles of ≤ 4 or ≤ 8 valid
 //! rows run a 4- or 8-row instance of the kernel. `run_direct_a` broadcasts A from its
-//! source rows (k contiguous) instead of a packed panel.
+//! source rows (k contiguous) instead of a packed panel. The k loop of the 12-row tiles is
+//! assembly (`avx512_loop`), unrolled four steps deep; the smaller instances and the
+//! in-place edge tiles keep the rolled intrinsics loop.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+use super::avx512_loop;
 use super::kernel::{by_rows, store_tile_generic, MicroKernel};
 
 pub(super) struct Avx512;
@@ -40,7 +43,13 @@ impl MicroKernel for Avx512 {
     ) {
         // SAFETY: forwarded contract; the dispatcher only selects this kernel when the CPU
         // has AVX-512F.
-        unsafe { by_rows!(mr, MR, kernel(kc, a, b, c, rs, cs, mr, nr, accumulate)) }
+        unsafe {
+            match mr {
+                0..=4 => kernel::<4>(kc, a, b, c, rs, cs, mr, nr, accumulate),
+                5..=8 => kernel::<8>(kc, a, b, c, rs, cs, mr, nr, accumulate),
+                _ => kernel_asm(kc, Source::Packed(a), b, c, rs, cs, mr, nr, accumulate),
+            }
+        }
     }
 
     const DIRECT_A: bool = true;
@@ -59,15 +68,66 @@ impl MicroKernel for Avx512 {
     ) {
         // SAFETY: forwarded contract; AVX-512F as above.
         unsafe {
-            by_rows!(
-                mr,
-                MR,
-                kernel_direct_a(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate)
-            )
+            match mr {
+                MR => kernel_asm(
+                    kc,
+                    Source::InPlace(a, a_rs),
+                    b,
+                    c,
+                    rs,
+                    cs,
+                    mr,
+                    nr,
+                    accumulate,
+                ),
+                _ => by_rows!(
+                    mr,
+                    MR,
+                    kernel_direct_a(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate)
+                ),
+            }
         }
     }
 }
 
+/// Where the 12-row kernel reads A: a packed panel, or rows in place (pointer, row stride).
+#[derive(Clone, Copy)]
+enum Source {
+    Packed(*const f32),
+    InPlace(*const f32, usize),
+}
+
+/// The 12-row kernel with its k loop in assembly (`avx512_loop`): every packed tile of 9 to
+/// 12 rows (the panel is zero past mr), and full 12-row tiles with A in place.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel_asm(
+    kc: usize,
+    a: Source,
+    b: *const f32,
+    c: *mut f32,
+    rs: isize,
+    cs: isize,
+    mr: usize,
+    nr: usize,
+    accumulate: bool,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    // SAFETY: forwarded C contract (prefetches never fault).
+    unsafe { prefetch_c(c, rs, mr) };
+    // SAFETY: forwarded A and B contracts (a packed panel of 12·kc values, or 12 rows of kc
+    // values in place, which the caller passes only for full tiles).
+    unsafe {
+        match a {
+            Source::Packed(a) => avx512_loop::packed(kc, a, b, &mut acc),
+            Source::InPlace(a, a_rs) => avx512_loop::direct(kc, a, a_rs, b, &mut acc),
+        }
+    }
+    // SAFETY: forwarded C contract.
+    unsafe { store_acc(acc, c, rs, cs, mr, nr, accumulate) };
+}
+
+/// The rolled intrinsics kernel, for tiles of at most 8 rows (4- and 8-row instances).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel<const ROWS: usize>(
@@ -103,8 +163,9 @@ unsafe fn kernel<const ROWS: usize>(
     unsafe { store_acc(acc, c, rs, cs, mr, nr, accumulate) };
 }
 
-/// The kernel with A read in place, k contiguous: A[i, p] at a[i·a_rs + p]. Rows i ≥ mr
-/// re-read row mr − 1 (their results are never stored), so no row past the edge is read.
+/// The kernel with A read in place, k contiguous: A[i, p] at a[i·a_rs + p], for edge tiles
+/// (mr < 12). Rows i ≥ mr re-read row mr − 1 (their results are never stored), so no row
+/// past the edge is read.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel_direct_a<const ROWS: usize>(

@@ -134,7 +134,15 @@ mod tests {
     /// `run_direct_a` on A rows in place equals `run` on the packed panel, for every
     /// number of valid rows (rows past mr are never read: A ends right after row mr − 1).
     fn direct_matches_packed<K: MicroKernel<P = f32>>() {
-        let (kc, a_rs) = (37, 41);
+        // k of a single step, of less than, exactly and past one unrolled group of the
+        // assembly loops (`avx512_loop`: four steps), with and without a tail.
+        for kc in [1, 3, 4, 8, 37] {
+            direct_matches_packed_at::<K>(kc);
+        }
+    }
+
+    fn direct_matches_packed_at<K: MicroKernel<P = f32>>(kc: usize) {
+        let a_rs = 41;
         let b: Vec<f32> = (0..K::NR * kc).map(|x| (x % 13) as f32 - 6.0).collect();
         for mr in 1..=K::MR {
             let a: Vec<f32> = (0..(mr - 1) * a_rs + kc)
@@ -175,7 +183,25 @@ mod tests {
                     true,
                 );
             }
-            assert_eq!(got, want, "mr {mr}");
+            assert_eq!(got, want, "mr {mr}, kc {kc}");
+            // Both against the plain sum (small integers: every sum is exact in f32); C
+            // outside the mr × nr tile keeps its 1.0.
+            let naive: Vec<f32> = (0..K::MR * K::NR)
+                .map(|x| {
+                    let (i, j) = (x / K::NR, x % K::NR);
+                    if i < mr && j < nr {
+                        1.0 + (0..kc)
+                            .map(|p| a[i * a_rs + p] * b[p * K::NR + j])
+                            .sum::<f32>()
+                    } else {
+                        1.0
+                    }
+                })
+                .collect();
+            assert_eq!(
+                want, naive,
+                "mr {mr}, kc {kc}: packed kernel vs the plain sum"
+            );
         }
     }
 

@@ -16,6 +16,7 @@ mod amx;
 mod avx2;
 mod avx512;
 mod avx512_bf16;
+mod avx512_loop;
 mod driver;
 mod kernel;
 mod naive;
