@@ -119,8 +119,8 @@ unsafe fn kernel_asm(
     // values in place, which the caller passes only for full tiles).
     unsafe {
         match a {
-            Source::Packed(a) => avx512_loop::packed(kc, a, b, &mut acc),
-            Source::InPlace(a, a_rs) => avx512_loop::direct(kc, a, a_rs, b, &mut acc),
+            Source::Packed(a) => avx512_loop::packed_f32(kc, a, b, &mut acc),
+            Source::InPlace(a, a_rs) => avx512_loop::direct_f32(kc, a, a_rs, b, &mut acc),
         }
     }
     // SAFETY: forwarded C contract.

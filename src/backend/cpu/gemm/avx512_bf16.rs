@@ -13,6 +13,7 @@ use std::arch::x86_64::*;
 use half::bf16;
 
 use super::avx512::store_acc;
+use super::avx512_loop;
 use super::kernel::{by_rows, MicroKernel};
 
 pub(super) struct Avx512Bf16;
@@ -61,13 +62,45 @@ impl MicroKernel for Avx512Bf16 {
     ) {
         // SAFETY: forwarded contract; AVX-512F and AVX-512 BF16 as above.
         unsafe {
-            by_rows!(
-                mr,
-                MR,
-                kernel_direct_a(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate)
-            )
+            match mr {
+                MR => kernel_direct_a_full(kc, a, a_rs, b, c, rs, cs, nr, accumulate),
+                _ => by_rows!(
+                    mr,
+                    MR,
+                    kernel_direct_a(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate)
+                ),
+            }
         }
     }
+}
+
+/// Full 12-row tiles with A read in place: the pair steps in the assembly loop
+/// (`avx512_loop::direct_bf16`), then an odd kc's last value as in `kernel_direct_a`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn kernel_direct_a_full(
+    kc: usize,
+    a: *const bf16,
+    a_rs: usize,
+    b: *const bf16,
+    c: *mut f32,
+    rs: isize,
+    cs: isize,
+    nr: usize,
+    accumulate: bool,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    // SAFETY: rows 0..12 of A hold kc values each (the caller's contract: a full tile), so
+    // kc / 2 pairs each; the B panel holds NR pairs per pair step.
+    unsafe { avx512_loop::direct_bf16(kc / 2, a as *const u16, a_rs, b as *const u16, &mut acc) };
+    if kc % 2 == 1 {
+        let rows: [*const bf16; MR] = std::array::from_fn(|i| a.wrapping_add(i * a_rs));
+        let b_last = (b as *const __m512i).wrapping_add(2 * (kc / 2));
+        // SAFETY: as above, for the single value at kc − 1 and B's last (padded) pair step.
+        unsafe { dp_rows::<MR, true>(&mut acc, &rows, kc - 1, b_last) };
+    }
+    // SAFETY: forwarded C contract.
+    unsafe { store_acc(acc, c, rs, cs, MR, nr, accumulate) };
 }
 
 /// The kernel with A read in place, k contiguous: A[i, p] at a[i·a_rs + p], the pair
@@ -152,24 +185,9 @@ unsafe fn kernel(
     accumulate: bool,
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-    let (mut a, mut b) = (a as *const u32, b as *const __m512i);
-    for _ in 0..kc.div_ceil(2) {
-        // SAFETY: per pair step the packed A panel holds MR pairs (one u32 each) and the B
-        // panel NR pairs (two 64-byte vectors); bf16 is a plain 16-bit value, so the
-        // reinterpretations are bit casts.
-        unsafe {
-            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b));
-            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(1)));
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ai: __m512bh =
-                    std::mem::transmute(_mm512_set1_epi32(a.add(i).read_unaligned() as i32));
-                row[0] = _mm512_dpbf16_ps(row[0], ai, b0);
-                row[1] = _mm512_dpbf16_ps(row[1], ai, b1);
-            }
-            a = a.add(MR);
-            b = b.add(2);
-        }
-    }
+    // SAFETY: per pair step the packed A panel holds MR pairs and the B panel NR pairs, for
+    // ⌈kc/2⌉ steps (k is padded to even); bf16 is a plain 16-bit value.
+    unsafe { avx512_loop::packed_bf16(kc.div_ceil(2), a as *const u16, b as *const u16, &mut acc) };
     // SAFETY: forwarded C contract.
     unsafe { store_acc(acc, c, rs, cs, mr, nr, accumulate) };
 }

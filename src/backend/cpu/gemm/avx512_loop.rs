@@ -1,25 +1,31 @@
-//! The k loop of the 12 × 32 AVX-512 f32 micro-kernel, in assembly.
+//! The k loop of the 12 × 32 AVX-512 micro-kernels (f32, and bf16 pairs), in assembly.
 //!
 //! For each k step p: load B[p, 0..32] into two zmm registers, then for each row i < 12
-//! broadcast A[i, p] and issue two FMAs:
+//! broadcast A[i, p] and issue two multiply-adds:
 //!   acc[i][v] += A[i, p] · B[p, 16v .. 16v+16],   acc in zmm0..zmm23 (row i: zmm2i, zmm2i+1).
+//! In f32 (`vfmadd231ps`) a step is one k; in bf16 (`vdpbf16ps`) it is a pair of k, and
+//! A[i, p] / B[p, j] are 32-bit pairs: acc[i][j] += A[i,2q]·B[2q,j] + A[i,2q+1]·B[2q+1,j].
+//! Either way a step reads 48 bytes of a packed A panel and 128 bytes of packed B.
+//!
 //! The steps are unrolled four at a time with constant displacements, so the pointers and the
 //! counter advance once per four steps (the rolled loop spent three integer µops per step on
 //! ports that Golden Cove shares with its two 512-bit FMA units, and, with A in place, one
 //! more per row). Assembly, because LLVM, given the unrolled intrinsics, hoists all 48
-//! broadcasts of an iteration above the FMAs and spills them to the stack.
+//! broadcasts of an iteration above the multiply-adds and spills them to the stack.
 //!
 //! Two sources for A:
-//! - `packed`: a packed panel, 12 values per step. Each FMA takes A[i, p] as an embedded
-//!   broadcast of its memory operand ({1to16}): 26 fused µops per step instead of 38.
-//! - `direct`: A's rows in place, k contiguous. Row 3g + j is at `g_g + j·rs` (bytes), so every
-//!   broadcast is one addressing mode off four group pointers. Here a separate `vbroadcastss`
-//!   feeds the two FMAs: an FMA with an indexed memory operand is not micro-fused on Intel.
+//! - `packed_*`: a packed panel, 12 values per step. Each multiply-add takes A[i, p] as an
+//!   embedded broadcast of its memory operand ({1to16}): 26 fused µops per step, not 38.
+//! - `direct_*`: A's rows in place, k contiguous. Row 3g + j is at `g_g + j·rs` (bytes), so
+//!   every broadcast is one addressing mode off four group pointers. Here a separate
+//!   `vbroadcastss` feeds the two multiply-adds: an FMA with an indexed memory operand is not
+//!   micro-fused on Intel.
 //!
-//! Measured on the Intel Xeon (Sapphire Rapids class) host of a lent machine, 1 thread, in
-//! one process alternating with the rolled intrinsics loop (median of 3 rounds): packed
-//! sq1024 / sq2048 / 4096×3072×768 +14 / +15 / +17%; direct sq512 / 4096×768×3072 / attention
-//! P·V (512×512×64) +8 / +7 / +11%. Neutral on Zen 4, whose FMA throughput is the limit.
+//! Measured (f32) on the Intel Xeon (Sapphire Rapids class) host of a lent machine, 1 thread,
+//! in one process alternating with the rolled intrinsics loop (median of 3 rounds): packed
+//! sq1024 / sq2048 / 4096×3072×768 +14 / +15 / +17%; in place sq512 / 4096×768×3072 /
+//! attention P·V (512×512×64) +8 / +7 / +11%. The loop alone, on 64-byte aligned panels with
+//! B streaming from L2, ran at the machine's FMA peak (177 GFLOP/s) in a quiet moment.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::{asm, x86_64::__m512};
@@ -27,35 +33,39 @@ use std::arch::{asm, x86_64::__m512};
 /// The 24 accumulators of a 12 × 32 tile: row i, vectors 0 and 1.
 pub(super) type Acc = [[__m512; 2]; 12];
 
-/// One row of one k step: broadcast A[i, p] from `$addr` and issue its two FMAs
+/// One row of one step: broadcast A[i, p] from `$addr` and issue its two multiply-adds `$op`
 /// (accumulators zmm$c0, zmm$c1; B in zmm24, zmm25).
 macro_rules! row {
-    ($addr:expr, $c0:literal, $c1:literal) => {
+    ($op:literal, $addr:expr, $c0:literal, $c1:literal) => {
         concat!(
             "vbroadcastss zmm31, dword ptr ",
             $addr,
             "\n",
-            "vfmadd231ps zmm",
+            $op,
+            " zmm",
             $c0,
             ", zmm31, zmm24\n",
-            "vfmadd231ps zmm",
+            $op,
+            " zmm",
             $c1,
             ", zmm31, zmm25\n",
         )
     };
 }
 
-/// `row` with the broadcast embedded in the FMAs' memory operands (A[i, p] loaded twice, by
-/// the load ports, without a separate µop).
+/// `row` with the broadcast embedded in the memory operands (A[i, p] loaded twice, by the
+/// load ports, without a separate µop).
 macro_rules! row_ebc {
-    ($addr:expr, $c0:literal, $c1:literal) => {
+    ($op:literal, $addr:expr, $c0:literal, $c1:literal) => {
         concat!(
-            "vfmadd231ps zmm",
+            $op,
+            " zmm",
             $c0,
             ", zmm24, dword ptr ",
             $addr,
             "{{1to16}}\n",
-            "vfmadd231ps zmm",
+            $op,
+            " zmm",
             $c1,
             ", zmm25, dword ptr ",
             $addr,
@@ -80,42 +90,42 @@ macro_rules! load_b {
 
 /// Step `$u` with a packed A panel: A[i, p] at a + 4·(12u + i).
 macro_rules! packed_step {
-    ($row:ident, $u:literal) => {
+    ($row:ident, $op:literal, $u:literal) => {
         concat!(
             load_b!($u),
-            $row!(concat!("[{a} + 4*(12*", $u, " + 0)]"), 0, 1),
-            $row!(concat!("[{a} + 4*(12*", $u, " + 1)]"), 2, 3),
-            $row!(concat!("[{a} + 4*(12*", $u, " + 2)]"), 4, 5),
-            $row!(concat!("[{a} + 4*(12*", $u, " + 3)]"), 6, 7),
-            $row!(concat!("[{a} + 4*(12*", $u, " + 4)]"), 8, 9),
-            $row!(concat!("[{a} + 4*(12*", $u, " + 5)]"), 10, 11),
-            $row!(concat!("[{a} + 4*(12*", $u, " + 6)]"), 12, 13),
-            $row!(concat!("[{a} + 4*(12*", $u, " + 7)]"), 14, 15),
-            $row!(concat!("[{a} + 4*(12*", $u, " + 8)]"), 16, 17),
-            $row!(concat!("[{a} + 4*(12*", $u, " + 9)]"), 18, 19),
-            $row!(concat!("[{a} + 4*(12*", $u, " + 10)]"), 20, 21),
-            $row!(concat!("[{a} + 4*(12*", $u, " + 11)]"), 22, 23),
+            $row!($op, concat!("[{a} + 4*(12*", $u, " + 0)]"), 0, 1),
+            $row!($op, concat!("[{a} + 4*(12*", $u, " + 1)]"), 2, 3),
+            $row!($op, concat!("[{a} + 4*(12*", $u, " + 2)]"), 4, 5),
+            $row!($op, concat!("[{a} + 4*(12*", $u, " + 3)]"), 6, 7),
+            $row!($op, concat!("[{a} + 4*(12*", $u, " + 4)]"), 8, 9),
+            $row!($op, concat!("[{a} + 4*(12*", $u, " + 5)]"), 10, 11),
+            $row!($op, concat!("[{a} + 4*(12*", $u, " + 6)]"), 12, 13),
+            $row!($op, concat!("[{a} + 4*(12*", $u, " + 7)]"), 14, 15),
+            $row!($op, concat!("[{a} + 4*(12*", $u, " + 8)]"), 16, 17),
+            $row!($op, concat!("[{a} + 4*(12*", $u, " + 9)]"), 18, 19),
+            $row!($op, concat!("[{a} + 4*(12*", $u, " + 10)]"), 20, 21),
+            $row!($op, concat!("[{a} + 4*(12*", $u, " + 11)]"), 22, 23),
         )
     };
 }
 
-/// Step `$u` with A in place: row 3g + j at g_g + j·rs, column p at + 4u.
+/// Step `$u` with A in place: row 3g + j at g_g + j·rs, step p at + 4u bytes.
 macro_rules! direct_step {
-    ($row:ident, $u:literal) => {
+    ($row:ident, $op:literal, $u:literal) => {
         concat!(
             load_b!($u),
-            $row!(concat!("[{g0} + 4*", $u, "]"), 0, 1),
-            $row!(concat!("[{g0} + {rs} + 4*", $u, "]"), 2, 3),
-            $row!(concat!("[{g0} + {rs}*2 + 4*", $u, "]"), 4, 5),
-            $row!(concat!("[{g1} + 4*", $u, "]"), 6, 7),
-            $row!(concat!("[{g1} + {rs} + 4*", $u, "]"), 8, 9),
-            $row!(concat!("[{g1} + {rs}*2 + 4*", $u, "]"), 10, 11),
-            $row!(concat!("[{g2} + 4*", $u, "]"), 12, 13),
-            $row!(concat!("[{g2} + {rs} + 4*", $u, "]"), 14, 15),
-            $row!(concat!("[{g2} + {rs}*2 + 4*", $u, "]"), 16, 17),
-            $row!(concat!("[{g3} + 4*", $u, "]"), 18, 19),
-            $row!(concat!("[{g3} + {rs} + 4*", $u, "]"), 20, 21),
-            $row!(concat!("[{g3} + {rs}*2 + 4*", $u, "]"), 22, 23),
+            $row!($op, concat!("[{g0} + 4*", $u, "]"), 0, 1),
+            $row!($op, concat!("[{g0} + {rs} + 4*", $u, "]"), 2, 3),
+            $row!($op, concat!("[{g0} + {rs}*2 + 4*", $u, "]"), 4, 5),
+            $row!($op, concat!("[{g1} + 4*", $u, "]"), 6, 7),
+            $row!($op, concat!("[{g1} + {rs} + 4*", $u, "]"), 8, 9),
+            $row!($op, concat!("[{g1} + {rs}*2 + 4*", $u, "]"), 10, 11),
+            $row!($op, concat!("[{g2} + 4*", $u, "]"), 12, 13),
+            $row!($op, concat!("[{g2} + {rs} + 4*", $u, "]"), 14, 15),
+            $row!($op, concat!("[{g2} + {rs}*2 + 4*", $u, "]"), 16, 17),
+            $row!($op, concat!("[{g3} + 4*", $u, "]"), 18, 19),
+            $row!($op, concat!("[{g3} + {rs} + 4*", $u, "]"), 20, 21),
+            $row!($op, concat!("[{g3} + {rs}*2 + 4*", $u, "]"), 22, 23),
         )
     };
 }
@@ -123,7 +133,8 @@ macro_rules! direct_step {
 /// The asm block: `n4` groups of four steps, then `n1` single steps; `$advance4` /
 /// `$advance1` move the A pointers past them. The accumulators stay in zmm0..zmm23.
 macro_rules! k_loop {
-    ($acc:ident, $step:ident, $row:ident, $advance4:expr, $advance1:expr, $($operands:tt)*) => {{
+    ($acc:ident, $step:ident, $row:ident, $op:literal, $advance4:expr, $advance1:expr,
+     $($operands:tt)*) => {{
         let [[mut c0, mut c1], [mut c2, mut c3], [mut c4, mut c5], [mut c6, mut c7],
             [mut c8, mut c9], [mut c10, mut c11], [mut c12, mut c13], [mut c14, mut c15],
             [mut c16, mut c17], [mut c18, mut c19], [mut c20, mut c21], [mut c22, mut c23]] = *$acc;
@@ -131,10 +142,10 @@ macro_rules! k_loop {
             "test {n4}, {n4}",
             "jz 3f",
             "2:",
-            $step!($row, 0),
-            $step!($row, 1),
-            $step!($row, 2),
-            $step!($row, 3),
+            $step!($row, $op, 0),
+            $step!($row, $op, 1),
+            $step!($row, $op, 2),
+            $step!($row, $op, 3),
             $advance4,
             "add {b}, 512",
             "dec {n4}",
@@ -143,7 +154,7 @@ macro_rules! k_loop {
             "test {n1}, {n1}",
             "jz 5f",
             "4:",
-            $step!($row, 0),
+            $step!($row, $op, 0),
             $advance1,
             "add {b}, 128",
             "dec {n1}",
@@ -164,41 +175,99 @@ macro_rules! k_loop {
     }};
 }
 
-/// acc += A·B over `kc` steps, A packed (12 values per step), B packed (32 per step).
+/// The loop over a packed A panel, `steps` steps of instruction `$op`.
+macro_rules! packed_loop {
+    ($op:literal, $steps:expr, $a:expr, $b:expr, $acc:ident) => {
+        k_loop!($acc, packed_step, row_ebc, $op, "add {a}, 192", "add {a}, 48",
+            a = inout(reg) $a => _, b = inout(reg) $b => _,
+            n4 = inout(reg) $steps / 4 => _, n1 = inout(reg) $steps % 4 => _,)
+    };
+}
+
+/// The loop over A's rows in place (group pointers `$g`, row stride `$rs` bytes).
+macro_rules! direct_loop {
+    ($op:literal, $steps:expr, $g:expr, $rs:expr, $b:expr, $acc:ident) => {
+        k_loop!($acc, direct_step, row, $op,
+            "add {g0}, 16\nadd {g1}, 16\nadd {g2}, 16\nadd {g3}, 16",
+            "add {g0}, 4\nadd {g1}, 4\nadd {g2}, 4\nadd {g3}, 4",
+            g0 = inout(reg) $g[0] => _, g1 = inout(reg) $g[1] => _,
+            g2 = inout(reg) $g[2] => _, g3 = inout(reg) $g[3] => _, rs = in(reg) $rs,
+            b = inout(reg) $b => _, n4 = inout(reg) $steps / 4 => _,
+            n1 = inout(reg) $steps % 4 => _,)
+    };
+}
+
+/// Group pointers of A's 12 rows in place: g[j] = row 3j, `rs` bytes between rows.
+fn groups(a: *const u8, rs: usize) -> [*const u8; 4] {
+    std::array::from_fn(|j| a.wrapping_add(3 * j * rs))
+}
+
+/// f32: acc += A·B over `kc` steps, A packed (12 values per step), B packed (32 per step).
 ///
 /// # Safety
 /// `a` must hold 12·kc and `b` 32·kc readable floats; the CPU must support AVX-512F.
 #[inline]
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn packed(kc: usize, a: *const f32, b: *const f32, acc: &mut Acc) {
+pub(super) unsafe fn packed_f32(kc: usize, a: *const f32, b: *const f32, acc: &mut Acc) {
     // SAFETY: the loop reads a[0 .. 12·kc] and b[0 .. 32·kc] (the caller's contract) and
     // writes only registers.
-    unsafe {
-        k_loop!(acc, packed_step, row_ebc, "add {a}, 192", "add {a}, 48",
-            a = inout(reg) a => _, b = inout(reg) b => _,
-            n4 = inout(reg) kc / 4 => _, n1 = inout(reg) kc % 4 => _,)
-    }
+    unsafe { packed_loop!("vfmadd231ps", kc, a, b, acc) }
 }
 
-/// acc += A·B over `kc` steps with A's 12 rows read in place: row i at `a + i·a_rs` floats,
-/// k contiguous; B packed (32 per step).
+/// f32: acc += A·B over `kc` steps with A's 12 rows read in place (row i at `a + i·a_rs`
+/// floats, k contiguous); B packed (32 per step).
 ///
 /// # Safety
 /// Rows 0..12 of A must hold kc readable floats each and `b` 32·kc; the CPU must support
 /// AVX-512F.
 #[inline]
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn direct(kc: usize, a: *const f32, a_rs: usize, b: *const f32, acc: &mut Acc) {
-    let group = |g: usize| a.wrapping_add(3 * g * a_rs);
-    let rs = a_rs * std::mem::size_of::<f32>();
+pub(super) unsafe fn direct_f32(
+    kc: usize,
+    a: *const f32,
+    a_rs: usize,
+    b: *const f32,
+    acc: &mut Acc,
+) {
+    let rs = a_rs * size_of::<f32>();
+    let g = groups(a as *const u8, rs);
     // SAFETY: the loop reads columns 0..kc of rows 0..12 of A and b[0 .. 32·kc] (the caller's
     // contract) and writes only registers.
-    unsafe {
-        k_loop!(acc, direct_step, row,
-            "add {g0}, 16\nadd {g1}, 16\nadd {g2}, 16\nadd {g3}, 16",
-            "add {g0}, 4\nadd {g1}, 4\nadd {g2}, 4\nadd {g3}, 4",
-            g0 = inout(reg) group(0) => _, g1 = inout(reg) group(1) => _,
-            g2 = inout(reg) group(2) => _, g3 = inout(reg) group(3) => _, rs = in(reg) rs,
-            b = inout(reg) b => _, n4 = inout(reg) kc / 4 => _, n1 = inout(reg) kc % 4 => _,)
-    }
+    unsafe { direct_loop!("vfmadd231ps", kc, g, rs, b, acc) }
+}
+
+/// bf16: acc += A·B over `pairs` pair steps, A packed (12 pairs per step), B packed (32 pairs
+/// per step); `a` and `b` point at bf16 values (2 bytes each).
+///
+/// # Safety
+/// `a` must hold 24·pairs and `b` 64·pairs readable bf16 values; the CPU must support
+/// AVX-512F and AVX-512 BF16.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn packed_bf16(pairs: usize, a: *const u16, b: *const u16, acc: &mut Acc) {
+    // SAFETY: the loop reads a[0 .. 24·pairs] and b[0 .. 64·pairs] (the caller's contract)
+    // and writes only registers; the caller checked the CPU has `vdpbf16ps`.
+    unsafe { packed_loop!("vdpbf16ps", pairs, a, b, acc) }
+}
+
+/// bf16: acc += A·B over `pairs` pair steps with A's 12 rows read in place (row i at
+/// `a + i·a_rs` bf16 values, k contiguous: pair q at 2q); B packed (32 pairs per step).
+///
+/// # Safety
+/// Rows 0..12 of A must hold 2·pairs readable bf16 values each and `b` 64·pairs; the CPU must
+/// support AVX-512F and AVX-512 BF16.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn direct_bf16(
+    pairs: usize,
+    a: *const u16,
+    a_rs: usize,
+    b: *const u16,
+    acc: &mut Acc,
+) {
+    let rs = a_rs * size_of::<u16>();
+    let g = groups(a as *const u8, rs);
+    // SAFETY: the loop reads pairs 0..pairs of rows 0..12 of A and b[0 .. 64·pairs] (the
+    // caller's contract) and writes only registers; the caller checked the CPU.
+    unsafe { direct_loop!("vdpbf16ps", pairs, g, rs, b, acc) }
 }
