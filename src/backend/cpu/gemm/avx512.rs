@@ -220,14 +220,53 @@ unsafe fn prefetch_c(c: *mut f32, rs: isize, mr: usize) {
     }
 }
 
-/// Writes 12 × 32 accumulators to C (shared with the bf16 kernel).
+/// Writes the ROWS × 32 accumulators to C (shared with the bf16 kernel). Full-width tiles
+/// with unit column stride, the common case, are stored here, inlined into the kernel, from
+/// the registers; the masked and strided edges go through `store_acc_edge` (out of line: a
+/// call spills all the accumulators, which for short k was a tenth of the kernel's time).
 ///
 /// # Safety
-/// Same C requirements as `MicroKernel::run`; the CPU must support AVX-512F.
+/// Same C requirements as `MicroKernel::run`; the caller must run with AVX-512F (a plain
+/// function, so `inline(always)` applies and the intrinsics inline into that caller).
 #[allow(clippy::too_many_arguments)]
-#[inline]
-#[target_feature(enable = "avx512f")]
+#[inline(always)]
 pub(super) unsafe fn store_acc<const ROWS: usize>(
+    acc: [[__m512; 2]; ROWS],
+    c: *mut f32,
+    rs: isize,
+    cs: isize,
+    mr: usize,
+    nr: usize,
+    accumulate: bool,
+) {
+    if cs != 1 || nr < NR {
+        // SAFETY: forwarded contract.
+        return unsafe { store_acc_edge(acc, c, rs, cs, mr, nr, accumulate) };
+    }
+    // Plain stores (masked ones cost more, on Zen 4 at least).
+    for (i, row) in acc.iter().enumerate().take(mr) {
+        // SAFETY: row i < mr holds 32 valid columns at unit stride (the caller's contract).
+        unsafe {
+            let p = c.offset(i as isize * rs);
+            let (mut v0, mut v1) = (row[0], row[1]);
+            if accumulate {
+                v0 = _mm512_add_ps(v0, _mm512_loadu_ps(p));
+                v1 = _mm512_add_ps(v1, _mm512_loadu_ps(p.add(16)));
+            }
+            _mm512_storeu_ps(p, v0);
+            _mm512_storeu_ps(p.add(16), v1);
+        }
+    }
+}
+
+/// `store_acc` for tiles of fewer than 32 columns (masked) or a non-unit column stride.
+///
+/// # Safety
+/// As `store_acc`.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+#[target_feature(enable = "avx512f")]
+unsafe fn store_acc_edge<const ROWS: usize>(
     acc: [[__m512; 2]; ROWS],
     c: *mut f32,
     rs: isize,
@@ -238,25 +277,8 @@ pub(super) unsafe fn store_acc<const ROWS: usize>(
 ) {
     if cs == 1 {
         // Lanes j < nr of each half: bits of a 32-bit mask split into two 16-bit masks.
-        let m32: u32 = if nr >= 32 { u32::MAX } else { (1u32 << nr) - 1 };
+        let m32: u32 = (1u32 << nr) - 1;
         let (m0, m1) = (m32 as u16, (m32 >> 16) as u16);
-        if nr >= 32 {
-            // A full tile: plain stores (masked ones cost more, on Zen 4 at least).
-            for (i, row) in acc.iter().enumerate().take(mr) {
-                // SAFETY: row i < mr holds 32 valid columns.
-                unsafe {
-                    let p = c.offset(i as isize * rs);
-                    let (mut v0, mut v1) = (row[0], row[1]);
-                    if accumulate {
-                        v0 = _mm512_add_ps(v0, _mm512_loadu_ps(p));
-                        v1 = _mm512_add_ps(v1, _mm512_loadu_ps(p.add(16)));
-                    }
-                    _mm512_storeu_ps(p, v0);
-                    _mm512_storeu_ps(p.add(16), v1);
-                }
-            }
-            return;
-        }
         for (i, row) in acc.iter().enumerate().take(mr) {
             // SAFETY: masked lanes cover exactly the valid columns j < nr of row i < mr.
             unsafe {
