@@ -35,55 +35,36 @@ pub(super) type Acc = [[__m512; 2]; 12];
 
 /// One row of one step: broadcast A[i, p] from `$addr` and issue its two multiply-adds `$op`
 /// (accumulators zmm$c0, zmm$c1; B in zmm24, zmm25).
+#[rustfmt::skip]
 macro_rules! row {
     ($op:literal, $addr:expr, $c0:literal, $c1:literal) => {
         concat!(
-            "vbroadcastss zmm31, dword ptr ",
-            $addr,
-            "\n",
-            $op,
-            " zmm",
-            $c0,
-            ", zmm31, zmm24\n",
-            $op,
-            " zmm",
-            $c1,
-            ", zmm31, zmm25\n",
+            "vbroadcastss zmm31, dword ptr ", $addr, "\n",
+            $op, " zmm", $c0, ", zmm31, zmm24\n",
+            $op, " zmm", $c1, ", zmm31, zmm25\n",
         )
     };
 }
 
 /// `row` with the broadcast embedded in the memory operands (A[i, p] loaded twice, by the
 /// load ports, without a separate µop).
+#[rustfmt::skip]
 macro_rules! row_ebc {
     ($op:literal, $addr:expr, $c0:literal, $c1:literal) => {
         concat!(
-            $op,
-            " zmm",
-            $c0,
-            ", zmm24, dword ptr ",
-            $addr,
-            "{{1to16}}\n",
-            $op,
-            " zmm",
-            $c1,
-            ", zmm25, dword ptr ",
-            $addr,
-            "{{1to16}}\n",
+            $op, " zmm", $c0, ", zmm24, dword ptr ", $addr, "{{1to16}}\n",
+            $op, " zmm", $c1, ", zmm25, dword ptr ", $addr, "{{1to16}}\n",
         )
     };
 }
 
 /// Loads B[p, 0..32] for step `$u` of the unrolled group (128 bytes per step).
+#[rustfmt::skip]
 macro_rules! load_b {
     ($u:literal) => {
         concat!(
-            "vmovups zmm24, zmmword ptr [{b} + 128*",
-            $u,
-            "]\n",
-            "vmovups zmm25, zmmword ptr [{b} + 128*",
-            $u,
-            " + 64]\n",
+            "vmovups zmm24, zmmword ptr [{b} + 128*", $u, "]\n",
+            "vmovups zmm25, zmmword ptr [{b} + 128*", $u, " + 64]\n",
         )
     };
 }
