@@ -11,6 +11,8 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+use super::avx512_loop;
+
 /// Lanes of one vector.
 pub(super) const W: usize = 16;
 /// Rows of C per micro-kernel call.
@@ -61,11 +63,59 @@ pub(super) unsafe fn gemm(
                 3 => call!(3, nv, kc, ap, rsa, csa, bp, ldb, cp, ldc, acc),
                 4 => call!(4, nv, kc, ap, rsa, csa, bp, ldb, cp, ldc, acc),
                 5 => call!(5, nv, kc, ap, rsa, csa, bp, ldb, cp, ldc, acc),
+                _ if nv == NV => ukr_full(kc, ap, rsa, csa, bp, ldb, cp, ldc, acc),
                 _ => call!(6, nv, kc, ap, rsa, csa, bp, ldb, cp, ldc, acc),
             }
             n0 += nv * W;
         }
         r0 += mr;
+    }
+}
+
+/// A full 6 × 64 block: the k loop in assembly (`avx512_loop`) when A is contiguous along k
+/// or along its rows (every product of the attention passes), else `ukr`.
+///
+/// # Safety
+/// As `gemm`.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn ukr_full(
+    kc: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    acc_in: bool,
+) {
+    if csa != 1 && rsa != 1 {
+        // SAFETY: forwarded.
+        return unsafe { ukr::<MR, NV>(kc, a, rsa, csa, b, ldb, c, ldc, acc_in) };
+    }
+    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+    if acc_in {
+        for (r, row) in acc.iter_mut().enumerate() {
+            for (v, x) in row.iter_mut().enumerate() {
+                // SAFETY: C's 6 × 64 block is inside c (the caller's contract).
+                *x = unsafe { _mm512_loadu_ps(c.add(r * ldc + v * W)) };
+            }
+        }
+    }
+    // SAFETY: A(0..6, 0..kc) and B's kc rows of 64 are readable (the caller's contract).
+    unsafe {
+        if csa == 1 {
+            avx512_loop::rows(kc, a, rsa, b, ldb, &mut acc)
+        } else {
+            avx512_loop::cols(kc, a, csa, b, ldb, &mut acc)
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for (v, x) in row.iter().enumerate() {
+            // SAFETY: as above.
+            unsafe { _mm512_storeu_ps(c.add(r * ldc + v * W), *x) };
+        }
     }
 }
 

@@ -29,6 +29,7 @@
 
 mod avx2;
 mod avx512;
+mod avx512_loop;
 mod backward;
 mod forward;
 pub mod kernels;
