@@ -21,11 +21,12 @@
 //!   `vbroadcastss` feeds the two multiply-adds: an FMA with an indexed memory operand is not
 //!   micro-fused on Intel.
 //!
-//! Measured (f32) on the Intel Xeon (Sapphire Rapids class) host of a lent machine, 1 thread,
-//! in one process alternating with the rolled intrinsics loop (median of 3 rounds): packed
-//! sq1024 / sq2048 / 4096×3072×768 +14 / +15 / +17%; in place sq512 / 4096×768×3072 /
-//! attention P·V (512×512×64) +8 / +7 / +11%. The loop alone, on 64-byte aligned panels with
-//! B streaming from L2, ran at the machine's FMA peak (177 GFLOP/s) in a quiet moment.
+//! Measured (f32) on the Intel Xeon host of a lent machine (Emerald Rapids, family 6 model
+//! 207), 1 thread, in one process alternating with the rolled intrinsics loop (median of
+//! 3 rounds): packed sq1024 / sq2048 / 4096×3072×768 +14 / +15 / +17%; in place sq512 /
+//! 4096×768×3072 / attention P·V (512×512×64) +8 / +7 / +11%. The loop alone, on 64-byte
+//! aligned panels with B streaming from L2, ran at the machine's FMA peak (177 GFLOP/s) in a
+//! quiet moment.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::{asm, x86_64::__m512};
