@@ -63,7 +63,6 @@ pub(super) unsafe fn gemm(
                 3 => call!(3, nv, kc, ap, rsa, csa, bp, ldb, cp, ldc, acc),
                 4 => call!(4, nv, kc, ap, rsa, csa, bp, ldb, cp, ldc, acc),
                 5 => call!(5, nv, kc, ap, rsa, csa, bp, ldb, cp, ldc, acc),
-                _ if nv == NV => ukr_full(kc, ap, rsa, csa, bp, ldb, cp, ldc, acc),
                 _ => call!(6, nv, kc, ap, rsa, csa, bp, ldb, cp, ldc, acc),
             }
             n0 += nv * W;
@@ -72,54 +71,9 @@ pub(super) unsafe fn gemm(
     }
 }
 
-/// A full 6 × 64 block: the k loop in assembly (`avx512_loop`) when A is contiguous along k
-/// or along its rows (every product of the attention passes), else `ukr`.
-///
-/// # Safety
-/// As `gemm`.
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn ukr_full(
-    kc: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    acc_in: bool,
-) {
-    if csa != 1 && rsa != 1 {
-        // SAFETY: forwarded.
-        return unsafe { ukr::<MR, NV>(kc, a, rsa, csa, b, ldb, c, ldc, acc_in) };
-    }
-    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-    if acc_in {
-        for (r, row) in acc.iter_mut().enumerate() {
-            for (v, x) in row.iter_mut().enumerate() {
-                // SAFETY: C's 6 × 64 block is inside c (the caller's contract).
-                *x = unsafe { _mm512_loadu_ps(c.add(r * ldc + v * W)) };
-            }
-        }
-    }
-    // SAFETY: A(0..6, 0..kc) and B's kc rows of 64 are readable (the caller's contract).
-    unsafe {
-        if csa == 1 {
-            avx512_loop::rows(kc, a, rsa, b, ldb, &mut acc)
-        } else {
-            avx512_loop::cols(kc, a, csa, b, ldb, &mut acc)
-        }
-    }
-    for (r, row) in acc.iter().enumerate() {
-        for (v, x) in row.iter().enumerate() {
-            // SAFETY: as above.
-            unsafe { _mm512_storeu_ps(c.add(r * ldc + v * W), *x) };
-        }
-    }
-}
-
-/// One R × (V·16) block of C: acc[r][v] += Σ_k a(r, k)·b[k, v·16..v·16+16].
+/// One R × (V·16) block of C: acc[r][v] += Σ_k a(r, k)·b[k, v·16..v·16+16]. A full 6 × 64
+/// block whose A is contiguous along k or along its rows (every product of the attention
+/// passes) runs its k loop in assembly (`avx512_loop`).
 ///
 /// # Safety
 /// As `gemm`.
@@ -145,17 +99,30 @@ unsafe fn ukr<const R: usize, const V: usize>(
             }
         }
     }
-    for k in 0..kc {
-        let bk = b.add(k * ldb);
-        let mut bv = [_mm512_setzero_ps(); V];
-        for (v, x) in bv.iter_mut().enumerate() {
-            *x = _mm512_loadu_ps(bk.add(v * W));
+    if R == MR && V == NV && (csa == 1 || rsa == 1) {
+        // SAFETY: R = 6 and V = 4, so `acc` is an `avx512_loop::Acc`; A(0..6, 0..kc) and B's kc
+        // rows of 64 are readable (the caller's contract).
+        unsafe {
+            let full = &mut *(&mut acc as *mut [[__m512; V]; R] as *mut avx512_loop::Acc);
+            if csa == 1 {
+                avx512_loop::rows(kc, a, rsa, b, ldb, full)
+            } else {
+                avx512_loop::cols(kc, a, csa, b, ldb, full)
+            }
         }
-        let ak = a.add(k * csa);
-        for (r, row) in acc.iter_mut().enumerate() {
-            let ar = _mm512_set1_ps(*ak.add(r * rsa));
-            for (x, &bb) in row.iter_mut().zip(&bv) {
-                *x = _mm512_fmadd_ps(ar, bb, *x);
+    } else {
+        for k in 0..kc {
+            let bk = b.add(k * ldb);
+            let mut bv = [_mm512_setzero_ps(); V];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(bk.add(v * W));
+            }
+            let ak = a.add(k * csa);
+            for (r, row) in acc.iter_mut().enumerate() {
+                let ar = _mm512_set1_ps(*ak.add(r * rsa));
+                for (x, &bb) in row.iter_mut().zip(&bv) {
+                    *x = _mm512_fmadd_ps(ar, bb, *x);
+                }
             }
         }
     }

@@ -222,8 +222,8 @@ unsafe fn prefetch_c(c: *mut f32, rs: isize, mr: usize) {
 
 /// Writes the ROWS × 32 accumulators to C (shared with the bf16 kernel). Full-width tiles
 /// with unit column stride, the common case, are stored here, inlined into the kernel, from
-/// the registers; the masked and strided edges go through `store_acc_edge` (out of line: a
-/// call spills all the accumulators, which for short k was a tenth of the kernel's time).
+/// the registers; the masked and strided edges go through `store_acc_edge` (out of line: the
+/// call spills every accumulator to the stack first).
 ///
 /// # Safety
 /// Same C requirements as `MicroKernel::run`; the caller must run with AVX-512F (a plain
