@@ -5,7 +5,9 @@
 //! vectors of 16 column pairs of B and broadcasts the 32-bit pair (A[i,2q], A[i,2q+1]).
 //! With k contiguous in A that pair is already adjacent in A's row, so A is also read in
 //! place (`run_direct_a`, no packing): small and skinny problems, where packing A cost as
-//! much as the products, then run at the kernel's speed.
+//! much as the products, then run at the kernel's speed. The pair steps of packed tiles and
+//! of full in-place tiles run in the assembly loop shared with the f32 kernel
+//! (`avx512_loop`); in-place edge tiles keep the intrinsics loop below.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
