@@ -10,7 +10,9 @@
 //! - `cols`: rows contiguous, k `cs` bytes apart (Pᵀ·dO, dSᵀ·Q): row r at a + 4r.
 
 #[cfg(target_arch = "x86_64")]
-use std::arch::{asm, x86_64::__m512};
+use std::arch::x86_64::__m512;
+
+use super::super::simd::k_loop::k_loop_24;
 
 /// The 24 accumulators of a 6 × 64 block: row r, vectors 0..4.
 pub(super) type Acc = [[__m512; 4]; 6];
@@ -104,44 +106,19 @@ macro_rules! cols_step {
     };
 }
 
-/// The asm block: `n4` groups of four steps, then `n1` single steps; `$advance4` /
-/// `$advance1` move the A pointers past them (B: `{ldb4}` / `{ldb}` bytes).
+/// The unrolled loop (`simd::k_loop::k_loop_24`) with the block's accumulators in
+/// zmm0..zmm23 (row r: zmm4r ..= zmm4r+3); the caller's operands give B's row stride.
 macro_rules! k_loop {
     ($acc:ident, $step:ident, $advance4:expr, $advance1:expr, $($operands:tt)*) => {{
         let [[mut c0, mut c1, mut c2, mut c3], [mut c4, mut c5, mut c6, mut c7],
             [mut c8, mut c9, mut c10, mut c11], [mut c12, mut c13, mut c14, mut c15],
             [mut c16, mut c17, mut c18, mut c19], [mut c20, mut c21, mut c22, mut c23]] = *$acc;
-        asm!(
-            "test {n4}, {n4}",
-            "jz 3f",
-            "2:",
-            $step!(0),
-            $step!(1),
-            $step!(2),
-            $step!(3),
-            $advance4,
-            "add {b}, {ldb4}",
-            "dec {n4}",
-            "jnz 2b",
-            "3:",
-            "test {n1}, {n1}",
-            "jz 5f",
-            "4:",
-            $step!(0),
-            $advance1,
-            "add {b}, {ldb}",
-            "dec {n1}",
-            "jnz 4b",
-            "5:",
+        k_loop_24!(
+            [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17,
+             c18, c19, c20, c21, c22, c23],
+            $step(), $advance4, $advance1,
             $($operands)*
-            inout("zmm0") c0, inout("zmm1") c1, inout("zmm2") c2, inout("zmm3") c3,
-            inout("zmm4") c4, inout("zmm5") c5, inout("zmm6") c6, inout("zmm7") c7,
-            inout("zmm8") c8, inout("zmm9") c9, inout("zmm10") c10, inout("zmm11") c11,
-            inout("zmm12") c12, inout("zmm13") c13, inout("zmm14") c14, inout("zmm15") c15,
-            inout("zmm16") c16, inout("zmm17") c17, inout("zmm18") c18, inout("zmm19") c19,
-            inout("zmm20") c20, inout("zmm21") c21, inout("zmm22") c22, inout("zmm23") c23,
             out("zmm24") _, out("zmm25") _, out("zmm26") _, out("zmm27") _, out("zmm28") _,
-            options(nostack, readonly),
         );
         *$acc = [[c0, c1, c2, c3], [c4, c5, c6, c7], [c8, c9, c10, c11], [c12, c13, c14, c15],
             [c16, c17, c18, c19], [c20, c21, c22, c23]];

@@ -18,6 +18,8 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod k_loop;
 mod vmath;
 
 #[cfg(target_arch = "x86_64")]
