@@ -139,7 +139,7 @@ pub(super) fn gemm<K, CA, CB>(
         if threads > 1 && in_place {
             // Independent sub-problems, one per thread, each with its own packed B in its
             // own L2 (A is read in place, so no packing is repeated).
-            partition(l.m, l.n, K::MR, K::NR, threads)
+            partition(l.m, l.k, l.n, K::MR, K::NR, threads)
                 .into_par_iter()
                 .for_each(|p| {
                     let sub = GemmLayout {
@@ -174,12 +174,26 @@ pub(super) fn gemm<K, CA, CB>(
     }
 }
 
-/// Splits an m × n problem into `threads` balanced ranges of whole MR-row or NR-column
-/// panels: along n when there are enough columns for each part to sweep several B panels
-/// per A panel (each part then packs only its own columns of B), otherwise along m.
-fn partition(m: usize, n: usize, mr: usize, nr: usize, threads: usize) -> Vec<Task> {
+/// Row segments of C shorter than this many columns per thread make a column split costly.
+const SHARED_ROW_COLS: usize = 1024;
+
+/// Splits an m × k · k × n problem (A read in place) into `threads` balanced ranges of whole
+/// MR-row or NR-column panels.
+///
+/// - Along n, each part packs only its own columns of B, but every row of C is shared: with
+///   short row segments (n/threads < 1024 columns) and a small k (C written after few FMAs)
+///   the parts' stores contend for each other's lines (768×128×512 on 2 threads: 10–25%
+///   slower than along m).
+/// - Along m, each part packs all of B: k·n moves per part against (m/threads)·k·n FMAs,
+///   costly when the parts have few rows (96×256×512: 15% slower than along n).
+///
+/// So rows when each part has at least k/2 of them and short row segments (measured on Zen 4,
+/// 2 threads: the crossover lies between rows = k/4 and rows = 3k/4); otherwise columns when
+/// there are enough for each part to sweep several B panels per A panel, else rows.
+fn partition(m: usize, k: usize, n: usize, mr: usize, nr: usize, threads: usize) -> Vec<Task> {
     let (mp, np) = (m.div_ceil(mr), n.div_ceil(nr));
-    let by_n = np >= 8 * threads || mp < threads;
+    let rows_first = mp >= threads && n / threads < SHARED_ROW_COLS && 2 * (m / threads) >= k;
+    let by_n = !rows_first && (np >= 8 * threads || mp < threads);
     let (panels, size) = if by_n { (np, nr) } else { (mp, mr) };
     let parts = threads.min(panels);
     (0..parts)
@@ -589,10 +603,11 @@ mod tests {
             (100, 3),
             (4096, 3072),
             (768, 128),
+            (768, 512),
             (250, 700),
         ] {
-            for threads in 1..=5 {
-                let parts = partition(m, n, 12, 32, threads);
+            for (threads, k) in (1..=5).flat_map(|t| [(t, 1), (t, 128), (t, 4096)]) {
+                let parts = partition(m, k, n, 12, 32, threads);
                 let mut seen = vec![0u8; m * n];
                 for t in &parts {
                     assert!(t.m0 % 12 == 0 && t.n0 % 32 == 0, "{t:?}");
@@ -602,14 +617,36 @@ mod tests {
                         }
                     }
                 }
-                assert!(seen.iter().all(|&s| s == 1), "partition({m},{n},{threads})");
+                assert!(
+                    seen.iter().all(|&s| s == 1),
+                    "partition({m},{k},{n},{threads})"
+                );
                 let most = m.div_ceil(12).max(n.div_ceil(32));
                 assert_eq!(
                     parts.len(),
                     threads.min(most),
-                    "partition({m},{n},{threads})"
+                    "partition({m},{k},{n},{threads})"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn partition_splits_rows_only_where_columns_would_share_short_rows() {
+        // (m, k, n) on 2 threads: true = along m.
+        for &(m, k, n, rows) in &[
+            (768, 128, 512, true),
+            (768, 512, 512, true),
+            (192, 128, 512, true),
+            (96, 256, 512, false),
+            (192, 512, 512, false),
+            (4096, 128, 3072, false),
+            (4096, 768, 3072, false),
+            (768, 512, 128, true),
+        ] {
+            let parts = partition(m, k, n, 12, 32, 2);
+            let along_m = parts.iter().all(|t| t.n0 == 0 && t.n1 == n);
+            assert_eq!(along_m, rows, "partition({m},{k},{n},2): {parts:?}");
         }
     }
 
