@@ -126,6 +126,27 @@ fn vector_exp_erf_tanh_error_against_f64() {
         assert_eq!(out[4], 0.0);
         assert_eq!(out[5], 1.0);
 
+        // The flushed form (attention): the same error down to −87, exactly 0 below.
+        let neg: Vec<f32> = (0..110_001).map(|i| -110.0 + i as f32 * 0.001).collect();
+        let mut f = vec![0.0; neg.len()];
+        simd::map(level, Func::ExpFlushed, &neg, &mut f);
+        for (&x, &v) in neg.iter().zip(&f) {
+            if x < -87.0 {
+                assert_eq!(v, 0.0, "{level:?} flushed exp({x})");
+            } else {
+                let want = (x as f64).exp();
+                let rel = ((v as f64 - want) / want).abs();
+                assert!(rel <= 2.5e-7, "{level:?} flushed exp({x}) = {v}: {rel}");
+            }
+        }
+        let special = [f32::NEG_INFINITY, f32::MIN, f32::NAN, -87.0, 0.0];
+        let mut out = [1.0; 5];
+        simd::map(level, Func::ExpFlushed, &special, &mut out);
+        assert_eq!(&out[..2], &[0.0, 0.0], "{level:?}");
+        assert!(out[2].is_nan(), "{level:?}");
+        assert!(out[3] > 0.0 && out[3].is_normal(), "{level:?}");
+        assert_eq!(out[4], 1.0, "{level:?}");
+
         let xs: Vec<f32> = (0..40_001).map(|i| -10.0 + i as f32 * 0.0005).collect();
         let mut t = vec![0.0; xs.len()];
         simd::map(level, Func::Tanh, &xs, &mut t);

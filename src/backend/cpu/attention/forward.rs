@@ -6,6 +6,7 @@
 use rayon::prelude::*;
 
 use super::super::isa::{self, Isa};
+use super::super::simd::FLUSH_BELOW;
 use super::kernels::{self as kr, lanes};
 use super::tiles::{self, TilePos, BC, BR};
 use super::{AttnDims, AttnStats, BiasView};
@@ -137,10 +138,10 @@ fn query_tile(
             let srow = &mut s[r * BC..][..BC];
             let m_new = m[r].max(kr::row_max(isa, srow));
             let sum = kr::exp_sub_sum(isa, srow, m_new);
-            // e^{m − m'}, with the underflowing cases (the first tile, where m = f32::MIN) set to
-            // 0 directly rather than through libm's slow underflow path.
+            // e^{m − m'}, flushed to 0 below −87 as the row kernels do (the first tile, where
+            // m = f32::MIN, then skips libm's slow underflow path).
             let gap = m[r] - m_new;
-            let alpha = if gap < -87.0 { 0.0 } else { gap.exp() };
+            let alpha = if gap < FLUSH_BELOW { 0.0 } else { gap.exp() };
             l[r] = l[r] * alpha + sum;
             if alpha != 1.0 {
                 kr::scale(isa, &mut o[r * dvp..][..dvp], alpha);

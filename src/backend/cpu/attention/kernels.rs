@@ -1,10 +1,10 @@
 //! Safe entry points of the attention micro-kernels, dispatched on the instruction set chosen
 //! once per call (`isa::active()`): a tile GEMM with a strided (possibly transposed) A, and
-//! the row operations of the online softmax and its backward. Lengths of the vectorised row
+//! the row operations of the online softmax and its backward (`rows.rs`). Lengths of the vectorised row
 //! operations and the GEMM's n are multiples of `lanes(isa)` (the tiles are padded to it).
 
 use super::super::isa::Isa;
-use super::{avx2, avx512, scalar};
+use super::{avx2, avx512, rows, scalar};
 
 /// Vector width in f32 lanes of `isa`'s kernels (what tile widths are padded to).
 pub fn lanes(isa: Isa) -> usize {
@@ -85,20 +85,6 @@ pub fn gemm(
     }
 }
 
-/// Dispatch a row kernel; SAFETY of the SIMD arms: `isa::active()` never reports a level the
-/// CPU lacks, and the row kernels only touch their slices.
-macro_rules! row_op {
-    ($isa:expr, $f:ident($($arg:expr),*)) => {
-        match $isa {
-            // SAFETY: see the macro's doc.
-            Isa::Avx512 => unsafe { avx512::$f($($arg),*) },
-            // SAFETY: see the macro's doc.
-            Isa::Avx2 => unsafe { avx2::$f($($arg),*) },
-            Isa::Scalar => scalar::$f($($arg),*),
-        }
-    };
-}
-
 /// The row kernels work in whole vectors: a row length must be a multiple of the lane width.
 fn padded(isa: Isa, len: usize) {
     assert!(
@@ -110,30 +96,30 @@ fn padded(isa: Isa, len: usize) {
 /// max_j s_j, at least f32::MIN.
 pub fn row_max(isa: Isa, s: &[f32]) -> f32 {
     padded(isa, s.len());
-    row_op!(isa, row_max(s))
+    rows::row_max(isa, s)
 }
 
 /// s_j ← e^{s_j − m}; returns Σ_j s_j.
 pub fn exp_sub_sum(isa: Isa, s: &mut [f32], m: f32) -> f32 {
     padded(isa, s.len());
-    row_op!(isa, exp_sub_sum(s, m))
+    rows::exp_sub_sum(isa, s, m)
 }
 
 /// s_j ← e^{s_j − m}·c.
 pub fn exp_sub_mul(isa: Isa, s: &mut [f32], m: f32, c: f32) {
     padded(isa, s.len());
-    row_op!(isa, exp_sub_mul(s, m, c))
+    rows::exp_sub_mul(isa, s, m, c)
 }
 
 /// p_j ← p_j·(dp_j − δ): the softmax backward ds = p∘(dp − ⟨do, o⟩) of one row.
 pub fn dsoftmax(isa: Isa, p: &mut [f32], dp: &[f32], delta: f32) {
     padded(isa, p.len());
     assert_eq!(p.len(), dp.len(), "attention dsoftmax: row lengths");
-    row_op!(isa, dsoftmax(p, dp, delta))
+    rows::dsoftmax(isa, p, dp, delta)
 }
 
 /// x_j ← x_j·c.
 pub fn scale(isa: Isa, x: &mut [f32], c: f32) {
     padded(isa, x.len());
-    row_op!(isa, scale(x, c))
+    rows::scale(isa, x, c)
 }

@@ -24,7 +24,8 @@
 //! (head, key-tile group) (see `backward.rs`) and per task O(BR·BC + BC·(D + Dv)) floats:
 //! O(B·H·T·D) in all. Only a requested dbias is (B, H, Tq, Tk).
 //!
-//! The tile GEMMs and row operations are micro-kernels (`kernels.rs`) for AVX-512, AVX2+FMA or
+//! The tile GEMMs (`avx512.rs`, `avx2.rs`, `scalar.rs`) and the row operations (`rows.rs`,
+//! one body over `Simd`) are micro-kernels behind `kernels.rs`, for AVX-512, AVX2+FMA or
 //! scalar code, chosen by `isa::active()` once per call.
 
 mod avx2;
@@ -33,6 +34,7 @@ mod avx512_loop;
 mod backward;
 mod forward;
 pub mod kernels;
+mod rows;
 mod scalar;
 mod tiles;
 

@@ -26,7 +26,9 @@ mod vmath;
 pub(crate) use avx2::Avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use avx512::Avx512;
-pub(crate) use vmath::{erf_and_gauss, exp, exp_nonpositive, tanh};
+pub(crate) use vmath::{
+    erf_and_gauss, exp, exp_nonpositive, exp_nonpositive_flushed, tanh, FLUSH_BELOW,
+};
 
 /// One f32 vector register of `LANES` lanes and its comparison mask.
 ///
@@ -120,6 +122,8 @@ pub(crate) use simd_kernel;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Func {
     Exp,
+    /// eˣ for x ≤ 0, exactly 0 below −87 (`exp_nonpositive_flushed`).
+    ExpFlushed,
     Erf,
     Tanh,
 }
@@ -133,6 +137,7 @@ simd_kernel! {
 fn map_scalar(f: Func, x: &[f32], y: &mut [f32]) {
     let g = match f {
         Func::Exp => f32::exp,
+        Func::ExpFlushed => |x: f32| if x < FLUSH_BELOW { 0.0 } else { x.exp() },
         Func::Erf => super::math::erf,
         Func::Tanh => f32::tanh,
     };
@@ -153,6 +158,7 @@ unsafe fn map_simd<S: Simd>(f: Func, x: &[f32], y: &mut [f32]) {
         };
         let r = match f {
             Func::Exp => exp::<S>(v),
+            Func::ExpFlushed => exp_nonpositive_flushed::<S>(v),
             Func::Erf => vmath::erf::<S>(v),
             Func::Tanh => tanh::<S>(v),
         };

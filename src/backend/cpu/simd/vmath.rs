@@ -44,6 +44,23 @@ pub(crate) unsafe fn exp_nonpositive<S: Simd>(x: S::V) -> S::V {
     exp_reduced::<S>(S::max(S::splat(EXP_LO), x))
 }
 
+/// eˣ per lane for x ≤ 0 (or NaN) with every lane below −87 exactly 0: `exp_nonpositive`
+/// without subnormal results (at most 1.7·10⁻³⁸ absolute error there). For attention's
+/// online softmax, where masked scores (f32::MIN − m) are common and a subnormal result
+/// could cost a microcode assist per element.
+///
+/// # Safety
+/// As `exp`.
+#[inline(always)]
+pub(crate) unsafe fn exp_nonpositive_flushed<S: Simd>(x: S::V) -> S::V {
+    let lo = S::splat(FLUSH_BELOW);
+    // −87 > x is false for a NaN x, which stays NaN (max returns its second operand).
+    S::select(S::gt(lo, x), S::splat(0.0), exp_reduced::<S>(S::max(lo, x)))
+}
+
+/// Below this `exp_nonpositive_flushed` returns 0 (e⁻⁸⁷ ≈ 1.6·10⁻³⁸ is still normal).
+pub(crate) const FLUSH_BELOW: f32 = -87.0;
+
 /// eˣ for x already clamped to [EXP_LO, EXP_HI]: range reduction, polynomial, 2ⁿ.
 ///
 /// # Safety
