@@ -188,6 +188,65 @@ fn thread_counts_split_the_work() {
 }
 
 #[test]
+fn skinny_rows_every_layout() {
+    // m ≤ 8 runs straight from B in row groups of 4 (dot form when B's columns are
+    // contiguous, axpy form when its rows are), m = 9 and column-major C the packed path; k
+    // and n around the vector widths (8, 16) and the block widths, batches with a shared A,
+    // beta 0 / 1 / 0.5.
+    for m in [1, 2, 3, 4, 5, 8, 9] {
+        for &(n, k) in &[
+            (1, 1),
+            (1, 40),
+            (15, 7),
+            (16, 16),
+            (65, 33),
+            (200, 300),
+            (1000, 5),
+        ] {
+            for (ta, tb, pad, tc) in [
+                (false, false, 0, false),
+                (false, true, 0, false),
+                (true, true, 3, false),
+                (true, false, 2, false),
+                (false, true, 1, true),
+            ] {
+                let s = Shape {
+                    m,
+                    n,
+                    k,
+                    ta,
+                    tb,
+                    pad,
+                    tc,
+                };
+                check(s, 1, false, 0.0);
+                check(s, 3, true, 1.0);
+                check(s, 2, false, 0.5);
+            }
+        }
+    }
+    // Columns split over threads (m·n·k ≥ 2¹⁸), and a batch spread over them whole.
+    for threads in [2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            for tb in [false, true] {
+                let wide = Shape {
+                    tb,
+                    ..Shape::plain(1, 3000, 700)
+                };
+                check(wide, 1, false, 1.0);
+                check(Shape { m: 3, ..wide }, 2, false, 0.0);
+                check(Shape { m: 2, ..wide }, 4, true, 0.0);
+                check(Shape { m: 7, ..wide }, 1, false, 0.5);
+            }
+        });
+    }
+}
+
+#[test]
 fn global_force_selects_the_path() {
     // The only test in this binary touching the global level.
     let (m, n, k) = (37, 45, 29);

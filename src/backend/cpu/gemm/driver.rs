@@ -29,7 +29,7 @@ use super::GemmLayout;
 
 /// Problems below this many multiply-adds run on the calling thread only: forking costs
 /// more than it saves.
-const PAR_MIN_MACS: usize = 1 << 18;
+pub(super) const PAR_MIN_MACS: usize = 1 << 18;
 /// Batched problems below this many multiply-adds each are spread over threads whole.
 const SMALL_MACS: usize = 1 << 22;
 
@@ -68,14 +68,14 @@ fn with_scratch<P: Copy + Default, R>(
 
 /// C's base pointer, shared by tasks that write disjoint tiles.
 #[derive(Clone, Copy)]
-struct CPtr(*mut f32);
+pub(super) struct CPtr(pub(super) *mut f32);
 // SAFETY: tasks only write disjoint tiles of C (disjoint batch blocks, disjoint tiles
 // within a problem), and the owning `&mut [f32]` outlives every task.
 unsafe impl Send for CPtr {}
 // SAFETY: as above.
 unsafe impl Sync for CPtr {}
 impl CPtr {
-    fn at(self, off: usize) -> *mut f32 {
+    pub(super) fn at(self, off: usize) -> *mut f32 {
         self.0.wrapping_add(off)
     }
 }

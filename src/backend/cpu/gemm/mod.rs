@@ -6,7 +6,8 @@
 //!
 //! The fast path packs A and B into panels (`pack`) and runs a register-tile micro-kernel
 //! (`avx512`, `avx2`, `scalar`) inside a cache-blocked, rayon-threaded loop nest (`driver`),
-//! chosen by `isa::active()`. The bf16 entry points (`bgemm_batched`, and
+//! chosen by `isa::active()`; up to 8 rows of A (a decoding step) go through `gemv` instead,
+//! which reads B where it lies. The bf16 entry points (`bgemm_batched`, and
 //! `sgemm_batched_bf16` which rounds f32 operands to bf16 while packing) multiply bf16
 //! values with f32 accumulation: `vdpbf16ps` on CPUs with AVX-512 BF16, otherwise the f32
 //! kernels on the bf16-rounded values (same products, f32 sums). `set_matmul_precision`
@@ -18,6 +19,7 @@ mod avx512;
 mod avx512_bf16;
 mod avx512_loop;
 mod driver;
+mod gemv;
 mod kernel;
 mod naive;
 mod pack;
@@ -311,8 +313,16 @@ pub fn sgemm_batched_isa(
         c.len(),
         c_offsets,
     )?;
+    let level = level.min(isa::detected());
+    if let Some(form) = gemv::form(l) {
+        let acc = prescale(l, beta, c, c_offsets);
+        gemv::run(
+            level, form, l, a, a_offsets, b, b_offsets, acc, c, c_offsets,
+        );
+        return Ok(());
+    }
     type P = pack::F32;
-    match level.min(isa::detected()) {
+    match level {
         Isa::Avx512 => {
             run::<avx512::Avx512, P, P>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
         }

@@ -1,0 +1,423 @@
+//! Skinny f32 GEMM, m ≤ 8 rows (a decoding step: one token per sequence), straight from B
+//! where it lies. The packed path copies every element of B once more and feeds a 12-row
+//! kernel mostly empty rows; here a group of up to 4 rows reads B once, so the product runs
+//! at the speed B streams in (1 × 768 × 3072 x·Wᵀ went from 0.79 to 0.11 ms, 1 thread, Zen 4).
+//!
+//! - dot form, B = Wᵀ with W's rows contiguous along k (Linear's x·Wᵀ, tied LM heads):
+//!   C[i, j] = ⟨A_i, W_j⟩, an R × Q block of vector accumulators over k, each summed across
+//!   its lanes at the end. A's rows must be contiguous along k (copied when they are not).
+//! - axpy form, B's rows contiguous along n (x·W): C[i, j..] = Σ_p A[i, p]·B[p, j..]. One
+//!   row: sweeps of 4 rows of B at a time over blocks of C held in L1 (B's rows stream
+//!   contiguously); more rows: R × V vectors of C in registers over all of k.
+//!
+//! Rows go in groups of at most 4, each group reading B once. C's rows must be contiguous
+//! (other layouts, and m > 8, take the packed path). Columns are split over the threads (or
+//! batch entries, when there are enough), each streaming its own part of B. Sums run in a
+//! different order than the packed kernels: results agree to rounding.
+
+use rayon::prelude::*;
+
+use super::driver::{CPtr, PAR_MIN_MACS};
+use super::GemmLayout;
+use crate::backend::cpu::isa::Isa;
+use crate::backend::cpu::simd::{simd_kernel, Simd};
+
+/// Most rows of A this path takes, in groups of at most `GROUP` (each group reads its
+/// columns of B once: with B in L3, 8 × 768 × 3072 in two groups ran 2× faster than packed).
+pub(super) const MAX_M: usize = 8;
+/// Rows per kernel call.
+const GROUP: usize = 4;
+/// Floats in half of a 1 MiB L2.
+const L2_HALF_FLOATS: usize = 128 * 1024;
+/// Column chunks handed to threads are multiples of this (a whole number of blocks of
+/// either form at either width).
+const CHUNK_ALIGN: usize = 64;
+
+/// Which form B's layout allows.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Form {
+    Dot,
+    Axpy,
+}
+
+/// The form this path computes `l` in, or `None` when it is for the packed path: more than
+/// MAX_M rows, C's rows not contiguous, or neither operand layout the forms read.
+pub(super) fn form(l: &GemmLayout) -> Option<Form> {
+    let (m, n, k) = (l.m, l.n, l.k);
+    if m == 0 || m > MAX_M || n == 0 || k == 0 || l.c_cs != 1 || (m > 1 && l.c_rs < n) {
+        return None;
+    }
+    if l.b_rs == 1 {
+        Some(Form::Dot)
+    } else if l.b_cs == 1 {
+        Some(Form::Axpy)
+    } else {
+        None
+    }
+}
+
+/// C_i = A_i·B_i (+ C_i when `accumulate`) for every batch entry, in `form` (from [`form`]).
+/// Bounds were checked by the caller.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run(
+    level: Isa,
+    form: Form,
+    l: &GemmLayout,
+    a: &[f32],
+    a_offsets: &[usize],
+    b: &[f32],
+    b_offsets: &[usize],
+    accumulate: bool,
+    c: &mut [f32],
+    c_offsets: &[usize],
+) {
+    let (m, n, k) = (l.m, l.n, l.k);
+    let batch = a_offsets.len();
+    // The dot form loads A's rows as vectors: gather a strided A once (m·k values).
+    let gathered: Option<Vec<f32>> = (form == Form::Dot && l.a_cs != 1 && k > 1).then(|| {
+        a_offsets
+            .iter()
+            .flat_map(|&o| (0..m).flat_map(move |i| (0..k).map(move |p| (o, i, p))))
+            .map(|(o, i, p)| a[o + i * l.a_rs + p * l.a_cs])
+            .collect()
+    });
+    let (a, a_rs, a_cs, a_off): (&[f32], usize, usize, Vec<usize>) = match &gathered {
+        Some(g) => (g, k, 1, (0..batch).map(|i| i * m * k).collect()),
+        None => (a, l.a_rs, l.a_cs, a_offsets.to_vec()),
+    };
+    let cp = CPtr(c.as_mut_ptr());
+    // With several groups, the columns go in pieces whose part of B (k values per column)
+    // fits in half of L2, so groups after the first read it from there.
+    let piece = if m > GROUP {
+        (L2_HALF_FLOATS / k).max(1).next_multiple_of(CHUNK_ALIGN)
+    } else {
+        n
+    };
+    let cols = |i: usize, j0: usize, j1: usize| {
+        for (p0, g) in (j0..j1)
+            .step_by(piece)
+            .flat_map(|p0| (0..m).step_by(GROUP).map(move |g| (p0, g)))
+        {
+            let (j0, j1) = (p0, (p0 + piece).min(j1));
+            let job = Job {
+                a: &a[a_off[i] + g * a_rs..],
+                a_rs,
+                a_cs,
+                m: (m - g).min(GROUP),
+                b: &b[b_offsets[i]..],
+                b_rs: l.b_rs,
+                b_cs: l.b_cs,
+                k,
+                j0,
+                j1,
+                c: cp.at(c_offsets[i] + g * l.c_rs),
+                c_rs: l.c_rs,
+                accumulate,
+            };
+            match form {
+                Form::Dot => dot(level, job),
+                Form::Axpy => axpy(level, job),
+            }
+        }
+    };
+    let threads = rayon::current_num_threads();
+    let macs = batch * m * n * k;
+    if threads == 1 || macs < PAR_MIN_MACS {
+        (0..batch).for_each(|i| cols(i, 0, n));
+    } else if batch >= threads {
+        (0..batch).into_par_iter().for_each(|i| cols(i, 0, n));
+    } else {
+        let chunk = n.div_ceil(threads).next_multiple_of(CHUNK_ALIGN);
+        (0..batch)
+            .flat_map(|i| (0..n).step_by(chunk).map(move |j0| (i, j0)))
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .for_each(|(i, j0)| cols(i, j0, (j0 + chunk).min(n)));
+    }
+}
+
+/// Columns j0..j1 of one problem. `a`, `b` start at the problem's A and B; `c` points at its
+/// C[0, 0], rows `c_rs` apart with unit column stride. The dot form needs a_cs = 1 and
+/// b_rs = 1, the axpy form b_cs = 1.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    a: &'a [f32],
+    a_rs: usize,
+    a_cs: usize,
+    m: usize,
+    b: &'a [f32],
+    b_rs: usize,
+    b_cs: usize,
+    k: usize,
+    j0: usize,
+    j1: usize,
+    c: *mut f32,
+    c_rs: usize,
+    accumulate: bool,
+}
+
+// SAFETY (of every use of `Job::c` below): `try_run` hands each task a distinct column range
+// of a distinct batch entry, C's rows hold n ≥ j1 contiguous values (c_cs = 1, c_rs ≥ n), and
+// the bounds of A, B and C were checked by the caller.
+
+simd_kernel! {
+    /// C[i, j] (+)= ⟨A_i, W_j⟩ for j in j0..j1, W_j = B's column j (contiguous along k).
+    fn dot(job: Job<'_>) = dot_simd | dot_scalar;
+}
+simd_kernel! {
+    /// C[i, j0..j1] (+)= Σ_p A[i, p]·B[p, j0..j1] (B's rows contiguous).
+    fn axpy(job: Job<'_>) = axpy_simd | axpy_scalar;
+}
+
+/// Writes `v` to C[i, j] of the job, or adds it.
+///
+/// # Safety
+/// (i, j) lies in the job's rows and columns.
+#[inline(always)]
+unsafe fn put(job: &Job<'_>, i: usize, j: usize, v: f32) {
+    let p = job.c.add(i * job.c_rs + j);
+    *p = if job.accumulate { *p + v } else { v };
+}
+
+fn dot_scalar(job: Job<'_>) {
+    for i in 0..job.m {
+        for j in job.j0..job.j1 {
+            let w = &job.b[j * job.b_cs..];
+            let s = (0..job.k).fold(0.0, |s, p| s + job.a[i * job.a_rs + p] * w[p]);
+            // SAFETY: see the note above `dot`.
+            unsafe { put(&job, i, j, s) };
+        }
+    }
+}
+
+fn axpy_scalar(job: Job<'_>) {
+    for i in 0..job.m {
+        for j in job.j0..job.j1 {
+            let s = (0..job.k).fold(0.0, |s, p| {
+                s + job.a[i * job.a_rs + p * job.a_cs] * job.b[p * job.b_rs + j]
+            });
+            // SAFETY: see the note above `dot`.
+            unsafe { put(&job, i, j, s) };
+        }
+    }
+}
+
+/// R rows × Q columns per block: R·Q accumulators, Q vectors of W and one of A live, within
+/// AVX2's 16 registers.
+#[inline(always)]
+unsafe fn dot_simd<S: Simd>(job: Job<'_>) {
+    match job.m {
+        1 => dot_rows::<S, 1, 4>(&job),
+        2 => dot_rows::<S, 2, 4>(&job),
+        3 => dot_rows::<S, 3, 2>(&job),
+        _ => dot_rows::<S, 4, 2>(&job),
+    }
+}
+
+#[inline(always)]
+unsafe fn dot_rows<S: Simd, const R: usize, const Q: usize>(job: &Job<'_>) {
+    let mut j = job.j0;
+    while j + Q <= job.j1 {
+        dot_block::<S, R, Q>(job, j);
+        j += Q;
+    }
+    while j < job.j1 {
+        dot_block::<S, R, 1>(job, j);
+        j += 1;
+    }
+}
+
+/// C[0..R, j..j+Q] (+)= A[0..R, :]·W[j..j+Q, :]ᵀ.
+#[inline(always)]
+unsafe fn dot_block<S: Simd, const R: usize, const Q: usize>(job: &Job<'_>, j: usize) {
+    let (l, k) = (S::LANES, job.k);
+    let a = job.a.as_ptr();
+    let w = job.b.as_ptr().add(j * job.b_cs);
+    let mut s = [[S::splat(0.0); Q]; R];
+    let mut p = 0;
+    while p + l <= k {
+        let wv: [S::V; Q] = std::array::from_fn(|q| S::load(w.add(q * job.b_cs + p)));
+        for (r, row) in s.iter_mut().enumerate() {
+            let av = S::load(a.add(r * job.a_rs + p));
+            for (acc, &x) in row.iter_mut().zip(&wv) {
+                *acc = S::fmadd(av, x, *acc);
+            }
+        }
+        p += l;
+    }
+    if p < k {
+        let t = k - p;
+        let wv: [S::V; Q] = std::array::from_fn(|q| S::load_tail(w.add(q * job.b_cs + p), t, 0.0));
+        for (r, row) in s.iter_mut().enumerate() {
+            let av = S::load_tail(a.add(r * job.a_rs + p), t, 0.0);
+            for (acc, &x) in row.iter_mut().zip(&wv) {
+                *acc = S::fmadd(av, x, *acc);
+            }
+        }
+    }
+    for (r, row) in s.iter().enumerate() {
+        for (q, &acc) in row.iter().enumerate() {
+            put(job, r, j + q, S::hsum(acc));
+        }
+    }
+}
+
+/// One row: sweeps of P = 4 rows of B over blocks of C held in L1 (B's rows stream
+/// contiguously). More rows: R × V vectors of C in registers over all of k (the sweeps would
+/// load and store R rows of C per P vectors of B: 4 × 768 × 3072 ran 1.7× slower that way).
+/// Both within AVX2's 16 registers.
+#[inline(always)]
+unsafe fn axpy_simd<S: Simd>(job: Job<'_>) {
+    match job.m {
+        1 => axpy_rows::<S, 1, 4>(&job),
+        2 => axpy_tiles::<S, 2, 4>(&job),
+        3 => axpy_tiles::<S, 3, 2>(&job),
+        _ => axpy_tiles::<S, 4, 2>(&job),
+    }
+}
+
+/// Floats of C per block of the axpy form (16 KiB, half an L1): the block's R rows stay in L1
+/// while P rows of B at a time stream through them. Wider blocks let B's rows stream longer
+/// (1 × 768 × 50257: 4096 columns ran 1.15× faster than 1024), but not past L1 (4 × 768 ×
+/// 3072 with 4096 columns per row ran 2× slower).
+const AXPY_BLOCK_FLOATS: usize = 4096;
+
+/// For each block of columns, C[0..R, block] (+)= Σ_p A[0..R, p]·B[p, block], P rows of B per
+/// sweep over the block (each B row segment read once, contiguously).
+#[inline(always)]
+unsafe fn axpy_rows<S: Simd, const R: usize, const P: usize>(job: &Job<'_>) {
+    let a = job.a.as_ptr();
+    let mut jb = job.j0;
+    while jb < job.j1 {
+        let je = (jb + AXPY_BLOCK_FLOATS / R).min(job.j1);
+        let mut p = 0;
+        while p < job.k {
+            // The first sweep overwrites C unless accumulating.
+            let add = job.accumulate || p > 0;
+            if p + P <= job.k {
+                let av: [[S::V; P]; R] = std::array::from_fn(|r| {
+                    std::array::from_fn(|q| S::splat(*a.add(r * job.a_rs + (p + q) * job.a_cs)))
+                });
+                axpy_sweep::<S, R, P>(job, &av, p, jb, je, add);
+                p += P;
+            } else {
+                let av: [[S::V; 1]; R] =
+                    std::array::from_fn(|r| [S::splat(*a.add(r * job.a_rs + p * job.a_cs))]);
+                axpy_sweep::<S, R, 1>(job, &av, p, jb, je, add);
+                p += 1;
+            }
+        }
+        jb = je;
+    }
+}
+
+/// C[r, jb..je] (+)= Σ_q av[r][q]·B[p + q, jb..je] for r < R, q < Q.
+#[inline(always)]
+unsafe fn axpy_sweep<S: Simd, const R: usize, const Q: usize>(
+    job: &Job<'_>,
+    av: &[[S::V; Q]; R],
+    p: usize,
+    jb: usize,
+    je: usize,
+    add: bool,
+) {
+    let l = S::LANES;
+    let b = job.b.as_ptr().add(p * job.b_rs);
+    let mut j = jb;
+    while j < je {
+        let w = (je - j).min(l);
+        let load = |ptr: *const f32| {
+            if w == l {
+                S::load(ptr)
+            } else {
+                S::load_tail(ptr, w, 0.0)
+            }
+        };
+        let bv: [S::V; Q] = std::array::from_fn(|q| load(b.add(q * job.b_rs + j)));
+        // Every load of this step before any of its stores: C's rows (and B's) are often a
+        // multiple of 4 KiB apart, where a load issued after a store to another row at the
+        // same offset waits on it (4K aliasing).
+        let mut cv: [S::V; R] = std::array::from_fn(|r| {
+            if add {
+                load(job.c.add(r * job.c_rs + j))
+            } else {
+                S::splat(0.0)
+            }
+        });
+        for (x, ar) in cv.iter_mut().zip(av) {
+            for (&y, &z) in ar.iter().zip(&bv) {
+                *x = S::fmadd(y, z, *x);
+            }
+        }
+        for (r, &x) in cv.iter().enumerate() {
+            let dst = job.c.add(r * job.c_rs + j);
+            if w == l {
+                S::store(dst, x)
+            } else {
+                S::store_tail(dst, w, x)
+            }
+        }
+        j += w;
+    }
+}
+
+#[inline(always)]
+unsafe fn axpy_tiles<S: Simd, const R: usize, const V: usize>(job: &Job<'_>) {
+    let l = S::LANES;
+    let mut j = job.j0;
+    while j + V * l <= job.j1 {
+        axpy_block::<S, R, V>(job, j, l);
+        j += V * l;
+    }
+    while j < job.j1 {
+        let w = (job.j1 - j).min(l);
+        axpy_block::<S, R, 1>(job, j, w);
+        j += w;
+    }
+}
+
+/// C[0..R, j..j+V·L] (+)= A[0..R, :]·B[:, j..j+V·L]; with V = 1, only the first `w` ≤ L
+/// columns.
+#[inline(always)]
+unsafe fn axpy_block<S: Simd, const R: usize, const V: usize>(job: &Job<'_>, j: usize, w: usize) {
+    let l = S::LANES;
+    let (a, b) = (job.a.as_ptr(), job.b.as_ptr().add(j));
+    let full = V > 1 || w == l;
+    let mut s = [[S::splat(0.0); V]; R];
+    for p in 0..job.k {
+        let row = b.add(p * job.b_rs);
+        let bv: [S::V; V] = std::array::from_fn(|v| {
+            if full {
+                S::load(row.add(v * l))
+            } else {
+                S::load_tail(row, w, 0.0)
+            }
+        });
+        for (r, acc) in s.iter_mut().enumerate() {
+            let av = S::splat(*a.add(r * job.a_rs + p * job.a_cs));
+            for (x, &y) in acc.iter_mut().zip(&bv) {
+                *x = S::fmadd(av, y, *x);
+            }
+        }
+    }
+    for (r, acc) in s.iter().enumerate() {
+        for (v, &x) in acc.iter().enumerate() {
+            let dst = job.c.add(r * job.c_rs + j + v * l);
+            if full {
+                let y = if job.accumulate {
+                    S::add(S::load(dst), x)
+                } else {
+                    x
+                };
+                S::store(dst, y);
+            } else {
+                let y = if job.accumulate {
+                    S::add(S::load_tail(dst, w, 0.0), x)
+                } else {
+                    x
+                };
+                S::store_tail(dst, w, y);
+            }
+        }
+    }
+}
