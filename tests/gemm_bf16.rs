@@ -234,3 +234,45 @@ fn batched_with_shared_weights() {
         1.0,
     );
 }
+
+#[test]
+fn decoding_rows_from_bf16_weights() {
+    // m ≤ 8 with W's rows along k (B transposed) take `vdpbf16ps` dot products straight from
+    // W where the CPU has them; k around and past the 32 values of one vector, strided and
+    // transposed A (gathered), B not transposed and m = 9 (packed), batches sharing W.
+    for m in [1, 2, 3, 4, 5, 8, 9] {
+        for &(n, k) in &[(1, 1), (1, 40), (15, 7), (33, 64), (65, 100), (200, 300)] {
+            for (ta, tb, pad) in [
+                (false, true, 0),
+                (false, true, 5),
+                (true, true, 2),
+                (false, false, 0),
+            ] {
+                let s = Shape {
+                    m,
+                    n,
+                    k,
+                    ta,
+                    tb,
+                    pad,
+                    tc: false,
+                };
+                check(s, 1, false, 0.0);
+                check(s, 3, true, 1.0);
+                check(s, 2, false, 0.5);
+            }
+        }
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let wide = Shape {
+            tb: true,
+            ..Shape::plain(1, 3000, 700)
+        };
+        check(wide, 1, false, 1.0);
+        check(Shape { m: 6, ..wide }, 1, false, 0.0);
+    });
+}

@@ -47,6 +47,13 @@ SHAPES = [
     ("attn_T64_d32_PV", 64, 64, 32, 64, False),
     ("attn_T512_d64_QKt", 512, 64, 512, 12, True),
     ("attn_T512_d64_PV", 512, 512, 64, 12, False),
+    # Decoding one token (and 8 sequences) with GPT-2 small: x·Wᵀ of the Linear layers and
+    # the tied LM head (50257 × 768).
+    ("decode_qkv", 1, 768, 2304, 1, True),
+    ("decode_mlp_up", 1, 768, 3072, 1, True),
+    ("decode_mlp_down", 1, 3072, 768, 1, True),
+    ("decode_lm_head", 1, 768, 50257, 1, True),
+    ("decode_b8_mlp_up", 8, 768, 3072, 1, True),
 ]
 
 

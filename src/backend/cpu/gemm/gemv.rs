@@ -56,8 +56,8 @@ pub(super) fn form(l: &GemmLayout) -> Option<Form> {
     }
 }
 
-/// C_i = A_i·B_i (+ C_i when `accumulate`) for every batch entry, in `form` (from [`form`]).
-/// Bounds were checked by the caller.
+/// C_i = A_i·B_i (+ C_i when `accumulate`) for every batch entry, in `form` (from [`form`]),
+/// at `level`. Bounds were checked by the caller.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run(
     level: Isa,
@@ -71,17 +71,40 @@ pub(super) fn run(
     c: &mut [f32],
     c_offsets: &[usize],
 ) {
+    let kernel = |job: Job<'_, f32>| match form {
+        Form::Dot => dot(level, job),
+        Form::Axpy => axpy(level, job),
+    };
+    run_with(
+        form, l, a, a_offsets, b, b_offsets, accumulate, c, c_offsets, kernel,
+    );
+}
+
+/// `run` for any element type, with `kernel` computing one job in `form`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_with<T: Copy + Send + Sync>(
+    form: Form,
+    l: &GemmLayout,
+    a: &[T],
+    a_offsets: &[usize],
+    b: &[T],
+    b_offsets: &[usize],
+    accumulate: bool,
+    c: &mut [f32],
+    c_offsets: &[usize],
+    kernel: impl Fn(Job<'_, T>) + Sync,
+) {
     let (m, n, k) = (l.m, l.n, l.k);
     let batch = a_offsets.len();
     // The dot form loads A's rows as vectors: gather a strided A once (m·k values).
-    let gathered: Option<Vec<f32>> = (form == Form::Dot && l.a_cs != 1 && k > 1).then(|| {
+    let gathered: Option<Vec<T>> = (form == Form::Dot && l.a_cs != 1 && k > 1).then(|| {
         a_offsets
             .iter()
             .flat_map(|&o| (0..m).flat_map(move |i| (0..k).map(move |p| (o, i, p))))
             .map(|(o, i, p)| a[o + i * l.a_rs + p * l.a_cs])
             .collect()
     });
-    let (a, a_rs, a_cs, a_off): (&[f32], usize, usize, Vec<usize>) = match &gathered {
+    let (a, a_rs, a_cs, a_off): (&[T], usize, usize, Vec<usize>) = match &gathered {
         Some(g) => (g, k, 1, (0..batch).map(|i| i * m * k).collect()),
         None => (a, l.a_rs, l.a_cs, a_offsets.to_vec()),
     };
@@ -114,10 +137,7 @@ pub(super) fn run(
                 c_rs: l.c_rs,
                 accumulate,
             };
-            match form {
-                Form::Dot => dot(level, job),
-                Form::Axpy => axpy(level, job),
-            }
+            kernel(job);
         }
     };
     let threads = rayon::current_num_threads();
@@ -140,33 +160,33 @@ pub(super) fn run(
 /// C[0, 0], rows `c_rs` apart with unit column stride. The dot form needs a_cs = 1 and
 /// b_rs = 1, the axpy form b_cs = 1.
 #[derive(Clone, Copy)]
-struct Job<'a> {
-    a: &'a [f32],
-    a_rs: usize,
-    a_cs: usize,
-    m: usize,
-    b: &'a [f32],
-    b_rs: usize,
-    b_cs: usize,
-    k: usize,
-    j0: usize,
-    j1: usize,
-    c: *mut f32,
-    c_rs: usize,
-    accumulate: bool,
+pub(super) struct Job<'a, T> {
+    pub(super) a: &'a [T],
+    pub(super) a_rs: usize,
+    pub(super) a_cs: usize,
+    pub(super) m: usize,
+    pub(super) b: &'a [T],
+    pub(super) b_rs: usize,
+    pub(super) b_cs: usize,
+    pub(super) k: usize,
+    pub(super) j0: usize,
+    pub(super) j1: usize,
+    pub(super) c: *mut f32,
+    pub(super) c_rs: usize,
+    pub(super) accumulate: bool,
 }
 
-// SAFETY (of every use of `Job::c` below): `try_run` hands each task a distinct column range
+// SAFETY (of every use of `Job::c` below): `run_with` hands each task a distinct column range
 // of a distinct batch entry, C's rows hold n ≥ j1 contiguous values (c_cs = 1, c_rs ≥ n), and
 // the bounds of A, B and C were checked by the caller.
 
 simd_kernel! {
     /// C[i, j] (+)= ⟨A_i, W_j⟩ for j in j0..j1, W_j = B's column j (contiguous along k).
-    fn dot(job: Job<'_>) = dot_simd | dot_scalar;
+    fn dot(job: Job<'_, f32>) = dot_simd | dot_scalar;
 }
 simd_kernel! {
     /// C[i, j0..j1] (+)= Σ_p A[i, p]·B[p, j0..j1] (B's rows contiguous).
-    fn axpy(job: Job<'_>) = axpy_simd | axpy_scalar;
+    fn axpy(job: Job<'_, f32>) = axpy_simd | axpy_scalar;
 }
 
 /// Writes `v` to C[i, j] of the job, or adds it.
@@ -174,12 +194,12 @@ simd_kernel! {
 /// # Safety
 /// (i, j) lies in the job's rows and columns.
 #[inline(always)]
-unsafe fn put(job: &Job<'_>, i: usize, j: usize, v: f32) {
+pub(super) unsafe fn put<T>(job: &Job<'_, T>, i: usize, j: usize, v: f32) {
     let p = job.c.add(i * job.c_rs + j);
     *p = if job.accumulate { *p + v } else { v };
 }
 
-fn dot_scalar(job: Job<'_>) {
+fn dot_scalar(job: Job<'_, f32>) {
     for i in 0..job.m {
         for j in job.j0..job.j1 {
             let w = &job.b[j * job.b_cs..];
@@ -190,7 +210,7 @@ fn dot_scalar(job: Job<'_>) {
     }
 }
 
-fn axpy_scalar(job: Job<'_>) {
+fn axpy_scalar(job: Job<'_, f32>) {
     for i in 0..job.m {
         for j in job.j0..job.j1 {
             let s = (0..job.k).fold(0.0, |s, p| {
@@ -205,7 +225,7 @@ fn axpy_scalar(job: Job<'_>) {
 /// R rows × Q columns per block: R·Q accumulators, Q vectors of W and one of A live, within
 /// AVX2's 16 registers.
 #[inline(always)]
-unsafe fn dot_simd<S: Simd>(job: Job<'_>) {
+unsafe fn dot_simd<S: Simd>(job: Job<'_, f32>) {
     match job.m {
         1 => dot_rows::<S, 1, 4>(&job),
         2 => dot_rows::<S, 2, 4>(&job),
@@ -215,7 +235,7 @@ unsafe fn dot_simd<S: Simd>(job: Job<'_>) {
 }
 
 #[inline(always)]
-unsafe fn dot_rows<S: Simd, const R: usize, const Q: usize>(job: &Job<'_>) {
+unsafe fn dot_rows<S: Simd, const R: usize, const Q: usize>(job: &Job<'_, f32>) {
     let mut j = job.j0;
     while j + Q <= job.j1 {
         dot_block::<S, R, Q>(job, j);
@@ -229,7 +249,7 @@ unsafe fn dot_rows<S: Simd, const R: usize, const Q: usize>(job: &Job<'_>) {
 
 /// C[0..R, j..j+Q] (+)= A[0..R, :]·W[j..j+Q, :]ᵀ.
 #[inline(always)]
-unsafe fn dot_block<S: Simd, const R: usize, const Q: usize>(job: &Job<'_>, j: usize) {
+unsafe fn dot_block<S: Simd, const R: usize, const Q: usize>(job: &Job<'_, f32>, j: usize) {
     let (l, k) = (S::LANES, job.k);
     let a = job.a.as_ptr();
     let w = job.b.as_ptr().add(j * job.b_cs);
@@ -267,7 +287,7 @@ unsafe fn dot_block<S: Simd, const R: usize, const Q: usize>(job: &Job<'_>, j: u
 /// load and store R rows of C per P vectors of B: 4 × 768 × 3072 ran 1.7× slower that way).
 /// Both within AVX2's 16 registers.
 #[inline(always)]
-unsafe fn axpy_simd<S: Simd>(job: Job<'_>) {
+unsafe fn axpy_simd<S: Simd>(job: Job<'_, f32>) {
     match job.m {
         1 => axpy_rows::<S, 1, 4>(&job),
         2 => axpy_tiles::<S, 2, 4>(&job),
@@ -285,7 +305,7 @@ const AXPY_BLOCK_FLOATS: usize = 4096;
 /// For each block of columns, C[0..R, block] (+)= Σ_p A[0..R, p]·B[p, block], P rows of B per
 /// sweep over the block (each B row segment read once, contiguously).
 #[inline(always)]
-unsafe fn axpy_rows<S: Simd, const R: usize, const P: usize>(job: &Job<'_>) {
+unsafe fn axpy_rows<S: Simd, const R: usize, const P: usize>(job: &Job<'_, f32>) {
     let a = job.a.as_ptr();
     let mut jb = job.j0;
     while jb < job.j1 {
@@ -314,7 +334,7 @@ unsafe fn axpy_rows<S: Simd, const R: usize, const P: usize>(job: &Job<'_>) {
 /// C[r, jb..je] (+)= Σ_q av[r][q]·B[p + q, jb..je] for r < R, q < Q.
 #[inline(always)]
 unsafe fn axpy_sweep<S: Simd, const R: usize, const Q: usize>(
-    job: &Job<'_>,
+    job: &Job<'_, f32>,
     av: &[[S::V; Q]; R],
     p: usize,
     jb: usize,
@@ -362,7 +382,7 @@ unsafe fn axpy_sweep<S: Simd, const R: usize, const Q: usize>(
 }
 
 #[inline(always)]
-unsafe fn axpy_tiles<S: Simd, const R: usize, const V: usize>(job: &Job<'_>) {
+unsafe fn axpy_tiles<S: Simd, const R: usize, const V: usize>(job: &Job<'_, f32>) {
     let l = S::LANES;
     let mut j = job.j0;
     while j + V * l <= job.j1 {
@@ -379,7 +399,11 @@ unsafe fn axpy_tiles<S: Simd, const R: usize, const V: usize>(job: &Job<'_>) {
 /// C[0..R, j..j+V·L] (+)= A[0..R, :]·B[:, j..j+V·L]; with V = 1, only the first `w` ≤ L
 /// columns.
 #[inline(always)]
-unsafe fn axpy_block<S: Simd, const R: usize, const V: usize>(job: &Job<'_>, j: usize, w: usize) {
+unsafe fn axpy_block<S: Simd, const R: usize, const V: usize>(
+    job: &Job<'_, f32>,
+    j: usize,
+    w: usize,
+) {
     let l = S::LANES;
     let (a, b) = (job.a.as_ptr(), job.b.as_ptr().add(j));
     let full = V > 1 || w == l;

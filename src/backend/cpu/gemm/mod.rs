@@ -20,6 +20,8 @@ mod avx512_bf16;
 mod avx512_loop;
 mod driver;
 mod gemv;
+#[cfg(target_arch = "x86_64")]
+mod gemv_bf16;
 mod kernel;
 mod naive;
 mod pack;
@@ -399,8 +401,27 @@ pub fn bgemm_batched_path(
         c.len(),
         c_offsets,
     )?;
+    let path = path.checked()?;
+    #[cfg(target_arch = "x86_64")]
+    if matches!(path, Bf16Path::Amx | Bf16Path::Avx512Bf16)
+        && isa::has_avx512_bf16()
+        && gemv::form(l) == Some(gemv::Form::Dot)
+    {
+        // A decoding step against bf16 weights: `vdpbf16ps` dot products straight from W.
+        let acc = prescale(l, beta, c, c_offsets);
+        let kernel = |job: gemv::Job<'_, bf16>| {
+            // SAFETY: the CPU has AVX-512 BF16 (checked above, with F/BW, which every CPU
+            // with it has), and `run_with` keeps each job inside the checked bounds.
+            unsafe { gemv_bf16::dot(job) }
+        };
+        let form = gemv::Form::Dot;
+        gemv::run_with(
+            form, l, a, a_offsets, b, b_offsets, acc, c, c_offsets, kernel,
+        );
+        return Ok(());
+    }
     type W = pack::Bf16ToF32;
-    match path.checked()? {
+    match path {
         Bf16Path::Amx => run::<amx::Amx, pack::Bf16, pack::Bf16>(
             l, a, a_offsets, b, b_offsets, beta, c, c_offsets,
         ),
