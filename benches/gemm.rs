@@ -12,7 +12,8 @@ use ndarray::Array2;
 use pretext::backend::cpu::gemm::{bgemm_batched, sgemm_batched_isa, GemmLayout};
 use pretext::backend::cpu::isa::Isa;
 
-/// (m, k, n): squares, shakespeare_char MLP, an attention head.
+/// (m, k, n): squares, shakespeare_char MLP, an attention head, GPT-2 small's MLP for one
+/// and eight decoded tokens.
 const SHAPES: &[(usize, usize, usize)] = &[
     (256, 256, 256),
     (512, 512, 512),
@@ -21,6 +22,8 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (768, 512, 128),
     (64, 32, 64),
     (512, 64, 512),
+    (1, 768, 3072),
+    (8, 768, 3072),
 ];
 
 fn gemm_benches(c: &mut Criterion) {

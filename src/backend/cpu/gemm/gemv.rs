@@ -211,13 +211,18 @@ fn dot_scalar(job: Job<'_, f32>) {
 }
 
 fn axpy_scalar(job: Job<'_, f32>) {
+    // Row by row of B (contiguous), each column's sum still taken in order of p.
+    let mut s = vec![0.0f32; job.j1 - job.j0];
     for i in 0..job.m {
-        for j in job.j0..job.j1 {
-            let s = (0..job.k).fold(0.0, |s, p| {
-                s + job.a[i * job.a_rs + p * job.a_cs] * job.b[p * job.b_rs + j]
-            });
+        s.fill(0.0);
+        for p in 0..job.k {
+            let x = job.a[i * job.a_rs + p * job.a_cs];
+            let row = &job.b[p * job.b_rs + job.j0..][..s.len()];
+            s.iter_mut().zip(row).for_each(|(s, &b)| *s += x * b);
+        }
+        for (j, &v) in (job.j0..).zip(&s) {
             // SAFETY: see the note above `dot`.
-            unsafe { put(&job, i, j, s) };
+            unsafe { put(&job, i, j, v) };
         }
     }
 }
