@@ -20,7 +20,6 @@ mod avx512_bf16;
 mod avx512_loop;
 mod driver;
 mod gemv;
-#[cfg(target_arch = "x86_64")]
 mod gemv_bf16;
 mod kernel;
 mod naive;
@@ -242,6 +241,49 @@ impl Bf16Path {
     }
 }
 
+/// A decoding step (up to 8 rows of A against W's rows along k) on the `vdpbf16ps` paths:
+/// dot products straight from W (`gemv_bf16`), bf16 or f32 rounded as it is read. Returns
+/// false, having done nothing, when the path, CPU or layout does not fit.
+#[allow(clippy::too_many_arguments)]
+fn gemv_bf16<T: gemv_bf16::Bf16Row + Send + Sync>(
+    path: Bf16Path,
+    l: &GemmLayout,
+    a: &[T],
+    a_offsets: &[usize],
+    b: &[T],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut [f32],
+    c_offsets: &[usize],
+) -> bool {
+    let dot = Some(gemv::Form::Dot);
+    if !matches!(path, Bf16Path::Amx | Bf16Path::Avx512Bf16)
+        || !isa::has_avx512_bf16()
+        || gemv::form(l) != dot
+    {
+        return false;
+    }
+    let acc = prescale(l, beta, c, c_offsets);
+    let kernel = |job: gemv::Job<'_, T>| {
+        // SAFETY: the CPU has AVX-512 BF16 (checked above, with F/BW, which every CPU with
+        // it has), and `run_with` keeps each job inside the checked bounds.
+        unsafe { gemv_bf16::dot(job) }
+    };
+    gemv::run_with(
+        gemv::Form::Dot,
+        l,
+        a,
+        a_offsets,
+        b,
+        b_offsets,
+        acc,
+        c,
+        c_offsets,
+        kernel,
+    );
+    true
+}
+
 /// Whether `vdpbf16ps` delivers more flops per second than f32 FMAs here (decided once).
 fn dot_beats_fma() -> bool {
     static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -402,22 +444,7 @@ pub fn bgemm_batched_path(
         c_offsets,
     )?;
     let path = path.checked()?;
-    #[cfg(target_arch = "x86_64")]
-    if matches!(path, Bf16Path::Amx | Bf16Path::Avx512Bf16)
-        && isa::has_avx512_bf16()
-        && gemv::form(l) == Some(gemv::Form::Dot)
-    {
-        // A decoding step against bf16 weights: `vdpbf16ps` dot products straight from W.
-        let acc = prescale(l, beta, c, c_offsets);
-        let kernel = |job: gemv::Job<'_, bf16>| {
-            // SAFETY: the CPU has AVX-512 BF16 (checked above, with F/BW, which every CPU
-            // with it has), and `run_with` keeps each job inside the checked bounds.
-            unsafe { gemv_bf16::dot(job) }
-        };
-        let form = gemv::Form::Dot;
-        gemv::run_with(
-            form, l, a, a_offsets, b, b_offsets, acc, c, c_offsets, kernel,
-        );
+    if gemv_bf16(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets) {
         return Ok(());
     }
     type W = pack::Bf16ToF32;
@@ -507,9 +534,13 @@ pub fn sgemm_batched_bf16_path(
         c.len(),
         c_offsets,
     )?;
+    let path = path.checked()?;
+    if gemv_bf16(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets) {
+        return Ok(());
+    }
     type R = pack::F32RoundBf16;
     type T = pack::F32ToBf16;
-    match path.checked()? {
+    match path {
         Bf16Path::Amx => run::<amx::Amx, T, T>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets),
         Bf16Path::Avx512Bf16 => {
             run::<avx512_bf16::Avx512Bf16, T, T>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
