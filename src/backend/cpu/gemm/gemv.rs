@@ -29,8 +29,8 @@ pub(super) const MAX_M: usize = 8;
 const GROUP: usize = 4;
 /// Floats in half of a 1 MiB L2.
 const L2_HALF_FLOATS: usize = 128 * 1024;
-/// Column chunks handed to threads are multiples of this (a whole number of blocks of
-/// either form at either width).
+/// Column chunks handed to threads are multiples of this: whole vectors and register blocks
+/// (at most 64 columns) of either form at either width.
 const CHUNK_ALIGN: usize = 64;
 
 /// Which form B's layout allows.
@@ -287,48 +287,43 @@ unsafe fn dot_block<S: Simd, const R: usize, const Q: usize>(job: &Job<'_, f32>,
     }
 }
 
-/// One row: sweeps of P = 4 rows of B over blocks of C held in L1 (B's rows stream
-/// contiguously). More rows: R × V vectors of C in registers over all of k (the sweeps would
-/// load and store R rows of C per P vectors of B: 4 × 768 × 3072 ran 1.7× slower that way).
+/// One row: sweeps of 4 rows of B over blocks of C held in L1 (B's rows stream
+/// contiguously). More rows: R × V vectors of C in registers over all of k (sweeps would
+/// load and store R rows of C per 4 vectors of B: 4 × 768 × 3072 ran 1.7× slower that way).
 /// Both within AVX2's 16 registers.
 #[inline(always)]
 unsafe fn axpy_simd<S: Simd>(job: Job<'_, f32>) {
     match job.m {
-        1 => axpy_rows::<S, 1, 4>(&job),
+        1 => axpy_row::<S, 4>(&job),
         2 => axpy_tiles::<S, 2, 4>(&job),
         3 => axpy_tiles::<S, 3, 2>(&job),
         _ => axpy_tiles::<S, 4, 2>(&job),
     }
 }
 
-/// Floats of C per block of the axpy form (16 KiB, half an L1): the block's R rows stay in L1
-/// while P rows of B at a time stream through them. Wider blocks let B's rows stream longer
-/// (1 × 768 × 50257: 4096 columns ran 1.15× faster than 1024), but not past L1 (4 × 768 ×
-/// 3072 with 4096 columns per row ran 2× slower).
+/// Floats of C per block of the one-row axpy form (16 KiB, half an L1): the block stays in L1
+/// while P rows of B at a time stream through it; wider blocks let B's rows stream longer
+/// (1 × 768 × 50257: 4096 columns ran 1.15× faster than 1024).
 const AXPY_BLOCK_FLOATS: usize = 4096;
 
-/// For each block of columns, C[0..R, block] (+)= Σ_p A[0..R, p]·B[p, block], P rows of B per
+/// For each block of columns, C[0, block] (+)= Σ_p A[0, p]·B[p, block], P rows of B per
 /// sweep over the block (each B row segment read once, contiguously).
 #[inline(always)]
-unsafe fn axpy_rows<S: Simd, const R: usize, const P: usize>(job: &Job<'_, f32>) {
+unsafe fn axpy_row<S: Simd, const P: usize>(job: &Job<'_, f32>) {
     let a = job.a.as_ptr();
     let mut jb = job.j0;
     while jb < job.j1 {
-        let je = (jb + AXPY_BLOCK_FLOATS / R).min(job.j1);
+        let je = (jb + AXPY_BLOCK_FLOATS).min(job.j1);
         let mut p = 0;
         while p < job.k {
             // The first sweep overwrites C unless accumulating.
             let add = job.accumulate || p > 0;
             if p + P <= job.k {
-                let av: [[S::V; P]; R] = std::array::from_fn(|r| {
-                    std::array::from_fn(|q| S::splat(*a.add(r * job.a_rs + (p + q) * job.a_cs)))
-                });
-                axpy_sweep::<S, R, P>(job, &av, p, jb, je, add);
+                let av: [S::V; P] = std::array::from_fn(|q| S::splat(*a.add((p + q) * job.a_cs)));
+                axpy_sweep::<S, P>(job, &av, p, jb, je, add);
                 p += P;
             } else {
-                let av: [[S::V; 1]; R] =
-                    std::array::from_fn(|r| [S::splat(*a.add(r * job.a_rs + p * job.a_cs))]);
-                axpy_sweep::<S, R, 1>(job, &av, p, jb, je, add);
+                axpy_sweep::<S, 1>(job, &[S::splat(*a.add(p * job.a_cs))], p, jb, je, add);
                 p += 1;
             }
         }
@@ -336,11 +331,11 @@ unsafe fn axpy_rows<S: Simd, const R: usize, const P: usize>(job: &Job<'_, f32>)
     }
 }
 
-/// C[r, jb..je] (+)= Σ_q av[r][q]·B[p + q, jb..je] for r < R, q < Q.
+/// C[0, jb..je] (+)= Σ_q av[q]·B[p + q, jb..je] for q < Q.
 #[inline(always)]
-unsafe fn axpy_sweep<S: Simd, const R: usize, const Q: usize>(
+unsafe fn axpy_sweep<S: Simd, const Q: usize>(
     job: &Job<'_, f32>,
-    av: &[[S::V; Q]; R],
+    av: &[S::V; Q],
     p: usize,
     jb: usize,
     je: usize,
@@ -358,34 +353,22 @@ unsafe fn axpy_sweep<S: Simd, const R: usize, const Q: usize>(
                 S::load_tail(ptr, w, 0.0)
             }
         };
-        let bv: [S::V; Q] = std::array::from_fn(|q| load(b.add(q * job.b_rs + j)));
-        // Every load of this step before any of its stores: C's rows (and B's) are often a
-        // multiple of 4 KiB apart, where a load issued after a store to another row at the
-        // same offset waits on it (4K aliasing).
-        let mut cv: [S::V; R] = std::array::from_fn(|r| {
-            if add {
-                load(job.c.add(r * job.c_rs + j))
-            } else {
-                S::splat(0.0)
-            }
-        });
-        for (x, ar) in cv.iter_mut().zip(av) {
-            for (&y, &z) in ar.iter().zip(&bv) {
-                *x = S::fmadd(y, z, *x);
-            }
+        let dst = job.c.add(j);
+        let mut x = if add { load(dst) } else { S::splat(0.0) };
+        for (q, &y) in av.iter().enumerate() {
+            x = S::fmadd(y, load(b.add(q * job.b_rs + j)), x);
         }
-        for (r, &x) in cv.iter().enumerate() {
-            let dst = job.c.add(r * job.c_rs + j);
-            if w == l {
-                S::store(dst, x)
-            } else {
-                S::store_tail(dst, w, x)
-            }
+        if w == l {
+            S::store(dst, x)
+        } else {
+            S::store_tail(dst, w, x)
         }
         j += w;
     }
 }
 
+/// R rows × V vectors of C at a time, in registers over all of k; the last columns one
+/// vector (or a part of one) at a time.
 #[inline(always)]
 unsafe fn axpy_tiles<S: Simd, const R: usize, const V: usize>(job: &Job<'_, f32>) {
     let l = S::LANES;
