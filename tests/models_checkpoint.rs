@@ -308,6 +308,17 @@ fn raw_tensor_checks_and_transposes() {
     assert_eq!(tt.shape, vec![3, 2]);
     assert_eq!(tt.data, vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
     assert_eq!(tt.transpose2().unwrap(), t);
+    // Shapes across the 32 × 32 tiles: partial tiles on both sides, one row, one column.
+    for (r, c) in [(45, 70), (32, 64), (1, 33), (33, 1), (64, 31)] {
+        let t = RawTensor::new(vec![r, c], (0..r * c).map(|x| x as f32).collect()).unwrap();
+        let tt = t.transpose2().unwrap();
+        assert_eq!(tt.shape, vec![c, r]);
+        for i in 0..r {
+            for j in 0..c {
+                assert_eq!(tt.data[j * r + i], t.data[i * c + j], "{r}x{c} at ({i}, {j})");
+            }
+        }
+    }
     assert!(RawTensor::new(vec![4], vec![0.0; 4])
         .unwrap()
         .transpose2()

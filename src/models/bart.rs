@@ -12,8 +12,8 @@ use crate::autograd::{no_grad, ParamStore, Var};
 use crate::error::{Error, Result};
 use crate::nn::attention::KvCache;
 use crate::nn::{
-    dropout, join, Activation, AttnMask, Embedding, Init, KvMode, LayerNorm, Linear, MhaNames,
-    MultiHeadAttention, Train,
+    dropout, join, no_init_weights, Activation, AttnMask, Embedding, Init, KvMode, LayerNorm,
+    Linear, MhaNames, MultiHeadAttention, Train,
 };
 use crate::tensor::{AttentionMasks, Rng, Tensor};
 
@@ -214,7 +214,8 @@ impl Bart {
             _ => None,
         })?;
         let ckpt = Checkpoint::open(dir.join("model.safetensors"))?;
-        let mut model = Bart::new(config, &mut Rng::new(0))?;
+        // Every parameter is loaded below: none is drawn first.
+        let mut model = no_init_weights(|| Bart::new(config, &mut Rng::new(0)))?;
         weights::load_store(&model.store, &ckpt, &|_| false)?;
         if ckpt.contains("final_logits_bias") {
             let raw = ckpt.get_shaped("final_logits_bias", &[1, model.config.vocab_size])?;

@@ -11,8 +11,8 @@ use std::path::Path;
 use crate::autograd::{ParamStore, Var};
 use crate::error::{Error, Result};
 use crate::nn::{
-    dropout, join, Activation, AttnMask, Embedding, Init, KvMode, LayerNorm, Linear, MhaNames,
-    MultiHeadAttention, Train,
+    dropout, join, no_init_weights, Activation, AttnMask, Embedding, Init, KvMode, LayerNorm,
+    Linear, MhaNames, MultiHeadAttention, Train,
 };
 use crate::tensor::{AttentionMasks, Rng, Tensor};
 
@@ -287,7 +287,8 @@ impl Bert {
         })?;
         let ckpt = Checkpoint::open(dir.join("model.safetensors"))?;
         let head = Bert::detect_head(&ckpt, &config);
-        let model = Bert::new(config, head, &mut Rng::new(0))?;
+        // Every parameter is loaded below: none is drawn first.
+        let model = no_init_weights(|| Bert::new(config, head, &mut Rng::new(0)))?;
         weights::load_store(&model.store, &ckpt, &|_| false)?;
         Ok(model)
     }

@@ -50,10 +50,18 @@ impl RawTensor {
                 "expected a 2-D tensor",
             ));
         };
+        // out[j·r + i] = data[i·c + j], in 32 × 32 tiles so that both sides move whole lines
+        // (element by element, each write of a 768 × 2304 weight landed on a new line).
+        const T: usize = 32;
         let mut out = vec![0.0f32; r * c];
-        for i in 0..r {
-            for j in 0..c {
-                out[j * r + i] = self.data[i * c + j];
+        for i0 in (0..r).step_by(T) {
+            for j0 in (0..c).step_by(T) {
+                for j in j0..(j0 + T).min(c) {
+                    let dst = &mut out[j * r..][i0..(i0 + T).min(r)];
+                    for (di, d) in dst.iter_mut().enumerate() {
+                        *d = self.data[(i0 + di) * c + j];
+                    }
+                }
             }
         }
         Ok(Self {

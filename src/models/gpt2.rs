@@ -12,7 +12,8 @@ use crate::autograd::{ParamStore, Var};
 use crate::error::{Error, Result};
 use crate::nn::attention::{merge_heads, split_heads, KvCache};
 use crate::nn::{
-    attend, dropout, join, Activation, AttnMask, Embedding, Init, LayerNorm, Linear, Train,
+    attend, dropout, join, no_init_weights, Activation, AttnMask, Embedding, Init, LayerNorm,
+    Linear, Train,
 };
 use crate::tensor::{AttentionMasks, Rng, Tensor};
 
@@ -181,7 +182,8 @@ impl Gpt2 {
         } else {
             Gpt2Head::Lm
         };
-        let model = Gpt2::new(config, head, &mut Rng::new(0))?;
+        // Every parameter is loaded below: none is drawn first.
+        let model = no_init_weights(|| Gpt2::new(config, head, &mut Rng::new(0)))?;
         weights::load_store(&model.store, &ckpt, &is_conv1d)?;
         Ok(model)
     }

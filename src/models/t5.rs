@@ -18,7 +18,8 @@ use crate::autograd::{no_grad, ParamStore, Var};
 use crate::error::{Error, Result};
 use crate::nn::attention::{merge_heads, split_heads, KvCache};
 use crate::nn::{
-    attend, dropout, join, Activation, AttnMask, Embedding, Init, Linear, RmsNorm, Train,
+    attend, dropout, join, no_init_weights, Activation, AttnMask, Embedding, Init, Linear, RmsNorm,
+    Train,
 };
 use crate::tensor::{AttentionMasks, Rng, Tensor};
 
@@ -407,7 +408,8 @@ impl T5 {
         })?;
         let ckpt = Checkpoint::open(dir.join("model.safetensors"))?;
         let tied = !ckpt.contains("lm_head.weight");
-        let model = T5::with_tied(config, tied, &mut Rng::new(0))?;
+        // Every parameter is loaded below: none is drawn first.
+        let model = no_init_weights(|| T5::with_tied(config, tied, &mut Rng::new(0)))?;
         weights::load_store(&model.store, &ckpt, &|_| false)?;
         Ok(model)
     }

@@ -13,7 +13,7 @@ pub mod norm;
 pub use activation::Activation;
 pub use attention_train::{attend, AttnMask};
 pub use embedding::Embedding;
-pub use init::Init;
+pub use init::{no_init_weights, Init};
 pub use linear::Linear;
 pub use mha::{KvMode, MhaNames, MultiHeadAttention};
 pub use norm::{LayerNorm, RmsNorm};
