@@ -1,8 +1,9 @@
 //! The caching allocator (backend::cpu::pool) installed as this test binary's global allocator:
 //! large blocks come back from the cache, zeroed when asked, aligned, with contents kept across
-//! a reallocation, within the cache limit, and safely under several threads.
+//! a reallocation, within the cache limit, and safely under several threads; blocks of 2 MiB and
+//! more aligned to 2 MiB and advised for huge pages.
 
-use pretext::backend::cpu::pool::{self, CachingAlloc, MIN_POOLED};
+use pretext::backend::cpu::pool::{self, CachingAlloc, HUGE_PAGE, MIN_POOLED};
 
 #[global_allocator]
 static ALLOC: CachingAlloc = CachingAlloc;
@@ -26,6 +27,34 @@ fn caching_allocator() {
     // alloc_zeroed on a reused block zeroes exactly like a fresh one.
     assert!(w.iter().all(|&x| x == 0.0), "reused block not zeroed");
     drop(w);
+
+    // Blocks of 2 MiB and more are 2 MiB aligned, advised for huge pages where the kernel has
+    // them, and zeroed when asked for zeroed memory, fresh or reused.
+    let advised = pool::stats().huge_advised_bytes;
+    let mut big = vec![0u8; HUGE_PAGE * 3 / 2 - 12345];
+    assert_eq!(big.as_ptr() as usize % HUGE_PAGE, 0, "huge block alignment");
+    assert!(big.iter().all(|&x| x == 0), "fresh huge block not zeroed");
+    if std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
+        assert!(
+            pool::stats().huge_advised_bytes >= advised + HUGE_PAGE,
+            "the huge block was not advised: {:?}",
+            pool::stats()
+        );
+    }
+    big.fill(7);
+    let addr = big.as_ptr() as usize;
+    drop(big);
+    let again = vec![0u8; HUGE_PAGE * 3 / 2 - 54321]; // the same size class
+    assert_eq!(
+        again.as_ptr() as usize,
+        addr,
+        "the cached huge block is handed back"
+    );
+    assert!(
+        again.iter().all(|&x| x == 0),
+        "reused huge block not zeroed"
+    );
+    drop(again);
 
     // Reallocation keeps the contents across classes and within one.
     let mut g: Vec<u64> = (0..(MIN_POOLED / 8) as u64).collect();

@@ -315,7 +315,11 @@ fn raw_tensor_checks_and_transposes() {
         assert_eq!(tt.shape, vec![c, r]);
         for i in 0..r {
             for j in 0..c {
-                assert_eq!(tt.data[j * r + i], t.data[i * c + j], "{r}x{c} at ({i}, {j})");
+                assert_eq!(
+                    tt.data[j * r + i],
+                    t.data[i * c + j],
+                    "{r}x{c} at ({i}, {j})"
+                );
             }
         }
     }
