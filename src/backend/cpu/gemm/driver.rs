@@ -278,10 +278,25 @@ enum APanels<'a, P> {
     InPlace,
     /// Packed by each task, one MC block at a time.
     PerBlock,
-    /// Packed whole beforehand (`pack_whole_a`): in `columns` all KC blocks one after
-    /// another, in `block` the current KC block's panels.
+    /// Packed whole (`single`): in `columns` all KC blocks one after another, in `block` the
+    /// current KC block's panels.
     Whole(&'a [P]),
+    /// The current KC block's part of the whole buffer, packed by `block` panel by panel as
+    /// the first column block sweeps it (the later column blocks read it as `Whole`).
+    FillWhole(PanelsMut<P>),
 }
+
+/// Packed A panels written by tasks that own disjoint rows (so disjoint panels).
+#[derive(Clone, Copy)]
+struct PanelsMut<P> {
+    ptr: *mut P,
+    len: usize,
+}
+// SAFETY: each task writes only the panels of its own rows (`fill_whole_a` checks that no
+// two tasks share rows), and the buffer outlives every task.
+unsafe impl<P: Send> Send for PanelsMut<P> {}
+// SAFETY: as above.
+unsafe impl<P: Send> Sync for PanelsMut<P> {}
 
 /// One problem; `c` points at C[0, 0]; `in_place`: A is read where it lies (`direct_a`).
 #[allow(clippy::too_many_arguments)]
@@ -307,8 +322,16 @@ fn single<K, CA, CB>(
         // A is needed by every NC block of columns: pack all of it once instead of once per
         // block (sq2048 f32: 4 passes over A become 1).
         with_scratch(&SCRATCH_A_WHOLE, whole_a_len, |ap: &mut [K::P]| {
-            pack_whole_a::<K, CA>(a, m, k, threads, ap);
-            columns::<K, CA, CB>(l, a, APanels::Whole(ap), b, c, accumulate, threads);
+            if a.cs == 1 && fill_whole_a(m, K::NC, K::MR, K::NR, K::MC, threads) {
+                let whole = PanelsMut {
+                    ptr: ap.as_mut_ptr(),
+                    len: ap.len(),
+                };
+                columns::<K, CA, CB>(l, a, APanels::FillWhole(whole), b, c, accumulate, threads);
+            } else {
+                pack_whole_a::<K, CA>(a, m, k, threads, ap);
+                columns::<K, CA, CB>(l, a, APanels::Whole(ap), b, c, accumulate, threads);
+            }
         });
     } else {
         let panels = if in_place {
@@ -318,6 +341,19 @@ fn single<K, CA, CB>(
         };
         columns::<K, CA, CB>(l, a, panels, b, c, accumulate, threads);
     }
+}
+
+/// Whether the whole packed A (k contiguous in A) is filled during the first column block,
+/// each task packing its own rows' panels as it reaches them while the next panel's source
+/// and destination are prefetched under the kernel, rather than in a pass of its own
+/// beforehand, which waits on memory for all of A: when no two of that block's tasks share
+/// rows. sq1024 f32, 1 thread (Zen 4, huge pages): A's transposes fell from 3.1% to 1.7% of
+/// the time, 105.0–106.9 → 106.9–108.7 GFLOP/s. A stored transposed keeps the pass of its
+/// own: packed panel by panel its 12-value runs split lines, 4–5% slower.
+fn fill_whole_a(m: usize, nc: usize, mr: usize, nr: usize, mc: usize, threads: usize) -> bool {
+    split(m, nc, mr, nr, mc, threads)
+        .iter()
+        .all(|t| t.n0 == 0 && t.n1 == nc)
 }
 
 /// Packs all of A: for each KC block of depth in turn, its ⌈m/MR⌉ panels (the layout `block`
@@ -385,6 +421,21 @@ fn columns<K, CA, CB>(
                     whole = APanels::Whole(rest);
                     APanels::Whole(blk)
                 }
+                APanels::FillWhole(ap) => {
+                    let len = packed_len(m, K::MR, kc, K::KU);
+                    assert!(len <= ap.len, "whole A buffer too short");
+                    whole = APanels::FillWhole(PanelsMut {
+                        ptr: ap.ptr.wrapping_add(len),
+                        len: ap.len - len,
+                    });
+                    if jc == 0 {
+                        APanels::FillWhole(PanelsMut { ptr: ap.ptr, len })
+                    } else {
+                        // SAFETY: the first column block packed these `len` values (every
+                        // panel of this KC block); no task writes them any more.
+                        APanels::Whole(unsafe { std::slice::from_raw_parts(ap.ptr, len) })
+                    }
+                }
                 other => other,
             };
             with_scratch(
@@ -416,7 +467,10 @@ fn columns<K, CA, CB>(
 }
 
 /// One task: sweeps its B panels with the kernel for each of its A panels (read in place,
-/// packed whole beforehand, or packed here in MC chunks).
+/// packed whole beforehand, packed here into the whole buffer one panel at a time, or packed
+/// here in MC chunks). While the kernel sweeps a panel packed into the whole buffer, the next
+/// panel's source lines (into L2) and destination lines are prefetched, a share after each
+/// kernel call, so that packing it does not wait on memory.
 #[allow(clippy::too_many_arguments)]
 fn block<K, CA>(
     l: &GemmLayout,
@@ -434,15 +488,19 @@ fn block<K, CA>(
     CA: Convert<Dst = K::P>,
 {
     let kcp = kc.next_multiple_of(K::KU);
+    let panel = K::MR * kcp;
     let (rs, cs) = (l.c_rs as isize, l.c_cs as isize);
     // With a short k a kernel call is too brief for its own prefetch of C to hide memory
     // latency, and a C larger than L2 is in memory: then each call prefetches the next tile
     // (attention scores Q·Kᵀ, 512 × 64 × 512 bf16: the C stores fell from 15% to 6% of the
     // profile).
     let prefetch_next = kc <= SHORT_KC && l.m * l.n * std::mem::size_of::<f32>() > C_IN_MEMORY;
-    let tile = |i0: usize, apanel: *const K::P, a_rs: usize| {
+    let calls = (t.n1 - t.n0).div_ceil(K::NR);
+    // The kernel over one A panel and every B panel of the task. `next`: the first row and
+    // the packed destination of the panel packed after this one.
+    let tile = |i0: usize, apanel: *const K::P, a_rs: usize, next: Option<(usize, *const K::P)>| {
         let mr = (t.m1 - i0).min(K::MR);
-        for j0 in (t.n0..t.n1).step_by(K::NR) {
+        for (call, j0) in (t.n0..t.n1).step_by(K::NR).enumerate() {
             let nr = (t.n1 - j0).min(K::NR);
             let bpanel = &bp[(j0 / K::NR) * K::NR * kcp..][..K::NR * kcp];
             let cij = c.at(i0 * l.c_rs + (jc + j0) * l.c_cs);
@@ -462,44 +520,123 @@ fn block<K, CA>(
                     K::run_direct_a(kc, apanel, a_rs, bpanel.as_ptr(), cij, rs, cs, mr, nr, acc)
                 }
             };
+            if let Some((row, dst)) = next {
+                prefetch_rows(a, row, (t.m1 - row).min(K::MR), pc, kc, call, calls);
+                let bytes = panel * std::mem::size_of::<K::P>();
+                prefetch_share_for_write(dst as *const u8, bytes, call, calls);
+            }
         }
     };
     match panels {
         APanels::Whole(ap) => {
             // Task rows start on a panel boundary.
             for i0 in (t.m0..t.m1).step_by(K::MR) {
-                tile(i0, ap[(i0 / K::MR) * K::MR * kcp..].as_ptr(), 0);
+                tile(i0, ap[(i0 / K::MR) * panel..].as_ptr(), 0, None);
             }
-            return;
+        }
+        APanels::FillWhole(ap) => {
+            for i0 in (t.m0..t.m1).step_by(K::MR) {
+                // Task rows start on a panel boundary.
+                let at = (i0 / K::MR) * panel;
+                assert!(at + panel <= ap.len, "whole A buffer too short");
+                // SAFETY: panel i0 / MR of this KC block lies in the buffer (asserted); this
+                // task alone owns rows i0 .. i0 + MR (`fill_whole_a`), so no other task
+                // touches these values while this one packs and reads them.
+                let out = unsafe { std::slice::from_raw_parts_mut(ap.ptr.add(at), panel) };
+                pack::<CA>(
+                    a,
+                    K::MR,
+                    K::KU_A,
+                    K::KU,
+                    i0,
+                    (t.m1 - i0).min(K::MR),
+                    pc,
+                    kc,
+                    out,
+                );
+                let next = i0 + K::MR;
+                let next = (next < t.m1).then_some((next, out.as_ptr().wrapping_add(panel)));
+                tile(i0, out.as_ptr(), 0, next);
+            }
         }
         APanels::InPlace => {
             debug_assert_eq!(std::mem::size_of::<CA::Src>(), std::mem::size_of::<K::P>());
             let base = a.data.as_ptr() as *const K::P;
             for i0 in (t.m0..t.m1).step_by(K::MR) {
-                tile(i0, base.wrapping_add(a.off + i0 * a.rs + pc), a.rs);
+                tile(i0, base.wrapping_add(a.off + i0 * a.rs + pc), a.rs, None);
             }
-            return;
         }
-        APanels::PerBlock => {}
+        APanels::PerBlock => {
+            let mc_max = (t.m1 - t.m0).min(K::MC);
+            with_scratch(
+                &SCRATCH_A,
+                packed_len(mc_max, K::MR, kc, K::KU),
+                |ap: &mut [K::P]| {
+                    for ic in (t.m0..t.m1).step_by(K::MC) {
+                        let mc = (t.m1 - ic).min(K::MC);
+                        pack::<CA>(a, K::MR, K::KU_A, K::KU, ic, mc, pc, kc, ap);
+                        for (ir, apanel) in
+                            ap.chunks_exact(panel).take(mc.div_ceil(K::MR)).enumerate()
+                        {
+                            tile(ic + ir * K::MR, apanel.as_ptr(), 0, None);
+                        }
+                    }
+                },
+            );
+        }
     }
-    let mc_max = (t.m1 - t.m0).min(K::MC);
-    with_scratch(
-        &SCRATCH_A,
-        packed_len(mc_max, K::MR, kc, K::KU),
-        |ap: &mut [K::P]| {
-            for ic in (t.m0..t.m1).step_by(K::MC) {
-                let mc = (t.m1 - ic).min(K::MC);
-                pack::<CA>(a, K::MR, K::KU_A, K::KU, ic, mc, pc, kc, ap);
-                for (ir, apanel) in ap
-                    .chunks_exact(K::MR * kcp)
-                    .take(mc.div_ceil(K::MR))
-                    .enumerate()
-                {
-                    tile(ic + ir * K::MR, apanel.as_ptr(), 0);
-                }
+}
+
+/// Prefetches into L2 share `part` of `parts` of the source lines that packing the A panel
+/// of `rows` rows from row `r0`, k steps `p0 .. p0 + kc` (k contiguous in A), reads. Rows a
+/// page or more apart are where the hardware prefetchers stop.
+#[allow(clippy::too_many_arguments)]
+fn prefetch_rows<T>(
+    a: View<'_, T>,
+    r0: usize,
+    rows: usize,
+    p0: usize,
+    kc: usize,
+    part: usize,
+    parts: usize,
+) {
+    debug_assert_eq!(a.cs, 1);
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        const LINE: usize = 64;
+        let size = std::mem::size_of::<T>();
+        let first = a.data.as_ptr().wrapping_add(a.off + r0 * a.rs + p0) as *const i8;
+        for row in part * rows / parts..(part + 1) * rows / parts {
+            let start = first.wrapping_add(row * a.rs * size);
+            // From the line holding the row's first byte to the one holding its last.
+            let skew = start as usize % LINE;
+            let line0 = start.wrapping_sub(skew);
+            for off in (0..kc * size + skew).step_by(LINE) {
+                // SAFETY: prefetching is a hint and never faults.
+                unsafe { _mm_prefetch::<_MM_HINT_T1>(line0.wrapping_add(off)) };
             }
-        },
-    );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (a, r0, rows, p0, kc, part, parts);
+}
+
+/// Prefetches share `part` of `parts` of the `bytes` bytes at `dst` (line aligned) for
+/// writing: the packed panel written next, whose lines would otherwise be fetched one store
+/// miss at a time.
+fn prefetch_share_for_write(dst: *const u8, bytes: usize, part: usize, parts: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
+        let lines = bytes.div_ceil(64);
+        for line in part * lines / parts..(part + 1) * lines / parts {
+            // SAFETY: prefetching is a hint and never faults.
+            unsafe { _mm_prefetch::<_MM_HINT_ET0>(dst.wrapping_add(line * 64) as *const i8) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (dst, bytes, part, parts);
 }
 
 /// Kernel calls of at most this many k steps prefetch the next C tile (`block`).
