@@ -4,7 +4,7 @@ use pretext::backend::cpu::pool::{self, CachingAlloc};
 
 /// Large buffers are cached and reused across training steps instead of being mapped and
 /// faulted in afresh (see `backend::cpu::pool`). `PRETEXT_CPU_POOL_MB` sets the cache's limit
-/// (0 turns caching off).
+/// (0 turns caching off; the default is half the physical memory).
 #[global_allocator]
 static ALLOC: CachingAlloc = CachingAlloc;
 

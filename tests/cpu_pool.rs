@@ -88,6 +88,23 @@ fn caching_allocator() {
         }
     });
 
+    // The default limit is half the physical memory.
+    #[cfg(target_os = "linux")]
+    {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let kib: usize = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        let half = kib * 1024 / 2;
+        let got = pool::limit();
+        assert!(
+            got.abs_diff(half) <= half / 50,
+            "default limit {got}, half of MemTotal {half}"
+        );
+    }
+
     // The limit is respected; trim empties the cache; 0 turns caching off.
     pool::trim();
     assert_eq!(pool::stats().cached_bytes, 0);
@@ -100,4 +117,5 @@ fn caching_allocator() {
     drop(vec![0.0f32; MIN_POOLED]);
     assert_eq!(pool::stats().cached_bytes, 0);
     pool::set_limit(2 << 30);
+    assert_eq!(pool::limit(), 2 << 30);
 }
