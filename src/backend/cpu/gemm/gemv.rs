@@ -15,6 +15,7 @@
 //! batch entries, when there are enough), each streaming its own part of B. Sums run in a
 //! different order than the packed kernels: results agree to rounding.
 
+use half::bf16;
 use rayon::prelude::*;
 
 use super::driver::{CPtr, PAR_MIN_MACS};
@@ -185,6 +186,60 @@ simd_kernel! {
     fn dot(job: Job<'_, f32>) = dot_simd | dot_scalar;
 }
 simd_kernel! {
+    /// `dot` on bf16 A and W, widened to f32 as they are loaded (exact), products and sums in
+    /// f32: the bf16 decoding step on CPUs without AVX-512 BF16, where the packed path would
+    /// widen all of W into panels first.
+    pub(super) fn dot_bf16(job: Job<'_, bf16>) = dot_simd_bf16 | dot_scalar;
+}
+
+/// An element the dot form loads as f32 vectors.
+pub(super) trait Elem: Copy {
+    fn f32(self) -> f32;
+    /// `S::LANES` values at `p` as f32.
+    ///
+    /// # Safety
+    /// The values lie in their buffer; the CPU has `S`'s features.
+    unsafe fn load<S: Simd>(p: *const Self) -> S::V;
+    /// The first `n` < LANES values at `p` as f32, the other lanes 0.
+    ///
+    /// # Safety
+    /// As `load`, for `n` values.
+    unsafe fn load_tail<S: Simd>(p: *const Self, n: usize) -> S::V;
+}
+
+impl Elem for f32 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    unsafe fn load<S: Simd>(p: *const f32) -> S::V {
+        S::load(p)
+    }
+    #[inline(always)]
+    unsafe fn load_tail<S: Simd>(p: *const f32, n: usize) -> S::V {
+        S::load_tail(p, n, 0.0)
+    }
+}
+
+impl Elem for bf16 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self.to_f32()
+    }
+    #[inline(always)]
+    unsafe fn load<S: Simd>(p: *const bf16) -> S::V {
+        S::load_bf16(p.cast())
+    }
+    #[inline(always)]
+    unsafe fn load_tail<S: Simd>(p: *const bf16, n: usize) -> S::V {
+        // Through a zeroed buffer of one vector's values (LANES ≤ 16).
+        let mut buf = [0u16; 16];
+        std::ptr::copy_nonoverlapping(p.cast::<u16>(), buf.as_mut_ptr(), n);
+        S::load_bf16(buf.as_ptr())
+    }
+}
+simd_kernel! {
     /// C[i, j0..j1] (+)= Σ_p A[i, p]·B[p, j0..j1] (B's rows contiguous).
     fn axpy(job: Job<'_, f32>) = axpy_simd | axpy_scalar;
 }
@@ -199,11 +254,11 @@ pub(super) unsafe fn put<T>(job: &Job<'_, T>, i: usize, j: usize, v: f32) {
     *p = if job.accumulate { *p + v } else { v };
 }
 
-fn dot_scalar(job: Job<'_, f32>) {
+fn dot_scalar<E: Elem>(job: Job<'_, E>) {
     for i in 0..job.m {
         for j in job.j0..job.j1 {
             let w = &job.b[j * job.b_cs..];
-            let s = (0..job.k).fold(0.0, |s, p| s + job.a[i * job.a_rs + p] * w[p]);
+            let s = (0..job.k).fold(0.0, |s, p| s + job.a[i * job.a_rs + p].f32() * w[p].f32());
             // SAFETY: see the note above `dot`.
             unsafe { put(&job, i, j, s) };
         }
@@ -231,39 +286,49 @@ fn axpy_scalar(job: Job<'_, f32>) {
 /// AVX2's 16 registers.
 #[inline(always)]
 unsafe fn dot_simd<S: Simd>(job: Job<'_, f32>) {
+    dot_any::<S, f32>(job)
+}
+
+#[inline(always)]
+unsafe fn dot_simd_bf16<S: Simd>(job: Job<'_, bf16>) {
+    dot_any::<S, bf16>(job)
+}
+
+#[inline(always)]
+unsafe fn dot_any<S: Simd, E: Elem>(job: Job<'_, E>) {
     match job.m {
-        1 => dot_rows::<S, 1, 4>(&job),
-        2 => dot_rows::<S, 2, 4>(&job),
-        3 => dot_rows::<S, 3, 2>(&job),
-        _ => dot_rows::<S, 4, 2>(&job),
+        1 => dot_rows::<S, E, 1, 4>(&job),
+        2 => dot_rows::<S, E, 2, 4>(&job),
+        3 => dot_rows::<S, E, 3, 2>(&job),
+        _ => dot_rows::<S, E, 4, 2>(&job),
     }
 }
 
 #[inline(always)]
-unsafe fn dot_rows<S: Simd, const R: usize, const Q: usize>(job: &Job<'_, f32>) {
+unsafe fn dot_rows<S: Simd, E: Elem, const R: usize, const Q: usize>(job: &Job<'_, E>) {
     let mut j = job.j0;
     while j + Q <= job.j1 {
-        dot_block::<S, R, Q>(job, j);
+        dot_block::<S, E, R, Q>(job, j);
         j += Q;
     }
     while j < job.j1 {
-        dot_block::<S, R, 1>(job, j);
+        dot_block::<S, E, R, 1>(job, j);
         j += 1;
     }
 }
 
 /// C[0..R, j..j+Q] (+)= A[0..R, :]·W[j..j+Q, :]ᵀ.
 #[inline(always)]
-unsafe fn dot_block<S: Simd, const R: usize, const Q: usize>(job: &Job<'_, f32>, j: usize) {
+unsafe fn dot_block<S: Simd, E: Elem, const R: usize, const Q: usize>(job: &Job<'_, E>, j: usize) {
     let (l, k) = (S::LANES, job.k);
     let a = job.a.as_ptr();
     let w = job.b.as_ptr().add(j * job.b_cs);
     let mut s = [[S::splat(0.0); Q]; R];
     let mut p = 0;
     while p + l <= k {
-        let wv: [S::V; Q] = std::array::from_fn(|q| S::load(w.add(q * job.b_cs + p)));
+        let wv: [S::V; Q] = std::array::from_fn(|q| E::load::<S>(w.add(q * job.b_cs + p)));
         for (r, row) in s.iter_mut().enumerate() {
-            let av = S::load(a.add(r * job.a_rs + p));
+            let av = E::load::<S>(a.add(r * job.a_rs + p));
             for (acc, &x) in row.iter_mut().zip(&wv) {
                 *acc = S::fmadd(av, x, *acc);
             }
@@ -272,9 +337,9 @@ unsafe fn dot_block<S: Simd, const R: usize, const Q: usize>(job: &Job<'_, f32>,
     }
     if p < k {
         let t = k - p;
-        let wv: [S::V; Q] = std::array::from_fn(|q| S::load_tail(w.add(q * job.b_cs + p), t, 0.0));
+        let wv: [S::V; Q] = std::array::from_fn(|q| E::load_tail::<S>(w.add(q * job.b_cs + p), t));
         for (r, row) in s.iter_mut().enumerate() {
-            let av = S::load_tail(a.add(r * job.a_rs + p), t, 0.0);
+            let av = E::load_tail::<S>(a.add(r * job.a_rs + p), t);
             for (acc, &x) in row.iter_mut().zip(&wv) {
                 *acc = S::fmadd(av, x, *acc);
             }

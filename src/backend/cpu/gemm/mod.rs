@@ -447,6 +447,25 @@ pub fn bgemm_batched_path(
     if gemv_bf16(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets) {
         return Ok(());
     }
+    if let (Bf16Path::F32(level), Some(gemv::Form::Dot)) = (path, gemv::form(l)) {
+        // A decoding step without `vdpbf16ps`: f32 dot products on bf16 rows widened as they
+        // are loaded, rather than widening all of W into packed panels.
+        let acc = prescale(l, beta, c, c_offsets);
+        let kernel = |job: gemv::Job<'_, bf16>| gemv::dot_bf16(level, job);
+        gemv::run_with(
+            gemv::Form::Dot,
+            l,
+            a,
+            a_offsets,
+            b,
+            b_offsets,
+            acc,
+            c,
+            c_offsets,
+            kernel,
+        );
+        return Ok(());
+    }
     type W = pack::Bf16ToF32;
     match path {
         Bf16Path::Amx => run::<amx::Amx, pack::Bf16, pack::Bf16>(

@@ -25,6 +25,11 @@ impl Simd for Avx512 {
         _mm512_loadu_ps(p)
     }
     #[inline(always)]
+    unsafe fn load_bf16(p: *const u16) -> __m512 {
+        let x = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()));
+        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(x))
+    }
+    #[inline(always)]
     unsafe fn store(p: *mut f32, v: __m512) {
         _mm512_storeu_ps(p, v)
     }

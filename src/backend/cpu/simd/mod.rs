@@ -41,6 +41,8 @@ pub(crate) trait Simd: Copy {
     const LANES: usize;
     unsafe fn splat(x: f32) -> Self::V;
     unsafe fn load(p: *const f32) -> Self::V;
+    /// LANES bf16 values (their bits) at `p`, widened to f32 (exact: the bits shifted up).
+    unsafe fn load_bf16(p: *const u16) -> Self::V;
     unsafe fn store(p: *mut f32, v: Self::V);
     /// Lanes `0..n` from `p` (n < LANES), the others `fill`.
     unsafe fn load_tail(p: *const f32, n: usize, fill: f32) -> Self::V;
