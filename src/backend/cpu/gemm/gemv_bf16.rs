@@ -10,12 +10,17 @@ use std::arch::x86_64::*;
 use half::bf16;
 
 use super::gemv::{put, Job};
+use crate::backend::cpu::isa::Isa;
 
 /// bf16 values per vector.
 const L: usize = 32;
 
 /// An element type whose rows the kernel reads as bf16 vectors.
 pub(super) trait Bf16Row: Copy {
+    /// The f32 dot form for rows of this type widened to f32 as they are loaded, where that
+    /// computes the same products (bf16 rows: exactly); `None` for f32 rows, which the f32
+    /// paths round to bf16 first.
+    const WIDENED: Option<fn(Isa, Job<'_, Self>)>;
     /// 32 values at `p` as bf16, the first `n` of them when n < 32 (the rest 0).
     ///
     /// # Safety
@@ -25,6 +30,7 @@ pub(super) trait Bf16Row: Copy {
 }
 
 impl Bf16Row for bf16 {
+    const WIDENED: Option<fn(Isa, Job<'_, bf16>)> = Some(super::gemv::dot_bf16);
     #[inline(always)]
     unsafe fn load(p: *const bf16, n: usize) -> __m512bh {
         let v = if n >= L {
@@ -37,6 +43,7 @@ impl Bf16Row for bf16 {
 }
 
 impl Bf16Row for f32 {
+    const WIDENED: Option<fn(Isa, Job<'_, f32>)> = None;
     #[inline(always)]
     unsafe fn load(p: *const f32, n: usize) -> __m512bh {
         let half = |p: *const f32, n: usize| {

@@ -241,9 +241,11 @@ impl Bf16Path {
     }
 }
 
-/// A decoding step (up to 8 rows of A against W's rows along k) on the `vdpbf16ps` paths:
-/// dot products straight from W (`gemv_bf16`), bf16 or f32 rounded as it is read. Returns
-/// false, having done nothing, when the path, CPU or layout does not fit.
+/// A decoding step (up to 8 rows of A against W's rows along k) as dot products straight
+/// from W: `vdpbf16ps` (`gemv_bf16`) on its paths, bf16 or f32 rounded as it is read; on the
+/// f32 paths, f32 dot products on bf16 rows widened as they are loaded (`Bf16Row::WIDENED`;
+/// none for f32 rows) rather than widening all of W into packed panels. Returns false, having
+/// done nothing, when the path, CPU or layout does not fit.
 #[allow(clippy::too_many_arguments)]
 fn gemv_bf16<T: gemv_bf16::Bf16Row + Send + Sync>(
     path: Bf16Path,
@@ -256,31 +258,33 @@ fn gemv_bf16<T: gemv_bf16::Bf16Row + Send + Sync>(
     c: &mut [f32],
     c_offsets: &[usize],
 ) -> bool {
-    let dot = Some(gemv::Form::Dot);
-    if !matches!(path, Bf16Path::Amx | Bf16Path::Avx512Bf16)
-        || !isa::has_avx512_bf16()
-        || gemv::form(l) != dot
-    {
+    if gemv::form(l) != Some(gemv::Form::Dot) {
         return false;
     }
-    let acc = prescale(l, beta, c, c_offsets);
-    let kernel = |job: gemv::Job<'_, T>| {
-        // SAFETY: the CPU has AVX-512 BF16 (checked above, with F/BW, which every CPU with
-        // it has), and `run_with` keeps each job inside the checked bounds.
-        unsafe { gemv_bf16::dot(job) }
+    let run = |c: &mut [f32], kernel: &(dyn Fn(gemv::Job<'_, T>) + Sync)| {
+        let acc = prescale(l, beta, c, c_offsets);
+        gemv::run_with(
+            gemv::Form::Dot,
+            l,
+            a,
+            a_offsets,
+            b,
+            b_offsets,
+            acc,
+            c,
+            c_offsets,
+            kernel,
+        );
     };
-    gemv::run_with(
-        gemv::Form::Dot,
-        l,
-        a,
-        a_offsets,
-        b,
-        b_offsets,
-        acc,
-        c,
-        c_offsets,
-        kernel,
-    );
+    match (path, T::WIDENED) {
+        (Bf16Path::Amx | Bf16Path::Avx512Bf16, _) if isa::has_avx512_bf16() => {
+            // SAFETY: the CPU has AVX-512 BF16 (checked, with F/BW, which every CPU with it
+            // has), and `run_with` keeps each job inside the checked bounds.
+            run(c, &|job| unsafe { gemv_bf16::dot(job) })
+        }
+        (Bf16Path::F32(level), Some(widened)) => run(c, &|job| widened(level, job)),
+        _ => return false,
+    }
     true
 }
 
@@ -445,25 +449,6 @@ pub fn bgemm_batched_path(
     )?;
     let path = path.checked()?;
     if gemv_bf16(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets) {
-        return Ok(());
-    }
-    if let (Bf16Path::F32(level), Some(gemv::Form::Dot)) = (path, gemv::form(l)) {
-        // A decoding step without `vdpbf16ps`: f32 dot products on bf16 rows widened as they
-        // are loaded, rather than widening all of W into packed panels.
-        let acc = prescale(l, beta, c, c_offsets);
-        let kernel = |job: gemv::Job<'_, bf16>| gemv::dot_bf16(level, job);
-        gemv::run_with(
-            gemv::Form::Dot,
-            l,
-            a,
-            a_offsets,
-            b,
-            b_offsets,
-            acc,
-            c,
-            c_offsets,
-            kernel,
-        );
         return Ok(());
     }
     type W = pack::Bf16ToF32;
