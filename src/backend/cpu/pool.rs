@@ -13,12 +13,14 @@
 //!   Smaller requests go straight to the system allocator.
 //! - A freed pooled block goes onto its class's free list (an intrusive list: the next pointer
 //!   is written into the free block itself, so the allocator never allocates), unless the cache
-//!   would then exceed its limit ([`set_limit`]; by default half the physical memory), in which case it is returned to the system. A training step frees its activations
-//!   together at the end of backward: nanoGPT-shakespeare (6 × 384, block 256, batch 64) frees
-//!   several GiB at once, and with a 2 GiB limit the excess was unmapped and faulted in again the
-//!   next step (page clearing 16% of the profile, 1903 tokens/s; 2392 with the cache holding it).
+//!   would then exceed its limit ([`set_limit`]; by default half the physical memory), in which
+//!   case it is returned to the system. A training step frees its activations together at the
+//!   end of backward: nanoGPT-shakespeare (6 × 384, block 256, batch 64) frees several GiB at
+//!   once, and with the former 2 GiB limit the excess was unmapped and faulted in again the next
+//!   step (page clearing 16% of the profile, 1903 tokens/s; 2392 with the cache holding it).
 //! - `alloc_zeroed` on a reused block zeroes it with `memset` (cheap: the pages are mapped); on a
-//!   fresh block it asks the system for zeroed memory (lazily zero pages from the kernel).
+//!   fresh block below 2 MiB it asks the system for zeroed memory (lazily zero pages from the
+//!   kernel); a fresh huge-page block is zeroed with `memset` after the advice below.
 //! - If the system refuses memory, the cache is released and the request retried once.
 //! - Blocks of at least [`HUGE_PAGE`] = 2 MiB are aligned to 2 MiB and, on Linux, advised for
 //!   transparent huge pages (`madvise(MADV_HUGEPAGE)`; distributions default THP to `madvise`, so
