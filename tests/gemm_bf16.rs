@@ -1,7 +1,9 @@
-//! bf16 GEMM (f32 accumulation): every path (`vdpbf16ps` where the CPU has AVX-512 BF16,
-//! and the f32 kernels on bf16-rounded values) against the f32 reference computed on the
-//! bf16-rounded inputs. A product of two bf16 values (8-bit significands) is exact in f32,
-//! so the only error is the f32 summation: the same 2·k·ε·Σ|a||b| bound as f32 GEMM.
+//! bf16 GEMM (f32 accumulation): every path (AMX tiles where usable, `vdpbf16ps` where the
+//! CPU has AVX-512 BF16, the f32 kernels on bf16-rounded values, and with feature `emu` the
+//! AMX kernel on a scalar model of the tile unit, so its packing and driver run on any CPU)
+//! against the f32 reference computed on the bf16-rounded inputs. A product of two bf16
+//! values (8-bit significands) is exact in f32, so the only error is the f32 summation: the
+//! same 2·k·ε·Σ|a||b| bound as f32 GEMM.
 
 mod gemm_util;
 
@@ -12,6 +14,15 @@ use pretext::backend::cpu::gemm::{
     GemmLayout,
 };
 use pretext::backend::cpu::isa::{self, Isa};
+
+/// Every path this CPU runs, and with feature `emu` the AMX kernel on the tile unit's model.
+fn paths() -> Vec<Bf16Path> {
+    #[allow(unused_mut)]
+    let mut v = Bf16Path::available();
+    #[cfg(feature = "emu")]
+    v.push(Bf16Path::AmxEmulated);
+    v
+}
 
 fn round(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| bf16::from_f32(x).to_f32()).collect()
@@ -42,7 +53,7 @@ fn check(s: Shape, batch: usize, share_b: bool, beta: f32) {
         a.iter().map(|&x| bf16::from_f32(x)).collect(),
         b.iter().map(|&x| bf16::from_f32(x)).collect(),
     );
-    for p in Bf16Path::available() {
+    for p in paths() {
         let path = p.name();
         let mut got = c0.clone();
         bgemm_batched_path(p, &l, &a16, &ao, &b16, &bo, beta, &mut got, &co).unwrap();

@@ -11,13 +11,51 @@
 //! the tile instructions; edge and strided tiles go through a buffer. Tile instructions are
 //! not exposed as stable intrinsics, so the loop is inline assembly. Only used when
 //! `isa::amx_bf16_usable()` (CPU, XCR0 and the Linux permission grant); each thread loads
-//! the tile configuration once.
+//! the tile configuration once. The kernel is generic over its tile unit: the CPU's
+//! (`Hardware`, the assembly) or a scalar model of it (`tile_emu::Emulated`), on which the
+//! unit tests, and with feature `emu` the GEMM tests, run everything but the assembly on CPUs
+//! without AMX.
+
+use std::marker::PhantomData;
 
 use half::bf16;
 
 use super::kernel::{store_tile_generic, MicroKernel};
 
-pub(super) struct Amx;
+/// The AMX micro-kernel on tile unit `T`: the CPU's (`Amx`) or, with feature `emu`, a scalar
+/// model of it (`AmxEmulated`) that runs the same packing, driver and kernel code on any CPU.
+pub(super) struct AmxKernel<T>(PhantomData<T>);
+
+/// The AMX micro-kernel on the CPU's tile unit.
+pub(super) type Amx = AmxKernel<Hardware>;
+/// The AMX micro-kernel on the scalar model of the tile unit (`tile_emu`).
+#[cfg(feature = "emu")]
+pub(super) type AmxEmulated = AmxKernel<super::tile_emu::Emulated>;
+
+/// What computes one 32 × 32 tile product (see `Hardware::tile_product`).
+pub(super) trait Tiles: Sync {
+    /// C[0..32, 0..32] (= or +=) Σ over `blocks` k blocks of 32 of A·B, C at `c` with a row
+    /// stride of `c_stride` bytes (columns contiguous): tmm0/tmm1 are rows 0–15 at columns
+    /// 0–15 / 16–31, tmm2/tmm3 rows 16–31.
+    ///
+    /// # Safety
+    /// The unit must be usable (for the hardware, `isa::amx_bf16_usable()`); A holds
+    /// `blocks` k blocks laid out as `rows` says (32 rows × 32 bf16 each) and `b` as many
+    /// packed B blocks (16 pair rows × 32 column pairs); the 32 × 32 f32 at `c` with that row
+    /// stride are readable (when `load`) and writable.
+    unsafe fn tile_product(
+        blocks: usize,
+        rows: TileRows,
+        a: *const bf16,
+        b: *const bf16,
+        c: *mut f32,
+        c_stride: isize,
+        load: bool,
+    );
+}
+
+/// The CPU's tile unit (inline assembly).
+pub(super) struct Hardware;
 
 const MR: usize = 32;
 const NR: usize = 32;
@@ -41,7 +79,7 @@ const fn tile_config() -> TileConfig {
 
 static CONFIG: TileConfig = tile_config();
 
-impl MicroKernel for Amx {
+impl<T: Tiles> MicroKernel for AmxKernel<T> {
     type P = bf16;
     const MR: usize = MR;
     const NR: usize = NR;
@@ -66,7 +104,7 @@ impl MicroKernel for Amx {
         // SAFETY: forwarded contract (the dispatcher selects this kernel only when
         // `amx_bf16_usable()`); packed A blocks are 32 rows of 64 bytes, 2048 bytes apart.
         unsafe {
-            product(
+            product::<T>(
                 kc.div_ceil(32),
                 PACKED_A,
                 a,
@@ -128,7 +166,7 @@ impl MicroKernel for Amx {
                 // SAFETY: `packed` holds `blocks` packed A blocks and the B panel the
                 // blocks from p0 / 32 on; the rest is forwarded.
                 unsafe {
-                    product(
+                    product::<T>(
                         blocks,
                         PACKED_A,
                         packed.as_ptr(),
@@ -154,7 +192,7 @@ impl MicroKernel for Amx {
             };
             // SAFETY: 32 rows of A from `a` hold ≥ 32·whole values each (the caller's
             // contract); the rest is forwarded.
-            unsafe { product(whole, rows, a, b, c, rs, cs, mr, nr, acc) };
+            unsafe { product::<T>(whole, rows, a, b, c, rs, cs, mr, nr, acc) };
             acc = true;
         }
         let tail = kc - whole * 32;
@@ -165,7 +203,7 @@ impl MicroKernel for Amx {
             let b_tail = b.wrapping_add(whole * 32 * NR);
             // SAFETY: `panel` is one packed A block, zero past the tail; the B panel holds
             // `whole + 1` blocks (kc padded to 32); the rest is forwarded.
-            unsafe { product(1, PACKED_A, panel.as_ptr(), b_tail, c, rs, cs, mr, nr, acc) };
+            unsafe { product::<T>(1, PACKED_A, panel.as_ptr(), b_tail, c, rs, cs, mr, nr, acc) };
         }
     }
 }
@@ -173,10 +211,10 @@ impl MicroKernel for Amx {
 /// Where the two 16-row A tiles of a k block lie: rows `stride` bytes apart, rows 16–31
 /// `second_half` bytes after rows 0–15, the next k block `step` bytes on.
 #[derive(Clone, Copy)]
-struct TileRows {
-    stride: isize,
-    second_half: isize,
-    step: isize,
+pub(super) struct TileRows {
+    pub(super) stride: isize,
+    pub(super) second_half: isize,
+    pub(super) step: isize,
 }
 
 /// A packed A panel: per k block 32 rows × 64 bytes (two 1024-byte tiles), blocks 2048 bytes
@@ -196,7 +234,7 @@ const PACKED_A: TileRows = TileRows {
 /// readable; the mr × nr tile of C at `c` (strides `rs`, `cs`) must be valid.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn product(
+unsafe fn product<T: Tiles>(
     blocks: usize,
     rows: TileRows,
     a: *const bf16,
@@ -210,12 +248,12 @@ unsafe fn product(
 ) {
     if mr == MR && nr == NR && cs == 1 {
         // SAFETY: a full tile with unit column stride: 32 rows of 32 f32, rs apart.
-        unsafe { tile_product(blocks, rows, a, b, c, rs * 4, accumulate) }
+        unsafe { T::tile_product(blocks, rows, a, b, c, rs * 4, accumulate) }
     } else {
         let mut tile = [0.0f32; MR * NR];
         // SAFETY: `tile` is 32 rows of 128 bytes; the rest is the caller's contract.
         unsafe {
-            tile_product(
+            T::tile_product(
                 blocks,
                 rows,
                 a,
@@ -236,159 +274,176 @@ thread_local! {
     static CONFIGURED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// C[0..32, 0..32] (= or +=) Σ over `blocks` k blocks of 32 of A·B, C at `c` with a row
-/// stride of `c_stride` bytes (columns contiguous): tmm0/tmm1 are rows 0–15 at columns
-/// 0–15 / 16–31, tmm2/tmm3 rows 16–31.
-///
-/// # Safety
-/// AMX tiles must be usable (`isa::amx_bf16_usable()`); A holds `blocks` k blocks laid out
-/// as `rows` says (32 rows × 32 bf16 each) and `b` as many packed B blocks (16 pair rows ×
-/// 32 column pairs); the 32 × 32 f32 at `c` with that row stride are readable (when `load`)
-/// and writable.
-#[inline(always)]
-unsafe fn tile_product(
-    blocks: usize,
-    rows: TileRows,
-    a: *const bf16,
-    b: *const bf16,
-    c: *mut f32,
-    c_stride: isize,
-    load: bool,
-) {
-    if !CONFIGURED.get() {
-        // SAFETY: the operand is a 64-byte aligned palette-1 configuration; the tile state is
-        // permitted (the caller's contract).
-        unsafe {
-            std::arch::asm!("ldtilecfg [{cfg}]", cfg = in(reg) CONFIG.0.as_ptr(),
+impl Tiles for Hardware {
+    #[inline(always)]
+    unsafe fn tile_product(
+        blocks: usize,
+        rows: TileRows,
+        a: *const bf16,
+        b: *const bf16,
+        c: *mut f32,
+        c_stride: isize,
+        load: bool,
+    ) {
+        if !CONFIGURED.get() {
+            // SAFETY: the operand is a 64-byte aligned palette-1 configuration; the tile state is
+            // permitted (the caller's contract).
+            unsafe {
+                std::arch::asm!("ldtilecfg [{cfg}]", cfg = in(reg) CONFIG.0.as_ptr(),
                 options(nostack, readonly));
+            }
+            CONFIGURED.set(true);
         }
-        CONFIGURED.set(true);
-    }
-    // SAFETY: each k block of A is two tiles of 16 rows × 64 bytes where `rows` says, and of
-    // the B panel 16 pair rows × 128 bytes (two tiles at +0 / +64 with stride 128), `blocks`
-    // ≥ 1 of each; C spans 32 rows of `c_stride` bytes, 128 bytes each (the caller's
-    // contract). The tiles are configured above.
-    unsafe {
-        std::arch::asm!(
-            "test {ld}, {ld}",
-            "jz 3f",
-            "tileloadd tmm0, [{c} + {cs}*1]",
-            "tileloadd tmm1, [{c} + {cs}*1 + 64]",
-            "tileloadd tmm2, [{c16} + {cs}*1]",
-            "tileloadd tmm3, [{c16} + {cs}*1 + 64]",
-            "jmp 2f",
-            "3:",
-            "tilezero tmm0",
-            "tilezero tmm1",
-            "tilezero tmm2",
-            "tilezero tmm3",
-            "2:",
-            "tileloadd tmm4, [{a} + {ars}*1]",
-            "tileloadd tmm5, [{a16} + {ars}*1]",
-            "tileloadd tmm6, [{b} + {s128}*1]",
-            "tileloadd tmm7, [{b} + {s128}*1 + 64]",
-            "tdpbf16ps tmm0, tmm4, tmm6",
-            "tdpbf16ps tmm1, tmm4, tmm7",
-            "tdpbf16ps tmm2, tmm5, tmm6",
-            "tdpbf16ps tmm3, tmm5, tmm7",
-            "add {a}, {astep}",
-            "add {a16}, {astep}",
-            "add {b}, 2048",
-            "dec {n}",
-            "jnz 2b",
-            "tilestored [{c} + {cs}*1], tmm0",
-            "tilestored [{c} + {cs}*1 + 64], tmm1",
-            "tilestored [{c16} + {cs}*1], tmm2",
-            "tilestored [{c16} + {cs}*1 + 64], tmm3",
-            ld = in(reg) load as usize,
-            a = inout(reg) a => _,
-            a16 = inout(reg) a.wrapping_byte_offset(rows.second_half) => _,
-            ars = in(reg) rows.stride,
-            astep = in(reg) rows.step,
-            b = inout(reg) b => _,
-            n = inout(reg) blocks => _,
-            c = in(reg) c,
-            c16 = in(reg) c.wrapping_byte_offset(16 * c_stride),
-            cs = in(reg) c_stride,
-            s128 = in(reg) 128usize,
-            options(nostack),
-        );
+        // SAFETY: each k block of A is two tiles of 16 rows × 64 bytes where `rows` says, and of
+        // the B panel 16 pair rows × 128 bytes (two tiles at +0 / +64 with stride 128), `blocks`
+        // ≥ 1 of each; C spans 32 rows of `c_stride` bytes, 128 bytes each (the caller's
+        // contract). The tiles are configured above.
+        unsafe {
+            std::arch::asm!(
+                "test {ld}, {ld}",
+                "jz 3f",
+                "tileloadd tmm0, [{c} + {cs}*1]",
+                "tileloadd tmm1, [{c} + {cs}*1 + 64]",
+                "tileloadd tmm2, [{c16} + {cs}*1]",
+                "tileloadd tmm3, [{c16} + {cs}*1 + 64]",
+                "jmp 2f",
+                "3:",
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                "2:",
+                "tileloadd tmm4, [{a} + {ars}*1]",
+                "tileloadd tmm5, [{a16} + {ars}*1]",
+                "tileloadd tmm6, [{b} + {s128}*1]",
+                "tileloadd tmm7, [{b} + {s128}*1 + 64]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                "add {a}, {astep}",
+                "add {a16}, {astep}",
+                "add {b}, 2048",
+                "dec {n}",
+                "jnz 2b",
+                "tilestored [{c} + {cs}*1], tmm0",
+                "tilestored [{c} + {cs}*1 + 64], tmm1",
+                "tilestored [{c16} + {cs}*1], tmm2",
+                "tilestored [{c16} + {cs}*1 + 64], tmm3",
+                ld = in(reg) load as usize,
+                a = inout(reg) a => _,
+                a16 = inout(reg) a.wrapping_byte_offset(rows.second_half) => _,
+                ars = in(reg) rows.stride,
+                astep = in(reg) rows.step,
+                b = inout(reg) b => _,
+                n = inout(reg) blocks => _,
+                c = in(reg) c,
+                c16 = in(reg) c.wrapping_byte_offset(16 * c_stride),
+                cs = in(reg) c_stride,
+                s128 = in(reg) 128usize,
+                options(nostack),
+            );
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    //! The tile instructions cannot run without AMX hardware, so this checks the part that
-    //! can go wrong silently everywhere: that the packed panels, read with exactly the
-    //! addresses and strides the assembly uses, give A·B. It models `tileloadd` (16 rows of
-    //! 64 bytes at base + row·stride) and `tdpbf16ps` (C[m][n] += Σ_q A[m][2q]·B[q][2n] +
-    //! A[m][2q+1]·B[q][2n+1]) in scalar code.
+    //! The kernel's Rust side on the scalar model of the tile unit (`tile_emu`), which reads
+    //! exactly the addresses and strides the assembly does: packed panels and A read in place
+    //! give A·B on full, edge and strided tiles, with k tails, overwriting and accumulating.
+    //! (`tests/gemm_bf16.rs` runs the whole driver on it with feature `emu`.)
     use super::*;
     use crate::backend::cpu::gemm::pack::{pack, packed_len, Bf16, View};
+    use crate::backend::cpu::gemm::tile_emu::Emulated;
 
-    /// 16 × 32 bf16 tile loaded from `base` (in bf16 elements) with a byte stride.
-    fn tileload(buf: &[bf16], base: usize, stride_bytes: usize) -> Vec<[f32; 32]> {
-        (0..16)
-            .map(|r| {
-                let o = base + r * stride_bytes / 2;
-                std::array::from_fn(|e| buf[o + e].to_f32())
-            })
-            .collect()
+    type Model = AmxKernel<Emulated>;
+
+    fn val(i: usize) -> bf16 {
+        bf16::from_f32(((i * 37 % 101) as f32 - 50.0) / 16.0)
     }
 
-    fn dp(c: &mut [[f32; 16]; 16], a: &[[f32; 32]], b: &[[f32; 32]]) {
-        for (m, crow) in c.iter_mut().enumerate() {
-            for (n, cv) in crow.iter_mut().enumerate() {
-                for q in 0..16 {
-                    *cv += a[m][2 * q] * b[q][2 * n] + a[m][2 * q + 1] * b[q][2 * n + 1];
+    /// C (m × n, row stride `rs`, column stride `cs`) from A (m × k, rows `a_rs` apart) and
+    /// B (k × n), through `run` on packed panels or `run_direct_a`, against the plain sum.
+    fn check(m: usize, n: usize, k: usize, a_rs: usize, (rs, cs): (usize, usize), direct: bool) {
+        let a: Vec<bf16> = (0..m * a_rs).map(val).collect();
+        let b: Vec<bf16> = (0..k * n).map(|i| val(i + 7)).collect();
+        let mut ap = vec![bf16::ZERO; packed_len(m, MR, k, Model::KU)];
+        let mut bp = vec![bf16::ZERO; packed_len(n, NR, k, Model::KU)];
+        let av = View {
+            data: &a,
+            off: 0,
+            rs: a_rs,
+            cs: 1,
+        };
+        // pack takes B as its panel sees it: column j along `rs`, k along `cs`.
+        let bv = View {
+            data: &b,
+            off: 0,
+            rs: 1,
+            cs: n,
+        };
+        pack::<Bf16>(av, MR, Model::KU_A, Model::KU, 0, m, 0, k, &mut ap);
+        pack::<Bf16>(bv, NR, Model::KU_B, Model::KU, 0, n, 0, k, &mut bp);
+        let c0: Vec<f32> = (0..(m - 1) * rs + (n - 1) * cs + 1)
+            .map(|i| val(i + 3).to_f32())
+            .collect();
+        for accumulate in [false, true] {
+            let mut c = c0.clone();
+            // SAFETY: the panels hold MR·kc' and NR·kc' packed values; A's m rows hold k
+            // values `a_rs` apart; C holds the m × n tile at these strides.
+            unsafe {
+                let cp = c.as_mut_ptr();
+                let (rs, cs) = (rs as isize, cs as isize);
+                if direct {
+                    Model::run_direct_a(
+                        k,
+                        a.as_ptr(),
+                        a_rs,
+                        bp.as_ptr(),
+                        cp,
+                        rs,
+                        cs,
+                        m,
+                        n,
+                        accumulate,
+                    )
+                } else {
+                    Model::run(k, ap.as_ptr(), bp.as_ptr(), cp, rs, cs, m, n, accumulate)
+                }
+            };
+            for i in 0..m {
+                for j in 0..n {
+                    let base = if accumulate { c0[i * rs + j * cs] } else { 0.0 };
+                    let want: f32 = base
+                        + (0..k)
+                            .map(|p| a[i * a_rs + p].to_f32() * b[p * n + j].to_f32())
+                            .sum::<f32>();
+                    let got = c[i * rs + j * cs];
+                    assert!(
+                        (got - want).abs() <= 1e-3 * (1.0 + want.abs()),
+                        "{m}x{n}x{k} direct {direct} acc {accumulate}: C[{i},{j}] {got} vs {want}"
+                    );
                 }
             }
         }
     }
 
     #[test]
-    fn packed_layout_matches_the_tile_addressing() {
-        let (m, n, k) = (29, 27, 45); // edges in every dimension; k padded to 64
-        let val = |i: usize| bf16::from_f32(((i * 37 % 101) as f32 - 50.0) / 16.0);
-        let a: Vec<bf16> = (0..m * k).map(val).collect();
-        let b: Vec<bf16> = (0..k * n).map(|i| val(i + 7)).collect();
-        let mut ap = vec![bf16::ZERO; packed_len(m, MR, k, Amx::KU)];
-        let mut bp = vec![bf16::ZERO; packed_len(n, NR, k, Amx::KU)];
-        let av = View {
-            data: &a,
-            off: 0,
-            rs: k,
-            cs: 1,
-        };
-        let bt = View {
-            data: &b,
-            off: 0,
-            rs: 1,
-            cs: n,
-        };
-        pack::<Bf16>(av, MR, Amx::KU_A, Amx::KU, 0, m, 0, k, &mut ap);
-        pack::<Bf16>(bt, NR, Amx::KU_B, Amx::KU, 0, n, 0, k, &mut bp);
-        let mut c = [[[0.0f32; 16]; 16]; 4];
-        for kb in 0..k.div_ceil(32) {
-            // Byte offsets of the assembly: A +0 / +1024 stride 64; B +0 / +64 stride 128.
-            let (a0, b0) = (kb * 1024, kb * 1024);
-            let ta = [tileload(&ap, a0, 64), tileload(&ap, a0 + 512, 64)];
-            let tb = [tileload(&bp, b0, 128), tileload(&bp, b0 + 32, 128)];
-            dp(&mut c[0], &ta[0], &tb[0]);
-            dp(&mut c[1], &ta[0], &tb[1]);
-            dp(&mut c[2], &ta[1], &tb[0]);
-            dp(&mut c[3], &ta[1], &tb[1]);
-        }
-        for i in 0..m {
-            for j in 0..n {
-                let want: f32 = (0..k)
-                    .map(|p| a[i * k + p].to_f32() * b[p * n + j].to_f32())
-                    .sum();
-                let got = c[(i / 16) * 2 + j / 16][i % 16][j % 16];
-                assert!(
-                    (got - want).abs() <= 1e-3 * (1.0 + want.abs()),
-                    "C[{i},{j}] {got} vs {want}"
-                );
+    fn packed_and_in_place_tiles_on_the_tile_model() {
+        // Full tiles stored in place (unit column stride), at a row stride that is not a
+        // multiple of 16; edge tiles and strided C through the buffer; k of one block, a
+        // tail, and more than GROUP blocks of edge rows.
+        for &(m, n, k) in &[
+            (32, 32, 32),
+            (32, 32, 45),
+            (29, 27, 45),
+            (32, 17, 600),
+            (5, 32, 64),
+        ] {
+            for direct in [false, true] {
+                check(m, n, k, k + 3, (n + 5, 1), direct);
+                check(m, n, k, k, (1, m + 2), direct);
             }
         }
     }

@@ -27,6 +27,8 @@ mod pack;
 pub mod peak;
 mod precision;
 mod scalar;
+#[cfg(any(test, feature = "emu"))]
+mod tile_emu;
 
 use half::bf16;
 
@@ -171,6 +173,11 @@ fn run<K, CA, CB>(
 pub enum Bf16Path {
     /// AMX tiles (`tdpbf16ps`), when the CPU has them and Linux grants the tile state.
     Amx,
+    /// The AMX kernel on a scalar model of the tile unit (feature `emu`, for tests): the same
+    /// packing, driver and kernel code as `Amx` on any CPU, only the tile instructions
+    /// modelled. Never chosen by `at` nor listed by `available`.
+    #[cfg(feature = "emu")]
+    AmxEmulated,
     /// `vdpbf16ps` pair dot products (AVX-512 BF16).
     Avx512Bf16,
     /// The f32 kernel of this level on bf16-rounded inputs.
@@ -219,6 +226,8 @@ impl Bf16Path {
     pub fn name(self) -> String {
         match self {
             Bf16Path::Amx => "amx_bf16".to_string(),
+            #[cfg(feature = "emu")]
+            Bf16Path::AmxEmulated => "amx_bf16-emulated".to_string(),
             Bf16Path::Avx512Bf16 => "avx512_bf16".to_string(),
             Bf16Path::F32(l) => format!("{}-f32-on-bf16", l.name()),
         }
@@ -236,6 +245,8 @@ impl Bf16Path {
                  (CPU, XCR0 or the Linux arch_prctl permission)",
             )),
             Bf16Path::Amx => Ok(self),
+            #[cfg(feature = "emu")]
+            Bf16Path::AmxEmulated => Ok(self),
             Bf16Path::F32(l) => Ok(Bf16Path::F32(l.min(isa::detected()))),
         }
     }
@@ -283,6 +294,7 @@ fn gemv_bf16<T: gemv_bf16::Bf16Row + Send + Sync>(
             run(c, &|job| unsafe { gemv_bf16::dot(job) })
         }
         (Bf16Path::F32(level), Some(widened)) => run(c, &|job| widened(level, job)),
+        // The emulated AMX path takes no shortcut: every shape runs its tile kernel.
         _ => return false,
     }
     true
@@ -456,6 +468,10 @@ pub fn bgemm_batched_path(
         Bf16Path::Amx => run::<amx::Amx, pack::Bf16, pack::Bf16>(
             l, a, a_offsets, b, b_offsets, beta, c, c_offsets,
         ),
+        #[cfg(feature = "emu")]
+        Bf16Path::AmxEmulated => run::<amx::AmxEmulated, pack::Bf16, pack::Bf16>(
+            l, a, a_offsets, b, b_offsets, beta, c, c_offsets,
+        ),
         Bf16Path::Avx512Bf16 => run::<avx512_bf16::Avx512Bf16, pack::Bf16, pack::Bf16>(
             l, a, a_offsets, b, b_offsets, beta, c, c_offsets,
         ),
@@ -546,6 +562,10 @@ pub fn sgemm_batched_bf16_path(
     type T = pack::F32ToBf16;
     match path {
         Bf16Path::Amx => run::<amx::Amx, T, T>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets),
+        #[cfg(feature = "emu")]
+        Bf16Path::AmxEmulated => {
+            run::<amx::AmxEmulated, T, T>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+        }
         Bf16Path::Avx512Bf16 => {
             run::<avx512_bf16::Avx512Bf16, T, T>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
         }
