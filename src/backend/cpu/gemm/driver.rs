@@ -490,11 +490,9 @@ fn block<K, CA>(
     let kcp = kc.next_multiple_of(K::KU);
     let panel = K::MR * kcp;
     let (rs, cs) = (l.c_rs as isize, l.c_cs as isize);
-    // With a short k a kernel call is too brief for its own prefetch of C to hide memory
-    // latency, and a C larger than L2 is in memory: then each call prefetches the next tile
-    // (attention scores Q·Kᵀ, 512 × 64 × 512 bf16: the C stores fell from 15% to 6% of the
-    // profile).
-    let prefetch_next = kc <= SHORT_KC && l.m * l.n * std::mem::size_of::<f32>() > C_IN_MEMORY;
+    // No prefetch of the next C tile beyond the kernel's own: with short k and C in memory
+    // (512 × 64 × 512 ×12 Q·Kᵀ, 768 × 128 × 512) it made the GEMM 1–7% slower on Zen 4, with
+    // and without huge pages, since the assembly k loops and inlined tile stores.
     let calls = (t.n1 - t.n0).div_ceil(K::NR);
     // The kernel over one A panel and every B panel of the task. `next`: the first row and
     // the packed destination of the panel packed after this one.
@@ -504,10 +502,6 @@ fn block<K, CA>(
             let nr = (t.n1 - j0).min(K::NR);
             let bpanel = &bp[(j0 / K::NR) * K::NR * kcp..][..K::NR * kcp];
             let cij = c.at(i0 * l.c_rs + (jc + j0) * l.c_cs);
-            if prefetch_next && j0 + K::NR < t.n1 {
-                let next = cij.wrapping_add(K::NR * l.c_cs);
-                prefetch_tile_for_write(next, l.c_rs, l.c_cs, mr, K::NR);
-            }
             // SAFETY: the A panel holds MR·kcp packed values (or, read in place, rows
             // i0 .. i0+mr of A hold kc values from column pc, inside A's checked bounds); the
             // B panel NR·kcp; the tile (mr × nr at row i0, column jc+j0) lies inside C
@@ -637,40 +631,6 @@ fn prefetch_share_for_write(dst: *const u8, bytes: usize, part: usize, parts: us
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (dst, bytes, part, parts);
-}
-
-/// Kernel calls of at most this many k steps prefetch the next C tile (`block`).
-const SHORT_KC: usize = 128;
-/// C of more bytes than this (half an L2, which the packed B block mostly fills) is taken to
-/// be in memory (`block`).
-const C_IN_MEMORY: usize = 512 << 10;
-
-/// Prefetches, for writing, the `rows` × `cols` C tile at `c` (row stride `rs`, unit column
-/// stride; other layouts are left alone): each line a row touches, once (a second prefetch
-/// of a line already in flight held up the next ones: issuing 3 per 128-byte row instead of
-/// the 2 lines it spans made 512 × 64 × 512 ×12 bf16 Q·Kᵀ 4–5% slower, Zen 4).
-/// Prefetches never fault, so the addresses need not be valid.
-fn prefetch_tile_for_write(c: *mut f32, rs: usize, cs: usize, rows: usize, cols: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if cs == 1 && cols > 0 {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
-        const LINE: usize = 64;
-        for i in 0..rows {
-            let row = c.wrapping_add(i * rs);
-            // Lines from the one holding the row's first element to the one holding its last.
-            let first = (row as usize) & !(LINE - 1);
-            let last = (row.wrapping_add(cols - 1) as usize) & !(LINE - 1);
-            let p = row as *const i8;
-            for line in (first..=last).step_by(LINE) {
-                // SAFETY: prefetching is a hint and never faults.
-                unsafe {
-                    _mm_prefetch::<_MM_HINT_ET0>(p.wrapping_add(line.wrapping_sub(row as usize)))
-                };
-            }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (c, rs, cs, rows, cols);
 }
 
 /// Whether A is read in place rather than packed: when the kernel can (f32 or bf16, no
