@@ -515,6 +515,22 @@ fn views_reshape_permute_narrow() {
         v[0].narrow(-1, 1, 3)?.narrow(0, 1, 1)?.mul_scalar(2.0)
     });
     check(vec![x], |v| v[0].narrow(2, 0, 4)?.narrow(1, 2, 1)?.tanh());
+    // Several narrows of one input add their gradients into slices of one accumulated
+    // gradient (`Tensor::narrow_backward_add`): a q | k | v split along the last dim, a slice
+    // overlapping two of them, one along a middle dim, and the input also used whole.
+    check(vec![randn(&[2, 3, 6], 75)], |v| {
+        let x = &v[0];
+        let (q, k, w) = (x.narrow(2, 0, 2)?, x.narrow(2, 2, 2)?, x.narrow(2, 4, 2)?);
+        let overlap = x.narrow(2, 1, 2)?.mul_scalar(3.0)?;
+        let mid = x.narrow(1, 1, 2)?.tanh()?.sum_all()?;
+        q.mul(&k)?
+            .add(&w.exp()?)?
+            .add(&overlap)?
+            .add(&x.narrow(2, 3, 2)?)?
+            .sum_all()?
+            .add(&mid)?
+            .add(&x.mul(x)?.sum_all()?)
+    });
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use half::{bf16, f16};
 use ndarray::{ArrayD, Axis, IxDyn};
 use pretext::autograd::Var;
-use pretext::tensor::{AttentionMasks, DType, Rng, Tensor};
+use pretext::tensor::{AttentionMasks, Binary, DType, Rng, Tensor};
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
     Tensor::randn(shape, 0.0, 1.0, &mut Rng::new(seed))
@@ -72,6 +72,81 @@ fn binary_broadcast_matches_ndarray() {
         assert_close(&a.mul(&b).unwrap(), &(&na * &nb), 1e-6);
         assert_close(&a.div(&b).unwrap(), &(&na / &nb), 1e-6);
     }
+}
+
+/// Every binary op, same-shape and broadcast, on tensors large enough to be split across
+/// two threads (each task writing its own freshly allocated rows), against ndarray exactly.
+#[test]
+fn binary_ops_on_large_tensors_split_across_threads() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let a = randn(&[300, 1001], 3);
+        for b in [
+            randn(&[300, 1001], 4),
+            randn(&[1001], 5),
+            randn(&[300, 1], 6),
+        ] {
+            let (na, nb) = (nd(&a), nd(&b));
+            let bb = nb.broadcast(na.shape()).unwrap();
+            let zip = |f: fn(f32, f32) -> f32| {
+                let mut out = na.clone();
+                out.zip_mut_with(&bb, |x, &y| *x = f(*x, y));
+                out
+            };
+            assert_close(&a.add(&b).unwrap(), &zip(|x, y| x + y), 0.0);
+            assert_close(&a.sub(&b).unwrap(), &zip(|x, y| x - y), 0.0);
+            assert_close(&a.mul(&b).unwrap(), &zip(|x, y| x * y), 0.0);
+            assert_close(&a.div(&b).unwrap(), &zip(|x, y| x / y), 0.0);
+            assert_close(&a.binary(&b, Binary::Maximum).unwrap(), &zip(f32::max), 0.0);
+            assert_close(&a.binary(&b, Binary::Minimum).unwrap(), &zip(f32::min), 0.0);
+        }
+        let x = randn(&[400, 500], 7);
+        assert_close(&x.exp().unwrap(), &nd(&x).mapv(f32::exp), 0.0);
+    });
+}
+
+/// The backward pass's accumulation of a narrow's gradient equals adding the zero-padded
+/// gradient, leaves a tensor sharing the accumulator's storage unchanged, reads a strided
+/// gradient, and names the op and shapes on a mismatch.
+#[test]
+fn narrow_backward_add_equals_adding_the_padded_gradient() {
+    let acc = randn(&[2, 5, 3], 8);
+    let keep = acc.clone();
+    for (dim, start, g) in [
+        (1, 1, randn(&[2, 3, 3], 9)),
+        (2, 2, randn(&[2, 5, 1], 10)),
+        (0, 0, randn(&[3, 5, 1], 11).permute(&[2, 1, 0]).unwrap()),
+    ] {
+        let full = acc.shape()[dim];
+        let want = nd(&acc) + nd(&g.narrow_backward(dim, start, full).unwrap());
+        let got = g
+            .narrow_backward_add(Some(acc.clone()), dim, start, full)
+            .unwrap();
+        assert_close(&got, &want, 0.0);
+        let alone = g.narrow_backward_add(None, dim, start, full).unwrap();
+        assert_close(
+            &alone,
+            &nd(&g.narrow_backward(dim, start, full).unwrap()),
+            0.0,
+        );
+    }
+    assert_eq!(keep.to_vec::<f32>().unwrap(), acc.to_vec::<f32>().unwrap());
+    let e = randn(&[2, 3, 3], 12)
+        .narrow_backward_add(Some(acc.clone()), 1, 3, 5)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("narrow_backward_add") && e.contains("[2, 3, 3]"),
+        "{e}"
+    );
+    let e = randn(&[2, 3, 3], 12)
+        .narrow_backward_add(Some(acc), 1, 0, 4)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[2, 5, 3]"), "{e}");
 }
 
 #[test]

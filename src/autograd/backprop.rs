@@ -103,7 +103,8 @@ pub(super) fn backward(
             }
             g.permute(&inv)?.contiguous()
         }),
-        // d narrow = g placed back at start..start+len, zeros elsewhere
+        // d narrow = g placed back at start..start+len, zeros elsewhere (the backward pass adds
+        // it into the slice of the input's gradient instead: `Tensor::narrow_backward_add`)
         Op::Narrow { dim, start } => unary(&|| g.narrow_backward(*dim, *start, x(0).shape()[*dim])),
         Op::BroadcastTo => unary(&|| g.sum_to_shape(x(0).shape())),
         // softmax: dx = y ⊙ (g − Σ g⊙y); log-softmax: dx = g − eʸ·Σ g

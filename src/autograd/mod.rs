@@ -217,6 +217,20 @@ impl Var {
                     )));
                 }
             }
+            // A narrow's gradient (g at start..start+len along dim, zeros elsewhere) is added
+            // straight into that slice of its input's gradient (`narrow_backward_add`), not
+            // padded to the full shape and then added (the rule in `backprop`).
+            if let Op::Narrow { dim, start } = gf.op {
+                let input = &gf.inputs[0];
+                if input.0.requires_grad {
+                    let id = input.0.id;
+                    let full = input.value().shape()[dim];
+                    let acc = g.narrow_backward_add(grads.remove(&id), dim, start, full)?;
+                    stats.grads_computed += 1;
+                    grads.insert(id, acc);
+                }
+                continue;
+            }
             let need: Vec<bool> = gf.inputs.iter().map(|v| v.0.requires_grad).collect();
             let input_grads =
                 backprop::backward(&gf.op, &gf.inputs, &node.value.borrow(), &g, &need)?;

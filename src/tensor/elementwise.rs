@@ -1,16 +1,11 @@
 //! Pointwise ops: unary maps, scalar ops and binary ops with NumPy broadcasting.
 
-use rayon::prelude::*;
-
 use super::layout::broadcast_shapes;
 use super::Tensor;
 use crate::backend::cpu::activation::{self, Gelu};
 use crate::backend::cpu::math;
-use crate::backend::cpu::par::fresh;
+use crate::backend::cpu::par::{self, fresh};
 use crate::error::Result;
-
-/// Tensors at least this large are processed in parallel.
-const PAR_MIN: usize = 1 << 16;
 
 /// Unary pointwise functions on f32.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -104,17 +99,64 @@ impl Binary {
     }
 }
 
-/// y = f(x) elementwise, in parallel for large tensors.
-fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
-    if x.len() >= PAR_MIN {
-        out.par_chunks_mut(4096)
-            .zip(x.par_chunks(4096))
-            .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x)));
-    } else {
-        out.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x));
-    }
-    out
+/// y = f(x) elementwise, in parallel for large tensors, into a fresh output zeroed piece by
+/// piece in cache (`par::fresh`) rather than by one memset of the whole.
+fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync + Send) -> Vec<f32> {
+    fresh(x.len(), |out| {
+        par::rows_mut(out, 1, 1, |i, o| {
+            o.iter_mut().zip(&x[i..]).for_each(|(o, &x)| *o = f(x))
+        })
+    })
+}
+
+/// out = f(a, b) elementwise on equal-length operands, as `map`.
+fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync + Send) -> Vec<f32> {
+    debug_assert_eq!(a.len(), b.len());
+    fresh(a.len(), |out| {
+        par::rows_mut(out, 1, 1, |i, o| {
+            o.iter_mut()
+                .zip(&a[i..])
+                .zip(&b[i..])
+                .for_each(|((o, &x), &y)| *o = f(x, y))
+        })
+    })
+}
+
+/// out = f(a, b) over broadcast operands, `total` elements: row by row along the last dim
+/// (`n` long), row r of a starting at `ra[r]` with element stride `sa` (0 when broadcast),
+/// likewise b.
+fn broadcast_map(
+    (a, ra, sa): (&[f32], &[usize], usize),
+    (b, rb, sb): (&[f32], &[usize], usize),
+    n: usize,
+    total: usize,
+    f: impl Fn(f32, f32) -> f32 + Sync + Send,
+) -> Vec<f32> {
+    fresh(total, |out| {
+        par::rows_mut(out, n, 1, |r0, o| {
+            for ((o, &ia), &ib) in o.chunks_mut(n).zip(&ra[r0..]).zip(&rb[r0..]) {
+                match (sa, sb) {
+                    (1, 1) => o
+                        .iter_mut()
+                        .zip(&a[ia..ia + n])
+                        .zip(&b[ib..ib + n])
+                        .for_each(|((o, &x), &y)| *o = f(x, y)),
+                    (1, 0) => o
+                        .iter_mut()
+                        .zip(&a[ia..ia + n])
+                        .for_each(|(o, &x)| *o = f(x, b[ib])),
+                    (0, 1) => o
+                        .iter_mut()
+                        .zip(&b[ib..ib + n])
+                        .for_each(|(o, &y)| *o = f(a[ia], y)),
+                    _ => o
+                        .iter_mut()
+                        .enumerate()
+                        .for_each(|(j, o)| *o = f(a[ia + j * sa], b[ib + j * sb])),
+                }
+            }
+        })
+    })
 }
 
 impl Tensor {
@@ -194,53 +236,34 @@ impl Tensor {
         }
         let shape = broadcast_shapes(name, self.shape(), rhs.shape())?;
         let n: usize = shape.iter().product();
-        let mut out = vec![0.0f32; n];
-        if self.shape() == rhs.shape() && self.is_contiguous() && rhs.is_contiguous() {
-            let a = self.f32s(name)?;
-            let b = rhs.f32s(name)?;
-            if n >= PAR_MIN {
-                out.par_chunks_mut(4096)
-                    .zip(a.par_chunks(4096).zip(b.par_chunks(4096)))
-                    .for_each(|(o, (a, b))| {
-                        for i in 0..o.len() {
-                            o[i] = op.apply(a[i], b[i]);
-                        }
-                    });
-            } else {
-                for i in 0..n {
-                    out[i] = op.apply(a[i], b[i]);
+        // One monomorphised loop per op, so the per-element `match` folds away and the loops
+        // vectorise (with the match inside, each element took an indirect jump).
+        macro_rules! each {
+            (|$f:ident| $body:expr) => {
+                each!(@ $f, $body; Add, Sub, Mul, Div, Maximum, Minimum)
+            };
+            (@ $f:ident, $body:expr; $($v:ident),*) => {
+                match op {
+                    $(Binary::$v => {
+                        let $f = |x: f32, y: f32| Binary::$v.apply(x, y);
+                        $body
+                    })*
                 }
-            }
+            };
+        }
+        let out = if self.shape() == rhs.shape() && self.is_contiguous() && rhs.is_contiguous() {
+            let (a, b) = (self.f32s(name)?, rhs.f32s(name)?);
+            each!(|f| zip_map(&a, &b, f))
         } else {
             let la = self.layout.broadcast_to(name, &shape)?;
             let lb = rhs.layout.broadcast_to(name, &shape)?;
             let a = self.storage_slice::<f32>(name)?;
             let b = rhs.storage_slice::<f32>(name)?;
             // Row by row along the last dim, each operand with its own (possibly 0) stride.
-            let (ra, n, sa) = la.rows();
+            let (ra, last, sa) = la.rows();
             let (rb, _, sb) = lb.rows();
-            for ((o, &ia), &ib) in out.chunks_mut(n.max(1)).zip(&ra).zip(&rb) {
-                match (sa, sb) {
-                    (1, 1) => o
-                        .iter_mut()
-                        .zip(&a[ia..ia + n])
-                        .zip(&b[ib..ib + n])
-                        .for_each(|((o, &x), &y)| *o = op.apply(x, y)),
-                    (1, 0) => o
-                        .iter_mut()
-                        .zip(&a[ia..ia + n])
-                        .for_each(|(o, &x)| *o = op.apply(x, b[ib])),
-                    (0, 1) => o
-                        .iter_mut()
-                        .zip(&b[ib..ib + n])
-                        .for_each(|(o, &y)| *o = op.apply(a[ia], y)),
-                    _ => o
-                        .iter_mut()
-                        .enumerate()
-                        .for_each(|(j, o)| *o = op.apply(a[ia + j * sa], b[ib + j * sb])),
-                }
-            }
-        }
+            each!(|f| broadcast_map((a, &ra, sa), (b, &rb, sb), last, n, f))
+        };
         Ok(Tensor::from_f32(out, &shape))
     }
 

@@ -242,6 +242,68 @@ impl Tensor {
         Tensor::cat(&refs, dim as isize)
     }
 
+    /// `acc + self.narrow_backward(dim, start, full)` (just the latter when `acc` is None),
+    /// without the padded tensor: `self` is added into `acc`'s slice start..start+len along
+    /// `dim`, in place unless `acc`'s storage is shared. This is how the backward pass
+    /// accumulates a narrow's gradient: q, k and v narrowed from one projection then cost one
+    /// pass over each third instead of three zero-padded copies and two full-width adds. The
+    /// sums are the ones the padded form gives (each element is acc + g, or acc + 0).
+    pub fn narrow_backward_add(
+        &self,
+        acc: Option<Tensor>,
+        dim: usize,
+        start: usize,
+        full: usize,
+    ) -> Result<Tensor> {
+        let Some(mut acc) = acc else {
+            return self.narrow_backward(dim, start, full);
+        };
+        let mut want = self.shape().to_vec();
+        let len = match want.get_mut(dim) {
+            Some(d) => std::mem::replace(d, full),
+            None => {
+                return Err(Error::shape(
+                    "narrow_backward_add",
+                    &[self.shape()],
+                    format!("no dim {dim}"),
+                ))
+            }
+        };
+        if acc.shape() != want.as_slice() || start.checked_add(len).is_none_or(|e| e > full) {
+            return Err(Error::shape(
+                "narrow_backward_add",
+                &[self.shape(), acc.shape()],
+                format!(
+                    "gradient of {start}..{start}+{len} along dim {dim} into one of shape {want:?}"
+                ),
+            ));
+        }
+        if super::device::on_device("narrow_backward_add", &[self, &acc])?.is_some() {
+            return acc.add(&self.narrow_backward(dim, start, full)?);
+        }
+        let (_, _, inner) = around(&want, dim);
+        let (span, seg) = (full * inner, len * inner);
+        if seg == 0 {
+            return Ok(acc);
+        }
+        let g = self.contiguous()?;
+        let g = g.f32s("narrow_backward_add")?;
+        let a = acc.f32s_mut()?;
+        // Per index of the dims before `dim`: a[o·span + start·inner ..][..seg] += g[o·seg ..].
+        let add = |(a, g): (&mut [f32], &[f32])| {
+            for (x, &y) in a[start * inner..][..seg].iter_mut().zip(g) {
+                *x += y;
+            }
+        };
+        if a.len() >= 1 << 16 {
+            use rayon::prelude::*;
+            a.par_chunks_mut(span).zip(g.par_chunks(seg)).for_each(add);
+        } else {
+            a.chunks_mut(span).zip(g.chunks(seg)).for_each(add);
+        }
+        Ok(acc)
+    }
+
     /// Stack equal-shaped tensors along a new dim.
     pub fn stack(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
         let un: Vec<Tensor> = tensors
