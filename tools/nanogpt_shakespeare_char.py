@@ -45,12 +45,20 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 
+def drop(p):
+    """nanoGPT's dropout module; none at all at p = 0, so that the random stream (and so the
+    recorded reference runs) is exactly the one without dropout."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
 class CausalSelfAttention(nn.Module):
-    def __init__(self, n_embd, n_head):
+    def __init__(self, n_embd, n_head, dropout):
         super().__init__()
         self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=False)
         self.c_proj = nn.Linear(n_embd, n_embd, bias=False)
         self.n_head = n_head
+        self.dropout = dropout
+        self.resid_dropout = drop(dropout)
 
     def forward(self, x):
         b, t, c = x.shape
@@ -58,16 +66,18 @@ class CausalSelfAttention(nn.Module):
         q = q.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)
         k = k.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)
         v = v.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=True)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=p, is_causal=True)
         y = y.transpose(1, 2).contiguous().view(b, t, c)
-        return self.c_proj(y)
+        return self.resid_dropout(self.c_proj(y))
 
 
 class Block(nn.Module):
-    def __init__(self, n_embd, n_head):
+    def __init__(self, n_embd, n_head, dropout):
         super().__init__()
         self.ln_1 = nn.LayerNorm(n_embd, eps=1e-5, bias=False)
-        self.attn = CausalSelfAttention(n_embd, n_head)
+        self.attn = CausalSelfAttention(n_embd, n_head, dropout)
+        self.mlp_dropout = drop(dropout)
         self.ln_2 = nn.LayerNorm(n_embd, eps=1e-5, bias=False)
         self.mlp = nn.ModuleDict(
             dict(c_fc=nn.Linear(n_embd, 4 * n_embd, bias=False), c_proj=nn.Linear(4 * n_embd, n_embd, bias=False))
@@ -76,17 +86,18 @@ class Block(nn.Module):
     def forward(self, x):
         x = x + self.attn(self.ln_1(x))
         h = self.mlp["c_proj"](F.gelu(self.mlp["c_fc"](self.ln_2(x))))  # exact erf GELU
-        return x + h
+        return x + self.mlp_dropout(h)
 
 
 class GPT(nn.Module):
-    def __init__(self, vocab, block, n_layer, n_head, n_embd):
+    def __init__(self, vocab, block, n_layer, n_head, n_embd, dropout=0.0):
         super().__init__()
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(vocab, n_embd),
                 wpe=nn.Embedding(block, n_embd),
-                h=nn.ModuleList([Block(n_embd, n_head) for _ in range(n_layer)]),
+                drop=drop(dropout),
+                h=nn.ModuleList([Block(n_embd, n_head, dropout) for _ in range(n_layer)]),
                 ln_f=nn.LayerNorm(n_embd, eps=1e-5, bias=False),
             )
         )
@@ -105,6 +116,7 @@ class GPT(nn.Module):
     def forward(self, idx, targets):
         t = idx.shape[1]
         x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(t, device=idx.device))
+        x = self.transformer.drop(x)
         for blk in self.transformer.h:
             x = blk(x)
         logits = self.lm_head(self.transformer.ln_f(x))
@@ -133,6 +145,9 @@ def main():
     ap.add_argument("--n-layer", type=int, default=4)
     ap.add_argument("--n-head", type=int, default=4)
     ap.add_argument("--n-embd", type=int, default=128)
+    ap.add_argument("--dropout", type=float, default=0.0,
+                    help="nanoGPT's dropout (embeddings, attention probabilities, both residual "
+                         "branches); its GPU shakespeare_char config uses 0.2")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--min-lr", type=float, default=1e-4)
     ap.add_argument("--warmup", type=int, default=100)
@@ -163,7 +178,7 @@ def main():
         y = torch.stack([d[i + 1 : i + 1 + block] for i in ix])
         return x, y
 
-    model = GPT(len(chars), block, args.n_layer, args.n_head, args.n_embd)
+    model = GPT(len(chars), block, args.n_layer, args.n_head, args.n_embd, args.dropout)
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
@@ -212,6 +227,7 @@ def main():
         "iters": args.iters,
         "seed": args.seed,
         "threads": args.threads,
+        "dropout": args.dropout,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "params": n_params,
         "vocab": len(chars),
