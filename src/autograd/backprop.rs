@@ -144,7 +144,8 @@ pub(super) fn backward(
                 })?,
             ])
         }
-        Op::Dropout { mask } => unary(&|| g.mul(mask)),
+        // d dropout = g through the same mask, regenerated from its seed: keep ? g/(1 − p) : 0
+        Op::Dropout { p, seed } => unary(&|| g.dropout_seeded(*p, *seed)),
         Op::CrossEntropy {
             saved,
             ignore_index,

@@ -74,8 +74,10 @@ pub(crate) enum Op {
     Where {
         cond: Tensor,
     },
+    /// Inverted dropout at probability p with the counter-based mask of stream `seed`.
     Dropout {
-        mask: Tensor,
+        p: f32,
+        seed: u64,
     },
     CrossEntropy {
         saved: CrossEntropyOut,

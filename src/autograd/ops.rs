@@ -301,9 +301,11 @@ impl Var {
         if !training || p == 0.0 {
             return Ok(self.clone());
         }
-        let mask = self.value().dropout_mask_like(p, rng)?;
-        let v = self.value().mul(&mask)?;
-        Ok(Var::from_op(v, Op::Dropout { mask }, &[self]))
+        crate::tensor::check_dropout_p(p)?;
+        // One draw seeds the counter-based mask, which the backward pass regenerates.
+        let seed = rng.next_u64();
+        let v = self.value().dropout_seeded(p, seed)?;
+        Ok(Var::from_op(v, Op::Dropout { p, seed }, &[self]))
     }
 
     /// Mean cross-entropy of logits (…, C) against integer targets (…); rows whose target is

@@ -21,6 +21,7 @@ use std::sync::Arc;
 pub use dtype::DType;
 pub use elementwise::{Binary, Unary};
 pub use layout::Layout;
+pub(crate) use nnops::check_dropout_p;
 pub use nnops::{AttentionMasks, CrossEntropyOut, NormOut};
 pub use rng::Rng;
 use storage::Storage;

@@ -4,9 +4,9 @@
 //! embedding backward.
 //! The maths of each lives beside its kernel in `backend::cpu`.
 
-use super::{device, Rng, Tensor};
-use crate::backend::cpu::par::fresh;
-use crate::backend::cpu::{attention, cross_entropy, embedding, norm, softmax};
+use super::{device, Tensor};
+use crate::backend::cpu::par::{self, fresh};
+use crate::backend::cpu::{attention, cross_entropy, dropout, embedding, norm, softmax};
 use crate::error::{Error, Result};
 
 /// Output of LayerNorm / RMSNorm with the per-row statistics the backward needs.
@@ -262,19 +262,22 @@ impl Tensor {
         Ok(Tensor::from_f32(table, &[vocab, cols]))
     }
 
-    /// Inverted-dropout mask of `shape`: 0 with probability p, else 1/(1 − p).
-    pub fn dropout_mask(shape: &[usize], p: f32, rng: &mut Rng) -> Result<Tensor> {
-        if !(0.0..1.0).contains(&p) {
-            return Err(Error::msg(format!(
-                "dropout: probability {p} not in [0, 1)"
-            )));
+    /// Inverted dropout with the counter-based mask of stream `seed` (`backend::cpu::dropout`,
+    /// the same function as the CUDA kernel): element i (row-major) is kept when
+    /// u(seed, i) ≥ p, then y_i = x_i / (1 − p), else 0. It is its own backward: the gradient
+    /// is `dy.dropout_seeded(p, seed)`, so the mask is never stored.
+    pub fn dropout_seeded(&self, p: f32, seed: u64) -> Result<Tensor> {
+        check_dropout_p(p)?;
+        if let Some(ctx) = super::device::on_device("dropout", &[self])? {
+            return super::device::dropout(&ctx, self, p, seed);
         }
-        let scale = 1.0 / (1.0 - p);
-        let n = shape.iter().product();
-        let v = (0..n)
-            .map(|_| if rng.next_f32() < p { 0.0 } else { scale })
-            .collect();
-        Ok(Tensor::from_f32(v, shape))
+        let x = self.f32s("dropout")?;
+        let y = par::fresh(x.len(), |out| {
+            par::rows_mut(out, 1, 1, |i, y| {
+                dropout::dropout(&x[i..i + y.len()], y, p, seed, i as u64)
+            })
+        });
+        Ok(Tensor::from_f32(y, self.shape()))
     }
 
     /// Mean cross-entropy of logits (…, C) against integer targets (…) with `ignore_index`
@@ -575,5 +578,16 @@ impl Tensor {
             Tensor::from_f32(dvv, v.shape()),
             dbias.map(|d| Tensor::from_f32(d, &[dims.batch, dims.heads, dims.tq, dims.tk])),
         ))
+    }
+}
+
+/// A drop probability must lie in [0, 1).
+pub(crate) fn check_dropout_p(p: f32) -> Result<()> {
+    if (0.0..1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(Error::msg(format!(
+            "dropout: probability {p} not in [0, 1)"
+        )))
     }
 }

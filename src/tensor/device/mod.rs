@@ -19,8 +19,8 @@ pub(crate) use attention::{attention, attention_backward};
 pub(crate) use linalg::{matmul, sum_dims};
 pub use nn::CrossEntropyDevice;
 pub(crate) use nn::{
-    cross_entropy, cross_entropy_backward, embedding, index_add_into, layer_norm, norm_backward,
-    rms_norm, softmax_last, softmax_last_backward,
+    cross_entropy, cross_entropy_backward, dropout, embedding, index_add_into, layer_norm,
+    norm_backward, rms_norm, softmax_last, softmax_last_backward,
 };
 pub(crate) use pointwise::{binary, cat, narrow_backward, unary};
 
@@ -211,15 +211,6 @@ impl Tensor {
         match self.cuda_context() {
             Some(ctx) => Tensor::full_cuda(self.shape(), v, ctx),
             None => Ok(Tensor::full(self.shape(), v)),
-        }
-    }
-
-    /// An inverted-dropout mask of this tensor's shape on its device: 0 with probability p,
-    /// else 1/(1 − p). On the host it is `Tensor::dropout_mask` (same draws as before).
-    pub fn dropout_mask_like(&self, p: f32, rng: &mut super::Rng) -> Result<Tensor> {
-        match self.cuda_context() {
-            Some(ctx) => nn::dropout_mask(ctx, self.shape(), p, rng),
-            None => Tensor::dropout_mask(self.shape(), p, rng),
         }
     }
 

@@ -6,7 +6,7 @@
 use super::{ids_on, new_f32, not_on_device, on_device, zeros};
 use crate::backend::cuda::CudaContext;
 use crate::error::{Error, Result};
-use crate::tensor::{CrossEntropyOut, NormOut, Rng, Tensor};
+use crate::tensor::{CrossEntropyOut, NormOut, Tensor};
 
 /// What the backward of a device cross-entropy needs, kept on the device.
 #[derive(Clone, Debug)]
@@ -385,25 +385,18 @@ pub(crate) fn cross_entropy_backward(
     Ok(dx)
 }
 
-/// Inverted-dropout mask of `shape` on the device: 0 with probability p, else 1/(1 − p), from
-/// the counter-based dropout kernel seeded by one draw of `rng` (a different stream from the
-/// host's masks, so device and host runs with dropout differ).
-pub(crate) fn dropout_mask(
-    ctx: &CudaContext,
-    shape: &[usize],
-    p: f32,
-    rng: &mut Rng,
-) -> Result<Tensor> {
-    let ones = Tensor::full_cuda(shape, 1.0, ctx)?;
-    let mask = new_f32(ctx, shape)?;
-    let seed = rng.next_u64();
+/// `Tensor::dropout_seeded` on the device: the counter-based dropout kernel on x read
+/// contiguously (element i at counter i), so the mask equals the host's for the same seed.
+pub(crate) fn dropout(ctx: &CudaContext, x: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
+    let x = super::contiguous(x)?;
+    let y = new_f32(ctx, x.shape())?;
     ctx.ops().dropout(
-        ones.numel(),
-        &ones.f32_slice("dropout")?,
-        &mask.f32_slice("dropout")?,
+        x.numel(),
+        &x.f32_slice("dropout")?,
+        &y.f32_slice("dropout")?,
         p,
         seed,
         0,
     )?;
-    Ok(mask)
+    Ok(y)
 }

@@ -1,0 +1,149 @@
+//! Inverted dropout with a counter-based mask, the same function as `kernels/dropout.cu`:
+//!   keep(i) ⇔ u(seed, offset + i) ≥ p,   u(s, c) = ⌊splitmix64(s ⊕ splitmix64(c)) / 2⁴⁰⌋ / 2²⁴
+//!   y_i = keep(i) ? x_i / (1 − p) : 0
+//! The mask is a function of (seed, index) alone: it is never stored (the backward pass,
+//! dx = keep ? dy / (1 − p) : 0, is this same function applied to dy), it does not depend on
+//! how the work is split across threads, and the CPU and a CUDA device give the same mask for
+//! the same seed. The AVX-512 path (F + DQ, for the 64-bit multiplies) hashes eight counters
+//! at a time with the same integer operations, so it is bit-identical to the scalar loop.
+
+use rayon::prelude::*;
+
+use super::isa::{self, Isa};
+
+/// Elements per parallel task.
+const CHUNK: usize = 1 << 15;
+
+/// splitmix64's finaliser on z + golden ratio (Steele, Lea and Flood; `kernels/dropout.cu`).
+#[inline(always)]
+pub fn splitmix64(z: u64) -> u64 {
+    let z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Whether element `counter` of the stream `seed` is kept at drop probability `p`.
+#[inline(always)]
+pub fn keep(seed: u64, counter: u64, p: f32) -> bool {
+    let h = splitmix64(seed ^ splitmix64(counter));
+    (h >> 40) as f32 * (1.0 / 16_777_216.0) >= p
+}
+
+/// y = dropout(x) for elements `offset ..` of the stream `seed` (x and y the same length),
+/// in parallel for large buffers.
+pub fn dropout(x: &[f32], y: &mut [f32], p: f32, seed: u64, offset: u64) {
+    dropout_isa(isa::active(), x, y, p, seed, offset)
+}
+
+/// `dropout` at a given level (the AVX2 and scalar levels run the scalar loop).
+pub fn dropout_isa(level: Isa, x: &[f32], y: &mut [f32], p: f32, seed: u64, offset: u64) {
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &mut y[..n]);
+    let run = |x: &[f32], y: &mut [f32], offset: u64| block(level, x, y, p, seed, offset);
+    if n <= CHUNK || rayon::current_num_threads() == 1 {
+        run(x, y, offset);
+    } else {
+        y.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .enumerate()
+            .for_each(|(i, (y, x))| run(x, y, offset + (i * CHUNK) as u64));
+    }
+}
+
+fn block(level: Isa, x: &[f32], y: &mut [f32], p: f32, seed: u64, offset: u64) {
+    #[cfg(target_arch = "x86_64")]
+    if level == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512dq") {
+        // SAFETY: the CPU has AVX-512 F and DQ (checked; the level is clamped to the CPU).
+        unsafe { avx512(x, y, p, seed, offset) };
+        return;
+    }
+    let _ = level;
+    scalar(x, y, p, seed, offset);
+}
+
+fn scalar(x: &[f32], y: &mut [f32], p: f32, seed: u64, offset: u64) {
+    let s = 1.0 / (1.0 - p);
+    for (i, (y, &x)) in y.iter_mut().zip(x).enumerate() {
+        *y = if keep(seed, offset + i as u64, p) {
+            x * s
+        } else {
+            0.0
+        };
+    }
+}
+
+/// Eight elements per step: the counters offset + i .. + 8 in 64-bit lanes, hashed as in
+/// `keep`, their top 24 bits converted to f32 and compared with p.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn avx512(x: &[f32], y: &mut [f32], p: f32, seed: u64, offset: u64) {
+    use std::arch::x86_64::*;
+    let n = x.len().min(y.len());
+    let mix = |z: __m512i| {
+        let z = _mm512_add_epi64(z, _mm512_set1_epi64(0x9e37_79b9_7f4a_7c15_u64 as i64));
+        let z = _mm512_xor_si512(z, _mm512_srli_epi64::<30>(z));
+        let z = _mm512_mullo_epi64(z, _mm512_set1_epi64(0xbf58_476d_1ce4_e5b9_u64 as i64));
+        let z = _mm512_xor_si512(z, _mm512_srli_epi64::<27>(z));
+        let z = _mm512_mullo_epi64(z, _mm512_set1_epi64(0x94d0_49bb_1331_11eb_u64 as i64));
+        _mm512_xor_si512(z, _mm512_srli_epi64::<31>(z))
+    };
+    let s = _mm256_set1_ps(1.0 / (1.0 - p));
+    let pv = _mm256_set1_ps(p);
+    let unit = _mm256_set1_ps(1.0 / 16_777_216.0);
+    let seedv = _mm512_set1_epi64(seed as i64);
+    let mut ctr = _mm512_add_epi64(
+        _mm512_set1_epi64(offset as i64),
+        _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7),
+    );
+    let eight = _mm512_set1_epi64(8);
+    let full = n / 8 * 8;
+    let mut i = 0;
+    while i < full {
+        let h = mix(_mm512_xor_si512(seedv, mix(ctr)));
+        // The top 24 bits, exactly representable, times 2⁻²⁴: the scalar u.
+        let u = _mm256_mul_ps(_mm512_cvtepi64_ps(_mm512_srli_epi64::<40>(h)), unit);
+        let kept = _mm256_cmp_ps::<_CMP_GE_OQ>(u, pv);
+        // SAFETY: i + 8 ≤ n, inside x and y.
+        let xv = unsafe { _mm256_loadu_ps(x.as_ptr().add(i)) };
+        let v = _mm256_and_ps(_mm256_mul_ps(xv, s), kept);
+        // SAFETY: as above.
+        unsafe { _mm256_storeu_ps(y.as_mut_ptr().add(i), v) };
+        ctr = _mm512_add_epi64(ctr, eight);
+        i += 8;
+    }
+    scalar(&x[full..n], &mut y[full..n], p, seed, offset + full as u64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every level against the scalar loop, bit for bit, at lengths around the vector width
+    /// and a nonzero offset; and the drop rate.
+    #[test]
+    fn levels_agree_with_the_scalar_loop() {
+        let x: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.37).sin()).collect();
+        for n in [0, 1, 7, 8, 9, 17, 1000] {
+            for (p, seed, offset) in [(0.25, 1, 0), (0.5, u64::MAX, 12_345), (0.0, 7, 3)] {
+                let mut want = vec![f32::NAN; n];
+                scalar(&x[..n], &mut want, p, seed, offset);
+                for level in [Isa::Avx512, Isa::Avx2, Isa::Scalar] {
+                    let level = level.min(isa::detected());
+                    let mut got = vec![f32::NAN; n];
+                    dropout_isa(level, &x[..n], &mut got, p, seed, offset);
+                    let (g, w): (Vec<u32>, Vec<u32>) = (
+                        got.iter().map(|v| v.to_bits()).collect(),
+                        want.iter().map(|v| v.to_bits()).collect(),
+                    );
+                    assert_eq!(g, w, "{level:?} n {n} p {p} seed {seed} offset {offset}");
+                }
+            }
+        }
+        let ones = vec![1.0f32; 100_000];
+        let mut y = vec![0.0f32; 100_000];
+        dropout(&ones, &mut y, 0.3, 42, 0);
+        let dropped = y.iter().filter(|&&v| v == 0.0).count() as f64 / 1e5;
+        assert!((dropped - 0.3).abs() < 0.01, "drop rate {dropped}");
+    }
+}
