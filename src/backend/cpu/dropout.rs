@@ -7,12 +7,7 @@
 //! the same seed. The AVX-512 path (F + DQ, for the 64-bit multiplies) hashes eight counters
 //! at a time with the same integer operations, so it is bit-identical to the scalar loop.
 
-use rayon::prelude::*;
-
 use super::isa::{self, Isa};
-
-/// Elements per parallel task.
-const CHUNK: usize = 1 << 15;
 
 /// splitmix64's finaliser on z + golden ratio (Steele, Lea and Flood; `kernels/dropout.cu`).
 #[inline(always)]
@@ -30,8 +25,9 @@ pub fn keep(seed: u64, counter: u64, p: f32) -> bool {
     (h >> 40) as f32 * (1.0 / 16_777_216.0) >= p
 }
 
-/// y = dropout(x) for elements `offset ..` of the stream `seed` (x and y the same length),
-/// in parallel for large buffers.
+/// y = dropout(x) for elements `offset ..` of the stream `seed` (x and y the same length).
+/// One block of a row driver: the callers split the work (`Tensor::dropout_seeded` through
+/// `par::rows_mut`), each block at its own offset.
 pub fn dropout(x: &[f32], y: &mut [f32], p: f32, seed: u64, offset: u64) {
     dropout_isa(isa::active(), x, y, p, seed, offset)
 }
@@ -40,18 +36,6 @@ pub fn dropout(x: &[f32], y: &mut [f32], p: f32, seed: u64, offset: u64) {
 pub fn dropout_isa(level: Isa, x: &[f32], y: &mut [f32], p: f32, seed: u64, offset: u64) {
     let n = x.len().min(y.len());
     let (x, y) = (&x[..n], &mut y[..n]);
-    let run = |x: &[f32], y: &mut [f32], offset: u64| block(level, x, y, p, seed, offset);
-    if n <= CHUNK || rayon::current_num_threads() == 1 {
-        run(x, y, offset);
-    } else {
-        y.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .enumerate()
-            .for_each(|(i, (y, x))| run(x, y, offset + (i * CHUNK) as u64));
-    }
-}
-
-fn block(level: Isa, x: &[f32], y: &mut [f32], p: f32, seed: u64, offset: u64) {
     #[cfg(target_arch = "x86_64")]
     if level == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512dq") {
         // SAFETY: the CPU has AVX-512 F and DQ (checked; the level is clamped to the CPU).

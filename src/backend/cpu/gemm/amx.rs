@@ -32,26 +32,28 @@ pub(super) type Amx = AmxKernel<Hardware>;
 #[cfg(feature = "emu")]
 pub(super) type AmxEmulated = AmxKernel<super::tile_emu::Emulated>;
 
-/// What computes one 32 × 32 tile product (see `Hardware::tile_product`).
+/// One 32 × 32 tile product: C[0..32, 0..32] (= or +=) Σ over `blocks` k blocks of 32 of
+/// A·B, C at `c` with a row stride of `c_stride` bytes (columns contiguous): tmm0/tmm1 are
+/// rows 0–15 at columns 0–15 / 16–31, tmm2/tmm3 rows 16–31. C is loaded first when `load`.
+#[derive(Clone, Copy)]
+pub(super) struct TileProduct {
+    pub(super) blocks: usize,
+    pub(super) rows: TileRows,
+    pub(super) a: *const bf16,
+    pub(super) b: *const bf16,
+    pub(super) c: *mut f32,
+    pub(super) c_stride: isize,
+    pub(super) load: bool,
+}
+
+/// What computes a `TileProduct`: the CPU's tile unit or a model of it.
 pub(super) trait Tiles: Sync {
-    /// C[0..32, 0..32] (= or +=) Σ over `blocks` k blocks of 32 of A·B, C at `c` with a row
-    /// stride of `c_stride` bytes (columns contiguous): tmm0/tmm1 are rows 0–15 at columns
-    /// 0–15 / 16–31, tmm2/tmm3 rows 16–31.
-    ///
     /// # Safety
     /// The unit must be usable (for the hardware, `isa::amx_bf16_usable()`); A holds
     /// `blocks` k blocks laid out as `rows` says (32 rows × 32 bf16 each) and `b` as many
     /// packed B blocks (16 pair rows × 32 column pairs); the 32 × 32 f32 at `c` with that row
     /// stride are readable (when `load`) and writable.
-    unsafe fn tile_product(
-        blocks: usize,
-        rows: TileRows,
-        a: *const bf16,
-        b: *const bf16,
-        c: *mut f32,
-        c_stride: isize,
-        load: bool,
-    );
+    unsafe fn tile_product(t: TileProduct);
 }
 
 /// The CPU's tile unit (inline assembly).
@@ -248,20 +250,30 @@ unsafe fn product<T: Tiles>(
 ) {
     if mr == MR && nr == NR && cs == 1 {
         // SAFETY: a full tile with unit column stride: 32 rows of 32 f32, rs apart.
-        unsafe { T::tile_product(blocks, rows, a, b, c, rs * 4, accumulate) }
-    } else {
-        let mut tile = [0.0f32; MR * NR];
-        // SAFETY: `tile` is 32 rows of 128 bytes; the rest is the caller's contract.
         unsafe {
-            T::tile_product(
+            T::tile_product(TileProduct {
                 blocks,
                 rows,
                 a,
                 b,
-                tile.as_mut_ptr(),
-                NR as isize * 4,
-                false,
-            );
+                c,
+                c_stride: rs * 4,
+                load: accumulate,
+            })
+        }
+    } else {
+        let mut tile = [0.0f32; MR * NR];
+        // SAFETY: `tile` is 32 rows of 128 bytes; the rest is the caller's contract.
+        unsafe {
+            T::tile_product(TileProduct {
+                blocks,
+                rows,
+                a,
+                b,
+                c: tile.as_mut_ptr(),
+                c_stride: NR as isize * 4,
+                load: false,
+            });
             store_tile_generic(&tile, NR, c, rs, cs, mr, nr, accumulate);
         }
     }
@@ -276,15 +288,16 @@ thread_local! {
 
 impl Tiles for Hardware {
     #[inline(always)]
-    unsafe fn tile_product(
-        blocks: usize,
-        rows: TileRows,
-        a: *const bf16,
-        b: *const bf16,
-        c: *mut f32,
-        c_stride: isize,
-        load: bool,
-    ) {
+    unsafe fn tile_product(t: TileProduct) {
+        let TileProduct {
+            blocks,
+            rows,
+            a,
+            b,
+            c,
+            c_stride,
+            load,
+        } = t;
         if !CONFIGURED.get() {
             // SAFETY: the operand is a 64-byte aligned palette-1 configuration; the tile state is
             // permitted (the caller's contract).

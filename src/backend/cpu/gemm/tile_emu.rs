@@ -14,7 +14,7 @@
 
 use half::bf16;
 
-use super::amx::{TileRows, Tiles};
+use super::amx::{TileProduct, Tiles};
 
 /// The scalar model of the tile unit.
 pub(crate) struct Emulated;
@@ -89,15 +89,16 @@ fn dpbf16(c: &mut Tile<f32, 16>, a: &Tile<f32, 32>, b: &Tile<f32, 32>) {
 }
 
 impl Tiles for Emulated {
-    unsafe fn tile_product(
-        blocks: usize,
-        rows: TileRows,
-        a: *const bf16,
-        b: *const bf16,
-        c: *mut f32,
-        c_stride: isize,
-        load: bool,
-    ) {
+    unsafe fn tile_product(t: TileProduct) {
+        let TileProduct {
+            blocks,
+            rows,
+            a,
+            b,
+            c,
+            c_stride,
+            load,
+        } = t;
         let c = c as *mut u8;
         // tmm0..3: rows 0–15 / 16–31 (h) at columns 0–15 / 16–31 (v), index 2h + v.
         let c_tile =
