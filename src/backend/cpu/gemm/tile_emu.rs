@@ -89,28 +89,20 @@ fn dpbf16(c: &mut Tile<f32, 16>, a: &Tile<f32, 32>, b: &Tile<f32, 32>) {
 }
 
 impl Tiles for Emulated {
-    unsafe fn tile_product(t: TileProduct) {
-        let TileProduct {
-            blocks,
-            rows,
-            a,
-            b,
-            c,
-            c_stride,
-            load,
-        } = t;
-        let c = c as *mut u8;
+    unsafe fn tile_product(job: TileProduct) {
+        let (rows, stride) = (job.rows, job.c_stride);
+        let c = job.c as *mut u8;
         // tmm0..3: rows 0–15 / 16–31 (h) at columns 0–15 / 16–31 (v), index 2h + v.
         let c_tile =
-            |t: usize| c.wrapping_offset((t / 2) as isize * 16 * c_stride + (t % 2) as isize * 64);
-        let mut acc: [Tile<f32, 16>; 4] = if load {
+            |t: usize| c.wrapping_offset((t / 2) as isize * 16 * stride + (t % 2) as isize * 64);
+        let mut acc: [Tile<f32, 16>; 4] = if job.load {
             // SAFETY: the 32 × 32 f32 at `c` are readable when `load` (the caller's contract).
-            std::array::from_fn(|t| unsafe { load_f32(c_tile(t), c_stride) })
+            std::array::from_fn(|t| unsafe { load_f32(c_tile(t), stride) })
         } else {
             [[[0.0; 16]; 16]; 4]
         };
-        let (mut a0, mut b0) = (a as *const u8, b as *const u8);
-        for _ in 0..blocks {
+        let (mut a0, mut b0) = (job.a as *const u8, job.b as *const u8);
+        for _ in 0..job.blocks {
             // SAFETY: A's k block lies where `rows` says and B's block is 16 pair rows of 128
             // bytes (the caller's contract).
             let (ta, tb) = unsafe {
@@ -130,7 +122,7 @@ impl Tiles for Emulated {
         }
         for (t, tile) in acc.iter().enumerate() {
             // SAFETY: the 32 × 32 f32 at `c` are writable (the caller's contract).
-            unsafe { store_f32(c_tile(t), c_stride, tile) };
+            unsafe { store_f32(c_tile(t), stride, tile) };
         }
     }
 }
