@@ -99,12 +99,13 @@ impl Binary {
     }
 }
 
-/// y = f(x) elementwise, in parallel for large tensors, into a fresh output zeroed piece by
-/// piece in cache (`par::fresh`) rather than by one memset of the whole.
+/// y = f(x) elementwise, in parallel for large tensors, written straight into a fresh
+/// output (`par::fresh`: no zeroing pass first).
 fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync + Send) -> Vec<f32> {
     fresh(x.len(), |out| {
         par::rows_mut(out, 1, 1, |i, o| {
-            o.iter_mut().zip(&x[i..]).for_each(|(o, &x)| *o = f(x))
+            let n = o.len();
+            o.write_iter(x[i..i + n].iter().map(|&x| f(x)))
         })
     })
 }
@@ -114,10 +115,8 @@ fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync + Send) -> V
     debug_assert_eq!(a.len(), b.len());
     fresh(a.len(), |out| {
         par::rows_mut(out, 1, 1, |i, o| {
-            o.iter_mut()
-                .zip(&a[i..])
-                .zip(&b[i..])
-                .for_each(|((o, &x), &y)| *o = f(x, y))
+            let n = o.len();
+            o.write_iter(a[i..i + n].iter().zip(&b[i..i + n]).map(|(&x, &y)| f(x, y)))
         })
     })
 }
@@ -134,27 +133,20 @@ fn broadcast_map(
 ) -> Vec<f32> {
     fresh(total, |out| {
         par::rows_mut(out, n, 1, |r0, o| {
-            for ((o, &ia), &ib) in o.chunks_mut(n).zip(&ra[r0..]).zip(&rb[r0..]) {
+            o.write_rows(n, |r, o| {
+                let (ia, ib) = (ra[r0 + r], rb[r0 + r]);
                 match (sa, sb) {
-                    (1, 1) => o
-                        .iter_mut()
-                        .zip(&a[ia..ia + n])
-                        .zip(&b[ib..ib + n])
-                        .for_each(|((o, &x), &y)| *o = f(x, y)),
-                    (1, 0) => o
-                        .iter_mut()
-                        .zip(&a[ia..ia + n])
-                        .for_each(|(o, &x)| *o = f(x, b[ib])),
-                    (0, 1) => o
-                        .iter_mut()
-                        .zip(&b[ib..ib + n])
-                        .for_each(|(o, &y)| *o = f(a[ia], y)),
-                    _ => o
-                        .iter_mut()
-                        .enumerate()
-                        .for_each(|(j, o)| *o = f(a[ia + j * sa], b[ib + j * sb])),
+                    (1, 1) => o.write_iter(
+                        a[ia..ia + n]
+                            .iter()
+                            .zip(&b[ib..ib + n])
+                            .map(|(&x, &y)| f(x, y)),
+                    ),
+                    (1, 0) => o.write_iter(a[ia..ia + n].iter().map(|&x| f(x, b[ib]))),
+                    (0, 1) => o.write_iter(b[ib..ib + n].iter().map(|&y| f(a[ia], y))),
+                    _ => o.write_iter((0..n).map(|j| f(a[ia + j * sa], b[ib + j * sb]))),
                 }
-            }
+            })
         })
     })
 }

@@ -360,22 +360,23 @@ impl Tensor {
         let g = g.scalar()?;
         let (_, cols) = rows_cols("cross_entropy_backward", logits)?;
         let x = logits.f32s("cross_entropy_backward")?;
-        let mut dx = vec![0.0; x.len()];
         let scale = if saved.count == 0 {
             0.0
         } else {
             g / saved.count as f32
         };
-        cross_entropy::cross_entropy_rows_backward(
-            &x,
-            &saved.targets,
-            &saved.lse,
-            cols,
-            ignore_index,
-            smoothing,
-            scale,
-            &mut dx,
-        );
+        let dx = fresh(x.len(), |dx| {
+            cross_entropy::cross_entropy_rows_backward(
+                &x,
+                &saved.targets,
+                &saved.lse,
+                cols,
+                ignore_index,
+                smoothing,
+                scale,
+                dx,
+            )
+        });
         Ok(Tensor::from_f32(dx, logits.shape()))
     }
 

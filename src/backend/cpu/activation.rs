@@ -11,7 +11,7 @@
 
 use super::isa::{self, Isa};
 use super::math;
-use super::par::{rows_mut, rows_mut_partials, sum_partials, Out, GRAIN};
+use super::par::{rows_mut, rows_mut_partials, sum_partials, Fill, Filled, Out, GRAIN};
 use super::simd::{self, simd_kernel, Simd};
 
 /// Which GELU.
@@ -105,38 +105,38 @@ pub fn bias_gelu_backward_isa<'o>(
             dx,
             Some(part),
             cols,
-        );
+        )
     });
     sum_partials(&parts, db);
 }
 
 /// Splits a flat buffer into `FLAT_ROW`-element pieces for `rows_mut` (the last may be
 /// shorter); `f(offset, piece)`.
-fn flat<'o>(out: impl Into<Out<'o>>, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+fn flat<'o>(out: impl Into<Out<'o>>, f: impl Fn(usize, Fill<'_>) -> Filled + Sync + Send) {
     rows_mut(out, FLAT_ROW, 6, |r0, o| f(r0 * FLAT_ROW, o));
 }
 
 simd_kernel! {
     /// y = gelu(x [+ b]) over a block; with `b`, the block is rows of `cols`.
-    fn gelu_block(kind: Gelu, b: Option<&[f32]>, x: &[f32], y: &mut [f32], cols: usize)
+    fn gelu_block(kind: Gelu, b: Option<&[f32]>, x: &[f32], y: Fill<'_>, cols: usize) -> Filled
         = gelu_simd | gelu_scalar;
 }
 simd_kernel! {
     /// dx = dy ⊙ gelu'(x [+ b]) over a block, and db partial += dx (rows of `cols`).
     fn gelu_bwd_block(
-        kind: Gelu, b: Option<&[f32]>, x: &[f32], dy: &[f32], dx: &mut [f32],
+        kind: Gelu, b: Option<&[f32]>, x: &[f32], dy: &[f32], dx: Fill<'_>,
         db: Option<&mut [f32]>, cols: usize,
-    ) = gelu_bwd_simd | gelu_bwd_scalar;
+    ) -> Filled = gelu_bwd_simd | gelu_bwd_scalar;
 }
 
 // ---- scalar reference ------------------------------------------------------------------
 
-fn gelu_scalar(kind: Gelu, b: Option<&[f32]>, x: &[f32], y: &mut [f32], cols: usize) {
+fn gelu_scalar(kind: Gelu, b: Option<&[f32]>, x: &[f32], y: Fill<'_>, cols: usize) -> Filled {
     let f = match kind {
         Gelu::Erf => math::gelu_erf,
         Gelu::Tanh => math::gelu_tanh,
     };
-    match b {
+    y.init(|y| match b {
         None => y.iter_mut().zip(x).for_each(|(y, &x)| *y = f(x)),
         Some(b) => {
             for (y, x) in y.chunks_mut(cols).zip(x.chunks(cols)) {
@@ -145,7 +145,7 @@ fn gelu_scalar(kind: Gelu, b: Option<&[f32]>, x: &[f32], y: &mut [f32], cols: us
                 }
             }
         }
-    }
+    })
 }
 
 fn gelu_bwd_scalar(
@@ -153,15 +153,15 @@ fn gelu_bwd_scalar(
     b: Option<&[f32]>,
     x: &[f32],
     dy: &[f32],
-    dx: &mut [f32],
+    dx: Fill<'_>,
     db: Option<&mut [f32]>,
     cols: usize,
-) {
+) -> Filled {
     let f = match kind {
         Gelu::Erf => math::gelu_erf_grad,
         Gelu::Tanh => math::gelu_tanh_grad,
     };
-    match (b, db) {
+    dx.init(|dx| match (b, db) {
         (Some(b), Some(db)) => {
             for ((dx, x), dy) in dx.chunks_mut(cols).zip(x.chunks(cols)).zip(dy.chunks(cols)) {
                 for i in 0..cols {
@@ -175,7 +175,7 @@ fn gelu_bwd_scalar(
                 *dx = dy * f(x);
             }
         }
-    }
+    })
 }
 
 // ---- SIMD ------------------------------------------------------------------------------
@@ -229,12 +229,20 @@ unsafe fn gelu_v<S: Simd>(kind: Gelu, x: S::V, grad: bool) -> (S::V, S::V) {
 }
 
 #[inline(always)]
-unsafe fn gelu_simd<S: Simd>(kind: Gelu, b: Option<&[f32]>, x: &[f32], y: &mut [f32], cols: usize) {
-    let l = S::LANES;
+unsafe fn gelu_simd<S: Simd>(
+    kind: Gelu,
+    b: Option<&[f32]>,
+    x: &[f32],
+    mut y: Fill<'_>,
+    cols: usize,
+) -> Filled {
+    assert_eq!(x.len(), y.len(), "GELU block: input and output lengths");
+    assert!(b.is_none_or(|b| b.len() >= cols), "GELU block: bias length");
+    let (l, out) = (S::LANES, y.as_mut_ptr());
     // Without a bias the block is one long row.
-    let cols = if b.is_some() { cols } else { x.len() };
-    for (y, x) in y.chunks_mut(cols.max(1)).zip(x.chunks(cols.max(1))) {
-        let (p, o, n) = (x.as_ptr(), y.as_mut_ptr(), x.len());
+    let cols = if b.is_some() { cols } else { x.len() }.max(1);
+    for (r, x) in x.chunks(cols).enumerate() {
+        let (p, o, n) = (x.as_ptr(), out.add(r * cols), x.len());
         let mut i = 0;
         while i < n {
             let k = (n - i).min(l);
@@ -259,6 +267,7 @@ unsafe fn gelu_simd<S: Simd>(kind: Gelu, b: Option<&[f32]>, x: &[f32], y: &mut [
             i += k;
         }
     }
+    y.assume_filled()
 }
 
 #[inline(always)]
@@ -267,18 +276,26 @@ unsafe fn gelu_bwd_simd<S: Simd>(
     b: Option<&[f32]>,
     x: &[f32],
     dy: &[f32],
-    dx: &mut [f32],
+    mut dx: Fill<'_>,
     mut db: Option<&mut [f32]>,
     cols: usize,
-) {
-    let l = S::LANES;
-    let cols = if b.is_some() { cols } else { x.len() };
-    for (r, dx) in dx.chunks_mut(cols.max(1)).enumerate() {
+) -> Filled {
+    assert!(
+        x.len() == dx.len() && dy.len() == dx.len(),
+        "GELU backward block: lengths"
+    );
+    assert!(
+        b.is_none_or(|b| b.len() >= cols) && db.as_ref().is_none_or(|d| d.len() >= cols),
+        "GELU backward block: bias lengths"
+    );
+    let (l, out, len) = (S::LANES, dx.as_mut_ptr(), dx.len());
+    let cols = if b.is_some() { cols } else { len }.max(1);
+    for r in 0..len.div_ceil(cols) {
         let (p, q, o, n) = (
             x.as_ptr().add(r * cols),
             dy.as_ptr().add(r * cols),
-            dx.as_mut_ptr(),
-            dx.len(),
+            out.add(r * cols),
+            cols.min(len - r * cols),
         );
         let mut i = 0;
         while i < n {
@@ -314,4 +331,5 @@ unsafe fn gelu_bwd_simd<S: Simd>(
             i += k;
         }
     }
+    dx.assume_filled()
 }

@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 
 use super::isa::{self, Isa};
-use super::par::{row_block, rows_mut};
+use super::par::{row_block, rows_mut, Fill, Filled, Out};
 use super::simd::{self, simd_kernel, Simd};
 use super::softmax::max_and_log_sum;
 
@@ -65,7 +65,7 @@ pub fn cross_entropy_rows(
 
 /// dx for the mean loss scaled by `scale` (the upstream gradient divided by N').
 #[allow(clippy::too_many_arguments)]
-pub fn cross_entropy_rows_backward(
+pub fn cross_entropy_rows_backward<'o>(
     logits: &[f32],
     targets: &[i64],
     lse: &[f32],
@@ -73,7 +73,7 @@ pub fn cross_entropy_rows_backward(
     ignore_index: i64,
     smoothing: f32,
     scale: f32,
-    dx: &mut [f32],
+    dx: impl Into<Out<'o>>,
 ) {
     cross_entropy_rows_backward_isa(
         isa::active(),
@@ -90,7 +90,7 @@ pub fn cross_entropy_rows_backward(
 
 /// `cross_entropy_rows_backward` at a given level.
 #[allow(clippy::too_many_arguments)]
-pub fn cross_entropy_rows_backward_isa(
+pub fn cross_entropy_rows_backward_isa<'o>(
     level: Isa,
     logits: &[f32],
     targets: &[i64],
@@ -99,41 +99,50 @@ pub fn cross_entropy_rows_backward_isa(
     ignore_index: i64,
     smoothing: f32,
     scale: f32,
-    dx: &mut [f32],
+    dx: impl Into<Out<'o>>,
 ) {
     rows_mut(dx, cols, 2, |r0, dx| {
-        for (j, dx) in dx.chunks_mut(cols).enumerate() {
+        dx.write_rows(cols, |j, mut dx| {
             let r = r0 + j;
             let t = targets[r];
             if t == ignore_index {
-                dx.fill(0.0);
-                continue;
+                return dx.write_iter(std::iter::repeat(0.0));
             }
-            let x = &logits[r * cols..][..cols];
+            let x = &logits[r * cols..][..dx.len()];
             let off = smoothing / cols as f32;
             // (softmax − ε/C)·scale everywhere, then the target's −(1 − ε)·scale.
-            ce_row_bwd(level, x, lse[r], off, scale, dx);
+            let done = ce_row_bwd(level, x, lse[r], off, scale, dx.reborrow());
             let t = t as usize;
             let q = (1.0 - smoothing) + off;
-            dx[t] = ((x[t] - lse[r]).exp() - q) * scale;
-        }
+            dx.set(t, ((x[t] - lse[r]).exp() - q) * scale);
+            done
+        })
     });
 }
 
 simd_kernel! {
     /// dx = (e^{x − lse} − off)·scale over one row.
-    fn ce_row_bwd(x: &[f32], lse: f32, off: f32, scale: f32, dx: &mut [f32])
+    fn ce_row_bwd(x: &[f32], lse: f32, off: f32, scale: f32, dx: Fill<'_>) -> Filled
         = ce_row_bwd_simd | ce_row_bwd_scalar;
 }
 
-fn ce_row_bwd_scalar(x: &[f32], lse: f32, off: f32, scale: f32, dx: &mut [f32]) {
-    for (d, &v) in dx.iter_mut().zip(x) {
-        *d = ((v - lse).exp() - off) * scale;
-    }
+fn ce_row_bwd_scalar(x: &[f32], lse: f32, off: f32, scale: f32, dx: Fill<'_>) -> Filled {
+    dx.write_iter(x.iter().map(|&v| ((v - lse).exp() - off) * scale))
 }
 
 #[inline(always)]
-unsafe fn ce_row_bwd_simd<S: Simd>(x: &[f32], lse: f32, off: f32, scale: f32, dx: &mut [f32]) {
+unsafe fn ce_row_bwd_simd<S: Simd>(
+    x: &[f32],
+    lse: f32,
+    off: f32,
+    scale: f32,
+    mut dx: Fill<'_>,
+) -> Filled {
+    assert_eq!(
+        x.len(),
+        dx.len(),
+        "cross-entropy row: logits and dx lengths"
+    );
     let (n, l, p, o) = (x.len(), S::LANES, x.as_ptr(), dx.as_mut_ptr());
     let (lv, ov, sv) = (S::splat(lse), S::splat(off), S::splat(scale));
     let mut i = 0;
@@ -152,4 +161,5 @@ unsafe fn ce_row_bwd_simd<S: Simd>(x: &[f32], lse: f32, off: f32, scale: f32, dx
         }
         i += k;
     }
+    dx.assume_filled()
 }

@@ -8,6 +8,7 @@
 //! at a time with the same integer operations, so it is bit-identical to the scalar loop.
 
 use super::isa::{self, Isa};
+use super::par::{Fill, Filled};
 
 /// splitmix64's finaliser on z + golden ratio (Steele, Lea and Flood; `kernels/dropout.cu`).
 #[inline(always)]
@@ -25,45 +26,55 @@ pub fn keep(seed: u64, counter: u64, p: f32) -> bool {
     (h >> 40) as f32 * (1.0 / 16_777_216.0) >= p
 }
 
-/// y = dropout(x) for elements `offset ..` of the stream `seed` (x and y the same length).
-/// One block of a row driver: the callers split the work (`Tensor::dropout_seeded` through
-/// `par::rows_mut`), each block at its own offset.
-pub fn dropout(x: &[f32], y: &mut [f32], p: f32, seed: u64, offset: u64) {
+/// y = dropout(x) for elements `offset ..` of the stream `seed`. One block of a row driver:
+/// the callers split the work (`Tensor::dropout_seeded` through `par::rows_mut`), each
+/// block at its own offset. x must be as long as y.
+pub fn dropout(x: &[f32], y: Fill<'_>, p: f32, seed: u64, offset: u64) -> Filled {
     dropout_isa(isa::active(), x, y, p, seed, offset)
 }
 
 /// `dropout` at a given level (the AVX2 and scalar levels run the scalar loop).
-pub fn dropout_isa(level: Isa, x: &[f32], y: &mut [f32], p: f32, seed: u64, offset: u64) {
-    let n = x.len().min(y.len());
-    let (x, y) = (&x[..n], &mut y[..n]);
+pub fn dropout_isa(level: Isa, x: &[f32], y: Fill<'_>, p: f32, seed: u64, offset: u64) -> Filled {
+    assert_eq!(x.len(), y.len(), "dropout block: input and output lengths");
     #[cfg(target_arch = "x86_64")]
     if level == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512dq") {
-        // SAFETY: the CPU has AVX-512 F and DQ (checked; the level is clamped to the CPU).
-        unsafe { avx512(x, y, p, seed, offset) };
-        return;
+        // SAFETY: the CPU has AVX-512 F and DQ (checked; the level is clamped to the CPU),
+        // and x is as long as y.
+        return unsafe { avx512(x, y, p, seed, offset) };
     }
     let _ = level;
-    scalar(x, y, p, seed, offset);
+    scalar(x, y, p, seed, offset)
 }
 
-fn scalar(x: &[f32], y: &mut [f32], p: f32, seed: u64, offset: u64) {
+fn scalar(x: &[f32], y: Fill<'_>, p: f32, seed: u64, offset: u64) -> Filled {
     let s = 1.0 / (1.0 - p);
-    for (i, (y, &x)) in y.iter_mut().zip(x).enumerate() {
-        *y = if keep(seed, offset + i as u64, p) {
-            x * s
-        } else {
-            0.0
-        };
+    y.write_iter(
+        x.iter()
+            .enumerate()
+            .map(|(i, &x)| element(x, s, seed, offset + i as u64, p)),
+    )
+}
+
+/// One output: x·s (s = 1 / (1 − p)) if element `counter` is kept, else 0.
+#[inline(always)]
+fn element(x: f32, s: f32, seed: u64, counter: u64, p: f32) -> f32 {
+    if keep(seed, counter, p) {
+        x * s
+    } else {
+        0.0
     }
 }
 
 /// Eight elements per step: the counters offset + i .. + 8 in 64-bit lanes, hashed as in
 /// `keep`, their top 24 bits converted to f32 and compared with p.
+///
+/// # Safety
+/// The CPU has AVX-512 F and DQ; x is as long as y.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn avx512(x: &[f32], y: &mut [f32], p: f32, seed: u64, offset: u64) {
+unsafe fn avx512(x: &[f32], mut y: Fill<'_>, p: f32, seed: u64, offset: u64) -> Filled {
     use std::arch::x86_64::*;
-    let n = x.len().min(y.len());
+    let (n, out) = (y.len(), y.as_mut_ptr());
     let mix = |z: __m512i| {
         let z = _mm512_add_epi64(z, _mm512_set1_epi64(0x9e37_79b9_7f4a_7c15_u64 as i64));
         let z = _mm512_xor_si512(z, _mm512_srli_epi64::<30>(z));
@@ -92,11 +103,18 @@ unsafe fn avx512(x: &[f32], y: &mut [f32], p: f32, seed: u64, offset: u64) {
         let xv = unsafe { _mm256_loadu_ps(x.as_ptr().add(i)) };
         let v = _mm256_and_ps(_mm256_mul_ps(xv, s), kept);
         // SAFETY: as above.
-        unsafe { _mm256_storeu_ps(y.as_mut_ptr().add(i), v) };
+        unsafe { _mm256_storeu_ps(out.add(i), v) };
         ctr = _mm512_add_epi64(ctr, eight);
         i += 8;
     }
-    scalar(&x[full..n], &mut y[full..n], p, seed, offset + full as u64);
+    // The tail, up to 7 elements, as the scalar loop.
+    for (j, &x) in x.iter().enumerate().take(n).skip(full) {
+        let v = element(x, 1.0 / (1.0 - p), seed, offset + j as u64, p);
+        // SAFETY: j < n, inside y.
+        unsafe { *out.add(j) = v };
+    }
+    // SAFETY: elements 0..full were stored by the loop above, full..n by the tail loop.
+    unsafe { y.assume_filled() }
 }
 
 #[cfg(test)]
@@ -111,11 +129,11 @@ mod tests {
         for n in [0, 1, 7, 8, 9, 17, 1000] {
             for (p, seed, offset) in [(0.25, 1, 0), (0.5, u64::MAX, 12_345), (0.0, 7, 3)] {
                 let mut want = vec![f32::NAN; n];
-                scalar(&x[..n], &mut want, p, seed, offset);
+                let _ = scalar(&x[..n], Fill::from(&mut want[..]), p, seed, offset);
                 for level in [Isa::Avx512, Isa::Avx2, Isa::Scalar] {
                     let level = level.min(isa::detected());
                     let mut got = vec![f32::NAN; n];
-                    dropout_isa(level, &x[..n], &mut got, p, seed, offset);
+                    let _ = dropout_isa(level, &x[..n], Fill::from(&mut got[..]), p, seed, offset);
                     let (g, w): (Vec<u32>, Vec<u32>) = (
                         got.iter().map(|v| v.to_bits()).collect(),
                         want.iter().map(|v| v.to_bits()).collect(),
@@ -126,7 +144,7 @@ mod tests {
         }
         let ones = vec![1.0f32; 100_000];
         let mut y = vec![0.0f32; 100_000];
-        dropout(&ones, &mut y, 0.3, 42, 0);
+        let _ = dropout(&ones, Fill::from(&mut y[..]), 0.3, 42, 0);
         let dropped = y.iter().filter(|&&v| v == 0.0).count() as f64 / 1e5;
         assert!((dropped - 0.3).abs() < 0.01, "drop rate {dropped}");
     }

@@ -16,7 +16,7 @@
 //! result does not depend on the thread count.
 
 use super::isa::{self, Isa};
-use super::par::{rows_mut_partials, rows_mut_stats, sum_partials, Out, GRAIN};
+use super::par::{rows_mut_partials, rows_mut_stats, sum_partials, Fill, Filled, Out, GRAIN};
 use super::simd::{simd_kernel, Simd};
 use super::softmax::row_sum;
 
@@ -182,7 +182,7 @@ pub fn norm_backward<'o>(
             dg,
             db,
             cols,
-        );
+        )
     });
     let mut sums = vec![0.0f32; 2 * cols];
     sum_partials(&parts, &mut sums);
@@ -223,22 +223,36 @@ impl<'a> Params<'a> {
 simd_kernel! {
     /// Forward of a block of rows; `mean` is `None` for RMSNorm (then β is ignored).
     fn norm_fwd_block(
-        x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, y: &mut [f32],
+        x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, y: Fill<'_>,
         mean: Option<&mut [f32]>, rstd: &mut [f32], cols: usize,
-    ) = norm_fwd_simd | norm_fwd_scalar;
+    ) -> Filled = norm_fwd_simd | norm_fwd_scalar;
 }
 simd_kernel! {
     /// Backward of a block of rows; adds into the block's `dg`, `db` partials.
     fn norm_bwd_block(
         x: &[f32], gamma: &[f32], mean: Option<&[f32]>, rstd: &[f32], dy: &[f32],
-        dx: &mut [f32], dg: &mut [f32], db: &mut [f32], cols: usize,
-    ) = norm_bwd_simd | norm_bwd_scalar;
+        dx: Fill<'_>, dg: &mut [f32], db: &mut [f32], cols: usize,
+    ) -> Filled = norm_bwd_simd | norm_bwd_scalar;
 }
 
 // ---- scalar reference ------------------------------------------------------------------
 
 #[allow(clippy::too_many_arguments)]
 fn norm_fwd_scalar(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    y: Fill<'_>,
+    mean: Option<&mut [f32]>,
+    rstd: &mut [f32],
+    cols: usize,
+) -> Filled {
+    y.init(|y| norm_fwd_scalar_rows(x, gamma, beta, eps, y, mean, rstd, cols))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn norm_fwd_scalar_rows(
     x: &[f32],
     gamma: &[f32],
     beta: &[f32],
@@ -272,6 +286,21 @@ fn norm_fwd_scalar(
 
 #[allow(clippy::too_many_arguments)]
 fn norm_bwd_scalar(
+    x: &[f32],
+    gamma: &[f32],
+    mean: Option<&[f32]>,
+    rstd: &[f32],
+    dy: &[f32],
+    dx: Fill<'_>,
+    dg: &mut [f32],
+    db: &mut [f32],
+    cols: usize,
+) -> Filled {
+    dx.init(|dx| norm_bwd_scalar_rows(x, gamma, mean, rstd, dy, dx, dg, db, cols))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn norm_bwd_scalar_rows(
     x: &[f32],
     gamma: &[f32],
     mean: Option<&[f32]>,
@@ -348,14 +377,27 @@ unsafe fn norm_fwd_simd<S: Simd>(
     gamma: &[f32],
     beta: &[f32],
     eps: f32,
-    y: &mut [f32],
+    mut y: Fill<'_>,
     mut mean: Option<&mut [f32]>,
     rstd: &mut [f32],
     cols: usize,
-) {
+) -> Filled {
+    let rows = y.len() / cols;
+    assert!(
+        x.len() == y.len() && rows * cols == y.len() && rstd.len() >= rows,
+        "norm forward block: lengths"
+    );
+    assert!(
+        gamma.len() >= cols && beta.len() >= cols,
+        "norm forward block: γ, β lengths"
+    );
+    assert!(
+        mean.as_ref().is_none_or(|m| m.len() >= rows),
+        "norm forward block: mean length"
+    );
     let n = cols as f32;
-    let (l, gp, bp) = (S::LANES, gamma.as_ptr(), beta.as_ptr());
-    for (r, (y, x)) in y.chunks_mut(cols).zip(x.chunks(cols)).enumerate() {
+    let (l, gp, bp, out) = (S::LANES, gamma.as_ptr(), beta.as_ptr(), y.as_mut_ptr());
+    for (r, x) in x.chunks(cols).enumerate() {
         let (mu, rs) = match mean.as_deref_mut() {
             Some(mean) => {
                 let m0 = row_sum::<S>(x) / n;
@@ -373,7 +415,7 @@ unsafe fn norm_fwd_simd<S: Simd>(
         };
         rstd[r] = rs;
         let (muv, rsv) = (S::splat(mu), S::splat(rs));
-        let (p, o) = (x.as_ptr(), y.as_mut_ptr());
+        let (p, o) = (x.as_ptr(), out.add(r * cols));
         let with_beta = mean.is_some();
         let mut i = 0;
         while i < cols {
@@ -401,6 +443,7 @@ unsafe fn norm_fwd_simd<S: Simd>(
             i += k;
         }
     }
+    y.assume_filled()
 }
 
 #[inline(always)]
@@ -411,21 +454,39 @@ unsafe fn norm_bwd_simd<S: Simd>(
     mean: Option<&[f32]>,
     rstd: &[f32],
     dy: &[f32],
-    dx: &mut [f32],
+    mut dx: Fill<'_>,
     dg: &mut [f32],
     db: &mut [f32],
     cols: usize,
-) {
+) -> Filled {
+    let rows = dx.len() / cols;
+    assert!(
+        x.len() == dx.len() && dy.len() == dx.len() && rows * cols == dx.len(),
+        "norm backward block: lengths"
+    );
+    assert!(
+        rstd.len() >= rows && mean.is_none_or(|m| m.len() >= rows),
+        "norm backward block: statistics lengths"
+    );
+    assert!(
+        gamma.len() >= cols && dg.len() >= cols && db.len() >= cols,
+        "norm backward block: γ, dγ, dβ lengths"
+    );
     let l = S::LANES;
-    let (gp, dgp, dbp) = (gamma.as_ptr(), dg.as_mut_ptr(), db.as_mut_ptr());
+    let (gp, dgp, dbp, out) = (
+        gamma.as_ptr(),
+        dg.as_mut_ptr(),
+        db.as_mut_ptr(),
+        dx.as_mut_ptr(),
+    );
     let inv_n = 1.0 / cols as f32;
     // Whole vectors in the main loops (k = LANES is a constant there, so the masked forms
     // fold away), one masked tail per row.
     let full = cols / l * l;
-    for (r, dx) in dx.chunks_mut(cols).enumerate() {
+    for r in 0..rows {
         let xp = x.as_ptr().add(r * cols);
         let dyp = dy.as_ptr().add(r * cols);
-        let o = dx.as_mut_ptr();
+        let o = out.add(r * cols);
         let (muv, rsv) = (S::splat(mean.map_or(0.0, |m| m[r])), S::splat(rstd[r]));
         // Pass 1: Σ g, Σ g x̂ (g = dy γ), and the block's dγ += dy x̂, dβ += dy.
         let mut sums = (S::splat(0.0), S::splat(0.0));
@@ -464,6 +525,7 @@ unsafe fn norm_bwd_simd<S: Simd>(
             bwd_dx::<S>(xp, dyp, gp, o, muv, rsv, mgv, mgxv, full, cols - full);
         }
     }
+    dx.assume_filled()
 }
 
 /// Loads `k` (≤ LANES) floats at `p + i`, zero-filled past `k`.

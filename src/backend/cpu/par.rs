@@ -22,36 +22,30 @@ pub fn row_block(rows: usize, cols: usize, work: usize) -> usize {
     rows.div_ceil(tasks).max(1)
 }
 
-/// Calls `f(first_row, out_rows)` on blocks of whole rows of `out` (rows of `cols`), in
-/// parallel when there is more than one block.
-/// `out` is an initialised buffer or a [`fresh`] one (each block zeroed in cache, in pieces of
-/// whole rows, right before `f` overwrites it).
+/// Calls `f(first_row, block)` on blocks of whole rows of `out` (rows of `cols`), in
+/// parallel when there is more than one block. `f` must fill its block: it returns the
+/// block's [`Filled`] token, which only writing every element gives (see [`Fill`]).
+/// `out` is an initialised buffer or a [`fresh`] one (whose storage the kernel writes
+/// directly, with no zeroing first).
 pub fn rows_mut<'a, F>(out: impl Into<Out<'a>>, cols: usize, work: usize, f: F)
 where
-    F: Fn(usize, &mut [f32]) + Sync + Send,
+    F: Fn(usize, Fill<'_>) -> Filled + Sync + Send,
 {
     let Some((out, cols)) = start(out.into(), cols) else {
         return;
     };
     let rows = out.len() / cols;
     let block = row_block(rows, cols, work);
-    match out {
-        Dst::Init(out) if block >= rows => f(0, out),
-        Dst::Init(out) => out
-            .par_chunks_mut(block * cols)
-            .enumerate()
-            .for_each(|(i, o)| f(i * block, o)),
-        Dst::Fresh(out, done) => {
-            if block >= rows {
-                in_pieces(out, cols, 0, &f);
-            } else {
-                out.par_chunks_mut(block * cols)
-                    .enumerate()
-                    .for_each(|(i, o)| in_pieces(o, cols, i * block, &f));
-            }
-            *done = true;
+    let run = |i: usize, o: Fill<'_>| o.check(|o| f(i * block, o));
+    out.fill(|o| {
+        if block >= rows {
+            run(0, o);
+        } else {
+            o.into_par_chunks(block * cols)
+                .enumerate()
+                .for_each(|(i, o)| run(i, o));
         }
-    }
+    });
 }
 
 /// The destination and its row length, or `None` when there is nothing for the kernel to
@@ -67,28 +61,6 @@ fn start(out: Out<'_>, cols: usize) -> Option<(Dst<'_>, usize)> {
     Some((out.0, cols))
 }
 
-/// Zeroes and hands to `f` one cache-sized piece of whole rows at a time.
-fn in_pieces<F>(out: &mut [MaybeUninit<f32>], cols: usize, r0: usize, f: &F)
-where
-    F: Fn(usize, &mut [f32]),
-{
-    let rows = piece_rows(cols);
-    for (k, piece) in out.chunks_mut(rows * cols).enumerate() {
-        f(r0 + k * rows, zeroed(piece));
-    }
-}
-
-/// Rows per zero-then-write piece of a fresh buffer: about `PIECE` elements (L1-resident).
-fn piece_rows(cols: usize) -> usize {
-    (PIECE / cols.max(1)).max(1)
-}
-
-/// Elements zeroed at a time in a fresh output (4 KiB, about one row of the large shapes):
-/// small beside the kernel's own L1 working set (its input rows), so the zeroed lines are still
-/// in L1 when overwritten. (32 KiB pieces filled all of L1 and evicted the inputs: softmax
-/// forward ran 1.9× slower than into a reused buffer.)
-const PIECE: usize = 1024;
-
 /// As `rows_mut`, with two per-row outputs (`a`, `b`: one value per row) split alongside.
 pub fn rows_mut_stats<'o, F>(
     out: impl Into<Out<'o>>,
@@ -98,44 +70,25 @@ pub fn rows_mut_stats<'o, F>(
     work: usize,
     f: F,
 ) where
-    F: Fn(usize, &mut [f32], &mut [f32], &mut [f32]) + Sync + Send,
+    F: Fn(usize, Fill<'_>, &mut [f32], &mut [f32]) -> Filled + Sync + Send,
 {
     let Some((out, cols)) = start(out.into(), cols) else {
         return;
     };
     let rows = out.len() / cols;
     let block = row_block(rows, cols, work);
-    // A fresh block goes in zeroed pieces of `pr` rows, its statistics alongside.
-    let pieces = |r0: usize, o: &mut [MaybeUninit<f32>], a: &mut [f32], b: &mut [f32]| {
-        let pr = piece_rows(cols);
-        for (k, ((o, a), b)) in o
-            .chunks_mut(pr * cols)
-            .zip(a.chunks_mut(pr))
-            .zip(b.chunks_mut(pr))
-            .enumerate()
-        {
-            f(r0 + k * pr, zeroed(o), a, b);
+    let run =
+        |i: usize, o: Fill<'_>, a: &mut [f32], b: &mut [f32]| o.check(|o| f(i * block, o, a, b));
+    out.fill(|o| {
+        if block >= rows {
+            run(0, o, a, b);
+        } else {
+            o.into_par_chunks(block * cols)
+                .zip(a.par_chunks_mut(block).zip(b.par_chunks_mut(block)))
+                .enumerate()
+                .for_each(|(i, (o, (a, b)))| run(i, o, a, b));
         }
-    };
-    match out {
-        Dst::Init(out) if block >= rows => f(0, out, a, b),
-        Dst::Init(out) => out
-            .par_chunks_mut(block * cols)
-            .zip(a.par_chunks_mut(block).zip(b.par_chunks_mut(block)))
-            .enumerate()
-            .for_each(|(i, (o, (a, b)))| f(i * block, o, a, b)),
-        Dst::Fresh(out, done) => {
-            if block >= rows {
-                pieces(0, out, a, b);
-            } else {
-                out.par_chunks_mut(block * cols)
-                    .zip(a.par_chunks_mut(block).zip(b.par_chunks_mut(block)))
-                    .enumerate()
-                    .for_each(|(i, (o, (a, b)))| pieces(i * block, o, a, b));
-            }
-            *done = true;
-        }
-    }
+    });
 }
 
 /// Per-block partial sums over fixed blocks of `block` rows: `f(first_row, out_rows, part)`
@@ -153,7 +106,7 @@ pub fn rows_mut_partials<'o, F>(
     f: F,
 ) -> Vec<f32>
 where
-    F: Fn(usize, &mut [f32], &mut [f32]) + Sync + Send,
+    F: Fn(usize, Fill<'_>, &mut [f32]) -> Filled + Sync + Send,
 {
     let Some((out, cols)) = start(out.into(), cols) else {
         return Vec::new();
@@ -163,27 +116,17 @@ where
     // (A zero `width` still gets one float per block, unused, so the blocks can be zipped.)
     let w = width.max(1);
     let mut parts = vec![0.0f32; rows.div_ceil(block) * w];
-    // Fresh blocks are zeroed whole (the callers' blocks are cache-sized already) so that
-    // `f` still sees exactly the fixed blocks.
-    match out {
-        Dst::Init(out) if block >= rows => f(0, out, &mut parts[..width]),
-        Dst::Init(out) => out
-            .par_chunks_mut(block * cols)
-            .zip(parts.par_chunks_mut(w))
-            .enumerate()
-            .for_each(|(i, (o, p))| f(i * block, o, &mut p[..width])),
-        Dst::Fresh(out, done) => {
-            if block >= rows {
-                f(0, zeroed(out), &mut parts[..width]);
-            } else {
-                out.par_chunks_mut(block * cols)
-                    .zip(parts.par_chunks_mut(w))
-                    .enumerate()
-                    .for_each(|(i, (o, p))| f(i * block, zeroed(o), &mut p[..width]));
-            }
-            *done = true;
+    let run = |i: usize, o: Fill<'_>, p: &mut [f32]| o.check(|o| f(i * block, o, &mut p[..width]));
+    out.fill(|o| {
+        if block >= rows {
+            run(0, o, &mut parts);
+        } else {
+            o.into_par_chunks(block * cols)
+                .zip(parts.par_chunks_mut(w))
+                .enumerate()
+                .for_each(|(i, (o, p))| run(i, o, p));
         }
-    }
+    });
     if width == 0 {
         parts.clear();
     }
@@ -211,11 +154,27 @@ enum Dst<'a> {
     Fresh(&'a mut [MaybeUninit<f32>], &'a mut bool),
 }
 
-impl Dst<'_> {
+impl<'a> Dst<'a> {
     fn len(&self) -> usize {
         match self {
             Dst::Init(o) => o.len(),
             Dst::Fresh(o, _) => o.len(),
+        }
+    }
+
+    /// Runs `f` on the whole destination as one `Fill`, then marks a fresh one complete.
+    /// `f` is a driver's block loop, which checks each block's `Filled` token (panicking,
+    /// so never returning, on a block left unfilled).
+    fn fill(self, f: impl FnOnce(Fill<'_>)) {
+        match self {
+            Dst::Init(o) => f(Fill::from(o)),
+            Dst::Fresh(o, done) => {
+                f(Fill {
+                    buf: o,
+                    init: false,
+                });
+                *done = true;
+            }
         }
     }
 }
@@ -232,6 +191,145 @@ impl<'a> From<&'a mut Vec<f32>> for Out<'a> {
     }
 }
 
+/// The storage of one block of a kernel's output, possibly uninitialised, which the kernel
+/// must overwrite whole. Its methods never write anything but an `f32` value (so an
+/// initialised buffer stays initialised), and it proves the block complete with a
+/// [`Filled`] token, which comes only from:
+/// - [`Fill::write_iter`] / [`Fill::write_rows`]: safe, every element written;
+/// - [`Fill::init`]: safe, the block zeroed (when fresh) and handed out as `&mut [f32]`,
+///   for the scalar references and other code that indexes it;
+/// - [`Fill::assume_filled`]: unsafe, for SIMD kernels that store through [`Fill::as_mut_ptr`].
+///
+/// This is what lets a [`fresh`] output skip zeroing: the kernels' own stores initialise it.
+pub struct Fill<'a> {
+    buf: &'a mut [MaybeUninit<f32>],
+    /// Whether every element is already an initialised f32 (then `init` needs no zeroing).
+    init: bool,
+}
+
+/// Proof that the block at `addr`, `len` elements, holds initialised floats.
+#[must_use = "a driver checks the token against the block it handed out"]
+pub struct Filled {
+    addr: usize,
+    len: usize,
+}
+
+impl<'a> From<&'a mut [f32]> for Fill<'a> {
+    fn from(o: &'a mut [f32]) -> Self {
+        let len = o.len();
+        // SAFETY: MaybeUninit<f32> has f32's layout; `Fill` only ever writes f32 values, so
+        // the borrowed floats stay initialised.
+        let buf = unsafe { std::slice::from_raw_parts_mut(o.as_mut_ptr().cast(), len) };
+        Fill { buf, init: true }
+    }
+}
+
+impl<'a> Fill<'a> {
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The first element, for SIMD stores. An element may be read through it only after
+    /// it was written.
+    pub fn as_mut_ptr(&mut self) -> *mut f32 {
+        self.buf.as_mut_ptr().cast()
+    }
+
+    /// The same storage, borrowed for a shorter while (its token is this block's).
+    pub fn reborrow(&mut self) -> Fill<'_> {
+        Fill {
+            buf: self.buf,
+            init: self.init,
+        }
+    }
+
+    /// Writes element `i`.
+    pub fn set(&mut self, i: usize, v: f32) {
+        self.buf[i].write(v);
+    }
+
+    /// Writes the values in order (zeros past the end of a short iterator).
+    pub fn write_iter(self, values: impl IntoIterator<Item = f32>) -> Filled {
+        let mut k = 0;
+        for (o, v) in self.buf.iter_mut().zip(values) {
+            o.write(v);
+            k += 1;
+        }
+        self.buf[k..].iter_mut().for_each(|o| {
+            o.write(0.0);
+        });
+        self.token()
+    }
+
+    /// The block as initialised floats (zeroed first when fresh), for `f` to overwrite.
+    pub fn init(self, f: impl FnOnce(&mut [f32])) -> Filled {
+        let token = self.token();
+        let o = if self.init {
+            // SAFETY: `init` holds only for storage borrowed from initialised floats.
+            unsafe { &mut *(self.buf as *mut [MaybeUninit<f32>] as *mut [f32]) }
+        } else {
+            zeroed(self.buf)
+        };
+        f(o);
+        token
+    }
+
+    /// Fills rows of `cols` one at a time: `f(row, storage)` must return that row's token.
+    pub fn write_rows(
+        mut self,
+        cols: usize,
+        mut f: impl FnMut(usize, Fill<'_>) -> Filled,
+    ) -> Filled {
+        let init = self.init;
+        for (r, row) in self.buf.chunks_mut(cols.max(1)).enumerate() {
+            Fill { buf: row, init }.check(|row| f(r, row));
+        }
+        self.reborrow().token()
+    }
+
+    /// The token, trusting that every element was written.
+    ///
+    /// # Safety
+    /// Every element of the block has been written (through `as_mut_ptr`, or `set`).
+    pub unsafe fn assume_filled(self) -> Filled {
+        self.token()
+    }
+
+    fn token(&self) -> Filled {
+        Filled {
+            addr: self.buf.as_ptr() as usize,
+            len: self.buf.len(),
+        }
+    }
+
+    /// Runs `f` on this block and checks that it returned the block's own token.
+    fn check(self, f: impl FnOnce(Fill<'_>) -> Filled) {
+        let want = self.token();
+        let got = f(self);
+        assert!(
+            got.addr == want.addr && got.len == want.len,
+            "a row kernel returned the token of another block ({} floats at {:#x}, \
+             expected {} at {:#x})",
+            got.len,
+            got.addr,
+            want.len,
+            want.addr
+        );
+    }
+
+    /// Splits into blocks of `n` elements (the last may be shorter), for rayon.
+    fn into_par_chunks(self, n: usize) -> impl IndexedParallelIterator<Item = Fill<'a>> {
+        let init = self.init;
+        self.buf
+            .par_chunks_mut(n)
+            .map(move |buf| Fill { buf, init })
+    }
+}
+
 /// Zeroes `o` and views it as initialised floats.
 fn zeroed(o: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     for e in o.iter_mut() {
@@ -242,11 +340,10 @@ fn zeroed(o: &mut [MaybeUninit<f32>]) -> &mut [f32] {
 }
 
 /// A new vector of `n` floats filled by `fill`, which hands its `Out` to one of the row
-/// drivers above (they overwrite every element). This replaces `vec![0.0; n]` + kernel:
-/// instead of one serial memset of the whole output (the allocation is usually a reused pool
-/// block, so the zeroing is real work) each task zeroes its rows piece by piece, in cache,
-/// right before the kernel overwrites them. Should `fill` not pass its `Out` to a driver, the
-/// buffer is zeroed here, so the result is always initialised.
+/// drivers above. This replaces `vec![0.0; n]` + kernel: the kernel's own stores initialise
+/// the output (the allocation is usually a reused pool block, so a zeroing pass would be
+/// real work: 18% of a LayerNorm forward + backward). Should `fill` not pass its `Out` to a
+/// driver, the buffer is zeroed here, so the result is always initialised.
 pub fn fresh(n: usize, fill: impl FnOnce(Out<'_>)) -> Vec<f32> {
     let mut v: Vec<f32> = Vec::with_capacity(n);
     let mut done = false;
@@ -254,8 +351,8 @@ pub fn fresh(n: usize, fill: impl FnOnce(Out<'_>)) -> Vec<f32> {
     if !done {
         zeroed(&mut v.spare_capacity_mut()[..n]);
     }
-    // SAFETY: the first n elements are initialised: a driver wrote all of them (it sets
-    // `done` only after covering its whole output), or they were zeroed just above.
+    // SAFETY: the first n elements are initialised: a driver filled every block (it sets
+    // `done` only after checking each block's `Filled` token), or they were zeroed above.
     unsafe { v.set_len(n) };
     v
 }
@@ -264,8 +361,14 @@ pub fn fresh(n: usize, fill: impl FnOnce(Out<'_>)) -> Vec<f32> {
 mod tests {
     use super::*;
 
-    /// Each driver, on a fresh output, calls `f` on every row exactly once (with zeroed
-    /// storage) and leaves nothing unwritten, on shapes with and without partial blocks.
+    /// Fills block `o`, which starts at row `r0` of rows of `cols`, with 1 + its flat index.
+    fn mark(cols: usize, r0: usize, o: Fill<'_>) -> Filled {
+        let n = o.len();
+        o.write_iter((0..n).map(|k| (r0 * cols + k) as f32 + 1.0))
+    }
+
+    /// Each driver, on a fresh output, calls `f` on every row exactly once and leaves
+    /// nothing unwritten, on shapes with and without partial blocks.
     #[test]
     fn fresh_outputs_are_fully_written_by_every_driver() {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -275,14 +378,15 @@ mod tests {
         pool.install(|| {
             for &(rows, cols) in &[(1, 1), (3, 5), (700, 129), (4096, 64), (5, 100_000)] {
                 let n = rows * cols;
-                let mark = |r0: usize, o: &mut [f32]| {
-                    for (k, v) in o.iter_mut().enumerate() {
-                        assert_eq!(*v, 0.0, "fresh storage is zeroed before f sees it");
-                        *v = (r0 * cols + k) as f32 + 1.0;
-                    }
-                };
                 let want: Vec<f32> = (0..n).map(|i| i as f32 + 1.0).collect();
-                assert_eq!(fresh(n, |o| rows_mut(o, cols, 3, mark)), want);
+                assert_eq!(
+                    fresh(n, |o| rows_mut(o, cols, 3, |r0, o| mark(cols, r0, o))),
+                    want
+                );
+                // The same through an initialised buffer.
+                let mut y = vec![f32::NAN; n];
+                rows_mut(&mut y, cols, 3, |r0, o| mark(cols, r0, o));
+                assert_eq!(y, want);
                 let (mut a, mut b) = (vec![0.0; rows], vec![0.0; rows]);
                 let y = fresh(n, |o| {
                     rows_mut_stats(o, &mut a, &mut b, cols, 3, |r0, o, a, b| {
@@ -291,7 +395,7 @@ mod tests {
                             .enumerate()
                             .for_each(|(i, v)| *v = (r0 + i) as f32);
                         b.fill(1.0);
-                        mark(r0, o)
+                        mark(cols, r0, o)
                     })
                 });
                 assert_eq!(y, want);
@@ -302,9 +406,9 @@ mod tests {
                 let y = fresh(n, |o| {
                     parts = rows_mut_partials(o, cols, 7, 2, |r0, o, p| {
                         assert_eq!(p, &[0.0, 0.0], "partials start at zero");
-                        mark(r0, o);
                         p[0] = r0 as f32;
                         p[1] = 1.0;
+                        mark(cols, r0, o)
                     })
                 });
                 assert_eq!(y, want);
@@ -317,8 +421,22 @@ mod tests {
                 sum_partials(&parts, &mut total);
                 assert_eq!(total[1], rows.div_ceil(7) as f32);
                 // The flat use: a length that is not a multiple of the row.
-                let y = fresh(n + 3, |o| rows_mut(o, cols, 3, |r0, o| mark(r0, o)));
+                let y = fresh(n + 3, |o| rows_mut(o, cols, 3, |r0, o| mark(cols, r0, o)));
                 assert_eq!(y, (0..n + 3).map(|i| i as f32 + 1.0).collect::<Vec<_>>());
+                // Row by row, and through `init`.
+                let y = fresh(n, |o| {
+                    rows_mut(o, cols, 3, |r0, o| {
+                        o.write_rows(cols, |r, row| {
+                            row.init(|row| {
+                                assert!(row.iter().all(|&v| v == 0.0), "fresh rows are zeroed");
+                                for (k, v) in row.iter_mut().enumerate() {
+                                    *v = ((r0 + r) * cols + k) as f32 + 1.0;
+                                }
+                            })
+                        })
+                    })
+                });
+                assert_eq!(y, want);
             }
         });
         // A fill that never runs a driver, or has nothing to do, still yields zeros.
@@ -328,5 +446,26 @@ mod tests {
             vec![0.0; 4]
         );
         assert!(fresh(0, |o| rows_mut(o, 3, 1, |_, _| unreachable!())).is_empty());
+        // A short iterator leaves zeros, not uninitialised storage.
+        assert_eq!(
+            fresh(5, |o| rows_mut(o, 5, 1, |_, o| o.write_iter([7.0, 8.0]))),
+            vec![7.0, 8.0, 0.0, 0.0, 0.0]
+        );
+        // `init` keeps an initialised buffer's contents (no zeroing needed there).
+        let mut y = vec![3.0f32; 4];
+        rows_mut(&mut y, 4, 1, |_, o| o.init(|o| o[0] = 1.0));
+        assert_eq!(y, [1.0, 3.0, 3.0, 3.0]);
+    }
+
+    /// A kernel cannot pass off another block's token as its own: the driver stops.
+    #[test]
+    #[should_panic(expected = "token of another block")]
+    fn a_token_of_another_block_is_refused() {
+        fresh(8, |o| {
+            rows_mut(o, 8, 1, |_, _| {
+                let mut other = [0.0f32; 8];
+                Fill::from(&mut other[..]).write_iter([0.0; 8])
+            })
+        });
     }
 }

@@ -11,7 +11,7 @@
 //! ≤ 2 ulp) are chosen by `isa::active()`; the scalar functions are the reference.
 
 use super::isa::{self, Isa};
-use super::par::{rows_mut, Out};
+use super::par::{rows_mut, Fill, Filled, Out};
 use super::simd::{self, simd_kernel, Simd};
 
 /// y = exp(x − max) / Σ exp(x − max), per row.
@@ -94,30 +94,34 @@ pub fn logsumexp(x: &[f32]) -> f32 {
 
 // ---- scalar reference ------------------------------------------------------------------
 
-fn softmax_scalar(x: &[f32], y: &mut [f32], cols: usize) {
-    for (y, x) in y.chunks_mut(cols).zip(x.chunks(cols)) {
-        let m = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let mut s = 0.0f32;
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = (x - m).exp();
-            s += *y;
+fn softmax_scalar(x: &[f32], y: Fill<'_>, cols: usize) -> Filled {
+    y.init(|y| {
+        for (y, x) in y.chunks_mut(cols).zip(x.chunks(cols)) {
+            let m = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let mut s = 0.0f32;
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = (x - m).exp();
+                s += *y;
+            }
+            let inv = 1.0 / s;
+            y.iter_mut().for_each(|y| *y *= inv);
         }
-        let inv = 1.0 / s;
-        y.iter_mut().for_each(|y| *y *= inv);
-    }
+    })
 }
 
-fn log_softmax_scalar(x: &[f32], y: &mut [f32], cols: usize) {
-    for (y, x) in y.chunks_mut(cols).zip(x.chunks(cols)) {
-        let (m, ln_s) = max_and_log_sum_scalar(x);
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = if m == f32::NEG_INFINITY {
-                f32::NEG_INFINITY
-            } else {
-                (x - m) - ln_s
-            };
+fn log_softmax_scalar(x: &[f32], y: Fill<'_>, cols: usize) -> Filled {
+    y.init(|y| {
+        for (y, x) in y.chunks_mut(cols).zip(x.chunks(cols)) {
+            let (m, ln_s) = max_and_log_sum_scalar(x);
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = if m == f32::NEG_INFINITY {
+                    f32::NEG_INFINITY
+                } else {
+                    (x - m) - ln_s
+                };
+            }
         }
-    }
+    })
 }
 
 fn max_and_log_sum_scalar(x: &[f32]) -> (f32, f32) {
@@ -129,37 +133,41 @@ fn max_and_log_sum_scalar(x: &[f32]) -> (f32, f32) {
     (m, s.ln())
 }
 
-fn softmax_bwd_scalar(y: &[f32], dy: &[f32], dx: &mut [f32], cols: usize) {
-    for ((dx, y), dy) in dx.chunks_mut(cols).zip(y.chunks(cols)).zip(dy.chunks(cols)) {
-        let dot: f32 = y.iter().zip(dy).map(|(a, b)| a * b).sum();
-        for i in 0..cols {
-            dx[i] = y[i] * (dy[i] - dot);
+fn softmax_bwd_scalar(y: &[f32], dy: &[f32], dx: Fill<'_>, cols: usize) -> Filled {
+    dx.init(|dx| {
+        for ((dx, y), dy) in dx.chunks_mut(cols).zip(y.chunks(cols)).zip(dy.chunks(cols)) {
+            let dot: f32 = y.iter().zip(dy).map(|(a, b)| a * b).sum();
+            for i in 0..cols {
+                dx[i] = y[i] * (dy[i] - dot);
+            }
         }
-    }
+    })
 }
 
-fn log_softmax_bwd_scalar(y: &[f32], dy: &[f32], dx: &mut [f32], cols: usize) {
-    for ((dx, y), dy) in dx.chunks_mut(cols).zip(y.chunks(cols)).zip(dy.chunks(cols)) {
-        let s: f32 = dy.iter().sum();
-        for i in 0..cols {
-            dx[i] = dy[i] - y[i].exp() * s;
+fn log_softmax_bwd_scalar(y: &[f32], dy: &[f32], dx: Fill<'_>, cols: usize) -> Filled {
+    dx.init(|dx| {
+        for ((dx, y), dy) in dx.chunks_mut(cols).zip(y.chunks(cols)).zip(dy.chunks(cols)) {
+            let s: f32 = dy.iter().sum();
+            for i in 0..cols {
+                dx[i] = dy[i] - y[i].exp() * s;
+            }
         }
-    }
+    })
 }
 
 // ---- SIMD ------------------------------------------------------------------------------
 
 simd_kernel! {
-    fn softmax_block(x: &[f32], y: &mut [f32], cols: usize) = softmax_simd | softmax_scalar;
+    fn softmax_block(x: &[f32], y: Fill<'_>, cols: usize) -> Filled = softmax_simd | softmax_scalar;
 }
 simd_kernel! {
-    fn log_softmax_block(x: &[f32], y: &mut [f32], cols: usize) = log_softmax_simd | log_softmax_scalar;
+    fn log_softmax_block(x: &[f32], y: Fill<'_>, cols: usize) -> Filled = log_softmax_simd | log_softmax_scalar;
 }
 simd_kernel! {
-    fn softmax_bwd_block(y: &[f32], dy: &[f32], dx: &mut [f32], cols: usize) = softmax_bwd_simd | softmax_bwd_scalar;
+    fn softmax_bwd_block(y: &[f32], dy: &[f32], dx: Fill<'_>, cols: usize) -> Filled = softmax_bwd_simd | softmax_bwd_scalar;
 }
 simd_kernel! {
-    fn log_softmax_bwd_block(y: &[f32], dy: &[f32], dx: &mut [f32], cols: usize) = log_softmax_bwd_simd | log_softmax_bwd_scalar;
+    fn log_softmax_bwd_block(y: &[f32], dy: &[f32], dx: Fill<'_>, cols: usize) -> Filled = log_softmax_bwd_simd | log_softmax_bwd_scalar;
 }
 
 /// max over a row (−∞ for an empty row), four accumulators.
@@ -189,14 +197,13 @@ pub(crate) unsafe fn row_max<S: Simd>(x: &[f32]) -> f32 {
     S::hmax(S::max(S::max(a0, a1), S::max(a2, a3)))
 }
 
-/// Σ exp(x − m) over a row, storing each term in `y` when given.
+/// Σ exp(x − m) over a row, storing each term at `q` when given.
 ///
 /// # Safety
-/// As `row_max`; `y`, when given, has `x.len()` elements.
+/// As `row_max`; `q`, when given, is valid for writing `x.len()` floats.
 #[inline(always)]
-unsafe fn exp_sum<S: Simd>(x: &[f32], m: f32, y: Option<&mut [f32]>) -> f32 {
+unsafe fn exp_sum<S: Simd>(x: &[f32], m: f32, q: Option<*mut f32>) -> f32 {
     let (n, l, p) = (x.len(), S::LANES, x.as_ptr());
-    let q = y.map(|y| y.as_mut_ptr());
     let mv = S::splat(m);
     let (mut s0, mut s1) = (S::splat(0.0), S::splat(0.0));
     let mut i = 0;
@@ -246,14 +253,20 @@ unsafe fn affine<S: Simd>(x: *const f32, y: *mut f32, n: usize, a: f32, b: f32) 
     }
 }
 
+/// # Safety
+/// As `row_max`. (The block kernels below write every element of their output, a row of
+/// `cols` at a time, the last row possibly shorter; their inputs must be as long.)
 #[inline(always)]
-unsafe fn softmax_simd<S: Simd>(x: &[f32], y: &mut [f32], cols: usize) {
-    for (y, x) in y.chunks_mut(cols).zip(x.chunks(cols)) {
-        let m = row_max::<S>(x);
-        let s = exp_sum::<S>(x, m, Some(y));
-        let p = y.as_mut_ptr();
-        affine::<S>(p, p, cols, 1.0 / s, 0.0);
+unsafe fn softmax_simd<S: Simd>(x: &[f32], mut y: Fill<'_>, cols: usize) -> Filled {
+    assert_eq!(x.len(), y.len(), "softmax block: input and output lengths");
+    let o = y.as_mut_ptr();
+    for (r, x) in x.chunks(cols).enumerate() {
+        let p = o.add(r * cols);
+        let s = exp_sum::<S>(x, row_max::<S>(x), Some(p));
+        // The terms just stored are scaled in place.
+        affine::<S>(p, p, x.len(), 1.0 / s, 0.0);
     }
+    y.assume_filled()
 }
 
 #[inline(always)]
@@ -266,16 +279,22 @@ unsafe fn max_log_sum_simd<S: Simd>(x: &[f32]) -> (f32, f32) {
 }
 
 #[inline(always)]
-unsafe fn log_softmax_simd<S: Simd>(x: &[f32], y: &mut [f32], cols: usize) {
-    for (y, x) in y.chunks_mut(cols).zip(x.chunks(cols)) {
+unsafe fn log_softmax_simd<S: Simd>(x: &[f32], mut y: Fill<'_>, cols: usize) -> Filled {
+    assert_eq!(
+        x.len(),
+        y.len(),
+        "log-softmax block: input and output lengths"
+    );
+    let o = y.as_mut_ptr();
+    for (r, x) in x.chunks(cols).enumerate() {
         let (m, ln_s) = max_log_sum_simd::<S>(x);
+        let (q, cols) = (o.add(r * cols), x.len());
         if m == f32::NEG_INFINITY {
-            y.fill(f32::NEG_INFINITY);
+            (0..cols).for_each(|i| *q.add(i) = f32::NEG_INFINITY);
             continue;
         }
         // (x − m) − ln Σ, in that order (see `log_softmax_rows`).
-        let (l, mv, lv) = (S::LANES, S::splat(m), S::splat(ln_s));
-        let (p, q) = (x.as_ptr(), y.as_mut_ptr());
+        let (l, mv, lv, p) = (S::LANES, S::splat(m), S::splat(ln_s), x.as_ptr());
         let mut i = 0;
         while i + l <= cols {
             S::store(q.add(i), S::sub(S::sub(S::load(p.add(i)), mv), lv));
@@ -286,6 +305,7 @@ unsafe fn log_softmax_simd<S: Simd>(x: &[f32], y: &mut [f32], cols: usize) {
             S::store_tail(q.add(i), cols - i, v);
         }
     }
+    y.assume_filled()
 }
 
 /// Σ a ⊙ b over a row, two accumulators.
@@ -337,10 +357,21 @@ pub(crate) unsafe fn row_sum<S: Simd>(a: &[f32]) -> f32 {
 }
 
 #[inline(always)]
-unsafe fn softmax_bwd_simd<S: Simd>(y: &[f32], dy: &[f32], dx: &mut [f32], cols: usize) {
-    for ((dx, y), dy) in dx.chunks_mut(cols).zip(y.chunks(cols)).zip(dy.chunks(cols)) {
+unsafe fn softmax_bwd_simd<S: Simd>(
+    y: &[f32],
+    dy: &[f32],
+    mut dx: Fill<'_>,
+    cols: usize,
+) -> Filled {
+    assert!(
+        y.len() == dx.len() && dy.len() == dx.len(),
+        "softmax backward block: lengths"
+    );
+    let out = dx.as_mut_ptr();
+    for (r, (y, dy)) in y.chunks(cols).zip(dy.chunks(cols)).enumerate() {
         let dot = S::splat(row_dot::<S>(y, dy));
-        let (l, p, q, o) = (S::LANES, y.as_ptr(), dy.as_ptr(), dx.as_mut_ptr());
+        let (l, p, q, o) = (S::LANES, y.as_ptr(), dy.as_ptr(), out.add(r * cols));
+        let cols = y.len();
         let mut i = 0;
         while i + l <= cols {
             let v = S::mul(S::load(p.add(i)), S::sub(S::load(q.add(i)), dot));
@@ -356,13 +387,25 @@ unsafe fn softmax_bwd_simd<S: Simd>(y: &[f32], dy: &[f32], dx: &mut [f32], cols:
             S::store_tail(o.add(i), k, v);
         }
     }
+    dx.assume_filled()
 }
 
 #[inline(always)]
-unsafe fn log_softmax_bwd_simd<S: Simd>(y: &[f32], dy: &[f32], dx: &mut [f32], cols: usize) {
-    for ((dx, y), dy) in dx.chunks_mut(cols).zip(y.chunks(cols)).zip(dy.chunks(cols)) {
+unsafe fn log_softmax_bwd_simd<S: Simd>(
+    y: &[f32],
+    dy: &[f32],
+    mut dx: Fill<'_>,
+    cols: usize,
+) -> Filled {
+    assert!(
+        y.len() == dx.len() && dy.len() == dx.len(),
+        "log-softmax backward block: lengths"
+    );
+    let out = dx.as_mut_ptr();
+    for (r, (y, dy)) in y.chunks(cols).zip(dy.chunks(cols)).enumerate() {
         let s = S::splat(row_sum::<S>(dy));
-        let (l, p, q, o) = (S::LANES, y.as_ptr(), dy.as_ptr(), dx.as_mut_ptr());
+        let (l, p, q, o) = (S::LANES, y.as_ptr(), dy.as_ptr(), out.add(r * cols));
+        let cols = y.len();
         let mut i = 0;
         while i + l <= cols {
             let e = simd::exp_nonpositive::<S>(S::load(p.add(i)));
@@ -375,4 +418,5 @@ unsafe fn log_softmax_bwd_simd<S: Simd>(y: &[f32], dy: &[f32], dx: &mut [f32], c
             S::store_tail(o.add(i), k, S::fnmadd(e, s, S::load_tail(q.add(i), k, 0.0)));
         }
     }
+    dx.assume_filled()
 }
