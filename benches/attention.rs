@@ -35,6 +35,7 @@ fn attention_benches(c: &mut Criterion) {
                 dv: d,
                 scale: 1.0 / (d as f32).sqrt(),
                 causal,
+                dropout: None,
             };
             let flops = 4 * batch * heads * t * t * d / if causal { 2 } else { 1 };
             let tag = if causal { "causal" } else { "full" };

@@ -4,7 +4,7 @@
 
 use pretext::autograd::gradcheck::{gradcheck, GradCheck};
 use pretext::autograd::Var;
-use pretext::tensor::{AttentionMasks, Rng, Tensor};
+use pretext::tensor::{AttentionMasks, AttnDropout, Rng, Tensor};
 use pretext::Result;
 
 /// N(0, 1) samples of `shape`, seeded.
@@ -403,6 +403,7 @@ fn masks(causal: bool, key_padding: Option<Tensor>, scale: Option<f32>) -> Atten
         causal,
         key_padding,
         scale,
+        dropout: None,
     }
 }
 
@@ -484,6 +485,27 @@ fn attention_fully_masked_rows_get_no_score_gradient() {
     check(vec![q, k, v, randn(&[1, 1, 3, 3], 69)], |x| {
         Var::attention(&x[0], &x[1], &x[2], Some(&x[3]), &m)
     });
+}
+
+#[test]
+fn attention_with_probability_dropout() {
+    // The mask is a function of (seed, position), so the dropped attention is a fixed
+    // differentiable function: causal with key padding (a fully masked row, its skipped
+    // keys dropped too), a bias, and Tq < Tk.
+    let (q, k, v) = (
+        randn(&[2, 2, 3, 4], 80),
+        randn(&[2, 2, 5, 4], 81),
+        randn(&[2, 2, 5, 3], 82),
+    );
+    let pad = Tensor::from_vec(vec![1i64, 1, 1, 1, 1, 0, 0, 0, 1, 1], &[2, 5]).unwrap();
+    for (causal, seed) in [(false, 1), (true, 2), (true, 3)] {
+        let mut m = masks(causal, Some(pad.clone()), None);
+        m.dropout = Some(AttnDropout { p: 0.4, seed });
+        check(
+            vec![q.clone(), k.clone(), v.clone(), randn(&[1, 2, 3, 5], 83)],
+            |x| Var::attention(&x[0], &x[1], &x[2], Some(&x[3]), &m),
+        );
+    }
 }
 
 #[test]

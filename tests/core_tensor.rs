@@ -847,6 +847,7 @@ fn attention_matches_plain_loops() {
         causal: false,
         key_padding: Some(Tensor::from_vec(keep.clone(), &[2, 4]).unwrap()),
         scale: Some(1.0),
+        dropout: None,
     };
     let got = Tensor::attention(&q, &k, &v, Some(&bias), &m).unwrap();
     assert_close(

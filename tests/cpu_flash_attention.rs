@@ -207,6 +207,7 @@ fn check(c: Case, seed: u64) {
         causal: c.causal,
         key_padding,
         scale: Some(scale),
+        dropout: None,
     };
     let (out, stats) = Tensor::attention_with_stats(&q, &k, &v, bias.as_ref(), &masks).unwrap();
     let (dq, dk, dvv, dbias) = Tensor::attention_backward(
@@ -375,6 +376,7 @@ fn left_padding_with_causal_mask_attends_uniformly() {
         causal: true,
         key_padding: Some(Tensor::from_vec(keep, &[b, t]).unwrap()),
         scale: None,
+        dropout: None,
     };
     for level in levels() {
         isa::force(Some(level));

@@ -12,7 +12,7 @@ use pretext::backend::cuda::emu::Schedule;
 use pretext::backend::cuda::CudaContext;
 use pretext::error::Error;
 use pretext::optim::{AdamW, AdamWConfig};
-use pretext::tensor::{AttentionMasks, Binary, Rng, Tensor, Unary};
+use pretext::tensor::{AttentionMasks, AttnDropout, Binary, Rng, Tensor, Unary};
 
 fn ctx() -> CudaContext {
     CudaContext::emulated(Schedule::WarpOrdered)
@@ -361,6 +361,7 @@ fn attention_forward_and_backward() {
             causal: false,
             key_padding: Some(pad.clone()),
             scale: Some(0.3),
+            dropout: None,
         },
     ] {
         let (o, stats) = Tensor::attention_with_stats(&q, &k, &v, None, &masks).unwrap();
@@ -375,6 +376,13 @@ fn attention_forward_and_backward() {
         close("attention dk", &db.1, &hb.1, TOL);
         close("attention dv", &db.2, &hb.2, TOL);
     }
+    // The device kernels have no probability dropout: asked for it, they refuse by name.
+    let masks = AttentionMasks {
+        dropout: Some(AttnDropout { p: 0.1, seed: 1 }),
+        ..Default::default()
+    };
+    let err = Tensor::attention_with_stats(&qd, &kd, &vd, None, &masks).unwrap_err();
+    assert!(err.to_string().contains("dropout"), "{err}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Attention-probability dropout (nn::attention_train): the op-by-op path equals the fused op at
-//! p = 0 (values and gradients, every mask kind, fully masked rows, Tq < Tk), is unbiased at
-//! p > 0 (inverted dropout: the mean over many masks is the fused output), and GPT-2 applies
-//! `attn_pdrop` in training only.
+//! p = 0 (values and gradients, every mask kind, fully masked rows, Tq < Tk), and at p > 0 the
+//! fused op's own dropout equals the op-by-op path drawn from the same `Rng` (same mask), across
+//! several tiles; dropout is unbiased (inverted dropout: the mean over many masks is the
+//! undropped output), and GPT-2 applies `attn_pdrop` in training only.
 
 use pretext::autograd::Var;
 use pretext::models::config::Gpt2Config;
@@ -42,6 +43,7 @@ fn unfused_path_equals_fused_op_at_p0() {
                 causal,
                 key_padding: Some(pad.clone()),
                 scale,
+                dropout: None,
             };
             let m = AttnMask::new(masks.clone(), 2, 3, 4, true).unwrap();
             let mut outs = Vec::new();
@@ -67,6 +69,87 @@ fn unfused_path_equals_fused_op_at_p0() {
     }
 }
 
+/// Outputs and gradients (q, k, v, bias) of `attend` on the host (the fused op with its
+/// dropout) and of `attend_unfused`, each from an `Rng` seeded alike.
+fn fused_and_unfused(
+    (q, k, v, bias): (&Var, &Var, &Var, &Var),
+    masks: &AttentionMasks,
+    p: f32,
+    w: &Var,
+) -> [(Tensor, [Tensor; 4]); 2] {
+    let (b, tq, tk) = (q.shape()[0], q.shape()[2], k.shape()[2]);
+    let m = AttnMask::new(masks.clone(), b, tq, tk, true).unwrap();
+    [true, false].map(|fused| {
+        [q, k, v, bias].iter().for_each(|x| x.zero_grad());
+        let mut rng = Rng::new(2024);
+        let y = if fused {
+            attend(q, k, v, Some(bias), &m, p, &mut Some(&mut rng)).unwrap()
+        } else {
+            attend_unfused(q, k, v, Some(bias), &m, p, &mut rng).unwrap()
+        };
+        y.mul(w).unwrap().sum_all().unwrap().backward().unwrap();
+        let out = y.value().clone();
+        (out, [q, k, v, bias].map(|x| x.grad().unwrap()))
+    })
+}
+
+#[test]
+fn fused_dropout_equals_the_op_by_op_path() {
+    let mut rng = Rng::new(17);
+    // The small case (fully masked rows, Tq < Tk), then several 64 × 64 tiles each way with
+    // ragged edges (the counters cross tile boundaries), Tq < Tk.
+    let small = case(&mut rng);
+    let (b, h, tq, tk, d) = (2, 2, 70, 133, 8);
+    let big = (
+        Var::param(Tensor::randn(&[b, h, tq, d], 0.0, 1.0, &mut rng)),
+        Var::param(Tensor::randn(&[b, h, tk, d], 0.0, 1.0, &mut rng)),
+        Var::param(Tensor::randn(&[b, h, tk, d], 0.0, 1.0, &mut rng)),
+        Var::param(Tensor::randn(&[1, h, tq, tk], 0.0, 1.0, &mut rng)),
+        Tensor::from_vec(
+            // Batch 0 pads its last keys; batch 1 its first 100, so with causal masking its
+            // queries 0..37 see no key and weight every key, those of skipped tiles too.
+            (0..b * tk)
+                .map(|i| if i < tk { i < 120 } else { i % tk >= 100 } as i64)
+                .collect(),
+            &[b, tk],
+        )
+        .unwrap(),
+    );
+    for (q, k, v, bias, pad) in [small, big] {
+        let shape = [q.shape()[0], q.shape()[1], q.shape()[2], v.shape()[3]];
+        let w = Var::constant(Tensor::randn(&shape, 0.0, 1.0, &mut rng));
+        for (causal, key_padding, p) in [
+            (false, None, 0.3),
+            (true, None, 0.5),
+            (true, Some(pad.clone()), 0.2),
+            (false, Some(pad.clone()), 0.1),
+        ] {
+            let masks = AttentionMasks {
+                causal,
+                key_padding,
+                scale: None,
+                dropout: None,
+            };
+            let [(y0, g0), (y1, g1)] = fused_and_unfused((&q, &k, &v, &bias), &masks, p, &w);
+            let dy = max_diff(&y0, &y1);
+            assert!(dy < 1e-5, "causal {causal} p {p}: outputs differ by {dy}");
+            for (i, (a, c)) in g0.iter().zip(&g1).enumerate() {
+                let d = max_diff(a, c);
+                assert!(
+                    d < 1e-4,
+                    "causal {causal} p {p}: gradient {i} differs by {d}"
+                );
+            }
+            // It did drop something: the undropped output differs.
+            let plain = Var::attention(&q, &k, &v, Some(&bias), &masks).unwrap();
+            assert!(
+                max_diff(&y0, &plain.value()) > 1e-3,
+                "p {p} dropped nothing"
+            );
+        }
+    }
+}
+
 #[test]
 fn dropout_path_is_unbiased_and_masks_differ() {
     let mut rng = Rng::new(11);
@@ -75,6 +158,7 @@ fn dropout_path_is_unbiased_and_masks_differ() {
         causal: true,
         key_padding: Some(pad),
         scale: None,
+        dropout: None,
     };
     let m = AttnMask::new(masks.clone(), 2, 3, 4, true).unwrap();
     let fused = Var::attention(&q, &k, &v, None, &masks)
@@ -125,9 +209,10 @@ fn dropout_path_needs_its_additive_mask() {
         causal: true,
         key_padding: Some(pad),
         scale: None,
+        dropout: None,
     };
     let m = AttnMask::new(masks, 2, 3, 4, false).unwrap();
-    let err = attend(&q, &k, &v, None, &m, 0.1, &mut Some(&mut rng)).unwrap_err();
+    let err = attend_unfused(&q, &k, &v, None, &m, 0.1, &mut rng).unwrap_err();
     assert!(err.to_string().contains("attention dropout"), "{err}");
 }
 

@@ -457,6 +457,7 @@ fn prepare_attention(args: &Args, _level: Isa, _threads: usize) -> Result<Prepar
         causal: args.causal,
         key_padding: None,
         scale: None,
+        dropout: None,
     };
     let backward = args.backward;
     let fwd = 4.0 * (b * h * t * t * d) as f64 * if args.causal { 0.5 } else { 1.0 };

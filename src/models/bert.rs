@@ -355,6 +355,7 @@ impl Bert {
                 causal: false,
                 key_padding: attention_mask.cloned(),
                 scale: None,
+                dropout: None,
             },
             ids.shape()[0],
             t,

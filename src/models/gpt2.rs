@@ -259,6 +259,7 @@ impl Gpt2 {
                 causal: true,
                 key_padding: attention_mask.cloned(),
                 scale: None,
+                dropout: None,
             },
             ids.shape()[0],
             ids.shape()[1],

@@ -5,25 +5,38 @@
 //!   them) and a fully masked row gets uniform weights, passing gradient to v only.
 //!
 //! In evaluation, or when p = 0, this is the fused op (`Var::attention`, no T×T buffer kept).
-//! Training with p > 0 writes the formula out op by op, which keeps the (B, H, Tq, Tk)
-//! probabilities for the backward pass (the fused kernels have no dropout).
+//! Training with p > 0 on the host is the fused op too, with its dropout (one draw of the
+//! run's `Rng` seeds a counter-based mask that the backward regenerates: still no T×T
+//! buffer). On a CUDA device, whose attention kernels have no dropout, the formula is written
+//! out op by op (`attend_unfused`), keeping the (B, H, Tq, Tk) probabilities for the
+//! backward. Both forms draw the same seed and so drop the same probabilities.
+
+use std::sync::OnceLock;
 
 use super::Train;
 use crate::autograd::Var;
 use crate::error::{Error, Result};
-use crate::tensor::{AttentionMasks, Rng, Tensor};
+use crate::tensor::{AttentionMasks, AttnDropout, Rng, Tensor};
 
 /// The masks of one kind of attention in a stack (self or cross), plus, when training with
-/// attention dropout, their dense (B, 1, Tq, Tk) form (1 = masked), built once per stack.
+/// attention dropout, their dense (B, 1, Tq, Tk) form (1 = masked) for the op-by-op path,
+/// built once per stack on its first use (never, on the host, where the fused op drops).
 #[derive(Clone, Debug)]
 pub struct AttnMask {
     pub masks: AttentionMasks,
-    dense: Option<Tensor>,
+    dense: Option<Dense>,
+}
+
+/// The dense mask's shape (B, Tq, Tk) and, once built, the mask.
+#[derive(Clone, Debug)]
+struct Dense {
+    shape: (usize, usize, usize),
+    mask: OnceLock<Tensor>,
 }
 
 impl AttnMask {
     /// Masks for queries of length `tq` against `tk` keys in a batch of `b`; the dense form
-    /// is built only when `with_dropout` (training with p > 0) and a mask exists.
+    /// is allowed only when `with_dropout` (training with p > 0) and a mask exists.
     pub fn new(
         masks: AttentionMasks,
         b: usize,
@@ -31,11 +44,20 @@ impl AttnMask {
         tk: usize,
         with_dropout: bool,
     ) -> Result<Self> {
-        let dense = if with_dropout && (masks.causal || masks.key_padding.is_some()) {
-            Some(dense_mask(&masks, b, tq, tk)?)
-        } else {
-            None
-        };
+        if let Some(m) = &masks.key_padding {
+            if m.shape() != [b, tk] {
+                return Err(Error::shape(
+                    "attention",
+                    &[m.shape(), &[b, tk]],
+                    "key padding mask must be (B, Tk)",
+                ));
+            }
+        }
+        let dense =
+            (with_dropout && (masks.causal || masks.key_padding.is_some())).then(|| Dense {
+                shape: (b, tq, tk),
+                mask: OnceLock::new(),
+            });
         Ok(AttnMask { masks, dense })
     }
 
@@ -44,6 +66,19 @@ impl AttnMask {
         let mut m = self.clone();
         m.masks.scale = Some(scale);
         m
+    }
+
+    /// The dense mask, built on first use.
+    fn dense(&self) -> Result<Option<&Tensor>> {
+        let Some(d) = &self.dense else {
+            return Ok(None);
+        };
+        if let Some(t) = d.mask.get() {
+            return Ok(Some(t));
+        }
+        let (b, tq, tk) = d.shape;
+        let t = dense_mask(&self.masks, b, tq, tk)?;
+        Ok(Some(d.mask.get_or_init(|| t)))
     }
 }
 
@@ -88,13 +123,25 @@ pub fn attend(
     train: &mut Train,
 ) -> Result<Var> {
     match train {
-        Some(rng) if p > 0.0 => attend_unfused(q, k, v, bias, mask, p, rng),
+        Some(rng) if p > 0.0 && q.value().is_cuda() => attend_unfused(q, k, v, bias, mask, p, rng),
+        Some(rng) if p > 0.0 => {
+            crate::tensor::check_dropout_p(p)?;
+            let masks = AttentionMasks {
+                // The draw `dropout` makes in the op-by-op form.
+                dropout: Some(AttnDropout {
+                    p,
+                    seed: rng.next_u64(),
+                }),
+                ..mask.masks.clone()
+            };
+            Var::attention(q, k, v, bias, &masks)
+        }
         _ => Var::attention(q, k, v, bias, &mask.masks),
     }
 }
 
 /// The op-by-op form, dropout included (identity at p = 0); `attend` uses it in training with
-/// p > 0. Public so tests can hold it against the fused op.
+/// p > 0 on a CUDA device. Public so tests can hold it against the fused op.
 pub fn attend_unfused(
     q: &Var,
     k: &Var,
@@ -104,7 +151,8 @@ pub fn attend_unfused(
     p: f32,
     rng: &mut Rng,
 ) -> Result<Var> {
-    if (mask.masks.causal || mask.masks.key_padding.is_some()) && mask.dense.is_none() {
+    let dense = mask.dense()?;
+    if (mask.masks.causal || mask.masks.key_padding.is_some()) && dense.is_none() {
         return Err(Error::msg(
             "attention: training with attention dropout needs the AttnMask built with_dropout",
         ));
@@ -118,7 +166,7 @@ pub fn attend_unfused(
     if let Some(bias) = bias {
         s = s.add(bias)?;
     }
-    if let Some(masked) = &mask.dense {
+    if let Some(masked) = dense {
         s = s.masked_fill(masked, f32::MIN)?;
     }
     s.softmax_last()?.dropout(p, true, rng)?.matmul(v)

@@ -18,6 +18,7 @@ mod view;
 use std::borrow::Cow;
 use std::sync::Arc;
 
+pub use crate::backend::cpu::attention::AttnDropout;
 pub use dtype::DType;
 pub use elementwise::{Binary, Unary};
 pub use layout::Layout;

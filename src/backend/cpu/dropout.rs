@@ -34,25 +34,49 @@ pub fn dropout(x: &[f32], y: Fill<'_>, p: f32, seed: u64, offset: u64) -> Filled
 }
 
 /// `dropout` at a given level (the AVX2 and scalar levels run the scalar loop).
-pub fn dropout_isa(level: Isa, x: &[f32], y: Fill<'_>, p: f32, seed: u64, offset: u64) -> Filled {
+pub fn dropout_isa(
+    level: Isa,
+    x: &[f32],
+    mut y: Fill<'_>,
+    p: f32,
+    seed: u64,
+    offset: u64,
+) -> Filled {
     assert_eq!(x.len(), y.len(), "dropout block: input and output lengths");
-    #[cfg(target_arch = "x86_64")]
-    if level == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512dq") {
-        // SAFETY: the CPU has AVX-512 F and DQ (checked; the level is clamped to the CPU),
-        // and x is as long as y.
-        return unsafe { avx512(x, y, p, seed, offset) };
+    // SAFETY: x and y hold y.len() floats each (checked); `run` writes every element of y.
+    unsafe {
+        run(level, x.as_ptr(), y.as_mut_ptr(), y.len(), p, seed, offset);
+        y.assume_filled()
     }
-    let _ = level;
-    scalar(x, y, p, seed, offset)
 }
 
-fn scalar(x: &[f32], y: Fill<'_>, p: f32, seed: u64, offset: u64) -> Filled {
+/// x ← dropout(x) for elements `offset ..` of the stream `seed`, at a given level (the fused
+/// attention drops its probability tiles this way, row by row).
+pub fn dropout_in_place_isa(level: Isa, x: &mut [f32], p: f32, seed: u64, offset: u64) {
+    let (n, ptr) = (x.len(), x.as_mut_ptr());
+    // SAFETY: ptr holds n floats; `run` reads each element before it writes it.
+    unsafe { run(level, ptr, ptr, n, p, seed, offset) }
+}
+
+/// out[i] = dropout(x[i]) for i < n. x may be out itself (element i is read before it is
+/// written).
+///
+/// # Safety
+/// x is valid for reading and out for writing n floats.
+unsafe fn run(level: Isa, x: *const f32, out: *mut f32, n: usize, p: f32, seed: u64, offset: u64) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if level == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512dq") {
+        // SAFETY: the CPU has AVX-512 F and DQ (checked; the level is clamped to the CPU);
+        // the pointers as this function's.
+        done = unsafe { avx512(x, out, n, p, seed, offset) };
+    }
+    let _ = level;
     let s = 1.0 / (1.0 - p);
-    y.write_iter(
-        x.iter()
-            .enumerate()
-            .map(|(i, &x)| element(x, s, seed, offset + i as u64, p)),
-    )
+    for i in done..n {
+        // SAFETY: i < n.
+        unsafe { *out.add(i) = element(*x.add(i), s, seed, offset + i as u64, p) };
+    }
 }
 
 /// One output: x·s (s = 1 / (1 − p)) if element `counter` is kept, else 0.
@@ -66,15 +90,16 @@ fn element(x: f32, s: f32, seed: u64, counter: u64, p: f32) -> f32 {
 }
 
 /// Eight elements per step: the counters offset + i .. + 8 in 64-bit lanes, hashed as in
-/// `keep`, their top 24 bits converted to f32 and compared with p.
+/// `keep`, their top 24 bits converted to f32 and compared with p. Returns how many elements
+/// it wrote (n rounded down to 8); the caller finishes the rest.
 ///
 /// # Safety
-/// The CPU has AVX-512 F and DQ; x is as long as y.
+/// The CPU has AVX-512 F and DQ; x is valid for reading and out for writing n floats (x may
+/// be out).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn avx512(x: &[f32], mut y: Fill<'_>, p: f32, seed: u64, offset: u64) -> Filled {
+unsafe fn avx512(x: *const f32, out: *mut f32, n: usize, p: f32, seed: u64, offset: u64) -> usize {
     use std::arch::x86_64::*;
-    let (n, out) = (y.len(), y.as_mut_ptr());
     let mix = |z: __m512i| {
         let z = _mm512_add_epi64(z, _mm512_set1_epi64(0x9e37_79b9_7f4a_7c15_u64 as i64));
         let z = _mm512_xor_si512(z, _mm512_srli_epi64::<30>(z));
@@ -99,22 +124,15 @@ unsafe fn avx512(x: &[f32], mut y: Fill<'_>, p: f32, seed: u64, offset: u64) -> 
         // The top 24 bits, exactly representable, times 2⁻²⁴: the scalar u.
         let u = _mm256_mul_ps(_mm512_cvtepi64_ps(_mm512_srli_epi64::<40>(h)), unit);
         let kept = _mm256_cmp_ps::<_CMP_GE_OQ>(u, pv);
-        // SAFETY: i + 8 ≤ n, inside x and y.
-        let xv = unsafe { _mm256_loadu_ps(x.as_ptr().add(i)) };
+        // SAFETY: i + 8 ≤ n, inside x and out.
+        let xv = unsafe { _mm256_loadu_ps(x.add(i)) };
         let v = _mm256_and_ps(_mm256_mul_ps(xv, s), kept);
         // SAFETY: as above.
         unsafe { _mm256_storeu_ps(out.add(i), v) };
         ctr = _mm512_add_epi64(ctr, eight);
         i += 8;
     }
-    // The tail, up to 7 elements, as the scalar loop.
-    for (j, &x) in x.iter().enumerate().take(n).skip(full) {
-        let v = element(x, 1.0 / (1.0 - p), seed, offset + j as u64, p);
-        // SAFETY: j < n, inside y.
-        unsafe { *out.add(j) = v };
-    }
-    // SAFETY: elements 0..full were stored by the loop above, full..n by the tail loop.
-    unsafe { y.assume_filled() }
+    full
 }
 
 #[cfg(test)]
@@ -128,8 +146,23 @@ mod tests {
         let x: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.37).sin()).collect();
         for n in [0, 1, 7, 8, 9, 17, 1000] {
             for (p, seed, offset) in [(0.25, 1, 0), (0.5, u64::MAX, 12_345), (0.0, 7, 3)] {
-                let mut want = vec![f32::NAN; n];
-                let _ = scalar(&x[..n], Fill::from(&mut want[..]), p, seed, offset);
+                // The definition, element by element.
+                let want: Vec<f32> = (0..n)
+                    .map(|i| match keep(seed, offset + i as u64, p) {
+                        true => x[i] * (1.0 / (1.0 - p)),
+                        false => 0.0,
+                    })
+                    .collect();
+                // The in-place form, at every level, is the same function.
+                for level in [Isa::Avx512, Isa::Avx2, Isa::Scalar] {
+                    let mut z = x[..n].to_vec();
+                    dropout_in_place_isa(level.min(isa::detected()), &mut z, p, seed, offset);
+                    assert_eq!(
+                        z.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "in place, {level:?} n {n}"
+                    );
+                }
                 for level in [Isa::Avx512, Isa::Avx2, Isa::Scalar] {
                     let level = level.min(isa::detected());
                     let mut got = vec![f32::NAN; n];

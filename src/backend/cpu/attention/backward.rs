@@ -233,6 +233,12 @@ fn key_tile(
     tiles::pack_transposed(c.v, dv, j0, cols, 1.0, &mut vt);
     let mut s = vec![0.0f32; BR * BC];
     let mut dpt = vec![0.0f32; BR * BC];
+    // P∘Z, with dropout.
+    let mut pz = if c.dims.dropout.is_some() {
+        vec![0.0f32; BR * BC]
+    } else {
+        Vec::new()
+    };
     let mut dk_acc = vec![0.0f32; cols * dp];
     let mut dv_acc = vec![0.0f32; cols * dvp];
 
@@ -258,14 +264,26 @@ fn key_tile(
             let (m, il) = (c.row_max[i0 + r], c.inv_sum[i0 + r]);
             kr::exp_sub_mul(isa, &mut s[r * BC..][..BC], m, il);
         }
-        // dV += Pᵀ·dO.
+        // dV += (P∘Z)ᵀ·dO.
+        let counter = |r: usize| (c.bh * tq + i0 + r) * tk + j0;
+        let pdrop: &[f32] = match c.dims.dropout {
+            None => s,
+            Some(dr) => {
+                let pz = &mut pz[..rows * BC];
+                pz.copy_from_slice(s);
+                for r in 0..rows {
+                    dr.apply(isa, &mut pz[r * BC..][..cols], counter(r));
+                }
+                pz
+            }
+        };
         let dorows = &c.dop[i0 * dvp..][..rows * dvp];
         kr::gemm(
             isa,
             cols,
             dvp,
             rows,
-            s,
+            pdrop,
             (1, BC),
             dorows,
             dvp,
@@ -273,7 +291,7 @@ fn key_tile(
             dvp,
             true,
         );
-        // dP = dO·Vᵀ;  dS = P∘(dP − δ), 0 where masked.
+        // dP = Z∘(dO·Vᵀ);  dS = P∘(dP − δ), 0 where masked.
         let dorows_raw = &c.dout[i0 * dv..][..rows * dv];
         kr::gemm(
             isa,
@@ -288,6 +306,11 @@ fn key_tile(
             BC,
             false,
         );
+        if let Some(dr) = c.dims.dropout {
+            for r in 0..rows {
+                dr.apply(isa, &mut dpt[r * BC..][..cols], counter(r));
+            }
+        }
         for r in 0..rows {
             let row = r * BC..(r + 1) * BC;
             kr::dsoftmax(isa, &mut s[row.clone()], &dpt[row], c.delta[i0 + r]);

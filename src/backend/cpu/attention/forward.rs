@@ -138,6 +138,10 @@ fn query_tile(
             let srow = &mut s[r * BC..][..BC];
             let m_new = m[r].max(kr::row_max(isa, srow));
             let sum = kr::exp_sub_sum(isa, srow, m_new);
+            // P∘Z for the product with V (l keeps the undropped sum).
+            if let Some(dr) = dims.dropout {
+                dr.apply(isa, &mut srow[..cols], (bh * tq + i0 + r) * tk + j0);
+            }
             // e^{m − m'}, flushed to 0 below −87 as the row kernels do (the first tile, where
             // m = f32::MIN, then skips libm's slow underflow path).
             let gap = m[r] - m_new;
@@ -177,13 +181,16 @@ fn query_tile(
 
     // A row whose every score is f32::MIN (all its keys masked) weights the keys of the
     // skipped causal tiles, also at f32::MIN, by e^{MIN − MIN} = 1 like every other key.
+    // (Dropped, with dropout: their z_ij as weights.)
     let skipped = kt_end * BC;
     for r in 0..rows {
         if m[r] == f32::MIN && skipped < tk {
             l[r] += (tk - skipped) as f32;
             let orow = &mut o[r * dvp..][..dv];
-            for vj in vh[skipped * dv..].chunks_exact(dv) {
-                orow.iter_mut().zip(vj).for_each(|(x, &y)| *x += y);
+            let row0 = (bh * tq + i0 + r) * tk;
+            for (j, vj) in (skipped..).zip(vh[skipped * dv..].chunks_exact(dv)) {
+                let z = dims.dropout.map_or(1.0, |dr| dr.weight(row0 + j));
+                orow.iter_mut().zip(vj).for_each(|(x, &y)| *x += z * y);
             }
         }
     }

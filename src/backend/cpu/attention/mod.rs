@@ -19,6 +19,13 @@
 //! see it: dv_j += Σ_i p_ij do_i;  dp_ij = ⟨do_i, v_j⟩;  ds_ij = p_ij·(dp_ij − δ_i) (0 where
 //! masked);  dk_j += scale·Σ_i ds_ij q_i;  dq_i += scale·Σ_j ds_ij k_j;  dbias_ij = ds_ij.
 //!
+//! Dropout of the probabilities (training, `AttnDims::dropout`): o_i = Σ_j p_ij·z_ij·v_j with
+//! z_ij = 1/(1 − p) where `dropout::keep(seed, (bh·Tq + i)·Tk + j, p)`, else 0: the mask
+//! `Tensor::dropout_seeded` draws for the (B, H, Tq, Tk) probability tensor, regenerated in
+//! the backward rather than stored. l_i stays the sum of the undropped e^{s − m}. Backward:
+//! dv_j += Σ_i p_ij z_ij do_i;  dp_ij = z_ij·⟨do_i, v_j⟩;  δ_i = Σ_j p_ij dp_ij = ⟨do_i, o_i⟩
+//! still, so ds_ij = p_ij·(dp_ij − δ_i) as without dropout (FlashAttention-2's rule).
+//!
 //! Memory: the forward allocates the output, the stats (2·B·H·Tq) and per task a few tiles
 //! (O(BR·BC + (BR + BC)·(D + Dv)) floats); the backward its gradients, one dq partial per
 //! (head, key-tile group) (see `backward.rs`) and per task O(BR·BC + BC·(D + Dv)) floats:
@@ -27,6 +34,9 @@
 //! The tile GEMMs (`avx512.rs`, `avx2.rs`, `scalar.rs`) and the row operations (`rows.rs`,
 //! one body over `Simd`) are micro-kernels behind `kernels.rs`, for AVX-512, AVX2+FMA or
 //! scalar code, chosen by `isa::active()` once per call.
+
+use super::dropout;
+use super::isa::Isa;
 
 mod avx2;
 mod avx512;
@@ -54,6 +64,33 @@ pub struct AttnDims {
     pub dv: usize,
     pub scale: f32,
     pub causal: bool,
+    /// Dropout of the probabilities, or none.
+    pub dropout: Option<AttnDropout>,
+}
+
+/// Dropout of the attention probabilities with the counter-based mask of stream `seed` (see
+/// the module doc): p_ij·z_ij, z_ij = 1/(1 − p) or 0.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttnDropout {
+    /// Drop probability, in [0, 1).
+    pub p: f32,
+    pub seed: u64,
+}
+
+impl AttnDropout {
+    /// z of element `counter` of the (B, H, Tq, Tk) probabilities.
+    fn weight(&self, counter: usize) -> f32 {
+        if dropout::keep(self.seed, counter as u64, self.p) {
+            1.0 / (1.0 - self.p)
+        } else {
+            0.0
+        }
+    }
+
+    /// row_j ← row_j·z for the elements `counter ..` of the probabilities.
+    fn apply(&self, isa: Isa, row: &mut [f32], counter: usize) {
+        dropout::dropout_in_place_isa(isa, row, self.p, self.seed, counter as u64)
+    }
 }
 
 impl AttnDims {
