@@ -6,6 +6,7 @@
 //! paying for a pool hand-off.
 
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
@@ -172,6 +173,7 @@ impl<'a> Dst<'a> {
                 f(Fill {
                     buf: o,
                     init: false,
+                    id: next_id(),
                 });
                 *done = true;
             }
@@ -205,13 +207,24 @@ pub struct Fill<'a> {
     buf: &'a mut [MaybeUninit<f32>],
     /// Whether every element is already an initialised f32 (then `init` needs no zeroing).
     init: bool,
+    /// Which block handed out by a driver (or `Fill::from`) this storage belongs to: a token
+    /// kept from an earlier call, for storage since freed and reused at the same address,
+    /// does not pass for this one.
+    id: u64,
 }
 
-/// Proof that the block at `addr`, `len` elements, holds initialised floats.
+/// Proof that the `len` elements at `addr`, storage of block `id`, hold initialised floats.
 #[must_use = "a driver checks the token against the block it handed out"]
 pub struct Filled {
+    id: u64,
     addr: usize,
     len: usize,
+}
+
+/// A new block id.
+fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl<'a> From<&'a mut [f32]> for Fill<'a> {
@@ -220,7 +233,11 @@ impl<'a> From<&'a mut [f32]> for Fill<'a> {
         // SAFETY: MaybeUninit<f32> has f32's layout; `Fill` only ever writes f32 values, so
         // the borrowed floats stay initialised.
         let buf = unsafe { std::slice::from_raw_parts_mut(o.as_mut_ptr().cast(), len) };
-        Fill { buf, init: true }
+        Fill {
+            buf,
+            init: true,
+            id: next_id(),
+        }
     }
 }
 
@@ -244,6 +261,7 @@ impl<'a> Fill<'a> {
         Fill {
             buf: self.buf,
             init: self.init,
+            id: self.id,
         }
     }
 
@@ -284,9 +302,9 @@ impl<'a> Fill<'a> {
         cols: usize,
         mut f: impl FnMut(usize, Fill<'_>) -> Filled,
     ) -> Filled {
-        let init = self.init;
+        let (init, id) = (self.init, self.id);
         for (r, row) in self.buf.chunks_mut(cols.max(1)).enumerate() {
-            Fill { buf: row, init }.check(|row| f(r, row));
+            Fill { buf: row, init, id }.check(|row| f(r, row));
         }
         self.reborrow().token()
     }
@@ -301,6 +319,7 @@ impl<'a> Fill<'a> {
 
     fn token(&self) -> Filled {
         Filled {
+            id: self.id,
             addr: self.buf.as_ptr() as usize,
             len: self.buf.len(),
         }
@@ -311,22 +330,26 @@ impl<'a> Fill<'a> {
         let want = self.token();
         let got = f(self);
         assert!(
-            got.addr == want.addr && got.len == want.len,
-            "a row kernel returned the token of another block ({} floats at {:#x}, \
-             expected {} at {:#x})",
+            (got.id, got.addr, got.len) == (want.id, want.addr, want.len),
+            "a row kernel returned the token of another block ({} floats at {:#x} of block \
+             {}, expected {} at {:#x} of block {})",
             got.len,
             got.addr,
+            got.id,
             want.len,
-            want.addr
+            want.addr,
+            want.id
         );
     }
 
     /// Splits into blocks of `n` elements (the last may be shorter), for rayon.
     fn into_par_chunks(self, n: usize) -> impl IndexedParallelIterator<Item = Fill<'a>> {
         let init = self.init;
-        self.buf
-            .par_chunks_mut(n)
-            .map(move |buf| Fill { buf, init })
+        self.buf.par_chunks_mut(n).map(move |buf| Fill {
+            buf,
+            init,
+            id: next_id(),
+        })
     }
 }
 
@@ -455,6 +478,19 @@ mod tests {
         let mut y = vec![3.0f32; 4];
         rows_mut(&mut y, 4, 1, |_, o| o.init(|o| o[0] = 1.0));
         assert_eq!(y, [1.0, 3.0, 3.0, 3.0]);
+    }
+
+    /// Nor one kept from an earlier call on the same storage (same address and length).
+    #[test]
+    #[should_panic(expected = "token of another block")]
+    fn a_token_kept_from_an_earlier_call_is_refused() {
+        let kept = std::sync::Mutex::new(None);
+        let mut y = vec![0.0f32; 8];
+        rows_mut(&mut y, 8, 1, |_, mut o| {
+            *kept.lock().unwrap() = Some(o.reborrow().write_iter([1.0; 8]));
+            o.write_iter([1.0; 8])
+        });
+        rows_mut(&mut y, 8, 1, |_, _| kept.lock().unwrap().take().unwrap());
     }
 
     /// A kernel cannot pass off another block's token as its own: the driver stops.
