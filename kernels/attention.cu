@@ -5,6 +5,10 @@
 // Backward (with delta_i = do_i . o_i, from attn_bwd_delta_f32):
 //   dv_j = sum_i p_ij do_i,  dp_ij = do_i . v_j,  ds_ij = p_ij (dp_ij - delta_i),
 //   dq_i = scale * sum_j ds_ij k_j,  dk_j = scale * sum_i ds_ij q_i,  dbias_ij += ds_ij.
+// Dropout of the probabilities (drop_p > 0): o_i = sum_j p_ij z_ij v_j with z_ij = 1 / (1 - p) when
+// keep(drop_seed, (bh * Tq + i) * Tk + j, p), else 0 (the host's mask for the [B, H, Tq, Tk]
+// probabilities), regenerated in the backward: dv_j = sum_i p_ij z_ij do_i, dp_ij = z_ij do_i . v_j,
+// and delta_i = do_i . o_i as before.
 // Layout: q, k, v, o, dout addressed through (batch, head, time) strides with the head dimension
 // D contiguous, so [B, H, T, D] and [B, T, H, D] (a view of a fused QKV projection) both work
 // without copies. The _bf16 kernels read q, k, v as bf16 (mixed precision); everything else,
@@ -34,8 +38,15 @@ struct AttnParams {
     int B, H, Tq, Tk, D;
     int causal;
     float scale;
-    int pad;
+    float drop_p;       // 0: no dropout
+    u64 drop_seed;
 };
+// z_ij: the dropout weight of probability (bh, i, j).
+static __device__ __forceinline__ float drop_weight(const AttnParams &p, int bh, int i, int j) {
+    if (p.drop_p <= 0.0f) return 1.0f;
+    u64 counter = ((u64)bh * p.Tq + i) * p.Tk + j;
+    return keep(p.drop_seed, counter, p.drop_p) ? 1.0f / (1.0f - p.drop_p) : 0.0f;
+}
 
 static __device__ __forceinline__ float ld_f32(const float *p, i64 i) { return p[i]; }
 static __device__ __forceinline__ float ld_f32(const u16 *p, i64 i) { return bf16_to_f32(p[i]); }
@@ -101,6 +112,7 @@ static __device__ __forceinline__ void attn_fwd(const AttnParams &p) {
             float pj = s == -CUDART_INF_F ? 0.0f : expf(s - mn);
             float corr = m[r] == -CUDART_INF_F ? 0.0f : expf(m[r] - mn);
             l[r] = l[r] * corr + warp_sum(pj);
+            if (pj != 0.0f) pj *= drop_weight(p, bh, i, j);  // o takes p z, l the undropped p
             m[r] = mn;
 #pragma unroll
             for (int c = 0; c < 4; c++) o[r][c] *= corr;
@@ -189,10 +201,11 @@ static __device__ __forceinline__ void attn_bwd(const AttnParams &p) {
             i64 boff = b * p.bias_sb + h * p.bias_sh + (i64)i * p.bias_sq + j;
             if (p.bias) s += p.bias[boff];
             pij = expf(s - lse);
-            ds = pij * (dp - delta);
+            float z = drop_weight(p, bh, i, j), pz = pij * z;
+            ds = pij * (dp * z - delta);
             if (p.dbias) atomicAdd(&p.dbias[boff], ds);
             for (int d = 0; d < D; d++) {
-                dVs[lane * ks + d] = fmaf(pij, dorow[d], dVs[lane * ks + d]);
+                dVs[lane * ks + d] = fmaf(pz, dorow[d], dVs[lane * ks + d]);
                 dKs[lane * ks + d] = fmaf(ds, qrow[d], dKs[lane * ks + d]);
             }
         }

@@ -1,6 +1,7 @@
 // Shared definitions for every kernel: fixed-width typedefs (NVRTC has no libc headers), the
 // math constants under their <math_constants.h> names, bf16 conversion, warp and block
-// reductions, and the mma.sync wrapper that the emulator replaces (kernels/emu/).
+// reductions, the dropout mask (dropout.cu, attention.cu), and the mma.sync wrapper that the
+// emulator replaces (kernels/emu/).
 #pragma once
 
 typedef unsigned char u8;
@@ -25,6 +26,19 @@ typedef unsigned long long u64;
 #define PT_FULL_MASK 0xffffffffu
 
 // bf16 is stored as its 16 raw bits. f32 -> bf16 rounds to nearest even; NaN stays NaN.
+// Dropout's counter-based mask (backend::cpu::dropout on the host): element `counter` of the
+// stream `seed` is kept when the top 24 bits of splitmix64(seed ^ splitmix64(counter)), / 2^24,
+// are >= p.
+static __device__ __forceinline__ u64 splitmix64(u64 z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static __device__ __forceinline__ bool keep(u64 seed, u64 counter, float p) {
+    u64 h = splitmix64(seed ^ splitmix64(counter));
+    return (float)(h >> 40) * (1.0f / 16777216.0f) >= p;
+}
 static __device__ __forceinline__ float bf16_to_f32(u16 h) { return __uint_as_float(((u32)h) << 16); }
 static __device__ __forceinline__ u16 f32_to_bf16(float f) {
     u32 x = __float_as_uint(f);

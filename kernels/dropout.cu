@@ -4,17 +4,6 @@
 //   forward:  y = keep ? x / (1 - p) : 0      backward: dx = keep ? dy / (1 - p) : 0
 #include "common.cuh"
 
-static __device__ __forceinline__ u64 splitmix64(u64 z) {
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static __device__ __forceinline__ bool keep(u64 seed, u64 counter, float p) {
-    u64 h = splitmix64(seed ^ splitmix64(counter));
-    return (float)(h >> 40) * (1.0f / 16777216.0f) >= p;
-}
-
 extern "C" __global__ void dropout_f32(i64 n, const float *__restrict__ x, float *__restrict__ y, float p,
                                        u64 seed, u64 offset) {
     float s = 1.0f / (1.0f - p);

@@ -376,13 +376,31 @@ fn attention_forward_and_backward() {
         close("attention dk", &db.1, &hb.1, TOL);
         close("attention dv", &db.2, &hb.2, TOL);
     }
-    // The device kernels have no probability dropout: asked for it, they refuse by name.
+    // Probability dropout: the device kernels drop what the host kernels drop (the same
+    // counter-based mask), forward and backward; and they did drop something.
     let masks = AttentionMasks {
-        dropout: Some(AttnDropout { p: 0.1, seed: 1 }),
+        causal: true,
+        dropout: Some(AttnDropout { p: 0.3, seed: 77 }),
         ..Default::default()
     };
-    let err = Tensor::attention_with_stats(&qd, &kd, &vd, None, &masks).unwrap_err();
-    assert!(err.to_string().contains("dropout"), "{err}");
+    let (o, stats) = Tensor::attention_with_stats(&q, &k, &v, None, &masks).unwrap();
+    let (od, dstats) = Tensor::attention_with_stats(&qd, &kd, &vd, None, &masks).unwrap();
+    close("attention with dropout", &od, &o, TOL);
+    let plain = AttentionMasks {
+        causal: true,
+        ..Default::default()
+    };
+    let plain = Tensor::attention(&q, &k, &v, None, &plain).unwrap();
+    let moved = o.sub(&plain).unwrap().abs().unwrap().to_vec_f32().unwrap();
+    assert!(moved.iter().any(|&x| x > 1e-3), "dropout changed nothing");
+    let hb =
+        Tensor::attention_backward(&q, &k, &v, None, &masks, &o, &stats, &dout, false).unwrap();
+    let db =
+        Tensor::attention_backward(&qd, &kd, &vd, None, &masks, &od, &dstats, &d(&dout), false)
+            .unwrap();
+    close("attention with dropout dq", &db.0, &hb.0, TOL);
+    close("attention with dropout dk", &db.1, &hb.1, TOL);
+    close("attention with dropout dv", &db.2, &hb.2, TOL);
 }
 
 #[test]

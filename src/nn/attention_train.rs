@@ -4,12 +4,11 @@
 //!   keep[b, j] = 0). As in the fused op, masked scores are replaced (no gradient flows through
 //!   them) and a fully masked row gets uniform weights, passing gradient to v only.
 //!
-//! In evaluation, or when p = 0, this is the fused op (`Var::attention`, no T×T buffer kept).
-//! Training with p > 0 on the host is the fused op too, with its dropout (one draw of the
-//! run's `Rng` seeds a counter-based mask that the backward regenerates: still no T×T
-//! buffer). On a CUDA device, whose attention kernels have no dropout, the formula is written
-//! out op by op (`attend_unfused`), keeping the (B, H, Tq, Tk) probabilities for the
-//! backward. Both forms draw the same seed and so drop the same probabilities.
+//! This is the fused op (`Var::attention`, no T×T buffer kept), in training with p > 0 with
+//! its dropout: one draw of the run's `Rng` seeds a counter-based mask that the backward
+//! regenerates. `attend_unfused` writes the same formula out op by op, keeping the
+//! (B, H, Tq, Tk) probabilities; it draws the same seed and so drops the same probabilities,
+//! which makes it the fused op's reference in the tests.
 
 use std::sync::OnceLock;
 
@@ -20,7 +19,7 @@ use crate::tensor::{AttentionMasks, AttnDropout, Rng, Tensor};
 
 /// The masks of one kind of attention in a stack (self or cross), plus, when training with
 /// attention dropout, their dense (B, 1, Tq, Tk) form (1 = masked) for the op-by-op path,
-/// built once per stack on its first use (never, on the host, where the fused op drops).
+/// built once per stack on its first use (the fused op, which `attend` runs, never needs it).
 #[derive(Clone, Debug)]
 pub struct AttnMask {
     pub masks: AttentionMasks,
@@ -123,7 +122,6 @@ pub fn attend(
     train: &mut Train,
 ) -> Result<Var> {
     match train {
-        Some(rng) if p > 0.0 && q.value().is_cuda() => attend_unfused(q, k, v, bias, mask, p, rng),
         Some(rng) if p > 0.0 => {
             crate::tensor::check_dropout_p(p)?;
             let masks = AttentionMasks {
@@ -140,8 +138,8 @@ pub fn attend(
     }
 }
 
-/// The op-by-op form, dropout included (identity at p = 0); `attend` uses it in training with
-/// p > 0 on a CUDA device. Public so tests can hold it against the fused op.
+/// The op-by-op form, dropout included (identity at p = 0): the reference the tests hold the
+/// fused op against.
 pub fn attend_unfused(
     q: &Var,
     k: &Var,

@@ -44,9 +44,9 @@ pub struct AttentionMasks {
     pub key_padding: Option<Tensor>,
     /// Scale of the scores; `None` means 1/√D. T5 uses `Some(1.0)`.
     pub scale: Option<f32>,
-    /// Dropout of the probabilities in training (the mask `dropout_seeded(p, seed)` would draw
-    /// for the (B, H, Tq, Tk) probabilities, regenerated in the backward, never stored); host
-    /// only: the CUDA kernels refuse it.
+    /// Dropout of the probabilities in training: the mask `dropout_seeded(p, seed)` would draw
+    /// for the (B, H, Tq, Tk) probabilities, regenerated in the backward, never stored (host
+    /// and CUDA kernels alike).
     pub dropout: Option<AttnDropout>,
 }
 
@@ -484,7 +484,6 @@ impl Tensor {
         masks: &AttentionMasks,
     ) -> Result<(Tensor, attention::AttnStats)> {
         if let Some(ctx) = device::on_device("attention", &[q])? {
-            refuse_device_dropout("attention", masks)?;
             // the device kernels recompute what their backward needs: no host stats
             let out = device::attention(&ctx, q, k, v, bias, masks)?;
             return Ok((out, attention::AttnStats::default()));
@@ -534,7 +533,6 @@ impl Tensor {
         want_dbias: bool,
     ) -> Result<(Tensor, Tensor, Tensor, Option<Tensor>)> {
         if let Some(ctx) = device::on_device("attention_backward", &[q])? {
-            refuse_device_dropout("attention_backward", masks)?;
             return device::attention_backward(&ctx, q, k, v, bias, masks, out, dout, want_dbias);
         }
         let (dims, bl, keep) = Tensor::attention_setup(q, k, v, bias, masks)?;
@@ -594,17 +592,6 @@ impl Tensor {
 }
 
 /// A drop probability must lie in [0, 1).
-/// The CUDA attention kernels have no dropout: say so rather than ignore it.
-fn refuse_device_dropout(op: &str, masks: &AttentionMasks) -> Result<()> {
-    match masks.dropout {
-        None => Ok(()),
-        Some(_) => Err(Error::msg(format!(
-            "{op}: probability dropout in the fused op runs on the host only; on a CUDA \
-             device apply it op by op (nn::attention_train::attend_unfused)"
-        ))),
-    }
-}
-
 pub(crate) fn check_dropout_p(p: f32) -> Result<()> {
     if (0.0..1.0).contains(&p) {
         Ok(())

@@ -113,6 +113,7 @@ fn setup(
         d,
         causal: masks.causal,
         scale: masks.scale.unwrap_or(1.0 / (d as f32).sqrt()),
+        dropout: masks.dropout.map_or((0.0, 0), |dr| (dr.p, dr.seed)),
         q_strides: qs,
         k_strides: ks,
         v_strides: vs,

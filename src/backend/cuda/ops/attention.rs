@@ -44,11 +44,12 @@ pub struct AttnParams {
     pub d: i32,
     pub causal: i32,
     pub scale: f32,
-    pub pad: i32,
+    pub drop_p: f32,
+    pub drop_seed: u64,
 }
 
-// SAFETY: repr(C), 13 u64 + 15 i64 + 8 four-byte fields = 256 bytes with no padding; matches
-// `struct AttnParams`.
+// SAFETY: repr(C), 13 u64 + 15 i64 + 8 four-byte fields + 1 u64 = 264 bytes with no padding
+// (the last u64 at offset 256); matches `struct AttnParams`.
 unsafe impl KernelStruct for AttnParams {}
 
 /// Shape and strides of one attention call. Strides are (batch, head, time) in elements; the
@@ -63,6 +64,8 @@ pub struct Attn {
     pub d: usize,
     pub causal: bool,
     pub scale: f32,
+    /// Dropout of the probabilities: (p, seed), p = 0 for none (see kernels/attention.cu).
+    pub dropout: (f32, u64),
     pub q_strides: [usize; 3],
     pub k_strides: [usize; 3],
     pub v_strides: [usize; 3],
@@ -81,6 +84,7 @@ impl Attn {
             d,
             causal,
             scale: 1.0 / (d as f32).sqrt(),
+            dropout: (0.0, 0),
             q_strides: [h * tq * d, tq * d, d],
             k_strides: [h * tk * d, tk * d, d],
             v_strides: [h * tk * d, tk * d, d],
@@ -118,6 +122,8 @@ impl Attn {
             d: self.d as i32,
             causal: self.causal as i32,
             scale: self.scale,
+            drop_p: self.dropout.0,
+            drop_seed: self.dropout.1,
             ..Default::default()
         }
     }
