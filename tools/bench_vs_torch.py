@@ -64,6 +64,7 @@ LAYERNORM_SHAPES = [("ln_4096x768", 4096, 768), ("ln_768x128", 768, 128),
                     ("ln_1024x1024", 1024, 1024)]
 GELU_SHAPES = [("gelu_4096x3072", 4096, 3072), ("gelu_768x512", 768, 512)]
 # Attention: (name, batch, heads, T, d).
+ATTENTION_DROPOUT = 0.1
 ATTENTION_SHAPES = [("attn_12x4x64x32", 12, 4, 64, 32), ("attn_8x12x512x64", 8, 12, 512, 64),
                     ("attn_1x12x2048x64", 1, 12, 2048, 64)]
 OPS = ["gemm", "softmax", "layernorm", "gelu", "attention"]
@@ -114,18 +115,20 @@ def torch_case(op, shape, backward, form, threads, a):
             if backward:
                 aten.gelu_backward(dy, x, approximate=approx)
     elif op == "attention":
-        b, h, t, d, causal = shape
+        b, h, t, d, causal, drop = shape
         q, k, v, do = (rnd(b, h, t, d) for _ in range(4))
         if backward:
             for z in (q, k, v):
                 z.requires_grad_(True)
         def fn():
             if backward:
-                out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                out = torch.nn.functional.scaled_dot_product_attention(
+                    q, k, v, is_causal=causal, dropout_p=drop)
                 out.backward(do)
             else:
                 with torch.inference_mode():
-                    torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                    torch.nn.functional.scaled_dot_product_attention(
+                        q, k, v, is_causal=causal, dropout_p=drop)
     else:
         raise ValueError(op)
     if op != "attention":
@@ -139,10 +142,12 @@ def pretext_case(binary, op, shape, backward, form, threads, a):
     cmd = [binary, "bench", op, "--threads", str(threads), "--reps", str(a.reps),
            "--warmup", str(a.warmup), "--min-rep-ms", str(a.min_rep_ms), "--json"]
     if op == "attention":
-        b, h, t, d, causal = shape
+        b, h, t, d, causal, drop = shape
         cmd += ["--batch", str(b), "--heads", str(h), "--seq", str(t), "--head-dim", str(d)]
         if causal:
             cmd.append("--causal")
+        if drop:
+            cmd += ["--dropout", str(drop)]
     else:
         cmd += ["--m", str(shape[0]), "--n", str(shape[1])]
     if backward:
@@ -157,8 +162,10 @@ def pretext_case(binary, op, shape, backward, form, threads, a):
 def op_cases(op, names):
     """(name, op, shape, backward, form) of one non-GEMM op."""
     if op == "attention":
-        base = [(f"{n}{'_causal' if c else ''}", (b, h, t, d, c))
-                for n, b, h, t, d in ATTENTION_SHAPES for c in (False, True)]
+        # Plain, causal, and causal with dropout of the probabilities (training).
+        base = [(f"{n}{'_causal' if c else ''}{f'_drop{p}' if p else ''}", (b, h, t, d, c, p))
+                for n, b, h, t, d in ATTENTION_SHAPES
+                for c, p in ((False, 0.0), (True, 0.0), (True, ATTENTION_DROPOUT))]
     else:
         table = {"softmax": SOFTMAX_SHAPES, "layernorm": LAYERNORM_SHAPES,
                  "gelu": GELU_SHAPES}[op]

@@ -18,7 +18,7 @@ use crate::backend::cpu::activation::Gelu;
 use crate::backend::cpu::gemm::{self, peak, Bf16Path, GemmLayout};
 use crate::backend::cpu::isa::{self, Isa};
 use crate::error::{Error, Result};
-use crate::tensor::{AttentionMasks, Tensor};
+use crate::tensor::{AttentionMasks, AttnDropout, Tensor};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dtype {
@@ -87,6 +87,10 @@ pub struct Args {
     /// Causal mask (attention).
     #[arg(long)]
     pub causal: bool,
+    /// Dropout probability of the attention probabilities, in [0, 1) (attention; the fused
+    /// kernels' counter-based mask, fixed seed).
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f32,
     /// Time forward + backward instead of forward only (softmax, layernorm, gelu, attention).
     #[arg(long)]
     pub backward: bool,
@@ -133,7 +137,7 @@ const WORKLOADS: &[Workload] = &[
     },
     Workload {
         name: "attention",
-        about: "scaled dot-product attention (--batch --heads --seq --head-dim [--causal] [--backward])",
+        about: "scaled dot-product attention (--batch --heads --seq --head-dim [--causal] [--dropout P] [--backward])",
         prepare: prepare_attention,
     },
     Workload {
@@ -457,13 +461,16 @@ fn prepare_attention(args: &Args, _level: Isa, _threads: usize) -> Result<Prepar
         causal: args.causal,
         key_padding: None,
         scale: None,
-        dropout: None,
+        dropout: (args.dropout != 0.0).then_some(AttnDropout {
+            p: args.dropout,
+            seed: 1,
+        }),
     };
     let backward = args.backward;
     let fwd = 4.0 * (b * h * t * t * d) as f64 * if args.causal { 0.5 } else { 1.0 };
     Ok(Prepared {
         flops: if backward { 3.5 * fwd } else { fwd },
-        params: json!({ "batch": b, "heads": h, "seq": t, "head_dim": d, "causal": args.causal, "backward": backward }),
+        params: json!({ "batch": b, "heads": h, "seq": t, "head_dim": d, "causal": args.causal, "dropout": args.dropout, "backward": backward }),
         call: Box::new(move || {
             let (out, stats) = Tensor::attention_with_stats(&q, &k, &v, None, &masks)?;
             if backward {
