@@ -357,11 +357,40 @@ pub(crate) unsafe fn row_sum<S: Simd>(a: &[f32]) -> f32 {
 }
 
 #[inline(always)]
-unsafe fn softmax_bwd_simd<S: Simd>(
+unsafe fn softmax_bwd_simd<S: Simd>(y: &[f32], dy: &[f32], dx: Fill<'_>, cols: usize) -> Filled {
+    // dx = y ⊙ (dy − c), c = Σ dy ⊙ y.
+    bwd_rows::<S>(
+        (y, dy, dx, cols),
+        |y, dy| row_dot::<S>(y, dy),
+        |y, dy, c| S::mul(y, S::sub(dy, c)),
+    )
+}
+
+#[inline(always)]
+unsafe fn log_softmax_bwd_simd<S: Simd>(
     y: &[f32],
     dy: &[f32],
-    mut dx: Fill<'_>,
+    dx: Fill<'_>,
     cols: usize,
+) -> Filled {
+    // dx = dy − e^y·c, c = Σ dy.
+    bwd_rows::<S>(
+        (y, dy, dx, cols),
+        |_, dy| row_sum::<S>(dy),
+        |y, dy, c| S::fnmadd(simd::exp_nonpositive::<S>(y), c, dy),
+    )
+}
+
+/// The shared body of the two backwards, row by row: c = `stat`(y, dy) of the row, then
+/// dx_j = `elem`(y_j, dy_j, c) a vector at a time (a masked tail).
+///
+/// # Safety
+/// As `row_max`.
+#[inline(always)]
+unsafe fn bwd_rows<S: Simd>(
+    (y, dy, mut dx, cols): (&[f32], &[f32], Fill<'_>, usize),
+    stat: impl Fn(&[f32], &[f32]) -> f32,
+    elem: impl Fn(S::V, S::V, S::V) -> S::V,
 ) -> Filled {
     assert!(
         y.len() == dx.len() && dy.len() == dx.len(),
@@ -369,53 +398,27 @@ unsafe fn softmax_bwd_simd<S: Simd>(
     );
     let out = dx.as_mut_ptr();
     for (r, (y, dy)) in y.chunks(cols).zip(dy.chunks(cols)).enumerate() {
-        let dot = S::splat(row_dot::<S>(y, dy));
-        let (l, p, q, o) = (S::LANES, y.as_ptr(), dy.as_ptr(), out.add(r * cols));
-        let cols = y.len();
+        let c = S::splat(stat(y, dy));
+        let (l, p, q, o, n) = (
+            S::LANES,
+            y.as_ptr(),
+            dy.as_ptr(),
+            out.add(r * cols),
+            y.len(),
+        );
         let mut i = 0;
-        while i + l <= cols {
-            let v = S::mul(S::load(p.add(i)), S::sub(S::load(q.add(i)), dot));
-            S::store(o.add(i), v);
+        while i + l <= n {
+            S::store(o.add(i), elem(S::load(p.add(i)), S::load(q.add(i)), c));
             i += l;
         }
-        if i < cols {
-            let k = cols - i;
-            let v = S::mul(
+        if i < n {
+            let k = n - i;
+            let v = elem(
                 S::load_tail(p.add(i), k, 0.0),
-                S::sub(S::load_tail(q.add(i), k, 0.0), dot),
+                S::load_tail(q.add(i), k, 0.0),
+                c,
             );
             S::store_tail(o.add(i), k, v);
-        }
-    }
-    dx.assume_filled()
-}
-
-#[inline(always)]
-unsafe fn log_softmax_bwd_simd<S: Simd>(
-    y: &[f32],
-    dy: &[f32],
-    mut dx: Fill<'_>,
-    cols: usize,
-) -> Filled {
-    assert!(
-        y.len() == dx.len() && dy.len() == dx.len(),
-        "log-softmax backward block: lengths"
-    );
-    let out = dx.as_mut_ptr();
-    for (r, (y, dy)) in y.chunks(cols).zip(dy.chunks(cols)).enumerate() {
-        let s = S::splat(row_sum::<S>(dy));
-        let (l, p, q, o) = (S::LANES, y.as_ptr(), dy.as_ptr(), out.add(r * cols));
-        let cols = y.len();
-        let mut i = 0;
-        while i + l <= cols {
-            let e = simd::exp_nonpositive::<S>(S::load(p.add(i)));
-            S::store(o.add(i), S::fnmadd(e, s, S::load(q.add(i))));
-            i += l;
-        }
-        if i < cols {
-            let k = cols - i;
-            let e = simd::exp_nonpositive::<S>(S::load_tail(p.add(i), k, 0.0));
-            S::store_tail(o.add(i), k, S::fnmadd(e, s, S::load_tail(q.add(i), k, 0.0)));
         }
     }
     dx.assume_filled()
