@@ -8,7 +8,7 @@ use pretext::autograd::Var;
 use pretext::models::config::Gpt2Config;
 use pretext::models::gpt2::{Gpt2, Gpt2Head};
 use pretext::nn::attention_train::{attend, attend_unfused, AttnMask};
-use pretext::tensor::{AttentionMasks, Rng, Tensor};
+use pretext::tensor::{AttentionMasks, AttnDropout, Rng, Tensor};
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     let (a, b) = (a.to_vec_f32().unwrap(), b.to_vec_f32().unwrap());
@@ -251,4 +251,27 @@ fn gpt2_applies_attn_pdrop_in_training_only() {
         "attn_pdrop changed nothing"
     );
     assert!(dropped.is_finite());
+}
+
+#[test]
+fn a_dropout_probability_outside_0_1_is_refused_by_name() {
+    let mut rng = Rng::new(5);
+    let (q, k, v, _, _) = case(&mut rng);
+    for p in [1.0, 1.5, -0.1, f32::NAN] {
+        let masks = AttentionMasks {
+            dropout: Some(AttnDropout { p, seed: 0 }),
+            ..Default::default()
+        };
+        let err = Tensor::attention(&q.value(), &k.value(), &v.value(), None, &masks).unwrap_err();
+        assert!(
+            err.to_string().contains("attention dropout: probability"),
+            "{err}"
+        );
+        let m = AttnMask::new(AttentionMasks::default(), 2, 3, 4, true).unwrap();
+        let err = attend(&q, &k, &v, None, &m, p, &mut Some(&mut rng)).unwrap_err();
+        assert!(
+            err.to_string().contains("attention dropout: probability"),
+            "{err}"
+        );
+    }
 }

@@ -122,8 +122,8 @@ pub fn attend(
     train: &mut Train,
 ) -> Result<Var> {
     match train {
-        Some(rng) if p > 0.0 => {
-            crate::tensor::check_dropout_p(p)?;
+        // (p outside [0, 1) goes this way too, for the op to refuse by name.)
+        Some(rng) if p != 0.0 => {
             let masks = AttentionMasks {
                 // The draw `dropout` makes in the op-by-op form.
                 dropout: Some(AttnDropout {

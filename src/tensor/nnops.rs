@@ -50,6 +50,16 @@ pub struct AttentionMasks {
     pub dropout: Option<AttnDropout>,
 }
 
+impl AttentionMasks {
+    /// A dropout probability outside [0, 1) is an error (host and device).
+    fn check_dropout(&self) -> Result<()> {
+        match self.dropout {
+            Some(dr) => check_dropout_p(dr.p).map_err(|e| Error::msg(format!("attention {e}"))),
+            None => Ok(()),
+        }
+    }
+}
+
 fn rows_cols(op: &'static str, t: &Tensor) -> Result<(usize, usize)> {
     let cols = *t
         .shape()
@@ -455,9 +465,6 @@ impl Tensor {
             causal: masks.causal,
             dropout: masks.dropout,
         };
-        if let Some(dr) = masks.dropout {
-            check_dropout_p(dr.p).map_err(|e| Error::msg(format!("attention {e}")))?;
-        }
         Ok((dims, bias_layout, keep))
     }
 
@@ -483,6 +490,7 @@ impl Tensor {
         bias: Option<&Tensor>,
         masks: &AttentionMasks,
     ) -> Result<(Tensor, attention::AttnStats)> {
+        masks.check_dropout()?;
         if let Some(ctx) = device::on_device("attention", &[q])? {
             // the device kernels recompute what their backward needs: no host stats
             let out = device::attention(&ctx, q, k, v, bias, masks)?;
@@ -532,6 +540,7 @@ impl Tensor {
         dout: &Tensor,
         want_dbias: bool,
     ) -> Result<(Tensor, Tensor, Tensor, Option<Tensor>)> {
+        masks.check_dropout()?;
         if let Some(ctx) = device::on_device("attention_backward", &[q])? {
             return device::attention_backward(&ctx, q, k, v, bias, masks, out, dout, want_dbias);
         }
