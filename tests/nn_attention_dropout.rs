@@ -45,7 +45,7 @@ fn unfused_path_equals_fused_op_at_p0() {
                 scale,
                 dropout: None,
             };
-            let m = AttnMask::new(masks.clone(), 2, 3, 4, true).unwrap();
+            let m = AttnMask::new(masks.clone(), 2, 3, 4).unwrap();
             let mut outs = Vec::new();
             let mut grads = Vec::new();
             for fused in [true, false] {
@@ -78,7 +78,7 @@ fn fused_and_unfused(
     w: &Var,
 ) -> [(Tensor, [Tensor; 4]); 2] {
     let (b, tq, tk) = (q.shape()[0], q.shape()[2], k.shape()[2]);
-    let m = AttnMask::new(masks.clone(), b, tq, tk, true).unwrap();
+    let m = AttnMask::new(masks.clone(), b, tq, tk).unwrap();
     [true, false].map(|fused| {
         [q, k, v, bias].iter().for_each(|x| x.zero_grad());
         let mut rng = Rng::new(2024);
@@ -160,7 +160,7 @@ fn dropout_path_is_unbiased_and_masks_differ() {
         scale: None,
         dropout: None,
     };
-    let m = AttnMask::new(masks.clone(), 2, 3, 4, true).unwrap();
+    let m = AttnMask::new(masks.clone(), 2, 3, 4).unwrap();
     let fused = Var::attention(&q, &k, &v, None, &masks)
         .unwrap()
         .value()
@@ -199,21 +199,6 @@ fn dropout_path_is_unbiased_and_masks_differ() {
         max_diff(&y.value(), &Tensor::from_vec(fused, &[2, 3, 3, 5]).unwrap()),
         0.0
     );
-}
-
-#[test]
-fn dropout_path_needs_its_additive_mask() {
-    let mut rng = Rng::new(3);
-    let (q, k, v, _, pad) = case(&mut rng);
-    let masks = AttentionMasks {
-        causal: true,
-        key_padding: Some(pad),
-        scale: None,
-        dropout: None,
-    };
-    let m = AttnMask::new(masks, 2, 3, 4, false).unwrap();
-    let err = attend_unfused(&q, &k, &v, None, &m, 0.1, &mut rng).unwrap_err();
-    assert!(err.to_string().contains("attention dropout"), "{err}");
 }
 
 #[test]
@@ -267,7 +252,7 @@ fn a_dropout_probability_outside_0_1_is_refused_by_name() {
             err.to_string().contains("attention dropout: probability"),
             "{err}"
         );
-        let m = AttnMask::new(AttentionMasks::default(), 2, 3, 4, true).unwrap();
+        let m = AttnMask::new(AttentionMasks::default(), 2, 3, 4).unwrap();
         let err = attend(&q, &k, &v, None, &m, p, &mut Some(&mut rng)).unwrap_err();
         assert!(
             err.to_string().contains("attention dropout: probability"),

@@ -309,7 +309,6 @@ impl Bart {
             b,
             s,
             s,
-            train.is_some() && p_attn > 0.0,
         )?;
         let p = self.config.dropout as f32;
         for l in &self.encoder {
@@ -351,7 +350,6 @@ impl Bart {
         let mut states = vec![x.clone()];
         let (b, t, src_len) = (dec_ids.shape()[0], dec_ids.shape()[1], enc.shape()[1]);
         let p_attn = self.config.attention_dropout as f32;
-        let with_dropout = train.is_some() && p_attn > 0.0;
         let self_masks = AttnMask::new(
             AttentionMasks {
                 causal: true,
@@ -362,7 +360,6 @@ impl Bart {
             b,
             t,
             past + t,
-            with_dropout,
         )?;
         let cross_masks = AttnMask::new(
             AttentionMasks {
@@ -374,7 +371,6 @@ impl Bart {
             b,
             t,
             src_len,
-            with_dropout,
         )?;
         let p = self.config.dropout as f32;
         for (i, l) in self.decoder.iter().enumerate() {

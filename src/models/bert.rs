@@ -360,7 +360,6 @@ impl Bert {
             ids.shape()[0],
             t,
             t,
-            train.is_some() && p_attn > 0.0,
         )?;
         for l in &self.layers {
             let a = l

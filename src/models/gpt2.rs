@@ -264,7 +264,6 @@ impl Gpt2 {
             ids.shape()[0],
             ids.shape()[1],
             past + ids.shape()[1],
-            train.is_some() && p_attn > 0.0,
         )?;
         for (li, blk) in self.blocks.iter().enumerate() {
             // attention: q | k | v = split(c_attn(ln_1 x)) along features

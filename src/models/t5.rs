@@ -482,8 +482,6 @@ impl T5 {
         let mut x = dropout(&self.shared.forward(ids)?, p, train)?;
         let mut hidden_states = vec![x.clone()];
         let bias = stack.position_bias(&self.config, t, past + t, past)?;
-        // the additive form of the masks is only needed with attention dropout
-        let additive = train.is_some() && p > 0.0;
         let self_masks = AttnMask::new(
             AttentionMasks {
                 causal: stack.is_decoder,
@@ -494,7 +492,6 @@ impl T5 {
             b,
             t,
             past + t,
-            additive,
         )?;
         let (enc_var, enc_mask) = match &cross {
             CrossSource::Full(e, m) => (Some((*e).clone()), m.cloned()),
@@ -515,7 +512,6 @@ impl T5 {
             b,
             t,
             enc_len,
-            additive && enc_var.is_some(),
         )?;
         for (li, blk) in stack.blocks.iter().enumerate() {
             // self-attention

@@ -17,13 +17,13 @@ use crate::autograd::Var;
 use crate::error::{Error, Result};
 use crate::tensor::{AttentionMasks, AttnDropout, Rng, Tensor};
 
-/// The masks of one kind of attention in a stack (self or cross), plus, when training with
-/// attention dropout, their dense (B, 1, Tq, Tk) form (1 = masked) for the op-by-op path,
-/// built once per stack on its first use (the fused op, which `attend` runs, never needs it).
+/// The masks of one kind of attention in a stack (self or cross), and their dense
+/// (B, 1, Tq, Tk) form (1 = masked) for the op-by-op path, built on its first use (the fused
+/// op, which `attend` runs, never needs it).
 #[derive(Clone, Debug)]
 pub struct AttnMask {
     pub masks: AttentionMasks,
-    dense: Option<Dense>,
+    dense: Dense,
 }
 
 /// The dense mask's shape (B, Tq, Tk) and, once built, the mask.
@@ -34,15 +34,8 @@ struct Dense {
 }
 
 impl AttnMask {
-    /// Masks for queries of length `tq` against `tk` keys in a batch of `b`; the dense form
-    /// is allowed only when `with_dropout` (training with p > 0) and a mask exists.
-    pub fn new(
-        masks: AttentionMasks,
-        b: usize,
-        tq: usize,
-        tk: usize,
-        with_dropout: bool,
-    ) -> Result<Self> {
+    /// Masks for queries of length `tq` against `tk` keys in a batch of `b`.
+    pub fn new(masks: AttentionMasks, b: usize, tq: usize, tk: usize) -> Result<Self> {
         if let Some(m) = &masks.key_padding {
             if m.shape() != [b, tk] {
                 return Err(Error::shape(
@@ -52,11 +45,10 @@ impl AttnMask {
                 ));
             }
         }
-        let dense =
-            (with_dropout && (masks.causal || masks.key_padding.is_some())).then(|| Dense {
-                shape: (b, tq, tk),
-                mask: OnceLock::new(),
-            });
+        let dense = Dense {
+            shape: (b, tq, tk),
+            mask: OnceLock::new(),
+        };
         Ok(AttnMask { masks, dense })
     }
 
@@ -67,11 +59,12 @@ impl AttnMask {
         m
     }
 
-    /// The dense mask, built on first use.
+    /// The dense mask, built on first use; none without a causal or padding mask.
     fn dense(&self) -> Result<Option<&Tensor>> {
-        let Some(d) = &self.dense else {
+        if !self.masks.causal && self.masks.key_padding.is_none() {
             return Ok(None);
-        };
+        }
+        let d = &self.dense;
         if let Some(t) = d.mask.get() {
             return Ok(Some(t));
         }
@@ -150,11 +143,6 @@ pub fn attend_unfused(
     rng: &mut Rng,
 ) -> Result<Var> {
     let dense = mask.dense()?;
-    if (mask.masks.causal || mask.masks.key_padding.is_some()) && dense.is_none() {
-        return Err(Error::msg(
-            "attention: training with attention dropout needs the AttnMask built with_dropout",
-        ));
-    }
     let d = q.shape()[3];
     let mut s = q.matmul(&k.transpose(-2, -1)?)?;
     let scale = mask.masks.scale.unwrap_or(1.0 / (d as f32).sqrt());
