@@ -233,11 +233,11 @@ fn key_tile(
     tiles::pack_transposed(c.v, dv, j0, cols, 1.0, &mut vt);
     let mut s = vec![0.0f32; BR * BC];
     let mut dpt = vec![0.0f32; BR * BC];
-    // P∘Z, with dropout.
-    let mut pz = if c.dims.dropout.is_some() {
-        vec![0.0f32; BR * BC]
-    } else {
-        Vec::new()
+    // With dropout: the tile's mask Z (its weights 1/(1 − p) or 0; 0 past the tile's keys)
+    // and P∘Z.
+    let (mut z, mut pz) = match c.dims.dropout {
+        Some(_) => (vec![0.0f32; BR * BC], vec![0.0f32; BR * BC]),
+        None => (Vec::new(), Vec::new()),
     };
     let mut dk_acc = vec![0.0f32; cols * dp];
     let mut dv_acc = vec![0.0f32; cols * dvp];
@@ -264,16 +264,19 @@ fn key_tile(
             let (m, il) = (c.row_max[i0 + r], c.inv_sum[i0 + r]);
             kr::exp_sub_mul(isa, &mut s[r * BC..][..BC], m, il);
         }
-        // dV += (P∘Z)ᵀ·dO.
-        let counter = |r: usize| (c.bh * tq + i0 + r) * tk + j0;
+        // dV += (P∘Z)ᵀ·dO. (Z is hashed once per tile, for this product and dP's.)
+        let z = &mut z[..];
         let pdrop: &[f32] = match c.dims.dropout {
             None => s,
             Some(dr) => {
-                let pz = &mut pz[..rows * BC];
-                pz.copy_from_slice(s);
-                for r in 0..rows {
-                    dr.apply(isa, &mut pz[r * BC..][..cols], counter(r));
+                for (r, zr) in z.chunks_exact_mut(BC).take(rows).enumerate() {
+                    zr[..cols].fill(1.0);
+                    dr.apply(isa, &mut zr[..cols], (c.bh * tq + i0 + r) * tk + j0);
                 }
+                let pz = &mut pz[..rows * BC];
+                pz.iter_mut()
+                    .zip(s.iter().zip(&*z))
+                    .for_each(|(o, (p, z))| *o = p * z);
                 pz
             }
         };
@@ -306,10 +309,8 @@ fn key_tile(
             BC,
             false,
         );
-        if let Some(dr) = c.dims.dropout {
-            for r in 0..rows {
-                dr.apply(isa, &mut dpt[r * BC..][..cols], counter(r));
-            }
+        if c.dims.dropout.is_some() {
+            dpt.iter_mut().zip(&*z).for_each(|(d, z)| *d *= z);
         }
         for r in 0..rows {
             let row = r * BC..(r + 1) * BC;
