@@ -11,7 +11,7 @@ mod common;
 use common::{fill, on, one_thread};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pretext::backend::cpu::attention::{
-    attention_backward, attention_forward, AttnDims, AttnStats,
+    attention_backward, attention_forward, AttnDims, AttnStats, Heads, HeadsMut,
 };
 
 fn attention_benches(c: &mut Criterion) {
@@ -43,18 +43,43 @@ fn attention_benches(c: &mut Criterion) {
             let mut stats = AttnStats::new(dims.rows());
             let (mut dq, mut dk, mut dv) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
             grp.throughput(Throughput::Elements(flops as u64));
+            fn heads_of(x: &[f32], heads: usize, t: usize, d: usize) -> Heads<'_> {
+                Heads::contiguous(x, heads, t, d)
+            }
+            let (qh, kh, vh, dh) = (
+                heads_of(&q, heads, t, d),
+                heads_of(&k, heads, t, d),
+                heads_of(&v, heads, t, d),
+                heads_of(&dout, heads, t, d),
+            );
+            let rows = [batch, heads, t];
             grp.bench_function(BenchmarkId::new("fwd", tag), |bn| {
                 on(&pool, bn, || {
-                    attention_forward(&dims, &q, &k, &v, None, None, &mut out, &mut stats)
+                    let o = HeadsMut::contiguous(&mut out, rows, d);
+                    attention_forward(&dims, qh, kh, vh, None, None, &o, &mut stats)
                 })
             });
             grp.throughput(Throughput::Elements((flops as f64 * 3.5) as u64));
             grp.bench_function(BenchmarkId::new("fwd+bwd", tag), |bn| {
                 on(&pool, bn, || {
-                    attention_forward(&dims, &q, &k, &v, None, None, &mut out, &mut stats);
+                    {
+                        let o = HeadsMut::contiguous(&mut out, rows, d);
+                        attention_forward(&dims, qh, kh, vh, None, None, &o, &mut stats);
+                    }
                     attention_backward(
-                        &dims, &q, &k, &v, None, None, &out, &stats, &dout, &mut dq, &mut dk,
-                        &mut dv, None,
+                        &dims,
+                        qh,
+                        kh,
+                        vh,
+                        None,
+                        None,
+                        heads_of(&out, heads, t, d),
+                        &stats,
+                        dh,
+                        &HeadsMut::contiguous(&mut dq, rows, d),
+                        &HeadsMut::contiguous(&mut dk, rows, d),
+                        &HeadsMut::contiguous(&mut dv, rows, d),
+                        None,
                     )
                 })
             });

@@ -912,6 +912,53 @@ fn attention_fully_masked_row_is_uniform() {
 // ---------------------------------------------------------------- views
 
 #[test]
+fn reshape_is_a_view_whenever_strides_allow() {
+    let base = Tensor::arange(0.0, 72.0, 1.0)
+        .unwrap()
+        .reshape(&[2, 3, 12])
+        .unwrap();
+    // (view, new shape, whether PyTorch's `view` accepts it)
+    let cols = base.narrow(2, 4, 4).unwrap(); // (2, 3, 4), strides (36, 12, 1), offset 4
+    let perm = base.permute(&[2, 0, 1]).unwrap(); // (12, 2, 3), strides (1, 36, 12)
+    let tr = base.transpose(0, 1).unwrap(); // (3, 2, 12), strides (12, 36, 1)
+    let step = base.narrow(1, 0, 2).unwrap(); // (2, 2, 12), strides (36, 12, 1)
+    let cases: Vec<(&Tensor, Vec<usize>, bool)> = vec![
+        (&cols, vec![2, 3, 2, 2], true), // split the contiguous last dim into heads
+        (&cols, vec![6, 4], true),       // (B, T) rows stay 12 apart
+        (&cols, vec![3, 8], false),      // a new row would straddle the gap between rows
+        (&cols, vec![2, 1, 3, 1, 4], true),
+        (&perm, vec![3, 4, 2, 3], true), // split the stride-1 dim
+        (&perm, vec![12, 6], true),      // dims 1, 2 nest (36 = 3·12)
+        (&perm, vec![6, 12], false),     // dim 0 (stride 1) does not nest with them
+        (&perm, vec![12, 2, 3, 1], true),
+        (&tr, vec![3, 24], false),
+        (&tr, vec![3, 2, 3, 4], true),
+        (&step, vec![2, 24], true), // rows 12 apart, two of them: one chunk of 24
+        (&step, vec![4, 12], false),
+        (&step, vec![48], false),
+    ];
+    for (x, shape, view) in cases {
+        let r = x.reshape(&shape).unwrap();
+        let want = x.contiguous().unwrap().reshape(&shape).unwrap();
+        assert_eq!(r.shape(), shape.as_slice());
+        assert_eq!(
+            r.to_vec_f32().unwrap(),
+            want.to_vec_f32().unwrap(),
+            "{:?} {:?} -> {shape:?}",
+            x.shape(),
+            x.strides()
+        );
+        assert_eq!(
+            r.shares_storage_with(&base),
+            view,
+            "{:?} {:?} -> {shape:?}: view expected {view}",
+            x.shape(),
+            x.strides()
+        );
+    }
+}
+
+#[test]
 fn views_share_storage_and_index_correctly() {
     let x = Tensor::arange(0.0, 24.0, 1.0)
         .unwrap()

@@ -395,6 +395,98 @@ fn left_padding_with_causal_mask_attends_uniformly() {
     isa::force(None);
 }
 
+/// (B, H, T, n) head views of columns `c0 .. c0 + H·n` of a (B, T, W) tensor, as
+/// `nn::attention::split_heads` makes them of a fused QKV projection: no copy, row stride W.
+fn head_view(x: &Tensor, c0: usize, h: usize, n: usize) -> Tensor {
+    let s = x.shape().to_vec();
+    x.narrow(2, c0, h * n)
+        .unwrap()
+        .reshape(&[s[0], s[1], h, n])
+        .unwrap()
+        .permute(&[0, 2, 1, 3])
+        .unwrap()
+}
+
+#[test]
+fn strided_operands_are_read_in_place_and_results_keep_their_order() {
+    // q, k, v as head views of one (B, T, H·(2d + dv)) projection and dO as the head view of
+    // a (B, T, H·dv) gradient give bit for bit what their contiguous copies give, with key
+    // padding, a fully masked row, dropout and a causal mask; the output and dq, dk, dv come
+    // back in (B, T, H, ·) order, so merging the heads is a view. d = 24 takes the padded-copy
+    // path of the backward, d = 64 reads every operand in place.
+    let _guard = serial();
+    let (b, h, t) = (2, 3, 70);
+    for &(d, dv) in &[(64, 64), (24, 40)] {
+        let w = h * (2 * d + dv);
+        let qkv = randn(&[b, t, w], 21);
+        let (q, k, v) = (
+            head_view(&qkv, 0, h, d),
+            head_view(&qkv, h * d, h, d),
+            head_view(&qkv, 2 * h * d, h, dv),
+        );
+        assert!(q.shares_storage_with(&qkv) && !q.is_contiguous());
+        let dout = head_view(&randn(&[b, t, h * dv], 22), 0, h, dv);
+        let keep: Vec<f32> = (0..b * t)
+            .map(|x| (x % t >= 3 || x < t) as u8 as f32)
+            .collect();
+        let masks = AttentionMasks {
+            causal: true,
+            key_padding: Some(Tensor::from_vec(keep, &[b, t]).unwrap()),
+            scale: None,
+            dropout: Some(pretext::tensor::AttnDropout { p: 0.2, seed: 5 }),
+        };
+        let contiguous = |x: &Tensor| x.contiguous().unwrap();
+        let (qc, kc, vc, dc) = (
+            contiguous(&q),
+            contiguous(&k),
+            contiguous(&v),
+            contiguous(&dout),
+        );
+        for level in levels() {
+            isa::force(Some(level));
+            let ctx = format!("d {d}, dv {dv}, {level:?}");
+            let (o, st) = Tensor::attention_with_stats(&q, &k, &v, None, &masks).unwrap();
+            let (oc, stc) = Tensor::attention_with_stats(&qc, &kc, &vc, None, &masks).unwrap();
+            let grads = Tensor::attention_backward(&q, &k, &v, None, &masks, &o, &st, &dout, false)
+                .unwrap();
+            let gc = Tensor::attention_backward(&qc, &kc, &vc, None, &masks, &oc, &stc, &dc, false)
+                .unwrap();
+            let bits = |x: &Tensor| -> Vec<u32> {
+                x.to_vec_f32()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect()
+            };
+            for (what, x, y) in [
+                ("out", &o, &oc),
+                ("dq", &grads.0, &gc.0),
+                ("dk", &grads.1, &gc.1),
+                ("dv", &grads.2, &gc.2),
+            ] {
+                assert_eq!(bits(x), bits(y), "{what} ({ctx})");
+                assert!(y.is_contiguous(), "{what} of contiguous operands ({ctx})");
+                let n = x.shape()[3];
+                assert_eq!(
+                    x.strides(),
+                    &[t * h * n, n, h * n, 1],
+                    "{what} in (B, T, H, n) order ({ctx})"
+                );
+            }
+            let merged = o
+                .permute(&[0, 2, 1, 3])
+                .unwrap()
+                .reshape(&[b, t, h * dv])
+                .unwrap();
+            assert!(
+                merged.shares_storage_with(&o),
+                "merging heads copies ({ctx})"
+            );
+        }
+        isa::force(None);
+    }
+}
+
 /// Peak heap bytes allocated while `f` runs, above what was live before.
 fn peak_during<R>(f: impl FnOnce() -> R) -> (R, usize) {
     let before = LIVE.load(Ordering::Relaxed);

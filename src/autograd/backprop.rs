@@ -96,12 +96,13 @@ pub(super) fn backward(
             })?,
         ]),
         Op::Reshape => unary(&|| g.reshape(x(0).shape())),
+        // d permute = g permuted back (a view: whoever reads it next reads through strides)
         Op::Permute { perm } => unary(&|| {
             let mut inv = vec![0; perm.len()];
             for (i, &p) in perm.iter().enumerate() {
                 inv[p] = i;
             }
-            g.permute(&inv)?.contiguous()
+            g.permute(&inv)
         }),
         // d narrow = g placed back at start..start+len, zeros elsewhere (the backward pass adds
         // it into the slice of the input's gradient instead: `Tensor::narrow_backward_add`)

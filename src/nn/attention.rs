@@ -4,6 +4,9 @@
 //! Head h owns features h·D .. (h+1)·D of the projected (B, T, H·D) activations:
 //!   split:  (B, T, H·D) → (B, T, H, D) → (B, H, T, D)
 //!   merge:  (B, H, T, D) → (B, T, H, D) → (B, T, H·D)
+//! Both are views, no copies, on the host: the split of a column slice of a fused QKV
+//! projection is a strided view the attention kernels read in place, and the host attention
+//! returns its output in (B, T, H, D) memory order, which the merge reshapes for free.
 
 use crate::autograd::Var;
 use crate::error::{Error, Result};

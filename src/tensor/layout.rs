@@ -123,6 +123,44 @@ impl Layout {
         })
     }
 
+    /// This layout's elements, in row-major order, as `shape` without moving them: the
+    /// strides of the view, or None when no strides give that order (PyTorch's `view` rule,
+    /// `computeStride` in ATen). Dims are grouped into chunks that are contiguous with each
+    /// other (stride_i = size_{i+1}·stride_{i+1}, size-1 dims ignored); each chunk is split or
+    /// merged freely, but new dims must not straddle two chunks. The caller checks that the
+    /// element counts agree.
+    pub fn view_strides(&self, shape: &[usize]) -> Option<Vec<usize>> {
+        if self.numel() == 0 || self.is_contiguous() {
+            return Some(contiguous_strides(shape));
+        }
+        let mut strides = vec![0; shape.len()];
+        // Output dims still to assign, from the last; element counts of the current chunk.
+        let mut view_d = shape.len();
+        let mut chunk_base = *self.strides.last()?;
+        let (mut tensor_numel, mut view_numel) = (1usize, 1usize);
+        for d in (0..self.shape.len()).rev() {
+            tensor_numel *= self.shape[d];
+            let chunk_ends = d == 0
+                || (self.shape[d - 1] != 1 && self.strides[d - 1] != tensor_numel * chunk_base);
+            if chunk_ends {
+                while view_d > 0 && (view_numel < tensor_numel || shape[view_d - 1] == 1) {
+                    strides[view_d - 1] = view_numel * chunk_base;
+                    view_numel *= shape[view_d - 1];
+                    view_d -= 1;
+                }
+                if view_numel != tensor_numel {
+                    return None;
+                }
+                if d > 0 {
+                    chunk_base = self.strides[d - 1];
+                    tensor_numel = 1;
+                    view_numel = 1;
+                }
+            }
+        }
+        (view_d == 0).then_some(strides)
+    }
+
     /// Storage offsets of all elements in row-major order.
     pub fn offsets(&self) -> StridedOffsets<'_> {
         StridedOffsets::new(self)

@@ -2,6 +2,7 @@
 //! Tensors are values: ops here compute forward results only. Gradients live one layer up,
 //! in `autograd`, which records these ops and applies their gradient rules.
 
+mod attention;
 mod create;
 pub mod device;
 pub mod dtype;
@@ -19,11 +20,12 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 pub use crate::backend::cpu::attention::AttnDropout;
+pub use attention::AttentionMasks;
 pub use dtype::DType;
 pub use elementwise::{Binary, Unary};
 pub use layout::Layout;
 pub(crate) use nnops::check_dropout_p;
-pub use nnops::{AttentionMasks, CrossEntropyOut, NormOut};
+pub use nnops::{CrossEntropyOut, NormOut};
 pub use rng::Rng;
 use storage::Storage;
 pub use storage::{CpuStorage, Element};

@@ -1,13 +1,12 @@
 //! Fused neural-network ops on tensors (forward and the backward helpers autograd calls):
 //! softmax / log-softmax over the last dim, LayerNorm, RMSNorm, dropout masks,
-//! cross-entropy with ignore_index and label smoothing, scaled dot-product attention,
-//! embedding backward.
+//! cross-entropy with ignore_index and label smoothing, embedding backward (attention is in
+//! `attention.rs`).
 //! The maths of each lives beside its kernel in `backend::cpu`.
 
 use super::{device, Tensor};
-use crate::backend::cpu::attention::AttnDropout;
 use crate::backend::cpu::par::{self, fresh};
-use crate::backend::cpu::{attention, cross_entropy, dropout, embedding, norm, softmax};
+use crate::backend::cpu::{cross_entropy, dropout, embedding, norm, softmax};
 use crate::error::{Error, Result};
 
 /// Output of LayerNorm / RMSNorm with the per-row statistics the backward needs.
@@ -33,31 +32,6 @@ pub struct CrossEntropyOut {
     /// The saved state of a forward that ran on a CUDA device (then `lse`, `targets` are empty
     /// and `count` is 0: they stay on the device).
     pub device: Option<device::CrossEntropyDevice>,
-}
-
-/// Masks and options of scaled dot-product attention.
-#[derive(Clone, Debug, Default)]
-pub struct AttentionMasks {
-    /// Query i may attend to key j only when j ≤ i + (Tk − Tq).
-    pub causal: bool,
-    /// (B, Tk): non-zero = attend, zero = padding (Hugging Face's attention_mask convention).
-    pub key_padding: Option<Tensor>,
-    /// Scale of the scores; `None` means 1/√D. T5 uses `Some(1.0)`.
-    pub scale: Option<f32>,
-    /// Dropout of the probabilities in training: the mask `dropout_seeded(p, seed)` would draw
-    /// for the (B, H, Tq, Tk) probabilities, regenerated in the backward, never stored (host
-    /// and CUDA kernels alike).
-    pub dropout: Option<AttnDropout>,
-}
-
-impl AttentionMasks {
-    /// A dropout probability outside [0, 1) is an error (host and device).
-    fn check_dropout(&self) -> Result<()> {
-        match self.dropout {
-            Some(dr) => check_dropout_p(dr.p).map_err(|e| Error::msg(format!("attention {e}"))),
-            None => Ok(()),
-        }
-    }
 }
 
 fn rows_cols(op: &'static str, t: &Tensor) -> Result<(usize, usize)> {
@@ -393,210 +367,6 @@ impl Tensor {
             )
         });
         Ok(Tensor::from_f32(dx, logits.shape()))
-    }
-
-    fn attention_setup(
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        bias: Option<&Tensor>,
-        masks: &AttentionMasks,
-    ) -> Result<(
-        attention::AttnDims,
-        Option<super::Layout>,
-        Option<Vec<bool>>,
-    )> {
-        let op = "attention";
-        if q.rank() != 4 || k.rank() != 4 || v.rank() != 4 {
-            return Err(Error::shape(
-                op,
-                &[q.shape(), k.shape(), v.shape()],
-                "q, k, v must be (B, H, T, D)",
-            ));
-        }
-        let (b, h, tq, d) = (q.shape()[0], q.shape()[1], q.shape()[2], q.shape()[3]);
-        let tk = k.shape()[2];
-        let dv = v.shape()[3];
-        if k.shape() != [b, h, tk, d] || v.shape() != [b, h, tk, dv] {
-            return Err(Error::shape(
-                op,
-                &[q.shape(), k.shape(), v.shape()],
-                "k must be (B, H, Tk, D) and v (B, H, Tk, Dv) with q's B, H, D",
-            ));
-        }
-        if tq == 0 || tk == 0 || d == 0 || dv == 0 {
-            return Err(Error::shape(
-                op,
-                &[q.shape(), k.shape(), v.shape()],
-                "empty sequence or head dim (Tq, Tk, D and Dv must be ≥ 1)",
-            ));
-        }
-        if masks.causal && tq > tk {
-            return Err(Error::shape(
-                op,
-                &[q.shape(), k.shape()],
-                "causal attention needs Tq ≤ Tk",
-            ));
-        }
-        let bias_layout = bias
-            .map(|bt| bt.layout.broadcast_to(op, &[b, h, tq, tk]))
-            .transpose()?;
-        let keep = match &masks.key_padding {
-            Some(m) => {
-                if m.shape() != [b, tk] {
-                    return Err(Error::shape(
-                        op,
-                        &[q.shape(), k.shape(), m.shape()],
-                        "key padding mask must be (B, Tk)",
-                    ));
-                }
-                Some(m.mask_values(op, &[b, tk])?)
-            }
-            None => None,
-        };
-        let dims = attention::AttnDims {
-            batch: b,
-            heads: h,
-            tq,
-            tk,
-            d,
-            dv,
-            scale: masks.scale.unwrap_or(1.0 / (d as f32).sqrt()),
-            causal: masks.causal,
-            dropout: masks.dropout,
-        };
-        Ok((dims, bias_layout, keep))
-    }
-
-    /// Scaled dot-product attention: softmax(scale·QKᵀ + bias, masked)·V for q (B, H, Tq, D),
-    /// k (B, H, Tk, D), v (B, H, Tk, Dv) and an optional additive `bias` broadcastable to
-    /// (B, H, Tq, Tk).
-    pub fn attention(
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        bias: Option<&Tensor>,
-        masks: &AttentionMasks,
-    ) -> Result<Tensor> {
-        Ok(Tensor::attention_with_stats(q, k, v, bias, masks)?.0)
-    }
-
-    /// `attention` and the per-row softmax statistics (row max and 1/sum, (B, H, Tq) each)
-    /// that `attention_backward` needs to recompute the probabilities tile by tile.
-    pub fn attention_with_stats(
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        bias: Option<&Tensor>,
-        masks: &AttentionMasks,
-    ) -> Result<(Tensor, attention::AttnStats)> {
-        masks.check_dropout()?;
-        if let Some(ctx) = device::on_device("attention", &[q])? {
-            // the device kernels recompute what their backward needs: no host stats
-            let out = device::attention(&ctx, q, k, v, bias, masks)?;
-            return Ok((out, attention::AttnStats::default()));
-        }
-        let (dims, bl, keep) = Tensor::attention_setup(q, k, v, bias, masks)?;
-        let (qs, ks, vs) = (
-            q.f32s("attention")?,
-            k.f32s("attention")?,
-            v.f32s("attention")?,
-        );
-        let bview = match (bias, &bl) {
-            (Some(bt), Some(l)) => Some(attention::BiasView {
-                data: bt.storage_slice::<f32>("attention")?,
-                offset: l.offset,
-                strides: [l.strides[0], l.strides[1], l.strides[2], l.strides[3]],
-            }),
-            _ => None,
-        };
-        let mut out = vec![0.0; dims.rows() * dims.dv];
-        let mut stats = attention::AttnStats::new(dims.rows());
-        attention::attention_forward(
-            &dims,
-            &qs,
-            &ks,
-            &vs,
-            bview,
-            keep.as_deref(),
-            &mut out,
-            &mut stats,
-        );
-        let out = Tensor::from_f32(out, &[dims.batch, dims.heads, dims.tq, dims.dv]);
-        Ok((out, stats))
-    }
-
-    /// (dq, dk, dv, dbias) of `attention` from its output `out` and `stats` (both from
-    /// `attention_with_stats` on the same inputs); dbias (B, H, Tq, Tk) only when `want_dbias`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn attention_backward(
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        bias: Option<&Tensor>,
-        masks: &AttentionMasks,
-        out: &Tensor,
-        stats: &attention::AttnStats,
-        dout: &Tensor,
-        want_dbias: bool,
-    ) -> Result<(Tensor, Tensor, Tensor, Option<Tensor>)> {
-        masks.check_dropout()?;
-        if let Some(ctx) = device::on_device("attention_backward", &[q])? {
-            return device::attention_backward(&ctx, q, k, v, bias, masks, out, dout, want_dbias);
-        }
-        let (dims, bl, keep) = Tensor::attention_setup(q, k, v, bias, masks)?;
-        let op = "attention_backward";
-        let out_shape = [dims.batch, dims.heads, dims.tq, dims.dv];
-        if out.shape() != out_shape || dout.shape() != out_shape {
-            return Err(Error::shape(
-                op,
-                &[q.shape(), v.shape(), out.shape(), dout.shape()],
-                "out and dout must be (B, H, Tq, Dv)",
-            ));
-        }
-        if stats.row_max.len() != dims.rows() || stats.inv_sum.len() != dims.rows() {
-            return Err(Error::shape(
-                op,
-                &[q.shape(), &[stats.row_max.len()], &[stats.inv_sum.len()]],
-                "the saved stats must have B·H·Tq rows",
-            ));
-        }
-        let (qs, ks, vs) = (q.f32s(op)?, k.f32s(op)?, v.f32s(op)?);
-        let bview = match (bias, &bl) {
-            (Some(bt), Some(l)) => Some(attention::BiasView {
-                data: bt.storage_slice::<f32>(op)?,
-                offset: l.offset,
-                strides: [l.strides[0], l.strides[1], l.strides[2], l.strides[3]],
-            }),
-            _ => None,
-        };
-        let (mut dq, mut dk, mut dvv) = (
-            vec![0.0; qs.len()],
-            vec![0.0; ks.len()],
-            vec![0.0; vs.len()],
-        );
-        let mut dbias = want_dbias.then(|| vec![0.0; dims.batch * dims.heads * dims.tq * dims.tk]);
-        attention::attention_backward(
-            &dims,
-            &qs,
-            &ks,
-            &vs,
-            bview,
-            keep.as_deref(),
-            &out.f32s(op)?,
-            stats,
-            &dout.f32s(op)?,
-            &mut dq,
-            &mut dk,
-            &mut dvv,
-            dbias.as_deref_mut(),
-        );
-        Ok((
-            Tensor::from_f32(dq, q.shape()),
-            Tensor::from_f32(dk, k.shape()),
-            Tensor::from_f32(dvv, v.shape()),
-            dbias.map(|d| Tensor::from_f32(d, &[dims.batch, dims.heads, dims.tq, dims.tk])),
-        ))
     }
 }
 

@@ -1,5 +1,5 @@
-//! Views: new layouts over the same storage, no copies (reshape copies only when the
-//! layout cannot be expressed as a view of a contiguous block).
+//! Views: new layouts over the same storage, no copies (reshape copies only when no strides
+//! give the new shape the same elements in the same order).
 
 use super::layout::{numel, Layout};
 use super::Tensor;
@@ -10,7 +10,10 @@ impl Tensor {
         Tensor::from_parts(self.storage.clone(), layout)
     }
 
-    /// Same elements, new shape. A view when the tensor is contiguous, else a copy.
+    /// Same elements, new shape: a view whenever strides exist that give the new shape the
+    /// same elements in the same row-major order (always for a contiguous tensor; also, e.g.,
+    /// for splitting the last dim of a column slice into heads), else a contiguous copy. As
+    /// PyTorch's `reshape`, the result may share storage with `self`.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         if numel(shape) != self.numel() {
             return Err(Error::shape(
@@ -19,11 +22,14 @@ impl Tensor {
                 format!("{} elements cannot take shape {shape:?}", self.numel()),
             ));
         }
-        let base = if self.is_contiguous() {
-            self.clone()
-        } else {
-            self.contiguous()?
-        };
+        if let Some(strides) = self.layout.view_strides(shape) {
+            return Ok(self.with_layout(Layout {
+                shape: shape.to_vec(),
+                strides,
+                offset: self.layout.offset,
+            }));
+        }
+        let base = self.contiguous()?;
         let mut layout = Layout::contiguous(shape);
         layout.offset = base.layout.offset;
         Ok(base.with_layout(layout))

@@ -15,57 +15,27 @@ use rayon::prelude::*;
 use super::super::isa::{self, Isa};
 use super::super::math::dot;
 use super::kernels::{self as kr, lanes};
+use super::layout::{HeadMat, Heads, HeadsMut};
 use super::tiles::{self, TilePos, BC, BR};
 use super::{AttnDims, AttnStats, BiasView};
 
-/// A buffer that parallel tasks write in disjoint ranges.
-struct Shared {
-    ptr: *mut f32,
-    len: usize,
-}
-
-// SAFETY: tasks only take disjoint ranges (see `Shared::range`), so sharing the pointer across
-// threads creates no aliasing mutable access.
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    fn new(buf: &mut [f32]) -> Shared {
-        Shared {
-            ptr: buf.as_mut_ptr(),
-            len: buf.len(),
-        }
-    }
-
-    /// The range [off, off + len) as a mutable slice.
-    ///
-    /// # Safety
-    /// No other live slice from this buffer overlaps the range.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn range(&self, off: usize, len: usize) -> &mut [f32] {
-        assert!(
-            off + len <= self.len,
-            "attention backward: range out of bounds"
-        );
-        std::slice::from_raw_parts_mut(self.ptr.add(off), len)
-    }
-}
-
-/// Gradients of the attention from the forward's output `out` and `stats`. `dq`, `dk`, `dv`
-/// are overwritten; `dbias` (full (B, H, Tq, Tk)), when given, is overwritten with ds.
+/// Gradients of the attention from the forward's output `out` and `stats`. Every row of
+/// `dq`, `dk`, `dv` is written once; `dbias` (full (B, H, Tq, Tk), contiguous), when given, is
+/// overwritten with ds. The operands may have any row layout (see `RowLayout`).
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     dims: &AttnDims,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    q: Heads,
+    k: Heads,
+    v: Heads,
     bias: Option<BiasView>,
     key_keep: Option<&[bool]>,
-    out: &[f32],
+    out: Heads,
     stats: &AttnStats,
-    dout: &[f32],
-    dq: &mut [f32],
-    dk: &mut [f32],
-    dvv: &mut [f32],
+    dout: Heads,
+    dq: &HeadsMut,
+    dk: &HeadsMut,
+    dvv: &HeadsMut,
     dbias: Option<&mut [f32]>,
 ) {
     let AttnDims {
@@ -74,9 +44,33 @@ pub fn attention_backward(
         tq,
         tk,
         d,
+        dv,
         scale,
         ..
     } = *dims;
+    dims.check_inputs(q, k, v);
+    let ([b_, h_, tq_], dv_) = (dims.query_rows(), dv);
+    assert!(
+        out.rows.fits([b_, h_, tq_], dv_, out.data.len())
+            && dout.rows.fits([b_, h_, tq_], dv_, dout.data.len()),
+        "attention backward: out or dout shorter than (B, H, Tq, Dv) = ({b_}, {h_}, {tq_}, {dv_})"
+    );
+    assert!(
+        stats.row_max.len() == dims.rows() && stats.inv_sum.len() == dims.rows(),
+        "attention backward: stats of {} and {} rows, expected B·H·Tq = {}",
+        stats.row_max.len(),
+        stats.inv_sum.len(),
+        dims.rows()
+    );
+    assert!(
+        dq.shape() == ([batch, heads, tq], d)
+            && dk.shape() == ([batch, heads, tk], d)
+            && dvv.shape() == ([batch, heads, tk], dv),
+        "attention backward: gradient outputs {:?}, {:?}, {:?} do not match q, k, v",
+        dq.shape(),
+        dk.shape(),
+        dvv.shape()
+    );
     let isa = isa::active();
     let dp = d.next_multiple_of(lanes(isa));
     let bh_count = batch * heads;
@@ -87,47 +81,36 @@ pub fn attention_backward(
     let mut partial = vec![0.0f32; bh_count * groups * tq * dp];
     let dbias = dbias.map(|db| {
         db.fill(0.0);
-        Shared::new(db)
+        HeadsMut::contiguous(db, [batch, heads, tq], tk).segments(BC)
     });
-    {
-        let (dk_sh, dv_sh) = (Shared::new(dk), Shared::new(dvv));
-        let task = |(bh, g, dq_part): (usize, usize, &mut [f32])| {
-            let ctx = HeadCtx::new(dims, isa, bh, q, k, v, out, stats, dout);
-            for t in (g..nkt).step_by(groups) {
-                key_tile(
-                    &ctx,
-                    t,
-                    bias,
-                    key_keep,
-                    dq_part,
-                    &dk_sh,
-                    &dv_sh,
-                    dbias.as_ref(),
-                );
-            }
-        };
-        partial
-            .par_chunks_mut(tq * dp)
-            .enumerate()
-            .map(|(i, p)| (i / groups, i % groups, p))
-            .for_each(task);
-    }
+    let task = |(bh, g, dq_part): (usize, usize, &mut [f32])| {
+        let ctx = HeadCtx::new(dims, isa, bh, q, k, v, out, stats, dout);
+        for t in (g..nkt).step_by(groups) {
+            key_tile(&ctx, t, bias, key_keep, dq_part, dk, dvv, dbias.as_ref());
+        }
+    };
+    partial
+        .par_chunks_mut(tq * dp)
+        .enumerate()
+        .map(|(i, p)| (i / groups, i % groups, p))
+        .for_each(task);
     // dq_i = scale·Σ_groups partial_i.
-    dq.par_chunks_mut(tq * d)
-        .zip(partial.par_chunks(groups * tq * dp))
-        .for_each(|(dqh, parts)| {
-            for (i, row) in dqh.chunks_exact_mut(d).enumerate() {
-                for (c, x) in row.iter_mut().enumerate() {
-                    *x = scale
-                        * (0..groups)
-                            .map(|g| parts[(g * tq + i) * dp + c])
-                            .sum::<f32>();
-                }
+    partial
+        .par_chunks(groups * tq * dp)
+        .enumerate()
+        .for_each(|(bh, parts)| {
+            for i in 0..tq {
+                let sum = |c| {
+                    (0..groups)
+                        .map(|g| parts[(g * tq + i) * dp + c])
+                        .sum::<f32>()
+                };
+                dq.write(bh / heads, bh % heads, i, 0, (0..d).map(|c| scale * sum(c)));
             }
         });
 }
 
-/// The per-head operands of one task: slices of the head, q, k and dO padded to the lane
+/// The per-head operands of one task: the head's matrices, q, k and dO padded to the lane
 /// width where the GEMMs read them as B, δ_i = ⟨do_i, o_i⟩, and which query tiles hold a fully
 /// masked row (those see every key tile, causal or not).
 struct HeadCtx<'a> {
@@ -137,15 +120,15 @@ struct HeadCtx<'a> {
     /// Padded head dims.
     dp: usize,
     dvp: usize,
-    /// (Tq × d), (Tk × d), (Tk × dv), (Tq × dv) slices of the head.
-    q: &'a [f32],
-    k: &'a [f32],
-    v: &'a [f32],
-    dout: &'a [f32],
-    /// q (Tq × dp), k (Tk × dp), dO (Tq × dvp).
-    qp: Cow<'a, [f32]>,
-    kp: Cow<'a, [f32]>,
-    dop: Cow<'a, [f32]>,
+    /// (Tq × d), (Tk × d), (Tk × dv), (Tq × dv) matrices of the head.
+    q: HeadMat<'a>,
+    k: HeadMat<'a>,
+    v: HeadMat<'a>,
+    dout: HeadMat<'a>,
+    /// q (Tq × dp), k (Tk × dp), dO (Tq × dvp), each with its row stride.
+    qp: (Cow<'a, [f32]>, usize),
+    kp: (Cow<'a, [f32]>, usize),
+    dop: (Cow<'a, [f32]>, usize),
     row_max: &'a [f32],
     inv_sum: &'a [f32],
     delta: Vec<f32>,
@@ -158,27 +141,24 @@ impl<'a> HeadCtx<'a> {
         dims: &AttnDims,
         isa: Isa,
         bh: usize,
-        q: &'a [f32],
-        k: &'a [f32],
-        v: &'a [f32],
-        out: &'a [f32],
+        q: Heads<'a>,
+        k: Heads<'a>,
+        v: Heads<'a>,
+        out: Heads<'a>,
         stats: &'a AttnStats,
-        dout: &'a [f32],
+        dout: Heads<'a>,
     ) -> HeadCtx<'a> {
         let AttnDims { tq, tk, d, dv, .. } = *dims;
         let w = lanes(isa);
         let (dp, dvp) = (d.next_multiple_of(w), dv.next_multiple_of(w));
-        let q = &q[bh * tq * d..][..tq * d];
-        let k = &k[bh * tk * d..][..tk * d];
-        let v = &v[bh * tk * dv..][..tk * dv];
-        let o = &out[bh * tq * dv..][..tq * dv];
-        let dout = &dout[bh * tq * dv..][..tq * dv];
+        let (b, h) = (bh / dims.heads, bh % dims.heads);
+        let q = q.head(b, h, tq, d);
+        let k = k.head(b, h, tk, d);
+        let v = v.head(b, h, tk, dv);
+        let o = out.head(b, h, tq, dv);
+        let dout = dout.head(b, h, tq, dv);
         let row_max = &stats.row_max[bh * tq..][..tq];
-        let delta = dout
-            .chunks_exact(dv)
-            .zip(o.chunks_exact(dv))
-            .map(|(g, y)| dot(g, y))
-            .collect();
+        let delta = (0..tq).map(|i| dot(dout.row(i), o.row(i))).collect();
         let degenerate = row_max.chunks(BR).map(|m| m.contains(&f32::MIN)).collect();
         HeadCtx {
             dims: *dims,
@@ -190,9 +170,9 @@ impl<'a> HeadCtx<'a> {
             k,
             v,
             dout,
-            qp: tiles::padded_rows(q, tq, d, dp),
-            kp: tiles::padded_rows(k, tk, d, dp),
-            dop: tiles::padded_rows(dout, tq, dv, dvp),
+            qp: tiles::padded_rows(q, tq, dp),
+            kp: tiles::padded_rows(k, tk, dp),
+            dop: tiles::padded_rows(dout, tq, dvp),
             row_max,
             inv_sum: &stats.inv_sum[bh * tq..][..tq],
             delta,
@@ -210,9 +190,9 @@ fn key_tile(
     bias: Option<BiasView>,
     key_keep: Option<&[bool]>,
     dq_part: &mut [f32],
-    dk_out: &Shared,
-    dv_out: &Shared,
-    dbias: Option<&Shared>,
+    dk_out: &HeadsMut,
+    dv_out: &HeadsMut,
+    dbias: Option<&HeadsMut>,
 ) {
     let AttnDims {
         heads,
@@ -229,8 +209,8 @@ fn key_tile(
 
     let mut kt = vec![0.0f32; d * BC];
     let mut vt = vec![0.0f32; dv * BC];
-    tiles::pack_transposed(c.k, d, j0, cols, scale, &mut kt);
-    tiles::pack_transposed(c.v, dv, j0, cols, 1.0, &mut vt);
+    tiles::pack_transposed(c.k, j0, cols, scale, &mut kt);
+    tiles::pack_transposed(c.v, j0, cols, 1.0, &mut vt);
     let mut s = vec![0.0f32; BR * BC];
     let mut dpt = vec![0.0f32; BR * BC];
     // With dropout: the tile's mask Z (its weights 1/(1 − p) or 0; 0 past the tile's keys)
@@ -257,8 +237,8 @@ fn key_tile(
         };
         let (s, dpt) = (&mut s[..rows * BC], &mut dpt[..rows * BC]);
         // P = e^{S − m}/l, S recomputed as in the forward.
-        let qrows = &c.q[i0 * d..][..rows * d];
-        kr::gemm(isa, rows, BC, d, qrows, (d, 1), &kt, BC, s, BC, false);
+        let qrows = c.q.rows(i0, rows);
+        kr::gemm(isa, rows, BC, d, qrows, (c.q.ld, 1), &kt, BC, s, BC, false);
         tiles::finish_scores(&c.dims, pos, bias, key_keep, s);
         for r in 0..rows {
             let (m, il) = (c.row_max[i0 + r], c.inv_sum[i0 + r]);
@@ -280,7 +260,7 @@ fn key_tile(
                 pz
             }
         };
-        let dorows = &c.dop[i0 * dvp..][..rows * dvp];
+        let (dop, lddo) = (&c.dop.0[i0 * c.dop.1..], c.dop.1);
         kr::gemm(
             isa,
             cols,
@@ -288,21 +268,20 @@ fn key_tile(
             rows,
             pdrop,
             (1, BC),
-            dorows,
-            dvp,
+            dop,
+            lddo,
             &mut dv_acc,
             dvp,
             true,
         );
         // dP = Z∘(dO·Vᵀ);  dS = P∘(dP − δ), 0 where masked.
-        let dorows_raw = &c.dout[i0 * dv..][..rows * dv];
         kr::gemm(
             isa,
             rows,
             BC,
             dv,
-            dorows_raw,
-            (dv, 1),
+            c.dout.rows(i0, rows),
+            (c.dout.ld, 1),
             &vt,
             BC,
             dpt,
@@ -319,14 +298,11 @@ fn key_tile(
         tiles::fill_masked(&c.dims, pos, key_keep, s, 0.0);
         if let Some(db) = dbias {
             for r in 0..rows {
-                // SAFETY: this task is the only one working on key tile t of head bh, so the
-                // columns [j0, j0 + cols) of its rows are written by no other task.
-                let dst = unsafe { db.range((c.bh * tq + i0 + r) * tk + j0, cols) };
-                dst.copy_from_slice(&s[r * BC..][..cols]);
+                db.write(b, h, i0 + r, j0, s[r * BC..][..cols].iter().copied());
             }
         }
         // dK += dSᵀ·Q (scale applied on output);  dQ += dS·K (scale applied in the reduction).
-        let qprows = &c.qp[i0 * dp..][..rows * dp];
+        let (qp, ldq) = (&c.qp.0[i0 * c.qp.1..], c.qp.1);
         kr::gemm(
             isa,
             cols,
@@ -334,40 +310,23 @@ fn key_tile(
             rows,
             s,
             (1, BC),
-            qprows,
-            dp,
+            qp,
+            ldq,
             &mut dk_acc,
             dp,
             true,
         );
-        let kprows = &c.kp[j0 * dp..][..cols * dp];
+        let (kp, ldk) = (&c.kp.0[j0 * c.kp.1..], c.kp.1);
         let dqrows = &mut dq_part[i0 * dp..][..rows * dp];
-        kr::gemm(
-            isa,
-            rows,
-            dp,
-            cols,
-            s,
-            (BC, 1),
-            kprows,
-            dp,
-            dqrows,
-            dp,
-            true,
-        );
+        kr::gemm(isa, rows, dp, cols, s, (BC, 1), kp, ldk, dqrows, dp, true);
     }
 
-    // SAFETY: rows [j0, j0 + cols) of head bh's dK and dV belong to this task's key tile only.
-    let (dk_rows, dv_rows) = unsafe {
-        (
-            dk_out.range((c.bh * tk + j0) * d, cols * d),
-            dv_out.range((c.bh * tk + j0) * dv, cols * dv),
-        )
-    };
-    for (dst, src) in dk_rows.chunks_exact_mut(d).zip(dk_acc.chunks_exact(dp)) {
-        dst.iter_mut().zip(src).for_each(|(x, &y)| *x = scale * y);
-    }
-    for (dst, src) in dv_rows.chunks_exact_mut(dv).zip(dv_acc.chunks_exact(dvp)) {
-        dst.copy_from_slice(&src[..dv]);
+    for (jj, (dks, dvs)) in dk_acc
+        .chunks_exact(dp)
+        .zip(dv_acc.chunks_exact(dvp))
+        .enumerate()
+    {
+        dk_out.write(b, h, j0 + jj, 0, dks[..d].iter().map(|&y| scale * y));
+        dv_out.write(b, h, j0 + jj, 0, dvs[..dv].iter().copied());
     }
 }

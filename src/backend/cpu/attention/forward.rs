@@ -8,57 +8,75 @@ use rayon::prelude::*;
 use super::super::isa::{self, Isa};
 use super::super::simd::FLUSH_BELOW;
 use super::kernels::{self as kr, lanes};
+use super::layout::{Heads, HeadsMut};
 use super::tiles::{self, TilePos, BC, BR};
 use super::{AttnDims, AttnStats, BiasView};
 
-/// out (B, H, Tq, Dv) = softmax(scale·QKᵀ + bias, masked)·V; `stats` (B·H·Tq rows each) get
-/// the per-row max and 1/sum the backward needs.
+/// out (B, H, Tq, Dv) = softmax(scale·QKᵀ + bias, masked)·V, every row of `out` written;
+/// `stats` (B·H·Tq rows each) get the per-row max and 1/sum the backward needs. q, k, v and
+/// out may have any row layout (see `RowLayout`).
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     dims: &AttnDims,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    q: Heads,
+    k: Heads,
+    v: Heads,
     bias: Option<BiasView>,
     key_keep: Option<&[bool]>,
-    out: &mut [f32],
+    out: &HeadsMut,
     stats: &mut AttnStats,
 ) {
     let AttnDims {
+        batch,
+        heads,
         tq,
         tk,
         d,
-        dv,
         scale,
         ..
     } = *dims;
+    dims.check_inputs(q, k, v);
+    assert!(
+        out.shape() == (dims.query_rows(), dims.dv),
+        "attention forward: output rows {:?}, expected (B, H, Tq) = {:?} of Dv = {}",
+        out.shape(),
+        dims.query_rows(),
+        dims.dv
+    );
+    assert!(
+        stats.row_max.len() == dims.rows() && stats.inv_sum.len() == dims.rows(),
+        "attention forward: stats of {} and {} rows, expected B·H·Tq = {}",
+        stats.row_max.len(),
+        stats.inv_sum.len(),
+        dims.rows()
+    );
     let isa = isa::active();
     // scale·Kᵀ of every head as d × BC panels, one per key tile, packed once and read by every
     // query tile of the head (B·H·⌈Tk/BC⌉·BC·d floats, about the size of K).
     let nkt = tiles::count(tk, BC);
-    let mut kt = vec![0.0f32; dims.batch * dims.heads * nkt * d * BC];
+    let mut kt = vec![0.0f32; batch * heads * nkt * d * BC];
     kt.par_chunks_mut(nkt * d * BC)
         .enumerate()
         .for_each(|(bh, panels)| {
-            let kh = &k[bh * tk * d..][..tk * d];
+            let kh = k.head(bh / heads, bh % heads, tk, d);
             for (t, panel) in panels.chunks_exact_mut(d * BC).enumerate() {
                 let (j0, cols) = tiles::span(t, BC, tk);
-                tiles::pack_transposed(kh, d, j0, cols, scale, panel);
+                tiles::pack_transposed(kh, j0, cols, scale, panel);
             }
         });
     let kt = &kt;
-    out.par_chunks_mut(tq * dv)
-        .zip(stats.row_max.par_chunks_mut(tq))
+    stats
+        .row_max
+        .par_chunks_mut(tq)
         .zip(stats.inv_sum.par_chunks_mut(tq))
         .enumerate()
-        .for_each(|(bh, ((out, mh), lh))| {
-            out.par_chunks_mut(BR * dv)
-                .zip(mh.par_chunks_mut(BR))
+        .for_each(|(bh, (mh, lh))| {
+            mh.par_chunks_mut(BR)
                 .zip(lh.par_chunks_mut(BR))
                 .enumerate()
-                .for_each(|(qt, ((o, m), l))| {
+                .for_each(|(qt, (m, l))| {
                     let kth = &kt[bh * nkt * d * BC..][..nkt * d * BC];
-                    query_tile(dims, isa, bh, qt, q, kth, v, bias, key_keep, o, m, l)
+                    query_tile(dims, isa, bh, qt, q, kth, v, bias, key_keep, out, m, l)
                 });
         });
 }
@@ -71,12 +89,12 @@ fn query_tile(
     isa: Isa,
     bh: usize,
     qt: usize,
-    q: &[f32],
+    q: Heads,
     kt: &[f32],
-    v: &[f32],
+    v: Heads,
     bias: Option<BiasView>,
     key_keep: Option<&[bool]>,
-    out: &mut [f32],
+    out: &HeadsMut,
     row_max: &mut [f32],
     inv_sum: &mut [f32],
 ) {
@@ -92,8 +110,9 @@ fn query_tile(
     let dvp = dv.next_multiple_of(w);
     let (b, h) = (bh / heads, bh % heads);
     let (i0, rows) = tiles::span(qt, BR, tq);
-    let qrows = &q[(bh * tq + i0) * d..][..rows * d];
-    let vh = &v[bh * tk * dv..][..tk * dv];
+    let qh = q.head(b, h, tq, d);
+    let qrows = qh.rows(i0, rows);
+    let vh = v.head(b, h, tk, dv);
 
     let mut s = vec![0.0f32; rows * BC];
     let mut o = vec![0.0f32; rows * dvp];
@@ -117,7 +136,7 @@ fn query_tile(
             BC,
             d,
             qrows,
-            (d, 1),
+            (qh.ld, 1),
             panel,
             BC,
             &mut s,
@@ -154,13 +173,10 @@ fn query_tile(
         }
         // O += P·V over the tile's keys.
         let (vsrc, ldv) = if dv == dvp {
-            (&vh[j0 * dv..][..cols * dv], dv)
+            (vh.rows(j0, cols), vh.ld)
         } else {
-            for (dst, src) in vpad
-                .chunks_exact_mut(dvp)
-                .zip(vh[j0 * dv..][..cols * dv].chunks_exact(dv))
-            {
-                dst[..dv].copy_from_slice(src);
+            for (jj, dst) in vpad.chunks_exact_mut(dvp).take(cols).enumerate() {
+                dst[..dv].copy_from_slice(vh.row(j0 + jj));
             }
             (&vpad[..cols * dvp], dvp)
         };
@@ -188,8 +204,11 @@ fn query_tile(
             l[r] += (tk - skipped) as f32;
             let orow = &mut o[r * dvp..][..dv];
             let row0 = (bh * tq + i0 + r) * tk;
-            for (j, vj) in (skipped..).zip(vh[skipped * dv..].chunks_exact(dv)) {
-                let z = dims.dropout.map_or(1.0, |dr| dr.weight(row0 + j));
+            for j in skipped..tk {
+                let (vj, z) = (
+                    vh.row(j),
+                    dims.dropout.map_or(1.0, |dr| dr.weight(row0 + j)),
+                );
                 orow.iter_mut().zip(vj).for_each(|(x, &y)| *x += z * y);
             }
         }
@@ -197,9 +216,7 @@ fn query_tile(
 
     for r in 0..rows {
         let inv = 1.0 / l[r];
-        for (x, &y) in out[r * dv..][..dv].iter_mut().zip(&o[r * dvp..][..dv]) {
-            *x = y * inv;
-        }
+        out.write(b, h, i0 + r, 0, o[r * dvp..][..dv].iter().map(|&y| y * inv));
         l[r] = inv;
     }
 }

@@ -1,4 +1,5 @@
-//! Scaled dot-product attention on contiguous (B, H, T, D) buffers, forward and backward, in
+//! Scaled dot-product attention on (B, H, T, D) operands whose rows may lie anywhere in their
+//! buffers (`layout.rs`: head views of a fused projection need no copy), forward and backward, in
 //! the FlashAttention-2 form: tiles of BR queries against tiles of BC keys with an online
 //! softmax, so nothing of size T² is materialised. For one head, with s the score row of
 //! query i:
@@ -44,12 +45,14 @@ mod avx512_loop;
 mod backward;
 mod forward;
 pub mod kernels;
+mod layout;
 mod rows;
 mod scalar;
 mod tiles;
 
 pub use backward::attention_backward;
 pub use forward::attention_forward;
+pub use layout::{FreshRows, Heads, HeadsMut, RowLayout, Written};
 pub use tiles::{BC, BR};
 
 #[derive(Clone, Copy, Debug)]
@@ -97,6 +100,30 @@ impl AttnDims {
     /// Rows of all heads: B·H·Tq.
     pub fn rows(&self) -> usize {
         self.batch * self.heads * self.tq
+    }
+
+    /// (B, H, Tq): the rows of q, the output and its gradient.
+    pub fn query_rows(&self) -> [usize; 3] {
+        [self.batch, self.heads, self.tq]
+    }
+
+    /// (B, H, Tk): the rows of k and v.
+    pub fn key_rows(&self) -> [usize; 3] {
+        [self.batch, self.heads, self.tk]
+    }
+
+    /// Panics unless q, k, v hold (B, H, Tq, D), (B, H, Tk, D), (B, H, Tk, Dv) rows.
+    fn check_inputs(&self, q: Heads, k: Heads, v: Heads) {
+        assert!(
+            q.rows.fits(self.query_rows(), self.d, q.data.len())
+                && k.rows.fits(self.key_rows(), self.d, k.data.len())
+                && v.rows.fits(self.key_rows(), self.dv, v.data.len()),
+            "attention: q, k or v shorter than its rows {:?} at {:?}, {:?}, {:?}",
+            self,
+            q.rows,
+            k.rows,
+            v.rows
+        );
     }
 }
 

@@ -2,6 +2,9 @@
 //! causal mask leaves, packing of a key tile as a transposed panel, and the masks and bias
 //! applied to a score tile.
 
+use std::borrow::Cow;
+
+use super::layout::HeadMat;
 use super::{AttnDims, BiasView};
 
 /// Query rows per tile.
@@ -38,18 +41,12 @@ pub fn causal_cut(dims: &AttnDims, i0: usize, j0: usize, cols: usize) -> bool {
     dims.causal && j0 + cols - 1 > i0 + dims.tk - dims.tq
 }
 
-/// panel[c·BC + jj] = alpha·src[(j0 + jj)·n + c] for jj < cols, 0 beyond: rows j0.. of a
-/// (T × n) head matrix as an n × BC transposed panel (the B operand of S = Q·Kᵀ or dP = dO·Vᵀ).
-pub fn pack_transposed(
-    src: &[f32],
-    n: usize,
-    j0: usize,
-    cols: usize,
-    alpha: f32,
-    panel: &mut [f32],
-) {
-    for (jj, row) in src[j0 * n..][..cols * n].chunks_exact(n).enumerate() {
-        for (c, &x) in row.iter().enumerate() {
+/// panel[c·BC + jj] = alpha·src[j0 + jj][c] for jj < cols, 0 beyond: rows j0.. of a head's
+/// (T × n) matrix as an n × BC transposed panel (the B operand of S = Q·Kᵀ or dP = dO·Vᵀ).
+pub fn pack_transposed(src: HeadMat, j0: usize, cols: usize, alpha: f32, panel: &mut [f32]) {
+    let n = src.n;
+    for jj in 0..cols {
+        for (c, &x) in src.row(j0 + jj).iter().enumerate() {
             panel[c * BC + jj] = alpha * x;
         }
     }
@@ -60,22 +57,18 @@ pub fn pack_transposed(
     }
 }
 
-/// A (rows × cols) matrix with its rows padded to `colsp` columns (zeros), or the matrix itself
-/// when no padding is needed.
-pub fn padded_rows(
-    src: &[f32],
-    rows: usize,
-    cols: usize,
-    colsp: usize,
-) -> std::borrow::Cow<'_, [f32]> {
-    if cols == colsp {
-        return std::borrow::Cow::Borrowed(&src[..rows * cols]);
+/// A head's (T × n) matrix with rows of `colsp` ≥ n columns (zeros past n) as a GEMM B
+/// operand: (data, row stride). The matrix itself, rows `ld` apart, when n = colsp; a padded
+/// copy otherwise.
+pub fn padded_rows(src: HeadMat<'_>, rows: usize, colsp: usize) -> (Cow<'_, [f32]>, usize) {
+    if src.n == colsp {
+        return (Cow::Borrowed(src.data), src.ld);
     }
     let mut out = vec![0.0; rows * colsp];
-    for (o, s) in out.chunks_exact_mut(colsp).zip(src.chunks_exact(cols)) {
-        o[..cols].copy_from_slice(s);
+    for (i, o) in out.chunks_exact_mut(colsp).enumerate() {
+        o[..src.n].copy_from_slice(src.row(i));
     }
-    std::borrow::Cow::Owned(out)
+    (Cow::Owned(out), colsp)
 }
 
 /// Where one score tile sits: head (b, h), query rows [i0, i0 + rows), keys [j0, j0 + cols).
