@@ -340,7 +340,7 @@ impl Bart {
             ));
         }
         if let Some(c) = cache.as_deref_mut() {
-            if c.self_kv.layers.len() != self.decoder.len() {
+            if c.self_kv.num_layers() != self.decoder.len() {
                 c.self_kv = KvCache::new(self.decoder.len());
                 c.cross_kv = KvCache::new(self.decoder.len());
             }

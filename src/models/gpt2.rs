@@ -241,7 +241,7 @@ impl Gpt2 {
             }
         }
         if let Some(c) = cache.as_deref_mut() {
-            if c.layers.len() != self.blocks.len() {
+            if c.num_layers() != self.blocks.len() {
                 *c = KvCache::new(self.blocks.len());
             }
         }

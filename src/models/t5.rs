@@ -469,7 +469,7 @@ impl T5 {
         }
         if let CrossSource::Cached(c) = &mut cross {
             let n = stack.blocks.len();
-            if c.self_attn.layers.len() != n {
+            if c.self_attn.num_layers() != n {
                 c.self_attn = KvCache::new(n);
             }
             if c.cross_attn.len() != n {

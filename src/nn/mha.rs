@@ -84,11 +84,11 @@ impl MultiHeadAttention {
                 let (k, v) = project(x_kv)?;
                 cache.extend(i, &k, &v)?
             }
-            KvMode::Static(cache, i) => match &cache.layers[i] {
-                Some((k, v)) => (Var::constant(k.clone()), Var::constant(v.clone())),
+            KvMode::Static(cache, i) => match cache.get(i)? {
+                Some((k, v)) => (Var::constant(k), Var::constant(v)),
                 None => {
                     let (k, v) = project(x_kv)?;
-                    cache.layers[i] = Some((k.value().clone(), v.value().clone()));
+                    cache.set(i, &k.value(), &v.value())?;
                     (k, v)
                 }
             },

@@ -14,6 +14,70 @@ fn around(shape: &[usize], d: usize) -> (usize, usize, usize) {
     )
 }
 
+/// Checks that `src` fits `dst`'s slice start.. along `dim`: same rank and sizes except along
+/// `dim`, where start + src's size ≤ dst's.
+fn check_slice(
+    op: &'static str,
+    dst: &Tensor,
+    dim: usize,
+    start: usize,
+    src: &Tensor,
+) -> Result<()> {
+    let fits = dst.rank() == src.rank()
+        && dim < dst.rank()
+        && dst
+            .shape()
+            .iter()
+            .zip(src.shape())
+            .enumerate()
+            .all(|(d, (&a, &b))| d == dim || a == b)
+        && start
+            .checked_add(src.shape()[dim])
+            .is_some_and(|end| end <= dst.shape()[dim]);
+    if !fits {
+        return Err(Error::shape(
+            op,
+            &[src.shape(), dst.shape()],
+            format!("the first into positions {start}.. along dim {dim} of the second"),
+        ));
+    }
+    Ok(())
+}
+
+/// dst[.., start + i, ..] = f(dst[.., start + i, ..], src[.., i, ..]) along `dim`, in place on
+/// dst's host storage (made contiguous and unshared first). Shapes checked by `check_slice`.
+fn update_slice(
+    op: &'static str,
+    dst: &mut Tensor,
+    dim: usize,
+    start: usize,
+    src: &Tensor,
+    f: fn(&mut f32, f32),
+) -> Result<()> {
+    let (_, full, inner) = around(dst.shape(), dim);
+    let (span, seg) = (full * inner, src.shape()[dim] * inner);
+    if seg == 0 {
+        return Ok(());
+    }
+    let g = src.f32s(op)?;
+    let a = dst.f32s_mut()?;
+    // Per index of the dims before `dim`: f(a[o·span + start·inner ..][..seg], g[o·seg ..]).
+    let apply = |(a, g): (&mut [f32], &[f32])| {
+        for (x, &y) in a[start * inner..][..seg].iter_mut().zip(g) {
+            f(x, y);
+        }
+    };
+    if a.len() >= 1 << 16 {
+        use rayon::prelude::*;
+        a.par_chunks_mut(span)
+            .zip(g.par_chunks(seg))
+            .for_each(apply);
+    } else {
+        a.chunks_mut(span).zip(g.chunks(seg)).for_each(apply);
+    }
+    Ok(())
+}
+
 impl Tensor {
     fn checked_ids(&self, op: &'static str, ids: &Tensor, bound: usize) -> Result<Vec<usize>> {
         let v = ids.indices(op)?;
@@ -258,50 +322,35 @@ impl Tensor {
         let Some(mut acc) = acc else {
             return self.narrow_backward(dim, start, full);
         };
-        let mut want = self.shape().to_vec();
-        let len = match want.get_mut(dim) {
-            Some(d) => std::mem::replace(d, full),
-            None => {
-                return Err(Error::shape(
-                    "narrow_backward_add",
-                    &[self.shape()],
-                    format!("no dim {dim}"),
-                ))
-            }
-        };
-        if acc.shape() != want.as_slice() || start.checked_add(len).is_none_or(|e| e > full) {
+        let op = "narrow_backward_add";
+        check_slice(op, &acc, dim, start, self)?;
+        if acc.shape()[dim] != full {
             return Err(Error::shape(
-                "narrow_backward_add",
+                op,
                 &[self.shape(), acc.shape()],
-                format!(
-                    "gradient of {start}..{start}+{len} along dim {dim} into one of shape {want:?}"
-                ),
+                format!("gradient of size {full} along dim {dim} expected"),
             ));
         }
-        if super::device::on_device("narrow_backward_add", &[self, &acc])?.is_some() {
+        if super::device::on_device(op, &[self, &acc])?.is_some() {
             return acc.add(&self.narrow_backward(dim, start, full)?);
         }
-        let (_, _, inner) = around(&want, dim);
-        let (span, seg) = (full * inner, len * inner);
-        if seg == 0 {
-            return Ok(acc);
-        }
-        let g = self.contiguous()?;
-        let g = g.f32s("narrow_backward_add")?;
-        let a = acc.f32s_mut()?;
-        // Per index of the dims before `dim`: a[o·span + start·inner ..][..seg] += g[o·seg ..].
-        let add = |(a, g): (&mut [f32], &[f32])| {
-            for (x, &y) in a[start * inner..][..seg].iter_mut().zip(g) {
-                *x += y;
-            }
-        };
-        if a.len() >= 1 << 16 {
-            use rayon::prelude::*;
-            a.par_chunks_mut(span).zip(g.par_chunks(seg)).for_each(add);
-        } else {
-            a.chunks_mut(span).zip(g.chunks(seg)).for_each(add);
-        }
+        update_slice(op, &mut acc, dim, start, self, |x, y| *x += y)?;
         Ok(acc)
+    }
+
+    /// Writes `src` over this tensor's slice start..start + len along `dim` (len = src's size
+    /// there; the other dims equal), in place unless the storage is shared (then copied
+    /// first). Host tensors only: the append of a decoding cache (`nn::attention::KvCache`).
+    pub(crate) fn write_narrow(&mut self, dim: usize, start: usize, src: &Tensor) -> Result<()> {
+        let op = "write_narrow";
+        check_slice(op, self, dim, start, src)?;
+        if self.is_cuda() || src.is_cuda() {
+            return Err(Error::Device {
+                op,
+                msg: "host tensors only".into(),
+            });
+        }
+        update_slice(op, self, dim, start, src, |x, y| *x = y)
     }
 
     /// Stack equal-shaped tensors along a new dim.
