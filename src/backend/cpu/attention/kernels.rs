@@ -123,3 +123,53 @@ pub fn scale(isa: Isa, x: &mut [f32], c: f32) {
     padded(isa, x.len());
     rows::scale(isa, x, c)
 }
+
+/// s_j = ⟨q, scale·k_j⟩ for the s.len() rows k_j = k[j·ld ..][.. q.len()]: scores of a few
+/// queries read straight from the keys, without the transposed panels (decoding).
+pub fn dot_rows(isa: Isa, q: &[f32], k: &[f32], ld: usize, scale: f32, s: &mut [f32]) {
+    if let Some(last) = s.len().checked_sub(1) {
+        assert!(
+            last * ld + q.len() <= k.len(),
+            "attention dot_rows: {} rows of {} at stride {ld} outside {} floats",
+            s.len(),
+            q.len(),
+            k.len()
+        );
+    }
+    rows::dot_rows(isa, q, k, ld, scale, s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::isa;
+    use super::*;
+
+    /// `dot_rows` at every level this CPU has against f64 sums, for head dims with and
+    /// without a partial last vector and row counts around its 4-row groups.
+    #[test]
+    fn dot_rows_matches_f64_at_every_level() {
+        let levels = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+        for level in levels.into_iter().filter(|&l| l <= isa::detected()) {
+            for d in [1, 7, 16, 24, 64, 70] {
+                for cols in [1, 3, 4, 5, 9] {
+                    let ld = d + 3;
+                    let q: Vec<f32> = (0..d).map(|c| ((c * 7 % 11) as f32 - 5.0) / 4.0).collect();
+                    let k: Vec<f32> = (0..(cols - 1) * ld + d)
+                        .map(|x| ((x * 13 % 17) as f32 - 8.0) / 8.0)
+                        .collect();
+                    let mut s = vec![f32::NAN; cols];
+                    dot_rows(level, &q, &k, ld, 0.125, &mut s);
+                    for (j, &got) in s.iter().enumerate() {
+                        let want: f64 = (0..d)
+                            .map(|c| q[c] as f64 * 0.125 * k[j * ld + c] as f64)
+                            .sum();
+                        assert!(
+                            (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                            "{level:?} d {d} cols {cols} row {j}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -29,9 +29,14 @@ simd_kernel! {
     /// x_j ← x_j·c.
     pub(super) fn scale(x: &mut [f32], c: f32) = scale_simd | scalar::scale;
 }
+simd_kernel! {
+    /// s_j = Σ_c q_c·(scale·k_j[c]) for the s.len() rows k_j = k[j·ld ..][.. q.len()].
+    pub(super) fn dot_rows(q: &[f32], k: &[f32], ld: usize, scale: f32, s: &mut [f32]) = dot_rows_simd | scalar::dot_rows;
+}
 
 // Each body walks whole vectors: the caller (`kernels.rs`) checks that the lengths are
-// multiples of S::LANES, so every load and store stays inside its slice.
+// multiples of S::LANES, so every load and store stays inside its slice (`dot_rows` reads
+// its rows' tails with masked loads instead; the caller checks that every row is in k).
 
 #[inline(always)]
 unsafe fn row_max_simd<S: Simd>(s: &[f32]) -> f32 {
@@ -77,5 +82,44 @@ unsafe fn scale_simd<S: Simd>(x: &mut [f32], c: f32) {
     let cv = S::splat(c);
     for ch in x.chunks_exact_mut(S::LANES) {
         S::store(ch.as_mut_ptr(), S::mul(S::load(ch.as_ptr()), cv));
+    }
+}
+
+/// Four rows of k at a time against q held in registers chunk by chunk, each row's sum in its
+/// own vector (lane l sums the columns ≡ l mod LANES), then reduced across lanes.
+#[inline(always)]
+unsafe fn dot_rows_simd<S: Simd>(q: &[f32], k: &[f32], ld: usize, scale: f32, s: &mut [f32]) {
+    let (d, w) = (q.len(), S::LANES);
+    let sv = S::splat(scale);
+    // Lanes 0..n of the chunk at column c of row `p` (n = w but at the tail).
+    let chunk = |p: *const f32, c: usize| {
+        if c + w <= d {
+            S::load(p.add(c))
+        } else {
+            S::load_tail(p.add(c), d - c, 0.0)
+        }
+    };
+    let mut j = 0;
+    while j + 4 <= s.len() {
+        let rows = [0, 1, 2, 3].map(|r| k.as_ptr().add((j + r) * ld));
+        let mut acc = [S::splat(0.0); 4];
+        for c in (0..d).step_by(w) {
+            let qv = chunk(q.as_ptr(), c);
+            for r in 0..4 {
+                acc[r] = S::fmadd(qv, S::mul(chunk(rows[r], c), sv), acc[r]);
+            }
+        }
+        for r in 0..4 {
+            s[j + r] = S::hsum(acc[r]);
+        }
+        j += 4;
+    }
+    for (jj, x) in s.iter_mut().enumerate().skip(j) {
+        let row = k.as_ptr().add(jj * ld);
+        let mut acc = S::splat(0.0);
+        for c in (0..d).step_by(w) {
+            acc = S::fmadd(chunk(q.as_ptr(), c), S::mul(chunk(row, c), sv), acc);
+        }
+        *x = S::hsum(acc);
     }
 }

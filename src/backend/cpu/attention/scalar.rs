@@ -55,3 +55,11 @@ pub(super) fn dsoftmax(p: &mut [f32], dp: &[f32], delta: f32) {
 pub(super) fn scale(x: &mut [f32], c: f32) {
     x.iter_mut().for_each(|v| *v *= c);
 }
+
+/// s_j = Σ_c q_c·(scale·k_j[c]), k_j = k[j·ld ..][.. q.len()].
+pub(super) fn dot_rows(q: &[f32], k: &[f32], ld: usize, scale: f32, s: &mut [f32]) {
+    for (j, x) in s.iter_mut().enumerate() {
+        let row = &k[j * ld..][..q.len()];
+        *x = q.iter().zip(row).map(|(&a, &b)| a * (scale * b)).sum();
+    }
+}
