@@ -27,17 +27,22 @@ typedef unsigned long long u64;
 
 // bf16 is stored as its 16 raw bits. f32 -> bf16 rounds to nearest even; NaN stays NaN.
 // Dropout's counter-based mask (backend::cpu::dropout on the host): element `counter` of the
-// stream `seed` is kept when the top 24 bits of splitmix64(seed ^ splitmix64(counter)), / 2^24,
-// are >= p.
+// stream `seed` is kept when the top 24 bits of splitmix64(splitmix64(seed) + counter * GAMMA),
+// / 2^24, are >= p (element `counter` of the SplitMix64 generator started at splitmix64(seed)).
+#define PT_GAMMA 0x9e3779b97f4a7c15ull
 static __device__ __forceinline__ u64 splitmix64(u64 z) {
-    z += 0x9e3779b97f4a7c15ull;
+    z += PT_GAMMA;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
-static __device__ __forceinline__ bool keep(u64 seed, u64 counter, float p) {
-    u64 h = splitmix64(seed ^ splitmix64(counter));
+// keep() for the stream starting at base = splitmix64(seed), hoisted out of the callers' loops.
+static __device__ __forceinline__ bool keep_in(u64 base, u64 counter, float p) {
+    u64 h = splitmix64(base + counter * PT_GAMMA);
     return (float)(h >> 40) * (1.0f / 16777216.0f) >= p;
+}
+static __device__ __forceinline__ bool keep(u64 seed, u64 counter, float p) {
+    return keep_in(splitmix64(seed), counter, p);
 }
 static __device__ __forceinline__ float bf16_to_f32(u16 h) { return __uint_as_float(((u32)h) << 16); }
 static __device__ __forceinline__ u16 f32_to_bf16(float f) {

@@ -1,6 +1,8 @@
 //! Inverted dropout with a counter-based mask, the same function as `kernels/dropout.cu`:
-//!   keep(i) ⇔ u(seed, offset + i) ≥ p,   u(s, c) = ⌊splitmix64(s ⊕ splitmix64(c)) / 2⁴⁰⌋ / 2²⁴
+//!   keep(i) ⇔ u(seed, offset + i) ≥ p,   u(s, c) = ⌊splitmix64(splitmix64(s) + c·γ) / 2⁴⁰⌋ / 2²⁴
 //!   y_i = keep(i) ? x_i / (1 − p) : 0
+//! u(s, ·) is element c of the SplitMix64 generator started at splitmix64(s) (γ its golden-ratio
+//! increment): one hash per element, the stream's start computed once per call.
 //! The mask is a function of (seed, index) alone: it is never stored (the backward pass,
 //! dx = keep ? dy / (1 − p) : 0, is this same function applied to dy), it does not depend on
 //! how the work is split across threads, and the CPU and a CUDA device give the same mask for
@@ -10,20 +12,36 @@
 use super::isa::{self, Isa};
 use super::par::{Fill, Filled};
 
-/// splitmix64's finaliser on z + golden ratio (Steele, Lea and Flood; `kernels/dropout.cu`).
+/// γ = 2⁶⁴/φ, SplitMix64's increment.
+pub const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// splitmix64's finaliser on z + γ (Steele, Lea and Flood; `kernels/common.cuh`).
 #[inline(always)]
 pub fn splitmix64(z: u64) -> u64 {
-    let z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let z = z.wrapping_add(GAMMA);
     let z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
 
+/// The start of stream `seed`: splitmix64(seed).
+#[inline(always)]
+pub fn stream(seed: u64) -> u64 {
+    splitmix64(seed)
+}
+
+/// Whether element `counter` of the stream that starts at `base` (`stream(seed)`) is kept at
+/// drop probability `p`.
+#[inline(always)]
+pub fn keep_in(base: u64, counter: u64, p: f32) -> bool {
+    let h = splitmix64(base.wrapping_add(counter.wrapping_mul(GAMMA)));
+    (h >> 40) as f32 * (1.0 / 16_777_216.0) >= p
+}
+
 /// Whether element `counter` of the stream `seed` is kept at drop probability `p`.
 #[inline(always)]
 pub fn keep(seed: u64, counter: u64, p: f32) -> bool {
-    let h = splitmix64(seed ^ splitmix64(counter));
-    (h >> 40) as f32 * (1.0 / 16_777_216.0) >= p
+    keep_in(stream(seed), counter, p)
 }
 
 /// y = dropout(x) for elements `offset ..` of the stream `seed`. One block of a row driver:
@@ -72,25 +90,26 @@ unsafe fn run(level: Isa, x: *const f32, out: *mut f32, n: usize, p: f32, seed: 
         done = unsafe { avx512(x, out, n, p, seed, offset) };
     }
     let _ = level;
-    let s = 1.0 / (1.0 - p);
+    let (s, base) = (1.0 / (1.0 - p), stream(seed));
     for i in done..n {
         // SAFETY: i < n.
-        unsafe { *out.add(i) = element(*x.add(i), s, seed, offset + i as u64, p) };
+        unsafe { *out.add(i) = element(*x.add(i), s, base, offset + i as u64, p) };
     }
 }
 
-/// One output: x·s (s = 1 / (1 − p)) if element `counter` is kept, else 0.
+/// One output: x·s (s = 1 / (1 − p)) if element `counter` of the stream at `base` is kept,
+/// else 0.
 #[inline(always)]
-fn element(x: f32, s: f32, seed: u64, counter: u64, p: f32) -> f32 {
-    if keep(seed, counter, p) {
+fn element(x: f32, s: f32, base: u64, counter: u64, p: f32) -> f32 {
+    if keep_in(base, counter, p) {
         x * s
     } else {
         0.0
     }
 }
 
-/// Eight elements per step: the counters offset + i .. + 8 in 64-bit lanes, hashed as in
-/// `keep`, their top 24 bits converted to f32 and compared with p. Returns how many elements
+/// Eight elements per step: the generator states of counters offset + i .. + 8 in 64-bit
+/// lanes, hashed as in `keep`, their top 24 bits converted to f32 and compared with p. Returns how many elements
 /// it wrote (n rounded down to 8); the caller finishes the rest.
 ///
 /// # Safety
@@ -101,7 +120,7 @@ fn element(x: f32, s: f32, seed: u64, counter: u64, p: f32) -> f32 {
 unsafe fn avx512(x: *const f32, out: *mut f32, n: usize, p: f32, seed: u64, offset: u64) -> usize {
     use std::arch::x86_64::*;
     let mix = |z: __m512i| {
-        let z = _mm512_add_epi64(z, _mm512_set1_epi64(0x9e37_79b9_7f4a_7c15_u64 as i64));
+        let z = _mm512_add_epi64(z, _mm512_set1_epi64(GAMMA as i64));
         let z = _mm512_xor_si512(z, _mm512_srli_epi64::<30>(z));
         let z = _mm512_mullo_epi64(z, _mm512_set1_epi64(0xbf58_476d_1ce4_e5b9_u64 as i64));
         let z = _mm512_xor_si512(z, _mm512_srli_epi64::<27>(z));
@@ -111,16 +130,24 @@ unsafe fn avx512(x: *const f32, out: *mut f32, n: usize, p: f32, seed: u64, offs
     let s = _mm256_set1_ps(1.0 / (1.0 - p));
     let pv = _mm256_set1_ps(p);
     let unit = _mm256_set1_ps(1.0 / 16_777_216.0);
-    let seedv = _mm512_set1_epi64(seed as i64);
-    let mut ctr = _mm512_add_epi64(
-        _mm512_set1_epi64(offset as i64),
-        _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7),
+    // Lane l holds the state base + (offset + i + l)·γ of its counter; a step adds 8·γ.
+    let first = stream(seed).wrapping_add(offset.wrapping_mul(GAMMA));
+    let lane = |l: u64| first.wrapping_add(l.wrapping_mul(GAMMA)) as i64;
+    let mut state = _mm512_setr_epi64(
+        lane(0),
+        lane(1),
+        lane(2),
+        lane(3),
+        lane(4),
+        lane(5),
+        lane(6),
+        lane(7),
     );
-    let eight = _mm512_set1_epi64(8);
+    let step = _mm512_set1_epi64(8u64.wrapping_mul(GAMMA) as i64);
     let full = n / 8 * 8;
     let mut i = 0;
     while i < full {
-        let h = mix(_mm512_xor_si512(seedv, mix(ctr)));
+        let h = mix(state);
         // The top 24 bits, exactly representable, times 2⁻²⁴: the scalar u.
         let u = _mm256_mul_ps(_mm512_cvtepi64_ps(_mm512_srli_epi64::<40>(h)), unit);
         let kept = _mm256_cmp_ps::<_CMP_GE_OQ>(u, pv);
@@ -129,7 +156,7 @@ unsafe fn avx512(x: *const f32, out: *mut f32, n: usize, p: f32, seed: u64, offs
         let v = _mm256_and_ps(_mm256_mul_ps(xv, s), kept);
         // SAFETY: as above.
         unsafe { _mm256_storeu_ps(out.add(i), v) };
-        ctr = _mm512_add_epi64(ctr, eight);
+        state = _mm512_add_epi64(state, step);
         i += 8;
     }
     full
