@@ -345,6 +345,15 @@ fn attention_forward_and_backward() {
     let (q, k, v) = (heads(&fused, 0), heads(&fused, 1), heads(&fused, 2));
     let (qd, kd, vd) = (heads(&fd, 0), heads(&fd, 1), heads(&fd, 2));
     let dout = randn(&[b, h, t, hd], 2);
+    // dO as merge_heads' backward hands it over: the head view of a (B, T, H·D) gradient,
+    // which the device reads in place (the output's order); the contiguous dout above is
+    // copied into that order first.
+    let dout_rows = randn(&[b, t, h * hd], 3);
+    let dout_view = dout_rows
+        .reshape(&[b, t, h, hd])
+        .unwrap()
+        .permute(&[0, 2, 1, 3])
+        .unwrap();
     let pad = Tensor::from_vec(
         vec![
             1.0f32, 1., 1., 1., 1., 1., 1., 0., 0., 1., 1., 1., 1., 1., 1., 1., 1., 1.,
@@ -374,6 +383,9 @@ fn attention_forward_and_backward() {
         let (o, stats) = Tensor::attention_with_stats(&q, &k, &v, None, &masks).unwrap();
         let (od, dstats) = Tensor::attention_with_stats(&qd, &kd, &vd, None, &masks).unwrap();
         close("attention", &od, &o, TOL);
+        // Both sides return the output in q's (B, T, H, D) order.
+        let bthd = [t * h * hd, hd, h * hd, 1];
+        assert_eq!((od.strides(), o.strides()), (&bthd[..], &bthd[..]));
         if masks.dropout.is_some() {
             let plain = Tensor::attention(&q, &k, &v, None, &causal).unwrap();
             let moved = o.sub(&plain).unwrap().abs().unwrap().to_vec_f32().unwrap();
@@ -387,6 +399,20 @@ fn attention_forward_and_backward() {
         close("attention dq", &db.0, &hb.0, TOL);
         close("attention dk", &db.1, &hb.1, TOL);
         close("attention dv", &db.2, &hb.2, TOL);
+        let dv_view = d(&dout_rows)
+            .reshape(&[b, t, h, hd])
+            .unwrap()
+            .permute(&[0, 2, 1, 3])
+            .unwrap();
+        let hb =
+            Tensor::attention_backward(&q, &k, &v, None, &masks, &o, &stats, &dout_view, false)
+                .unwrap();
+        let db =
+            Tensor::attention_backward(&qd, &kd, &vd, None, &masks, &od, &dstats, &dv_view, false)
+                .unwrap();
+        close("attention dq (dO a head view)", &db.0, &hb.0, TOL);
+        close("attention dk (dO a head view)", &db.1, &hb.1, TOL);
+        close("attention dv (dO a head view)", &db.2, &hb.2, TOL);
     }
 }
 

@@ -5,14 +5,22 @@
 //! it: the backward re-runs the forward kernel to get it (one extra forward per layer, the
 //! price of keeping `Tensor::attention`'s signature).
 //!
+//! The output is allocated in q's memory order (as on the host): for head views of a fused
+//! projection a (B, T, H, D) buffer, which `merge_heads` reshapes for free and whose gradient
+//! the backward reads in place; o and dO in another layout are copied into that one.
+//!
 //! Device limits: Dv = D ≤ 128; causal attention needs Tq = Tk (no key/value cache); a key
 //! padding mask comes from the host (uploaded as bytes).
 
+use std::sync::Arc;
+
 use super::{new_f32, not_on_device, on_device, zeros};
+use crate::backend::cpu::attention::RowLayout;
 use crate::backend::cuda::launch::DSlice;
 use crate::backend::cuda::ops::Attn;
 use crate::backend::cuda::{CudaContext, Mem};
 use crate::error::{Error, Result};
+use crate::tensor::layout::Layout;
 use crate::tensor::{AttentionMasks, Tensor};
 
 struct Setup {
@@ -117,7 +125,15 @@ fn setup(
         q_strides: qs,
         k_strides: ks,
         v_strides: vs,
-        o_strides: [h * tq * d, tq * d, d],
+        o_strides: RowLayout::dense_like(
+            &RowLayout {
+                offset: 0,
+                strides: qs,
+            },
+            [b, h, tq],
+            d,
+        )
+        .strides,
         bias_strides: [h * tq * tk, tq * tk, tk],
     };
     Ok(Setup {
@@ -133,7 +149,15 @@ fn setup(
 /// Runs the forward kernel: (o (B, H, Tq, D), lse (B, H, Tq)).
 fn forward(ctx: &CudaContext, s: &Setup, op: &'static str) -> Result<(Tensor, Tensor)> {
     let a = &s.a;
-    let o = new_f32(ctx, &[a.b, a.h, a.tq, a.d])?;
+    let o = new_f32(ctx, &[a.b * a.h * a.tq * a.d])?;
+    let o = Tensor::from_parts(
+        Arc::clone(&o.storage),
+        Layout {
+            shape: vec![a.b, a.h, a.tq, a.d],
+            strides: [a.o_strides.as_slice(), &[1]].concat(),
+            offset: 0,
+        },
+    );
     let lse = new_f32(ctx, &[a.b, a.h, a.tq])?;
     let space = ctx.executor().space();
     let bias = match &s.bias {
@@ -194,9 +218,9 @@ pub(crate) fn attention_backward(
             "out and dout must be (B, H, Tq, D)",
         ));
     }
-    // The kernel reads o and dout with one set of strides: both contiguous.
+    // The kernel reads o and dout with the output's strides (o_strides).
     let (_, lse) = forward(ctx, &s, op)?;
-    let (out, dout) = (out.contiguous()?, dout.contiguous()?);
+    let (out, dout) = (in_rows(out, a.o_strides)?, in_rows(dout, a.o_strides)?);
     let delta = new_f32(ctx, &[a.b, a.h, a.tq])?;
     let dq = new_f32(ctx, q.shape())?;
     let dk = new_f32(ctx, k.shape())?;
@@ -235,4 +259,23 @@ pub(crate) fn attention_backward(
         &dbias_s,
     )?;
     Ok((dq, dk, dv, dbias))
+}
+
+/// `t` (B, H, T, D) with (b, h, t) strides `rows` and a contiguous last dim: itself when it
+/// has them, else a copy in that dense order (permuted so the order is row-major, made
+/// contiguous, permuted back).
+fn in_rows(t: &Tensor, rows: [usize; 3]) -> Result<Tensor> {
+    if t.strides()[..3] == rows && (t.strides()[3] == 1 || t.shape()[3] == 1) {
+        return Ok(t.clone());
+    }
+    let mut perm = [0usize, 1, 2];
+    perm.sort_by_key(|&i| std::cmp::Reverse(rows[i]));
+    let mut inv = [0usize; 4];
+    for (i, &p) in perm.iter().enumerate() {
+        inv[p] = i;
+    }
+    inv[3] = 3;
+    t.permute(&[perm[0], perm[1], perm[2], 3])?
+        .contiguous()?
+        .permute(&inv)
 }
