@@ -46,14 +46,15 @@ impl AttentionMasks {
 }
 
 impl Tensor {
-    fn attention_setup(
+    /// The problem's dims after checking q, k, v (host and device): ranks, matching B, H, D
+    /// and Tk, no empty dim, Tq ≤ Tk under a causal mask.
+    pub(crate) fn attention_dims(
+        op: &'static str,
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
-        bias: Option<&Tensor>,
         masks: &AttentionMasks,
-    ) -> Result<(attention::AttnDims, Option<Layout>, Option<Vec<bool>>)> {
-        let op = "attention";
+    ) -> Result<attention::AttnDims> {
         if q.rank() != 4 || k.rank() != 4 || v.rank() != 4 {
             return Err(Error::shape(
                 op,
@@ -85,23 +86,7 @@ impl Tensor {
                 "causal attention needs Tq ≤ Tk",
             ));
         }
-        let bias_layout = bias
-            .map(|bt| bt.layout.broadcast_to(op, &[b, h, tq, tk]))
-            .transpose()?;
-        let keep = match &masks.key_padding {
-            Some(m) => {
-                if m.shape() != [b, tk] {
-                    return Err(Error::shape(
-                        op,
-                        &[q.shape(), k.shape(), m.shape()],
-                        "key padding mask must be (B, Tk)",
-                    ));
-                }
-                Some(m.mask_values(op, &[b, tk])?)
-            }
-            None => None,
-        };
-        let dims = attention::AttnDims {
+        Ok(attention::AttnDims {
             batch: b,
             heads: h,
             tq,
@@ -111,7 +96,45 @@ impl Tensor {
             scale: masks.scale.unwrap_or(1.0 / (d as f32).sqrt()),
             causal: masks.causal,
             dropout: masks.dropout,
+        })
+    }
+
+    /// The key-padding mask as keep flags (B·Tk, true = attend), after checking it is (B, Tk).
+    pub(crate) fn attention_key_keep(
+        op: &'static str,
+        masks: &AttentionMasks,
+        dims: &attention::AttnDims,
+    ) -> Result<Option<Vec<bool>>> {
+        let (b, tk) = (dims.batch, dims.tk);
+        let Some(m) = &masks.key_padding else {
+            return Ok(None);
         };
+        if m.shape() != [b, tk] {
+            return Err(Error::shape(
+                op,
+                &[&[b, dims.heads, dims.tq, dims.d], m.shape()],
+                format!("key padding mask must be (B, Tk) = ({b}, {tk})"),
+            ));
+        }
+        Ok(Some(m.mask_values(op, &[b, tk])?))
+    }
+
+    fn attention_setup(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        bias: Option<&Tensor>,
+        masks: &AttentionMasks,
+    ) -> Result<(attention::AttnDims, Option<Layout>, Option<Vec<bool>>)> {
+        let op = "attention";
+        let dims = Tensor::attention_dims(op, q, k, v, masks)?;
+        let bias_layout = bias
+            .map(|bt| {
+                let (b, h, tq, tk) = (dims.batch, dims.heads, dims.tq, dims.tk);
+                bt.layout.broadcast_to(op, &[b, h, tq, tk])
+            })
+            .transpose()?;
+        let keep = Tensor::attention_key_keep(op, masks, &dims)?;
         Ok((dims, bias_layout, keep))
     }
 

@@ -54,23 +54,9 @@ fn setup(
     masks: &AttentionMasks,
 ) -> Result<Setup> {
     on_device(op, &[q, k, v])?;
-    if q.rank() != 4 || k.rank() != 4 || v.rank() != 4 {
-        return Err(Error::shape(
-            op,
-            &[q.shape(), k.shape(), v.shape()],
-            "q, k, v must be (B, H, T, D)",
-        ));
-    }
-    let (b, h, tq, d) = (q.shape()[0], q.shape()[1], q.shape()[2], q.shape()[3]);
-    let tk = k.shape()[2];
-    if k.shape() != [b, h, tk, d] || v.shape()[..3] != [b, h, tk] {
-        return Err(Error::shape(
-            op,
-            &[q.shape(), k.shape(), v.shape()],
-            "k must be (B, H, Tk, D) and v (B, H, Tk, Dv) with q's B, H, D",
-        ));
-    }
-    if v.shape()[3] != d {
+    let dims = Tensor::attention_dims(op, q, k, v, masks)?;
+    let (b, h, tq, tk, d) = (dims.batch, dims.heads, dims.tq, dims.tk, dims.d);
+    if dims.dv != d {
         return Err(not_on_device("attention with a value dim Dv != D", ctx));
     }
     if masks.causal && tq != tk {
@@ -89,29 +75,18 @@ fn setup(
         }
         None => None,
     };
-    let key_mask = match &masks.key_padding {
-        None => None,
-        Some(m) if m.is_cuda() => {
-            return Err(not_on_device(
-                "attention with a key-padding mask on the device (pass it from the host)",
-                ctx,
-            ))
-        }
-        Some(m) => {
-            if m.shape() != [b, tk] {
-                return Err(Error::shape(
-                    op,
-                    &[q.shape(), k.shape(), m.shape()],
-                    "key padding mask must be (B, Tk)",
-                ));
-            }
-            let keep: Vec<u8> = m
-                .mask_values(op, &[b, tk])?
-                .iter()
-                .map(|&x| x as u8)
-                .collect();
+    if masks.key_padding.as_ref().is_some_and(|m| m.is_cuda()) {
+        return Err(not_on_device(
+            "attention with a key-padding mask on the device (pass it from the host)",
+            ctx,
+        ));
+    }
+    let key_mask = match Tensor::attention_key_keep(op, masks, &dims)? {
+        Some(keep) => {
+            let keep: Vec<u8> = keep.iter().map(|&x| x as u8).collect();
             Some(ctx.upload(&keep)?)
         }
+        None => None,
     };
     let a = Attn {
         b,
@@ -120,7 +95,7 @@ fn setup(
         tk,
         d,
         causal: masks.causal,
-        scale: masks.scale.unwrap_or(1.0 / (d as f32).sqrt()),
+        scale: dims.scale,
         dropout: masks.dropout.map_or((0.0, 0), |dr| (dr.p, dr.seed)),
         q_strides: qs,
         k_strides: ks,
