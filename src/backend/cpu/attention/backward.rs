@@ -49,11 +49,10 @@ pub fn attention_backward(
         ..
     } = *dims;
     dims.check_inputs(q, k, v);
-    let ([b_, h_, tq_], dv_) = (dims.query_rows(), dv);
+    let qrows = dims.query_rows();
     assert!(
-        out.rows.fits([b_, h_, tq_], dv_, out.data.len())
-            && dout.rows.fits([b_, h_, tq_], dv_, dout.data.len()),
-        "attention backward: out or dout shorter than (B, H, Tq, Dv) = ({b_}, {h_}, {tq_}, {dv_})"
+        out.rows.fits(qrows, dv, out.data.len()) && dout.rows.fits(qrows, dv, dout.data.len()),
+        "attention backward: out or dout shorter than their rows (B, H, Tq) = {qrows:?} of {dv}"
     );
     assert!(
         stats.row_max.len() == dims.rows() && stats.inv_sum.len() == dims.rows(),
