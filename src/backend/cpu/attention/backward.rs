@@ -54,13 +54,7 @@ pub fn attention_backward(
         out.rows.fits(qrows, dv, out.data.len()) && dout.rows.fits(qrows, dv, dout.data.len()),
         "attention backward: out or dout shorter than their rows (B, H, Tq) = {qrows:?} of {dv}"
     );
-    assert!(
-        stats.row_max.len() == dims.rows() && stats.inv_sum.len() == dims.rows(),
-        "attention backward: stats of {} and {} rows, expected B·H·Tq = {}",
-        stats.row_max.len(),
-        stats.inv_sum.len(),
-        dims.rows()
-    );
+    stats.check_rows(dims);
     assert!(
         dq.shape() == ([batch, heads, tq], d)
             && dk.shape() == ([batch, heads, tk], d)

@@ -43,13 +43,7 @@ pub fn attention_forward(
         dims.query_rows(),
         dims.dv
     );
-    assert!(
-        stats.row_max.len() == dims.rows() && stats.inv_sum.len() == dims.rows(),
-        "attention forward: stats of {} and {} rows, expected B·H·Tq = {}",
-        stats.row_max.len(),
-        stats.inv_sum.len(),
-        dims.rows()
-    );
+    stats.check_rows(dims);
     let isa = isa::active();
     // scale·Kᵀ of every head as d × BC panels, one per key tile, packed once and read by every
     // query tile of the head (B·H·⌈Tk/BC⌉·BC·d floats, about the size of K). Not for a few

@@ -159,4 +159,15 @@ impl AttnStats {
             inv_sum: vec![0.0; rows],
         }
     }
+
+    /// Panics unless both hold one value per row of `dims` (B·H·Tq).
+    fn check_rows(&self, dims: &AttnDims) {
+        assert!(
+            self.row_max.len() == dims.rows() && self.inv_sum.len() == dims.rows(),
+            "attention: stats of {} and {} rows, expected B·H·Tq = {}",
+            self.row_max.len(),
+            self.inv_sum.len(),
+            dims.rows()
+        );
+    }
 }
