@@ -43,14 +43,11 @@ fn attention_benches(c: &mut Criterion) {
             let mut stats = AttnStats::new(dims.rows());
             let (mut dq, mut dk, mut dv) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
             grp.throughput(Throughput::Elements(flops as u64));
-            fn heads_of(x: &[f32], heads: usize, t: usize, d: usize) -> Heads<'_> {
-                Heads::contiguous(x, heads, t, d)
-            }
             let (qh, kh, vh, dh) = (
-                heads_of(&q, heads, t, d),
-                heads_of(&k, heads, t, d),
-                heads_of(&v, heads, t, d),
-                heads_of(&dout, heads, t, d),
+                Heads::contiguous(&q, heads, t, d),
+                Heads::contiguous(&k, heads, t, d),
+                Heads::contiguous(&v, heads, t, d),
+                Heads::contiguous(&dout, heads, t, d),
             );
             let rows = [batch, heads, t];
             grp.bench_function(BenchmarkId::new("fwd", tag), |bn| {
@@ -73,7 +70,7 @@ fn attention_benches(c: &mut Criterion) {
                         vh,
                         None,
                         None,
-                        heads_of(&out, heads, t, d),
+                        Heads::contiguous(&out, heads, t, d),
                         &stats,
                         dh,
                         &HeadsMut::contiguous(&mut dq, rows, d),
