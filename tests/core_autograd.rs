@@ -431,3 +431,56 @@ fn two_layer_mlp_learns_xor_blobs_with_sgd() {
         assert!(acc >= 0.97, "gelu {gelu}: accuracy {acc}");
     }
 }
+
+/// torch's mm_mat{1,2}_backward rule: an operand stored column-major (a transposed view, as
+/// Linear's Wᵀ) gets its gradient in its own memory order, so the parameter behind the view
+/// receives a contiguous gradient. Values against the plain products dA = g·Bᵀ, dB = Aᵀ·g.
+#[test]
+fn matmul_gradients_follow_their_operands_memory_order() {
+    let mut rng = Rng::new(3);
+    let (m, k, n) = (5, 4, 3);
+    let a = Var::param(Tensor::randn(&[m, k], 0.0, 1.0, &mut rng));
+    let w = Var::param(Tensor::randn(&[n, k], 0.0, 1.0, &mut rng)); // B = Wᵀ (k, n)
+    let at = Var::param(Tensor::randn(&[k, m], 0.0, 1.0, &mut rng)); // A' = atᵀ (m, k)
+    let g = Tensor::randn(&[m, n], 0.0, 1.0, &mut rng);
+    let wt = || w.transpose(0, 1).unwrap();
+    let loss = |y: Var| {
+        y.mul(&Var::constant(g.clone()))
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap()
+    };
+    loss(a.matmul(&wt()).unwrap());
+    loss(at.transpose(0, 1).unwrap().matmul(&wt()).unwrap());
+    let (av, wv, atv) = (a.value().clone(), w.value().clone(), at.value().clone());
+    // dA = g·W (m, k); dW = (Aᵀ·g)ᵀ = gᵀ·A summed over both products; d(at) = (g·W)ᵀ.
+    let da = g.matmul(&wv).unwrap();
+    let dw = g
+        .transpose(0, 1)
+        .unwrap()
+        .matmul(&av.add(&atv.transpose(0, 1).unwrap()).unwrap())
+        .unwrap();
+    for (name, v, want) in [
+        ("a", &a, da.clone()),
+        ("w", &w, dw),
+        ("at", &at, da.transpose(0, 1).unwrap()),
+    ] {
+        let got = v.grad().unwrap();
+        assert!(
+            got.is_contiguous(),
+            "{name}: gradient strides {:?}",
+            got.strides()
+        );
+        assert_eq!(got.shape(), want.shape(), "{name}");
+        assert!(
+            close(
+                &got.to_vec_f32().unwrap(),
+                &want.to_vec_f32().unwrap(),
+                1e-5
+            ),
+            "{name}"
+        );
+    }
+}

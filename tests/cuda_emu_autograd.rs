@@ -1,9 +1,10 @@
 //! Acceptance test of "the same autograd graph runs on cpu or cuda": a tiny GPT-2 (the repo's
 //! `models::gpt2`, 2 layers, 2 heads, width 32, vocab 50, block 16, batch 2, some targets
-//! ignored) trains for two steps (forward, backward, AdamW) once on the CPU backend and once
+//! ignored) trains for two steps (forward, backward, gradient clipping, AdamW) once on the CPU backend and once
 //! with its parameters and batch moved to the emulated CUDA device, through the same model code
 //! and autograd graph. Compared: the loss of each step, every parameter's gradient after the
-//! first backward, and every parameter after the two AdamW steps.
+//! first backward, each step's global gradient norm (both steps clip), and every parameter
+//! after the two AdamW steps.
 //!
 //! Tolerances (f32 on both sides, different summation orders: the GEMM's 64x64x16 tiles and the
 //! flash-attention's online softmax against the CPU's blocked kernels, atomics in the LayerNorm,
@@ -23,7 +24,7 @@
 use pretext::backend::cuda::emu::Schedule;
 use pretext::backend::cuda::CudaContext;
 use pretext::models::{Gpt2, Gpt2Config, Gpt2Head};
-use pretext::optim::{AdamW, AdamWConfig};
+use pretext::optim::{clip_grad_norm, AdamW, AdamWConfig};
 use pretext::tensor::{Rng, Tensor};
 
 const B: usize = 2;
@@ -32,6 +33,8 @@ const V: usize = 50;
 const C: usize = 32;
 const LR: f32 = 1e-2;
 const STEPS: usize = 2;
+/// Global gradient-norm limit: below the norms of these steps, so every step clips.
+const CLIP: f32 = 0.25;
 /// Gradient tolerance, relative to each tensor's max |g|.
 const GRAD_TOL: f32 = 1e-4;
 
@@ -69,6 +72,8 @@ struct Run {
     grads: Vec<(String, Vec<f32>)>,
     /// (name, value after the last update)
     params: Vec<(String, Vec<f32>)>,
+    /// Global gradient norm of each step, before clipping.
+    norms: Vec<f32>,
 }
 
 fn host(t: &Tensor) -> Vec<f32> {
@@ -92,7 +97,7 @@ fn run(ctx: Option<&CudaContext>) -> Run {
         ..Default::default()
     };
     let mut opt = AdamW::new(cfg, &model.store);
-    let (mut losses, mut grads) = (Vec::new(), Vec::new());
+    let (mut losses, mut grads, mut norms) = (Vec::new(), Vec::new(), Vec::new());
     for step in 0..STEPS {
         model.store.zero_grad();
         let (logits, loss) = model.lm_loss(&ids, None, &labels, None).unwrap();
@@ -106,6 +111,9 @@ fn run(ctx: Option<&CudaContext>) -> Run {
                 .map(|(n, p)| (n.to_string(), host(&p.grad().expect("a gradient"))))
                 .collect();
         }
+        let norm = clip_grad_norm(&model.store, CLIP).unwrap();
+        assert!(norm > CLIP, "step {step}: norm {norm} does not clip");
+        norms.push(norm);
         opt.step(&model.store, LR).unwrap();
     }
     let params = model
@@ -117,6 +125,7 @@ fn run(ctx: Option<&CudaContext>) -> Run {
         losses,
         grads,
         params,
+        norms,
     }
 }
 
@@ -141,6 +150,14 @@ fn compare(cpu: &Run, dev: &Run, what: &str) {
         assert!(
             (a - b).abs() <= 1e-5 * a.abs().max(1.0),
             "{what}: loss of step {s}: cpu {a}, device {b}"
+        );
+    }
+    // The device sums squares on the device in f32; the host in f64.
+    for (s, (a, b)) in cpu.norms.iter().zip(&dev.norms).enumerate() {
+        println!("{what}: step {s} gradient norm cpu {a:.6} device {b:.6}");
+        assert!(
+            (a - b).abs() <= GRAD_TOL * a,
+            "{what}: gradient norm of step {s}: cpu {a}, device {b}"
         );
     }
     let mut worst = 0.0f32;

@@ -83,16 +83,29 @@ pub(super) fn backward(
         }),
         // d max = g at the arg-max position
         Op::Max { dims, args, .. } => unary(&|| x(0).max_dims_backward(dims, args, g)),
-        // C = A·B: dA = g·Bᵀ, dB = Aᵀ·g (transposes are stride views), reduced over broadcast batch dims
+        // C = A·B: dA = g·Bᵀ, dB = Aᵀ·g (transposes are stride views), reduced over broadcast
+        // batch dims. An operand stored column-major (a transposed view, as Linear's Wᵀ) gets
+        // its gradient as the transpose of (B·gᵀ) or (gᵀ·A), i.e. in its own memory order, as
+        // torch's mm_mat{1,2}_backward: its Permute's backward then hands W a contiguous
+        // gradient instead of a strided one every later reader would gather.
         Op::Matmul => Ok(vec![
             when(0, &|| {
-                g.matmul(&x(1).transpose(-1, -2)?)?
-                    .sum_to_shape(x(0).shape())
+                let (a, b) = (x(0), x(1));
+                let da = if col_major(a) {
+                    b.matmul(&g.transpose(-1, -2)?)?.transpose(-1, -2)?
+                } else {
+                    g.matmul(&b.transpose(-1, -2)?)?
+                };
+                da.sum_to_shape(a.shape())
             })?,
             when(1, &|| {
-                x(0).transpose(-1, -2)?
-                    .matmul(g)?
-                    .sum_to_shape(x(1).shape())
+                let (a, b) = (x(0), x(1));
+                let db = if col_major(b) {
+                    g.transpose(-1, -2)?.matmul(a)?.transpose(-1, -2)?
+                } else {
+                    a.transpose(-1, -2)?.matmul(g)?
+                };
+                db.sum_to_shape(b.shape())
             })?,
         ]),
         Op::Reshape => unary(&|| g.reshape(x(0).shape())),
@@ -221,4 +234,12 @@ fn norm_grads(
         out.push(need[2].then_some(db));
     }
     Ok(out)
+}
+
+/// Whether the last two dims of `t` are a dense column-major matrix (row stride 1, column
+/// stride = rows): torch's test in mm_mat{1,2}_backward for returning the gradient transposed.
+fn col_major(t: &Tensor) -> bool {
+    let r = t.rank();
+    let rows = t.shape()[r - 2];
+    rows > 1 && t.strides()[r - 2] == 1 && t.strides()[r - 1] == rows
 }

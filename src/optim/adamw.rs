@@ -8,9 +8,12 @@
 //! `decay_all` applies it to every parameter (torch with one param group).
 //! The element loop is `backend::cpu::adamw` (SIMD, bit-identical to the scalar form).
 
+use std::borrow::Cow;
+
 use crate::autograd::ParamStore;
 use crate::backend::cpu::adamw::{adamw_update, AdamWStep};
 use crate::error::{Error, Result};
+use crate::tensor::DType;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamWConfig {
@@ -86,7 +89,11 @@ impl AdamW {
         let step_size = lr / bc1;
         for (i, (name, p)) in params.iter().enumerate() {
             let Some(g) = p.grad() else { continue };
-            let g = g.to_vec_f32()?;
+            // Read in place when it is an f32 tensor laid out densely (the usual case).
+            let g = match g.dtype() {
+                DType::F32 => g.f32s("AdamW")?,
+                _ => Cow::Owned(g.to_vec_f32()?),
+            };
             let (m, v) = (&mut self.m[i], &mut self.v[i]);
             if m.len() != g.len() {
                 return Err(Error::msg(format!(

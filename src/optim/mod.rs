@@ -9,6 +9,6 @@ pub mod sgd;
 
 pub use adamw::{AdamW, AdamWConfig};
 pub use adamw_cuda::DeviceMoments;
-pub use clip::clip_grad_norm;
+pub use clip::{clip_grad_norm, grad_norm};
 pub use schedule::{CosineSchedule, LrSchedule};
 pub use sgd::Sgd;

@@ -8,6 +8,7 @@ pub mod cross_entropy;
 pub mod dropout;
 pub mod embedding;
 pub mod gemm;
+pub mod grad_norm;
 pub mod isa;
 pub mod math;
 pub mod norm;
