@@ -87,18 +87,17 @@ pub fn attention_backward(
         .enumerate()
         .map(|(i, p)| (i / groups, i % groups, p))
         .for_each(task);
-    // dq_i = scale·Σ_groups partial_i.
+    // dq_i = scale·Σ_groups partial_i (summed into group 0's rows, groups in order).
     partial
-        .par_chunks(groups * tq * dp)
+        .par_chunks_mut(groups * tq * dp)
         .enumerate()
         .for_each(|(bh, parts)| {
-            for i in 0..tq {
-                let sum = |c| {
-                    (0..groups)
-                        .map(|g| parts[(g * tq + i) * dp + c])
-                        .sum::<f32>()
-                };
-                dq.write(bh / heads, bh % heads, i, 0, (0..d).map(|c| scale * sum(c)));
+            let (first, rest) = parts.split_at_mut(tq * dp);
+            for later in rest.chunks_exact(tq * dp) {
+                first.iter_mut().zip(later).for_each(|(a, &x)| *a += x);
+            }
+            for (i, row) in first.chunks_exact(dp).enumerate() {
+                dq.write(bh / heads, bh % heads, i, 0, &row[..d], scale);
             }
         });
 }
@@ -291,7 +290,7 @@ fn key_tile(
         tiles::fill_masked(&c.dims, pos, key_keep, s, 0.0);
         if let Some(db) = dbias {
             for r in 0..rows {
-                db.write(b, h, i0 + r, j0, s[r * BC..][..cols].iter().copied());
+                db.write(b, h, i0 + r, j0, &s[r * BC..][..cols], 1.0);
             }
         }
         // dK += dSᵀ·Q (scale applied on output);  dQ += dS·K (scale applied in the reduction).
@@ -319,7 +318,7 @@ fn key_tile(
         .zip(dv_acc.chunks_exact(dvp))
         .enumerate()
     {
-        dk_out.write(b, h, j0 + jj, 0, dks[..d].iter().map(|&y| scale * y));
-        dv_out.write(b, h, j0 + jj, 0, dvs[..dv].iter().copied());
+        dk_out.write(b, h, j0 + jj, 0, &dks[..d], scale);
+        dv_out.write(b, h, j0 + jj, 0, &dvs[..dv], 1.0);
     }
 }

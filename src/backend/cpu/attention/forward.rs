@@ -244,7 +244,7 @@ fn query_tile(
 
     for r in 0..rows {
         let inv = 1.0 / l[r];
-        out.write(b, h, i0 + r, 0, o[r * dvp..][..dv].iter().map(|&y| y * inv));
+        out.write(b, h, i0 + r, 0, &o[r * dvp..][..dv], inv);
         l[r] = inv;
     }
 }

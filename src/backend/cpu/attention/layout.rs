@@ -202,16 +202,10 @@ impl<'a> HeadsMut<'a> {
     }
 
     /// Writes the segment of row (b, h, t) that starts at column c0 (a multiple of the
-    /// segment width) with `values`, zeros past a short iterator. Panics when the segment is
-    /// outside the output or was written before.
-    pub(super) fn write(
-        &self,
-        b: usize,
-        h: usize,
-        t: usize,
-        c0: usize,
-        values: impl IntoIterator<Item = f32>,
-    ) {
+    /// segment width) with scale·src (one f32 product per element; scale 1 copies), zeros
+    /// past a short `src`. Panics when the segment is outside the output, was written before,
+    /// or is shorter than `src`.
+    pub(super) fn write(&self, b: usize, h: usize, t: usize, c0: usize, src: &[f32], scale: f32) {
         let [nb, nh, nt] = self.dims;
         assert!(
             b < nb && h < nh && t < nt && c0 < self.n && c0.is_multiple_of(self.seg),
@@ -230,17 +224,21 @@ impl<'a> HeadsMut<'a> {
             "attention output: columns {c0}.. of row ({b}, {h}, {t}) written twice"
         );
         let len = self.seg.min(self.n - c0);
+        assert!(
+            src.len() <= len,
+            "attention output: {} values for a segment of {len} (row ({b}, {h}, {t}), column {c0})",
+            src.len()
+        );
         let off = self.rows.row(b, h, t) + c0;
         debug_assert!(off + len <= self.len);
         // SAFETY: `new` checked that every row lies inside the buffer, and the claim above
         // makes this the only writer of these columns.
         let dst = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(off), len) };
-        let mut k = 0;
-        for (x, v) in dst.iter_mut().zip(values) {
-            x.write(v);
-            k += 1;
+        let (head, tail) = dst.split_at_mut(src.len());
+        for (x, &v) in head.iter_mut().zip(src) {
+            x.write(scale * v);
         }
-        for x in &mut dst[k..] {
+        for x in tail {
             x.write(0.0);
         }
     }
@@ -408,10 +406,10 @@ mod tests {
         let mut fresh = FreshRows::new(dims, 4, RowLayout::contiguous(2, 3, 4));
         let o = fresh.out();
         for r in 0..11 {
-            o.write(r / 6, r / 3 % 2, r % 3, 0, [r as f32; 4]);
+            o.write(r / 6, r / 3 % 2, r % 3, 0, &[r as f32; 4], 1.0);
         }
         assert!(!o.all_written(), "row (1, 1, 2) is missing");
-        o.write(1, 1, 2, 0, [11.0; 2]);
+        o.write(1, 1, 2, 0, &[5.5; 2], 2.0);
         let w = o.finish().expect("every row written");
         let v = fresh.into_vec(w);
         assert_eq!(&v[40..], &[10.0, 10.0, 10.0, 10.0, 11.0, 11.0, 0.0, 0.0]);
@@ -422,8 +420,16 @@ mod tests {
     fn a_second_write_of_a_row_panics() {
         let mut buf = vec![0.0; 24];
         let o = HeadsMut::contiguous(&mut buf, [1, 2, 3], 4);
-        o.write(0, 1, 2, 0, [1.0; 4]);
-        o.write(0, 1, 2, 0, [2.0; 4]);
+        o.write(0, 1, 2, 0, &[1.0; 4], 1.0);
+        o.write(0, 1, 2, 0, &[2.0; 4], 1.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "5 values for a segment of 4")]
+    fn a_longer_source_than_the_segment_panics() {
+        let mut buf = vec![0.0; 8];
+        let o = HeadsMut::contiguous(&mut buf, [1, 1, 2], 4);
+        o.write(0, 0, 1, 0, &[1.0; 5], 1.0);
     }
 
     #[test]
@@ -432,7 +438,8 @@ mod tests {
         let o = HeadsMut::contiguous(&mut buf, [1, 1, 2], 10).segments(4);
         for t in 0..2 {
             for c0 in [0, 4, 8] {
-                o.write(0, 0, t, c0, (c0..10).map(|c| (10 * t + c) as f32));
+                let vals: Vec<f32> = (c0..10.min(c0 + 4)).map(|c| (10 * t + c) as f32).collect();
+                o.write(0, 0, t, c0, &vals, 1.0);
             }
         }
         assert!(o.finish().is_some());
@@ -448,7 +455,7 @@ mod tests {
             FreshRows::new(dims, 2, RowLayout::contiguous(1, 1, 2)),
         );
         let oa = a.out();
-        oa.write(0, 0, 0, 0, [1.0, 2.0]);
+        oa.write(0, 0, 0, 0, &[1.0, 2.0], 1.0);
         let wa = oa.finish().unwrap();
         drop(b.out());
         b.into_vec(wa);
