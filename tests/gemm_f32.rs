@@ -6,7 +6,7 @@ mod gemm_util;
 
 use gemm_util::*;
 use pretext::backend::cpu::gemm::{
-    sgemm_batched, sgemm_batched_isa, sgemm_batched_reference, GemmLayout,
+    sgemm_batched, sgemm_batched_isa, sgemm_batched_new, sgemm_batched_reference, GemmLayout,
 };
 use pretext::backend::cpu::isa::{self, Isa};
 
@@ -305,4 +305,49 @@ fn empty_and_k_zero() {
             level.name()
         );
     }
+}
+
+/// `sgemm_batched_new` (beta 0 into a vector it does not zero) gives bit for bit what
+/// `sgemm_batched` stores over a NaN-filled C: on the packed paths, the gemv forms (few rows
+/// or columns), batches, transposed operands and k = 0; a C layout that is not row-major is
+/// an error.
+#[test]
+fn a_new_c_equals_overwriting_a_nan_filled_one() {
+    let shapes = [
+        (37, 29, 41, false, false, 1),
+        (130, 140, 150, true, true, 2),
+        (1, 300, 64, false, true, 1),
+        (5, 70, 33, true, false, 3),
+        (64, 3, 17, false, false, 2),
+        (300, 1, 20, false, true, 1),
+    ];
+    for (m, n, k, ta, tb, batch) in shapes {
+        let s = Shape {
+            ta,
+            tb,
+            ..Shape::plain(m, n, k)
+        };
+        let l = s.layout();
+        let (ea, eb) = (extent(m, k, l.a_rs, l.a_cs), extent(k, n, l.b_rs, l.b_cs));
+        let ao: Vec<usize> = (0..batch).map(|i| i * ea).collect();
+        let bo: Vec<usize> = (0..batch).map(|i| i * eb).collect();
+        let co: Vec<usize> = (0..batch).map(|i| i * m * n).collect();
+        let (a, b) = (fill(batch * ea, 31), fill(batch * eb, 32));
+        let got = sgemm_batched_new(&l, &a, &ao, &b, &bo).unwrap();
+        let mut want = vec![f32::NAN; batch * m * n];
+        sgemm_batched(&l, &a, &ao, &b, &bo, 0.0, &mut want, &co).unwrap();
+        assert!(want.iter().all(|x| x.is_finite()), "{s:?}: NaN left in C");
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "{s:?} batch {batch}");
+    }
+    let l = GemmLayout::row_major(3, 4, 0);
+    let c = sgemm_batched_new(&l, &[], &[0, 0], &[], &[0, 0]).unwrap();
+    assert_eq!(c, vec![0.0; 24], "k = 0 gives zeros");
+    let l = Shape {
+        tc: true,
+        ..Shape::plain(3, 4, 5)
+    }
+    .layout();
+    let e = sgemm_batched_new(&l, &[0.0; 15], &[0], &[0.0; 20], &[0]).unwrap_err();
+    assert!(e.to_string().contains("row-major"), "{e}");
 }

@@ -4,7 +4,7 @@
 
 use super::layout::{broadcast_shapes, Layout};
 use super::Tensor;
-use crate::backend::cpu::gemm::{sgemm_batched, GemmLayout};
+use crate::backend::cpu::gemm::{sgemm_batched_new, GemmLayout};
 use crate::error::{Error, Result};
 
 impl Tensor {
@@ -42,8 +42,6 @@ impl Tensor {
         };
         let a_offsets: Vec<usize> = batch_layout(a)?.offsets().collect();
         let b_offsets: Vec<usize> = batch_layout(b)?.offsets().collect();
-        let nb = a_offsets.len();
-        let c_offsets: Vec<usize> = (0..nb).map(|i| i * m * n).collect();
         let l = GemmLayout {
             m,
             n,
@@ -55,16 +53,13 @@ impl Tensor {
             c_rs: n,
             c_cs: 1,
         };
-        let mut c = vec![0.0f32; nb * m * n];
-        sgemm_batched(
+        // C is written whole by the GEMM (beta 0), not zeroed first.
+        let c = sgemm_batched_new(
             &l,
             a.storage_slice::<f32>("matmul")?,
             &a_offsets,
             b.storage_slice::<f32>("matmul")?,
             &b_offsets,
-            0.0,
-            &mut c,
-            &c_offsets,
         )?;
         let mut shape = batch;
         shape.extend([m, n]);

@@ -19,6 +19,8 @@
 //! with packed A, B is packed once (in parallel) per block and shared by row/column tasks.
 
 use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::thread::LocalKey;
 
 use rayon::prelude::*;
@@ -66,11 +68,68 @@ fn with_scratch<P: Copy + Default, R>(
     })
 }
 
+/// C's storage, borrowed for 'a: initialised floats (`From<&mut [f32]>`, for any beta) or
+/// uninitialised ones (`COut::uninit`, for beta 0 only: `prescale` refuses any other beta, and
+/// with beta 0 every path stores each element of the C blocks and reads none, which the
+/// NaN-filled C of the GEMM tests checks path by path).
+pub(super) struct COut<'a> {
+    ptr: *mut f32,
+    len: usize,
+    init: bool,
+    _borrow: PhantomData<&'a mut [MaybeUninit<f32>]>,
+}
+
+impl<'a> From<&'a mut [f32]> for COut<'a> {
+    fn from(c: &'a mut [f32]) -> Self {
+        COut {
+            ptr: c.as_mut_ptr(),
+            len: c.len(),
+            init: true,
+            _borrow: PhantomData,
+        }
+    }
+}
+
+impl<'a> COut<'a> {
+    pub(super) fn uninit(c: &'a mut [MaybeUninit<f32>]) -> Self {
+        COut {
+            ptr: c.as_mut_ptr().cast(),
+            len: c.len(),
+            init: false,
+            _borrow: PhantomData,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The floats, when they are initialised.
+    pub(super) fn init_mut(&mut self) -> Option<&mut [f32]> {
+        // SAFETY: `init` says the `len` floats at `ptr` are initialised, and they are
+        // borrowed mutably for 'a, which outlives this borrow of self.
+        self.init
+            .then(|| unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) })
+    }
+
+    /// Stores v at element i.
+    pub(super) fn set(&mut self, i: usize, v: f32) {
+        assert!(i < self.len, "gemm: C element {i} of {}", self.len);
+        // SAFETY: i < len, inside the borrowed storage; a store needs no initialised value.
+        unsafe { self.ptr.add(i).write(v) }
+    }
+
+    /// The base pointer, for tasks that store disjoint tiles.
+    pub(super) fn ptr(&mut self) -> CPtr {
+        CPtr(self.ptr)
+    }
+}
+
 /// C's base pointer, shared by tasks that write disjoint tiles.
 #[derive(Clone, Copy)]
 pub(super) struct CPtr(pub(super) *mut f32);
 // SAFETY: tasks only write disjoint tiles of C (disjoint batch blocks, disjoint tiles
-// within a problem), and the owning `&mut [f32]` outlives every task.
+// within a problem), and the `COut` it came from outlives every task.
 unsafe impl Send for CPtr {}
 // SAFETY: as above.
 unsafe impl Sync for CPtr {}
@@ -89,7 +148,7 @@ pub(super) fn gemm<K, CA, CB>(
     b: &[CB::Src],
     b_offsets: &[usize],
     beta: f32,
-    c: &mut [f32],
+    c: &mut COut<'_>,
     c_offsets: &[usize],
 ) where
     K: MicroKernel,
@@ -107,7 +166,7 @@ pub(super) fn gemm<K, CA, CB>(
             for &co in c_offsets {
                 for i in 0..l.m {
                     for j in 0..l.n {
-                        c[co + i * l.c_rs + j * l.c_cs] = 0.0;
+                        c.set(co + i * l.c_rs + j * l.c_cs, 0.0);
                     }
                 }
             }
@@ -116,7 +175,7 @@ pub(super) fn gemm<K, CA, CB>(
     }
     let threads = rayon::current_num_threads();
     let macs = l.m * l.n * l.k;
-    let cp = CPtr(c.as_mut_ptr());
+    let cp = c.ptr();
     let view = |i: usize| {
         let av = View {
             data: a,

@@ -18,7 +18,7 @@
 use half::bf16;
 use rayon::prelude::*;
 
-use super::driver::{CPtr, PAR_MIN_MACS};
+use super::driver::{COut, PAR_MIN_MACS};
 use super::GemmLayout;
 use crate::backend::cpu::isa::Isa;
 use crate::backend::cpu::simd::{simd_kernel, Simd};
@@ -69,7 +69,7 @@ pub(super) fn run(
     b: &[f32],
     b_offsets: &[usize],
     accumulate: bool,
-    c: &mut [f32],
+    c: &mut COut<'_>,
     c_offsets: &[usize],
 ) {
     let kernel = |job: Job<'_, f32>| match form {
@@ -91,7 +91,7 @@ pub(super) fn run_with<T: Copy + Send + Sync>(
     b: &[T],
     b_offsets: &[usize],
     accumulate: bool,
-    c: &mut [f32],
+    c: &mut COut<'_>,
     c_offsets: &[usize],
     kernel: impl Fn(Job<'_, T>) + Sync,
 ) {
@@ -109,7 +109,7 @@ pub(super) fn run_with<T: Copy + Send + Sync>(
         Some(g) => (g, k, 1, (0..batch).map(|i| i * m * k).collect()),
         None => (a, l.a_rs, l.a_cs, a_offsets.to_vec()),
     };
-    let cp = CPtr(c.as_mut_ptr());
+    let cp = c.ptr();
     // With several groups, the columns go in pieces whose part of B (k values per column)
     // fits in half of L2, so groups after the first read it from there.
     let piece = if m > GROUP {

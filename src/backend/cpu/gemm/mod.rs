@@ -34,6 +34,7 @@ use half::bf16;
 
 use super::isa::{self, Isa};
 use crate::error::{Error, Result};
+use driver::COut;
 use pack::Convert;
 pub use precision::{matmul_precision, set_matmul_precision, MatmulPrecision, PrecisionGuard};
 
@@ -133,9 +134,17 @@ fn check_bounds(
 }
 
 /// Scales the C blocks by beta ∉ {0, 1} so the kernels only ever overwrite or accumulate.
-fn prescale(l: &GemmLayout, beta: f32, c: &mut [f32], c_offsets: &[usize]) -> bool {
-    if beta == 0.0 || beta == 1.0 {
-        return beta != 0.0;
+/// Every path goes through here first, so this is where an uninitialised C is refused for
+/// any beta but 0 (with beta 0 the kernels store every element of C and read none).
+fn prescale(l: &GemmLayout, beta: f32, c: &mut COut<'_>, c_offsets: &[usize]) -> bool {
+    if beta == 0.0 {
+        return false;
+    }
+    let c = c
+        .init_mut()
+        .expect("gemm: beta ≠ 0 reads C, which is uninitialised here");
+    if beta == 1.0 {
+        return true;
     }
     for &co in c_offsets {
         for i in 0..l.m {
@@ -156,7 +165,7 @@ fn run<K, CA, CB>(
     b: &[CB::Src],
     b_offsets: &[usize],
     beta: f32,
-    c: &mut [f32],
+    c: &mut COut<'_>,
     c_offsets: &[usize],
 ) where
     K: kernel::MicroKernel,
@@ -266,13 +275,13 @@ fn gemv_bf16<T: gemv_bf16::Bf16Row + Send + Sync>(
     b: &[T],
     b_offsets: &[usize],
     beta: f32,
-    c: &mut [f32],
+    c: &mut COut<'_>,
     c_offsets: &[usize],
 ) -> bool {
     if gemv::form(l) != Some(gemv::Form::Dot) {
         return false;
     }
-    let run = |c: &mut [f32], kernel: &(dyn Fn(gemv::Job<'_, T>) + Sync)| {
+    let run = |c: &mut COut<'_>, kernel: &(dyn Fn(gemv::Job<'_, T>) + Sync)| {
         let acc = prescale(l, beta, c, c_offsets);
         gemv::run_with(
             gemv::Form::Dot,
@@ -350,6 +359,44 @@ pub fn sgemm_batched(
     )
 }
 
+/// `sgemm_batched` with beta 0 into a new vector: C_i = A_i · B_i for each batch entry i,
+/// block i row-major at i·m·n (the layout must say `c_rs = n`, `c_cs = 1`). The vector is not
+/// zeroed first: the GEMM's own stores fill it (a reused pool block would make zeroing a
+/// full pass over memory).
+pub fn sgemm_batched_new(
+    l: &GemmLayout,
+    a: &[f32],
+    a_offsets: &[usize],
+    b: &[f32],
+    b_offsets: &[usize],
+) -> Result<Vec<f32>> {
+    if l.c_rs != l.n || l.c_cs != 1 {
+        return Err(Error::msg(format!(
+            "gemm: a new C is row-major (c_rs = n, c_cs = 1), got {l:?}"
+        )));
+    }
+    let block = l.m * l.n;
+    let len = a_offsets.len() * block;
+    let c_offsets: Vec<usize> = (0..a_offsets.len()).map(|i| i * block).collect();
+    let mut v = Vec::with_capacity(len);
+    {
+        let mut c = COut::uninit(&mut v.spare_capacity_mut()[..len]);
+        let level = isa::active();
+        if matmul_precision() == MatmulPrecision::Medium {
+            let path = Bf16Path::at(level.min(isa::detected()));
+            sgemm_bf16_path(path, l, a, a_offsets, b, b_offsets, 0.0, &mut c, &c_offsets)?;
+        } else {
+            sgemm_isa(
+                level, l, a, a_offsets, b, b_offsets, 0.0, &mut c, &c_offsets,
+            )?;
+        }
+    }
+    // SAFETY: the GEMM returned Ok with beta 0, so it stored every element of every C block
+    // (`COut`); the blocks are the m×n row-major matrices at i·m·n, which tile 0..len.
+    unsafe { v.set_len(len) };
+    Ok(v)
+}
+
 /// `sgemm_batched` with an explicit kernel level (clamped to what the CPU supports), so
 /// tests and benchmarks can run every path without touching the global `isa::force`.
 #[allow(clippy::too_many_arguments)]
@@ -362,6 +409,31 @@ pub fn sgemm_batched_isa(
     b_offsets: &[usize],
     beta: f32,
     c: &mut [f32],
+    c_offsets: &[usize],
+) -> Result<()> {
+    sgemm_isa(
+        level,
+        l,
+        a,
+        a_offsets,
+        b,
+        b_offsets,
+        beta,
+        &mut COut::from(c),
+        c_offsets,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sgemm_isa(
+    level: Isa,
+    l: &GemmLayout,
+    a: &[f32],
+    a_offsets: &[usize],
+    b: &[f32],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut COut<'_>,
     c_offsets: &[usize],
 ) -> Result<()> {
     check_bounds(
@@ -448,6 +520,31 @@ pub fn bgemm_batched_path(
     b_offsets: &[usize],
     beta: f32,
     c: &mut [f32],
+    c_offsets: &[usize],
+) -> Result<()> {
+    bgemm_path(
+        path,
+        l,
+        a,
+        a_offsets,
+        b,
+        b_offsets,
+        beta,
+        &mut COut::from(c),
+        c_offsets,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bgemm_path(
+    path: Bf16Path,
+    l: &GemmLayout,
+    a: &[bf16],
+    a_offsets: &[usize],
+    b: &[bf16],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut COut<'_>,
     c_offsets: &[usize],
 ) -> Result<()> {
     check_bounds(
@@ -543,6 +640,31 @@ pub fn sgemm_batched_bf16_path(
     b_offsets: &[usize],
     beta: f32,
     c: &mut [f32],
+    c_offsets: &[usize],
+) -> Result<()> {
+    sgemm_bf16_path(
+        path,
+        l,
+        a,
+        a_offsets,
+        b,
+        b_offsets,
+        beta,
+        &mut COut::from(c),
+        c_offsets,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sgemm_bf16_path(
+    path: Bf16Path,
+    l: &GemmLayout,
+    a: &[f32],
+    a_offsets: &[usize],
+    b: &[f32],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut COut<'_>,
     c_offsets: &[usize],
 ) -> Result<()> {
     check_bounds(
