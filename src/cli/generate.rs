@@ -72,14 +72,19 @@ fn run_in_pool(a: Args) -> Result<()> {
         top_p: a.top_p,
     };
     let eos = tok.specials().eos.as_ref().map(|s| s.id);
+    // The text shown grows as decode(context) grows. A GPT continues its prompt, so its
+    // context starts with the prompt: a new token's leading space (word-level, SentencePiece
+    // and byte-level decoders put it between tokens) then shows as the tokenizer decodes it.
+    // T5 and BART write a new sequence.
+    let mut context = Vec::new();
     if matches!(model, Model::Gpt2(_)) {
         print!("{}", a.prompt);
+        context.extend_from_slice(&prompt);
     }
-    let mut shown = String::new();
-    let mut all = Vec::new();
+    let mut shown = tok.decode(&context)?;
     let out = generate(&model, &prompt, a.max_tokens, &cfg, eos, a.seed, |t| {
-        all.push(t);
-        let text = tok.decode(&all)?;
+        context.push(t);
+        let text = tok.decode(&context)?;
         if text.len() > shown.len() && text.starts_with(&shown) {
             print!("{}", &text[shown.len()..]);
             let _ = std::io::stdout().flush();
