@@ -3,19 +3,25 @@
 same GPT-2 checkpoint, same prompt, same number of new tokens, 1 and 2 threads.
 
 The checkpoint is a pretext run folder whose checkpoint/model/ holds a Hugging Face GPT-2
-(config.json + model.safetensors) and checkpoint/tokenizer/ a char tokenizer, e.g. GPT-2 124M
-after one training step on the Shakespeare characters:
+(config.json + model.safetensors) and checkpoint/tokenizer/ a char tokenizer (char.json) or a
+Hugging Face tokenizer.json. Two such checkpoints of GPT-2 124M's sizes:
 
-  pretext prepare ../shared/data/tinyshakespeare.txt --tokenizer char --out /tmp/corpus_char
-  pretext train --data /tmp/corpus_char --preset gpt2-124m --steps 1 --batch-size 1 \\
-      --seq-len 64 --eval-iters 1 --sample-tokens 0 --out /tmp/g124
+- a 65-character vocabulary (a tiny LM head), after one training step on Shakespeare:
+    pretext prepare ../shared/data/tinyshakespeare.txt --tokenizer char --out /tmp/corpus_char
+    pretext train --data /tmp/corpus_char --preset gpt2-124m --steps 1 --batch-size 1 \\
+        --seq-len 64 --eval-iters 1 --sample-tokens 0 --out /tmp/g124
+- GPT-2's own vocabulary size, 50257 (the LM head streams 38.6M more weights per token),
+  randomly initialised by transformers, with a word-level tokenizer:
+    python tools/gpt2_random_checkpoint.py --out /tmp/g124v
+    python tools/generate_vs_hf.py --run /tmp/g124v --prompt "t464 t2068 t7586" \\
+        --out tools/results/generate_vs_hf_vocab50257.json
 
 pretext is timed as its whole process (model loading included: an upper bound on its decoding
 time); Hugging Face as the `model.generate` call alone, after a warm-up generate, under
 torch.inference_mode(). The two alternate `--rounds` times per thread count; each side's median
 over rounds is reported, with tokens/s and the pretext/HF speed ratio (> 1: pretext faster).
 Both sides must produce the same tokens (greedy decoding of the same weights): the script
-checks the decoded text and fails when they differ. Writes the table as JSON (atomically).
+encodes pretext's printed text again and fails when its ids differ from Hugging Face's. Writes the table as JSON (atomically).
 
 Usage: /work/refenv/bin/python tools/generate_vs_hf.py --run /tmp/g124
        [--bin target/release/pretext] [--tokens 1000] [--threads 1 2] [--rounds 3]
@@ -42,7 +48,6 @@ def hf_generate(model, ids, tokens):
         out = model.generate(
             ids,
             max_new_tokens=tokens,
-            min_new_tokens=tokens,
             do_sample=False,
             pad_token_id=0,
         )
@@ -58,6 +63,19 @@ def pretext_generate(binary, run, prompt, tokens, threads):
     return time.perf_counter() - t, out
 
 
+def load_tokenizer(folder):
+    """text -> ids with the checkpoint's tokenizer: char.json (one id per character) or a
+    Hugging Face tokenizer.json."""
+    char_file = os.path.join(folder, "char.json")
+    if os.path.isfile(char_file):
+        with open(char_file) as f:
+            chars = json.load(f)["chars"]
+        return lambda text: [chars.index(c) for c in text]
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+    return lambda text: tok.encode(text, add_special_tokens=False).ids
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", required=True, help="pretext run folder (see the module doc)")
@@ -70,10 +88,12 @@ def main():
     args = ap.parse_args()
 
     model_dir = os.path.join(args.run, "checkpoint", "model")
-    with open(os.path.join(args.run, "checkpoint", "tokenizer", "char.json")) as f:
-        chars = json.load(f)["chars"]
+    encode = load_tokenizer(os.path.join(args.run, "checkpoint", "tokenizer"))
     model = GPT2LMHeadModel.from_pretrained(model_dir).eval()
-    ids = torch.tensor([[chars.index(c) for c in args.prompt]])
+    # No end-of-sequence stop: both sides decode exactly --tokens tokens.
+    model.generation_config.eos_token_id = None
+    prompt_ids = encode(args.prompt)
+    ids = torch.tensor([prompt_ids])
 
     rows = []
     for threads in args.threads:
@@ -83,12 +103,16 @@ def main():
         for r in range(args.rounds):
             secs, new = hf_generate(model, ids, args.tokens)
             hf_s.append(secs)
-            hf_text = args.prompt + "".join(chars[i] for i in new)
             secs, px_text = pretext_generate(args.bin, args.run, args.prompt, args.tokens, threads)
             px_s.append(secs)
-            if px_text.rstrip("\n") != hf_text.rstrip("\n"):
+            px_ids = encode(px_text.rstrip("\n"))
+            if px_ids != prompt_ids + new:
+                first = next((i for i, (a, b) in enumerate(zip(px_ids, prompt_ids + new))
+                              if a != b), min(len(px_ids), len(prompt_ids) + len(new)))
                 sys.exit(f"round {r}, {threads} threads: pretext and Hugging Face decoded "
-                         f"different tokens:\n{px_text[:200]!r}\n{hf_text[:200]!r}")
+                         f"different tokens from position {first}: pretext "
+                         f"{px_ids[first:first + 8]}, Hugging Face "
+                         f"{(prompt_ids + new)[first:first + 8]}")
         hf, px = statistics.median(hf_s), statistics.median(px_s)
         row = {
             "threads": threads,

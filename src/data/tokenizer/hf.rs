@@ -55,8 +55,9 @@ pub fn encode_with_special(tok: &HfTok, text: &str) -> Result<Vec<u32>> {
 }
 
 pub fn decode(tok: &HfTok, ids: &[u32]) -> Result<String> {
-    let v = tok.get_vocab_size(true);
     if let Some(&bad) = ids.iter().find(|&&i| tok.id_to_token(i).is_none()) {
+        // (get_vocab_size builds the whole vocabulary map: only worth it for the message.)
+        let v = tok.get_vocab_size(true);
         return Err(Error::msg(format!(
             "tokenizer decode: id {bad} is outside the vocabulary of size {v}"
         )));
