@@ -392,3 +392,45 @@ fn fixture_inputs_and_outputs_agree_on_shapes() {
         );
     }
 }
+
+/// `get_transposed` reads a stored (r, c) tensor as its (c, r) transpose, for every dtype it
+/// widens, equal to reading it and transposing; a wrong stored shape names both shapes.
+#[test]
+fn transposed_reads_equal_read_then_transpose() {
+    let dir = tmp_dir("transposed");
+    let path = dir.join("t.safetensors");
+    let (r, c) = (37, 70); // more than one 32 × 32 tile each way, neither a multiple
+    let vals: Vec<f32> = (0..r * c).map(|i| (i as f32 * 0.37).sin() * 4.0).collect();
+    let f32_bytes: Vec<u8> = vals.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let bf_bytes: Vec<u8> = vals
+        .iter()
+        .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+        .collect();
+    let hf_bytes: Vec<u8> = vals
+        .iter()
+        .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+        .collect();
+    save_raw(
+        &path,
+        &[
+            ("a", Dtype::F32, vec![r, c], f32_bytes),
+            ("b", Dtype::BF16, vec![r, c], bf_bytes),
+            ("h", Dtype::F16, vec![r, c], hf_bytes),
+        ],
+    )
+    .unwrap();
+    let ck = Checkpoint::open(&path).unwrap();
+    for name in ["a", "b", "h"] {
+        let want = ck.get(name).unwrap().transpose2().unwrap();
+        let got = ck.get_transposed(name, [r, c]).unwrap();
+        assert_eq!(got.shape, vec![c, r], "{name}");
+        assert_eq!(got, want, "{name}");
+    }
+    assert_eq!(ck.get_transposed("a", [r, c]).unwrap().data[r], vals[1]);
+    let msg = ck.get_transposed("a", [c, r]).unwrap_err().to_string();
+    assert!(
+        msg.contains("[70, 37]") && msg.contains("[37, 70]"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

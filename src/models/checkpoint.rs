@@ -50,20 +50,7 @@ impl RawTensor {
                 "expected a 2-D tensor",
             ));
         };
-        // out[j·r + i] = data[i·c + j], in 32 × 32 tiles so that both sides move whole lines
-        // (element by element, each write of a 768 × 2304 weight landed on a new line).
-        const T: usize = 32;
-        let mut out = vec![0.0f32; r * c];
-        for i0 in (0..r).step_by(T) {
-            for j0 in (0..c).step_by(T) {
-                for j in j0..(j0 + T).min(c) {
-                    let dst = &mut out[j * r..][i0..(i0 + T).min(r)];
-                    for (di, d) in dst.iter_mut().enumerate() {
-                        *d = self.data[(i0 + di) * c + j];
-                    }
-                }
-            }
-        }
+        let out = transpose_tiles(r, c, |i| self.data[i]);
         Ok(Self {
             shape: vec![c, r],
             data: out,
@@ -169,21 +156,31 @@ impl Checkpoint {
     /// Read `name` as f32 (F32 / F16 / BF16 in the file).
     pub fn get(&self, name: &str) -> Result<RawTensor> {
         let info = self.lookup(name)?;
+        let data = self.read(name, info, None)?;
+        RawTensor::new(info.shape.clone(), data)
+    }
+
+    /// `name`, stored as the 2-D `stored` = (r, c), read transposed to (c, r) straight from
+    /// the file (GPT-2's Conv1D weights into Linear layout, with no intermediate copy).
+    pub fn get_transposed(&self, name: &str, stored: [usize; 2]) -> Result<RawTensor> {
+        let info = self.lookup_shaped(name, &stored)?;
+        let data = self.read(name, info, Some(stored))?;
+        RawTensor::new(vec![stored[1], stored[0]], data)
+    }
+
+    /// The elements of `name` as f32, in file order or, with `Some((r, c))`, transposed.
+    fn read(
+        &self,
+        name: &str,
+        info: &TensorInfo,
+        transposed: Option<[usize; 2]>,
+    ) -> Result<Vec<f32>> {
         let (start, end) = info.data_offsets;
         let bytes = &self.mmap[self.data_start + start..self.data_start + end];
-        let data: Vec<f32> = match info.dtype {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+        Ok(match info.dtype {
+            Dtype::F32 => decode::<F32Le>(bytes, transposed),
+            Dtype::F16 => decode::<F16Le>(bytes, transposed),
+            Dtype::BF16 => decode::<Bf16Le>(bytes, transposed),
             other => {
                 return Err(Error::format(
                     &self.path,
@@ -194,12 +191,16 @@ impl Checkpoint {
                     ),
                 ))
             }
-        };
-        RawTensor::new(info.shape.clone(), data)
+        })
     }
 
     /// Read `name` and check that its shape is `expected`.
     pub fn get_shaped(&self, name: &str, expected: &[usize]) -> Result<RawTensor> {
+        self.lookup_shaped(name, expected)?;
+        self.get(name)
+    }
+
+    fn lookup_shaped(&self, name: &str, expected: &[usize]) -> Result<&TensorInfo> {
         let info = self.lookup(name)?;
         if info.shape != expected {
             return Err(Error::format(
@@ -211,7 +212,7 @@ impl Checkpoint {
                 ),
             ));
         }
-        self.get(name)
+        Ok(info)
     }
 
     /// Read every tensor (all must be F32 / F16 / BF16), sorted by name.
@@ -220,6 +221,60 @@ impl Checkpoint {
             .keys()
             .map(|n| Ok((n.clone(), self.get(n)?)))
             .collect()
+    }
+}
+
+/// out[j·r + i] = at(i·c + j) for an (r, c) source: the transpose, in 32 × 32 tiles so that
+/// both sides move whole lines (element by element, each write of a 768 × 2304 weight landed
+/// on a new line).
+fn transpose_tiles(r: usize, c: usize, at: impl Fn(usize) -> f32) -> Vec<f32> {
+    const T: usize = 32;
+    let mut out = vec![0.0f32; r * c];
+    for i0 in (0..r).step_by(T) {
+        for j0 in (0..c).step_by(T) {
+            for j in j0..(j0 + T).min(c) {
+                let dst = &mut out[j * r..][i0..(i0 + T).min(r)];
+                for (di, d) in dst.iter_mut().enumerate() {
+                    *d = at((i0 + di) * c + j);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A little-endian element type of the file, widened to f32 (exactly).
+trait Le {
+    const SIZE: usize;
+    fn f32(b: &[u8]) -> f32;
+}
+struct F32Le;
+struct F16Le;
+struct Bf16Le;
+impl Le for F32Le {
+    const SIZE: usize = 4;
+    fn f32(b: &[u8]) -> f32 {
+        f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+}
+impl Le for F16Le {
+    const SIZE: usize = 2;
+    fn f32(b: &[u8]) -> f32 {
+        half::f16::from_le_bytes([b[0], b[1]]).to_f32()
+    }
+}
+impl Le for Bf16Le {
+    const SIZE: usize = 2;
+    fn f32(b: &[u8]) -> f32 {
+        half::bf16::from_le_bytes([b[0], b[1]]).to_f32()
+    }
+}
+
+/// The elements of `bytes` as f32, in order or transposed from (r, c).
+fn decode<E: Le>(bytes: &[u8], transposed: Option<[usize; 2]>) -> Vec<f32> {
+    match transposed {
+        None => bytes.chunks_exact(E::SIZE).map(E::f32).collect(),
+        Some([r, c]) => transpose_tiles(r, c, |i| E::f32(&bytes[i * E::SIZE..])),
     }
 }
 

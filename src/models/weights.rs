@@ -21,8 +21,7 @@ pub fn load_store(
     for (name, var) in store.iter() {
         let want = var.shape();
         let raw = if transposed(name) {
-            let stored = [want[1], want[0]];
-            ckpt.get_shaped(name, &stored)?.transpose2()?
+            ckpt.get_transposed(name, [want[1], want[0]])?
         } else {
             ckpt.get_shaped(name, &want)?
         };
