@@ -1,7 +1,8 @@
 //! Tensor ops on the emulated CUDA device against the same ops on the CPU: each op that
 //! dispatches to the device (pointwise, broadcast, matmul with strided operands, reductions,
 //! strided copies, cat, LayerNorm / RMSNorm, softmax, embedding, cross-entropy, attention,
-//! dropout masks, AdamW) on small shapes, plus the errors of ops with no device implementation.
+//! dropout masks, AdamW, the decoding cache's in-place appends) on small shapes, plus the
+//! errors of ops with no device implementation.
 //! Tolerance: f32 with different summation orders, |Δ| ≤ 1e-5 + 1e-4·max|cpu| per tensor
 //! (exact for copies).
 
@@ -11,6 +12,7 @@ use pretext::autograd::{ParamStore, Var};
 use pretext::backend::cuda::emu::Schedule;
 use pretext::backend::cuda::CudaContext;
 use pretext::error::Error;
+use pretext::nn::attention::KvCache;
 use pretext::optim::{AdamW, AdamWConfig};
 use pretext::tensor::{AttentionMasks, AttnDropout, Binary, Rng, Tensor, Unary};
 
@@ -584,6 +586,58 @@ fn the_real_device_path_errors_cleanly_without_a_driver() {
             let s = e.to_string();
             assert!(matches!(e, Error::Device { .. }), "{s}");
             println!("no GPU here: {s}");
+        }
+    }
+}
+
+/// The decoding cache appends in place on the device as on the host: after appends of 3, 1,
+/// 2, 1, 5, 1 positions (the buffer doubling on the way) its (k, v) equal the concatenation of
+/// the steps, bit for bit, and a view handed out before later appends keeps its values.
+#[test]
+fn kv_cache_appends_in_place_on_the_device() {
+    let ctx = ctx();
+    let (b, h, d) = (2, 3, 5);
+    let mut cache = KvCache::new(1);
+    let mut all: Option<(Tensor, Tensor)> = None;
+    let mut held: Option<(Tensor, Vec<f32>)> = None;
+    let host = |t: &Tensor| t.to_cpu().unwrap().to_vec_f32().unwrap();
+    for (step, &t) in [3, 1, 2, 1, 5, 1].iter().enumerate() {
+        let (k, v) = (
+            randn(&[b, h, t, d], 10 + step as u64),
+            randn(&[b, h, t, d], 20 + step as u64),
+        );
+        let (kk, vv) = cache
+            .extend(
+                0,
+                &Var::constant(k.to_cuda(&ctx).unwrap()),
+                &Var::constant(v.to_cuda(&ctx).unwrap()),
+            )
+            .unwrap();
+        let (ak, av) = match all.take() {
+            Some((ak, av)) => (
+                Tensor::cat(&[&ak, &k], 2).unwrap(),
+                Tensor::cat(&[&av, &v], 2).unwrap(),
+            ),
+            None => (k, v),
+        };
+        assert!(kk.value().is_cuda() && vv.value().is_cuda(), "step {step}");
+        assert_eq!(
+            host(&kk.value()),
+            ak.to_vec_f32().unwrap(),
+            "k at step {step}"
+        );
+        assert_eq!(
+            host(&vv.value()),
+            av.to_vec_f32().unwrap(),
+            "v at step {step}"
+        );
+        assert_eq!(cache.past_len(), ak.shape()[2]);
+        all = Some((ak, av));
+        if let Some((view, values)) = &held {
+            assert_eq!(&host(view), values, "a held view changed at step {step}");
+        }
+        if step == 2 {
+            held = Some((kk.value().clone(), host(&kk.value())));
         }
     }
 }

@@ -40,8 +40,8 @@ pub fn merge_heads(x: &Var) -> Result<Var> {
 /// On the host each layer keeps (B, H, capacity, D) buffers whose first T_past positions hold
 /// the cache: a step's keys and values are written in place after them, and the capacity
 /// doubles when full, so decoding T tokens copies O(T) rows per layer in all (a `cat` per
-/// step copies O(T²)). Attention reads the (B, H, T_past, D) view of the buffer in place. On
-/// a device the buffers are exact and grow by `cat`.
+/// step copies O(T²)). Attention reads the (B, H, T_past, D) view of the buffer in place.
+/// The same on a device (the appends are strided device copies).
 #[derive(Clone, Debug, Default)]
 pub struct KvCache {
     layers: Vec<Option<LayerKv>>,
@@ -110,11 +110,6 @@ impl KvCache {
                 v: v.clone(),
                 len: k.shape()[2],
             },
-            Some(l) if k.is_cuda() => LayerKv {
-                k: Tensor::cat(&[&l.k.narrow(2, 0, l.len)?, k], 2)?,
-                v: Tensor::cat(&[&l.v.narrow(2, 0, l.len)?, v], 2)?,
-                len: l.len + k.shape()[2],
-            },
             Some(l) => {
                 let t = k.shape()[2];
                 let cap = l.k.shape()[2];
@@ -125,7 +120,10 @@ impl KvCache {
                     }
                     let mut shape = buf.shape().to_vec();
                     shape[2] = need.max(2 * cap);
-                    let mut grown = Tensor::zeros(&shape);
+                    let mut grown = match buf.cuda_context() {
+                        Some(ctx) => Tensor::full_cuda(&shape, 0.0, ctx)?,
+                        None => Tensor::zeros(&shape),
+                    };
                     grown.write_narrow(2, 0, &buf.narrow(2, 0, l.len)?)?;
                     Ok(grown)
                 };

@@ -340,15 +340,13 @@ impl Tensor {
 
     /// Writes `src` over this tensor's slice start..start + len along `dim` (len = src's size
     /// there; the other dims equal), in place unless the storage is shared (then copied
-    /// first). Host tensors only: the append of a decoding cache (`nn::attention::KvCache`).
+    /// first): the append of a decoding cache (`nn::attention::KvCache`). Both on the host or
+    /// both on one device.
     pub(crate) fn write_narrow(&mut self, dim: usize, start: usize, src: &Tensor) -> Result<()> {
         let op = "write_narrow";
         check_slice(op, self, dim, start, src)?;
-        if self.is_cuda() || src.is_cuda() {
-            return Err(Error::Device {
-                op,
-                msg: "host tensors only".into(),
-            });
+        if let Some(ctx) = super::device::on_device(op, &[self, src])? {
+            return super::device::write_narrow(&ctx, self, dim, start, src);
         }
         update_slice(op, self, dim, start, src, |x, y| *x = y)
     }

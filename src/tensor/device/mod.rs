@@ -22,7 +22,7 @@ pub(crate) use nn::{
     cross_entropy, cross_entropy_backward, dropout, embedding, index_add_into, layer_norm,
     norm_backward, rms_norm, softmax_last, softmax_last_backward,
 };
-pub(crate) use pointwise::{binary, cat, narrow_backward, unary};
+pub(crate) use pointwise::{binary, cat, narrow_backward, unary, write_narrow};
 
 use std::sync::Arc;
 

@@ -157,6 +157,24 @@ pub(crate) fn cat(ctx: &CudaContext, ts: &[&Tensor], d: usize) -> Result<Tensor>
     Ok(out)
 }
 
+/// Writes `src` over `dst`'s slice start..start + len along `d`, in place: `dst` is first
+/// made the sole owner of a dense buffer (copied when shared or a view), so no other tensor
+/// sees the write.
+pub(crate) fn write_narrow(
+    ctx: &CudaContext,
+    dst: &mut Tensor,
+    d: usize,
+    start: usize,
+    src: &Tensor,
+) -> Result<()> {
+    if src.dtype() != crate::tensor::DType::F32 || dst.dtype() != crate::tensor::DType::F32 {
+        return Err(not_on_device("write_narrow of index tensors", ctx));
+    }
+    dst.make_device_unique()?;
+    let strides = dst.strides().to_vec();
+    copy_into(ctx, src, dst, start * strides[d], &strides)
+}
+
 /// The adjoint of `narrow`: zeros of `g`'s shape with `full` entries along `d`, with `g`
 /// placed at `start..start + len`.
 pub(crate) fn narrow_backward(
