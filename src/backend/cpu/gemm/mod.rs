@@ -12,6 +12,8 @@
 //! values with f32 accumulation: `vdpbf16ps` on CPUs with AVX-512 BF16, otherwise the f32
 //! kernels on the bf16-rounded values (same products, f32 sums). `set_matmul_precision`
 //! (`precision`) sends the plain f32 entry point to the bf16 kernels, process-wide.
+//! `sgemm_batched_new` multiplies into a new C that is not zeroed first: every path stores
+//! each element of C when beta is 0 and reads none (`driver::COut`).
 
 mod amx;
 mod avx2;
@@ -522,31 +524,7 @@ pub fn bgemm_batched_path(
     c: &mut [f32],
     c_offsets: &[usize],
 ) -> Result<()> {
-    bgemm_path(
-        path,
-        l,
-        a,
-        a_offsets,
-        b,
-        b_offsets,
-        beta,
-        &mut COut::from(c),
-        c_offsets,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn bgemm_path(
-    path: Bf16Path,
-    l: &GemmLayout,
-    a: &[bf16],
-    a_offsets: &[usize],
-    b: &[bf16],
-    b_offsets: &[usize],
-    beta: f32,
-    c: &mut COut<'_>,
-    c_offsets: &[usize],
-) -> Result<()> {
+    let c = &mut COut::from(c);
     check_bounds(
         l,
         a.len(),
