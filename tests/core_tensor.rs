@@ -271,6 +271,53 @@ fn sum_mean_max_over_dims_match_ndarray() {
     assert!((x.mean_all().unwrap().scalar().unwrap() - nx.mean().unwrap()).abs() < 1e-6);
 }
 
+/// Sums over leading dims of a contiguous tensor (bias gradients) take a column path: its
+/// result is bit for bit the row path's (a strided view of the same values, same order) and
+/// the f64 sum in row order; also for column blocks split over threads, empty dims and keepdim.
+#[test]
+fn sums_over_leading_dims_equal_the_row_path_bit_for_bit() {
+    let bits = |t: &Tensor| {
+        t.to_vec_f32()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect::<Vec<_>>()
+    };
+    for (shape, dims) in [
+        (vec![7, 5, 130], vec![0isize, 1]),
+        (vec![80, 1000], vec![0]), // 80 000 elements: column blocks on several threads
+        (vec![9, 3], vec![0, 1]),
+        (vec![0, 6], vec![0]),
+        (vec![300, 17, 3], vec![0]),
+    ] {
+        let mut wide = shape.clone();
+        *wide.last_mut().unwrap() += 1;
+        let big = randn(&wide, 17);
+        let last = shape.len() - 1;
+        // The same values as a strided view (row path) and as a contiguous tensor (column path).
+        let view = big.narrow(last as isize, 0, shape[last]).unwrap();
+        let x = view.contiguous().unwrap();
+        assert!(!view.is_contiguous() || shape[0] == 0);
+        for keep in [false, true] {
+            let got = x.sum_dims(&dims, keep).unwrap();
+            let want = view.sum_dims(&dims, keep).unwrap();
+            assert_eq!(got.shape(), want.shape(), "{shape:?} {dims:?}");
+            assert_eq!(bits(&got), bits(&want), "{shape:?} {dims:?} keepdim {keep}");
+        }
+        // Against the f64 column sums in row order.
+        let lead = dims.len();
+        let inner: usize = shape[lead..].iter().product();
+        let v = x.to_vec_f32().unwrap();
+        // Rust's f64 sum starts from −0 (so −0 terms stay −0); an empty sum is +0.
+        let mut acc = vec![if v.is_empty() { 0.0 } else { -0.0f64 }; inner];
+        for row in v.chunks_exact(inner.max(1)) {
+            acc.iter_mut().zip(row).for_each(|(a, &y)| *a += y as f64);
+        }
+        let want: Vec<u32> = acc.iter().map(|&a| (a as f32).to_bits()).collect();
+        assert_eq!(bits(&x.sum_dims(&dims, false).unwrap()), want, "{shape:?}");
+    }
+}
+
 #[test]
 fn max_backward_picks_the_first_maximum() {
     // Ties: the gradient goes to the first maximal element only.

@@ -30,15 +30,9 @@ impl Tensor {
         Ok(reduced)
     }
 
-    fn reduction_rows(&self, op: &'static str, dims: &[isize], keepdim: bool) -> Result<Rows> {
-        let reduced = self.reduce_dims(op, dims)?;
-        let kept: Vec<usize> = (0..self.rank()).filter(|&i| !reduced[i]).collect();
-        let red: Vec<usize> = (0..self.rank()).filter(|&i| reduced[i]).collect();
-        let perm: Vec<usize> = kept.iter().chain(red.iter()).copied().collect();
-        let inner: usize = red.iter().map(|&i| self.shape()[i]).product();
-        let permuted = self.permute(&perm)?;
-        let data = permuted.f32s(op)?.into_owned();
-        let out_shape = (0..self.rank())
+    /// The shape left after reducing the dims marked in `reduced`.
+    fn reduced_shape(&self, reduced: &[bool], keepdim: bool) -> Vec<usize> {
+        (0..self.rank())
             .filter_map(|i| {
                 if !reduced[i] {
                     Some(self.shape()[i])
@@ -48,18 +42,66 @@ impl Tensor {
                     None
                 }
             })
-            .collect();
+            .collect()
+    }
+
+    fn reduction_rows(&self, op: &'static str, dims: &[isize], keepdim: bool) -> Result<Rows> {
+        let reduced = self.reduce_dims(op, dims)?;
+        let kept: Vec<usize> = (0..self.rank()).filter(|&i| !reduced[i]).collect();
+        let red: Vec<usize> = (0..self.rank()).filter(|&i| reduced[i]).collect();
+        let perm: Vec<usize> = kept.iter().chain(red.iter()).copied().collect();
+        let inner: usize = red.iter().map(|&i| self.shape()[i]).product();
+        let permuted = self.permute(&perm)?;
+        let data = permuted.f32s(op)?.into_owned();
         Ok(Rows {
             data,
             inner,
-            out_shape,
+            out_shape: self.reduced_shape(&reduced, keepdim),
         })
+    }
+
+    /// Σ over the leading dims of a contiguous tensor, as (outer, inner) columns:
+    /// out[j] = Σ_i x[i·inner + j], in f64 with i ascending (the same sums in the same order as
+    /// the row path, without its transposed copy). Bias gradients: (B, T, C) → (C).
+    fn sum_leading(&self, lead: usize, out_shape: Vec<usize>) -> Result<Tensor> {
+        let outer: usize = self.shape()[..lead].iter().product();
+        let inner: usize = self.shape()[lead..].iter().product();
+        if outer == 0 {
+            // An empty sum is +0 (the f64 sums below start from −0, which x + −0 leaves as x).
+            return Ok(Tensor::from_f32(vec![0.0; inner], &out_shape));
+        }
+        let x = self.f32s("sum")?;
+        let columns = |j0: usize, out: &mut [f32]| {
+            let mut acc = vec![-0.0f64; out.len()];
+            for row in x.chunks_exact(inner.max(1)).take(outer) {
+                for (a, &v) in acc.iter_mut().zip(&row[j0..]) {
+                    *a += v as f64;
+                }
+            }
+            out.iter_mut().zip(&acc).for_each(|(o, &a)| *o = a as f32);
+        };
+        let mut out = vec![0.0f32; inner];
+        // Column blocks in parallel when there is enough work: each block's sums are the same.
+        let block = (inner.div_ceil(rayon::current_num_threads())).next_multiple_of(16);
+        if outer * inner >= 1 << 16 && inner > block {
+            out.par_chunks_mut(block)
+                .enumerate()
+                .for_each(|(b, o)| columns(b * block, o));
+        } else {
+            columns(0, &mut out);
+        }
+        Ok(Tensor::from_f32(out, &out_shape))
     }
 
     /// Σ over `dims`; with `keepdim` the reduced dims stay as size 1.
     pub fn sum_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         if let Some(ctx) = super::device::on_device("sum", &[self])? {
             return super::device::sum_dims(&ctx, self, dims, keepdim);
+        }
+        let reduced = self.reduce_dims("sum", dims)?;
+        let lead = reduced.iter().take_while(|&&r| r).count();
+        if self.is_contiguous() && lead > 0 && reduced[lead..].iter().all(|&r| !r) {
+            return self.sum_leading(lead, self.reduced_shape(&reduced, keepdim));
         }
         let r = self.reduction_rows("sum", dims, keepdim)?;
         let out: Vec<f32> = if r.inner == 0 {
