@@ -45,8 +45,8 @@ impl Tensor {
             .collect()
     }
 
-    fn reduction_rows(&self, op: &'static str, dims: &[isize], keepdim: bool) -> Result<Rows> {
-        let reduced = self.reduce_dims(op, dims)?;
+    /// The elements as rows of the reduced dims (`reduce_dims`' marks), kept dims first.
+    fn reduction_rows(&self, op: &'static str, reduced: &[bool], keepdim: bool) -> Result<Rows> {
         let kept: Vec<usize> = (0..self.rank()).filter(|&i| !reduced[i]).collect();
         let red: Vec<usize> = (0..self.rank()).filter(|&i| reduced[i]).collect();
         let perm: Vec<usize> = kept.iter().chain(red.iter()).copied().collect();
@@ -56,7 +56,7 @@ impl Tensor {
         Ok(Rows {
             data,
             inner,
-            out_shape: self.reduced_shape(&reduced, keepdim),
+            out_shape: self.reduced_shape(reduced, keepdim),
         })
     }
 
@@ -103,7 +103,7 @@ impl Tensor {
         if self.is_contiguous() && lead > 0 && reduced[lead..].iter().all(|&r| !r) {
             return self.sum_leading(lead, self.reduced_shape(&reduced, keepdim));
         }
-        let r = self.reduction_rows("sum", dims, keepdim)?;
+        let r = self.reduction_rows("sum", &reduced, keepdim)?;
         let out: Vec<f32> = if r.inner == 0 {
             vec![0.0; r.out_shape.iter().product()]
         } else {
@@ -141,7 +141,7 @@ impl Tensor {
 
     /// Max over `dims`, with the position of the (first) maximum in each reduced block.
     pub fn max_dims_with_arg(&self, dims: &[isize], keepdim: bool) -> Result<(Tensor, Vec<usize>)> {
-        let r = self.reduction_rows("max", dims, keepdim)?;
+        let r = self.reduction_rows("max", &self.reduce_dims("max", dims)?, keepdim)?;
         if r.inner == 0 {
             return Err(Error::shape(
                 "max",
