@@ -23,9 +23,16 @@ over rounds is reported, with tokens/s and the pretext/HF speed ratio (> 1: pret
 Both sides must produce the same tokens (greedy decoding of the same weights): the script
 encodes pretext's printed text again and fails when its ids differ from Hugging Face's. Writes the table as JSON (atomically).
 
+With --weights bf16, pretext decodes with its matrices in bf16 (`generate --weights bf16`:
+f32 activations and sums against bf16 weights). Its tokens are checked against transformers
+on the same model with those matrices (every 2-D `.weight`: wte, wpe, c_attn, c_proj, c_fc)
+rounded to bf16 in f32, the same arithmetic; that model is timed as `hf`. transformers' own
+bf16 model (`model.to(torch.bfloat16)`, activations in bf16 too, so other tokens) is timed as
+`hf_bf16`, and the ratio against it reported beside.
+
 Usage: /work/refenv/bin/python tools/generate_vs_hf.py --run /tmp/g124
        [--bin target/release/pretext] [--tokens 1000] [--threads 1 2] [--rounds 3]
-       [--out tools/results/generate_vs_hf.json]
+       [--weights f32|bf16] [--out tools/results/generate_vs_hf.json]
 Needs torch and transformers (pip install transformers); build the binary first.
 """
 import argparse
@@ -54,10 +61,11 @@ def hf_generate(model, ids, tokens):
         return time.perf_counter() - t, out[0, ids.shape[1]:].tolist()
 
 
-def pretext_generate(binary, run, prompt, tokens, threads):
+def pretext_generate(binary, run, prompt, tokens, threads, weights):
     """(seconds, text) of one `pretext generate` process."""
     cmd = [binary, "generate", "--checkpoint", run, "--prompt", prompt,
-           "--max-tokens", str(tokens), "--temperature", "0", "--threads", str(threads)]
+           "--max-tokens", str(tokens), "--temperature", "0", "--threads", str(threads),
+           "--weights", weights]
     t = time.perf_counter()
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return time.perf_counter() - t, out
@@ -84,6 +92,7 @@ def main():
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--prompt", default="\n")
+    ap.add_argument("--weights", choices=["f32", "bf16"], default="f32")
     ap.add_argument("--out", default="tools/results/generate_vs_hf.json")
     args = ap.parse_args()
 
@@ -92,6 +101,14 @@ def main():
     model = GPT2LMHeadModel.from_pretrained(model_dir).eval()
     # No end-of-sequence stop: both sides decode exactly --tokens tokens.
     model.generation_config.eos_token_id = None
+    hf_bf16 = None
+    if args.weights == "bf16":
+        hf_bf16 = GPT2LMHeadModel.from_pretrained(model_dir).eval().to(torch.bfloat16)
+        hf_bf16.generation_config.eos_token_id = None
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if p.dim() == 2 and name.endswith("weight"):
+                    p.copy_(p.to(torch.bfloat16).to(torch.float32))
     prompt_ids = encode(args.prompt)
     ids = torch.tensor([prompt_ids])
 
@@ -99,11 +116,16 @@ def main():
     for threads in args.threads:
         torch.set_num_threads(threads)
         hf_generate(model, ids, 8)  # warm-up
-        hf_s, px_s = [], []
+        if hf_bf16 is not None:
+            hf_generate(hf_bf16, ids, 8)
+        hf_s, hf_bf16_s, px_s = [], [], []
         for r in range(args.rounds):
             secs, new = hf_generate(model, ids, args.tokens)
             hf_s.append(secs)
-            secs, px_text = pretext_generate(args.bin, args.run, args.prompt, args.tokens, threads)
+            if hf_bf16 is not None:
+                hf_bf16_s.append(hf_generate(hf_bf16, ids, args.tokens)[0])
+            secs, px_text = pretext_generate(args.bin, args.run, args.prompt, args.tokens,
+                                             threads, args.weights)
             px_s.append(secs)
             px_ids = encode(px_text.rstrip("\n"))
             if px_ids != prompt_ids + new:
@@ -125,10 +147,17 @@ def main():
             "hf_rounds_s": hf_s,
             "pretext_rounds_s": px_s,
         }
+        line = (f"{threads} thread(s): Hugging Face {row['hf_tokens_per_s']:.1f} tok/s, "
+                f"pretext {row['pretext_tokens_per_s']:.1f} tok/s (whole process), "
+                f"ratio {row['ratio']:.2f}")
+        if hf_bf16_s:
+            hb = statistics.median(hf_bf16_s)
+            row.update({"hf_bf16_s": hb, "hf_bf16_tokens_per_s": args.tokens / hb,
+                        "ratio_vs_hf_bf16": hb / px, "hf_bf16_rounds_s": hf_bf16_s})
+            line += (f"; Hugging Face bf16 model {row['hf_bf16_tokens_per_s']:.1f} tok/s, "
+                     f"ratio {row['ratio_vs_hf_bf16']:.2f}")
         rows.append(row)
-        print(f"{threads} thread(s): Hugging Face {row['hf_tokens_per_s']:.1f} tok/s, "
-              f"pretext {row['pretext_tokens_per_s']:.1f} tok/s (whole process), "
-              f"ratio {row['ratio']:.2f}", flush=True)
+        print(line, flush=True)
 
     result = {
         "what": "greedy decoding with a KV cache, pretext generate vs transformers generate",
@@ -136,6 +165,7 @@ def main():
         "config": {k: getattr(model.config, k) for k in ("n_layer", "n_head", "n_embd",
                                                          "n_positions", "vocab_size")},
         "prompt": args.prompt,
+        "weights": args.weights,
         "torch": torch.__version__,
         "transformers": __import__("transformers").__version__,
         "rows": rows,

@@ -29,6 +29,9 @@ pub enum Dtype {
     /// f32 inputs (master weights) rounded to bf16 while packing, then as bf16.
     #[value(name = "bf16-mixed")]
     Bf16Mixed,
+    /// f32 A times bf16 B widened exactly, f32 products (weight-only bf16 inference).
+    #[value(name = "f32-bf16w")]
+    F32Bf16W,
 }
 
 #[derive(ClapArgs, Debug, Clone)]
@@ -54,7 +57,8 @@ pub struct Args {
     #[arg(long)]
     pub tb: bool,
     /// Element type of the operands (bf16: f32 accumulation, f32 C; bf16-mixed: f32 operands
-    /// rounded to bf16 while packing, as mixed precision from f32 master weights).
+    /// rounded to bf16 while packing, as mixed precision from f32 master weights; f32-bf16w:
+    /// f32 A times bf16 B, as weight-only bf16 inference).
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
     /// Threads (a local rayon pool); default: all cores.
@@ -117,7 +121,7 @@ struct Workload {
 const WORKLOADS: &[Workload] = &[
     Workload {
         name: "gemm",
-        about: "batched strided GEMM C = A·B (--m --k --n --batch --ta --tb --dtype f32|bf16|bf16-mixed)",
+        about: "batched strided GEMM C = A·B (--m --k --n --batch --ta --tb --dtype f32|bf16|bf16-mixed|f32-bf16w)",
         prepare: prepare_gemm,
     },
     Workload {
@@ -333,7 +337,7 @@ fn prepare_gemm(args: &Args, level: Isa, _threads: usize) -> Result<Prepared> {
     let b = fill(batch * k * n, 2);
     let mut c = vec![0.0f32; batch * m * n];
     let kernel = match args.dtype {
-        Dtype::F32 => level.name().to_string(),
+        Dtype::F32 | Dtype::F32Bf16W => level.name().to_string(),
         Dtype::Bf16 | Dtype::Bf16Mixed => Bf16Path::at(level).name(),
     };
     let params = json!({
@@ -352,6 +356,12 @@ fn prepare_gemm(args: &Args, level: Isa, _threads: usize) -> Result<Prepared> {
         Dtype::Bf16Mixed => Box::new(move || {
             gemm::sgemm_batched_bf16_isa(level, &l, &a, &ao, &b, &bo, 0.0, &mut c, &co)
         }),
+        Dtype::F32Bf16W => {
+            let b: Vec<bf16> = b.iter().map(|&x| bf16::from_f32(x)).collect();
+            Box::new(move || {
+                gemm::sgemm_batched_wbf16_isa(level, &l, &a, &ao, &b, &bo, 0.0, &mut c, &co)
+            })
+        }
     };
     Ok(Prepared {
         flops: 2.0 * (m * n * k * batch) as f64,

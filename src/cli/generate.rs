@@ -33,6 +33,17 @@ pub struct Args {
     pub seed: u64,
     #[arg(long)]
     pub threads: Option<usize>,
+    /// How the model's matrices (Linear weights, embedding tables) are held while decoding:
+    /// f32 as stored, or bf16 (weight-only bf16: half the bytes streamed per token, f32
+    /// activations and sums; the outputs of the model with its matrices rounded to bf16).
+    #[arg(long, value_enum, default_value_t = Weights::F32)]
+    pub weights: Weights,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Weights {
+    F32,
+    Bf16,
 }
 
 /// (model folder, tokenizer folder) of whatever the user pointed at.
@@ -64,6 +75,9 @@ pub fn run(a: Args) -> Result<()> {
 fn run_in_pool(a: Args) -> Result<()> {
     let (model_dir, tok_dir) = resolve_checkpoint(&a.checkpoint)?;
     let model = Model::load(&model_dir)?;
+    if a.weights == Weights::Bf16 {
+        model.cast_matrices(crate::tensor::DType::BF16)?;
+    }
     let tok = Tokenizer::load(&tok_dir)?;
     let prompt = tok.encode(&a.prompt)?;
     let cfg = SamplingConfig {

@@ -6,7 +6,8 @@ use std::path::Path;
 use super::config::ModelConfig;
 use super::{Bart, Bert, Gpt2, T5};
 use crate::autograd::ParamStore;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::tensor::DType;
 
 pub enum Model {
     Gpt2(Gpt2),
@@ -61,5 +62,31 @@ impl Model {
             ModelConfig::Bart(_) => Ok(Model::Bart(Bart::from_pretrained(dir)?)),
             ModelConfig::T5(_) => Ok(Model::T5(T5::from_pretrained(dir)?)),
         }
+    }
+
+    /// Stores the model's matrices (every rank-2 `….weight` parameter: the Linear weights and
+    /// the embedding tables, tied LM heads included) as `dtype`, F32 or BF16, for inference
+    /// with weight-only bf16: activations, norms and biases stay f32, each matmul multiplies
+    /// f32 activations by the bf16 matrix widened exactly, and each lookup widens its rows.
+    /// The outputs are then those of the f32 model on bf16-rounded matrices (up to the order
+    /// of f32 sums), at half the bytes per decoding step. The parameters keep no f32 copy:
+    /// an optimizer step on them is refused (an f32 update of a bf16 value). CPU only.
+    /// Returns the number of parameters converted.
+    pub fn cast_matrices(&self, dtype: DType) -> Result<usize> {
+        if !matches!(dtype, DType::F32 | DType::BF16) {
+            return Err(Error::msg(format!(
+                "cast_matrices: matrices are stored as f32 or bf16, not {dtype}"
+            )));
+        }
+        let mut n = 0;
+        for (name, var) in self.store().iter() {
+            let is_matrix = var.value().rank() == 2 && name.ends_with("weight");
+            if is_matrix && var.value().dtype() != dtype {
+                let cast = var.value().to_dtype(dtype)?;
+                var.update_value(|v| *v = cast)?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 }

@@ -2,7 +2,7 @@
 //! cat / stack / split, masked_fill and where.
 
 use super::layout::{broadcast_shapes, numel};
-use super::Tensor;
+use super::{DType, Tensor};
 use crate::error::{Error, Result};
 
 /// (outer, size, inner) of a contiguous tensor around dim `d`.
@@ -155,6 +155,7 @@ impl Tensor {
     }
 
     /// Embedding lookup: `self` is the table (V, C), `ids` any shape of integers → (…ids, C).
+    /// A bf16 table gives f32 rows (weight-only bf16 inference).
     pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
         if let Some(ctx) = super::device::on_device("embedding", &[self])? {
             return super::device::embedding(&ctx, self, ids);
@@ -167,11 +168,22 @@ impl Tensor {
             ));
         }
         // Checked here too so that an id past the vocabulary names this op.
-        self.checked_ids("embedding", ids, self.shape()[0])?;
-        let flat = ids.reshape(&[ids.numel()])?;
-        let rows = self.index_select(0, &flat)?;
+        let idx = self.checked_ids("embedding", ids, self.shape()[0])?;
         let mut shape = ids.shape().to_vec();
         shape.push(self.shape()[1]);
+        if self.dtype() == DType::BF16 {
+            // A bf16 table (weight-only bf16 inference): the rows come out as f32, widened
+            // exactly, the values a bf16-rounded f32 table would give.
+            let c = self.shape()[1];
+            let table = self.elems::<half::bf16>("embedding")?;
+            let mut out = Vec::with_capacity(idx.len() * c);
+            for &i in &idx {
+                out.extend(table[i * c..][..c].iter().map(|x| x.to_f32()));
+            }
+            return Ok(Tensor::from_f32(out, &shape));
+        }
+        let flat = ids.reshape(&[ids.numel()])?;
+        let rows = self.index_select(0, &flat)?;
         rows.reshape(&shape)
     }
 

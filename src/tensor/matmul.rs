@@ -1,11 +1,14 @@
 //! Batched matrix product with broadcast batch dims:
 //!   (…, m, k) · (…, k, n) → (…, m, n)
 //! Operands are read through their strides (a transposed view costs no copy).
+//! f32 · f32, or f32 · bf16 (weight-only bf16: the bf16 operand widened exactly, products
+//! and sums in f32; the result is f32).
 
 use super::layout::{broadcast_shapes, Layout};
 use super::Tensor;
-use crate::backend::cpu::gemm::{sgemm_batched_new, GemmLayout};
+use crate::backend::cpu::gemm::{sgemm_batched_new, sgemm_batched_wbf16_new, GemmLayout};
 use crate::error::{Error, Result};
+use crate::tensor::DType;
 
 impl Tensor {
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
@@ -54,13 +57,23 @@ impl Tensor {
             c_cs: 1,
         };
         // C is written whole by the GEMM (beta 0), not zeroed first.
-        let c = sgemm_batched_new(
-            &l,
-            a.storage_slice::<f32>("matmul")?,
-            &a_offsets,
-            b.storage_slice::<f32>("matmul")?,
-            &b_offsets,
-        )?;
+        let a_data = a.storage_slice::<f32>("matmul")?;
+        let c = match b.dtype() {
+            DType::BF16 => sgemm_batched_wbf16_new(
+                &l,
+                a_data,
+                &a_offsets,
+                b.storage_slice::<half::bf16>("matmul")?,
+                &b_offsets,
+            )?,
+            _ => sgemm_batched_new(
+                &l,
+                a_data,
+                &a_offsets,
+                b.storage_slice::<f32>("matmul")?,
+                &b_offsets,
+            )?,
+        };
         let mut shape = batch;
         shape.extend([m, n]);
         Ok(Tensor::from_f32(c, &shape))

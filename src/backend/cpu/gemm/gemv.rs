@@ -81,19 +81,20 @@ pub(super) fn run(
     );
 }
 
-/// `run` for any element type, with `kernel` computing one job in `form`.
+/// `run` for any element types of A (`T`) and B (`W`), with `kernel` computing one job in
+/// `form`.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn run_with<T: Copy + Send + Sync>(
+pub(super) fn run_with<T: Copy + Send + Sync, W: Copy + Send + Sync>(
     form: Form,
     l: &GemmLayout,
     a: &[T],
     a_offsets: &[usize],
-    b: &[T],
+    b: &[W],
     b_offsets: &[usize],
     accumulate: bool,
     c: &mut COut<'_>,
     c_offsets: &[usize],
-    kernel: impl Fn(Job<'_, T>) + Sync,
+    kernel: impl Fn(Job<'_, T, W>) + Sync,
 ) {
     let (m, n, k) = (l.m, l.n, l.k);
     let batch = a_offsets.len();
@@ -159,14 +160,15 @@ pub(super) fn run_with<T: Copy + Send + Sync>(
 
 /// Columns j0..j1 of one problem. `a`, `b` start at the problem's A and B; `c` points at its
 /// C[0, 0], rows `c_rs` apart with unit column stride. The dot form needs a_cs = 1 and
-/// b_rs = 1, the axpy form b_cs = 1.
+/// b_rs = 1, the axpy form b_cs = 1. A's elements are `T`, B's `W` (the same but for
+/// weight-only bf16: f32 activations against bf16 weights).
 #[derive(Clone, Copy)]
-pub(super) struct Job<'a, T> {
+pub(super) struct Job<'a, T, W = T> {
     pub(super) a: &'a [T],
     pub(super) a_rs: usize,
     pub(super) a_cs: usize,
     pub(super) m: usize,
-    pub(super) b: &'a [T],
+    pub(super) b: &'a [W],
     pub(super) b_rs: usize,
     pub(super) b_cs: usize,
     pub(super) k: usize,
@@ -249,12 +251,13 @@ simd_kernel! {
 /// # Safety
 /// (i, j) lies in the job's rows and columns.
 #[inline(always)]
-pub(super) unsafe fn put<T>(job: &Job<'_, T>, i: usize, j: usize, v: f32) {
+pub(super) unsafe fn put<T, W>(job: &Job<'_, T, W>, i: usize, j: usize, v: f32) {
     let p = job.c.add(i * job.c_rs + j);
     *p = if job.accumulate { *p + v } else { v };
 }
 
-fn dot_scalar<E: Elem>(job: Job<'_, E>) {
+/// The portable dot form, each sum in order of k (A's elements `E`, W's `F`).
+pub(super) fn dot_scalar<E: Elem, F: Elem>(job: Job<'_, E, F>) {
     for i in 0..job.m {
         for j in job.j0..job.j1 {
             let w = &job.b[j * job.b_cs..];

@@ -13,7 +13,8 @@
 //! kernels on the bf16-rounded values (same products, f32 sums). `set_matmul_precision`
 //! (`precision`) sends the plain f32 entry point to the bf16 kernels, process-wide.
 //! `sgemm_batched_new` multiplies into a new C that is not zeroed first: every path stores
-//! each element of C when beta is 0 and reads none (`driver::COut`).
+//! each element of C when beta is 0 and reads none (`driver::COut`). `weight_bf16` multiplies
+//! f32 activations by bf16 weights widened exactly (weight-only bf16 inference).
 
 mod amx;
 mod avx2;
@@ -23,6 +24,7 @@ mod avx512_loop;
 mod driver;
 mod gemv;
 mod gemv_bf16;
+mod gemv_wbf16;
 mod kernel;
 mod naive;
 mod pack;
@@ -31,6 +33,7 @@ mod precision;
 mod scalar;
 #[cfg(any(test, feature = "emu"))]
 mod tile_emu;
+mod weight_bf16;
 
 use half::bf16;
 
@@ -39,6 +42,7 @@ use crate::error::{Error, Result};
 use driver::COut;
 use pack::Convert;
 pub use precision::{matmul_precision, set_matmul_precision, MatmulPrecision, PrecisionGuard};
+pub use weight_bf16::{sgemm_batched_wbf16_isa, sgemm_batched_wbf16_new};
 
 /// Sizes and element strides of one GEMM problem (same for every batch entry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

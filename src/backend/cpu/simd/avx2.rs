@@ -34,6 +34,14 @@ impl Simd for Avx2 {
         _mm256_castsi256_ps(_mm256_slli_epi32::<16>(x))
     }
     #[inline(always)]
+    unsafe fn load_bf16_pairs(p: *const u16) -> (__m256, __m256) {
+        // Each 32-bit lane holds (even in the low half, odd in the high half).
+        let x = _mm256_loadu_si256(p.cast());
+        let even = _mm256_slli_epi32::<16>(x);
+        let odd = _mm256_and_si256(x, _mm256_set1_epi32(0xFFFF_0000u32 as i32));
+        (_mm256_castsi256_ps(even), _mm256_castsi256_ps(odd))
+    }
+    #[inline(always)]
     unsafe fn store(p: *mut f32, v: __m256) {
         _mm256_storeu_ps(p, v)
     }

@@ -30,6 +30,14 @@ impl Simd for Avx512 {
         _mm512_castsi512_ps(_mm512_slli_epi32::<16>(x))
     }
     #[inline(always)]
+    unsafe fn load_bf16_pairs(p: *const u16) -> (__m512, __m512) {
+        // Each 32-bit lane holds (even in the low half, odd in the high half).
+        // The odd values by a load that zeroes the even 16-bit halves (no ALU op).
+        let even = _mm512_slli_epi32::<16>(_mm512_loadu_si512(p.cast()));
+        let odd = _mm512_maskz_loadu_epi16(0xAAAA_AAAA, p.cast());
+        (_mm512_castsi512_ps(even), _mm512_castsi512_ps(odd))
+    }
+    #[inline(always)]
     unsafe fn store(p: *mut f32, v: __m512) {
         _mm512_storeu_ps(p, v)
     }

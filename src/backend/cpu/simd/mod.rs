@@ -43,6 +43,10 @@ pub(crate) trait Simd: Copy {
     unsafe fn load(p: *const f32) -> Self::V;
     /// LANES bf16 values (their bits) at `p`, widened to f32 (exact: the bits shifted up).
     unsafe fn load_bf16(p: *const u16) -> Self::V;
+    /// 2·LANES bf16 values at `p` as (the even-indexed ones, the odd-indexed ones), each
+    /// widened to f32 (exact): one load, a shift and a mask, no lane shuffle. For sums over
+    /// the values, where their order in the lanes does not matter.
+    unsafe fn load_bf16_pairs(p: *const u16) -> (Self::V, Self::V);
     unsafe fn store(p: *mut f32, v: Self::V);
     /// Lanes `0..n` from `p` (n < LANES), the others `fill`.
     unsafe fn load_tail(p: *const f32, n: usize, fill: f32) -> Self::V;
