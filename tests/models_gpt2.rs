@@ -155,6 +155,40 @@ fn gpt2_greedy_generation_with_kv_cache_matches_transformers_generate() {
 /// llm.c's test_gpt2: ten AdamW steps on one batch reproduce PyTorch's losses step by step and
 /// the final parameters, with weight decay on every parameter (one torch param group) and on
 /// rank ≥ 2 parameters only.
+/// The library's `generate` (KV cache, the LM head on the last position only) decodes each
+/// prompt row to transformers' greedy sequence.
+#[test]
+fn library_generate_matches_transformers_generate() {
+    let fx = fixture("gpt2_lm");
+    let gen: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fx.dir.join("generate.json")).unwrap())
+            .unwrap();
+    let prompt = common::ids_from_json(&gen["inputs"]["input_ids"]);
+    let want = common::ids_from_json(&gen["sequences"])
+        .to_vec::<i64>()
+        .unwrap();
+    let (b, t0) = (prompt.shape()[0], prompt.shape()[1]);
+    let steps = gen["new_tokens"][0].as_array().unwrap().len();
+    let model = pretext::models::Model::load(&fx.dir).unwrap();
+    let greedy = pretext::generate::SamplingConfig {
+        temperature: 0.0,
+        top_k: None,
+        top_p: None,
+    };
+    let ids = prompt.to_vec::<i64>().unwrap();
+    for r in 0..b {
+        let row: Vec<u32> = ids[r * t0..(r + 1) * t0]
+            .iter()
+            .map(|&t| t as u32)
+            .collect();
+        let out =
+            pretext::generate::generate(&model, &row, steps, &greedy, None, 0, |_| Ok(())).unwrap();
+        let got: Vec<i64> = out.tokens.iter().map(|&t| t as i64).collect();
+        let w = &want[r * (t0 + steps) + t0..(r + 1) * (t0 + steps)];
+        assert_eq!(got, w, "row {r}");
+    }
+}
+
 #[test]
 fn gpt2_adamw_trajectory_matches_torch() {
     use pretext::optim::{AdamW, AdamWConfig};

@@ -22,6 +22,14 @@ fn ids(v: &[u32]) -> Result<Tensor> {
     Tensor::from_vec(v.iter().map(|&t| t as i64).collect(), &[1, v.len()])
 }
 
+/// The hidden states (B, T, C) of the last position only, (B, 1, C): the LM head of a GPT
+/// prompt then costs one row instead of T (a 500-token prompt against GPT-2's 50257 × 768
+/// head would otherwise multiply 500 rows to keep one).
+fn last_position(hidden: &crate::autograd::Var) -> Result<crate::autograd::Var> {
+    let t = hidden.shape()[1];
+    hidden.narrow(1, t - 1, 1)
+}
+
 fn last_row(logits: &Tensor) -> Result<Vec<f32>> {
     let s = logits.shape();
     let (t, v) = (s[s.len() - 2], s[s.len() - 1]);
@@ -59,7 +67,7 @@ pub fn generate(
             let start = context.len().saturating_sub(max_pos - 1);
             let mut cache = KvCache::default();
             let h = g.forward(&ids(&context[start..])?, None, Some(&mut cache), None)?;
-            let mut logits = last_row(&g.lm_logits(&h.hidden)?.value())?;
+            let mut logits = last_row(&g.lm_logits(&last_position(&h.hidden)?)?.value())?;
             for _ in 0..max_new {
                 if pick(&logits, &mut out)? {
                     return Ok(Generated {
@@ -80,7 +88,7 @@ pub fn generate(
                         None,
                     )?
                 };
-                logits = last_row(&g.lm_logits(&h.hidden)?.value())?;
+                logits = last_row(&g.lm_logits(&last_position(&h.hidden)?)?.value())?;
             }
             Ok(Generated {
                 tokens: out,
