@@ -9,13 +9,15 @@ use std::process::Command;
 use pretext::data::Tokenizer;
 use pretext::generate::{generate, SamplingConfig};
 use pretext::models::Model;
+use pretext::tensor::DType;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 /// A model folder: the gpt2_lm fixture's config and weights, with the WordPiece tokenizer
 /// (600 tokens, more than the model's 99, so every generated id decodes).
-fn checkpoint() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pretext-cli-generate-{}", std::process::id()));
+fn checkpoint(tag: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("pretext-cli-generate-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     for f in ["config.json", "model.safetensors"] {
@@ -31,10 +33,24 @@ fn checkpoint() -> PathBuf {
 
 #[test]
 fn new_words_are_printed_with_their_spaces() {
-    let dir = checkpoint();
+    check_cli_against_library("f32");
+}
+
+/// `--weights bf16` decodes as the library does on the model read with bf16 matrices.
+#[test]
+fn bf16_weights_decode_as_the_library_model_with_bf16_matrices() {
+    check_cli_against_library("bf16");
+}
+
+fn check_cli_against_library(weights: &str) {
+    let dir = checkpoint(weights);
     let prompt = "be";
     let tok = Tokenizer::load(&dir).unwrap();
-    let model = Model::load(&dir).unwrap();
+    let matrices = match weights {
+        "bf16" => DType::BF16,
+        _ => DType::F32,
+    };
+    let model = Model::load_as(&dir, matrices).unwrap();
     let ids = tok.encode(prompt).unwrap();
     let greedy = SamplingConfig {
         temperature: 0.0,
@@ -65,6 +81,8 @@ fn new_words_are_printed_with_their_spaces() {
             "12",
             "--temperature",
             "0",
+            "--weights",
+            weights,
         ])
         .output()
         .unwrap();
@@ -72,6 +90,13 @@ fn new_words_are_printed_with_their_spaces() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The fixture's greedy tokens do not change with bf16 rounding: the CLI says what it held.
+    assert_eq!(
+        stderr.contains("matrices held in bf16"),
+        weights == "bf16",
+        "{stderr}"
     );
     let printed = String::from_utf8(out.stdout).unwrap();
     assert_eq!(printed.trim_end_matches('\n'), want);

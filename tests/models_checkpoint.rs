@@ -434,3 +434,80 @@ fn transposed_reads_equal_read_then_transpose() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `get_tensor` as f32 equals `get` (or `get_transposed`); as bf16 it equals rounding that
+/// with `half` (nearest even), for every stored dtype; wrong shapes, a transposed read of a
+/// non-2-D shape and an integer dtype are errors naming the tensor.
+#[test]
+fn tensors_read_as_f32_or_rounded_to_bf16() {
+    use pretext::tensor::DType;
+    let dir = tmp_dir("get_tensor");
+    let path = dir.join("t.safetensors");
+    let (r, c) = (37, 70);
+    let vals: Vec<f32> = (0..r * c).map(|i| (i as f32 * 0.37).sin() * 4.0).collect();
+    let f32_bytes: Vec<u8> = vals.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let bf_bytes: Vec<u8> = vals
+        .iter()
+        .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+        .collect();
+    let hf_bytes: Vec<u8> = vals
+        .iter()
+        .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+        .collect();
+    save_raw(
+        &path,
+        &[
+            ("a", Dtype::F32, vec![r, c], f32_bytes),
+            ("b", Dtype::BF16, vec![r, c], bf_bytes),
+            ("h", Dtype::F16, vec![r, c], hf_bytes),
+        ],
+    )
+    .unwrap();
+    let ck = Checkpoint::open(&path).unwrap();
+    let round = |v: &[f32]| -> Vec<f32> {
+        v.iter()
+            .map(|&x| half::bf16::from_f32(x).to_f32())
+            .collect()
+    };
+    for name in ["a", "b", "h"] {
+        for transposed in [false, true] {
+            let want = if transposed {
+                ck.get_transposed(name, [r, c]).unwrap()
+            } else {
+                ck.get(name).unwrap()
+            };
+            let shape = want.shape.clone();
+            let t = ck.get_tensor(name, &shape, transposed, DType::F32).unwrap();
+            assert_eq!((t.dtype(), t.shape()), (DType::F32, &shape[..]));
+            assert_eq!(t.to_vec_f32().unwrap(), want.data, "{name} {transposed}");
+            let t = ck
+                .get_tensor(name, &shape, transposed, DType::BF16)
+                .unwrap();
+            assert_eq!((t.dtype(), t.shape()), (DType::BF16, &shape[..]));
+            assert_eq!(
+                t.to_vec_f32().unwrap(),
+                round(&want.data),
+                "{name} {transposed} as bf16"
+            );
+        }
+    }
+    let msg = ck
+        .get_tensor("a", &[r, c], true, DType::F32)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("[70, 37]") && msg.contains("[37, 70]"),
+        "{msg}"
+    );
+    let msg = ck
+        .get_tensor("a", &[r * c], true, DType::F32)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("2-D") && msg.contains('a'), "{msg}");
+    let msg = ck
+        .get_tensor("a", &[r, c], false, DType::I64)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("i64"), "{msg}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

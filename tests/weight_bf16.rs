@@ -133,6 +133,23 @@ fn bf16_and_rounded(case: &str) -> (Model, Model) {
         };
         assert_eq!(t.dtype(), want, "{case}: {name} {:?}", t.shape());
     }
+    // Read as bf16 straight from the file: the same bits as casting after an f32 load (GPT-2's
+    // Conv1D weights transposed on the way).
+    let direct = Model::load_as(&dir, DType::BF16).unwrap();
+    for ((name, a), (name_b, b)) in bf.store().iter().zip(direct.store().iter()) {
+        assert_eq!(name, name_b);
+        let (a, b) = (a.value(), b.value());
+        assert_eq!(
+            (a.dtype(), a.shape()),
+            (b.dtype(), b.shape()),
+            "{case}: {name}"
+        );
+        assert_eq!(
+            a.to_vec_f32().unwrap(),
+            b.to_vec_f32().unwrap(),
+            "{case}: {name} read as bf16"
+        );
+    }
     let rounded = Model::load(&dir).unwrap();
     assert_eq!(rounded.cast_matrices(DType::BF16).unwrap(), n);
     assert_eq!(rounded.cast_matrices(DType::F32).unwrap(), n);
@@ -213,7 +230,10 @@ fn greedy_decoding_with_bf16_matrices_follows_the_rounded_f32_model() {
 
 #[test]
 fn cast_matrices_refuses_other_dtypes_and_optimizer_steps() {
-    let model = Model::load(&fixture("gpt2_lm").dir).unwrap();
+    let dir = fixture("gpt2_lm").dir;
+    let e = Model::load_as(&dir, DType::F16).err().unwrap().to_string();
+    assert!(e.contains("f16"), "{e}");
+    let model = Model::load(&dir).unwrap();
     let e = model.cast_matrices(DType::F16).unwrap_err().to_string();
     assert!(e.contains("f16"), "{e}");
     model.cast_matrices(DType::BF16).unwrap();

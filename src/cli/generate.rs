@@ -74,9 +74,22 @@ pub fn run(a: Args) -> Result<()> {
 
 fn run_in_pool(a: Args) -> Result<()> {
     let (model_dir, tok_dir) = resolve_checkpoint(&a.checkpoint)?;
-    let model = Model::load(&model_dir)?;
+    let matrices = match a.weights {
+        Weights::F32 => crate::tensor::DType::F32,
+        Weights::Bf16 => crate::tensor::DType::BF16,
+    };
+    let model = Model::load_as(&model_dir, matrices)?;
     if a.weights == Weights::Bf16 {
-        model.cast_matrices(crate::tensor::DType::BF16)?;
+        let (n, bytes) = model
+            .store()
+            .iter()
+            .map(|(_, v)| v.value())
+            .filter(|t| t.dtype() == crate::tensor::DType::BF16)
+            .fold((0, 0), |(n, b), t| (n + 1, b + 2 * t.numel()));
+        eprintln!(
+            "(weights: {n} matrices held in bf16, {:.1} MB)",
+            bytes as f64 / 1e6
+        );
     }
     let tok = Tokenizer::load(&tok_dir)?;
     let prompt = tok.encode(&a.prompt)?;

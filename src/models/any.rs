@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::config::ModelConfig;
-use super::{Bart, Bert, Gpt2, T5};
+use super::{weights, Bart, Bert, Gpt2, T5};
 use crate::autograd::ParamStore;
 use crate::error::{Error, Result};
 use crate::tensor::DType;
@@ -56,16 +56,24 @@ impl Model {
 
     /// Open a model directory of any supported family (dispatching on `model_type`).
     pub fn load(dir: &Path) -> Result<Model> {
+        Model::load_as(dir, DType::F32)
+    }
+
+    /// `load` with the matrices (`weights::is_matrix`) read as `matrices`: F32, or BF16 for
+    /// weight-only bf16 inference, rounded as the file is decoded so that no f32 copy of them
+    /// is ever made (the same values as `load` then `cast_matrices(BF16)`).
+    pub fn load_as(dir: &Path, matrices: DType) -> Result<Model> {
+        check_matrix_dtype("load_as", matrices)?;
         match ModelConfig::from_file(dir.join("config.json"))? {
-            ModelConfig::Gpt2(_) => Ok(Model::Gpt2(Gpt2::from_pretrained(dir)?)),
-            ModelConfig::Bert(_) => Ok(Model::Bert(Bert::from_pretrained(dir)?)),
-            ModelConfig::Bart(_) => Ok(Model::Bart(Bart::from_pretrained(dir)?)),
-            ModelConfig::T5(_) => Ok(Model::T5(T5::from_pretrained(dir)?)),
+            ModelConfig::Gpt2(_) => Ok(Model::Gpt2(Gpt2::from_pretrained_as(dir, matrices)?)),
+            ModelConfig::Bert(_) => Ok(Model::Bert(Bert::from_pretrained_as(dir, matrices)?)),
+            ModelConfig::Bart(_) => Ok(Model::Bart(Bart::from_pretrained_as(dir, matrices)?)),
+            ModelConfig::T5(_) => Ok(Model::T5(T5::from_pretrained_as(dir, matrices)?)),
         }
     }
 
-    /// Stores the model's matrices (every rank-2 `….weight` parameter: the Linear weights and
-    /// the embedding tables, tied LM heads included) as `dtype`, F32 or BF16, for inference
+    /// Stores the model's matrices (`weights::is_matrix`: every rank-2 `….weight` parameter,
+    /// the Linear weights and the embedding tables, tied LM heads included) as `dtype`, F32 or BF16, for inference
     /// with weight-only bf16: activations, norms and biases stay f32, each matmul multiplies
     /// f32 activations by the bf16 matrix widened exactly, and each lookup widens its rows.
     /// The outputs are then those of the f32 model on bf16-rounded matrices (up to the order
@@ -73,14 +81,10 @@ impl Model {
     /// an optimizer step on them is refused (an f32 update of a bf16 value). CPU only.
     /// Returns the number of parameters converted.
     pub fn cast_matrices(&self, dtype: DType) -> Result<usize> {
-        if !matches!(dtype, DType::F32 | DType::BF16) {
-            return Err(Error::msg(format!(
-                "cast_matrices: matrices are stored as f32 or bf16, not {dtype}"
-            )));
-        }
+        check_matrix_dtype("cast_matrices", dtype)?;
         let mut n = 0;
         for (name, var) in self.store().iter() {
-            let is_matrix = var.value().rank() == 2 && name.ends_with("weight");
+            let is_matrix = weights::is_matrix(name, var.value().shape());
             if is_matrix && var.value().dtype() != dtype {
                 let cast = var.value().to_dtype(dtype)?;
                 var.update_value(|v| *v = cast)?;
@@ -88,5 +92,15 @@ impl Model {
             }
         }
         Ok(n)
+    }
+}
+
+fn check_matrix_dtype(op: &str, dtype: DType) -> Result<()> {
+    if matches!(dtype, DType::F32 | DType::BF16) {
+        Ok(())
+    } else {
+        Err(Error::msg(format!(
+            "{op}: matrices are held as f32 or bf16, not {dtype}"
+        )))
     }
 }

@@ -15,7 +15,7 @@ use crate::nn::{
     dropout, join, no_init_weights, Activation, AttnMask, Embedding, Init, KvMode, LayerNorm,
     Linear, MhaNames, MultiHeadAttention, Train,
 };
-use crate::tensor::{AttentionMasks, Rng, Tensor};
+use crate::tensor::{AttentionMasks, DType, Rng, Tensor};
 
 use super::checkpoint::{Checkpoint, RawTensor};
 use super::config::{read_family, BartConfig, ModelConfig};
@@ -208,6 +208,12 @@ impl Bart {
     }
 
     pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Bart> {
+        Self::from_pretrained_as(dir, DType::F32)
+    }
+
+    /// `from_pretrained` with the matrices (`weights::is_matrix`) read as `matrices`: F32, or
+    /// BF16 for weight-only bf16 inference (see `Model::cast_matrices`).
+    pub fn from_pretrained_as(dir: impl AsRef<Path>, matrices: DType) -> Result<Bart> {
         let dir = dir.as_ref();
         let config = read_family(dir, "bart", |c| match c {
             ModelConfig::Bart(c) => Some(c),
@@ -216,7 +222,7 @@ impl Bart {
         let ckpt = Checkpoint::open(dir.join("model.safetensors"))?;
         // Every parameter is loaded below: none is drawn first.
         let mut model = no_init_weights(|| Bart::new(config, &mut Rng::new(0)))?;
-        weights::load_store(&model.store, &ckpt, &|_| false)?;
+        weights::load_store(&model.store, &ckpt, &|_| false, matrices)?;
         if ckpt.contains("final_logits_bias") {
             let raw = ckpt.get_shaped("final_logits_bias", &[1, model.config.vocab_size])?;
             model.final_logits_bias = Tensor::from_vec(raw.data, &raw.shape)?;

@@ -14,7 +14,7 @@ use crate::nn::{
     dropout, join, no_init_weights, Activation, AttnMask, Embedding, Init, KvMode, LayerNorm,
     Linear, MhaNames, MultiHeadAttention, Train,
 };
-use crate::tensor::{AttentionMasks, Rng, Tensor};
+use crate::tensor::{AttentionMasks, DType, Rng, Tensor};
 
 use super::checkpoint::Checkpoint;
 use super::config::{read_family, BertConfig, ModelConfig};
@@ -280,6 +280,12 @@ impl Bert {
     /// Load a Hugging Face model directory (config.json + model.safetensors); the head is the
     /// one the checkpoint holds.
     pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Bert> {
+        Self::from_pretrained_as(dir, DType::F32)
+    }
+
+    /// `from_pretrained` with the matrices (`weights::is_matrix`) read as `matrices`: F32, or
+    /// BF16 for weight-only bf16 inference (see `Model::cast_matrices`).
+    pub fn from_pretrained_as(dir: impl AsRef<Path>, matrices: DType) -> Result<Bert> {
         let dir = dir.as_ref();
         let config = read_family(dir, "bert", |c| match c {
             ModelConfig::Bert(c) => Some(c),
@@ -289,7 +295,7 @@ impl Bert {
         let head = Bert::detect_head(&ckpt, &config);
         // Every parameter is loaded below: none is drawn first.
         let model = no_init_weights(|| Bert::new(config, head, &mut Rng::new(0)))?;
-        weights::load_store(&model.store, &ckpt, &|_| false)?;
+        weights::load_store(&model.store, &ckpt, &|_| false, matrices)?;
         Ok(model)
     }
 

@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype, SafeTensors, TensorInfo, TensorView};
 
+use crate::backend::cpu::gemm::f32_to_bf16_bits;
 use crate::error::{Error, Result};
 use crate::models::config::write_atomic;
+use crate::tensor::{DType, Tensor};
 
 /// One tensor: a row-major f32 array and its shape (`[]` for a scalar, one element).
 #[derive(Debug, Clone, PartialEq)]
@@ -175,12 +177,23 @@ impl Checkpoint {
         info: &TensorInfo,
         transposed: Option<[usize; 2]>,
     ) -> Result<Vec<f32>> {
+        self.read_as(name, info, transposed, |x| x)
+    }
+
+    /// `read` with each f32 element mapped by `out` as it is decoded (no f32 copy first).
+    fn read_as<O: Copy + Default>(
+        &self,
+        name: &str,
+        info: &TensorInfo,
+        transposed: Option<[usize; 2]>,
+        out: impl Fn(f32) -> O,
+    ) -> Result<Vec<O>> {
         let (start, end) = info.data_offsets;
         let bytes = &self.mmap[self.data_start + start..self.data_start + end];
         Ok(match info.dtype {
-            Dtype::F32 => decode::<F32Le>(bytes, transposed),
-            Dtype::F16 => decode::<F16Le>(bytes, transposed),
-            Dtype::BF16 => decode::<Bf16Le>(bytes, transposed),
+            Dtype::F32 => decode::<F32Le, O>(bytes, transposed, out),
+            Dtype::F16 => decode::<F16Le, O>(bytes, transposed, out),
+            Dtype::BF16 => decode::<Bf16Le, O>(bytes, transposed, out),
             other => {
                 return Err(Error::format(
                     &self.path,
@@ -192,6 +205,45 @@ impl Checkpoint {
                 ))
             }
         })
+    }
+
+    /// `name` as a tensor of `shape` and `dtype` (F32, or BF16 rounded to nearest even as it
+    /// is decoded: a bf16 model's matrices never exist in f32). With `transposed` the file
+    /// holds the 2-D transpose of `shape` (GPT-2's Conv1D weights).
+    pub fn get_tensor(
+        &self,
+        name: &str,
+        shape: &[usize],
+        transposed: bool,
+        dtype: DType,
+    ) -> Result<Tensor> {
+        let stored = match (transposed, shape) {
+            (false, _) => None,
+            (true, &[r, c]) => Some([c, r]),
+            (true, _) => {
+                return Err(Error::format(
+                    &self.path,
+                    name,
+                    format!("only a 2-D tensor is read transposed, not {shape:?}"),
+                ))
+            }
+        };
+        let info = match stored {
+            Some(st) => self.lookup_shaped(name, &st)?,
+            None => self.lookup_shaped(name, shape)?,
+        };
+        match dtype {
+            DType::F32 => Tensor::from_vec(self.read(name, info, stored)?, shape),
+            DType::BF16 => {
+                let round = |x: f32| half::bf16::from_bits(f32_to_bf16_bits(x));
+                Tensor::from_vec(self.read_as(name, info, stored, round)?, shape)
+            }
+            other => Err(Error::format(
+                &self.path,
+                name,
+                format!("parameters are read as f32 or bf16, not {other}"),
+            )),
+        }
     }
 
     /// Read `name` and check that its shape is `expected`.
@@ -227,9 +279,9 @@ impl Checkpoint {
 /// out[j·r + i] = at(i·c + j) for an (r, c) source: the transpose, in 32 × 32 tiles so that
 /// both sides move whole lines (element by element, each write of a 768 × 2304 weight landed
 /// on a new line).
-fn transpose_tiles(r: usize, c: usize, at: impl Fn(usize) -> f32) -> Vec<f32> {
+fn transpose_tiles<O: Copy + Default>(r: usize, c: usize, at: impl Fn(usize) -> O) -> Vec<O> {
     const T: usize = 32;
-    let mut out = vec![0.0f32; r * c];
+    let mut out = vec![O::default(); r * c];
     for i0 in (0..r).step_by(T) {
         for j0 in (0..c).step_by(T) {
             for j in j0..(j0 + T).min(c) {
@@ -270,11 +322,19 @@ impl Le for Bf16Le {
     }
 }
 
-/// The elements of `bytes` as f32, in order or transposed from (r, c).
-fn decode<E: Le>(bytes: &[u8], transposed: Option<[usize; 2]>) -> Vec<f32> {
+/// The elements of `bytes` widened to f32 and mapped by `out`, in order or transposed from
+/// (r, c).
+fn decode<E: Le, O: Copy + Default>(
+    bytes: &[u8],
+    transposed: Option<[usize; 2]>,
+    out: impl Fn(f32) -> O,
+) -> Vec<O> {
     match transposed {
-        None => bytes.chunks_exact(E::SIZE).map(E::f32).collect(),
-        Some([r, c]) => transpose_tiles(r, c, |i| E::f32(&bytes[i * E::SIZE..])),
+        None => bytes
+            .chunks_exact(E::SIZE)
+            .map(|b| out(E::f32(b)))
+            .collect(),
+        Some([r, c]) => transpose_tiles(r, c, |i| out(E::f32(&bytes[i * E::SIZE..]))),
     }
 }
 

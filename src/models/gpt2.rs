@@ -15,7 +15,7 @@ use crate::nn::{
     attend, dropout, join, no_init_weights, Activation, AttnMask, Embedding, Init, LayerNorm,
     Linear, Train,
 };
-use crate::tensor::{AttentionMasks, Rng, Tensor};
+use crate::tensor::{AttentionMasks, DType, Rng, Tensor};
 
 use super::checkpoint::Checkpoint;
 use super::config::{read_family, Gpt2Config, ModelConfig};
@@ -171,6 +171,12 @@ impl Gpt2 {
 
     /// Load a Hugging Face model directory (config.json + model.safetensors).
     pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Gpt2> {
+        Self::from_pretrained_as(dir, DType::F32)
+    }
+
+    /// `from_pretrained` with the matrices (`weights::is_matrix`) read as `matrices`: F32, or
+    /// BF16 for weight-only bf16 inference (see `Model::cast_matrices`).
+    pub fn from_pretrained_as(dir: impl AsRef<Path>, matrices: DType) -> Result<Gpt2> {
         let dir = dir.as_ref();
         let config = read_family(dir, "gpt2", |c| match c {
             ModelConfig::Gpt2(c) => Some(c),
@@ -184,7 +190,7 @@ impl Gpt2 {
         };
         // Every parameter is loaded below: none is drawn first.
         let model = no_init_weights(|| Gpt2::new(config, head, &mut Rng::new(0)))?;
-        weights::load_store(&model.store, &ckpt, &is_conv1d)?;
+        weights::load_store(&model.store, &ckpt, &is_conv1d, matrices)?;
         Ok(model)
     }
 

@@ -21,7 +21,7 @@ use crate::nn::{
     attend, dropout, join, no_init_weights, Activation, AttnMask, Embedding, Init, Linear, RmsNorm,
     Train,
 };
-use crate::tensor::{AttentionMasks, Rng, Tensor};
+use crate::tensor::{AttentionMasks, DType, Rng, Tensor};
 
 use super::checkpoint::Checkpoint;
 use super::config::{read_family, ModelConfig, T5Config};
@@ -401,6 +401,12 @@ impl T5 {
     /// Load a Hugging Face model directory (config.json + model.safetensors). The lm_head is
     /// tied iff the checkpoint has no `lm_head.weight`.
     pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<T5> {
+        Self::from_pretrained_as(dir, DType::F32)
+    }
+
+    /// `from_pretrained` with the matrices (`weights::is_matrix`) read as `matrices`: F32, or
+    /// BF16 for weight-only bf16 inference (see `Model::cast_matrices`).
+    pub fn from_pretrained_as(dir: impl AsRef<Path>, matrices: DType) -> Result<T5> {
         let dir = dir.as_ref();
         let config = read_family(dir, "t5", |c| match c {
             ModelConfig::T5(c) => Some(c),
@@ -410,7 +416,7 @@ impl T5 {
         let tied = !ckpt.contains("lm_head.weight");
         // Every parameter is loaded below: none is drawn first.
         let model = no_init_weights(|| T5::with_tied(config, tied, &mut Rng::new(0)))?;
-        weights::load_store(&model.store, &ckpt, &|_| false)?;
+        weights::load_store(&model.store, &ckpt, &|_| false, matrices)?;
         Ok(model)
     }
 

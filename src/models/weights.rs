@@ -9,23 +9,33 @@ use std::path::Path;
 use super::checkpoint::{self, Checkpoint, RawTensor};
 use crate::autograd::ParamStore;
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::DType;
+
+/// Whether a parameter is one of the model's matrices: a rank-2 `….weight` (Linear weights
+/// and embedding tables, tied LM heads included), the parameters weight-only bf16 holds in
+/// bf16. Norm weights and biases are rank 1; BART's `final_logits_bias` is no weight.
+pub fn is_matrix(name: &str, shape: &[usize]) -> bool {
+    shape.len() == 2 && name.ends_with("weight")
+}
 
 /// Load every parameter of `store` from `ckpt`: each must be present under its name with the
 /// expected shape (after the optional transpose), else the error names the tensor and shapes.
+/// The matrices (`is_matrix`) are read as `matrices` (F32, or BF16 rounded as they are
+/// decoded), the rest as f32.
 pub fn load_store(
     store: &ParamStore,
     ckpt: &Checkpoint,
     transposed: &dyn Fn(&str) -> bool,
+    matrices: DType,
 ) -> Result<()> {
     for (name, var) in store.iter() {
         let want = var.shape();
-        let raw = if transposed(name) {
-            ckpt.get_transposed(name, [want[1], want[0]])?
+        let dtype = if is_matrix(name, &want) {
+            matrices
         } else {
-            ckpt.get_shaped(name, &want)?
+            DType::F32
         };
-        let t = Tensor::from_vec(raw.data, &raw.shape)?;
+        let t = ckpt.get_tensor(name, &want, transposed(name), dtype)?;
         var.update_value(|v| *v = t)?;
     }
     Ok(())

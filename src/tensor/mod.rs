@@ -30,6 +30,7 @@ pub use rng::Rng;
 use storage::Storage;
 pub use storage::{CpuStorage, Element};
 
+use crate::backend::cpu::convert;
 use crate::backend::Device;
 use crate::error::{Error, Result};
 
@@ -252,6 +253,12 @@ impl Tensor {
                     .map(|&x| x as i64)
                     .collect(),
             ),
+            (DType::F32, DType::BF16) => {
+                CpuStorage::BF16(convert::to_bf16_vec(&self.elems::<f32>("to_dtype")?))
+            }
+            (DType::BF16, DType::F32) => {
+                CpuStorage::F32(convert::to_f32_vec(&self.elems::<half::bf16>("to_dtype")?))
+            }
             _ => {
                 let f = self.to_vec_f32()?;
                 match dt {

@@ -71,46 +71,58 @@ unsafe fn rows<S: Simd, const R: usize, const Q: usize>(job: &Job<'_, f32, bf16>
     }
 }
 
-/// C[0..R, j..j+Q] (+)= A[0..R, :]·widen(W[j..j+Q, :])ᵀ.
+/// C[0..R, j..j+Q] (+)= A[0..R, :]·widen(W[j..j+Q, :])ᵀ. Plain loops and `inline(always)`
+/// helpers only: a closure here is not inlined into the `target_feature` caller, and its
+/// intrinsics then run as calls (seen in a profile as a separate `_mm512_fmadd_ps`).
 #[inline(always)]
 unsafe fn block<S: Simd, const R: usize, const Q: usize>(
     job: &Job<'_, f32, bf16>,
     a: &Split<'_>,
     j: usize,
 ) {
-    let (l, k) = (S::LANES, job.k);
+    let k = job.k;
     let w = job.b.as_ptr().add(j * job.b_cs).cast::<u16>();
-    let av = a.v.as_ptr();
     let mut acc = [[S::splat(0.0); Q]; R];
-    // One step: the (even, odd) halves of W's rows against each row's halves.
-    let step = |acc: &mut [[S::V; Q]; R], s: usize, wv: [(S::V, S::V); Q]| {
-        for (r, row) in acc.iter_mut().enumerate() {
-            let ar = av.add((r * a.steps + s) * a.step);
-            let (ae, ao) = (S::load(ar), S::load(ar.add(l)));
-            for (x, &(we, wo)) in row.iter_mut().zip(&wv) {
-                *x = S::fmadd(ao, wo, S::fmadd(ae, we, *x));
-            }
-        }
-    };
+    let mut wv = [(S::splat(0.0), S::splat(0.0)); Q];
     let full = k / a.step;
     for s in 0..full {
         let p = s * a.step;
-        let wv = std::array::from_fn(|q| S::load_bf16_pairs(w.add(q * job.b_cs + p)));
-        step(&mut acc, s, wv);
+        for (q, v) in wv.iter_mut().enumerate() {
+            *v = S::load_bf16_pairs(w.add(q * job.b_cs + p));
+        }
+        step::<S, R, Q>(&mut acc, a, s, &wv);
     }
     if full < a.steps {
         let (p, t) = (full * a.step, k - full * a.step);
-        let wv = std::array::from_fn(|q| {
+        for (q, v) in wv.iter_mut().enumerate() {
             // At most 2 × 16 values (AVX-512), zero past k.
             let mut buf = [0u16; 32];
             std::ptr::copy_nonoverlapping(w.add(q * job.b_cs + p), buf.as_mut_ptr(), t);
-            S::load_bf16_pairs(buf.as_ptr())
-        });
-        step(&mut acc, full, wv);
+            *v = S::load_bf16_pairs(buf.as_ptr());
+        }
+        step::<S, R, Q>(&mut acc, a, full, &wv);
     }
     for (r, row) in acc.iter().enumerate() {
         for (q, &x) in row.iter().enumerate() {
             put(job, r, j + q, S::hsum(x));
+        }
+    }
+}
+
+/// One step of 2L values: each row's (even, odd) halves against W's, into `acc`.
+#[inline(always)]
+unsafe fn step<S: Simd, const R: usize, const Q: usize>(
+    acc: &mut [[S::V; Q]; R],
+    a: &Split<'_>,
+    s: usize,
+    wv: &[(S::V, S::V); Q],
+) {
+    let av = a.v.as_ptr();
+    for (r, row) in acc.iter_mut().enumerate() {
+        let ar = av.add((r * a.steps + s) * a.step);
+        let (ae, ao) = (S::load(ar), S::load(ar.add(S::LANES)));
+        for (x, &(we, wo)) in row.iter_mut().zip(wv) {
+            *x = S::fmadd(ao, wo, S::fmadd(ae, we, *x));
         }
     }
 }

@@ -40,6 +40,7 @@ use half::bf16;
 use super::isa::{self, Isa};
 use crate::error::{Error, Result};
 use driver::COut;
+pub(crate) use pack::f32_to_bf16_bits;
 use pack::Convert;
 pub use precision::{matmul_precision, set_matmul_precision, MatmulPrecision, PrecisionGuard};
 pub use weight_bf16::{sgemm_batched_wbf16_isa, sgemm_batched_wbf16_new};

@@ -184,7 +184,7 @@ fn pack_pairs<T: PairBits, const R: usize>(
 /// adding 0x7FFF plus the kept lowest bit carries into the upper half exactly when the
 /// dropped half is above ½ ulp, or at ½ ulp with an odd kept part.
 #[inline(always)]
-pub(super) fn f32_to_bf16_bits(x: f32) -> u16 {
+pub(crate) fn f32_to_bf16_bits(x: f32) -> u16 {
     let b = x.to_bits();
     let rounded = b.wrapping_add(0x7FFF + ((b >> 16) & 1)) >> 16;
     let quiet_nan = (b >> 16) | 0x40;
