@@ -26,6 +26,9 @@ fn row_benches(c: &mut Criterion) {
         grp.sample_size(20);
         for level in levels() {
             let (mut y, mut dx) = (vec![0.0; n], vec![0.0; n]);
+            // Log-softmax outputs (≤ 0), the input of its backward.
+            let mut ly = vec![0.0; n];
+            softmax::log_softmax_rows_isa(level, &x, &mut ly, cols);
             let (mut mean, mut rstd) = (vec![0.0; rows], vec![0.0; rows]);
             let (mut dg, mut db) = (vec![0.0; cols], vec![0.0; cols]);
             let name = level.name();
@@ -42,6 +45,11 @@ fn row_benches(c: &mut Criterion) {
             grp.bench_function(BenchmarkId::new("log_softmax_fwd", name), |bn| {
                 on(&pool, bn, || {
                     softmax::log_softmax_rows_isa(level, &x, &mut y, cols)
+                })
+            });
+            grp.bench_function(BenchmarkId::new("log_softmax_bwd", name), |bn| {
+                on(&pool, bn, || {
+                    softmax::log_softmax_rows_backward_isa(level, &ly, &dy, &mut dx, cols)
                 })
             });
             grp.bench_function(BenchmarkId::new("layer_norm_fwd", name), |bn| {

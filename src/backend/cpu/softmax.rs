@@ -359,11 +359,7 @@ pub(crate) unsafe fn row_sum<S: Simd>(a: &[f32]) -> f32 {
 #[inline(always)]
 unsafe fn softmax_bwd_simd<S: Simd>(y: &[f32], dy: &[f32], dx: Fill<'_>, cols: usize) -> Filled {
     // dx = y ⊙ (dy − c), c = Σ dy ⊙ y.
-    bwd_rows::<S>(
-        (y, dy, dx, cols),
-        |y, dy| row_dot::<S>(y, dy),
-        |y, dy, c| S::mul(y, S::sub(dy, c)),
-    )
+    bwd_rows::<S, SoftmaxBwd>((y, dy, dx, cols), |y, dy| row_dot::<S>(y, dy))
 }
 
 #[inline(always)]
@@ -374,23 +370,46 @@ unsafe fn log_softmax_bwd_simd<S: Simd>(
     cols: usize,
 ) -> Filled {
     // dx = dy − e^y·c, c = Σ dy.
-    bwd_rows::<S>(
-        (y, dy, dx, cols),
-        |_, dy| row_sum::<S>(dy),
-        |y, dy, c| S::fnmadd(simd::exp_nonpositive::<S>(y), c, dy),
-    )
+    bwd_rows::<S, LogSoftmaxBwd>((y, dy, dx, cols), |_, dy| row_sum::<S>(dy))
+}
+
+/// The per-vector rule of a backward: dx_j from (y_j, dy_j, c). A trait with an
+/// `inline(always)` method, not a closure: a closure body is compiled without the caller's
+/// `target_feature`s, and LLVM left the log-softmax one (with its exp, called twice) out of
+/// line, so each of its intrinsics ran as a function call.
+trait BwdElem {
+    /// # Safety
+    /// `S`'s instruction set must be available.
+    unsafe fn elem<S: Simd>(y: S::V, dy: S::V, c: S::V) -> S::V;
+}
+
+/// softmax: dx = y ⊙ (dy − c).
+struct SoftmaxBwd;
+impl BwdElem for SoftmaxBwd {
+    #[inline(always)]
+    unsafe fn elem<S: Simd>(y: S::V, dy: S::V, c: S::V) -> S::V {
+        S::mul(y, S::sub(dy, c))
+    }
+}
+
+/// log-softmax: dx = dy − e^y·c.
+struct LogSoftmaxBwd;
+impl BwdElem for LogSoftmaxBwd {
+    #[inline(always)]
+    unsafe fn elem<S: Simd>(y: S::V, dy: S::V, c: S::V) -> S::V {
+        S::fnmadd(simd::exp_nonpositive::<S>(y), c, dy)
+    }
 }
 
 /// The shared body of the two backwards, row by row: c = `stat`(y, dy) of the row, then
-/// dx_j = `elem`(y_j, dy_j, c) a vector at a time (a masked tail).
+/// dx_j = `E::elem`(y_j, dy_j, c) a vector at a time (a masked tail).
 ///
 /// # Safety
 /// As `row_max`.
 #[inline(always)]
-unsafe fn bwd_rows<S: Simd>(
+unsafe fn bwd_rows<S: Simd, E: BwdElem>(
     (y, dy, mut dx, cols): (&[f32], &[f32], Fill<'_>, usize),
     stat: impl Fn(&[f32], &[f32]) -> f32,
-    elem: impl Fn(S::V, S::V, S::V) -> S::V,
 ) -> Filled {
     assert!(
         y.len() == dx.len() && dy.len() == dx.len(),
@@ -408,12 +427,15 @@ unsafe fn bwd_rows<S: Simd>(
         );
         let mut i = 0;
         while i + l <= n {
-            S::store(o.add(i), elem(S::load(p.add(i)), S::load(q.add(i)), c));
+            S::store(
+                o.add(i),
+                E::elem::<S>(S::load(p.add(i)), S::load(q.add(i)), c),
+            );
             i += l;
         }
         if i < n {
             let k = n - i;
-            let v = elem(
+            let v = E::elem::<S>(
                 S::load_tail(p.add(i), k, 0.0),
                 S::load_tail(q.add(i), k, 0.0),
                 c,
