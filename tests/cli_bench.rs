@@ -39,7 +39,15 @@ fn list_names_every_workload() {
     let out = bench(&["list"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for w in ["gemm", "softmax", "layernorm", "gelu", "attention", "peak"] {
+    for w in [
+        "gemm",
+        "softmax",
+        "layernorm",
+        "gelu",
+        "attention",
+        "decode",
+        "peak",
+    ] {
         assert!(
             text.lines().any(|l| l.starts_with(w)),
             "{w} missing from:\n{text}"
@@ -49,7 +57,7 @@ fn list_names_every_workload() {
 
 #[test]
 fn gemm_reports_each_dtype() {
-    for dtype in ["f32", "bf16", "bf16-mixed"] {
+    for dtype in ["f32", "bf16", "bf16-mixed", "f32-bf16w"] {
         let v = json(&[
             "gemm", "--m", "20", "--k", "9", "--n", "13", "--dtype", dtype,
         ]);
@@ -65,6 +73,43 @@ fn gemm_reports_each_dtype() {
         assert!(0.0 < min && min <= median && median <= max, "{v}");
         assert!(v["gflops_median"].as_f64().unwrap() > 0.0, "{v}");
     }
+}
+
+/// A decoding step of the tiny GPT preset: tokens/s and the bytes of weights it streams,
+/// halved by bf16 matrices (the position table, read one row per step, is not counted).
+#[test]
+fn decode_reports_tokens_and_weight_bytes() {
+    let step = |weights: &str| {
+        json(&[
+            "decode",
+            "--preset",
+            "tiny",
+            "--vocab",
+            "97",
+            "--context",
+            "20",
+            "--batch",
+            "2",
+            "--weights",
+            weights,
+        ])
+    };
+    let (f, b) = (step("f32"), step("bf16"));
+    // tiny: 2 layers of width 64 (qkv, proj, fc, fc proj: 12·64² each), LM head 97 × 64.
+    let matrices = 2 * 12 * 64 * 64 + 97 * 64;
+    assert_eq!(f["params"]["weight_bytes"], 4 * matrices);
+    assert_eq!(b["params"]["weight_bytes"], 2 * matrices);
+    for v in [&f, &b] {
+        assert_eq!(v["workload"], "decode");
+        assert_eq!(v["params"]["batch"], 2);
+        let tps = v["tokens_per_s_median"].as_f64().unwrap();
+        let ms = v["median_ms"].as_f64().unwrap();
+        assert!((tps - 2.0 / (ms * 1e-3)).abs() < 1e-6 * tps, "{v}");
+        assert!(v["weight_gb_per_s_median"].as_f64().unwrap() > 0.0, "{v}");
+    }
+    let out = bench(&["decode", "--preset", "tiny", "--context", "5000", "--json"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--context"));
 }
 
 #[test]

@@ -5,9 +5,13 @@ use std::process::Command;
 
 use pretext::autograd::no_grad;
 use pretext::models::Bert;
-use pretext::tensor::Tensor;
+use pretext::tensor::{DType, Tensor};
 
 fn embed(pool: &str) -> serde_json::Value {
+    embed_with(pool, "f32")
+}
+
+fn embed_with(pool: &str, weights: &str) -> serde_json::Value {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/bert_seqcls");
     let out = Command::new(env!("CARGO_BIN_EXE_pretext"))
         .args([
@@ -18,6 +22,8 @@ fn embed(pool: &str) -> serde_json::Value {
             "2 17 33 5 9",
             "--pool",
             pool,
+            "--weights",
+            weights,
         ])
         .output()
         .unwrap();
@@ -60,6 +66,39 @@ fn embed_pools_the_encoder_hidden_states() {
     assert_eq!(all["hidden"].as_array().unwrap().len(), 5);
     close(&all["hidden"][4], &h[4 * d..]);
     assert_eq!(all["ids"], serde_json::json!([2, 17, 33, 5, 9]));
+}
+
+/// `--weights bf16`: the features of the encoder read with bf16 matrices, equal to the
+/// library's on that model (and not to the f32 model's).
+#[test]
+fn embed_with_bf16_weights_is_the_bf16_model() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/bert_seqcls");
+    let model = Bert::from_pretrained_as(dir, DType::BF16).unwrap();
+    let ids = Tensor::from_vec(vec![2i64, 17, 33, 5, 9], &[1, 5]).unwrap();
+    let h = no_grad(|| model.forward(&ids, None, None, None))
+        .unwrap()
+        .hidden
+        .value()
+        .to_vec_f32()
+        .unwrap();
+    let got: Vec<f32> = embed_with("none", "bf16")["hidden"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    let d = model.config.hidden_size;
+    assert!(got.iter().zip(&h[..d]).all(|(a, b)| (a - b).abs() < 1e-5));
+    let f32_row: Vec<f64> = embed("none")["hidden"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert!(got
+        .iter()
+        .zip(&f32_row)
+        .any(|(&a, &b)| (a as f64 - b).abs() > 1e-4));
 }
 
 #[test]

@@ -257,3 +257,34 @@ fn gpt2_adamw_trajectory_matches_torch() {
         }
     }
 }
+
+/// `KvCache::crop` rolls decoding back: after stepping on, cropping to the prompt and
+/// stepping with the first token again gives its logits bit for bit.
+#[test]
+fn cropped_cache_repeats_a_step_exactly() {
+    let fx = fixture("gpt2_lm");
+    let model = Gpt2::from_pretrained(&fx.dir).unwrap();
+    let ids = |v: &[i64]| Tensor::from_vec(v.to_vec(), &[1, v.len()]).unwrap();
+    let step = |cache: &mut KvCache, t: &[i64]| {
+        let out =
+            pretext::autograd::no_grad(|| model.forward(&ids(t), None, Some(cache), None)).unwrap();
+        model
+            .lm_logits(&out.hidden)
+            .unwrap()
+            .value()
+            .to_vec_f32()
+            .unwrap()
+    };
+    let mut cache = KvCache::default();
+    step(&mut cache, &[5, 9, 2, 14]);
+    let first = step(&mut cache, &[7]);
+    step(&mut cache, &[3]);
+    step(&mut cache, &[11, 4]);
+    assert_eq!(cache.past_len(), 8);
+    cache.crop(4);
+    assert_eq!(cache.past_len(), 4);
+    assert_eq!(step(&mut cache, &[7]), first);
+    // Cropping past the end keeps everything.
+    cache.crop(100);
+    assert_eq!(cache.past_len(), 5);
+}

@@ -83,7 +83,38 @@ fn resumed_run_reproduces_the_uninterrupted_losses_exactly() {
     }
     // The loss fell from about ln V at initialisation.
     assert!(a[0].1 > a[11].1, "loss did not fall: {a:?}");
+    check_eval(&straight);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `eval` on a finished run: the validation loss as JSON, and with `--weights bf16` the loss
+/// of the model with its matrices in bf16, near the f32 one but not equal to it.
+fn check_eval(run: &Path) {
+    let eval = |weights: &str| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_pretext"))
+            .args(["eval", "--checkpoint"])
+            .arg(run)
+            .args(["--all-windows", "--weights", weights])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let (f, b) = (eval("f32"), eval("bf16"));
+    assert_eq!(
+        (f["weights"].as_str(), b["weights"].as_str()),
+        (Some("f32"), Some("bf16"))
+    );
+    let (lf, lb) = (f["loss"].as_f64().unwrap(), b["loss"].as_f64().unwrap());
+    assert!(lf.is_finite() && lf > 0.0, "{f}");
+    assert!(
+        lf != lb && (lf - lb).abs() < 0.05 * lf,
+        "f32 {lf} vs bf16 {lb}"
+    );
 }
 
 #[test]

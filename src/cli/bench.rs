@@ -14,11 +14,17 @@ use clap::{Args as ClapArgs, ValueEnum};
 use half::bf16;
 use serde_json::json;
 
+use super::Weights;
+use crate::autograd::no_grad;
 use crate::backend::cpu::activation::Gelu;
 use crate::backend::cpu::gemm::{self, peak, Bf16Path, GemmLayout};
 use crate::backend::cpu::isa::{self, Isa};
 use crate::error::{Error, Result};
-use crate::tensor::{AttentionMasks, AttnDropout, Tensor};
+use crate::models::weights::is_matrix;
+use crate::models::{Gpt2, Gpt2Head, Model};
+use crate::nn::attention::KvCache;
+use crate::tensor::{AttentionMasks, AttnDropout, Rng, Tensor};
+use crate::train::presets;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dtype {
@@ -101,15 +107,38 @@ pub struct Args {
     /// GELU's tanh approximation instead of the exact erf form (gelu).
     #[arg(long)]
     pub tanh: bool,
+    /// Model (decode): a GPT preset of `train --preset`, randomly initialised.
+    #[arg(long, default_value = "gpt2-124m")]
+    pub preset: String,
+    /// Vocabulary size (decode).
+    #[arg(long, default_value_t = 50257)]
+    pub vocab: usize,
+    /// Positions already in the KV cache when the timed step runs (decode).
+    #[arg(long, default_value_t = 256)]
+    pub context: usize,
+    /// How the model's matrices are held (decode): f32, or bf16 (weight-only bf16).
+    #[arg(long, value_enum, default_value_t = Weights::F32)]
+    pub weights: Weights,
 }
 
-/// One repetition of a workload, and what it does.
+/// One repetition of a workload, and what it does. Prepared and timed on a thread of the
+/// benchmark's pool (a model's variables are not `Send`).
 struct Prepared {
     /// Flops of one call (for GFLOP/s).
     flops: f64,
     /// Workload parameters reported alongside the timings.
     params: serde_json::Value,
-    call: Box<dyn FnMut() -> Result<()> + Send>,
+    /// Items made and bytes of weights streamed per call, for rates beside GFLOP/s.
+    rate: Option<Rate>,
+    call: Box<dyn FnMut() -> Result<()>>,
+}
+
+struct Rate {
+    /// Items (e.g. tokens) per call and their name.
+    items: f64,
+    unit: &'static str,
+    /// Bytes of weights read per call.
+    weight_bytes: f64,
 }
 
 struct Workload {
@@ -143,6 +172,11 @@ const WORKLOADS: &[Workload] = &[
         name: "attention",
         about: "scaled dot-product attention (--batch --heads --seq --head-dim [--causal] [--dropout P] [--backward])",
         prepare: prepare_attention,
+    },
+    Workload {
+        name: "decode",
+        about: "one GPT decoding step with the KV cache at --context positions, LM head included (--preset --vocab --context --batch --weights f32|bf16); tokens/s and weight GB/s",
+        prepare: prepare_decode,
     },
     Workload {
         name: "peak",
@@ -189,28 +223,24 @@ pub fn run(args: Args) -> Result<()> {
         .num_threads(threads)
         .build()
         .map_err(|e| Error::msg(format!("bench: cannot build a {threads}-thread pool: {e}")))?;
-    let prepared = (w.prepare)(&args, level, threads)?;
-    let times = pool.install(|| time(prepared.call, &args))?;
+    let (flops, params, rate, times) = pool.install(|| -> Result<_> {
+        let p = (w.prepare)(&args, level, threads)?;
+        let times = time(p.call, &args)?;
+        Ok((p.flops, p.params, p.rate, times))
+    })?;
     let peak = if w.name == "gemm" && args.dtype == Dtype::F32 {
         Some(pool.install(|| peak_flops(level, threads)))
     } else {
         None
     };
     report(
-        w.name,
-        &args,
-        level,
-        threads,
-        prepared.flops,
-        prepared.params,
-        &times,
-        peak,
+        w.name, &args, level, threads, flops, params, rate, &times, peak,
     );
     Ok(())
 }
 
 /// Per-call times in seconds of `reps` repetitions after warm-up and calibration.
-fn time(mut call: Box<dyn FnMut() -> Result<()> + Send>, args: &Args) -> Result<Vec<f64>> {
+fn time(mut call: Box<dyn FnMut() -> Result<()>>, args: &Args) -> Result<Vec<f64>> {
     let t0 = Instant::now();
     call()?;
     let first = t0.elapsed().as_secs_f64();
@@ -253,6 +283,7 @@ fn report(
     threads: usize,
     flops: f64,
     params: serde_json::Value,
+    rate: Option<Rate>,
     times: &[f64],
     peak: Option<f64>,
 ) {
@@ -282,6 +313,11 @@ fn report(
             "pct_of_peak_median": peak.map(|p| 100.0 * flops / med / p),
             "pct_of_peak_best": peak.map(|p| 100.0 * flops / min / p),
         });
+        let mut v = v;
+        if let Some(r) = &rate {
+            v[format!("{}_per_s_median", r.unit)] = json!(r.items / med);
+            v["weight_gb_per_s_median"] = json!(r.weight_bytes / med * 1e-9);
+        }
         println!("{v}");
     } else {
         println!("{name} {params} threads={threads} isa={}", level.name());
@@ -295,6 +331,14 @@ fn report(
             gf(max),
             s.len()
         );
+        if let Some(r) = &rate {
+            println!(
+                "  {:.1} {}/s, weights streamed at {:.1} GB/s (median)",
+                r.items / med,
+                r.unit,
+                r.weight_bytes / med * 1e-9
+            );
+        }
         if let Some(p) = peak {
             println!(
                 "  FMA peak {:.1} GFLOP/s on {threads} thread(s): median {:.0}%, best {:.0}% of peak",
@@ -344,7 +388,7 @@ fn prepare_gemm(args: &Args, level: Isa, _threads: usize) -> Result<Prepared> {
         "m": m, "k": k, "n": n, "batch": batch, "ta": args.ta, "tb": args.tb,
         "dtype": args.dtype.to_possible_value().map(|v| v.get_name().to_string()), "kernel": kernel,
     });
-    let call: Box<dyn FnMut() -> Result<()> + Send> = match args.dtype {
+    let call: Box<dyn FnMut() -> Result<()>> = match args.dtype {
         Dtype::F32 => {
             Box::new(move || gemm::sgemm_batched_isa(level, &l, &a, &ao, &b, &bo, 0.0, &mut c, &co))
         }
@@ -364,6 +408,7 @@ fn prepare_gemm(args: &Args, level: Isa, _threads: usize) -> Result<Prepared> {
         }
     };
     Ok(Prepared {
+        rate: None,
         flops: 2.0 * (m * n * k * batch) as f64,
         params,
         call,
@@ -387,6 +432,7 @@ fn prepare_softmax(args: &Args, _level: Isa, _threads: usize) -> Result<Prepared
     let dy = Tensor::from_vec(fill(m * n, 4), &[m, n])?;
     let backward = args.backward;
     Ok(Prepared {
+        rate: None,
         flops: (if backward { 9.0 } else { 5.0 }) * (m * n) as f64,
         params: json!({ "m": m, "n": n, "backward": backward, "unit": "element ops" }),
         call: Box::new(move || {
@@ -409,6 +455,7 @@ fn prepare_layernorm(args: &Args, _level: Isa, _threads: usize) -> Result<Prepar
     let (g, b) = (Tensor::ones(&[n]), Tensor::zeros(&[n]));
     let backward = args.backward;
     Ok(Prepared {
+        rate: None,
         flops: (if backward { 18.0 } else { 8.0 }) * (m * n) as f64,
         params: json!({ "m": m, "n": n, "backward": backward, "unit": "element ops" }),
         call: Box::new(move || {
@@ -438,6 +485,7 @@ fn prepare_gelu(args: &Args, _level: Isa, _threads: usize) -> Result<Prepared> {
     let (backward, tanh) = (args.backward, args.tanh);
     let kind = if tanh { Gelu::Tanh } else { Gelu::Erf };
     Ok(Prepared {
+        rate: None,
         flops: (if backward { 2.0 } else { 1.0 }) * (m * n) as f64,
         params: json!({ "m": m, "n": n, "backward": backward, "form": if tanh { "tanh" } else { "erf" }, "unit": "elements" }),
         call: Box::new(move || {
@@ -479,6 +527,7 @@ fn prepare_attention(args: &Args, _level: Isa, _threads: usize) -> Result<Prepar
     let backward = args.backward;
     let fwd = 4.0 * (b * h * t * t * d) as f64 * if args.causal { 0.5 } else { 1.0 };
     Ok(Prepared {
+        rate: None,
         flops: if backward { 3.5 * fwd } else { fwd },
         params: json!({ "batch": b, "heads": h, "seq": t, "head_dim": d, "causal": args.causal, "dropout": args.dropout, "backward": backward }),
         call: Box::new(move || {
@@ -499,11 +548,76 @@ fn prepare_peak(_args: &Args, level: Isa, threads: usize) -> Result<Prepared> {
     const ITERS: usize = 1 << 16;
     let per_thread = peak::fma_probe(level, 1).0 * ITERS as f64;
     Ok(Prepared {
+        rate: None,
         flops: per_thread * threads as f64,
         params: json!({ "iters": ITERS, "lanes_per_fma": match level {
             Isa::Avx512 => 16, Isa::Avx2 => 8, Isa::Scalar => 1 } }),
         call: Box::new(move || {
             rayon::broadcast(|_| std::hint::black_box(peak::fma_probe(level, ITERS).1));
+            Ok(())
+        }),
+    })
+}
+
+/// One decoding step of a randomly initialised GPT (`--batch` sequences, one new token each)
+/// against a KV cache holding `--context` positions, LM head included: the cache is cropped
+/// back after each call, so every call is the same step. At the active kernel level.
+fn prepare_decode(args: &Args, _level: Isa, _threads: usize) -> Result<Prepared> {
+    let (b, ctx, vocab) = (args.batch, args.context, args.vocab);
+    positive("decode", &[("batch", b), ("vocab", vocab)])?;
+    let mut config = presets::gpt_config(&args.preset)?;
+    config.vocab_size = vocab;
+    if ctx + 1 > config.n_positions {
+        return Err(Error::msg(format!(
+            "bench decode: --context {ctx} leaves no room for a new token in the preset's {} positions",
+            config.n_positions
+        )));
+    }
+    let (layers, width) = (config.n_layer, config.n_embd);
+    let model = Model::Gpt2(Gpt2::new(config, Gpt2Head::Lm, &mut Rng::new(0))?);
+    model.cast_matrices(args.weights.dtype())?;
+    // Every matrix is read whole per step but the position table (one row).
+    let (mut matrix_params, mut weight_bytes) = (0usize, 0usize);
+    for (name, v) in model.store().iter() {
+        let t = v.value();
+        if is_matrix(name, t.shape()) && !name.ends_with("wpe.weight") {
+            matrix_params += t.numel();
+            weight_bytes += t.numel() * t.dtype().size_in_bytes();
+        }
+    }
+    let Model::Gpt2(g) = model else {
+        unreachable!("built as a GPT above")
+    };
+    let ids = |t: usize| -> Result<Tensor> {
+        Tensor::from_vec(
+            (0..b * t).map(|i| ((i * 7919) % vocab) as i64).collect(),
+            &[b, t],
+        )
+    };
+    let mut cache = KvCache::default();
+    if ctx > 0 {
+        no_grad(|| g.forward(&ids(ctx)?, None, Some(&mut cache), None))?;
+    }
+    let step = ids(1)?;
+    Ok(Prepared {
+        // x·W for every matrix, and q·Kᵀ and p·V over ctx + 1 positions in each layer.
+        flops: 2.0 * (b * matrix_params) as f64 + 4.0 * (b * layers * (ctx + 1) * width) as f64,
+        params: json!({
+            "preset": args.preset, "vocab": vocab, "context": ctx, "batch": b,
+            "weights": args.weights.dtype().to_string(), "weight_bytes": weight_bytes,
+        }),
+        rate: Some(Rate {
+            items: b as f64,
+            unit: "tokens",
+            weight_bytes: weight_bytes as f64,
+        }),
+        call: Box::new(move || {
+            no_grad(|| {
+                let h = g.forward(&step, None, Some(&mut cache), None)?;
+                std::hint::black_box(g.lm_logits(&h.hidden)?);
+                Ok::<_, Error>(())
+            })?;
+            cache.crop(ctx);
             Ok(())
         }),
     })

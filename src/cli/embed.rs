@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args as ClapArgs, ValueEnum};
 use serde_json::json;
 
+use super::Weights;
 use crate::autograd::no_grad;
 use crate::data::Tokenizer;
 use crate::error::{Error, Result};
@@ -38,6 +39,9 @@ pub struct Args {
     pub ids: Vec<String>,
     #[arg(long, value_enum, default_value_t = Pool::Cls)]
     pub pool: Pool,
+    /// f32, or bf16: the encoder's matrices held in bf16 (weight-only bf16).
+    #[arg(long, value_enum, default_value_t = Weights::F32)]
+    pub weights: Weights,
 }
 
 /// The tokenizer of a Hugging Face model folder: tokenizer.json, or BERT's vocab.txt.
@@ -96,7 +100,7 @@ pub fn pool(h: &Tensor, how: Pool) -> Result<serde_json::Value> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let model = Bert::from_pretrained(&a.model)?;
+    let model = Bert::from_pretrained_as(&a.model, a.weights.dtype())?;
     let mut inputs: Vec<(Option<String>, Vec<u32>)> = Vec::new();
     for s in &a.ids {
         let ids = s

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
 
+use super::Weights;
 use crate::data::Corpus;
 use crate::error::{Error, Result};
 use crate::models::Model;
@@ -35,6 +36,10 @@ pub struct Args {
     pub all_windows: bool,
     #[arg(long)]
     pub threads: Option<usize>,
+    /// f32, or bf16: the loss of the model with its matrices held in bf16 (what weight-only
+    /// bf16 inference costs in loss).
+    #[arg(long, value_enum, default_value_t = Weights::F32)]
+    pub weights: Weights,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -51,7 +56,7 @@ fn run_in_pool(a: Args) -> Result<()> {
     let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
     let state: checkpoint::TrainState = serde_json::from_str(&text)
         .map_err(|e| Error::format(&state_path, "state.json", e.to_string()))?;
-    let model = Model::load(&dir.join("model"))?;
+    let model = Model::load_as(&dir.join("model"), a.weights.dtype())?;
     let data = a.data.clone().unwrap_or(state.data.clone());
     let corpus = Corpus::open(&data, Some(model.vocab_size()))?;
     let mut cfg: TrainConfig = state.config.clone();
@@ -76,6 +81,7 @@ fn run_in_pool(a: Args) -> Result<()> {
             "step": state.step,
             "objective": cfg.objective,
             "split": a.split,
+            "weights": a.weights.dtype().to_string(),
             "loss": loss,
             "perplexity": loss.exp(),
             "token_accuracy": acc,
@@ -91,6 +97,7 @@ fn run_in_pool(a: Args) -> Result<()> {
         "step": state.step,
         "objective": cfg.objective,
         "split": a.split,
+        "weights": a.weights.dtype().to_string(),
         "loss": e.loss,
         "perplexity": (e.loss as f64).exp(),
         "token_accuracy": e.token_accuracy,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args as ClapArgs;
 
+use super::Weights;
 use crate::data::Tokenizer;
 use crate::error::{Error, Result};
 use crate::generate::{generate, SamplingConfig};
@@ -40,12 +41,6 @@ pub struct Args {
     pub weights: Weights,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Weights {
-    F32,
-    Bf16,
-}
-
 /// (model folder, tokenizer folder) of whatever the user pointed at.
 pub fn resolve_checkpoint(p: &Path) -> Result<(PathBuf, PathBuf)> {
     for base in [p.join("checkpoint"), p.to_path_buf()] {
@@ -74,11 +69,7 @@ pub fn run(a: Args) -> Result<()> {
 
 fn run_in_pool(a: Args) -> Result<()> {
     let (model_dir, tok_dir) = resolve_checkpoint(&a.checkpoint)?;
-    let matrices = match a.weights {
-        Weights::F32 => crate::tensor::DType::F32,
-        Weights::Bf16 => crate::tensor::DType::BF16,
-    };
-    let model = Model::load_as(&model_dir, matrices)?;
+    let model = Model::load_as(&model_dir, a.weights.dtype())?;
     if a.weights == Weights::Bf16 {
         let (n, bytes) = model
             .store()

@@ -4,6 +4,27 @@
 use clap::{Parser, Subcommand};
 
 use crate::error::Result;
+use crate::tensor::DType;
+
+/// How a loaded model holds its matrices (Linear weights, embedding tables): `--weights`
+/// of `generate`, `eval` and `embed`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Weights {
+    /// As f32.
+    F32,
+    /// As bf16 (weight-only bf16: half the bytes, f32 activations and sums; the outputs of
+    /// the model with its matrices rounded to bf16).
+    Bf16,
+}
+
+impl Weights {
+    pub fn dtype(self) -> DType {
+        match self {
+            Weights::F32 => DType::F32,
+            Weights::Bf16 => DType::BF16,
+        }
+    }
+}
 
 pub mod bench;
 pub mod cuda_check;

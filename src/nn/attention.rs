@@ -143,6 +143,15 @@ impl KvCache {
         Ok((Var::constant(kk), Var::constant(vv)))
     }
 
+    /// Keeps the first `len` cached positions of every layer (HF's `DynamicCache.crop`), for
+    /// rolling decoding back; the next append writes after them. For a self-attention cache
+    /// (cross-attention entries from `set` would be cropped too).
+    pub fn crop(&mut self, len: usize) {
+        for l in self.layers.iter_mut().flatten() {
+            l.len = l.len.min(len);
+        }
+    }
+
     fn slot(&self, i: usize) -> Result<&Option<LayerKv>> {
         let n = self.layers.len();
         self.layers

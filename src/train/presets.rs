@@ -206,6 +206,23 @@ pub fn train_config(arch: &str, preset: &str) -> Result<TrainConfig> {
     Ok(c)
 }
 
+/// The architecture of a GPT preset (before the vocabulary and dropout of a run are set).
+pub fn gpt_config(preset: &str) -> Result<Gpt2Config> {
+    Ok(match preset {
+        "tiny" => {
+            let mut c = Gpt2Config::shakespeare_char_cpu();
+            c.n_layer = 2;
+            c.n_head = 4;
+            c.n_embd = 64;
+            c
+        }
+        "nanogpt-shakespeare-cpu" => Gpt2Config::shakespeare_char_cpu(),
+        "nanogpt-shakespeare" => Gpt2Config::shakespeare_char_gpu(),
+        "gpt2-124m" => Gpt2Config::gpt2_124m(),
+        other => return Err(Error::msg(format!("unknown gpt preset \"{other}\""))),
+    })
+}
+
 /// A freshly initialised model for `cfg` with the tokenizer's vocabulary and special ids.
 pub fn build_model(cfg: &TrainConfig, tokenizer: &Tokenizer, rng: &mut Rng) -> Result<Model> {
     let vocab_size = tokenizer.vocab_size();
@@ -262,19 +279,7 @@ pub fn build_model(cfg: &TrainConfig, tokenizer: &Tokenizer, rng: &mut Rng) -> R
             Ok(Model::Bart(Bart::new(c, rng)?))
         }
         "gpt" => {
-            let mut c = match cfg.preset.as_str() {
-                "tiny" => {
-                    let mut c = Gpt2Config::shakespeare_char_cpu();
-                    c.n_layer = 2;
-                    c.n_head = 4;
-                    c.n_embd = 64;
-                    c
-                }
-                "nanogpt-shakespeare-cpu" => Gpt2Config::shakespeare_char_cpu(),
-                "nanogpt-shakespeare" => Gpt2Config::shakespeare_char_gpu(),
-                "gpt2-124m" => Gpt2Config::gpt2_124m(),
-                other => return Err(Error::msg(format!("unknown gpt preset \"{other}\""))),
-            };
+            let mut c = gpt_config(&cfg.preset)?;
             c.vocab_size = vocab_size;
             c.n_positions = c.n_positions.max(cfg.seq_len);
             c.embd_pdrop = cfg.dropout as f64;
