@@ -73,9 +73,10 @@ impl Model {
     }
 
     /// Stores the model's matrices (`weights::is_matrix`: every rank-2 `….weight` parameter,
-    /// the Linear weights and the embedding tables, tied LM heads included) as `dtype`, F32 or BF16, for inference
-    /// with weight-only bf16: activations, norms and biases stay f32, each matmul multiplies
-    /// f32 activations by the bf16 matrix widened exactly, and each lookup widens its rows.
+    /// the Linear weights and the embedding tables, tied LM heads included) as `dtype`, F32
+    /// or BF16, for inference with weight-only bf16: activations, norms and biases stay f32,
+    /// each matmul multiplies f32 activations by the bf16 matrix widened exactly, and each
+    /// lookup widens its rows.
     /// The outputs are then those of the f32 model on bf16-rounded matrices (up to the order
     /// of f32 sums), at half the bytes per decoding step. The parameters keep no f32 copy:
     /// an optimizer step on them is refused (an f32 update of a bf16 value). CPU only.

@@ -31,7 +31,8 @@ simd_kernel! {
 unsafe fn dot_simd<S: Simd>(job: Job<'_, f32, bf16>) {
     let step = 2 * S::LANES;
     let steps = job.k.div_ceil(step);
-    // split[(r·steps + s)·2L ..]: row r's values at k = s·2L + 2i (i < L), then at s·2L + 2i + 1.
+    // split[(r·steps + s)·2L ..]: row r's values at k = s·2L + 2i (i < L), then at
+    // s·2L + 2i + 1.
     let mut split = vec![0.0f32; job.m * steps * step];
     for r in 0..job.m {
         let row = &job.a[r * job.a_rs..][..job.k];
