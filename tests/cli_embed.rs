@@ -7,17 +7,29 @@ use pretext::autograd::no_grad;
 use pretext::models::Bert;
 use pretext::tensor::{DType, Tensor};
 
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/bert_seqcls");
+
+/// The library's last hidden states (1, 5, H) for the ids the CLI is given.
+fn hidden(model: &Bert) -> Vec<f32> {
+    let ids = Tensor::from_vec(vec![2i64, 17, 33, 5, 9], &[1, 5]).unwrap();
+    no_grad(|| model.forward(&ids, None, None, None))
+        .unwrap()
+        .hidden
+        .value()
+        .to_vec_f32()
+        .unwrap()
+}
+
 fn embed(pool: &str) -> serde_json::Value {
     embed_with(pool, "f32")
 }
 
 fn embed_with(pool: &str, weights: &str) -> serde_json::Value {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/bert_seqcls");
     let out = Command::new(env!("CARGO_BIN_EXE_pretext"))
         .args([
             "embed",
             "--model",
-            dir,
+            DIR,
             "--ids",
             "2 17 33 5 9",
             "--pool",
@@ -37,15 +49,8 @@ fn embed_with(pool: &str, weights: &str) -> serde_json::Value {
 
 #[test]
 fn embed_pools_the_encoder_hidden_states() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/bert_seqcls");
-    let model = Bert::from_pretrained(dir).unwrap();
-    let ids = Tensor::from_vec(vec![2i64, 17, 33, 5, 9], &[1, 5]).unwrap();
-    let h = no_grad(|| model.forward(&ids, None, None, None))
-        .unwrap()
-        .hidden
-        .value()
-        .to_vec_f32()
-        .unwrap();
+    let model = Bert::from_pretrained(DIR).unwrap();
+    let h = hidden(&model);
     let d = model.config.hidden_size;
     let close = |v: &serde_json::Value, want: &[f32]| {
         let got: Vec<f32> = v
@@ -72,15 +77,8 @@ fn embed_pools_the_encoder_hidden_states() {
 /// library's on that model (and not to the f32 model's).
 #[test]
 fn embed_with_bf16_weights_is_the_bf16_model() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/bert_seqcls");
-    let model = Bert::from_pretrained_as(dir, DType::BF16).unwrap();
-    let ids = Tensor::from_vec(vec![2i64, 17, 33, 5, 9], &[1, 5]).unwrap();
-    let h = no_grad(|| model.forward(&ids, None, None, None))
-        .unwrap()
-        .hidden
-        .value()
-        .to_vec_f32()
-        .unwrap();
+    let model = Bert::from_pretrained_as(DIR, DType::BF16).unwrap();
+    let h = hidden(&model);
     let got: Vec<f32> = embed_with("none", "bf16")["hidden"][0]
         .as_array()
         .unwrap()
@@ -103,9 +101,8 @@ fn embed_with_bf16_weights_is_the_bf16_model() {
 
 #[test]
 fn embed_without_a_tokenizer_asks_for_ids() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/bert_seqcls");
     let out = Command::new(env!("CARGO_BIN_EXE_pretext"))
-        .args(["embed", "--model", dir, "--text", "hello"])
+        .args(["embed", "--model", DIR, "--text", "hello"])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -393,13 +393,9 @@ fn fixture_inputs_and_outputs_agree_on_shapes() {
     }
 }
 
-/// `get_transposed` reads a stored (r, c) tensor as its (c, r) transpose, for every dtype it
-/// widens, equal to reading it and transposing; a wrong stored shape names both shapes.
-#[test]
-fn transposed_reads_equal_read_then_transpose() {
-    let dir = tmp_dir("transposed");
-    let path = dir.join("t.safetensors");
-    let (r, c) = (37, 70); // more than one 32 × 32 tile each way, neither a multiple
+/// A file holding the same (r, c) values as "a" (F32), "b" (BF16) and "h" (F16); returns
+/// the values.
+fn three_dtypes(path: &Path, r: usize, c: usize) -> Vec<f32> {
     let vals: Vec<f32> = (0..r * c).map(|i| (i as f32 * 0.37).sin() * 4.0).collect();
     let f32_bytes: Vec<u8> = vals.iter().flat_map(|x| x.to_le_bytes()).collect();
     let bf_bytes: Vec<u8> = vals
@@ -411,7 +407,7 @@ fn transposed_reads_equal_read_then_transpose() {
         .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
         .collect();
     save_raw(
-        &path,
+        path,
         &[
             ("a", Dtype::F32, vec![r, c], f32_bytes),
             ("b", Dtype::BF16, vec![r, c], bf_bytes),
@@ -419,6 +415,17 @@ fn transposed_reads_equal_read_then_transpose() {
         ],
     )
     .unwrap();
+    vals
+}
+
+/// `get_transposed` reads a stored (r, c) tensor as its (c, r) transpose, for every dtype it
+/// widens, equal to reading it and transposing; a wrong stored shape names both shapes.
+#[test]
+fn transposed_reads_equal_read_then_transpose() {
+    let dir = tmp_dir("transposed");
+    let path = dir.join("t.safetensors");
+    let (r, c) = (37, 70); // more than one 32 × 32 tile each way, neither a multiple
+    let vals = three_dtypes(&path, r, c);
     let ck = Checkpoint::open(&path).unwrap();
     for name in ["a", "b", "h"] {
         let want = ck.get(name).unwrap().transpose2().unwrap();
@@ -444,25 +451,7 @@ fn tensors_read_as_f32_or_rounded_to_bf16() {
     let dir = tmp_dir("get_tensor");
     let path = dir.join("t.safetensors");
     let (r, c) = (37, 70);
-    let vals: Vec<f32> = (0..r * c).map(|i| (i as f32 * 0.37).sin() * 4.0).collect();
-    let f32_bytes: Vec<u8> = vals.iter().flat_map(|x| x.to_le_bytes()).collect();
-    let bf_bytes: Vec<u8> = vals
-        .iter()
-        .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
-        .collect();
-    let hf_bytes: Vec<u8> = vals
-        .iter()
-        .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
-        .collect();
-    save_raw(
-        &path,
-        &[
-            ("a", Dtype::F32, vec![r, c], f32_bytes),
-            ("b", Dtype::BF16, vec![r, c], bf_bytes),
-            ("h", Dtype::F16, vec![r, c], hf_bytes),
-        ],
-    )
-    .unwrap();
+    three_dtypes(&path, r, c);
     let ck = Checkpoint::open(&path).unwrap();
     let round = |v: &[f32]| -> Vec<f32> {
         v.iter()

@@ -54,22 +54,29 @@ fn gpt2_sequence_classification_pools_the_last_non_pad_token() {
     assert_grads(&model.store, &fx, 1e-4, &conv1d);
 }
 
-#[test]
-fn gpt2_greedy_generation_with_kv_cache_matches_transformers_generate() {
-    let fx = fixture("gpt2_lm");
+/// transformers' greedy `generate` on the fixture: the prompt (B, T0), the sequences it
+/// returned (prompt and new tokens, row by row) and the number of new tokens.
+fn greedy_fixture(fx: &common::Fixture) -> (Tensor, Vec<i64>, usize) {
     let gen: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fx.dir.join("generate.json")).unwrap())
             .unwrap();
-    let scores =
-        pretext::models::checkpoint::load(fx.dir.join("generate_scores.safetensors")).unwrap();
-    let scores = &scores["scores"];
-    let model = Gpt2::from_pretrained(&fx.dir).unwrap();
     let prompt = common::ids_from_json(&gen["inputs"]["input_ids"]);
     let want = common::ids_from_json(&gen["sequences"])
         .to_vec::<i64>()
         .unwrap();
-    let (b, t0) = (prompt.shape()[0], prompt.shape()[1]);
     let steps = gen["new_tokens"][0].as_array().unwrap().len();
+    (prompt, want, steps)
+}
+
+#[test]
+fn gpt2_greedy_generation_with_kv_cache_matches_transformers_generate() {
+    let fx = fixture("gpt2_lm");
+    let scores =
+        pretext::models::checkpoint::load(fx.dir.join("generate_scores.safetensors")).unwrap();
+    let scores = &scores["scores"];
+    let model = Gpt2::from_pretrained(&fx.dir).unwrap();
+    let (prompt, want, steps) = greedy_fixture(&fx);
+    let (b, t0) = (prompt.shape()[0], prompt.shape()[1]);
     let vocab = model.config.vocab_size;
     let mut seqs: Vec<Vec<i64>> = (0..b)
         .map(|r| prompt.to_vec::<i64>().unwrap()[r * t0..(r + 1) * t0].to_vec())
@@ -152,23 +159,13 @@ fn gpt2_greedy_generation_with_kv_cache_matches_transformers_generate() {
     );
 }
 
-/// llm.c's test_gpt2: ten AdamW steps on one batch reproduce PyTorch's losses step by step and
-/// the final parameters, with weight decay on every parameter (one torch param group) and on
-/// rank ≥ 2 parameters only.
 /// The library's `generate` (KV cache, the LM head on the last position only) decodes each
 /// prompt row to transformers' greedy sequence.
 #[test]
 fn library_generate_matches_transformers_generate() {
     let fx = fixture("gpt2_lm");
-    let gen: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fx.dir.join("generate.json")).unwrap())
-            .unwrap();
-    let prompt = common::ids_from_json(&gen["inputs"]["input_ids"]);
-    let want = common::ids_from_json(&gen["sequences"])
-        .to_vec::<i64>()
-        .unwrap();
+    let (prompt, want, steps) = greedy_fixture(&fx);
     let (b, t0) = (prompt.shape()[0], prompt.shape()[1]);
-    let steps = gen["new_tokens"][0].as_array().unwrap().len();
     let model = pretext::models::Model::load(&fx.dir).unwrap();
     let greedy = pretext::generate::SamplingConfig {
         temperature: 0.0,
@@ -189,6 +186,9 @@ fn library_generate_matches_transformers_generate() {
     }
 }
 
+/// llm.c's test_gpt2: ten AdamW steps on one batch reproduce PyTorch's losses step by step and
+/// the final parameters, with weight decay on every parameter (one torch param group) and on
+/// rank ≥ 2 parameters only.
 #[test]
 fn gpt2_adamw_trajectory_matches_torch() {
     use pretext::optim::{AdamW, AdamWConfig};

@@ -15,24 +15,22 @@ const CHUNK: usize = 64 * 1024;
 
 /// dst[i] = bf16(src[i]), rounded to nearest even. The lengths must match.
 pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) {
-    assert_eq!(src.len(), dst.len(), "f32_to_bf16: lengths differ");
-    dst.par_chunks_mut(CHUNK)
-        .zip(src.par_chunks(CHUNK))
-        .for_each(|(d, s)| {
-            for (d, &x) in d.iter_mut().zip(s) {
-                *d = bf16::from_bits(f32_to_bf16_bits(x));
-            }
-        });
+    par_map(src, dst, |x| bf16::from_bits(f32_to_bf16_bits(x)));
 }
 
 /// dst[i] = f32(src[i]) (exact). The lengths must match.
 pub fn bf16_to_f32(src: &[bf16], dst: &mut [f32]) {
-    assert_eq!(src.len(), dst.len(), "bf16_to_f32: lengths differ");
+    par_map(src, dst, |x| f32::from_bits((x.to_bits() as u32) << 16));
+}
+
+/// dst[i] = f(src[i]), `CHUNK` elements per task.
+fn par_map<S: Copy + Sync, D: Send>(src: &[S], dst: &mut [D], f: impl Fn(S) -> D + Sync) {
+    assert_eq!(src.len(), dst.len(), "convert: lengths differ");
     dst.par_chunks_mut(CHUNK)
         .zip(src.par_chunks(CHUNK))
         .for_each(|(d, s)| {
             for (d, &x) in d.iter_mut().zip(s) {
-                *d = f32::from_bits((x.to_bits() as u32) << 16);
+                *d = f(x);
             }
         });
 }

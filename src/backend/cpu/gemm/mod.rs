@@ -377,27 +377,38 @@ pub fn sgemm_batched_new(
     b: &[f32],
     b_offsets: &[usize],
 ) -> Result<Vec<f32>> {
+    new_c(l, a_offsets.len(), |c, c_offsets| {
+        let level = isa::active();
+        if matmul_precision() == MatmulPrecision::Medium {
+            let path = Bf16Path::at(level.min(isa::detected()));
+            sgemm_bf16_path(path, l, a, a_offsets, b, b_offsets, 0.0, c, c_offsets)
+        } else {
+            sgemm_isa(level, l, a, a_offsets, b, b_offsets, 0.0, c, c_offsets)
+        }
+    })
+}
+
+/// A new C of `batch` row-major m×n blocks (block i at i·m·n) filled by `gemm`, which must
+/// run with beta 0 into the uninitialised storage it is given (every path then stores each
+/// element of C, `COut`). The layout must say `c_rs = n`, `c_cs = 1`.
+fn new_c(
+    l: &GemmLayout,
+    batch: usize,
+    gemm: impl FnOnce(&mut COut<'_>, &[usize]) -> Result<()>,
+) -> Result<Vec<f32>> {
     if l.c_rs != l.n || l.c_cs != 1 {
         return Err(Error::msg(format!(
             "gemm: a new C is row-major (c_rs = n, c_cs = 1), got {l:?}"
         )));
     }
     let block = l.m * l.n;
-    let len = a_offsets.len() * block;
-    let c_offsets: Vec<usize> = (0..a_offsets.len()).map(|i| i * block).collect();
+    let len = batch * block;
+    let c_offsets: Vec<usize> = (0..batch).map(|i| i * block).collect();
     let mut v = Vec::with_capacity(len);
-    {
-        let mut c = COut::uninit(&mut v.spare_capacity_mut()[..len]);
-        let level = isa::active();
-        if matmul_precision() == MatmulPrecision::Medium {
-            let path = Bf16Path::at(level.min(isa::detected()));
-            sgemm_bf16_path(path, l, a, a_offsets, b, b_offsets, 0.0, &mut c, &c_offsets)?;
-        } else {
-            sgemm_isa(
-                level, l, a, a_offsets, b, b_offsets, 0.0, &mut c, &c_offsets,
-            )?;
-        }
-    }
+    gemm(
+        &mut COut::uninit(&mut v.spare_capacity_mut()[..len]),
+        &c_offsets,
+    )?;
     // SAFETY: the GEMM returned Ok with beta 0, so it stored every element of every C block
     // (`COut`); the blocks are the m×n row-major matrices at i·m·n, which tile 0..len.
     unsafe { v.set_len(len) };
@@ -460,17 +471,33 @@ fn sgemm_isa(
         );
         return Ok(());
     }
-    type P = pack::F32;
+    run_f32::<pack::F32, pack::F32>(level, l, a, a_offsets, b, b_offsets, beta, c, c_offsets);
+    Ok(())
+}
+
+/// The packed path with the f32 micro-kernel of `level`, operands converted to f32 by `CA`
+/// and `CB` while packing.
+#[allow(clippy::too_many_arguments)]
+fn run_f32<CA: Convert<Dst = f32>, CB: Convert<Dst = f32>>(
+    level: Isa,
+    l: &GemmLayout,
+    a: &[CA::Src],
+    a_offsets: &[usize],
+    b: &[CB::Src],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut COut<'_>,
+    c_offsets: &[usize],
+) {
     match level {
         Isa::Avx512 => {
-            run::<avx512::Avx512, P, P>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+            run::<avx512::Avx512, CA, CB>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
         }
-        Isa::Avx2 => run::<avx2::Avx2, P, P>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets),
+        Isa::Avx2 => run::<avx2::Avx2, CA, CB>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets),
         Isa::Scalar => {
-            run::<scalar::Scalar, P, P>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+            run::<scalar::Scalar, CA, CB>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
         }
     }
-    Ok(())
 }
 
 /// Batched strided GEMM on bf16 operands with f32 accumulation and an f32 C:
@@ -555,14 +582,8 @@ pub fn bgemm_batched_path(
         Bf16Path::Avx512Bf16 => run::<avx512_bf16::Avx512Bf16, pack::Bf16, pack::Bf16>(
             l, a, a_offsets, b, b_offsets, beta, c, c_offsets,
         ),
-        Bf16Path::F32(Isa::Avx512) => {
-            run::<avx512::Avx512, W, W>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
-        }
-        Bf16Path::F32(Isa::Avx2) => {
-            run::<avx2::Avx2, W, W>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
-        }
-        Bf16Path::F32(Isa::Scalar) => {
-            run::<scalar::Scalar, W, W>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+        Bf16Path::F32(level) => {
+            run_f32::<W, W>(level, l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
         }
     }
     Ok(())
@@ -674,14 +695,8 @@ fn sgemm_bf16_path(
         Bf16Path::Avx512Bf16 => {
             run::<avx512_bf16::Avx512Bf16, T, T>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
         }
-        Bf16Path::F32(Isa::Avx512) => {
-            run::<avx512::Avx512, R, R>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
-        }
-        Bf16Path::F32(Isa::Avx2) => {
-            run::<avx2::Avx2, R, R>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
-        }
-        Bf16Path::F32(Isa::Scalar) => {
-            run::<scalar::Scalar, R, R>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+        Bf16Path::F32(level) => {
+            run_f32::<R, R>(level, l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
         }
     }
     Ok(())

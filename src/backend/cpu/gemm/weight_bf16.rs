@@ -17,9 +17,9 @@
 use half::bf16;
 
 use super::driver::COut;
-use super::{avx2, avx512, check_bounds, gemv, gemv_wbf16, pack, prescale, run, scalar};
+use super::{check_bounds, gemv, gemv_wbf16, new_c, pack, prescale, run_f32};
 use crate::backend::cpu::isa::{self, Isa};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// `C_i = A_i · widen(B_i) + beta · C_i` (beta 0 or 1 in effect: other values scale C first)
 /// with an explicit kernel level (clamped to the CPU), so tests can run every path.
@@ -57,17 +57,7 @@ pub fn sgemm_batched_wbf16_new(
     b: &[bf16],
     b_offsets: &[usize],
 ) -> Result<Vec<f32>> {
-    if l.c_rs != l.n || l.c_cs != 1 {
-        return Err(Error::msg(format!(
-            "gemm: a new C is row-major (c_rs = n, c_cs = 1), got {l:?}"
-        )));
-    }
-    let block = l.m * l.n;
-    let len = a_offsets.len() * block;
-    let c_offsets: Vec<usize> = (0..a_offsets.len()).map(|i| i * block).collect();
-    let mut v = Vec::with_capacity(len);
-    {
-        let mut c = COut::uninit(&mut v.spare_capacity_mut()[..len]);
+    new_c(l, a_offsets.len(), |c, c_offsets| {
         wbf16(
             isa::active(),
             l,
@@ -76,14 +66,10 @@ pub fn sgemm_batched_wbf16_new(
             b,
             b_offsets,
             0.0,
-            &mut c,
-            &c_offsets,
-        )?;
-    }
-    // SAFETY: the GEMM returned Ok with beta 0, so it stored every element of every C block
-    // (`COut`); the blocks are the m×n row-major matrices at i·m·n, which tile 0..len.
-    unsafe { v.set_len(len) };
-    Ok(v)
+            c,
+            c_offsets,
+        )
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -124,16 +110,6 @@ fn wbf16(
         );
         return Ok(());
     }
-    type A = pack::F32;
-    type W = pack::Bf16ToF32;
-    match level {
-        Isa::Avx512 => {
-            run::<avx512::Avx512, A, W>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
-        }
-        Isa::Avx2 => run::<avx2::Avx2, A, W>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets),
-        Isa::Scalar => {
-            run::<scalar::Scalar, A, W>(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
-        }
-    }
+    run_f32::<pack::F32, pack::Bf16ToF32>(level, l, a, a_offsets, b, b_offsets, beta, c, c_offsets);
     Ok(())
 }
