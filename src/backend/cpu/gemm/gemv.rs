@@ -286,10 +286,11 @@ fn axpy_scalar(job: Job<'_, f32>) {
 }
 
 /// R rows × Q columns per block: R·Q accumulators, Q vectors of W and one of A live, within
-/// AVX2's 16 registers (one row: 8 columns, 17, as W's rows are streams from memory and
-/// more of them in flight pull more bandwidth: 1 × 768 × 50257 f32, 1 thread, Zen 4, ran in
-/// 6.9–7.3 ms with 8 columns against 9.0–9.5 with 4 and 11.1 with 2; 12 or 16 gained
-/// nothing more).
+/// AVX2's 16 registers, and with twice the columns for 2–4 rows within AVX-512's 32 (m × 768
+/// × 50257, 1 thread, Zen 4: m = 2 9.5 → 8.0–8.3 ms, m = 4 12.9 → 11.1–11.5). One row takes
+/// 8 columns at both widths (17 registers on AVX2), as W's rows are streams from memory and
+/// more of them in flight pull more bandwidth: 1 × 768 × 50257 ran in 6.9–7.3 ms with 8
+/// columns against 9.0–9.5 with 4 and 11.1 with 2; 12 or 16 gained nothing more.
 #[inline(always)]
 unsafe fn dot_simd<S: Simd>(job: Job<'_, f32>) {
     dot_any::<S, f32>(job)
@@ -302,11 +303,16 @@ unsafe fn dot_simd_bf16<S: Simd>(job: Job<'_, bf16>) {
 
 #[inline(always)]
 unsafe fn dot_any<S: Simd, E: Elem>(job: Job<'_, E>) {
-    match job.m {
-        1 => dot_rows::<S, E, 1, 8>(&job),
-        2 => dot_rows::<S, E, 2, 4>(&job),
-        3 => dot_rows::<S, E, 3, 2>(&job),
-        _ => dot_rows::<S, E, 4, 2>(&job),
+    // AVX-512's 32 registers hold twice the columns of AVX2's 16 for several rows.
+    let wide = S::LANES == 16;
+    match (job.m, wide) {
+        (1, _) => dot_rows::<S, E, 1, 8>(&job),
+        (2, true) => dot_rows::<S, E, 2, 8>(&job),
+        (2, false) => dot_rows::<S, E, 2, 4>(&job),
+        (3, true) => dot_rows::<S, E, 3, 4>(&job),
+        (3, false) => dot_rows::<S, E, 3, 2>(&job),
+        (_, true) => dot_rows::<S, E, 4, 4>(&job),
+        (_, false) => dot_rows::<S, E, 4, 2>(&job),
     }
 }
 
