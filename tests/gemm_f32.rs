@@ -187,6 +187,36 @@ fn thread_counts_split_the_work() {
     }
 }
 
+/// B of exactly NR contiguous columns (AVX-512: 32, as attention's V with 32-wide heads;
+/// AVX2: 16; scalar: 8) is already the kernel's packed panel and is read in place: every KC
+/// block of depth (k past 384), packed and in-place A, edge rows, batches spread over
+/// threads, beta 0 and 1.
+#[test]
+fn b_already_in_panel_layout() {
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            for &(m, k) in &[(9, 1), (13, 5), (64, 64), (100, 385), (12, 800)] {
+                // 32: the AVX-512 panel width, 16: AVX2's, 8: the scalar kernel's.
+                for n in [32, 16, 8] {
+                    check(Shape::plain(m, n, k), 1, false, 0.0);
+                    check(Shape::plain(m, n, k), 3, false, 1.0);
+                    // A transposed: packed, not read in place.
+                    let ta = Shape {
+                        ta: true,
+                        ..Shape::plain(m, n, k)
+                    };
+                    check(ta, 2, true, 0.0);
+                }
+            }
+            check(Shape::plain(64, 32, 64), 64, false, 0.0);
+        });
+    }
+}
+
 #[test]
 fn skinny_rows_every_layout() {
     // m ≤ 8 runs straight from B in row groups of 4 (dot form when B's columns are
