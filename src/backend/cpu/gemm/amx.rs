@@ -142,49 +142,11 @@ impl<T: Tiles> MicroKernel for AmxKernel<T> {
         nr: usize,
         accumulate: bool,
     ) {
-        let copy_rows = |panel: &mut [bf16], p0: usize, len: usize, rows: usize| {
-            for (i, out) in panel.chunks_exact_mut(32).take(rows).enumerate() {
-                // SAFETY: rows i < mr of A hold kc values (the caller's contract) and
-                // p0 + len ≤ kc.
-                let row = unsafe { std::slice::from_raw_parts(a.add(i * a_rs + p0), len) };
-                out[..len].copy_from_slice(row);
-            }
-        };
-        let whole = kc / 32;
         if mr < MR {
-            // Edge rows: pack up to GROUP k blocks at a time (tail included) and run the
-            // packed kernel on them, accumulating after the first group.
-            const GROUP: usize = 16;
-            let mut packed = [bf16::ZERO; GROUP * MR * 32];
-            let mut acc = accumulate;
-            for p0 in (0..kc).step_by(GROUP * 32) {
-                let len = (kc - p0).min(GROUP * 32);
-                let blocks = len.div_ceil(32);
-                for (kb, blk) in packed.chunks_exact_mut(MR * 32).take(blocks).enumerate() {
-                    blk.fill(bf16::ZERO);
-                    copy_rows(blk, p0 + kb * 32, (len - kb * 32).min(32), mr);
-                }
-                let bg = b.wrapping_add(p0 * NR);
-                // SAFETY: `packed` holds `blocks` packed A blocks and the B panel the
-                // blocks from p0 / 32 on; the rest is forwarded.
-                unsafe {
-                    product::<T>(
-                        blocks,
-                        PACKED_A,
-                        packed.as_ptr(),
-                        bg,
-                        c,
-                        rs,
-                        cs,
-                        mr,
-                        nr,
-                        acc,
-                    )
-                };
-                acc = true;
-            }
-            return;
+            // SAFETY: forwarded contract.
+            return unsafe { edge_rows::<T>(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate) };
         }
+        let whole = kc / 32;
         let mut acc = accumulate;
         if whole > 0 {
             let rows = TileRows {
@@ -197,17 +159,116 @@ impl<T: Tiles> MicroKernel for AmxKernel<T> {
             unsafe { product::<T>(whole, rows, a, b, c, rs, cs, mr, nr, acc) };
             acc = true;
         }
-        let tail = kc - whole * 32;
-        if tail > 0 {
-            let mut panel = [bf16::ZERO; MR * 32];
-            copy_rows(&mut panel, whole * 32, tail, MR);
-            // The B panel's k blocks are 2048 bytes (16 pair rows × 32 columns) each.
-            let b_tail = b.wrapping_add(whole * 32 * NR);
-            // SAFETY: `panel` is one packed A block, zero past the tail; the B panel holds
-            // `whole + 1` blocks (kc padded to 32); the rest is forwarded.
-            unsafe { product::<T>(1, PACKED_A, panel.as_ptr(), b_tail, c, rs, cs, mr, nr, acc) };
+        if kc > whole * 32 {
+            // SAFETY: forwarded contract; `whole` whole k blocks are done.
+            unsafe { k_tail::<T>(kc, whole, a, a_rs, b, c, rs, cs, mr, nr, acc) };
         }
     }
+}
+
+/// Copies `rows` rows of A (k contiguous, `a_rs` apart), columns p0 .. p0 + len, into the
+/// 32-value rows of a packed A block.
+///
+/// # Safety
+/// Rows i < rows of A from `a` hold p0 + len readable values.
+#[inline(always)]
+unsafe fn copy_rows(
+    panel: &mut [bf16],
+    a: *const bf16,
+    a_rs: usize,
+    p0: usize,
+    len: usize,
+    rows: usize,
+) {
+    for (i, out) in panel.chunks_exact_mut(32).take(rows).enumerate() {
+        // SAFETY: the caller's contract.
+        let row = unsafe { std::slice::from_raw_parts(a.add(i * a_rs + p0), len) };
+        out[..len].copy_from_slice(row);
+    }
+}
+
+/// `run_direct_a` for an edge tile of mr < 32 rows: packs up to GROUP k blocks at a time
+/// (tail included) and runs the packed kernel on them, accumulating after the first group.
+/// Out of line, as is `k_tail`: their 32 KiB and 2 KiB buffers would otherwise enlarge the
+/// frame of every full-tile call, whose prologue then probes each stack page (with k = 64,
+/// Q·Kᵀ of 64-wide heads, that probe loop took about 5% of the GEMM).
+///
+/// # Safety
+/// `MicroKernel::run_direct_a`'s contract.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+unsafe fn edge_rows<T: Tiles>(
+    kc: usize,
+    a: *const bf16,
+    a_rs: usize,
+    b: *const bf16,
+    c: *mut f32,
+    rs: isize,
+    cs: isize,
+    mr: usize,
+    nr: usize,
+    accumulate: bool,
+) {
+    const GROUP: usize = 16;
+    let mut packed = [bf16::ZERO; GROUP * MR * 32];
+    let mut acc = accumulate;
+    for p0 in (0..kc).step_by(GROUP * 32) {
+        let len = (kc - p0).min(GROUP * 32);
+        let blocks = len.div_ceil(32);
+        for (kb, blk) in packed.chunks_exact_mut(MR * 32).take(blocks).enumerate() {
+            blk.fill(bf16::ZERO);
+            // SAFETY: rows i < mr of A hold kc values, and this copy ends at or before kc.
+            unsafe { copy_rows(blk, a, a_rs, p0 + kb * 32, (len - kb * 32).min(32), mr) };
+        }
+        let bg = b.wrapping_add(p0 * NR);
+        // SAFETY: `packed` holds `blocks` packed A blocks and the B panel the blocks from
+        // p0 / 32 on; the rest is forwarded.
+        unsafe {
+            product::<T>(
+                blocks,
+                PACKED_A,
+                packed.as_ptr(),
+                bg,
+                c,
+                rs,
+                cs,
+                mr,
+                nr,
+                acc,
+            )
+        };
+        acc = true;
+    }
+}
+
+/// The last, partial k block (kc − 32·whole < 32 values) of a full 32-row tile with A in
+/// place: through a zero-padded copy of it.
+///
+/// # Safety
+/// `MicroKernel::run_direct_a`'s contract, with mr = 32.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+unsafe fn k_tail<T: Tiles>(
+    kc: usize,
+    whole: usize,
+    a: *const bf16,
+    a_rs: usize,
+    b: *const bf16,
+    c: *mut f32,
+    rs: isize,
+    cs: isize,
+    mr: usize,
+    nr: usize,
+    acc: bool,
+) {
+    let mut panel = [bf16::ZERO; MR * 32];
+    // SAFETY: the 32 rows of A hold kc values each.
+    unsafe { copy_rows(&mut panel, a, a_rs, whole * 32, kc - whole * 32, MR) };
+    // The B panel's k blocks are 2048 bytes (16 pair rows × 32 columns) each.
+    let b_tail = b.wrapping_add(whole * 32 * NR);
+    // SAFETY: `panel` is one packed A block, zero past the tail; the B panel holds
+    // `whole + 1` blocks (kc padded to 32); the rest is forwarded.
+    unsafe { product::<T>(1, PACKED_A, panel.as_ptr(), b_tail, c, rs, cs, mr, nr, acc) };
 }
 
 /// Where the two 16-row A tiles of a k block lie: rows `stride` bytes apart, rows 16–31
@@ -262,20 +323,43 @@ unsafe fn product<T: Tiles>(
             })
         }
     } else {
-        let mut tile = [0.0f32; MR * NR];
-        // SAFETY: `tile` is 32 rows of 128 bytes; the rest is the caller's contract.
-        unsafe {
-            T::tile_product(TileProduct {
-                blocks,
-                rows,
-                a,
-                b,
-                c: tile.as_mut_ptr(),
-                c_stride: NR as isize * 4,
-                load: false,
-            });
-            store_tile_generic(&tile, NR, c, rs, cs, mr, nr, accumulate);
-        }
+        // SAFETY: the caller's contract.
+        unsafe { product_through_buffer::<T>(blocks, rows, a, b, c, rs, cs, mr, nr, accumulate) }
+    }
+}
+
+/// `product` for an edge or strided tile of C, through a 32 × 32 buffer. Out of line so that
+/// the 4 KiB buffer is not in the frame (and stack probe) of every full-tile call.
+///
+/// # Safety
+/// As `product`.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+unsafe fn product_through_buffer<T: Tiles>(
+    blocks: usize,
+    rows: TileRows,
+    a: *const bf16,
+    b: *const bf16,
+    c: *mut f32,
+    rs: isize,
+    cs: isize,
+    mr: usize,
+    nr: usize,
+    accumulate: bool,
+) {
+    let mut tile = [0.0f32; MR * NR];
+    // SAFETY: `tile` is 32 rows of 128 bytes; the rest is the caller's contract.
+    unsafe {
+        T::tile_product(TileProduct {
+            blocks,
+            rows,
+            a,
+            b,
+            c: tile.as_mut_ptr(),
+            c_stride: NR as isize * 4,
+            load: false,
+        });
+        store_tile_generic(&tile, NR, c, rs, cs, mr, nr, accumulate);
     }
 }
 
@@ -326,12 +410,14 @@ impl Tiles for Hardware {
                 "tilezero tmm2",
                 "tilezero tmm3",
                 "2:",
+                // Each tile load just before its first product, so loads overlap the
+                // products already issued (sq2048, 1 thread: about 2% over four loads first).
                 "tileloadd tmm4, [{a} + {ars}*1]",
-                "tileloadd tmm5, [{a16} + {ars}*1]",
                 "tileloadd tmm6, [{b} + {s128}*1]",
-                "tileloadd tmm7, [{b} + {s128}*1 + 64]",
                 "tdpbf16ps tmm0, tmm4, tmm6",
+                "tileloadd tmm7, [{b} + {s128}*1 + 64]",
                 "tdpbf16ps tmm1, tmm4, tmm7",
+                "tileloadd tmm5, [{a16} + {ars}*1]",
                 "tdpbf16ps tmm2, tmm5, tmm6",
                 "tdpbf16ps tmm3, tmm5, tmm7",
                 "add {a}, {astep}",
