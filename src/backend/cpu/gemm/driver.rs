@@ -7,6 +7,8 @@
 //!       for ic in steps of MC: pack A[ic.., pc..] (MC × KC) into MR-high panels
 //!         for each A panel (stays in L1):
 //!           for each B panel (streams from L2): micro-kernel → MR × NR of C
+//! (A kernel may ask for even blocks and for column blocks sized to its B budget at the
+//! problem's depth: `MicroKernel::EVEN_BLOCKS`, `B_BLOCK`; see `blocks` and `nc_max`.)
 //! When the kernel can broadcast from A in place (f32 or bf16, k contiguous in A, rows not
 //! crowding one L1 set) the A packing is skipped and each MR-row strip of A is read where it
 //! lies. Otherwise, when C spans several NC blocks, all of A is packed once up front (the
@@ -373,15 +375,15 @@ fn single<K, CA, CB>(
     CB: Convert<Dst = K::P>,
 {
     let (m, n, k) = (l.m, l.n, l.k);
-    let whole_a_len: usize = (0..k)
-        .step_by(K::KC)
-        .map(|pc| packed_len(m, K::MR, (k - pc).min(K::KC), K::KU))
+    let whole_a_len: usize = k_blocks::<K>(k)
+        .map(|(_, kc)| packed_len(m, K::MR, kc, K::KU))
         .sum();
-    if n > K::NC && !in_place && whole_a_len * size_of::<K::P>() <= WHOLE_A_MAX_BYTES {
+    if n > nc_max::<K>(k) && !in_place && whole_a_len * size_of::<K::P>() <= WHOLE_A_MAX_BYTES {
         // A is needed by every NC block of columns: pack all of it once instead of once per
         // block (sq2048 f32: 4 passes over A become 1).
+        let first_nc = n_blocks::<K>(n, k).next().map_or(n, |(_, nc)| nc);
         with_scratch(&SCRATCH_A_WHOLE, whole_a_len, |ap: &mut [K::P]| {
-            if a.cs == 1 && fill_whole_a(m, K::NC, K::MR, K::NR, K::MC, threads) {
+            if a.cs == 1 && fill_whole_a(m, first_nc, K::MR, K::NR, K::MC, threads) {
                 let whole = PanelsMut {
                     ptr: ap.as_mut_ptr(),
                     len: ap.len(),
@@ -400,6 +402,54 @@ fn single<K, CA, CB>(
         };
         columns::<K, CA, CB>(l, a, panels, b, c, accumulate, threads);
     }
+}
+
+/// The blocks (start, length) that cut `total` into pieces of at most `max`: max, max, …,
+/// the remainder; or, when `even`, ⌈total/max⌉ pieces of one size rounded up to a multiple
+/// of `unit` (max must be one), the last one shorter. AMX, 1 thread: k = 1024 in two blocks
+/// of 512 rather than 768 + 256, n = 1024 in 512 + 512 rather than 768 + 256.
+fn blocks(
+    total: usize,
+    max: usize,
+    unit: usize,
+    even: bool,
+) -> impl Iterator<Item = (usize, usize)> {
+    let size = if even && total > 0 {
+        total
+            .div_ceil(total.div_ceil(max))
+            .next_multiple_of(unit)
+            .min(max)
+    } else {
+        max
+    };
+    (0..total)
+        .step_by(size)
+        .map(move |s| (s, (total - s).min(size)))
+}
+
+/// The depth blocks of kernel K for depth k.
+fn k_blocks<K: MicroKernel>(k: usize) -> impl Iterator<Item = (usize, usize)> {
+    blocks(k, K::KC, K::KU, K::EVEN_BLOCKS)
+}
+
+/// The widest column block of kernel K at depth k: NC, or what `B_BLOCK` allows beside the
+/// first (deepest) depth block.
+fn nc_max<K: MicroKernel>(k: usize) -> usize {
+    match K::B_BLOCK {
+        None => K::NC,
+        Some(values) => {
+            let kc = k_blocks::<K>(k)
+                .next()
+                .map_or(K::KC, |(_, kc)| kc)
+                .next_multiple_of(K::KU);
+            (values / kc / K::NR * K::NR).max(K::NR)
+        }
+    }
+}
+
+/// The column blocks of kernel K for n columns at depth k.
+fn n_blocks<K: MicroKernel>(n: usize, k: usize) -> impl Iterator<Item = (usize, usize)> {
+    blocks(n, nc_max::<K>(k), K::NR, K::EVEN_BLOCKS)
 }
 
 /// Whether the whole packed A (k contiguous in A) is filled during the first column block,
@@ -423,8 +473,7 @@ where
     CA: Convert<Dst = K::P>,
 {
     let mut rest = ap;
-    for pc in (0..k).step_by(K::KC) {
-        let kc = (k - pc).min(K::KC);
+    for (pc, kc) in k_blocks::<K>(k) {
         let panel = K::MR * kc.next_multiple_of(K::KU);
         let (blk, tail) = rest.split_at_mut(packed_len(m, K::MR, kc, K::KU));
         rest = tail;
@@ -467,11 +516,9 @@ fn columns<K, CA, CB>(
         rs: b.cs,
         cs: b.rs,
     };
-    for jc in (0..n).step_by(K::NC) {
-        let nc = (n - jc).min(K::NC);
+    for (jc, nc) in n_blocks::<K>(n, k) {
         let mut whole = panels;
-        for pc in (0..k).step_by(K::KC) {
-            let kc = (k - pc).min(K::KC);
+        for (pc, kc) in k_blocks::<K>(k) {
             let kcp = kc.next_multiple_of(K::KU);
             let acc = accumulate || pc > 0;
             let a_block = match whole {
@@ -849,6 +896,37 @@ mod tests {
             let along_m = parts.iter().all(|t| t.n0 == 0 && t.n1 == n);
             assert_eq!(along_m, rows, "partition({m},{k},{n},2): {parts:?}");
         }
+    }
+
+    #[test]
+    fn blocks_cover_once_within_max_and_even() {
+        for total in [1, 31, 32, 100, 512, 768, 769, 1024, 2048, 3072, 3100] {
+            for (max, unit) in [(384, 1), (768, 32), (512, 32)] {
+                for even in [false, true] {
+                    let b: Vec<(usize, usize)> = blocks(total, max, unit, even).collect();
+                    let what = format!("total {total} max {max} unit {unit} even {even}");
+                    assert_eq!(b.len(), total.div_ceil(max), "{what}: block count");
+                    let mut next = 0;
+                    for (i, &(s, len)) in b.iter().enumerate() {
+                        assert_eq!(s, next, "{what}: gap or overlap");
+                        assert!(len > 0 && len <= max, "{what}: block length {len}");
+                        if i + 1 < b.len() {
+                            assert_eq!(len % unit, 0, "{what}: inner block not whole units");
+                            if even {
+                                assert_eq!(len, b[0].1, "{what}: uneven inner blocks");
+                            }
+                        }
+                        next = s + len;
+                    }
+                    assert_eq!(next, total, "{what}: coverage");
+                }
+            }
+        }
+        // Even: 1024 in two halves, not 768 + 256.
+        assert_eq!(
+            blocks(1024, 768, 32, true).collect::<Vec<_>>(),
+            [(0, 512), (512, 512)]
+        );
     }
 
     #[test]

@@ -40,6 +40,13 @@ pub(super) trait MicroKernel: Sync {
     const MC: usize;
     /// Columns of B packed per block: KC × NC packed values should sit in L2.
     const NC: usize;
+    /// Whether depth and columns are cut into ⌈k/KC⌉ and ⌈n/NC⌉ blocks as equal as whole KU
+    /// steps and NR panels allow, instead of KC, KC, …, remainder (`driver::blocks`).
+    const EVEN_BLOCKS: bool = false;
+    /// When set, the column blocks are as wide as this many packed B values allow at the
+    /// problem's depth block (⌊B_BLOCK / kc⌋, whole NR panels) instead of NC: a shallow
+    /// problem gets wider blocks, so fewer passes over A (`driver::nc_max`).
+    const B_BLOCK: Option<usize> = None;
 
     /// # Safety
     /// `a` must hold MR·kc' packed values and `b` NR·kc' (kc' = kc rounded up to KU);
