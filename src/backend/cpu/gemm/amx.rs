@@ -122,11 +122,7 @@ impl<T: Tiles> MicroKernel for AmxKernel<T> {
                 PACKED_A,
                 a,
                 b,
-                c,
-                rs,
-                cs,
-                mr,
-                nr,
+                CTile::new(c, rs, cs, mr, nr),
                 accumulate,
             )
         }
@@ -153,9 +149,10 @@ impl<T: Tiles> MicroKernel for AmxKernel<T> {
         nr: usize,
         accumulate: bool,
     ) {
+        let ct = CTile::new(c, rs, cs, mr, nr);
         if mr < MR {
             // SAFETY: forwarded contract.
-            return unsafe { edge_rows::<T>(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate) };
+            return unsafe { edge_rows::<T>(kc, a, a_rs, b, ct, accumulate) };
         }
         let whole = kc / 32;
         let mut acc = accumulate;
@@ -167,12 +164,12 @@ impl<T: Tiles> MicroKernel for AmxKernel<T> {
             };
             // SAFETY: 32 rows of A from `a` hold ≥ 32·whole values each (the caller's
             // contract); the rest is forwarded.
-            unsafe { product::<T>(whole, rows, a, b, c, rs, cs, mr, nr, acc) };
+            unsafe { product::<T>(whole, rows, a, b, ct, acc) };
             acc = true;
         }
         if kc > whole * 32 {
             // SAFETY: forwarded contract; `whole` whole k blocks are done.
-            unsafe { k_tail::<T>(kc, whole, a, a_rs, b, c, rs, cs, mr, nr, acc) };
+            unsafe { k_tail::<T>(kc, whole, a, a_rs, b, ct, acc) };
         }
     }
 }
@@ -206,18 +203,13 @@ unsafe fn copy_rows(
 ///
 /// # Safety
 /// `MicroKernel::run_direct_a`'s contract.
-#[allow(clippy::too_many_arguments)]
 #[inline(never)]
 unsafe fn edge_rows<T: Tiles>(
     kc: usize,
     a: *const bf16,
     a_rs: usize,
     b: *const bf16,
-    c: *mut f32,
-    rs: isize,
-    cs: isize,
-    mr: usize,
-    nr: usize,
+    ct: CTile,
     accumulate: bool,
 ) {
     const GROUP: usize = 16;
@@ -229,25 +221,12 @@ unsafe fn edge_rows<T: Tiles>(
         for (kb, blk) in packed.chunks_exact_mut(MR * 32).take(blocks).enumerate() {
             blk.fill(bf16::ZERO);
             // SAFETY: rows i < mr of A hold kc values, and this copy ends at or before kc.
-            unsafe { copy_rows(blk, a, a_rs, p0 + kb * 32, (len - kb * 32).min(32), mr) };
+            unsafe { copy_rows(blk, a, a_rs, p0 + kb * 32, (len - kb * 32).min(32), ct.mr) };
         }
         let bg = b.wrapping_add(p0 * NR);
         // SAFETY: `packed` holds `blocks` packed A blocks and the B panel the blocks from
         // p0 / 32 on; the rest is forwarded.
-        unsafe {
-            product::<T>(
-                blocks,
-                PACKED_A,
-                packed.as_ptr(),
-                bg,
-                c,
-                rs,
-                cs,
-                mr,
-                nr,
-                acc,
-            )
-        };
+        unsafe { product::<T>(blocks, PACKED_A, packed.as_ptr(), bg, ct, acc) };
         acc = true;
     }
 }
@@ -257,7 +236,6 @@ unsafe fn edge_rows<T: Tiles>(
 ///
 /// # Safety
 /// `MicroKernel::run_direct_a`'s contract, with mr = 32.
-#[allow(clippy::too_many_arguments)]
 #[inline(never)]
 unsafe fn k_tail<T: Tiles>(
     kc: usize,
@@ -265,11 +243,7 @@ unsafe fn k_tail<T: Tiles>(
     a: *const bf16,
     a_rs: usize,
     b: *const bf16,
-    c: *mut f32,
-    rs: isize,
-    cs: isize,
-    mr: usize,
-    nr: usize,
+    ct: CTile,
     acc: bool,
 ) {
     let mut panel = [bf16::ZERO; MR * 32];
@@ -279,7 +253,23 @@ unsafe fn k_tail<T: Tiles>(
     let b_tail = b.wrapping_add(whole * 32 * NR);
     // SAFETY: `panel` is one packed A block, zero past the tail; the B panel holds
     // `whole + 1` blocks (kc padded to 32); the rest is forwarded.
-    unsafe { product::<T>(1, PACKED_A, panel.as_ptr(), b_tail, c, rs, cs, mr, nr, acc) };
+    unsafe { product::<T>(1, PACKED_A, panel.as_ptr(), b_tail, ct, acc) };
+}
+
+/// The mr × nr tile of C a kernel call writes: at `c`, rows `rs` and columns `cs` apart.
+#[derive(Clone, Copy)]
+struct CTile {
+    c: *mut f32,
+    rs: isize,
+    cs: isize,
+    mr: usize,
+    nr: usize,
+}
+
+impl CTile {
+    fn new(c: *mut f32, rs: isize, cs: isize, mr: usize, nr: usize) -> CTile {
+        CTile { c, rs, cs, mr, nr }
+    }
 }
 
 /// Where the two 16-row A tiles of a k block lie: rows `stride` bytes apart, rows 16–31
@@ -306,20 +296,16 @@ const PACKED_A: TileRows = TileRows {
 /// # Safety
 /// AMX tiles must be usable; A's tiles as `rows` says and `blocks` packed B blocks must be
 /// readable; the mr × nr tile of C at `c` (strides `rs`, `cs`) must be valid.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn product<T: Tiles>(
     blocks: usize,
     rows: TileRows,
     a: *const bf16,
     b: *const bf16,
-    c: *mut f32,
-    rs: isize,
-    cs: isize,
-    mr: usize,
-    nr: usize,
+    ct: CTile,
     accumulate: bool,
 ) {
+    let CTile { c, rs, cs, mr, nr } = ct;
     if mr == MR && nr == NR && cs == 1 {
         // SAFETY: a full tile with unit column stride: 32 rows of 32 f32, rs apart.
         unsafe {
@@ -335,7 +321,7 @@ unsafe fn product<T: Tiles>(
         }
     } else {
         // SAFETY: the caller's contract.
-        unsafe { product_through_buffer::<T>(blocks, rows, a, b, c, rs, cs, mr, nr, accumulate) }
+        unsafe { product_through_buffer::<T>(blocks, rows, a, b, ct, accumulate) }
     }
 }
 
@@ -344,20 +330,16 @@ unsafe fn product<T: Tiles>(
 ///
 /// # Safety
 /// As `product`.
-#[allow(clippy::too_many_arguments)]
 #[inline(never)]
 unsafe fn product_through_buffer<T: Tiles>(
     blocks: usize,
     rows: TileRows,
     a: *const bf16,
     b: *const bf16,
-    c: *mut f32,
-    rs: isize,
-    cs: isize,
-    mr: usize,
-    nr: usize,
+    ct: CTile,
     accumulate: bool,
 ) {
+    let CTile { c, rs, cs, mr, nr } = ct;
     let mut tile = [0.0f32; MR * NR];
     // SAFETY: `tile` is 32 rows of 128 bytes; the rest is the caller's contract.
     unsafe {
