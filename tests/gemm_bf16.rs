@@ -192,11 +192,7 @@ fn a_read_in_place_at_odd_strides() {
 #[test]
 fn a_packed_whole_for_wide_c() {
     for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        on_threads(threads, || {
             let ta = Shape {
                 ta: true,
                 ..Shape::plain(30, 1100, 601)
@@ -281,11 +277,7 @@ fn decoding_rows_from_bf16_weights() {
             }
         }
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .unwrap();
-    pool.install(|| {
+    on_threads(2, || {
         let wide = Shape {
             tb: true,
             ..Shape::plain(1, 3000, 700)

@@ -163,11 +163,7 @@ fn batched_with_broadcast_operand() {
 #[test]
 fn thread_counts_split_the_work() {
     for threads in [1, 2, 3] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        on_threads(threads, || {
             check(Shape::plain(130, 700, 70), 1, false, 0.0);
             check(Shape::plain(8, 2000, 40), 1, false, 1.0);
             check(Shape::plain(64, 64, 64), 3, false, 0.0);
@@ -194,11 +190,7 @@ fn thread_counts_split_the_work() {
 #[test]
 fn b_already_in_panel_layout() {
     for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        on_threads(threads, || {
             for &(m, k) in &[(9, 1), (13, 5), (64, 64), (100, 385), (12, 800)] {
                 // 32: the AVX-512 panel width, 16: AVX2's, 8: the scalar kernel's.
                 for n in [32, 16, 8] {
@@ -257,11 +249,7 @@ fn skinny_rows_every_layout() {
     }
     // Columns split over threads (m·n·k ≥ 2¹⁸), and a batch spread over them whole.
     for threads in [2, 3] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        on_threads(threads, || {
             for tb in [false, true] {
                 let wide = Shape {
                     tb,

@@ -115,11 +115,7 @@ fn decoding_rows_against_bf16_weights() {
 
 #[test]
 fn decoding_columns_split_over_threads() {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .unwrap();
-    pool.install(|| {
+    on_threads(2, || {
         let wide = Shape {
             tb: true,
             ..Shape::plain(1, 3000, 700)

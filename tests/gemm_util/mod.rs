@@ -137,3 +137,12 @@ pub const SHAPES: &[(usize, usize, usize)] = &[
     (64, 64, 32),
     (200, 1040, 530),
 ];
+
+/// Runs `f` on a rayon pool of `threads` threads.
+pub fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a rayon pool")
+        .install(f)
+}
