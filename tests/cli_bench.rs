@@ -75,6 +75,29 @@ fn gemm_reports_each_dtype() {
     }
 }
 
+#[test]
+fn gemm_bf16_c_only_with_bf16_operands() {
+    let v = json(&[
+        "gemm",
+        "--m",
+        "20",
+        "--k",
+        "9",
+        "--n",
+        "13",
+        "--dtype",
+        "bf16",
+        "--c-dtype",
+        "bf16",
+    ]);
+    assert_eq!(v["params"]["c_dtype"], "bf16");
+    assert!(v["gflops_median"].as_f64().unwrap() > 0.0, "{v}");
+    let out = bench(&["gemm", "--dtype", "f32", "--c-dtype", "bf16", "--json"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--c-dtype"), "{err}");
+}
+
 /// A decoding step of the tiny GPT preset: tokens/s and the bytes of weights it streams,
 /// halved by bf16 matrices (the position table, read one row per step, is not counted).
 #[test]

@@ -2,7 +2,8 @@
 """pretext vs PyTorch on this machine, same shapes, alternating per case.
 
 Ops (`--ops`, default all): gemm (f32: torch.matmul on f32; bf16: torch.matmul on bf16
-tensors vs pretext bgemm with f32 accumulation), softmax, layernorm, gelu (erf and tanh
+tensors, which rounds its f32 sums to a bf16 C, vs pretext's bgemm with f32 accumulation and
+the same bf16 C; `--bf16-c f32` gives pretext an f32 C instead, as before), softmax, layernorm, gelu (erf and tanh
 forms) and attention (torch.nn.functional.scaled_dot_product_attention), the last four
 forward only ("fwd") and forward + backward ("fwd+bwd"). PyTorch's backward is its own
 backward kernel called directly (aten._softmax_backward_data, native_layer_norm_backward,
@@ -18,7 +19,7 @@ faster) and writes it as JSON (atomically).
 
 Usage: /work/refenv/bin/python tools/bench_vs_torch.py [--bin target/release/pretext]
        [--out tools/results/bench_vs_torch.json] [--ops softmax layernorm gelu]
-       [--threads 1 2] [--dtypes f32 bf16] [--shapes NAME ...] [--quick]
+       [--threads 1 2] [--dtypes f32 bf16] [--bf16-c bf16|f32] [--shapes NAME ...] [--quick]
 Build the binary first: cargo build --release.
 """
 import argparse
@@ -230,13 +231,15 @@ def time_torch(m, k, n, batch, tb, dtype, threads, reps, warmup, min_rep_ms):
     return statistics.median(times)
 
 
-def time_pretext(binary, m, k, n, batch, tb, dtype, threads, reps, warmup, min_rep_ms):
+def time_pretext(binary, m, k, n, batch, tb, dtype, threads, reps, warmup, min_rep_ms, c_dtype):
     cmd = [binary, "bench", "gemm", "--m", str(m), "--k", str(k), "--n", str(n),
            "--batch", str(batch), "--dtype", dtype, "--threads", str(threads),
            "--reps", str(reps), "--warmup", str(warmup), "--min-rep-ms", str(min_rep_ms),
            "--json"]
     if tb:
         cmd.append("--tb")
+    if dtype == "bf16" and c_dtype == "bf16":
+        cmd += ["--c-dtype", "bf16"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     rec = json.loads(out.strip().splitlines()[-1])
     return rec["median_ms"] * 1e-3, rec["params"]["kernel"]
@@ -257,6 +260,8 @@ def main():
     p.add_argument("--ops", nargs="+", default=OPS, choices=OPS)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--dtypes", nargs="+", default=["f32", "bf16"], choices=["f32", "bf16"])
+    p.add_argument("--bf16-c", default="bf16", choices=["bf16", "f32"],
+                   help="element type of pretext's C in the bf16 GEMM rows (torch's is bf16)")
     p.add_argument("--shapes", nargs="*", help="subset of shape / case names (e.g. sm_4096x1024)")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
@@ -317,14 +322,16 @@ def run_gemm(args, rows):
                     tt.append(time_torch(m, k, n, batch, tb, tdt, threads, args.reps,
                                          args.warmup, args.min_rep_ms))
                     t, kernel = time_pretext(args.bin, m, k, n, batch, tb, dtype, threads,
-                                             args.reps, args.warmup, args.min_rep_ms)
+                                             args.reps, args.warmup, args.min_rep_ms,
+                                             args.bf16_c)
                     tp.append(t)
                 p_s, t_s = statistics.median(tp), statistics.median(tt)
                 row = dict(shape=name, m=m, k=k, n=n, batch=batch, transpose_b=tb,
                            dtype=dtype, threads=threads, pretext_ms=p_s * 1e3,
                            torch_ms=t_s * 1e3, pretext_gflops=flops / p_s * 1e-9,
                            torch_gflops=flops / t_s * 1e-9, ratio=t_s / p_s,
-                           pretext_kernel=kernel)
+                           pretext_kernel=kernel,
+                           pretext_c=args.bf16_c if dtype == "bf16" else "f32")
                 rows.append(dict(op="gemm", **row))
                 print(f"{name:<20}{f'{m}×{k}×{n}':>16}{batch:>6}{dtype:>6}{threads:>4}"
                       f"{row['pretext_gflops']:>14.1f}{row['torch_gflops']:>12.1f}"

@@ -40,6 +40,15 @@ pub enum Dtype {
     F32Bf16W,
 }
 
+/// Element type of a GEMM's C.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CDtype {
+    /// The f32 sums.
+    F32,
+    /// The f32 sums rounded to bf16 once, at the end (as `torch.matmul` on bf16 tensors).
+    Bf16,
+}
+
 #[derive(ClapArgs, Debug, Clone)]
 pub struct Args {
     /// Workload to time, or `list` to name them.
@@ -67,6 +76,9 @@ pub struct Args {
     /// f32 A times bf16 B, as weight-only bf16 inference).
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
+    /// Element type of C (gemm): bf16 only with `--dtype bf16`.
+    #[arg(long, value_enum, default_value_t = CDtype::F32)]
+    pub c_dtype: CDtype,
     /// Threads (a local rayon pool); default: all cores.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -150,7 +162,7 @@ struct Workload {
 const WORKLOADS: &[Workload] = &[
     Workload {
         name: "gemm",
-        about: "batched strided GEMM C = A·B (--m --k --n --batch --ta --tb --dtype f32|bf16|bf16-mixed|f32-bf16w)",
+        about: "batched strided GEMM C = A·B (--m --k --n --batch --ta --tb --dtype f32|bf16|bf16-mixed|f32-bf16w --c-dtype f32|bf16)",
         prepare: prepare_gemm,
     },
     Workload {
@@ -380,6 +392,9 @@ fn prepare_gemm(args: &Args, level: Isa, _threads: usize) -> Result<Prepared> {
     let a = fill(batch * m * k, 1);
     let b = fill(batch * k * n, 2);
     let mut c = vec![0.0f32; batch * m * n];
+    if args.c_dtype == CDtype::Bf16 && args.dtype != Dtype::Bf16 {
+        return Err(Error::msg("bench gemm: --c-dtype bf16 needs --dtype bf16"));
+    }
     let kernel = match args.dtype {
         Dtype::F32 | Dtype::F32Bf16W => level.name().to_string(),
         Dtype::Bf16 | Dtype::Bf16Mixed => Bf16Path::at(level).name(),
@@ -387,6 +402,7 @@ fn prepare_gemm(args: &Args, level: Isa, _threads: usize) -> Result<Prepared> {
     let params = json!({
         "m": m, "k": k, "n": n, "batch": batch, "ta": args.ta, "tb": args.tb,
         "dtype": args.dtype.to_possible_value().map(|v| v.get_name().to_string()), "kernel": kernel,
+        "c_dtype": args.c_dtype.to_possible_value().map(|v| v.get_name().to_string()),
     });
     let call: Box<dyn FnMut() -> Result<()>> = match args.dtype {
         Dtype::F32 => {
@@ -395,7 +411,17 @@ fn prepare_gemm(args: &Args, level: Isa, _threads: usize) -> Result<Prepared> {
         Dtype::Bf16 => {
             let a: Vec<bf16> = a.iter().map(|&x| bf16::from_f32(x)).collect();
             let b: Vec<bf16> = b.iter().map(|&x| bf16::from_f32(x)).collect();
-            Box::new(move || gemm::bgemm_batched_isa(level, &l, &a, &ao, &b, &bo, 0.0, &mut c, &co))
+            if args.c_dtype == CDtype::Bf16 {
+                let path = gemm::Bf16Path::at(level);
+                let mut c = vec![bf16::ZERO; batch * m * n];
+                Box::new(move || {
+                    gemm::bgemm_batched_to_bf16_path(path, &l, &a, &ao, &b, &bo, 0.0, &mut c, &co)
+                })
+            } else {
+                Box::new(move || {
+                    gemm::bgemm_batched_isa(level, &l, &a, &ao, &b, &bo, 0.0, &mut c, &co)
+                })
+            }
         }
         Dtype::Bf16Mixed => Box::new(move || {
             gemm::sgemm_batched_bf16_isa(level, &l, &a, &ao, &b, &bo, 0.0, &mut c, &co)

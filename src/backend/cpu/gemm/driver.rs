@@ -27,9 +27,13 @@ use std::thread::LocalKey;
 
 use rayon::prelude::*;
 
+use half::bf16;
+
 use super::kernel::MicroKernel;
 use super::pack::{pack, packed_len, Convert, View};
+use super::round_bf16::{copy_tile, round_tile, widen_tile, Rounding, Tile};
 use super::GemmLayout;
+use crate::backend::cpu::isa;
 
 /// Problems below this many multiply-adds run on the calling thread only: forking costs
 /// more than it saves.
@@ -46,6 +50,7 @@ thread_local! {
     static SCRATCH_A: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
     static SCRATCH_A_WHOLE: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
     static SCRATCH_B: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH_STAGE: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` on `len` packed elements of per-thread scratch (reused across calls; a fresh
@@ -141,6 +146,38 @@ impl CPtr {
     }
 }
 
+/// A bf16 C's base pointer, shared as `CPtr` is.
+#[derive(Clone, Copy)]
+pub(super) struct BPtr(pub(super) *mut bf16);
+// SAFETY: as `CPtr`: tasks write disjoint tiles of a C that outlives them.
+unsafe impl Send for BPtr {}
+// SAFETY: as above.
+unsafe impl Sync for BPtr {}
+
+/// Where the kernel's f32 tiles go: C itself (f32), or a bf16 C they are rounded into after
+/// the last k block (`round_bf16`). Both index C by its layout's offsets and strides.
+#[derive(Clone, Copy)]
+enum Dest {
+    F32(CPtr),
+    Bf16(BPtr),
+}
+
+impl Dest {
+    fn at(self, off: usize) -> Dest {
+        match self {
+            Dest::F32(c) => Dest::F32(CPtr(c.at(off))),
+            Dest::Bf16(c) => Dest::Bf16(BPtr(c.0.wrapping_add(off))),
+        }
+    }
+}
+
+/// Largest MR · NR of a kernel whose tiles are rounded to a bf16 C (AMX: 32 × 32).
+const TILE_MAX: usize = 1024;
+
+/// One kernel tile of f32, 64-byte aligned (whole cache lines, aligned tile stores).
+#[repr(C, align(64))]
+struct TileBuf([f32; TILE_MAX]);
+
 /// Batched GEMM with beta 0 (overwrite) or 1 (accumulate); bounds were checked by the caller.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm<K, CA, CB>(
@@ -175,9 +212,61 @@ pub(super) fn gemm<K, CA, CB>(
         }
         return;
     }
+    gemm_into::<K, CA, CB>(
+        l,
+        a,
+        a_offsets,
+        b,
+        b_offsets,
+        accumulate,
+        Dest::F32(c.ptr()),
+        c_offsets,
+    );
+}
+
+/// Batched GEMM into a bf16 C, rounded from the f32 sums once, after the last k block:
+/// C = round(A·B) (`accumulate` false) or round(A·B + C) (true). Bounds were checked by the
+/// caller; m, n and k are positive.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_to_bf16<K, CA, CB>(
+    l: &GemmLayout,
+    a: &[CA::Src],
+    a_offsets: &[usize],
+    b: &[CB::Src],
+    b_offsets: &[usize],
+    accumulate: bool,
+    c: &mut [bf16],
+    c_offsets: &[usize],
+) where
+    K: MicroKernel,
+    CA: Convert<Dst = K::P>,
+    CB: Convert<Dst = K::P>,
+{
+    const { assert!(K::MR * K::NR <= TILE_MAX, "kernel tile larger than TileBuf") };
+    debug_assert!(l.m > 0 && l.n > 0 && l.k > 0);
+    let dest = Dest::Bf16(BPtr(c.as_mut_ptr()));
+    gemm_into::<K, CA, CB>(l, a, a_offsets, b, b_offsets, accumulate, dest, c_offsets);
+}
+
+/// The batch loop of `gemm` and `gemm_to_bf16`: m, n, k and the batch are non-empty.
+#[allow(clippy::too_many_arguments)]
+fn gemm_into<K, CA, CB>(
+    l: &GemmLayout,
+    a: &[CA::Src],
+    a_offsets: &[usize],
+    b: &[CB::Src],
+    b_offsets: &[usize],
+    accumulate: bool,
+    cp: Dest,
+    c_offsets: &[usize],
+) where
+    K: MicroKernel,
+    CA: Convert<Dst = K::P>,
+    CB: Convert<Dst = K::P>,
+{
+    let batch = a_offsets.len();
     let threads = rayon::current_num_threads();
     let macs = l.m * l.n * l.k;
-    let cp = c.ptr();
     let view = |i: usize| {
         let av = View {
             data: a,
@@ -366,7 +455,7 @@ fn single<K, CA, CB>(
     a: View<'_, CA::Src>,
     in_place: bool,
     b: View<'_, CB::Src>,
-    c: *mut f32,
+    c: Dest,
     accumulate: bool,
     threads: usize,
 ) where
@@ -499,7 +588,7 @@ fn columns<K, CA, CB>(
     a: View<'_, CA::Src>,
     panels: APanels<'_, K::P>,
     b: View<'_, CB::Src>,
-    c: *mut f32,
+    c: Dest,
     accumulate: bool,
     threads: usize,
 ) where
@@ -508,7 +597,47 @@ fn columns<K, CA, CB>(
     CB: Convert<Dst = K::P>,
 {
     let (m, n, k) = (l.m, l.n, l.k);
-    let cp = CPtr(c);
+    if matches!(c, Dest::Bf16(_)) && k_blocks::<K>(k).nth(1).is_some() {
+        // The partial sums of a bf16 C wait in f32 between k blocks: one column block of
+        // them at a time, in this thread's stage.
+        let rs = n_blocks::<K>(n, k).map(|(_, nc)| nc).max().unwrap_or(0);
+        with_scratch(&SCRATCH_STAGE, m * rs, |st: &mut [f32]| {
+            let stage = Some(Stage {
+                ptr: CPtr(st.as_mut_ptr()),
+                rs,
+            });
+            column_blocks::<K, CA, CB>(l, a, panels, b, c, stage, accumulate, threads)
+        })
+    } else {
+        column_blocks::<K, CA, CB>(l, a, panels, b, c, None, accumulate, threads)
+    }
+}
+
+/// The f32 partial sums of a bf16 C's current column block (rows of the problem, columns
+/// from jc): element (i, j) at `ptr + i·rs + j`.
+#[derive(Clone, Copy)]
+struct Stage {
+    ptr: CPtr,
+    rs: usize,
+}
+
+/// The loops of `columns` over column and depth blocks.
+#[allow(clippy::too_many_arguments)]
+fn column_blocks<K, CA, CB>(
+    l: &GemmLayout,
+    a: View<'_, CA::Src>,
+    panels: APanels<'_, K::P>,
+    b: View<'_, CB::Src>,
+    cp: Dest,
+    stage: Option<Stage>,
+    accumulate: bool,
+    threads: usize,
+) where
+    K: MicroKernel,
+    CA: Convert<Dst = K::P>,
+    CB: Convert<Dst = K::P>,
+{
+    let (m, n, k) = (l.m, l.n, l.k);
     // Columns of B are the panel rows of its packing.
     let bt = View {
         data: b.data,
@@ -546,7 +675,8 @@ fn columns<K, CA, CB>(
             };
             if let Some(bp) = b_in_place::<K, CB>(b, jc, nc, pc, kc) {
                 let tasks = split(m, nc, K::MR, K::NR, K::MC, threads);
-                let run = |t: &Task| block::<K, CA>(l, a, a_block, bp, cp, *t, jc, pc, kc, acc);
+                let run =
+                    |t: &Task| block::<K, CA>(l, a, a_block, bp, cp, stage, *t, jc, pc, kc, acc);
                 if tasks.len() > 1 {
                     tasks.par_iter().for_each(run);
                 } else {
@@ -570,11 +700,11 @@ fn columns<K, CA, CB>(
                                 pack::<CB>(bt, K::NR, K::KU_B, K::KU, jc + c0, cols, pc, kc, chunk);
                             });
                         tasks.par_iter().for_each(|t| {
-                            block::<K, CA>(l, a, a_block, bp, cp, *t, jc, pc, kc, acc);
+                            block::<K, CA>(l, a, a_block, bp, cp, stage, *t, jc, pc, kc, acc);
                         });
                     } else {
                         pack::<CB>(bt, K::NR, K::KU_B, K::KU, jc, nc, pc, kc, bp);
-                        block::<K, CA>(l, a, a_block, bp, cp, tasks[0], jc, pc, kc, acc);
+                        block::<K, CA>(l, a, a_block, bp, cp, stage, tasks[0], jc, pc, kc, acc);
                     }
                 },
             );
@@ -620,7 +750,8 @@ fn block<K, CA>(
     a: View<'_, CA::Src>,
     panels: APanels<'_, K::P>,
     bp: &[K::P],
-    c: CPtr,
+    c: Dest,
+    stage: Option<Stage>,
     t: Task,
     jc: usize,
     pc: usize,
@@ -632,38 +763,82 @@ fn block<K, CA>(
 {
     let kcp = kc.next_multiple_of(K::KU);
     let panel = K::MR * kcp;
-    let (rs, cs) = (l.c_rs as isize, l.c_cs as isize);
     // No prefetch of the next C tile beyond the kernel's own: with short k and C in memory
     // (512 × 64 × 512 ×12 Q·Kᵀ, 768 × 128 × 512) it made the GEMM 1–7% slower on Zen 4, with
     // and without huge pages, since the assembly k loops and inlined tile stores.
     let calls = (t.n1 - t.n0).div_ceil(K::NR);
     // The kernel over one A panel and every B panel of the task. `next`: the first row and
     // the packed destination of the panel packed after this one.
-    let tile = |i0: usize, apanel: *const K::P, a_rs: usize, next: Option<(usize, *const K::P)>| {
-        let mr = (t.m1 - i0).min(K::MR);
-        for (call, j0) in (t.n0..t.n1).step_by(K::NR).enumerate() {
-            let nr = (t.n1 - j0).min(K::NR);
-            let bpanel = &bp[(j0 / K::NR) * K::NR * kcp..][..K::NR * kcp];
-            let cij = c.at(i0 * l.c_rs + (jc + j0) * l.c_cs);
-            // SAFETY: the A panel holds MR·kcp packed values (or, read in place, rows
-            // i0 .. i0+mr of A hold kc values from column pc, inside A's checked bounds); the
-            // B panel NR·kcp; the tile (mr × nr at row i0, column jc+j0) lies inside C
-            // (bounds were checked) and belongs to this task alone; the dispatcher chose K
-            // for this CPU.
-            unsafe {
-                if a_rs == 0 {
-                    K::run(kc, apanel, bpanel.as_ptr(), cij, rs, cs, mr, nr, acc)
-                } else {
-                    K::run_direct_a(kc, apanel, a_rs, bpanel.as_ptr(), cij, rs, cs, mr, nr, acc)
+    // A bf16 C's tile in f32 for the last k block, rounded from here.
+    let mut buf = matches!(c, Dest::Bf16(_)).then(|| Box::new(TileBuf([0.0; TILE_MAX])));
+    let last = pc + kc == l.k;
+    let rounding = Rounding::at(isa::active());
+    let mut tile =
+        |i0: usize, apanel: *const K::P, a_rs: usize, next: Option<(usize, *const K::P)>| {
+            let mr = (t.m1 - i0).min(K::MR);
+            for (call, j0) in (t.n0..t.n1).step_by(K::NR).enumerate() {
+                let nr = (t.n1 - j0).min(K::NR);
+                let bpanel = &bp[(j0 / K::NR) * K::NR * kcp..][..K::NR * kcp];
+                let off = i0 * l.c_rs + (jc + j0) * l.c_cs;
+                // SAFETY: the A panel holds MR·kcp packed values (or, read in place, rows
+                // i0 .. i0+mr of A hold kc values from column pc, inside A's checked bounds); the
+                // B panel NR·kcp; `cij` is the tile of f32 sums (mr × nr): C's own (at row i0,
+                // column jc+j0, inside C's checked bounds), the stage's or the tile buffer's,
+                // which belongs to this task alone; the dispatcher chose K for this CPU.
+                let kernel = |cij: Tile<*mut f32>, acc: bool| unsafe {
+                    let (rs, cs) = (cij.rs as isize, cij.cs as isize);
+                    if a_rs == 0 {
+                        K::run(kc, apanel, bpanel.as_ptr(), cij.ptr, rs, cs, mr, nr, acc)
+                    } else {
+                        K::run_direct_a(
+                            kc,
+                            apanel,
+                            a_rs,
+                            bpanel.as_ptr(),
+                            cij.ptr,
+                            rs,
+                            cs,
+                            mr,
+                            nr,
+                            acc,
+                        )
+                    }
+                };
+                match c {
+                    Dest::F32(cp) => kernel(Tile::new(cp.at(off), l.c_rs, l.c_cs, mr, nr), acc),
+                    Dest::Bf16(out) => {
+                        let out = Tile::new(out.0.wrapping_add(off), l.c_rs, l.c_cs, mr, nr);
+                        let staged =
+                            stage.map(|s| Tile::new(s.ptr.at(i0 * s.rs + j0), s.rs, 1, mr, nr));
+                        let sums = match (&mut buf, staged) {
+                            (Some(b), _) if last => Tile::new(b.0.as_mut_ptr(), K::NR, 1, mr, nr),
+                            (_, Some(s)) => s,
+                            _ => unreachable!("a bf16 C with several k blocks has a stage"),
+                        };
+                        // SAFETY: `out` is this task's tile of the bf16 C (inside its checked
+                        // bounds), `sums` its f32 sums (the stage's or the buffer's), distinct
+                        // memory; the stage's tile holds the previous k blocks' sums when pc > 0.
+                        unsafe {
+                            if acc && pc == 0 {
+                                // beta = 1: the sums start from C.
+                                widen_tile(out.as_const(), sums);
+                            } else if acc && last {
+                                copy_tile(staged.expect("stage").as_const(), sums);
+                            }
+                            kernel(sums, acc);
+                            if last {
+                                round_tile(rounding, sums.as_const(), out);
+                            }
+                        }
+                    }
                 }
-            };
-            if let Some((row, dst)) = next {
-                prefetch_rows(a, row, (t.m1 - row).min(K::MR), pc, kc, call, calls);
-                let bytes = panel * std::mem::size_of::<K::P>();
-                prefetch_share_for_write(dst as *const u8, bytes, call, calls);
+                if let Some((row, dst)) = next {
+                    prefetch_rows(a, row, (t.m1 - row).min(K::MR), pc, kc, call, calls);
+                    let bytes = panel * std::mem::size_of::<K::P>();
+                    prefetch_share_for_write(dst as *const u8, bytes, call, calls);
+                }
             }
-        }
-    };
+        };
     match panels {
         APanels::Whole(ap) => {
             // Task rows start on a panel boundary.

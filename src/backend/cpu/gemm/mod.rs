@@ -10,7 +10,8 @@
 //! which reads B where it lies. The bf16 entry points (`bgemm_batched`, and
 //! `sgemm_batched_bf16` which rounds f32 operands to bf16 while packing) multiply bf16
 //! values with f32 accumulation: `vdpbf16ps` on CPUs with AVX-512 BF16, otherwise the f32
-//! kernels on the bf16-rounded values (same products, f32 sums). `set_matmul_precision`
+//! kernels on the bf16-rounded values (same products, f32 sums); `bgemm_batched_to_bf16`
+//! rounds their f32 sums into a bf16 C (`round_bf16`). `set_matmul_precision`
 //! (`precision`) sends the plain f32 entry point to the bf16 kernels, process-wide.
 //! `sgemm_batched_new` multiplies into a new C that is not zeroed first: every path stores
 //! each element of C when beta is 0 and reads none (`driver::COut`). `weight_bf16` multiplies
@@ -30,6 +31,7 @@ mod naive;
 mod pack;
 pub mod peak;
 mod precision;
+mod round_bf16;
 mod scalar;
 #[cfg(any(test, feature = "emu"))]
 mod tile_emu;
@@ -585,6 +587,148 @@ pub fn bgemm_batched_path(
         Bf16Path::F32(level) => {
             run_f32::<W, W>(level, l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
         }
+    }
+    Ok(())
+}
+
+/// Batched strided GEMM on bf16 operands into a bf16 C, as `torch.matmul` on bf16 tensors:
+///   C_i = bf16(A_i · B_i + beta · C_i),  beta 0 or 1,
+/// the products and sums in f32 as in `bgemm_batched`, rounded to bf16 (nearest even, as
+/// `half::bf16::from_f32`) once, after the last k block, tile by tile while the tile is in
+/// L1. So C is `bgemm_batched`'s f32 C (on the same path, into a row-major C: the kernels
+/// sum into row-major f32 tiles here) rounded afterwards, bit for bit, in half its bytes.
+/// Between k blocks the partial sums wait in f32, one column block at a time, in a
+/// per-thread stage.
+#[allow(clippy::too_many_arguments)]
+pub fn bgemm_batched_to_bf16(
+    l: &GemmLayout,
+    a: &[bf16],
+    a_offsets: &[usize],
+    b: &[bf16],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut [bf16],
+    c_offsets: &[usize],
+) -> Result<()> {
+    let path = Bf16Path::at(isa::active().min(isa::detected()));
+    bgemm_batched_to_bf16_path(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+}
+
+/// `bgemm_batched_to_bf16` on an explicit kernel path (tests run every one).
+#[allow(clippy::too_many_arguments)]
+pub fn bgemm_batched_to_bf16_path(
+    path: Bf16Path,
+    l: &GemmLayout,
+    a: &[bf16],
+    a_offsets: &[usize],
+    b: &[bf16],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut [bf16],
+    c_offsets: &[usize],
+) -> Result<()> {
+    check_bounds(
+        l,
+        a.len(),
+        a_offsets,
+        b.len(),
+        b_offsets,
+        c.len(),
+        c_offsets,
+    )?;
+    if beta != 0.0 && beta != 1.0 {
+        return Err(Error::msg(format!(
+            "bgemm_batched_to_bf16: beta must be 0 or 1 (a bf16 C is not rescaled), got {beta}"
+        )));
+    }
+    let path = path.checked()?;
+    if l.m == 0 || l.n == 0 || a_offsets.is_empty() {
+        return Ok(());
+    }
+    let accumulate = beta != 0.0;
+    if l.k == 0 || gemv::form(l).is_some() {
+        // An empty sum, or a decoding step (gemv reads B in place): f32 sums, then rounded.
+        return to_bf16_through_f32(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets);
+    }
+    type B = pack::Bf16;
+    type W = pack::Bf16ToF32;
+    let (ao, bo, co) = (a_offsets, b_offsets, c_offsets);
+    match path {
+        Bf16Path::Amx => driver::gemm_to_bf16::<amx::Amx, B, B>(l, a, ao, b, bo, accumulate, c, co),
+        #[cfg(feature = "emu")]
+        Bf16Path::AmxEmulated => {
+            driver::gemm_to_bf16::<amx::AmxEmulated, B, B>(l, a, ao, b, bo, accumulate, c, co)
+        }
+        Bf16Path::Avx512Bf16 => driver::gemm_to_bf16::<avx512_bf16::Avx512Bf16, B, B>(
+            l, a, ao, b, bo, accumulate, c, co,
+        ),
+        Bf16Path::F32(Isa::Avx512) => {
+            driver::gemm_to_bf16::<avx512::Avx512, W, W>(l, a, ao, b, bo, accumulate, c, co)
+        }
+        Bf16Path::F32(Isa::Avx2) => {
+            driver::gemm_to_bf16::<avx2::Avx2, W, W>(l, a, ao, b, bo, accumulate, c, co)
+        }
+        Bf16Path::F32(Isa::Scalar) => {
+            driver::gemm_to_bf16::<scalar::Scalar, W, W>(l, a, ao, b, bo, accumulate, c, co)
+        }
+    }
+    Ok(())
+}
+
+/// `bgemm_batched_to_bf16` through an f32 C (each problem's m × n, row-major), rounded
+/// into C afterwards: for shapes the tile driver does not run.
+#[allow(clippy::too_many_arguments)]
+fn to_bf16_through_f32(
+    path: Bf16Path,
+    l: &GemmLayout,
+    a: &[bf16],
+    a_offsets: &[usize],
+    b: &[bf16],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut [bf16],
+    c_offsets: &[usize],
+) -> Result<()> {
+    let block = l.m * l.n;
+    let sums_layout = GemmLayout {
+        c_rs: l.n,
+        c_cs: 1,
+        ..*l
+    };
+    let sums_offsets: Vec<usize> = (0..c_offsets.len()).map(|i| i * block).collect();
+    let mut sums = vec![0.0f32; block * c_offsets.len()];
+    use round_bf16::Tile;
+    for (&co, &so) in c_offsets.iter().zip(&sums_offsets) {
+        if beta != 0.0 {
+            // SAFETY: C's block lies inside `c` (bounds checked), the sums' inside `sums`.
+            unsafe {
+                round_bf16::widen_tile(
+                    Tile::new(c.as_ptr().add(co), l.c_rs, l.c_cs, l.m, l.n),
+                    Tile::new(sums.as_mut_ptr().add(so), l.n, 1, l.m, l.n),
+                )
+            };
+        }
+    }
+    bgemm_batched_path(
+        path,
+        &sums_layout,
+        a,
+        a_offsets,
+        b,
+        b_offsets,
+        beta,
+        &mut sums,
+        &sums_offsets,
+    )?;
+    for (&co, &so) in c_offsets.iter().zip(&sums_offsets) {
+        // SAFETY: as above.
+        unsafe {
+            round_bf16::round_tile(
+                round_bf16::Rounding::at(isa::active()),
+                Tile::new(sums.as_ptr().add(so), l.n, 1, l.m, l.n),
+                Tile::new(c.as_mut_ptr().add(co), l.c_rs, l.c_cs, l.m, l.n),
+            )
+        };
     }
     Ok(())
 }

@@ -1,0 +1,166 @@
+//! bf16 GEMM into a bf16 C (`bgemm_batched_to_bf16`, as `torch.matmul` on bf16 tensors): on
+//! every path the result must be that path's f32 C (`bgemm_batched_path` into a row-major C:
+//! same kernel, same summation order) rounded to bf16 afterwards, bit for bit, whatever the number of k blocks
+//! (one: the tile is rounded from the kernel's buffer; several: the partial sums wait in f32
+//! between blocks), and no element of C's buffer outside the C blocks may change.
+
+mod gemm_util;
+
+use gemm_util::*;
+use half::bf16;
+use pretext::backend::cpu::gemm::{
+    bgemm_batched_path, bgemm_batched_to_bf16, bgemm_batched_to_bf16_path, Bf16Path, GemmLayout,
+};
+
+fn paths() -> Vec<Bf16Path> {
+    #[allow(unused_mut)]
+    let mut v = Bf16Path::available();
+    #[cfg(feature = "emu")]
+    v.push(Bf16Path::AmxEmulated);
+    v
+}
+
+fn to_bf16(v: &[f32]) -> Vec<bf16> {
+    v.iter().map(|&x| bf16::from_f32(x)).collect()
+}
+
+fn check(s: Shape, batch: usize, beta: f32, threads: usize) {
+    let l = s.layout();
+    let ea = extent(s.m, s.k, l.a_rs, l.a_cs);
+    let eb = extent(s.k, s.n, l.b_rs, l.b_cs);
+    let ec = extent(s.m, s.n, l.c_rs, l.c_cs);
+    let ao: Vec<usize> = (0..batch).map(|i| i * ea).collect();
+    let bo: Vec<usize> = (0..batch).map(|i| i * eb).collect();
+    let co: Vec<usize> = (0..batch).map(|i| i * ec).collect();
+    let a = to_bf16(&fill(batch * ea, 31));
+    let b = to_bf16(&fill(batch * eb, 32));
+    // With beta 0, NaN in C: a path that read C would carry it into the result.
+    let c0: Vec<bf16> = fill(batch * ec, 33)
+        .into_iter()
+        .map(|x| bf16::from_f32(if beta == 0.0 && x > 0.8 { f32::NAN } else { x }))
+        .collect();
+    // The reference: the same path's f32 C, row-major (the bf16 path's kernels also sum
+    // into row-major f32 tiles, so the summation order is the same even where C is strided).
+    let rm = GemmLayout {
+        c_rs: s.n,
+        c_cs: 1,
+        ..l
+    };
+    let so: Vec<usize> = (0..batch).map(|i| i * s.m * s.n).collect();
+    let at = |i: usize, r: usize, c: usize| (co[i] + r * l.c_rs + c * l.c_cs, so[i] + r * s.n + c);
+    let cells: Vec<(usize, usize)> = (0..batch)
+        .flat_map(|i| (0..s.m).flat_map(move |r| (0..s.n).map(move |c| (i, r, c))))
+        .map(|(i, r, c)| at(i, r, c))
+        .collect();
+    for p in paths() {
+        let mut sums = vec![0.0f32; batch * s.m * s.n];
+        for &(ci, si) in &cells {
+            sums[si] = c0[ci].to_f32();
+        }
+        on_threads(threads, || {
+            bgemm_batched_path(p, &rm, &a, &ao, &b, &bo, beta, &mut sums, &so)
+        })
+        .unwrap();
+        let mut want = c0.clone();
+        for &(ci, si) in &cells {
+            want[ci] = bf16::from_f32(sums[si]);
+        }
+        let mut got = c0.clone();
+        on_threads(threads, || {
+            bgemm_batched_to_bf16_path(p, &l, &a, &ao, &b, &bo, beta, &mut got, &co)
+        })
+        .unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(
+                g.to_bits(),
+                w.to_bits(),
+                "{} {s:?} batch {batch} beta {beta} {threads} thread(s): C[{i}] is {g}, \
+                 the rounded f32 C {w}",
+                p.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn equals_the_f32_c_rounded_on_odd_shapes() {
+    for &(m, n, k) in SHAPES {
+        for beta in [0.0, 1.0] {
+            check(Shape::plain(m, n, k), 1, beta, 1);
+        }
+    }
+}
+
+#[test]
+fn transposed_strided_batched_and_threaded() {
+    for &(m, n, k) in &[(37, 70, 45), (64, 64, 64), (130, 96, 200)] {
+        for (ta, tb, pad, tc) in [
+            (false, false, 0, false),
+            (false, true, 0, false),
+            (true, false, 3, false),
+            (false, false, 5, false),
+            (false, false, 0, true),
+            (true, true, 2, true),
+        ] {
+            let s = Shape {
+                ta,
+                tb,
+                pad,
+                tc,
+                ..Shape::plain(m, n, k)
+            };
+            for beta in [0.0, 1.0] {
+                check(s, 3, beta, 1);
+                check(s, 1, beta, 2);
+            }
+        }
+    }
+}
+
+#[test]
+fn partial_sums_carried_across_k_blocks() {
+    // k beyond every kernel's KC (AMX 768, vdpbf16ps and f32 smaller): several k blocks,
+    // the partial sums staged in f32; with 2 threads the problem is split among them.
+    for &(m, n, k) in &[(40, 70, 1600), (96, 130, 800), (33, 1100, 900)] {
+        for beta in [0.0, 1.0] {
+            check(Shape::plain(m, n, k), 1, beta, 1);
+            check(Shape::plain(m, n, k), 2, beta, 2);
+        }
+        check(
+            Shape {
+                pad: 3,
+                tc: true,
+                ..Shape::plain(m, n, k)
+            },
+            1,
+            1.0,
+            2,
+        );
+    }
+}
+
+#[test]
+fn empty_sums_and_bad_beta() {
+    let l = GemmLayout::row_major(2, 3, 0);
+    let mut c = to_bf16(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    bgemm_batched_to_bf16(&l, &[], &[0], &[], &[0], 1.0, &mut c, &[0]).unwrap();
+    assert_eq!(
+        c,
+        to_bf16(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+        "beta 1, k = 0: C unchanged"
+    );
+    bgemm_batched_to_bf16(&l, &[], &[0], &[], &[0], 0.0, &mut c, &[0]).unwrap();
+    assert!(
+        c.iter().all(|x| x.to_f32() == 0.0),
+        "beta 0, k = 0: C zeroed, got {c:?}"
+    );
+
+    let l = GemmLayout::row_major(2, 2, 2);
+    let (a, b) = (to_bf16(&[1.0; 4]), to_bf16(&[1.0; 4]));
+    let mut c = to_bf16(&[0.0; 4]);
+    let e = bgemm_batched_to_bf16(&l, &a, &[0], &b, &[0], 0.5, &mut c, &[0]).unwrap_err();
+    assert!(e.to_string().contains("beta"), "{e}");
+    let mut short = to_bf16(&[0.0; 3]);
+    let e = bgemm_batched_to_bf16(&l, &a, &[0], &b, &[0], 0.0, &mut short, &[0]).unwrap_err();
+    assert!(e.to_string().contains('C'), "{e}");
+}
