@@ -2,7 +2,8 @@
 //! every path the result must be that path's f32 C (`bgemm_batched_path` into a row-major C:
 //! same kernel, same summation order) rounded to bf16 afterwards, bit for bit, whatever the number of k blocks
 //! (one: the tile is rounded from the kernel's buffer; several: the partial sums wait in f32
-//! between blocks), and no element of C's buffer outside the C blocks may change.
+//! between blocks), and no element of C's buffer outside the C blocks may change. And
+//! `Tensor::matmul` on two bf16 tensors, which returns this bf16 C.
 
 mod gemm_util;
 
@@ -11,6 +12,7 @@ use half::bf16;
 use pretext::backend::cpu::gemm::{
     bgemm_batched_path, bgemm_batched_to_bf16, bgemm_batched_to_bf16_path, Bf16Path, GemmLayout,
 };
+use pretext::tensor::{DType, Rng, Tensor};
 
 fn paths() -> Vec<Bf16Path> {
     #[allow(unused_mut)]
@@ -163,4 +165,47 @@ fn empty_sums_and_bad_beta() {
     let mut short = to_bf16(&[0.0; 3]);
     let e = bgemm_batched_to_bf16(&l, &a, &[0], &b, &[0], 0.0, &mut short, &[0]).unwrap_err();
     assert!(e.to_string().contains('C'), "{e}");
+}
+
+/// bf16 · bf16 → bf16 (as `torch.matmul` on bf16 tensors): the f32 product of the same
+/// values rounded once, within one bf16 rounding of it (the f32 sums may differ in the last
+/// f32 bits between the bf16 and f32 kernels, which can flip a tie-near rounding).
+#[test]
+fn matmul_of_two_bf16_operands_is_bf16_rounded_once() {
+    let mut rng = Rng::new(9);
+    let w16 = Tensor::randn(&[70, 40], 0.0, 1.0, &mut rng)
+        .to_dtype(DType::BF16)
+        .unwrap();
+    for x_shape in [&[2usize, 3, 40][..], &[1, 40], &[33, 40]] {
+        let x16 = Tensor::randn(x_shape, 0.0, 1.0, &mut rng)
+            .to_dtype(DType::BF16)
+            .unwrap();
+        let wt = w16.transpose(0, 1).unwrap();
+        let got = x16.matmul(&wt).unwrap();
+        assert_eq!(got.dtype(), DType::BF16);
+        let mut want_shape = x_shape.to_vec();
+        *want_shape.last_mut().unwrap() = 70;
+        assert_eq!(got.shape(), &want_shape[..]);
+        let f32_of = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+        let want = f32_of(&x16)
+            .matmul(&f32_of(&wt))
+            .unwrap()
+            .to_vec_f32()
+            .unwrap();
+        for (i, (g, w)) in got.to_vec_f32().unwrap().iter().zip(&want).enumerate() {
+            // One bf16 ulp at w is 2^(e−7); allow that plus the f32 reordering.
+            let ulp = (w.abs().max(1e-30).log2().floor() - 7.0).exp2();
+            assert!(
+                (g - w).abs() <= ulp,
+                "x{x_shape:?}·Wᵀ [{i}]: {g} vs f32 {w}"
+            );
+        }
+    }
+    // bf16 · f32 has no kernel: refused, naming both dtypes.
+    let x = Tensor::randn(&[40, 3], 0.0, 1.0, &mut rng);
+    let e = w16.matmul(&x).unwrap_err().to_string();
+    assert!(
+        e.contains("matmul") && e.contains("bf16") && e.contains("f32"),
+        "{e}"
+    );
 }

@@ -1,12 +1,15 @@
 //! Batched matrix product with broadcast batch dims:
 //!   (…, m, k) · (…, k, n) → (…, m, n)
 //! Operands are read through their strides (a transposed view costs no copy).
-//! f32 · f32, or f32 · bf16 (weight-only bf16: the bf16 operand widened exactly, products
-//! and sums in f32; the result is f32).
+//! f32 · f32; f32 · bf16 (weight-only bf16: the bf16 operand widened exactly, products
+//! and sums in f32; the result is f32); or bf16 · bf16 → bf16 (as `torch.matmul` on bf16
+//! tensors: exact products, f32 sums, each result rounded to bf16 once).
 
 use super::layout::{broadcast_shapes, Layout};
 use super::Tensor;
-use crate::backend::cpu::gemm::{sgemm_batched_new, sgemm_batched_wbf16_new, GemmLayout};
+use crate::backend::cpu::gemm::{
+    bgemm_batched_to_bf16, sgemm_batched_new, sgemm_batched_wbf16_new, GemmLayout,
+};
 use crate::error::{Error, Result};
 use crate::tensor::DType;
 
@@ -56,6 +59,34 @@ impl Tensor {
             c_rs: n,
             c_cs: 1,
         };
+        let mut shape = batch;
+        shape.extend([m, n]);
+        match (a.dtype(), b.dtype()) {
+            (DType::BF16, DType::BF16) => {
+                let mut c = vec![half::bf16::ZERO; a_offsets.len() * m * n];
+                let c_offsets: Vec<usize> = (0..a_offsets.len()).map(|i| i * m * n).collect();
+                bgemm_batched_to_bf16(
+                    &l,
+                    a.storage_slice::<half::bf16>("matmul")?,
+                    &a_offsets,
+                    b.storage_slice::<half::bf16>("matmul")?,
+                    &b_offsets,
+                    0.0,
+                    &mut c,
+                    &c_offsets,
+                )?;
+                return Tensor::from_vec(c, &shape);
+            }
+            (DType::F32, DType::F32 | DType::BF16) => {}
+            (da, db) => {
+                return Err(Error::msg(format!(
+                    "matmul: operands {da} {:?} · {db} {:?}: supported are f32 · f32, f32 · bf16 \
+                     and bf16 · bf16 (cast one with to_dtype)",
+                    a.shape(),
+                    b.shape()
+                )))
+            }
+        }
         // C is written whole by the GEMM (beta 0), not zeroed first.
         let a_data = a.storage_slice::<f32>("matmul")?;
         let c = match b.dtype() {
@@ -74,8 +105,6 @@ impl Tensor {
                 &b_offsets,
             )?,
         };
-        let mut shape = batch;
-        shape.extend([m, n]);
         Ok(Tensor::from_f32(c, &shape))
     }
 }
