@@ -31,7 +31,7 @@ use half::bf16;
 
 use super::kernel::MicroKernel;
 use super::pack::{pack, packed_len, Convert, View};
-use super::round_bf16::{copy_tile, round_tile, widen_tile, Rounding, Tile};
+use super::round_bf16::{round_tile, widen_tile, Rounding, Tile};
 use super::GemmLayout;
 use crate::backend::cpu::isa;
 
@@ -600,7 +600,9 @@ fn columns<K, CA, CB>(
     if matches!(c, Dest::Bf16(_)) && k_blocks::<K>(k).nth(1).is_some() {
         // The partial sums of a bf16 C wait in f32 between k blocks: one column block of
         // them at a time, in this thread's stage.
-        let rs = n_blocks::<K>(n, k).map(|(_, nc)| nc).max().unwrap_or(0);
+        // Rows one line longer than the block, so that rows are not 4 KiB apart (all in one
+        // L1 set) when the block is a multiple of 1024 columns.
+        let rs = n_blocks::<K>(n, k).map(|(_, nc)| nc).max().unwrap_or(0) + 16;
         with_scratch(&SCRATCH_STAGE, m * rs, |st: &mut [f32]| {
             let stage = Some(Stage {
                 ptr: CPtr(st.as_mut_ptr()),
@@ -767,12 +769,13 @@ fn block<K, CA>(
     // (512 × 64 × 512 ×12 Q·Kᵀ, 768 × 128 × 512) it made the GEMM 1–7% slower on Zen 4, with
     // and without huge pages, since the assembly k loops and inlined tile stores.
     let calls = (t.n1 - t.n0).div_ceil(K::NR);
-    // The kernel over one A panel and every B panel of the task. `next`: the first row and
-    // the packed destination of the panel packed after this one.
-    // A bf16 C's tile in f32 for the last k block, rounded from here.
-    let mut buf = matches!(c, Dest::Bf16(_)).then(|| Box::new(TileBuf([0.0; TILE_MAX])));
+    // A bf16 C's tile of f32 sums with a single k block, rounded from here.
+    let mut buf =
+        (matches!(c, Dest::Bf16(_)) && stage.is_none()).then(|| Box::new(TileBuf([0.0; TILE_MAX])));
     let last = pc + kc == l.k;
     let rounding = Rounding::at(isa::active());
+    // The kernel over one A panel and every B panel of the task. `next`: the first row and
+    // the packed destination of the panel packed after this one.
     let mut tile =
         |i0: usize, apanel: *const K::P, a_rs: usize, next: Option<(usize, *const K::P)>| {
             let mr = (t.m1 - i0).min(K::MR);
@@ -810,20 +813,20 @@ fn block<K, CA>(
                         let out = Tile::new(out.0.wrapping_add(off), l.c_rs, l.c_cs, mr, nr);
                         let staged =
                             stage.map(|s| Tile::new(s.ptr.at(i0 * s.rs + j0), s.rs, 1, mr, nr));
-                        let sums = match (&mut buf, staged) {
-                            (Some(b), _) if last => Tile::new(b.0.as_mut_ptr(), K::NR, 1, mr, nr),
-                            (_, Some(s)) => s,
-                            _ => unreachable!("a bf16 C with several k blocks has a stage"),
+                        // The sums: in the stage when there are several k blocks (the
+                        // previous blocks' sums are there when pc > 0), else in the buffer.
+                        let sums = match (staged, &mut buf) {
+                            (Some(s), _) => s,
+                            (None, Some(b)) => Tile::new(b.0.as_mut_ptr(), K::NR, 1, mr, nr),
+                            (None, None) => unreachable!("a bf16 C has a tile buffer"),
                         };
                         // SAFETY: `out` is this task's tile of the bf16 C (inside its checked
                         // bounds), `sums` its f32 sums (the stage's or the buffer's), distinct
-                        // memory; the stage's tile holds the previous k blocks' sums when pc > 0.
+                        // memory.
                         unsafe {
                             if acc && pc == 0 {
                                 // beta = 1: the sums start from C.
                                 widen_tile(out.as_const(), sums);
-                            } else if acc && last {
-                                copy_tile(staged.expect("stage").as_const(), sums);
                             }
                             kernel(sums, acc);
                             if last {

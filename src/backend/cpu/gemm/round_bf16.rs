@@ -147,21 +147,6 @@ pub(super) unsafe fn widen_tile(src: Tile<*const bf16>, dst: Tile<*mut f32>) {
     }
 }
 
-/// dst = src (f32).
-///
-/// # Safety
-/// As `round_tile`.
-pub(super) unsafe fn copy_tile(src: Tile<*const f32>, dst: Tile<*mut f32>) {
-    for i in 0..src.rows {
-        for j in 0..src.cols {
-            // SAFETY: (i, j) lies in both tiles (the caller's contract).
-            unsafe {
-                *dst.ptr.add(i * dst.rs + j * dst.cs) = *src.ptr.add(i * src.rs + j * src.cs)
-            };
-        }
-    }
-}
-
 /// `n` contiguous f32 at `s` rounded to bf16 at `d`, 32 per `vcvtne2ps2bf16`; groups with a
 /// subnormal input, and the tail, as `round_row_avx512`.
 ///
