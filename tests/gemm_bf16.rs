@@ -286,3 +286,39 @@ fn decoding_rows_from_bf16_weights() {
         check(Shape { m: 6, ..wide }, 1, false, 0.0);
     });
 }
+
+#[test]
+fn few_rows_against_many_columns_along_k() {
+    // 4 ≤ m < 32 rows against n ≥ 64 columns of B contiguous along k (x·Wᵀ): the AMX paths
+    // compute Cᵀ = Bᵀ·Aᵀ, W's rows read in place as the tiles' A side and C written
+    // transposed. Edge tiles both ways, k tails, k blocks, strided A and C, m = 32 (not
+    // transposed) beside it.
+    for m in [4, 13, 31, 32] {
+        for &(n, k) in &[(64, 32), (100, 45), (300, 800)] {
+            for (ta, pad, tc) in [(false, 0, false), (true, 3, false), (false, 2, true)] {
+                let s = Shape {
+                    m,
+                    n,
+                    k,
+                    ta,
+                    tb: true,
+                    pad,
+                    tc,
+                };
+                check(s, 1, false, 0.0);
+                check(s, 2, true, 1.0);
+            }
+        }
+    }
+    on_threads(2, || {
+        check(
+            Shape {
+                tb: true,
+                ..Shape::plain(16, 1000, 300)
+            },
+            1,
+            false,
+            0.0,
+        )
+    });
+}

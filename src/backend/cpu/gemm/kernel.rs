@@ -123,13 +123,26 @@ pub(super) unsafe fn store_tile_generic(
     nr: usize,
     accumulate: bool,
 ) {
-    for i in 0..mr {
+    let store = |i: usize, j: usize| {
+        // SAFETY: (i, j) is inside the valid tile, which the caller guarantees.
+        let p = unsafe { c.offset(i as isize * rs + j as isize * cs) };
+        let v = acc[i * nr_full + j];
+        // SAFETY: as above.
+        unsafe { *p = if accumulate { *p + v } else { v } };
+    };
+    // Along C's shorter stride: a column-major C (a transposed product, `amx_transposed`)
+    // column by column, so that the stores run along memory.
+    if cs.unsigned_abs() > rs.unsigned_abs() {
         for j in 0..nr {
-            // SAFETY: (i, j) is inside the valid tile, which the caller guarantees.
-            let p = unsafe { c.offset(i as isize * rs + j as isize * cs) };
-            let v = acc[i * nr_full + j];
-            // SAFETY: as above.
-            unsafe { *p = if accumulate { *p + v } else { v } };
+            for i in 0..mr {
+                store(i, j);
+            }
+        }
+    } else {
+        for i in 0..mr {
+            for j in 0..nr {
+                store(i, j);
+            }
         }
     }
 }

@@ -569,6 +569,22 @@ pub fn bgemm_batched_path(
         c_offsets,
     )?;
     let path = path.checked()?;
+    if amx_transposed(path, l) {
+        // Cᵀ = Bᵀ·Aᵀ (see `amx_transposed`).
+        let lt = transposed(l);
+        type B = pack::Bf16;
+        match path {
+            Bf16Path::Amx => {
+                run::<amx::Amx, B, B>(&lt, b, b_offsets, a, a_offsets, beta, c, c_offsets)
+            }
+            #[cfg(feature = "emu")]
+            Bf16Path::AmxEmulated => {
+                run::<amx::AmxEmulated, B, B>(&lt, b, b_offsets, a, a_offsets, beta, c, c_offsets)
+            }
+            _ => unreachable!("amx_transposed is for the AMX kernel"),
+        }
+        return Ok(());
+    }
     if gemv_bf16(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets) {
         return Ok(());
     }
@@ -646,11 +662,27 @@ pub fn bgemm_batched_to_bf16_path(
         return Ok(());
     }
     let accumulate = beta != 0.0;
+    type B = pack::Bf16;
+    if l.k > 0 && amx_transposed(path, l) {
+        // Cᵀ = Bᵀ·Aᵀ (see `amx_transposed`).
+        let lt = transposed(l);
+        let (ao, bo, co) = (a_offsets, b_offsets, c_offsets);
+        match path {
+            Bf16Path::Amx => {
+                driver::gemm_to_bf16::<amx::Amx, B, B>(&lt, b, bo, a, ao, accumulate, c, co)
+            }
+            #[cfg(feature = "emu")]
+            Bf16Path::AmxEmulated => {
+                driver::gemm_to_bf16::<amx::AmxEmulated, B, B>(&lt, b, bo, a, ao, accumulate, c, co)
+            }
+            _ => unreachable!("amx_transposed is for the AMX kernel"),
+        }
+        return Ok(());
+    }
     if l.k == 0 || gemv::form(l).is_some() {
         // An empty sum, or a decoding step (gemv reads B in place): f32 sums, then rounded.
         return to_bf16_through_f32(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets);
     }
-    type B = pack::Bf16;
     type W = pack::Bf16ToF32;
     let (ao, bo, co) = (a_offsets, b_offsets, c_offsets);
     match path {
@@ -731,6 +763,38 @@ fn to_bf16_through_f32(
         };
     }
     Ok(())
+}
+
+/// Whether the AMX kernel computes C = A·B as Cᵀ = Bᵀ·Aᵀ: when A has fewer rows than a tile
+/// (4 ≤ m < 32, e.g. decoding 8 sequences), B many columns (n ≥ 64) and B's columns are
+/// contiguous along k (x·Wᵀ with W n × k). Then W's rows are the tiles' A side, read in
+/// place, and the few rows of A, packed, their B side; a 32-row tile of C would otherwise
+/// be mostly padding, its rows copied through the edge-row path. 8 × 768 × 3072, 1 thread
+/// (Intel Xeon Emerald Rapids): 0.42 ms as `vdpbf16ps` dot products, 0.19 ms transposed;
+/// 16 rows: 0.72 → 0.21 ms. With m ≤ 2 the dot products are as fast or faster (m = 1:
+/// 0.13 against 0.17 ms).
+fn amx_transposed(path: Bf16Path, l: &GemmLayout) -> bool {
+    #[cfg(feature = "emu")]
+    let amx = matches!(path, Bf16Path::Amx | Bf16Path::AmxEmulated);
+    #[cfg(not(feature = "emu"))]
+    let amx = matches!(path, Bf16Path::Amx);
+    amx && (4..32).contains(&l.m) && l.n >= 64 && l.b_rs == 1
+}
+
+/// The layout of Cᵀ = Bᵀ·Aᵀ for the problem C = A·B of `l` (B's buffer is then the first
+/// operand, A's the second).
+fn transposed(l: &GemmLayout) -> GemmLayout {
+    GemmLayout {
+        m: l.n,
+        n: l.m,
+        k: l.k,
+        a_rs: l.b_cs,
+        a_cs: l.b_rs,
+        b_rs: l.a_cs,
+        b_cs: l.a_rs,
+        c_rs: l.c_cs,
+        c_cs: l.c_rs,
+    }
 }
 
 /// Mixed-precision GEMM on f32 operands (e.g. f32 master weights): A and B are rounded to

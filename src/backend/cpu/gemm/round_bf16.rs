@@ -95,11 +95,22 @@ pub(super) unsafe fn round_tile(how: Rounding, src: Tile<*const f32>, dst: Tile<
             Rounding::Cvtne => rows_cvtne(src, dst),
             Rounding::Avx512 => rows_avx512(src, dst),
             Rounding::Scalar => {
-                for i in 0..src.rows {
+                let round = |i: usize, j: usize| {
+                    let x = *src.ptr.add(i * src.rs + j * src.cs);
+                    *dst.ptr.add(i * dst.rs + j * dst.cs) = bf16::from_bits(f32_to_bf16_bits(x));
+                };
+                // Along dst's shorter stride (a column-major C column by column).
+                if dst.cs > dst.rs {
                     for j in 0..src.cols {
-                        let x = *src.ptr.add(i * src.rs + j * src.cs);
-                        *dst.ptr.add(i * dst.rs + j * dst.cs) =
-                            bf16::from_bits(f32_to_bf16_bits(x));
+                        for i in 0..src.rows {
+                            round(i, j);
+                        }
+                    }
+                } else {
+                    for i in 0..src.rows {
+                        for j in 0..src.cols {
+                            round(i, j);
+                        }
                     }
                 }
             }
