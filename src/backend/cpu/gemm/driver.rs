@@ -769,79 +769,81 @@ fn block<K, CA>(
     // (512 × 64 × 512 ×12 Q·Kᵀ, 768 × 128 × 512) it made the GEMM 1–7% slower on Zen 4, with
     // and without huge pages, since the assembly k loops and inlined tile stores.
     let calls = (t.n1 - t.n0).div_ceil(K::NR);
-    // A bf16 C's tile of f32 sums with a single k block, rounded from here.
-    let mut buf =
-        (matches!(c, Dest::Bf16(_)) && stage.is_none()).then(|| Box::new(TileBuf([0.0; TILE_MAX])));
+    // A bf16 C's tile of f32 sums with a single k block, rounded from here (uninitialised:
+    // the kernel stores every element it covers before the rounding reads it, or, with
+    // beta = 1, the widened C does).
+    let mut buf_space = MaybeUninit::<TileBuf>::uninit();
+    let buf: Option<*mut f32> =
+        (matches!(c, Dest::Bf16(_)) && stage.is_none()).then(|| buf_space.as_mut_ptr().cast());
     let last = pc + kc == l.k;
     let rounding = Rounding::at(isa::active());
     // The kernel over one A panel and every B panel of the task. `next`: the first row and
     // the packed destination of the panel packed after this one.
-    let mut tile =
-        |i0: usize, apanel: *const K::P, a_rs: usize, next: Option<(usize, *const K::P)>| {
-            let mr = (t.m1 - i0).min(K::MR);
-            for (call, j0) in (t.n0..t.n1).step_by(K::NR).enumerate() {
-                let nr = (t.n1 - j0).min(K::NR);
-                let bpanel = &bp[(j0 / K::NR) * K::NR * kcp..][..K::NR * kcp];
-                let off = i0 * l.c_rs + (jc + j0) * l.c_cs;
-                // SAFETY: the A panel holds MR·kcp packed values (or, read in place, rows
-                // i0 .. i0+mr of A hold kc values from column pc, inside A's checked bounds); the
-                // B panel NR·kcp; `cij` is the tile of f32 sums (mr × nr): C's own (at row i0,
-                // column jc+j0, inside C's checked bounds), the stage's or the tile buffer's,
-                // which belongs to this task alone; the dispatcher chose K for this CPU.
-                let kernel = |cij: Tile<*mut f32>, acc: bool| unsafe {
-                    let (rs, cs) = (cij.rs as isize, cij.cs as isize);
-                    if a_rs == 0 {
-                        K::run(kc, apanel, bpanel.as_ptr(), cij.ptr, rs, cs, mr, nr, acc)
-                    } else {
-                        K::run_direct_a(
-                            kc,
-                            apanel,
-                            a_rs,
-                            bpanel.as_ptr(),
-                            cij.ptr,
-                            rs,
-                            cs,
-                            mr,
-                            nr,
-                            acc,
-                        )
-                    }
-                };
-                match c {
-                    Dest::F32(cp) => kernel(Tile::new(cp.at(off), l.c_rs, l.c_cs, mr, nr), acc),
-                    Dest::Bf16(out) => {
-                        let out = Tile::new(out.0.wrapping_add(off), l.c_rs, l.c_cs, mr, nr);
-                        let staged =
-                            stage.map(|s| Tile::new(s.ptr.at(i0 * s.rs + j0), s.rs, 1, mr, nr));
-                        // The sums: in the stage when there are several k blocks (the
-                        // previous blocks' sums are there when pc > 0), else in the buffer.
-                        let sums = match (staged, &mut buf) {
-                            (Some(s), _) => s,
-                            (None, Some(b)) => Tile::new(b.0.as_mut_ptr(), K::NR, 1, mr, nr),
-                            (None, None) => unreachable!("a bf16 C has a tile buffer"),
-                        };
-                        // SAFETY: `out` is this task's tile of the bf16 C (inside its checked
-                        // bounds), `sums` its f32 sums (the stage's or the buffer's), distinct
-                        // memory.
-                        unsafe {
-                            if acc && pc == 0 {
-                                // beta = 1: the sums start from C.
-                                widen_tile(out.as_const(), sums);
-                            }
-                            kernel(sums, acc);
-                            if last {
-                                round_tile(rounding, sums.as_const(), out);
-                            }
+    let tile = |i0: usize, apanel: *const K::P, a_rs: usize, next: Option<(usize, *const K::P)>| {
+        let mr = (t.m1 - i0).min(K::MR);
+        for (call, j0) in (t.n0..t.n1).step_by(K::NR).enumerate() {
+            let nr = (t.n1 - j0).min(K::NR);
+            let bpanel = &bp[(j0 / K::NR) * K::NR * kcp..][..K::NR * kcp];
+            let off = i0 * l.c_rs + (jc + j0) * l.c_cs;
+            // SAFETY: the A panel holds MR·kcp packed values (or, read in place, rows
+            // i0 .. i0+mr of A hold kc values from column pc, inside A's checked bounds); the
+            // B panel NR·kcp; `cij` is the tile of f32 sums (mr × nr): C's own (at row i0,
+            // column jc+j0, inside C's checked bounds), the stage's or the tile buffer's,
+            // which belongs to this task alone; the dispatcher chose K for this CPU.
+            let kernel = |cij: Tile<*mut f32>, acc: bool| unsafe {
+                let (rs, cs) = (cij.rs as isize, cij.cs as isize);
+                if a_rs == 0 {
+                    K::run(kc, apanel, bpanel.as_ptr(), cij.ptr, rs, cs, mr, nr, acc)
+                } else {
+                    K::run_direct_a(
+                        kc,
+                        apanel,
+                        a_rs,
+                        bpanel.as_ptr(),
+                        cij.ptr,
+                        rs,
+                        cs,
+                        mr,
+                        nr,
+                        acc,
+                    )
+                }
+            };
+            match c {
+                Dest::F32(cp) => kernel(Tile::new(cp.at(off), l.c_rs, l.c_cs, mr, nr), acc),
+                Dest::Bf16(out) => {
+                    let out = Tile::new(out.0.wrapping_add(off), l.c_rs, l.c_cs, mr, nr);
+                    let staged =
+                        stage.map(|s| Tile::new(s.ptr.at(i0 * s.rs + j0), s.rs, 1, mr, nr));
+                    // The sums: in the stage when there are several k blocks (the
+                    // previous blocks' sums are there when pc > 0), else in the buffer.
+                    let sums = match (staged, buf) {
+                        (Some(s), _) => s,
+                        (None, Some(b)) => Tile::new(b, K::NR, 1, mr, nr),
+                        (None, None) => unreachable!("a bf16 C has a tile buffer"),
+                    };
+                    // SAFETY: `out` is this task's tile of the bf16 C (inside its checked
+                    // bounds), `sums` its f32 sums (the stage's or the buffer's), distinct
+                    // memory.
+                    unsafe {
+                        if acc && pc == 0 {
+                            // beta = 1: the sums start from C.
+                            widen_tile(out.as_const(), sums);
+                        }
+                        kernel(sums, acc);
+                        if last {
+                            round_tile(rounding, sums.as_const(), out);
                         }
                     }
                 }
-                if let Some((row, dst)) = next {
-                    prefetch_rows(a, row, (t.m1 - row).min(K::MR), pc, kc, call, calls);
-                    let bytes = panel * std::mem::size_of::<K::P>();
-                    prefetch_share_for_write(dst as *const u8, bytes, call, calls);
-                }
             }
-        };
+            if let Some((row, dst)) = next {
+                prefetch_rows(a, row, (t.m1 - row).min(K::MR), pc, kc, call, calls);
+                let bytes = panel * std::mem::size_of::<K::P>();
+                prefetch_share_for_write(dst as *const u8, bytes, call, calls);
+            }
+        }
+    };
     match panels {
         APanels::Whole(ap) => {
             // Task rows start on a panel boundary.
