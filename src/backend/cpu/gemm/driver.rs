@@ -14,6 +14,10 @@
 //! lies. Otherwise, when C spans several NC blocks, all of A is packed once up front (the
 //! same panels, one KC block after another) instead of once per NC block.
 //!
+//! A bf16 C (`gemm_to_bf16`) gets the kernel's f32 tiles rounded once, after the last depth
+//! block: with one depth block the kernel sums into an L1 tile buffer that is rounded into C;
+//! with several, the partial sums of the current column block wait in an f32 stage.
+//!
 //! Threads come from the current rayon pool. A batch of problems is spread over the pool
 //! one problem per task when that balances (many or small problems). Otherwise a problem
 //! whose A is read in place is cut into one independent sub-problem per thread (column
@@ -148,7 +152,7 @@ impl CPtr {
 
 /// A bf16 C's base pointer, shared as `CPtr` is.
 #[derive(Clone, Copy)]
-pub(super) struct BPtr(pub(super) *mut bf16);
+struct BPtr(*mut bf16);
 // SAFETY: as `CPtr`: tasks write disjoint tiles of a C that outlives them.
 unsafe impl Send for BPtr {}
 // SAFETY: as above.
