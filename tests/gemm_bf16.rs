@@ -15,15 +15,6 @@ use pretext::backend::cpu::gemm::{
 };
 use pretext::backend::cpu::isa::{self, Isa};
 
-/// Every path this CPU runs, and with feature `emu` the AMX kernel on the tile unit's model.
-fn paths() -> Vec<Bf16Path> {
-    #[allow(unused_mut)]
-    let mut v = Bf16Path::available();
-    #[cfg(feature = "emu")]
-    v.push(Bf16Path::AmxEmulated);
-    v
-}
-
 fn round(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| bf16::from_f32(x).to_f32()).collect()
 }
@@ -60,7 +51,7 @@ fn check(s: Shape, batch: usize, share_b: bool, beta: f32) {
         a.iter().map(|&x| bf16::from_f32(x)).collect(),
         b.iter().map(|&x| bf16::from_f32(x)).collect(),
     );
-    for p in paths() {
+    for p in bf16_paths() {
         let path = p.name();
         let mut got = c0.clone();
         bgemm_batched_path(p, &l, &a16, &ao, &b16, &bo, beta, &mut got, &co).unwrap();

@@ -10,17 +10,9 @@ mod gemm_util;
 use gemm_util::*;
 use half::bf16;
 use pretext::backend::cpu::gemm::{
-    bgemm_batched_path, bgemm_batched_to_bf16, bgemm_batched_to_bf16_path, Bf16Path, GemmLayout,
+    bgemm_batched_path, bgemm_batched_to_bf16, bgemm_batched_to_bf16_path, GemmLayout,
 };
 use pretext::tensor::{DType, Rng, Tensor};
-
-fn paths() -> Vec<Bf16Path> {
-    #[allow(unused_mut)]
-    let mut v = Bf16Path::available();
-    #[cfg(feature = "emu")]
-    v.push(Bf16Path::AmxEmulated);
-    v
-}
 
 fn to_bf16(v: &[f32]) -> Vec<bf16> {
     v.iter().map(|&x| bf16::from_f32(x)).collect()
@@ -54,7 +46,7 @@ fn check(s: Shape, batch: usize, beta: f32, threads: usize) {
         .flat_map(|i| (0..s.m).flat_map(move |r| (0..s.n).map(move |c| (i, r, c))))
         .map(|(i, r, c)| at(i, r, c))
         .collect();
-    for p in paths() {
+    for p in bf16_paths() {
         let mut sums = vec![0.0f32; batch * s.m * s.n];
         for &(ci, si) in &cells {
             sums[si] = c0[ci].to_f32();

@@ -1,7 +1,7 @@
 //! Shared helpers for the GEMM tests: seeded inputs, layouts, and the error bound.
 #![allow(dead_code)]
 
-use pretext::backend::cpu::gemm::{sgemm_batched_reference, GemmLayout};
+use pretext::backend::cpu::gemm::{sgemm_batched_reference, Bf16Path, GemmLayout};
 
 /// splitmix64 stream mapped to [-1, 1).
 pub fn fill(len: usize, seed: u64) -> Vec<f32> {
@@ -145,4 +145,14 @@ pub fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
         .build()
         .expect("a rayon pool")
         .install(f)
+}
+
+/// Every bf16 path this CPU runs, and with feature `emu` the AMX kernel on the tile unit's
+/// model.
+pub fn bf16_paths() -> Vec<Bf16Path> {
+    #[allow(unused_mut)]
+    let mut v = Bf16Path::available();
+    #[cfg(feature = "emu")]
+    v.push(Bf16Path::AmxEmulated);
+    v
 }

@@ -569,25 +569,16 @@ pub fn bgemm_batched_path(
         c_offsets,
     )?;
     let path = path.checked()?;
-    if amx_transposed(path, l) {
+    let lt;
+    let (l, a, a_offsets, b, b_offsets) = if amx_transposed(path, l) {
         // Cᵀ = Bᵀ·Aᵀ (see `amx_transposed`).
-        let lt = transposed(l);
-        type B = pack::Bf16;
-        match path {
-            Bf16Path::Amx => {
-                run::<amx::Amx, B, B>(&lt, b, b_offsets, a, a_offsets, beta, c, c_offsets)
-            }
-            #[cfg(feature = "emu")]
-            Bf16Path::AmxEmulated => {
-                run::<amx::AmxEmulated, B, B>(&lt, b, b_offsets, a, a_offsets, beta, c, c_offsets)
-            }
-            _ => unreachable!("amx_transposed is for the AMX kernel"),
-        }
+        lt = transposed(l);
+        (&lt, b, b_offsets, a, a_offsets)
+    } else if gemv_bf16(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets) {
         return Ok(());
-    }
-    if gemv_bf16(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets) {
-        return Ok(());
-    }
+    } else {
+        (l, a, a_offsets, b, b_offsets)
+    };
     type W = pack::Bf16ToF32;
     match path {
         Bf16Path::Amx => run::<amx::Amx, pack::Bf16, pack::Bf16>(
@@ -662,27 +653,18 @@ pub fn bgemm_batched_to_bf16_path(
         return Ok(());
     }
     let accumulate = beta != 0.0;
-    type B = pack::Bf16;
-    if l.k > 0 && amx_transposed(path, l) {
+    let lt;
+    let (l, a, a_offsets, b, b_offsets) = if l.k > 0 && amx_transposed(path, l) {
         // Cᵀ = Bᵀ·Aᵀ (see `amx_transposed`).
-        let lt = transposed(l);
-        let (ao, bo, co) = (a_offsets, b_offsets, c_offsets);
-        match path {
-            Bf16Path::Amx => {
-                driver::gemm_to_bf16::<amx::Amx, B, B>(&lt, b, bo, a, ao, accumulate, c, co)
-            }
-            #[cfg(feature = "emu")]
-            Bf16Path::AmxEmulated => {
-                driver::gemm_to_bf16::<amx::AmxEmulated, B, B>(&lt, b, bo, a, ao, accumulate, c, co)
-            }
-            _ => unreachable!("amx_transposed is for the AMX kernel"),
-        }
-        return Ok(());
-    }
-    if l.k == 0 || gemv::form(l).is_some() {
+        lt = transposed(l);
+        (&lt, b, b_offsets, a, a_offsets)
+    } else if l.k == 0 || gemv::form(l).is_some() {
         // An empty sum, or a decoding step (gemv reads B in place): f32 sums, then rounded.
         return to_bf16_through_f32(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets);
-    }
+    } else {
+        (l, a, a_offsets, b, b_offsets)
+    };
+    type B = pack::Bf16;
     type W = pack::Bf16ToF32;
     let (ao, bo, co) = (a_offsets, b_offsets, c_offsets);
     match path {
