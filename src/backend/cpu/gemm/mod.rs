@@ -751,10 +751,10 @@ fn to_bf16_through_f32(
 /// (4 ≤ m < 32, e.g. decoding 8 sequences), B many columns (n ≥ 64) and B's columns are
 /// contiguous along k (x·Wᵀ with W n × k). Then W's rows are the tiles' A side, read in
 /// place, and the few rows of A, packed, their B side; a 32-row tile of C would otherwise
-/// be mostly padding, its rows copied through the edge-row path. 8 × 768 × 3072, 1 thread
-/// (Intel Xeon Emerald Rapids): 0.42 ms as `vdpbf16ps` dot products, 0.19 ms transposed;
-/// 16 rows: 0.72 → 0.21 ms. With m ≤ 2 the dot products are as fast or faster (m = 1:
-/// 0.13 against 0.17 ms).
+/// be mostly padding, its rows copied through the edge-row path. x·Wᵀ with W 3072 × 768,
+/// 1 thread (Intel Xeon Emerald Rapids): 8 rows 0.42 ms as `vdpbf16ps` dot products, 0.23 ms
+/// transposed; 16 rows 0.72 → 0.24 ms; 4 rows 0.25 → 0.18–0.23 ms. With m ≤ 2 the dot
+/// products are as fast or faster (m = 1: 0.13 against 0.17 ms).
 fn amx_transposed(path: Bf16Path, l: &GemmLayout) -> bool {
     #[cfg(feature = "emu")]
     let amx = matches!(path, Bf16Path::Amx | Bf16Path::AmxEmulated);
