@@ -1,5 +1,5 @@
 //! Criterion benches of single-threaded f32 GEMM C = A·B on the project's shapes:
-//! pretext at each ISA level and its bf16 path, against `matrixmultiply` (through
+//! pretext at each ISA level and its bf16 path (into an f32 and a bf16 C), against `matrixmultiply` (through
 //! `ndarray::dot`) and the `gemm` crate. Thread scaling and PyTorch comparisons are in
 //! `pretext bench gemm` and `tools/bench_vs_torch.py`.
 
@@ -9,7 +9,9 @@ use common::{fill, levels, one_thread};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::bf16;
 use ndarray::Array2;
-use pretext::backend::cpu::gemm::{bgemm_batched, sgemm_batched_isa, GemmLayout};
+use pretext::backend::cpu::gemm::{
+    bgemm_batched, bgemm_batched_to_bf16, sgemm_batched_isa, GemmLayout,
+};
 use pretext::backend::cpu::isa::Isa;
 
 /// (m, k, n): squares, shakespeare_char MLP, an attention head, GPT-2 small's MLP for one
@@ -56,6 +58,16 @@ fn gemm_benches(c: &mut Criterion) {
         g.bench_function("pretext_bf16", |bn| {
             pool.install(|| {
                 bn.iter(|| bgemm_batched(&l, &a16, &[0], &b16, &[0], 0.0, &mut out, &[0]).unwrap())
+            })
+        });
+        // The same into a bf16 C (as `torch.matmul` on bf16 tensors).
+        let mut out16 = vec![bf16::ZERO; m * n];
+        g.bench_function("pretext_bf16_c_bf16", |bn| {
+            pool.install(|| {
+                bn.iter(|| {
+                    bgemm_batched_to_bf16(&l, &a16, &[0], &b16, &[0], 0.0, &mut out16, &[0])
+                        .unwrap()
+                })
             })
         });
         let an = Array2::from_shape_vec((m, k), a.clone()).unwrap();
