@@ -21,19 +21,19 @@ fn round(v: &[f32]) -> Vec<f32> {
 
 fn check(s: Shape, batch: usize, share_b: bool, beta: f32) {
     let l = s.layout();
-    let ea = extent(s.m, s.k, l.a_rs, l.a_cs);
-    let eb = extent(s.k, s.n, l.b_rs, l.b_cs);
-    let ec = extent(s.m, s.n, l.c_rs, l.c_cs);
-    let ao: Vec<usize> = (0..batch).map(|i| i * ea).collect();
-    let bo: Vec<usize> = (0..batch)
-        .map(|i| if share_b { 0 } else { i * eb })
-        .collect();
-    let co: Vec<usize> = (0..batch).map(|i| i * ec).collect();
-    let a = fill(batch * ea, 21);
-    let b = fill(batch * eb, 22);
+    let Batched {
+        a_len,
+        b_len,
+        c_len,
+        ao,
+        bo,
+        co,
+    } = batched(&s, batch, share_b);
+    let a = fill(a_len, 21);
+    let b = fill(b_len, 22);
     // With beta 0 some of C is NaN: a path that read C (rather than overwrite it) would
     // carry the NaN into its result.
-    let c0: Vec<f32> = fill(batch * ec, 23)
+    let c0: Vec<f32> = fill(c_len, 23)
         .into_iter()
         .map(|x| if beta == 0.0 && x > 0.9 { f32::NAN } else { x })
         .collect();

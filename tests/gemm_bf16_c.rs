@@ -20,16 +20,18 @@ fn to_bf16(v: &[f32]) -> Vec<bf16> {
 
 fn check(s: Shape, batch: usize, beta: f32, threads: usize) {
     let l = s.layout();
-    let ea = extent(s.m, s.k, l.a_rs, l.a_cs);
-    let eb = extent(s.k, s.n, l.b_rs, l.b_cs);
-    let ec = extent(s.m, s.n, l.c_rs, l.c_cs);
-    let ao: Vec<usize> = (0..batch).map(|i| i * ea).collect();
-    let bo: Vec<usize> = (0..batch).map(|i| i * eb).collect();
-    let co: Vec<usize> = (0..batch).map(|i| i * ec).collect();
-    let a = to_bf16(&fill(batch * ea, 31));
-    let b = to_bf16(&fill(batch * eb, 32));
+    let Batched {
+        a_len,
+        b_len,
+        c_len,
+        ao,
+        bo,
+        co,
+    } = batched(&s, batch, false);
+    let a = to_bf16(&fill(a_len, 31));
+    let b = to_bf16(&fill(b_len, 32));
     // With beta 0, NaN in C: a path that read C would carry it into the result.
-    let c0: Vec<bf16> = fill(batch * ec, 33)
+    let c0: Vec<bf16> = fill(c_len, 33)
         .into_iter()
         .map(|x| bf16::from_f32(if beta == 0.0 && x > 0.8 { f32::NAN } else { x }))
         .collect();

@@ -24,22 +24,19 @@ fn levels() -> Vec<Isa> {
 
 fn check(s: Shape, batch: usize, share_b: bool, beta: f32) {
     let l = s.layout();
-    let ea = extent(s.m, s.k, l.a_rs, l.a_cs);
-    let eb = extent(s.k, s.n, l.b_rs, l.b_cs);
-    let ec = extent(s.m, s.n, l.c_rs, l.c_cs);
-    let ao: Vec<usize> = (0..batch).map(|i| i * ea).collect();
-    let bo: Vec<usize> = (0..batch)
-        .map(|i| if share_b { 0 } else { i * eb })
-        .collect();
-    let co: Vec<usize> = (0..batch).map(|i| i * ec).collect();
-    let a = fill(batch * ea, 31);
-    let b16: Vec<bf16> = fill(batch * eb, 32)
-        .into_iter()
-        .map(bf16::from_f32)
-        .collect();
+    let Batched {
+        a_len,
+        b_len,
+        c_len,
+        ao,
+        bo,
+        co,
+    } = batched(&s, batch, share_b);
+    let a = fill(a_len, 31);
+    let b16: Vec<bf16> = fill(b_len, 32).into_iter().map(bf16::from_f32).collect();
     let bw: Vec<f32> = b16.iter().map(|x| x.to_f32()).collect();
     // With beta 0 some of C is NaN: a path that read C would carry it into its result.
-    let c0: Vec<f32> = fill(batch * ec, 33)
+    let c0: Vec<f32> = fill(c_len, 33)
         .into_iter()
         .map(|x| if beta == 0.0 && x > 0.9 { f32::NAN } else { x })
         .collect();

@@ -156,3 +156,30 @@ pub fn bf16_paths() -> Vec<Bf16Path> {
     v.push(Bf16Path::AmxEmulated);
     v
 }
+
+/// `batch` problems of shape `s` back to back in their buffers (all sharing B's first block
+/// when `share_b`): each buffer's length and each problem's offsets.
+pub struct Batched {
+    pub a_len: usize,
+    pub b_len: usize,
+    pub c_len: usize,
+    pub ao: Vec<usize>,
+    pub bo: Vec<usize>,
+    pub co: Vec<usize>,
+}
+
+pub fn batched(s: &Shape, batch: usize, share_b: bool) -> Batched {
+    let l = s.layout();
+    let ea = extent(s.m, s.k, l.a_rs, l.a_cs);
+    let eb = extent(s.k, s.n, l.b_rs, l.b_cs);
+    let ec = extent(s.m, s.n, l.c_rs, l.c_cs);
+    let at = |e: usize| (0..batch).map(|i| i * e).collect::<Vec<usize>>();
+    Batched {
+        a_len: batch * ea,
+        b_len: batch * eb,
+        c_len: batch * ec,
+        ao: at(ea),
+        bo: if share_b { vec![0; batch] } else { at(eb) },
+        co: at(ec),
+    }
+}
