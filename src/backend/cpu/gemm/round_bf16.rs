@@ -124,9 +124,45 @@ pub(super) unsafe fn round_tile(how: Rounding, src: Tile<*const f32>, dst: Tile<
 /// As `round_tile`, rows contiguous; the CPU has AVX-512 F, BW, DQ and BF16.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512bf16")]
 unsafe fn rows_cvtne(src: Tile<*const f32>, dst: Tile<*mut bf16>) {
+    if src.cols == 32 {
+        // SAFETY: as above, 32 values per row.
+        unsafe { rows32_cvtne(src, dst) };
+        return;
+    }
     for i in 0..src.rows {
         // SAFETY: row i of each tile (the caller's contract).
         unsafe { round_row_cvtne(src.ptr.add(i * src.rs), dst.ptr.add(i * dst.rs), src.cols) };
+    }
+}
+
+/// `rows_cvtne` for rows of 32 values (a whole tile's width): each row one
+/// `vcvtne2ps2bf16`, with no branch per row; should any value of the tile be subnormal, the
+/// whole tile is rounded again by `rows_avx512` (32 × 32 Q·Kᵀ tiles at k = 64: the rounding
+/// per row with its branch took a third of the GEMM's time).
+///
+/// # Safety
+/// As `rows_cvtne`, with 32 columns.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512bf16")]
+unsafe fn rows32_cvtne(src: Tile<*const f32>, dst: Tile<*mut bf16>) {
+    const SUBNORMAL: i32 = 0x20;
+    debug_assert_eq!(src.cols, 32);
+    let mut sub: __mmask16 = 0;
+    for i in 0..src.rows {
+        // SAFETY: row i holds 32 readable values at src and 32 writable at dst (the
+        // caller's contract).
+        unsafe {
+            let s = src.ptr.add(i * src.rs);
+            let (lo, hi) = (_mm512_loadu_ps(s), _mm512_loadu_ps(s.add(16)));
+            sub |=
+                _mm512_fpclass_ps_mask::<SUBNORMAL>(lo) | _mm512_fpclass_ps_mask::<SUBNORMAL>(hi);
+            let r = _mm512_cvtne2ps_pbh(hi, lo);
+            let d = dst.ptr.add(i * dst.rs);
+            _mm512_storeu_si512(d.cast(), std::mem::transmute::<__m512bh, __m512i>(r));
+        }
+    }
+    if sub != 0 {
+        // SAFETY: as above.
+        unsafe { rows_avx512(src, dst) };
     }
 }
 
@@ -319,6 +355,34 @@ mod tests {
                         "{how:?}, {cols} columns"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn whole_tile_rows_with_one_subnormal_and_padding() {
+        // Rows of 32 (`rows32_cvtne`) 40 apart: one subnormal in the last row sends the whole
+        // tile down the exact path; the 8 padding slots of each row stay untouched.
+        let (rows, rs) = (5, 40);
+        let mut src: Vec<f32> = (0..rows * rs).map(|i| 1.0 + i as f32 / 7.0).collect();
+        src[(rows - 1) * rs + 31] = f32::from_bits(0x0001_8000);
+        for how in [Rounding::at(Isa::Avx512), Rounding::Scalar] {
+            let mut dst = vec![bf16::from_bits(0xDEAD); rows * rs];
+            // SAFETY: the tiles' elements lie inside both buffers.
+            unsafe {
+                round_tile(
+                    how,
+                    Tile::new(src.as_ptr(), rs, 1, rows, 32),
+                    Tile::new(dst.as_mut_ptr(), rs, 1, rows, 32),
+                )
+            };
+            for (idx, d) in dst.iter().enumerate() {
+                let want = if idx % rs < 32 {
+                    bf16::from_f32(src[idx]).to_bits()
+                } else {
+                    0xDEAD
+                };
+                assert_eq!(d.to_bits(), want, "{how:?}: slot {idx}");
             }
         }
     }
