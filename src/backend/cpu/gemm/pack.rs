@@ -285,6 +285,14 @@ fn pack_r<C: Convert, const R: usize, const KU: usize>(
         pack_contiguous_rows::<C, R>(src, r0, rows, p0, kc, dst);
         return;
     }
+    if KU == 2
+        && src.rs == 1
+        && src.cs > 1
+        && rows > R
+        && pairs_across_panels::<C, R>(src, kpad, r0, rows, p0, kc, dst)
+    {
+        return;
+    }
     let panel = R * kcp;
     for (pi, out) in dst[..rows.div_ceil(R) * panel]
         .chunks_exact_mut(panel)
@@ -315,7 +323,16 @@ fn pack_r<C: Convert, const R: usize, const KU: usize>(
                 let row = &blk[i * src.rs..i * src.rs + kc];
                 for (kb, run) in row.chunks(KU).enumerate() {
                     let at = kb * R * KU + i * KU;
-                    C::cvt_slice(run, &mut out[at..at + run.len()]);
+                    let dst = &mut out[at..at + run.len()];
+                    // Whole runs as fixed-length arrays: a few vector moves, not a call to
+                    // memcpy per 64 bytes (5–7% of a 1024³ bf16 GEMM).
+                    match (
+                        <&[C::Src; KU]>::try_from(run),
+                        <&mut [C::Dst; KU]>::try_from(dst),
+                    ) {
+                        (Ok(run), Ok(dst)) => C::cvt_slice(run, dst),
+                        _ => C::cvt_slice(run, &mut out[at..at + run.len()]),
+                    }
                 }
             }
         } else if src.cs == 1 {
@@ -335,6 +352,46 @@ fn pack_r<C: Convert, const R: usize, const KU: usize>(
             }
         }
     }
+}
+
+/// KU = 2 panels from a source whose panel rows are contiguous (B row-major, k rows `cs`
+/// apart): a few k rows at a time across every panel, rather than panel by panel down the
+/// whole depth, whose every pair step lands on a new page once rows are 2 KiB apart, where
+/// the hardware prefetchers stop (1024³ bf16, 1 thread: packing B panel by panel was 10% of
+/// the GEMM). Returns false, before packing anything, where `C` does not pack pairs.
+#[allow(clippy::too_many_arguments)]
+fn pairs_across_panels<C: Convert, const R: usize>(
+    src: View<'_, C::Src>,
+    kpad: usize,
+    r0: usize,
+    rows: usize,
+    p0: usize,
+    kc: usize,
+    dst: &mut [C::Dst],
+) -> bool {
+    /// k rows per sweep across the panels (even, so every sweep starts on a pair).
+    const STEPS: usize = 16;
+    let kcp = kc.next_multiple_of(kpad);
+    let panel = R * kcp;
+    let panels = rows.div_ceil(R);
+    for k0 in (0..kc).step_by(STEPS) {
+        let ks = (kc - k0).min(STEPS);
+        for pi in 0..panels {
+            let nr = (rows - pi * R).min(R);
+            let out = &mut dst[pi * panel..][..panel];
+            if k0 == 0 && (nr < R || kcp != kc) {
+                out.fill(C::Dst::default());
+            }
+            let base = src.off + r0 + pi * R + (p0 + k0) * src.cs;
+            let blk = &src.data[base..=base + (ks - 1) * src.cs + nr - 1];
+            let out = &mut out[(k0 / 2) * 2 * R..][..ks.div_ceil(2) * 2 * R];
+            if !C::pack_pairs::<R>(blk, 1, src.cs, nr, ks, out) {
+                assert!(k0 == 0 && pi == 0, "pair packing refused part way");
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// One KU = 2 panel from rows that are contiguous along k (A row-major, or Bᵀ): the pair
