@@ -430,7 +430,9 @@ fn split(m: usize, nc: usize, mr: usize, nr: usize, mc: usize, threads: usize) -
 enum APanels<'a, P> {
     /// Broadcast from A where it lies (`direct_a`).
     InPlace,
-    /// Packed by each task, one MC block at a time.
+    /// Packed by each task: with k contiguous in A one panel at a time, the next one's rows
+    /// prefetched under the kernel (4096 × 3072 × 768 bf16, 1 thread: +7%); otherwise one
+    /// MC block at a time.
     PerBlock,
     /// Packed whole (`single`): in `columns` all KC blocks one after another, in `block` the
     /// current KC block's panels.
@@ -781,9 +783,11 @@ fn block<K, CA>(
         (matches!(c, Dest::Bf16(_)) && stage.is_none()).then(|| buf_space.as_mut_ptr().cast());
     let last = pc + kc == l.k;
     let rounding = Rounding::at(isa::active());
-    // The kernel over one A panel and every B panel of the task. `next`: the first row and
-    // the packed destination of the panel packed after this one.
-    let tile = |i0: usize, apanel: *const K::P, a_rs: usize, next: Option<(usize, *const K::P)>| {
+    // The kernel over one A panel and every B panel of the task. `next`: the first row of
+    // the panel packed after this one, and its packed destination when that is not the
+    // panel just used.
+    type Next<P> = Option<(usize, Option<*const P>)>;
+    let tile = |i0: usize, apanel: *const K::P, a_rs: usize, next: Next<K::P>| {
         let mr = (t.m1 - i0).min(K::MR);
         for (call, j0) in (t.n0..t.n1).step_by(K::NR).enumerate() {
             let nr = (t.n1 - j0).min(K::NR);
@@ -843,8 +847,10 @@ fn block<K, CA>(
             }
             if let Some((row, dst)) = next {
                 prefetch_rows(a, row, (t.m1 - row).min(K::MR), pc, kc, call, calls);
-                let bytes = panel * std::mem::size_of::<K::P>();
-                prefetch_share_for_write(dst as *const u8, bytes, call, calls);
+                if let Some(dst) = dst {
+                    let bytes = panel * std::mem::size_of::<K::P>();
+                    prefetch_share_for_write(dst as *const u8, bytes, call, calls);
+                }
             }
         }
     };
@@ -876,7 +882,7 @@ fn block<K, CA>(
                     out,
                 );
                 let next = i0 + K::MR;
-                let next = (next < t.m1).then_some((next, out.as_ptr().wrapping_add(panel)));
+                let next = (next < t.m1).then_some((next, Some(out.as_ptr().wrapping_add(panel))));
                 tile(i0, out.as_ptr(), 0, next);
             }
         }
@@ -886,6 +892,18 @@ fn block<K, CA>(
             for i0 in (t.m0..t.m1).step_by(K::MR) {
                 tile(i0, base.wrapping_add(a.off + i0 * a.rs + pc), a.rs, None);
             }
+        }
+        APanels::PerBlock if a.cs == 1 => {
+            // One panel at a time into one buffer (L1), the next panel's rows prefetched
+            // under the kernel calls of this one, so that packing does not wait on memory.
+            with_scratch(&SCRATCH_A, panel, |ap: &mut [K::P]| {
+                for i0 in (t.m0..t.m1).step_by(K::MR) {
+                    let rows = (t.m1 - i0).min(K::MR);
+                    pack::<CA>(a, K::MR, K::KU_A, K::KU, i0, rows, pc, kc, ap);
+                    let next = i0 + K::MR;
+                    tile(i0, ap.as_ptr(), 0, (next < t.m1).then_some((next, None)));
+                }
+            });
         }
         APanels::PerBlock => {
             let mc_max = (t.m1 - t.m0).min(K::MC);
