@@ -116,8 +116,9 @@ fn transposed_strided_batched_and_threaded() {
 
 #[test]
 fn partial_sums_carried_across_k_blocks() {
-    // k beyond every kernel's KC (AMX 768, vdpbf16ps and f32 smaller): several k blocks,
-    // the partial sums staged in f32; with 2 threads the problem is split among them.
+    // k beyond every kernel's KC (AMX 768 past k = 1024, vdpbf16ps and f32 smaller): several
+    // k blocks (for AMX at k = 1600), the partial sums staged in f32; with 2 threads the
+    // problem is split among them.
     for &(m, n, k) in &[(40, 70, 1600), (96, 130, 800), (33, 1100, 900)] {
         for beta in [0.0, 1.0] {
             check(Shape::plain(m, n, k), 1, beta, 1);

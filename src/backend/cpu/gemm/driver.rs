@@ -501,8 +501,8 @@ fn single<K, CA, CB>(
 
 /// The blocks (start, length) that cut `total` into pieces of at most `max`: max, max, …,
 /// the remainder; or, when `even`, ⌈total/max⌉ pieces of one size rounded up to a multiple
-/// of `unit` (max must be one), the last one shorter. AMX, 1 thread: k = 1024 in two blocks
-/// of 512 rather than 768 + 256, n = 1024 in 512 + 512 rather than 768 + 256.
+/// of `unit` (max must be one), the last one shorter. AMX: k = 1100 in 576 + 524 rather than
+/// 768 + 332, n = 1024 (at k = 768) in 512 + 512 rather than 768 + 256.
 fn blocks(
     total: usize,
     max: usize,
@@ -522,9 +522,15 @@ fn blocks(
         .map(move |s| (s, (total - s).min(size)))
 }
 
-/// The depth blocks of kernel K for depth k.
+/// The depth blocks of kernel K for depth k: one block when k ≤ `KC_ONE_BLOCK`, else
+/// blocks of at most KC.
 fn k_blocks<K: MicroKernel>(k: usize) -> impl Iterator<Item = (usize, usize)> {
-    blocks(k, K::KC, K::KU, K::EVEN_BLOCKS)
+    let max = if k <= K::KC_ONE_BLOCK {
+        k.max(1)
+    } else {
+        K::KC
+    };
+    blocks(k, max, K::KU, K::EVEN_BLOCKS)
 }
 
 /// The widest column block of kernel K at depth k: NC, or what `B_BLOCK` allows beside the

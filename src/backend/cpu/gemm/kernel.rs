@@ -36,6 +36,8 @@ pub(super) trait MicroKernel: Sync {
     const KU_B: usize = Self::KU;
     /// Depth of one packed block: an A panel MR × KC stays in L1 while B panels stream.
     const KC: usize;
+    /// Depths up to this run as one block (at least KC).
+    const KC_ONE_BLOCK: usize = Self::KC;
     /// Rows of A packed per task (a multiple of MR).
     const MC: usize;
     /// Columns of B packed per block: KC × NC packed values should sit in L2.
