@@ -76,6 +76,31 @@ fn gemm_reports_each_dtype() {
 }
 
 #[test]
+fn peak_probes_the_unit_of_each_gemm_dtype() {
+    // f32: the FMA units; bf16: the bf16 GEMM path's unit (AMX tiles, vdpbf16ps, or the FMAs
+    // where the CPU has neither), whose peak the bf16 GEMM's efficiency is measured against.
+    for (dtype, units) in [
+        ("f32", &["FMA"][..]),
+        ("bf16", &["AMX", "vdpbf16ps", "FMA"][..]),
+    ] {
+        let peak = json(&["peak", "--dtype", dtype]);
+        let probe = peak["params"]["probe"].as_str().unwrap().to_string();
+        assert!(units.contains(&probe.as_str()), "{dtype}: {peak}");
+        assert!(peak["gflops_median"].as_f64().unwrap() > 0.0, "{peak}");
+        let gemm = json(&[
+            "gemm", "--m", "64", "--k", "64", "--n", "64", "--dtype", dtype,
+        ]);
+        assert_eq!(gemm["peak_probe"], probe.as_str(), "{gemm}");
+        let pct = gemm["pct_of_peak_best"].as_f64().unwrap();
+        assert!(pct > 0.0 && pct.is_finite(), "{gemm}");
+    }
+    let out = bench(&["peak", "--dtype", "bf16-mixed"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--dtype bf16-mixed"), "{err}");
+}
+
+#[test]
 fn gemm_bf16_c_only_with_bf16_operands() {
     let v = json(&[
         "gemm",

@@ -192,7 +192,7 @@ const WORKLOADS: &[Workload] = &[
     },
     Workload {
         name: "peak",
-        about: "FMA throughput probe: the machine's multiply-add peak per thread count",
+        about: "multiply-add throughput probe: the peak per thread count of the FMA units (--dtype f32) or of the bf16 GEMM's unit (--dtype bf16: AMX tiles, vdpbf16ps)",
         prepare: prepare_peak,
     },
 ];
@@ -240,11 +240,8 @@ pub fn run(args: Args) -> Result<()> {
         let times = time(p.call, &args)?;
         Ok((p.flops, p.params, p.rate, times))
     })?;
-    let peak = if w.name == "gemm" && args.dtype == Dtype::F32 {
-        Some(pool.install(|| peak_flops(level, threads)))
-    } else {
-        None
-    };
+    let peak = Probe::for_gemm(w.name, args.dtype, level)
+        .map(|probe| (probe, pool.install(|| peak_flops(probe, threads))));
     report(
         w.name, &args, level, threads, flops, params, rate, &times, peak,
     );
@@ -273,15 +270,72 @@ fn time(mut call: Box<dyn FnMut() -> Result<()>>, args: &Args) -> Result<Vec<f64
     Ok(times)
 }
 
-/// FMA peak in flop/s of `threads` threads at `level`: best of 9 short probes run on every
-/// thread of the current pool at once.
-fn peak_flops(level: Isa, threads: usize) -> f64 {
-    const ITERS: usize = 1 << 14;
-    let per_call = peak::fma_probe(level, 1).0 * (ITERS * threads) as f64;
+/// The multiply-add unit a GEMM runs on, probed for the peak its efficiency is measured
+/// against: f32 FMAs at a level, `vdpbf16ps`, or AMX tiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Probe {
+    Fma(Isa),
+    Bf16Dot,
+    Amx,
+}
+
+impl Probe {
+    /// The unit of the bf16 path at `level` (none for the emulated tile unit).
+    fn for_bf16(level: Isa) -> Option<Probe> {
+        match Bf16Path::at(level) {
+            Bf16Path::Amx => Some(Probe::Amx),
+            Bf16Path::Avx512Bf16 => Some(Probe::Bf16Dot),
+            Bf16Path::F32(l) => Some(Probe::Fma(l)),
+            #[cfg(feature = "emu")]
+            Bf16Path::AmxEmulated => None,
+        }
+    }
+
+    /// The unit workload `name` runs on with operands `dtype` (GEMMs only).
+    fn for_gemm(name: &str, dtype: Dtype, level: Isa) -> Option<Probe> {
+        match (name, dtype) {
+            ("gemm", Dtype::F32 | Dtype::F32Bf16W) => Some(Probe::Fma(level)),
+            ("gemm", Dtype::Bf16 | Dtype::Bf16Mixed) => Probe::for_bf16(level),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Probe::Fma(_) => "FMA",
+            Probe::Bf16Dot => "vdpbf16ps",
+            Probe::Amx => "AMX",
+        }
+    }
+
+    /// (flops, checksum) of `iters` rounds on the calling thread.
+    fn run(self, iters: usize) -> (f64, f32) {
+        match self {
+            Probe::Fma(level) => peak::fma_probe(level, iters),
+            // `for_bf16` picks these only where the CPU has them.
+            Probe::Bf16Dot => peak::bf16_dot_probe(iters).unwrap_or((0.0, 0.0)),
+            Probe::Amx => peak::amx_probe(iters).unwrap_or((0.0, 0.0)),
+        }
+    }
+
+    /// Rounds per call of about the same duration for every unit (~0.1–0.2 ms).
+    fn iters(self) -> usize {
+        match self {
+            Probe::Fma(_) | Probe::Bf16Dot => 1 << 14,
+            Probe::Amx => 1 << 13,
+        }
+    }
+}
+
+/// Peak in flop/s of `threads` threads on `probe`'s unit: best of 9 short probes run on
+/// every thread of the current pool at once.
+fn peak_flops(probe: Probe, threads: usize) -> f64 {
+    let iters = probe.iters();
+    let per_call = probe.run(1).0 * (iters * threads) as f64;
     (0..9)
         .map(|_| {
             let t = Instant::now();
-            rayon::broadcast(|_| std::hint::black_box(peak::fma_probe(level, ITERS).1));
+            rayon::broadcast(|_| std::hint::black_box(probe.run(iters).1));
             per_call / t.elapsed().as_secs_f64()
         })
         .fold(0.0, f64::max)
@@ -297,8 +351,9 @@ fn report(
     params: serde_json::Value,
     rate: Option<Rate>,
     times: &[f64],
-    peak: Option<f64>,
+    peak: Option<(Probe, f64)>,
 ) {
+    let (probe, peak) = (peak.map(|(p, _)| p), peak.map(|(_, f)| f));
     let mut s = times.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
     let med = if s.len() % 2 == 1 {
@@ -324,6 +379,7 @@ fn report(
             "peak_gflops": peak.map(|p| p * 1e-9),
             "pct_of_peak_median": peak.map(|p| 100.0 * flops / med / p),
             "pct_of_peak_best": peak.map(|p| 100.0 * flops / min / p),
+            "peak_probe": probe.map(Probe::name),
         });
         let mut v = v;
         if let Some(r) = &rate {
@@ -351,9 +407,10 @@ fn report(
                 r.weight_bytes / med * 1e-9
             );
         }
-        if let Some(p) = peak {
+        if let (Some(p), Some(probe)) = (peak, probe) {
             println!(
-                "  FMA peak {:.1} GFLOP/s on {threads} thread(s): median {:.0}%, best {:.0}% of peak",
+                "  {} peak {:.1} GFLOP/s on {threads} thread(s): median {:.0}%, best {:.0}% of peak",
+                probe.name(),
                 p * 1e-9,
                 100.0 * flops / med / p,
                 100.0 * flops / min / p
@@ -569,17 +626,34 @@ fn prepare_attention(args: &Args, _level: Isa, _threads: usize) -> Result<Prepar
     })
 }
 
-/// Every thread of the pool runs the FMA probe at once; flops summed over threads.
-fn prepare_peak(_args: &Args, level: Isa, threads: usize) -> Result<Prepared> {
-    const ITERS: usize = 1 << 16;
-    let per_thread = peak::fma_probe(level, 1).0 * ITERS as f64;
+/// Every thread of the pool runs the probe at once; flops summed over threads. `--dtype f32`
+/// probes the FMA units at the kernel level; `--dtype bf16` the unit of the bf16 GEMM path
+/// (AMX tiles, `vdpbf16ps`, or the FMAs where the CPU has neither).
+fn prepare_peak(args: &Args, level: Isa, threads: usize) -> Result<Prepared> {
+    let probe = match args.dtype {
+        Dtype::F32 => Probe::Fma(level),
+        Dtype::Bf16 => Probe::for_bf16(level).ok_or_else(|| {
+            Error::msg("bench peak: --dtype bf16 has no hardware unit to probe on this path")
+        })?,
+        other => {
+            return Err(Error::msg(format!(
+                "bench peak: --dtype {} has no probe (f32 or bf16)",
+                other
+                    .to_possible_value()
+                    .map_or("?".into(), |v| v.get_name().to_string())
+            )))
+        }
+    };
+    let iters = 4 * probe.iters();
+    let per_thread = probe.run(1).0 * iters as f64;
     Ok(Prepared {
         rate: None,
         flops: per_thread * threads as f64,
-        params: json!({ "iters": ITERS, "lanes_per_fma": match level {
-            Isa::Avx512 => 16, Isa::Avx2 => 8, Isa::Scalar => 1 } }),
+        params: json!({ "iters": iters, "probe": probe.name(), "lanes_per_fma": match probe {
+            Probe::Fma(Isa::Avx512) => Some(16), Probe::Fma(Isa::Avx2) => Some(8),
+            Probe::Fma(Isa::Scalar) => Some(1), Probe::Bf16Dot | Probe::Amx => None } }),
         call: Box::new(move || {
-            rayon::broadcast(|_| std::hint::black_box(peak::fma_probe(level, ITERS).1));
+            rayon::broadcast(|_| std::hint::black_box(probe.run(iters).1));
             Ok(())
         }),
     })

@@ -369,6 +369,71 @@ thread_local! {
     static CONFIGURED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Loads this thread's tile configuration unless it already is.
+///
+/// # Safety
+/// AMX tiles must be usable (`isa::amx_bf16_usable()`).
+#[inline(always)]
+unsafe fn configure() {
+    if !CONFIGURED.get() {
+        // SAFETY: the operand is a 64-byte aligned palette-1 configuration; the tile state is
+        // permitted (the caller's contract).
+        unsafe {
+            std::arch::asm!("ldtilecfg [{cfg}]", cfg = in(reg) CONFIG.0.as_ptr(),
+            options(nostack, readonly));
+        }
+        CONFIGURED.set(true);
+    }
+}
+
+/// A 16 × 64-byte tile's worth of memory on a cache line boundary.
+#[repr(C, align(64))]
+struct TileMem([u16; 512]);
+
+/// The tile unit's multiply-add peak: `iters` rounds of four independent `tdpbf16ps`
+/// (tmm0–3 += tmm4/5 · tmm6/7, the operands loaded once, so no memory in the loop), each
+/// 16 × 16 × 32 multiply-adds. Returns one sum of the result (keeps the work observable).
+///
+/// # Safety
+/// AMX tiles must be usable (`isa::amx_bf16_usable()`).
+pub(super) unsafe fn tdp_probe(iters: usize) -> f32 {
+    // bf16 2^-10 everywhere: each product adds 32 · 2^-20 per element, far from overflow.
+    let ones = TileMem([0x3A80; 512]);
+    let mut out = TileMem([0; 512]);
+    // SAFETY: tiles are usable (the caller's contract); the loads read 16 rows of 64 bytes
+    // from `ones` (1 KiB), the store writes as many into `out`; the tiles are configured.
+    unsafe {
+        configure();
+        std::arch::asm!(
+            "tileloadd tmm4, [{p} + {s}*1]",
+            "tileloadd tmm5, [{p} + {s}*1]",
+            "tileloadd tmm6, [{p} + {s}*1]",
+            "tileloadd tmm7, [{p} + {s}*1]",
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            "test {n}, {n}",
+            "jz 3f",
+            "2:",
+            "tdpbf16ps tmm0, tmm4, tmm6",
+            "tdpbf16ps tmm1, tmm4, tmm7",
+            "tdpbf16ps tmm2, tmm5, tmm6",
+            "tdpbf16ps tmm3, tmm5, tmm7",
+            "dec {n}",
+            "jnz 2b",
+            "3:",
+            "tilestored [{o} + {s}*1], tmm3",
+            p = in(reg) ones.0.as_ptr(),
+            o = in(reg) out.0.as_mut_ptr(),
+            s = in(reg) 64usize,
+            n = inout(reg) iters => _,
+            options(nostack),
+        );
+    }
+    f32::from_bits(out.0[0] as u32 | (out.0[1] as u32) << 16)
+}
+
 impl Tiles for Hardware {
     #[inline(always)]
     unsafe fn tile_product(t: TileProduct) {
@@ -381,15 +446,8 @@ impl Tiles for Hardware {
             c_stride,
             load,
         } = t;
-        if !CONFIGURED.get() {
-            // SAFETY: the operand is a 64-byte aligned palette-1 configuration; the tile state is
-            // permitted (the caller's contract).
-            unsafe {
-                std::arch::asm!("ldtilecfg [{cfg}]", cfg = in(reg) CONFIG.0.as_ptr(),
-                options(nostack, readonly));
-            }
-            CONFIGURED.set(true);
-        }
+        // SAFETY: the caller's contract (tiles usable).
+        unsafe { configure() };
         // SAFETY: each k block of A is two tiles of 16 rows × 64 bytes where `rows` says, and of
         // the B panel 16 pair rows × 128 bytes (two tiles at +0 / +64 with stride 128), `blocks`
         // ≥ 1 of each; C spans 32 rows of `c_stride` bytes, 128 bytes each (the caller's

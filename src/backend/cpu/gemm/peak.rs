@@ -1,7 +1,7 @@
-//! A floating-point multiply-add throughput probe: the machine's FMA peak, against which
-//! GEMM efficiency is reported. Each call runs `iters` rounds of `ACC` independent FMA chains
-//! (enough in flight to cover FMA latency × ports) and returns the flops it performed,
-//! 2 per lane per FMA.
+//! Multiply-add throughput probes: the machine's peak, against which GEMM efficiency is
+//! reported. `fma_probe` runs `iters` rounds of `ACC` independent FMA chains (enough in
+//! flight to cover FMA latency × ports) and returns the flops it performed, 2 per lane per
+//! FMA; `bf16_dot_probe` does the same with `vdpbf16ps`, `amx_probe` with AMX tiles.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -102,4 +102,38 @@ unsafe fn probe_dpbf16(iters: usize) -> f32 {
         }
     }
     acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
+}
+
+/// The AMX counterpart of `fma_probe`: `iters` rounds of four independent `tdpbf16ps` on
+/// tiles held in registers (`amx::tdp_probe`), 16 × 16 × 32 × 2 flops each. Returns
+/// (flops, checksum); `None` when AMX tiles are not usable here.
+pub fn amx_probe(iters: usize) -> Option<(f64, f32)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::backend::cpu::isa::amx_bf16_usable() {
+            // SAFETY: the CPU has AMX and the tile state is granted (checked just above).
+            let sum = unsafe { super::amx::tdp_probe(iters) };
+            return Some((iters as f64 * (4 * 16 * 16 * 32 * 2) as f64, sum));
+        }
+    }
+    let _ = iters;
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amx_probe_multiplies_what_it_counts() {
+        // Every operand is 2^-10: after n rounds each element of a C tile holds n · 32 products
+        // of 2^-20, exactly representable.
+        let Some((flops, sum)) = amx_probe(10) else {
+            eprintln!("amx_probe: AMX tiles not usable on this CPU, skipped");
+            return;
+        };
+        assert_eq!(flops, 10.0 * 4.0 * 16.0 * 16.0 * 32.0 * 2.0);
+        assert_eq!(sum, 10.0 * 32.0 * (2.0f32).powi(-20));
+        assert_eq!(amx_probe(0).map(|r| r.1), Some(0.0));
+    }
 }
