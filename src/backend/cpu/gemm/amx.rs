@@ -99,10 +99,10 @@ impl<T: Tiles> MicroKernel for AmxKernel<T> {
     /// 4096 × 3072 × 768 (A read twice), a B block of 1.5 MiB lost on every shape.
     const KC: usize = 768;
     /// Up to k = 1024 in one block: C (or a bf16 C's f32 stage) is then written once, not
-    /// stored and reloaded between two blocks of 512, for a second pass over A (the column
-    /// blocks narrow to 576 values at that depth). 1024³, 1 thread, bf16 C, medians of 6
-    /// alternations: 1178 → 1299 GFLOP/s; deeper problems lost with KC = 1024 throughout
-    /// (4096 × 3072 × 768 −5%), so they keep KC.
+    /// stored and reloaded between two blocks of 512, at the cost of a second pass over A
+    /// (the column blocks narrow to 576 values at that depth). 1024³, 1 thread, bf16 C,
+    /// medians of 6 alternations: 1178 → 1299 GFLOP/s; deeper problems lost with KC = 1024
+    /// throughout (4096 × 3072 × 768 −5%), so they keep KC.
     const KC_ONE_BLOCK: usize = 1024;
     const MC: usize = 128;
     const NC: usize = 768;
