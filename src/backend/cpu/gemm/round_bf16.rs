@@ -118,47 +118,39 @@ pub(super) unsafe fn round_tile(how: Rounding, src: Tile<*const f32>, dst: Tile<
     }
 }
 
-/// `round_tile`'s rows by `round_row_cvtne`, in one function with its target features.
+/// `round_tile`'s rows by `vcvtne2ps2bf16`, 32 values per instruction with no branch per
+/// group (a row's tail of fewer than 32 by `round_row_avx512`); the `vfpclassps` subnormal
+/// masks are OR-ed over the tile, and should any value be subnormal the whole tile is rounded
+/// again by `rows_avx512` (32 × 32 Q·Kᵀ tiles at k = 64: a branch per group, with the row
+/// loop around it, took a third of the GEMM's time).
 ///
 /// # Safety
 /// As `round_tile`, rows contiguous; the CPU has AVX-512 F, BW, DQ and BF16.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512bf16")]
 unsafe fn rows_cvtne(src: Tile<*const f32>, dst: Tile<*mut bf16>) {
-    if src.cols == 32 {
-        // SAFETY: as above, 32 values per row.
-        unsafe { rows32_cvtne(src, dst) };
-        return;
-    }
-    for i in 0..src.rows {
-        // SAFETY: row i of each tile (the caller's contract).
-        unsafe { round_row_cvtne(src.ptr.add(i * src.rs), dst.ptr.add(i * dst.rs), src.cols) };
-    }
-}
-
-/// `rows_cvtne` for rows of 32 values (a whole tile's width): each row one
-/// `vcvtne2ps2bf16`, with no branch per row; should any value of the tile be subnormal, the
-/// whole tile is rounded again by `rows_avx512` (32 × 32 Q·Kᵀ tiles at k = 64: the rounding
-/// per row with its branch took a third of the GEMM's time).
-///
-/// # Safety
-/// As `rows_cvtne`, with 32 columns.
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512bf16")]
-unsafe fn rows32_cvtne(src: Tile<*const f32>, dst: Tile<*mut bf16>) {
     const SUBNORMAL: i32 = 0x20;
-    debug_assert_eq!(src.cols, 32);
+    let (groups, tail) = (src.cols / 32, src.cols % 32);
     let mut sub: __mmask16 = 0;
-    for i in 0..src.rows {
-        // SAFETY: row i holds 32 readable values at src and 32 writable at dst (the
-        // caller's contract).
-        unsafe {
-            let s = src.ptr.add(i * src.rs);
-            let (lo, hi) = (_mm512_loadu_ps(s), _mm512_loadu_ps(s.add(16)));
-            sub |=
-                _mm512_fpclass_ps_mask::<SUBNORMAL>(lo) | _mm512_fpclass_ps_mask::<SUBNORMAL>(hi);
-            let r = _mm512_cvtne2ps_pbh(hi, lo);
-            let d = dst.ptr.add(i * dst.rs);
-            _mm512_storeu_si512(d.cast(), std::mem::transmute::<__m512bh, __m512i>(r));
+    let (mut s, mut d) = (src.ptr, dst.ptr);
+    for _ in 0..src.rows {
+        let (mut sg, mut dg) = (s, d);
+        for _ in 0..groups {
+            // SAFETY: 32 values at `sg` readable and at `dg` writable, inside the current row
+            // of each tile (the caller's contract).
+            unsafe {
+                let (lo, hi) = (_mm512_loadu_ps(sg), _mm512_loadu_ps(sg.add(16)));
+                sub |= _mm512_fpclass_ps_mask::<SUBNORMAL>(lo)
+                    | _mm512_fpclass_ps_mask::<SUBNORMAL>(hi);
+                let r = _mm512_cvtne2ps_pbh(hi, lo);
+                _mm512_storeu_si512(dg.cast(), std::mem::transmute::<__m512bh, __m512i>(r));
+            }
+            (sg, dg) = (sg.wrapping_add(32), dg.wrapping_add(32));
         }
+        if tail > 0 {
+            // SAFETY: the row's last `tail` values, inside the current row of each tile.
+            unsafe { round_row_avx512(sg, dg, tail) };
+        }
+        (s, d) = (s.wrapping_add(src.rs), d.wrapping_add(dst.rs));
     }
     if sub != 0 {
         // SAFETY: as above.
@@ -191,38 +183,6 @@ pub(super) unsafe fn widen_tile(src: Tile<*const bf16>, dst: Tile<*mut f32>) {
                     (*src.ptr.add(i * src.rs + j * src.cs)).to_f32();
             }
         }
-    }
-}
-
-/// `n` contiguous f32 at `s` rounded to bf16 at `d`, 32 per `vcvtne2ps2bf16`; groups with a
-/// subnormal input, and the tail, as `round_row_avx512`.
-///
-/// # Safety
-/// `s[0..n]` readable, `d[0..n]` writable; the CPU has AVX-512 F, BW, DQ and BF16.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512bf16")]
-unsafe fn round_row_cvtne(s: *const f32, d: *mut bf16, n: usize) {
-    const SUBNORMAL: i32 = 0x20;
-    let mut j = 0;
-    while j + 32 <= n {
-        // SAFETY: s[j..j + 32] readable, d[j..j + 32] writable (the caller's contract).
-        unsafe {
-            let lo = _mm512_loadu_ps(s.add(j));
-            let hi = _mm512_loadu_ps(s.add(j + 16));
-            let sub =
-                _mm512_fpclass_ps_mask::<SUBNORMAL>(lo) | _mm512_fpclass_ps_mask::<SUBNORMAL>(hi);
-            if sub == 0 {
-                let r = _mm512_cvtne2ps_pbh(hi, lo);
-                _mm512_storeu_si512(d.add(j).cast(), std::mem::transmute::<__m512bh, __m512i>(r));
-            } else {
-                round_row_avx512(s.add(j), d.add(j), 32);
-            }
-        }
-        j += 32;
-    }
-    if j < n {
-        // SAFETY: the tail s[j..n], d[j..n].
-        unsafe { round_row_avx512(s.add(j), d.add(j), n - j) };
     }
 }
 
@@ -361,7 +321,7 @@ mod tests {
 
     #[test]
     fn whole_tile_rows_with_one_subnormal_and_padding() {
-        // Rows of 32 (`rows32_cvtne`) 40 apart: one subnormal in the last row sends the whole
+        // Rows of 32 (one `vcvtne2ps2bf16` each) 40 apart: one subnormal in the last row sends the whole
         // tile down the exact path; the 8 padding slots of each row stay untouched.
         let (rows, rs) = (5, 40);
         let mut src: Vec<f32> = (0..rows * rs).map(|i| 1.0 + i as f32 / 7.0).collect();
