@@ -6,7 +6,6 @@
 use rayon::prelude::*;
 
 use super::super::isa::{self, Isa};
-use super::super::simd::FLUSH_BELOW;
 use super::kernels::{self as kr, lanes};
 use super::layout::{HeadMat, Heads, HeadsMut};
 use super::tiles::{self, TilePos, BC, BR};
@@ -180,24 +179,16 @@ fn query_tile(
             cols,
         };
         tiles::finish_scores(dims, pos, bias, key_keep, &mut s);
-        // Online softmax: P = e^{S − m'}, l ← e^{m − m'}·l + Σ P, O ← e^{m − m'}·O.
-        for r in 0..rows {
-            let srow = &mut s[r * BC..][..BC];
-            let m_new = m[r].max(kr::row_max(isa, srow));
-            let sum = kr::exp_sub_sum(isa, srow, m_new);
-            // P∘Z for the product with V (l keeps the undropped sum).
-            if let Some(dr) = dims.dropout {
-                dr.apply(isa, &mut srow[..cols], (bh * tq + i0 + r) * tk + j0);
+        // Online softmax: P = e^{S − m'}, l ← e^{m − m'}·l + Σ P, O ← e^{m − m'}·O (e^{m − m'}
+        // flushed to 0 below −87 as the row kernels do: the first tile, where m = f32::MIN,
+        // then skips libm's slow underflow path).
+        kr::online_softmax_tile(isa, &mut s, BC, m, l, &mut o, dvp);
+        // P∘Z for the product with V (l keeps the undropped sum).
+        if let Some(dr) = dims.dropout {
+            for r in 0..rows {
+                let srow = &mut s[r * BC..][..cols];
+                dr.apply(isa, srow, (bh * tq + i0 + r) * tk + j0);
             }
-            // e^{m − m'}, flushed to 0 below −87 as the row kernels do (the first tile, where
-            // m = f32::MIN, then skips libm's slow underflow path).
-            let gap = m[r] - m_new;
-            let alpha = if gap < FLUSH_BELOW { 0.0 } else { gap.exp() };
-            l[r] = l[r] * alpha + sum;
-            if alpha != 1.0 {
-                kr::scale(isa, &mut o[r * dvp..][..dvp], alpha);
-            }
-            m[r] = m_new;
         }
         // O += P·V over the tile's keys.
         let (vsrc, ldv) = if dv == dvp {

@@ -93,16 +93,29 @@ fn padded(isa: Isa, len: usize) {
     );
 }
 
-/// max_j s_j, at least f32::MIN.
-pub fn row_max(isa: Isa, s: &[f32]) -> f32 {
-    padded(isa, s.len());
-    rows::row_max(isa, s)
-}
-
-/// s_j ← e^{s_j − m}; returns Σ_j s_j.
-pub fn exp_sub_sum(isa: Isa, s: &mut [f32], m: f32) -> f32 {
-    padded(isa, s.len());
-    rows::exp_sub_sum(isa, s, m)
+/// One score tile's online-softmax step for its m.len() rows (s: rows × bc scores, o: rows ×
+/// dvp outputs; bc and dvp padded): per row, m' = max(m, max_j s_j), s_j ← e^{s_j − m'},
+/// α = e^{m − m'}, l ← α·l + Σ_j s_j, o ← α·o, m ← m'.
+pub fn online_softmax_tile(
+    isa: Isa,
+    s: &mut [f32],
+    bc: usize,
+    m: &mut [f32],
+    l: &mut [f32],
+    o: &mut [f32],
+    dvp: usize,
+) {
+    padded(isa, bc);
+    padded(isa, dvp);
+    let rows = m.len();
+    assert!(
+        l.len() == rows && s.len() >= rows * bc && o.len() >= rows * dvp,
+        "attention online_softmax_tile: {rows} rows, l {}, s {} (bc {bc}), o {} (dvp {dvp})",
+        l.len(),
+        s.len(),
+        o.len()
+    );
+    rows::online_softmax_tile(isa, s, bc, m, l, o, dvp)
 }
 
 /// s_j ← e^{s_j − m}·c.
@@ -116,12 +129,6 @@ pub fn dsoftmax(isa: Isa, p: &mut [f32], dp: &[f32], delta: f32) {
     padded(isa, p.len());
     assert_eq!(p.len(), dp.len(), "attention dsoftmax: row lengths");
     rows::dsoftmax(isa, p, dp, delta)
-}
-
-/// x_j ← x_j·c.
-pub fn scale(isa: Isa, x: &mut [f32], c: f32) {
-    padded(isa, x.len());
-    rows::scale(isa, x, c)
 }
 
 /// s_j = ⟨q, scale·k_j⟩ for the s.len() rows k_j = k[j·ld ..][.. q.len()]: scores of a few
@@ -143,6 +150,56 @@ pub fn dot_rows(isa: Isa, q: &[f32], k: &[f32], ld: usize, scale: f32, s: &mut [
 mod tests {
     use super::super::super::isa;
     use super::*;
+
+    /// `online_softmax_tile` at every level this CPU has against an f64 evaluation of its
+    /// definition: 70 rows (more than one 64-row pass, not a multiple of the lanes), rows
+    /// whose max stays (α = 1), rises a little (α < 1), starts from f32::MIN (α = 0) or stays
+    /// at f32::MIN (every score masked: α = 1, P = 1).
+    #[test]
+    fn online_softmax_tile_matches_f64_at_every_level() {
+        let (rows, bc, dvp) = (70, 32, 16);
+        let levels = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+        let score = |r: usize, j: usize| match r % 4 {
+            3 => f32::MIN,
+            _ => ((r * 31 + j * 17) % 23) as f32 / 4.0 - 3.0,
+        };
+        let m0 = |r: usize| match r % 4 {
+            0 => 3.0, // above every score: the max stays
+            1 => 1.5, // inside the scores' range: the max rises
+            _ => f32::MIN,
+        };
+        let l0 = |r: usize| 1.0 + r as f32 / 8.0;
+        let o0 = |r: usize, c: usize| ((r * 5 + c * 3) % 7) as f32 - 3.0;
+        for level in levels.into_iter().filter(|&l| l <= isa::detected()) {
+            let mut s: Vec<f32> = (0..rows * bc).map(|x| score(x / bc, x % bc)).collect();
+            let mut m: Vec<f32> = (0..rows).map(m0).collect();
+            let mut l: Vec<f32> = (0..rows).map(l0).collect();
+            let mut o: Vec<f32> = (0..rows * dvp).map(|x| o0(x / dvp, x % dvp)).collect();
+            online_softmax_tile(level, &mut s, bc, &mut m, &mut l, &mut o, dvp);
+            for r in 0..rows {
+                let row: Vec<f64> = (0..bc).map(|j| score(r, j) as f64).collect();
+                let m_new = row.iter().fold(m0(r) as f64, |a, &b| a.max(b));
+                let p: Vec<f64> = row.iter().map(|&x| (x - m_new).exp()).collect();
+                let alpha = (m0(r) as f64 - m_new).exp();
+                let l_want = alpha * l0(r) as f64 + p.iter().sum::<f64>();
+                let close =
+                    |got: f32, want: f64| (got as f64 - want).abs() <= 1e-6 * (1.0 + want.abs());
+                assert_eq!(m[r] as f64, m_new, "{level:?} row {r}: max");
+                assert!(
+                    close(l[r], l_want),
+                    "{level:?} row {r}: l {} vs {l_want}",
+                    l[r]
+                );
+                for j in 0..bc {
+                    assert!(close(s[r * bc + j], p[j]), "{level:?} row {r} col {j}: p");
+                }
+                for c in 0..dvp {
+                    let want = alpha * o0(r, c) as f64;
+                    assert!(close(o[r * dvp + c], want), "{level:?} row {r} col {c}: o");
+                }
+            }
+        }
+    }
 
     /// `dot_rows` at every level this CPU has against f64 sums, for head dims with and
     /// without a partial last vector and row counts around its 4-row groups.

@@ -10,12 +10,10 @@ use super::super::simd::{self, simd_kernel, Simd};
 use super::scalar;
 
 simd_kernel! {
-    /// max_j s_j, at least f32::MIN.
-    pub(super) fn row_max(s: &[f32]) -> f32 = row_max_simd | scalar::row_max;
-}
-simd_kernel! {
-    /// s_j ← e^{s_j − m}; returns Σ_j s_j.
-    pub(super) fn exp_sub_sum(s: &mut [f32], m: f32) -> f32 = exp_sub_sum_simd | scalar::exp_sub_sum;
+    /// One score tile's online-softmax step, for each row r of m.len() rows (s: rows × bc,
+    /// o: rows × dvp): m' = max(m_r, max_j s_rj); s_rj ← e^{s_rj − m'}; α = e^{m_r − m'}
+    /// (0 below −87); l_r ← α·l_r + Σ_j s_rj; o_r ← α·o_r (when α ≠ 1); m_r ← m'.
+    pub(super) fn online_softmax_tile(s: &mut [f32], bc: usize, m: &mut [f32], l: &mut [f32], o: &mut [f32], dvp: usize) = online_softmax_tile_simd | scalar::online_softmax_tile;
 }
 simd_kernel! {
     /// s_j ← e^{s_j − m}·c.
@@ -24,10 +22,6 @@ simd_kernel! {
 simd_kernel! {
     /// p_j ← p_j·(dp_j − δ).
     pub(super) fn dsoftmax(p: &mut [f32], dp: &[f32], delta: f32) = dsoftmax_simd | scalar::dsoftmax;
-}
-simd_kernel! {
-    /// x_j ← x_j·c.
-    pub(super) fn scale(x: &mut [f32], c: f32) = scale_simd | scalar::scale;
 }
 simd_kernel! {
     /// s_j = Σ_c q_c·(scale·k_j[c]) for the s.len() rows k_j = k[j·ld ..][.. q.len()].
@@ -57,6 +51,51 @@ unsafe fn exp_sub_sum_simd<S: Simd>(s: &mut [f32], m: f32) -> f32 {
         acc = S::add(acc, e);
     }
     S::hsum(acc)
+}
+
+/// Rows per pass of `online_softmax_tile_simd` (attention's query tile; a multiple of every
+/// lane width).
+const PASS_ROWS: usize = 64;
+
+/// `online_softmax_tile` in two passes over up to 64 rows: each row's max, exponentials and
+/// sum; then α = e^{m − m'} for LANES rows per vector exponential, and the rescaling of l and
+/// O. A scalar `exp` per row in the first pass (a libm call, across which every vector
+/// register is lost) cost more than the row's four vectors of exponentials.
+#[inline(always)]
+unsafe fn online_softmax_tile_simd<S: Simd>(
+    s: &mut [f32],
+    bc: usize,
+    m: &mut [f32],
+    l: &mut [f32],
+    o: &mut [f32],
+    dvp: usize,
+) {
+    let rows = m.len();
+    for r0 in (0..rows).step_by(PASS_ROWS) {
+        let n = (rows - r0).min(PASS_ROWS);
+        // m − m' per row (≤ 0; 0 past n, so those lanes give α = 1 and are not used).
+        let mut gap = [0.0f32; PASS_ROWS];
+        let mut sum = [0.0f32; PASS_ROWS];
+        for i in 0..n {
+            let r = r0 + i;
+            let srow = &mut s[r * bc..][..bc];
+            let m_new = m[r].max(row_max_simd::<S>(srow));
+            sum[i] = exp_sub_sum_simd::<S>(srow, m_new);
+            gap[i] = m[r] - m_new;
+            m[r] = m_new;
+        }
+        for ch in gap.chunks_exact_mut(S::LANES).take(n.div_ceil(S::LANES)) {
+            let alpha = simd::exp_nonpositive_flushed::<S>(S::load(ch.as_ptr()));
+            S::store(ch.as_mut_ptr(), alpha);
+        }
+        for (i, (&alpha, &sum)) in gap.iter().zip(&sum).take(n).enumerate() {
+            let r = r0 + i;
+            l[r] = l[r] * alpha + sum;
+            if alpha != 1.0 {
+                scale_simd::<S>(&mut o[r * dvp..][..dvp], alpha);
+            }
+        }
+    }
 }
 
 #[inline(always)]

@@ -44,6 +44,34 @@ pub(super) fn exp_sub_sum(s: &mut [f32], m: f32) -> f32 {
     sum
 }
 
+/// `rows::online_softmax_tile` row by row, e^{m − m'} by `f32::exp` (0 below −87, as the
+/// vector kernels flush).
+pub(super) fn online_softmax_tile(
+    s: &mut [f32],
+    bc: usize,
+    m: &mut [f32],
+    l: &mut [f32],
+    o: &mut [f32],
+    dvp: usize,
+) {
+    for (r, (mr, lr)) in m.iter_mut().zip(l.iter_mut()).enumerate() {
+        let srow = &mut s[r * bc..][..bc];
+        let m_new = mr.max(row_max(srow));
+        let sum = exp_sub_sum(srow, m_new);
+        let gap = *mr - m_new;
+        let alpha = if gap < super::super::simd::FLUSH_BELOW {
+            0.0
+        } else {
+            gap.exp()
+        };
+        *lr = *lr * alpha + sum;
+        if alpha != 1.0 {
+            scale(&mut o[r * dvp..][..dvp], alpha);
+        }
+        *mr = m_new;
+    }
+}
+
 pub(super) fn exp_sub_mul(s: &mut [f32], m: f32, c: f32) {
     s.iter_mut().for_each(|x| *x = (*x - m).exp() * c);
 }
