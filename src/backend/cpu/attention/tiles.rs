@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use super::super::isa;
+use super::super::simd;
 use super::layout::HeadMat;
 use super::{AttnDims, BiasView};
 
@@ -45,11 +47,8 @@ pub fn causal_cut(dims: &AttnDims, i0: usize, j0: usize, cols: usize) -> bool {
 /// (T × n) matrix as an n × BC transposed panel (the B operand of S = Q·Kᵀ or dP = dO·Vᵀ).
 pub fn pack_transposed(src: HeadMat, j0: usize, cols: usize, alpha: f32, panel: &mut [f32]) {
     let n = src.n;
-    for jj in 0..cols {
-        for (c, &x) in src.row(j0 + jj).iter().enumerate() {
-            panel[c * BC + jj] = alpha * x;
-        }
-    }
+    let rows = &src.data[j0 * src.ld..];
+    simd::transpose_scaled(isa::active(), rows, src.ld, cols, n, alpha, panel, BC);
     if cols < BC {
         for c in 0..n {
             panel[c * BC + cols..(c + 1) * BC].fill(0.0);

@@ -20,12 +20,14 @@ mod avx2;
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod k_loop;
+mod transpose;
 mod vmath;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) use avx2::Avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use avx512::Avx512;
+pub(crate) use transpose::transpose_scaled;
 pub(crate) use vmath::{
     erf_and_gauss, exp, exp_nonpositive, exp_nonpositive_flushed, tanh, FLUSH_BELOW,
 };
