@@ -233,9 +233,7 @@ fn query_tile(
         }
     }
 
-    for r in 0..rows {
-        let inv = 1.0 / l[r];
-        out.write(b, h, i0 + r, 0, &o[r * dvp..][..dv], inv);
-        l[r] = inv;
-    }
+    // l becomes 1/l, the scale of each output row and the statistic the backward keeps.
+    l.iter_mut().for_each(|x| *x = 1.0 / *x);
+    out.write_rows(b, h, i0, rows, &o, dvp, dv, l);
 }

@@ -223,6 +223,69 @@ impl<'a> HeadsMut<'a> {
             before & mask == 0,
             "attention output: columns {c0}.. of row ({b}, {h}, {t}) written twice"
         );
+        // SAFETY: the claim above makes this the only writer of these columns.
+        unsafe { self.store(b, h, t, c0, src, scale) }
+    }
+
+    /// Writes rows t0 .. t0 + rows of head (b, h) whole (one segment per row): row i gets
+    /// scales[i]·src[i·src_ld ..][.. width] (width ≤ n; zeros past it), claiming the rows a
+    /// 64-bit word of claims at a time, not one atomic operation per row (a query tile's 64
+    /// rows: one). Panics as `write` does, and when the rows are split into segments.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn write_rows(
+        &self,
+        b: usize,
+        h: usize,
+        t0: usize,
+        rows: usize,
+        src: &[f32],
+        src_ld: usize,
+        width: usize,
+        scales: &[f32],
+    ) {
+        let [nb, nh, nt] = self.dims;
+        assert!(
+            self.seg >= self.n
+                && b < nb
+                && h < nh
+                && t0 + rows <= nt
+                && scales.len() >= rows
+                && (rows == 0 || src.len() >= (rows - 1) * src_ld + width),
+            "attention output: rows {t0}..{} of head ({b}, {h}) outside {:?}, or {} scales, \
+             or a source of {} floats (stride {src_ld}, width {width}), or rows in segments \
+             of {}",
+            t0 + rows,
+            self.dims,
+            scales.len(),
+            src.len(),
+            self.seg
+        );
+        // Bits (b·H + h)·T + t0 .. + rows, one per row: claimed run by run within each word.
+        let first = (b * nh + h) * nt + t0;
+        let mut bit = first;
+        while bit < first + rows {
+            let run = (64 - bit % 64).min(first + rows - bit);
+            let mask = (u64::MAX >> (64 - run)) << (bit % 64);
+            let before = self.claimed[bit / 64].fetch_or(mask, Ordering::Relaxed);
+            assert!(
+                before & mask == 0,
+                "attention output: a row among {t0}..{} of head ({b}, {h}) written twice",
+                t0 + rows
+            );
+            bit += run;
+        }
+        for (i, &scale) in scales[..rows].iter().enumerate() {
+            // SAFETY: this call claimed row t0 + i above, so it is its only writer.
+            unsafe { self.store(b, h, t0 + i, 0, &src[i * src_ld..][..width], scale) }
+        }
+    }
+
+    /// Stores scale·src into the segment of row (b, h, t) at column c0, zeros past src.
+    ///
+    /// # Safety
+    /// The caller claimed that segment (so no other thread writes it); (b, h, t) is inside the
+    /// dims and src no longer than the segment (both checked by the callers).
+    unsafe fn store(&self, b: usize, h: usize, t: usize, c0: usize, src: &[f32], scale: f32) {
         let len = self.seg.min(self.n - c0);
         assert!(
             src.len() <= len,
@@ -231,7 +294,7 @@ impl<'a> HeadsMut<'a> {
         );
         let off = self.rows.row(b, h, t) + c0;
         debug_assert!(off + len <= self.len);
-        // SAFETY: `new` checked that every row lies inside the buffer, and the claim above
+        // SAFETY: `new` checked that every row lies inside the buffer, and the caller's claim
         // makes this the only writer of these columns.
         let dst = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(off), len) };
         let (head, tail) = dst.split_at_mut(src.len());
@@ -422,6 +485,41 @@ mod tests {
         let o = HeadsMut::contiguous(&mut buf, [1, 2, 3], 4);
         o.write(0, 1, 2, 0, &[1.0; 4], 1.0);
         o.write(0, 1, 2, 0, &[2.0; 4], 1.0);
+    }
+
+    /// Rows written a tile at a time: scaled, zero past the source width, claims that cross
+    /// a 64-bit word (head 0 rows 60..70 of 100 hold bits 60..70), and every row once.
+    #[test]
+    fn tiles_of_rows_are_claimed_and_written_whole() {
+        let (t, n) = (100, 3);
+        let mut buf = vec![f32::NAN; 2 * t * n];
+        let o = HeadsMut::contiguous(&mut buf, [1, 2, t], n);
+        let src: Vec<f32> = (0..t * 4).map(|x| x as f32).collect();
+        let scales: Vec<f32> = (0..t).map(|i| 1.0 + i as f32).collect();
+        for h in 0..2 {
+            for (t0, rows) in [(0, 60), (60, 10), (70, 30)] {
+                o.write_rows(0, h, t0, rows, &src[t0 * 4..], 4, 2, &scales[t0..]);
+            }
+        }
+        assert!(o.all_written());
+        drop(o);
+        for h in 0..2 {
+            for r in 0..t {
+                let row = &buf[(h * t + r) * n..][..n];
+                let want = [scales[r] * src[r * 4], scales[r] * src[r * 4 + 1], 0.0];
+                assert_eq!(row, want, "head {h} row {r}");
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "written twice")]
+    fn a_tile_over_a_written_row_panics() {
+        let mut buf = vec![0.0; 2 * 70 * 2];
+        let o = HeadsMut::contiguous(&mut buf, [1, 2, 70], 2);
+        // Head 1 rows 50..70 hold bits 120..140, across a word; row 65 is already claimed.
+        o.write(0, 1, 65, 0, &[1.0; 2], 1.0);
+        o.write_rows(0, 1, 50, 20, &[0.0; 40], 2, 2, &[1.0; 20]);
     }
 
     #[test]
