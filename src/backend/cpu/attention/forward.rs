@@ -3,6 +3,9 @@
 //! lane width), updated key tile by key tile (see the module doc of `attention`). The keys are
 //! packed once per head beforehand as transposed, pre-scaled panels.
 
+use std::cell::RefCell;
+use std::thread::LocalKey;
+
 use rayon::prelude::*;
 
 use super::super::isa::{self, Isa};
@@ -31,7 +34,6 @@ pub fn attention_forward(
         tq,
         tk,
         d,
-        scale,
         ..
     } = *dims;
     dims.check_inputs(q, k, v);
@@ -49,14 +51,40 @@ pub fn attention_forward(
     // queries (decoding), which read K in place.
     let direct = tq <= DIRECT_MAX_TQ;
     let nkt = tiles::count(tk, BC);
-    let mut kt = vec![
-        0.0f32;
-        if direct {
-            0
-        } else {
-            batch * heads * nkt * d * BC
-        }
-    ];
+    let kt_len = if direct {
+        0
+    } else {
+        batch * heads * nkt * d * BC
+    };
+    with_scratch(&KEY_PANELS, kt_len, |kt| {
+        forward_heads(dims, isa, direct, kt, q, k, v, bias, key_keep, out, stats)
+    })
+}
+
+/// Packs every head's key panels into `kt` (each element written), then runs the query tiles.
+#[allow(clippy::too_many_arguments)]
+fn forward_heads(
+    dims: &AttnDims,
+    isa: Isa,
+    direct: bool,
+    kt: &mut [f32],
+    q: Heads,
+    k: Heads,
+    v: Heads,
+    bias: Option<BiasView>,
+    key_keep: Option<&[bool]>,
+    out: &HeadsMut,
+    stats: &mut AttnStats,
+) {
+    let AttnDims {
+        heads,
+        tq,
+        tk,
+        d,
+        scale,
+        ..
+    } = *dims;
+    let nkt = tiles::count(tk, BC);
     kt.par_chunks_mut(nkt * d * BC)
         .enumerate()
         .for_each(|(bh, panels)| {
@@ -85,6 +113,33 @@ pub fn attention_forward(
                     query_tile(dims, isa, bh, qt, q, keys, v, bias, key_keep, out, m, l)
                 });
         });
+}
+
+thread_local! {
+    /// This thread's key panels of the last forward it ran (kept for the next call: a fresh
+    /// zeroed buffer per call cost a memset of the whole of K).
+    static KEY_PANELS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// This thread's score tile (BR × BC), reused by every query tile it runs.
+    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `len` floats of this thread's `buf`, grown when short and otherwise holding
+/// whatever the last user left (callers write every element before reading it); a fresh
+/// buffer when `buf` is already in use on this thread (a rayon task that ran inside another).
+fn with_scratch<R>(
+    buf: &'static LocalKey<RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    buf.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut v) => {
+            if v.len() < len {
+                v.resize(len, 0.0);
+            }
+            f(&mut v[..len])
+        }
+        Err(_) => f(&mut vec![0.0; len]),
+    })
 }
 
 /// Queries per call at most for which the scores are dot products with K's rows in place
@@ -117,6 +172,32 @@ fn query_tile(
     row_max: &mut [f32],
     inv_sum: &mut [f32],
 ) {
+    let (_, rows) = tiles::span(qt, BR, dims.tq);
+    with_scratch(&SCORES, rows * BC, |s| {
+        query_tile_in(
+            dims, isa, bh, qt, q, keys, v, bias, key_keep, out, row_max, inv_sum, s,
+        )
+    })
+}
+
+/// `query_tile` with its score tile `s` (rows × BC; every element is written before it is
+/// read).
+#[allow(clippy::too_many_arguments)]
+fn query_tile_in(
+    dims: &AttnDims,
+    isa: Isa,
+    bh: usize,
+    qt: usize,
+    q: Heads,
+    keys: Keys,
+    v: Heads,
+    bias: Option<BiasView>,
+    key_keep: Option<&[bool]>,
+    out: &HeadsMut,
+    row_max: &mut [f32],
+    inv_sum: &mut [f32],
+    s: &mut [f32],
+) {
     let AttnDims {
         heads,
         tq,
@@ -133,8 +214,6 @@ fn query_tile(
     let qh = q.head(b, h, tq, d);
     let qrows = qh.rows(i0, rows);
     let vh = v.head(b, h, tk, dv);
-
-    let mut s = vec![0.0f32; rows * BC];
     let mut o = vec![0.0f32; rows * dvp];
     let mut vpad = if dv == dvp {
         Vec::new()
@@ -159,7 +238,7 @@ fn query_tile(
                 (qh.ld, 1),
                 &kt[t * d * BC..][..d * BC],
                 BC,
-                &mut s,
+                s,
                 BC,
                 false,
             ),
@@ -178,11 +257,11 @@ fn query_tile(
             j0,
             cols,
         };
-        tiles::finish_scores(dims, pos, bias, key_keep, &mut s);
+        tiles::finish_scores(dims, pos, bias, key_keep, s);
         // Online softmax: P = e^{S − m'}, l ← e^{m − m'}·l + Σ P, O ← e^{m − m'}·O (e^{m − m'}
         // flushed to 0 below −87 as the row kernels do: the first tile, where m = f32::MIN,
         // then skips libm's slow underflow path).
-        kr::online_softmax_tile(isa, &mut s, BC, m, l, &mut o, dvp);
+        kr::online_softmax_tile(isa, s, BC, m, l, &mut o, dvp);
         // P∘Z for the product with V (l keeps the undropped sum).
         if let Some(dr) = dims.dropout {
             for r in 0..rows {
@@ -204,7 +283,7 @@ fn query_tile(
             rows,
             dvp,
             cols,
-            &s,
+            s,
             (BC, 1),
             vsrc,
             ldv,
