@@ -110,7 +110,9 @@ fn forward_heads(
                     } else {
                         Keys::Panels(&kt[bh * nkt * d * BC..][..nkt * d * BC])
                     };
-                    query_tile(dims, isa, bh, qt, q, keys, v, bias, key_keep, out, m, l)
+                    with_scratch(&SCORES, m.len() * BC, |s| {
+                        query_tile(dims, isa, bh, qt, q, keys, v, bias, key_keep, out, m, l, s)
+                    })
                 });
         });
 }
@@ -156,34 +158,10 @@ enum Keys<'a> {
     Rows(HeadMat<'a>),
 }
 
-/// One (head bh, query tile qt): writes its rows of out, row max and 1/sum.
+/// One (head bh, query tile qt): writes its rows of out, row max and 1/sum. `s` is the score
+/// tile (rows × BC), scratch whose every element is written before it is read.
 #[allow(clippy::too_many_arguments)]
 fn query_tile(
-    dims: &AttnDims,
-    isa: Isa,
-    bh: usize,
-    qt: usize,
-    q: Heads,
-    keys: Keys,
-    v: Heads,
-    bias: Option<BiasView>,
-    key_keep: Option<&[bool]>,
-    out: &HeadsMut,
-    row_max: &mut [f32],
-    inv_sum: &mut [f32],
-) {
-    let (_, rows) = tiles::span(qt, BR, dims.tq);
-    with_scratch(&SCORES, rows * BC, |s| {
-        query_tile_in(
-            dims, isa, bh, qt, q, keys, v, bias, key_keep, out, row_max, inv_sum, s,
-        )
-    })
-}
-
-/// `query_tile` with its score tile `s` (rows × BC; every element is written before it is
-/// read).
-#[allow(clippy::too_many_arguments)]
-fn query_tile_in(
     dims: &AttnDims,
     isa: Isa,
     bh: usize,
