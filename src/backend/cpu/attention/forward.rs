@@ -34,6 +34,7 @@ pub fn attention_forward(
         tq,
         tk,
         d,
+        scale,
         ..
     } = *dims;
     dims.check_inputs(q, k, v);
@@ -56,65 +57,39 @@ pub fn attention_forward(
     } else {
         batch * heads * nkt * d * BC
     };
+    // Every element of the scratch is written here before it is read.
     with_scratch(&KEY_PANELS, kt_len, |kt| {
-        forward_heads(dims, isa, direct, kt, q, k, v, bias, key_keep, out, stats)
+        kt.par_chunks_mut(nkt * d * BC)
+            .enumerate()
+            .for_each(|(bh, panels)| {
+                let kh = k.head(bh / heads, bh % heads, tk, d);
+                for (t, panel) in panels.chunks_exact_mut(d * BC).enumerate() {
+                    let (j0, cols) = tiles::span(t, BC, tk);
+                    tiles::pack_transposed(kh, j0, cols, scale, panel);
+                }
+            });
+        let kt = &*kt;
+        stats
+            .row_max
+            .par_chunks_mut(tq)
+            .zip(stats.inv_sum.par_chunks_mut(tq))
+            .enumerate()
+            .for_each(|(bh, (mh, lh))| {
+                mh.par_chunks_mut(BR)
+                    .zip(lh.par_chunks_mut(BR))
+                    .enumerate()
+                    .for_each(|(qt, (m, l))| {
+                        let keys = if direct {
+                            Keys::Rows(k.head(bh / heads, bh % heads, tk, d))
+                        } else {
+                            Keys::Panels(&kt[bh * nkt * d * BC..][..nkt * d * BC])
+                        };
+                        with_scratch(&SCORES, m.len() * BC, |s| {
+                            query_tile(dims, isa, bh, qt, q, keys, v, bias, key_keep, out, m, l, s)
+                        })
+                    });
+            });
     })
-}
-
-/// Packs every head's key panels into `kt` (each element written), then runs the query tiles.
-#[allow(clippy::too_many_arguments)]
-fn forward_heads(
-    dims: &AttnDims,
-    isa: Isa,
-    direct: bool,
-    kt: &mut [f32],
-    q: Heads,
-    k: Heads,
-    v: Heads,
-    bias: Option<BiasView>,
-    key_keep: Option<&[bool]>,
-    out: &HeadsMut,
-    stats: &mut AttnStats,
-) {
-    let AttnDims {
-        heads,
-        tq,
-        tk,
-        d,
-        scale,
-        ..
-    } = *dims;
-    let nkt = tiles::count(tk, BC);
-    kt.par_chunks_mut(nkt * d * BC)
-        .enumerate()
-        .for_each(|(bh, panels)| {
-            let kh = k.head(bh / heads, bh % heads, tk, d);
-            for (t, panel) in panels.chunks_exact_mut(d * BC).enumerate() {
-                let (j0, cols) = tiles::span(t, BC, tk);
-                tiles::pack_transposed(kh, j0, cols, scale, panel);
-            }
-        });
-    let kt = &kt;
-    stats
-        .row_max
-        .par_chunks_mut(tq)
-        .zip(stats.inv_sum.par_chunks_mut(tq))
-        .enumerate()
-        .for_each(|(bh, (mh, lh))| {
-            mh.par_chunks_mut(BR)
-                .zip(lh.par_chunks_mut(BR))
-                .enumerate()
-                .for_each(|(qt, (m, l))| {
-                    let keys = if direct {
-                        Keys::Rows(k.head(bh / heads, bh % heads, tk, d))
-                    } else {
-                        Keys::Panels(&kt[bh * nkt * d * BC..][..nkt * d * BC])
-                    };
-                    with_scratch(&SCORES, m.len() * BC, |s| {
-                        query_tile(dims, isa, bh, qt, q, keys, v, bias, key_keep, out, m, l, s)
-                    })
-                });
-        });
 }
 
 thread_local! {
