@@ -92,10 +92,6 @@ impl Simd for Avx2 {
         _mm256_min_ps(a, b)
     }
     #[inline(always)]
-    unsafe fn round(a: __m256) -> __m256 {
-        _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
-    }
-    #[inline(always)]
     unsafe fn ldexp(a: __m256, n: __m256) -> __m256 {
         // 2ⁿ = 2ʰ·2ⁿ⁻ʰ with h = ⌊n/2⌋: both factors stay normal for n in [−150, 128].
         let n = _mm256_cvttps_epi32(n);
@@ -122,6 +118,10 @@ impl Simd for Avx2 {
     #[inline(always)]
     unsafe fn gt(a: __m256, b: __m256) -> __m256 {
         _mm256_cmp_ps::<_CMP_GT_OQ>(a, b)
+    }
+    #[inline(always)]
+    unsafe fn not_gt(a: __m256, b: __m256) -> __m256 {
+        _mm256_cmp_ps::<_CMP_NGT_UQ>(a, b)
     }
     #[inline(always)]
     unsafe fn select(m: __m256, a: __m256, b: __m256) -> __m256 {

@@ -86,10 +86,6 @@ impl Simd for Avx512 {
         _mm512_min_ps(a, b)
     }
     #[inline(always)]
-    unsafe fn round(a: __m512) -> __m512 {
-        _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
-    }
-    #[inline(always)]
     unsafe fn ldexp(a: __m512, n: __m512) -> __m512 {
         _mm512_scalef_ps(a, n)
     }
@@ -110,6 +106,10 @@ impl Simd for Avx512 {
     #[inline(always)]
     unsafe fn gt(a: __m512, b: __m512) -> __mmask16 {
         _mm512_cmp_ps_mask::<_CMP_GT_OQ>(a, b)
+    }
+    #[inline(always)]
+    unsafe fn not_gt(a: __m512, b: __m512) -> __mmask16 {
+        _mm512_cmp_ps_mask::<_CMP_NGT_UQ>(a, b)
     }
     #[inline(always)]
     unsafe fn select(m: __mmask16, a: __m512, b: __m512) -> __m512 {

@@ -67,8 +67,6 @@ pub(crate) trait Simd: Copy {
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
     /// Lane-wise min; when either is NaN the result is `b` (x86 `minps` semantics).
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
-    /// Round to the nearest integer (ties to even).
-    unsafe fn round(a: Self::V) -> Self::V;
     /// a·2ⁿ for lanes of `n` holding integers in [−150, 128] (result rounded once, so
     /// subnormal and overflowing results are right).
     unsafe fn ldexp(a: Self::V, n: Self::V) -> Self::V;
@@ -79,6 +77,10 @@ pub(crate) trait Simd: Copy {
     unsafe fn copysign(mag: Self::V, sign: Self::V) -> Self::V;
     /// a > b (ordered: false for NaN).
     unsafe fn gt(a: Self::V, b: Self::V) -> Self::M;
+    /// ¬(a > b) (true for NaN): the complement of `gt` in one comparison, for a select
+    /// that keeps a value where `gt` would zero it (AVX-512: a zero-masked instruction
+    /// without a mask inversion).
+    unsafe fn not_gt(a: Self::V, b: Self::V) -> Self::M;
     /// m ? a : b per lane.
     unsafe fn select(m: Self::M, a: Self::V, b: Self::V) -> Self::V;
     /// Σ lanes.
