@@ -1,7 +1,8 @@
 //! Tiled attention forward with an online softmax, parallel over batch × heads × query tiles.
 //! Per task: the query tile's running max m, sum l and accumulator O (BR × Dv, padded to the
 //! lane width), updated key tile by key tile (see the module doc of `attention`). The keys are
-//! packed once per head beforehand as transposed, pre-scaled panels.
+//! packed once per head, by the task that runs the head just before its query tiles, as
+//! transposed, pre-scaled panels.
 
 use std::cell::RefCell;
 use std::thread::LocalKey;
@@ -29,7 +30,6 @@ pub fn attention_forward(
     stats: &mut AttnStats,
 ) {
     let AttnDims {
-        batch,
         heads,
         tq,
         tk,
@@ -47,54 +47,50 @@ pub fn attention_forward(
     );
     stats.check_rows(dims);
     let isa = isa::active();
-    // scale·Kᵀ of every head as d × BC panels, one per key tile, packed once and read by every
-    // query tile of the head (B·H·⌈Tk/BC⌉·BC·d floats, about the size of K). Not for a few
-    // queries (decoding), which read K in place.
     let direct = tq <= DIRECT_MAX_TQ;
     let nkt = tiles::count(tk, BC);
-    let kt_len = if direct {
-        0
-    } else {
-        batch * heads * nkt * d * BC
-    };
-    // Every element of the scratch is written here before it is read.
-    with_scratch(&KEY_PANELS, kt_len, |kt| {
-        kt.par_chunks_mut(nkt * d * BC)
-            .enumerate()
-            .for_each(|(bh, panels)| {
-                let kh = k.head(bh / heads, bh % heads, tk, d);
-                for (t, panel) in panels.chunks_exact_mut(d * BC).enumerate() {
-                    let (j0, cols) = tiles::span(t, BC, tk);
-                    tiles::pack_transposed(kh, j0, cols, scale, panel);
-                }
-            });
-        let kt = &*kt;
-        stats
-            .row_max
-            .par_chunks_mut(tq)
-            .zip(stats.inv_sum.par_chunks_mut(tq))
-            .enumerate()
-            .for_each(|(bh, (mh, lh))| {
+    stats
+        .row_max
+        .par_chunks_mut(tq)
+        .zip(stats.inv_sum.par_chunks_mut(tq))
+        .enumerate()
+        .for_each(|(bh, (mh, lh))| {
+            let (b, h) = (bh / heads, bh % heads);
+            let kh = k.head(b, h, tk, d);
+            // The head's query tiles (in parallel when the heads alone do not fill the threads).
+            let mut run = |keys: Keys| {
                 mh.par_chunks_mut(BR)
                     .zip(lh.par_chunks_mut(BR))
                     .enumerate()
                     .for_each(|(qt, (m, l))| {
-                        let keys = if direct {
-                            Keys::Rows(k.head(bh / heads, bh % heads, tk, d))
-                        } else {
-                            Keys::Panels(&kt[bh * nkt * d * BC..][..nkt * d * BC])
-                        };
                         with_scratch(&SCORES, m.len() * BC, |s| {
                             query_tile(dims, isa, bh, qt, q, keys, v, bias, key_keep, out, m, l, s)
                         })
-                    });
-            });
-    })
+                    })
+            };
+            if direct {
+                // A few queries (decoding) read K's rows in place.
+                run(Keys::Rows(kh))
+            } else {
+                // scale·Kᵀ of this head as d × BC panels, one per key tile (⌈Tk/BC⌉·BC·d
+                // floats), packed by the task that runs the head just before its query tiles
+                // read them, so they are read from L2 rather than from a buffer of every
+                // head's panels written beforehand. Every element is written here before it
+                // is read.
+                with_scratch(&KEY_PANELS, nkt * d * BC, |panels| {
+                    for (t, panel) in panels.chunks_exact_mut(d * BC).enumerate() {
+                        let (j0, cols) = tiles::span(t, BC, tk);
+                        tiles::pack_transposed(kh, j0, cols, scale, panel);
+                    }
+                    run(Keys::Panels(panels))
+                })
+            }
+        });
 }
 
 thread_local! {
-    /// This thread's key panels of the last forward it ran (kept for the next call: a fresh
-    /// zeroed buffer per call cost a memset of the whole of K).
+    /// The key panels of the head this thread runs (kept for the next head and call: a
+    /// fresh zeroed buffer per call cost a memset of the whole of K).
     static KEY_PANELS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// This thread's score tile (BR × BC), reused by every query tile it runs.
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
