@@ -15,7 +15,9 @@ For every case and thread count (1, 2) the script times PyTorch in-process
 median) and pretext through its release binary (`pretext bench OP --json --threads T`,
 same protocol), alternating the two `--rounds` times, and reports the median over rounds
 of each side's median. Prints one table of pretext/PyTorch speed ratios (> 1: pretext
-faster) and writes it as JSON (atomically).
+faster) and writes it as JSON (atomically). Each row also gives the ratio of every round
+(the two sides timed one after the other), and the table their range, so a ratio read on a
+noisy machine comes with its spread.
 
 Usage: /work/refenv/bin/python tools/bench_vs_torch.py [--bin target/release/pretext]
        [--out tools/results/bench_vs_torch.json] [--ops softmax layernorm gelu]
@@ -182,8 +184,21 @@ def op_cases(op, names):
     return cases
 
 
+def rounds_of(tp, tt):
+    """Per-round times (ms) and the ratio of each round's pair, torch / pretext."""
+    ratios = [t / p for p, t in zip(tp, tt)]
+    return dict(pretext_ms_rounds=[x * 1e3 for x in tp], torch_ms_rounds=[x * 1e3 for x in tt],
+                round_ratios=ratios)
+
+
+def spread(row):
+    """The range of a row's per-round ratios, as printed beside its ratio."""
+    r = row["round_ratios"]
+    return f"{min(r):.2f}–{max(r):.2f}"
+
+
 def run_ops(a, ops, rows):
-    hdr = f"{'case':<26}{'mode':>8}{'thr':>4}{'pretext ms':>12}{'torch ms':>11}{'ratio':>8}  isa"
+    hdr = f"{'case':<26}{'mode':>8}{'thr':>4}{'pretext ms':>12}{'torch ms':>11}{'ratio':>8}{'rounds':>12}  isa"
     print(hdr)
     print("-" * len(hdr))
     for op in ops:
@@ -198,10 +213,10 @@ def run_ops(a, ops, rows):
                 mode = "fwd+bwd" if backward else "fwd"
                 row = dict(op=op_, case=name, shape=list(shape), mode=mode, form=form or None,
                            threads=threads, pretext_ms=p_s * 1e3, torch_ms=t_s * 1e3,
-                           ratio=t_s / p_s, pretext_isa=level)
+                           ratio=t_s / p_s, pretext_isa=level, **rounds_of(tp, tt))
                 rows.append(row)
                 print(f"{name:<26}{mode:>8}{threads:>4}{p_s * 1e3:>12.3f}{t_s * 1e3:>11.3f}"
-                      f"{row['ratio']:>8.2f}  {level}", flush=True)
+                      f"{row['ratio']:>8.2f}{spread(row):>12}  {level}", flush=True)
 
 
 def time_torch(m, k, n, batch, tb, dtype, threads, reps, warmup, min_rep_ms):
@@ -309,7 +324,7 @@ def cpu_model():
 
 def run_gemm(args, rows):
     shapes = [s for s in SHAPES if not args.shapes or s[0] in args.shapes]
-    hdr = f"{'shape':<20}{'m×k×n':>16}{'batch':>6}{'dtype':>6}{'thr':>4}{'pretext GF/s':>14}{'torch GF/s':>12}{'ratio':>8}  kernel"
+    hdr = f"{'shape':<20}{'m×k×n':>16}{'batch':>6}{'dtype':>6}{'thr':>4}{'pretext GF/s':>14}{'torch GF/s':>12}{'ratio':>8}{'rounds':>12}  kernel"
     print(hdr)
     print("-" * len(hdr))
     for name, m, k, n, batch, tb in shapes:
@@ -331,11 +346,12 @@ def run_gemm(args, rows):
                            torch_ms=t_s * 1e3, pretext_gflops=flops / p_s * 1e-9,
                            torch_gflops=flops / t_s * 1e-9, ratio=t_s / p_s,
                            pretext_kernel=kernel,
-                           pretext_c=args.bf16_c if dtype == "bf16" else "f32")
+                           pretext_c=args.bf16_c if dtype == "bf16" else "f32",
+                           **rounds_of(tp, tt))
                 rows.append(dict(op="gemm", **row))
                 print(f"{name:<20}{f'{m}×{k}×{n}':>16}{batch:>6}{dtype:>6}{threads:>4}"
                       f"{row['pretext_gflops']:>14.1f}{row['torch_gflops']:>12.1f}"
-                      f"{row['ratio']:>8.2f}  {kernel}", flush=True)
+                      f"{row['ratio']:>8.2f}{spread(row):>12}  {kernel}", flush=True)
     print()
 
 
