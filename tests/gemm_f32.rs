@@ -179,6 +179,16 @@ fn thread_counts_split_the_work() {
                 ..Shape::plain(37, 600, 400)
             };
             check(aliased, 1, false, 0.0);
+            // Up to 768 columns in one block once the depth takes three KC blocks (AVX-512):
+            // A packed one panel at a time (rows 4 KiB apart), packed in MC blocks
+            // (transposed), and read in place.
+            check(Shape::plain(37, 700, 1024), 1, false, 1.0);
+            let ta = Shape {
+                ta: true,
+                ..Shape::plain(40, 760, 1200)
+            };
+            check(ta, 1, false, 0.0);
+            check(Shape::plain(29, 530, 1200), 2, false, 0.0);
         });
     }
 }

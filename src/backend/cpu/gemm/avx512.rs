@@ -4,7 +4,8 @@
 //! of FMAs per 128 bytes of B streamed from L2, while the A panel (12 × KC) stays in L1.
 //! Blocking (as BLIS on Skylake-X): KC = 384 (A panel 18 KiB of the 48 KiB L1; depths up to
 //! 640 in one block, see `KC_ONE_BLOCK`), NC = 512
-//! (a packed B block of 768 KiB, leaving part of the 2 MiB L2 for C and other processes).
+//! (a packed B block of 768 KiB, leaving part of the 2 MiB L2 for C and other processes;
+//! up to 768 columns in one block on deep problems, see `NC_ONE_BLOCK`).
 //! Partial tiles with unit column stride use masked loads/stores; tiles of ≤ 4 or ≤ 8 valid
 //! rows run a 4- or 8-row instance of the kernel. `run_direct_a` broadcasts A from its
 //! source rows (k contiguous) instead of a packed panel. The k loop of the 12-row tiles is
@@ -37,6 +38,14 @@ impl MicroKernel for Avx512 {
     const KC_ONE_BLOCK: usize = 640;
     const MC: usize = 192;
     const NC: usize = 512;
+    /// Up to 768 columns (a packed B block of 1.15 MiB at KC) run as one block once the
+    /// depth takes three blocks, rather than 512 and a remainder. Intel EMR, in-process
+    /// alternation, medians of 8-12, 1 / 2 threads: 4096 × 3072 × 768 +3.4–6% / +5–7%,
+    /// 768 × 4096 × 768 +6% / +5%, 2048 × 1024 × 768 +4% / +3%, 2048 × 3072 × 640 +5–6%,
+    /// 3072 × 4096 × 768 +3%, 1024 × 3072 × 768 +2%; at k = 768 (two depth blocks) one
+    /// block lost up to 3% (2048 × 768 × 768), and 1024 columns in one block lost 2–4% at
+    /// k = 1024 and 3072.
+    const NC_ONE_BLOCK: Option<usize> = Some(768);
 
     unsafe fn run(
         kc: usize,

@@ -7,8 +7,9 @@
 //!       for ic in steps of MC: pack A[ic.., pc..] (MC × KC) into MR-high panels
 //!         for each A panel (stays in L1):
 //!           for each B panel (streams from L2): micro-kernel → MR × NR of C
-//! (A kernel may ask for even blocks and for column blocks sized to its B budget at the
-//! problem's depth: `MicroKernel::EVEN_BLOCKS`, `B_BLOCK`; see `blocks` and `nc_max`.)
+//! (A kernel may ask for even blocks, for column blocks sized to its B budget at the
+//! problem's depth, and for wider single column blocks on deep problems:
+//! `MicroKernel::EVEN_BLOCKS`, `B_BLOCK`, `NC_ONE_BLOCK`; see `blocks`, `nc_max`, `n_blocks`.)
 //! When the kernel can broadcast from A in place (f32 or bf16, k contiguous in A, rows not
 //! crowding one L1 set) the A packing is skipped and each MR-row strip of A is read where it
 //! lies. Otherwise, when C spans several NC blocks, all of A is packed once up front (the
@@ -473,7 +474,8 @@ fn single<K, CA, CB>(
     let whole_a_len: usize = k_blocks::<K>(k)
         .map(|(_, kc)| packed_len(m, K::MR, kc, K::KU))
         .sum();
-    if n > nc_max::<K>(k) && !in_place && whole_a_len * size_of::<K::P>() <= WHOLE_A_MAX_BYTES {
+    let several_column_blocks = n_blocks::<K>(n, k).nth(1).is_some();
+    if several_column_blocks && !in_place && whole_a_len * size_of::<K::P>() <= WHOLE_A_MAX_BYTES {
         // A is needed by every NC block of columns: pack all of it once instead of once per
         // block (sq2048 f32: 4 passes over A become 1).
         let first_nc = n_blocks::<K>(n, k).next().map_or(n, |(_, nc)| nc);
@@ -548,9 +550,22 @@ fn nc_max<K: MicroKernel>(k: usize) -> usize {
     }
 }
 
-/// The column blocks of kernel K for n columns at depth k.
+/// Depth blocks from which columns up to `NC_ONE_BLOCK` run as one block.
+const NC_ONE_BLOCK_MIN_K_BLOCKS: usize = 3;
+
+/// The column blocks of kernel K for n columns at depth k: one block when n ≤
+/// `NC_ONE_BLOCK` and the depth takes at least `NC_ONE_BLOCK_MIN_K_BLOCKS` blocks, else
+/// blocks of at most `nc_max`. A second column block sweeps all of A again (packed whole:
+/// written once and read twice; in place: read twice) and, for a narrow remainder, reads
+/// each A panel for few B panels. Measured against the wider B block in L2, one block paid
+/// from three depth blocks on and lost at two (f32 figures at `Avx512::NC_ONE_BLOCK`).
 fn n_blocks<K: MicroKernel>(n: usize, k: usize) -> impl Iterator<Item = (usize, usize)> {
-    blocks(n, nc_max::<K>(k), K::NR, K::EVEN_BLOCKS)
+    let one = K::NC_ONE_BLOCK.is_some_and(|cols| n <= cols)
+        && k_blocks::<K>(k)
+            .nth(NC_ONE_BLOCK_MIN_K_BLOCKS - 1)
+            .is_some();
+    let max = if one { n.max(1) } else { nc_max::<K>(k) };
+    blocks(n, max, K::NR, K::EVEN_BLOCKS)
 }
 
 /// Whether the whole packed A (k contiguous in A) is filled during the first column block,
@@ -1103,6 +1118,31 @@ mod tests {
             let parts = partition(m, k, n, 12, 32, 2);
             let along_m = parts.iter().all(|t| t.n0 == 0 && t.n1 == n);
             assert_eq!(along_m, rows, "partition({m},{k},{n},2): {parts:?}");
+        }
+    }
+
+    #[test]
+    fn deep_problems_take_up_to_nc_one_block_columns_in_one_block() {
+        use super::super::avx512::Avx512;
+        // (n, k, column blocks) for the AVX-512 f32 kernel (NC 512, NC_ONE_BLOCK 768, KC
+        // 384, depths up to 640 in one block).
+        for &(n, k, count) in &[
+            (768, 3072, 1),
+            (700, 1200, 1),
+            (768, 769, 1),
+            (768, 768, 2),
+            (768, 640, 2),
+            (512, 100, 1),
+            (769, 3072, 2),
+            (1024, 3072, 2),
+        ] {
+            let b: Vec<(usize, usize)> = n_blocks::<Avx512>(n, k).collect();
+            assert_eq!(b.len(), count, "n {n} k {k}: {b:?}");
+            assert_eq!(
+                b.iter().map(|&(_, len)| len).sum::<usize>(),
+                n,
+                "n {n} k {k}"
+            );
         }
     }
 

@@ -49,6 +49,9 @@ pub(super) trait MicroKernel: Sync {
     /// problem's depth block (⌊B_BLOCK / kc⌋, whole NR panels) instead of NC: a shallow
     /// problem gets wider blocks, so fewer passes over A (`driver::nc_max`).
     const B_BLOCK: Option<usize> = None;
+    /// When set, columns up to this many (more than NC) run as one block on deep problems
+    /// (`driver::n_blocks`).
+    const NC_ONE_BLOCK: Option<usize> = None;
 
     /// # Safety
     /// `a` must hold MR·kc' packed values and `b` NR·kc' (kc' = kc rounded up to KU);
