@@ -170,3 +170,58 @@ fn bad_sizes_name_the_flag() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
 }
+
+/// `--serve`: one announcement line, then one answer per requested repetition, until stdin
+/// closes; a line that is not a call count is refused by name.
+#[test]
+fn serve_answers_one_repetition_per_line() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let run = |input: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pretext"))
+            .args([
+                "bench",
+                "softmax",
+                "--m",
+                "64",
+                "--n",
+                "96",
+                "--threads",
+                "1",
+            ])
+            .args(["--warmup", "1", "--serve"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run("3\n1\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0]["workload"], "softmax");
+    assert_eq!(lines[0]["params"]["m"], 64);
+    assert!(lines[0]["flops"].as_f64().unwrap() > 0.0);
+    assert!(lines[0]["first_s"].as_f64().unwrap() > 0.0);
+    for l in &lines[1..] {
+        assert!(l["s_per_call"].as_f64().unwrap() > 0.0, "{l}");
+    }
+    let out = run("2\nmany\n");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"many\""));
+}

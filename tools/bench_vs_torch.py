@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""pretext vs PyTorch on this machine, same shapes, alternating per case.
+"""pretext vs PyTorch on this machine, same shapes, alternating repetition by repetition.
 
 Ops (`--ops`, default all): gemm (f32: torch.matmul on f32; bf16: torch.matmul on bf16
 tensors, which rounds its f32 sums to a bf16 C, vs pretext's bgemm with f32 accumulation and
@@ -10,21 +10,26 @@ backward kernel called directly (aten._softmax_backward_data, native_layer_norm_
 gelu_backward) so neither side pays for an autograd graph; attention's goes through
 autograd (its cost is negligible at these sizes).
 
-For every case and thread count (1, 2) the script times PyTorch in-process
-(torch.set_num_threads(T); warm-up, then >= 5 repetitions of >= --min-rep-ms each, per-call
-median) and pretext through its release binary (`pretext bench OP --json --threads T`,
-same protocol), alternating the two `--rounds` times, and reports the median over rounds
-of each side's median. Prints one table of pretext/PyTorch speed ratios (> 1: pretext
-faster) and writes it as JSON (atomically). Each row also gives the ratio of every round
-(the two sides timed one after the other), and the table their range, so a ratio read on a
-noisy machine comes with its spread.
+For every case and thread count (1, 2) the script prepares the case once on each side:
+PyTorch in-process (torch.set_num_threads(T)) and pretext as a release binary serving
+repetitions on request (`pretext bench OP --serve --threads T`: prepared and warmed up once,
+then one timed repetition per line on its stdin). It then alternates single repetitions of
+>= --min-rep-ms each, `--pairs` times (which side goes first alternates too, with a short
+idle gap between sides so that neither side's spinning worker threads run into the other's
+repetition). Each pair is two repetitions timed back to back, so both meet the same state of
+a noisy machine; the reported ratio is the median over pairs of each pair's ratio, with its
+interquartile range (and the ratio of the two sides' medians beside it in the JSON). Prints
+one table of pretext/PyTorch speed ratios (> 1: pretext faster) and writes it as JSON
+(atomically).
 
 Usage: /work/refenv/bin/python tools/bench_vs_torch.py [--bin target/release/pretext]
        [--out tools/results/bench_vs_torch.json] [--ops softmax layernorm gelu]
-       [--threads 1 2] [--dtypes f32 bf16] [--bf16-c bf16|f32] [--shapes NAME ...] [--quick]
+       [--threads 1 2] [--dtypes f32 bf16] [--bf16-c bf16|f32] [--shapes NAME ...]
+       [--pairs 15] [--min-rep-ms 20] [--quick]
 Build the binary first: cargo build --release.
 """
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -73,25 +78,89 @@ ATTENTION_SHAPES = [("attn_12x4x64x32", 12, 4, 64, 32), ("attn_8x12x512x64", 8, 
 OPS = ["gemm", "softmax", "layernorm", "gelu", "attention"]
 
 
-def time_calls(fn, reps, warmup, min_rep_ms):
-    """Median per-call seconds of `fn` over `reps` repetitions of >= min_rep_ms each."""
+def calls_for(first_s, min_rep_ms):
+    """Calls that make one repetition of >= min_rep_ms, from the first call's seconds."""
+    return max(1, int(min_rep_ms * 1e-3 / max(first_s, 1e-7) + 0.999))
+
+
+class TorchSide:
+    """One prepared PyTorch case: `fn` runs one call (inside inference mode when asked)."""
+
+    def __init__(self, fn, inference):
+        self.fn, self.inference = fn, inference
+
+    def rep(self, calls):
+        """Seconds per call over `calls` calls."""
+        ctx = torch.inference_mode() if self.inference else contextlib.nullcontext()
+        with ctx:
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                self.fn()
+            return (time.perf_counter() - t0) / calls
+
+
+class PretextSide:
+    """A `pretext bench ... --serve` process: prepared and warmed up once, then one timed
+    repetition per request."""
+
+    def __init__(self, cmd):
+        self.cmd = cmd + ["--serve"]
+        self.p = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        self.hello = json.loads(self._line())
+
+    def _line(self):
+        line = self.p.stdout.readline()
+        if not line:
+            self.p.wait()
+            raise RuntimeError(f"{' '.join(self.cmd)} exited ({self.p.returncode}): "
+                               f"{self.p.stderr.read().strip()}")
+        return line
+
+    def rep(self, calls):
+        """Seconds per call over `calls` calls."""
+        self.p.stdin.write(f"{calls}\n")
+        self.p.stdin.flush()
+        return json.loads(self._line())["s_per_call"]
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait()
+
+
+def wait_busy(seconds):
+    """Spins for `seconds`: the machine stays busy, as during a repetition (a vCPU that
+    sleeps even 20 ms can come back slow: pretext's next repetition read 30% low after
+    sleeps on the Intel host, not after spins)."""
     t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    for _ in range(max(0, warmup - 1)):
-        fn()
-    calls = max(1, int(min_rep_ms * 1e-3 / max(first, 1e-7) + 0.999))
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        times.append((time.perf_counter() - t0) / calls)
-    return statistics.median(times)
+    while time.perf_counter() - t0 < seconds:
+        pass
 
 
-def torch_case(op, shape, backward, form, threads, a):
-    """Median seconds per call of PyTorch's `op` on `shape` (see the module doc)."""
+def paired(torch_side, pretext_side, a):
+    """Per-call seconds of `a.pairs` repetitions of each side, alternated one by one."""
+    first = torch_side.rep(1)
+    for _ in range(max(0, a.warmup - 1)):
+        torch_side.rep(1)
+    ct = calls_for(first, a.min_rep_ms)
+    cp = calls_for(pretext_side.hello["first_s"], a.min_rep_ms)
+    tt, tp = [], []
+    try:
+        for i in range(a.pairs):
+            order = ("torch", "pretext") if i % 2 == 0 else ("pretext", "torch")
+            for side in order:
+                wait_busy(a.gap_ms * 1e-3)
+                if side == "torch":
+                    tt.append(torch_side.rep(ct))
+                else:
+                    tp.append(pretext_side.rep(cp))
+    finally:
+        pretext_side.close()
+    return tt, tp
+
+
+def torch_case(op, shape, backward, form, threads):
+    """PyTorch's `op` on `shape`, prepared (see the module doc)."""
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
     rnd = lambda *s: torch.rand(s, generator=g) * 2 - 1
@@ -124,26 +193,20 @@ def torch_case(op, shape, backward, form, threads, a):
             for z in (q, k, v):
                 z.requires_grad_(True)
         def fn():
+            out = torch.nn.functional.scaled_dot_product_attention(
+                q, k, v, is_causal=causal, dropout_p=drop)
             if backward:
-                out = torch.nn.functional.scaled_dot_product_attention(
-                    q, k, v, is_causal=causal, dropout_p=drop)
                 out.backward(do)
-            else:
-                with torch.inference_mode():
-                    torch.nn.functional.scaled_dot_product_attention(
-                        q, k, v, is_causal=causal, dropout_p=drop)
+        # The forward alone without autograd's bookkeeping; with backward it needs autograd.
+        return TorchSide(fn, inference=not backward)
     else:
         raise ValueError(op)
-    if op != "attention":
-        with torch.inference_mode():
-            return time_calls(fn, a.reps, a.warmup, a.min_rep_ms)
-    return time_calls(fn, a.reps, a.warmup, a.min_rep_ms)
+    return TorchSide(fn, inference=True)
 
 
 def pretext_case(binary, op, shape, backward, form, threads, a):
-    """Median seconds per call of `pretext bench OP --json` on `shape`."""
-    cmd = [binary, "bench", op, "--threads", str(threads), "--reps", str(a.reps),
-           "--warmup", str(a.warmup), "--min-rep-ms", str(a.min_rep_ms), "--json"]
+    """`pretext bench OP --serve` on `shape`."""
+    cmd = [binary, "bench", op, "--threads", str(threads), "--warmup", str(a.warmup)]
     if op == "attention":
         b, h, t, d, causal, drop = shape
         cmd += ["--batch", str(b), "--heads", str(h), "--seq", str(t), "--head-dim", str(d)]
@@ -157,9 +220,7 @@ def pretext_case(binary, op, shape, backward, form, threads, a):
         cmd.append("--backward")
     if form == "tanh":
         cmd.append("--tanh")
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    rec = json.loads(out.strip().splitlines()[-1])
-    return rec["median_ms"] * 1e-3, rec["isa"]
+    return PretextSide(cmd)
 
 
 def op_cases(op, names):
@@ -184,42 +245,51 @@ def op_cases(op, names):
     return cases
 
 
-def rounds_of(tp, tt):
-    """Per-round times (ms) and the ratio of each round's pair, torch / pretext."""
+def quartiles(xs):
+    """(p25, median, p75) of xs."""
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], q[1], q[2]
+
+
+def pair_stats(tp, tt):
+    """Row fields from the per-call seconds of each side's repetitions (pair i: tp[i], tt[i]):
+    the medians, the median and quartiles of the pairs' ratios (torch / pretext), every
+    repetition."""
     ratios = [t / p for p, t in zip(tp, tt)]
-    return dict(pretext_ms_rounds=[x * 1e3 for x in tp], torch_ms_rounds=[x * 1e3 for x in tt],
-                round_ratios=ratios)
+    lo, mid, hi = quartiles(ratios)
+    p_s, t_s = statistics.median(tp), statistics.median(tt)
+    return dict(pretext_ms=p_s * 1e3, torch_ms=t_s * 1e3, ratio=mid, ratio_p25=lo,
+                ratio_p75=hi, ratio_of_medians=t_s / p_s,
+                pretext_ms_reps=[x * 1e3 for x in tp], torch_ms_reps=[x * 1e3 for x in tt],
+                pair_ratios=ratios)
 
 
 def spread(row):
-    """The range of a row's per-round ratios, as printed beside its ratio."""
-    r = row["round_ratios"]
-    return f"{min(r):.2f}–{max(r):.2f}"
+    """The interquartile range of a row's pair ratios, as printed beside its ratio."""
+    return f"{row['ratio_p25']:.2f}–{row['ratio_p75']:.2f}"
 
 
 def run_ops(a, ops, rows):
-    hdr = f"{'case':<26}{'mode':>8}{'thr':>4}{'pretext ms':>12}{'torch ms':>11}{'ratio':>8}{'rounds':>12}  isa"
+    hdr = f"{'case':<26}{'mode':>8}{'thr':>4}{'pretext ms':>12}{'torch ms':>11}{'ratio':>8}{'pairs IQR':>12}  isa"
     print(hdr)
     print("-" * len(hdr))
     for op in ops:
         for name, op_, shape, backward, form in op_cases(op, a.shapes):
             for threads in a.threads:
-                tp, tt, level = [], [], ""
-                for _ in range(a.rounds):
-                    tt.append(torch_case(op_, shape, backward, form, threads, a))
-                    t, level = pretext_case(a.bin, op_, shape, backward, form, threads, a)
-                    tp.append(t)
-                p_s, t_s = statistics.median(tp), statistics.median(tt)
+                side = pretext_case(a.bin, op_, shape, backward, form, threads, a)
+                level = side.hello["isa"]
+                tt, tp = paired(torch_case(op_, shape, backward, form, threads), side, a)
                 mode = "fwd+bwd" if backward else "fwd"
                 row = dict(op=op_, case=name, shape=list(shape), mode=mode, form=form or None,
-                           threads=threads, pretext_ms=p_s * 1e3, torch_ms=t_s * 1e3,
-                           ratio=t_s / p_s, pretext_isa=level, **rounds_of(tp, tt))
+                           threads=threads, pretext_isa=level, **pair_stats(tp, tt))
                 rows.append(row)
-                print(f"{name:<26}{mode:>8}{threads:>4}{p_s * 1e3:>12.3f}{t_s * 1e3:>11.3f}"
-                      f"{row['ratio']:>8.2f}{spread(row):>12}  {level}", flush=True)
+                print(f"{name:<26}{mode:>8}{threads:>4}{row['pretext_ms']:>12.3f}"
+                      f"{row['torch_ms']:>11.3f}{row['ratio']:>8.2f}{spread(row):>12}  {level}",
+                      flush=True)
 
 
-def time_torch(m, k, n, batch, tb, dtype, threads, reps, warmup, min_rep_ms):
+def torch_gemm(m, k, n, batch, tb, dtype, threads):
+    """torch.matmul of the shape into a preallocated C, prepared."""
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
     shape_a = (batch, m, k) if batch > 1 else (m, k)
@@ -230,34 +300,19 @@ def time_torch(m, k, n, batch, tb, dtype, threads, reps, warmup, min_rep_ms):
     else:
         b = (torch.rand((batch, k, n) if batch > 1 else (k, n), generator=g) * 2 - 1).to(dtype)
     out = torch.empty(torch.matmul(a, b).shape, dtype=dtype)
-    with torch.inference_mode():
-        t0 = time.perf_counter()
-        torch.matmul(a, b, out=out)
-        first = time.perf_counter() - t0
-        for _ in range(max(0, warmup - 1)):
-            torch.matmul(a, b, out=out)
-        calls = max(1, int(min_rep_ms * 1e-3 / max(first, 1e-7) + 0.999))
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            for _ in range(calls):
-                torch.matmul(a, b, out=out)
-            times.append((time.perf_counter() - t0) / calls)
-    return statistics.median(times)
+    return TorchSide(lambda: torch.matmul(a, b, out=out), inference=True)
 
 
-def time_pretext(binary, m, k, n, batch, tb, dtype, threads, reps, warmup, min_rep_ms, c_dtype):
+def pretext_gemm(binary, m, k, n, batch, tb, dtype, threads, warmup, c_dtype):
+    """`pretext bench gemm --serve` of the shape."""
     cmd = [binary, "bench", "gemm", "--m", str(m), "--k", str(k), "--n", str(n),
            "--batch", str(batch), "--dtype", dtype, "--threads", str(threads),
-           "--reps", str(reps), "--warmup", str(warmup), "--min-rep-ms", str(min_rep_ms),
-           "--json"]
+           "--warmup", str(warmup)]
     if tb:
         cmd.append("--tb")
     if dtype == "bf16" and c_dtype == "bf16":
         cmd += ["--c-dtype", "bf16"]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    rec = json.loads(out.strip().splitlines()[-1])
-    return rec["median_ms"] * 1e-3, rec["params"]["kernel"]
+    return PretextSide(cmd)
 
 
 def write_atomic(path, obj):
@@ -278,18 +333,20 @@ def main():
     p.add_argument("--bf16-c", default="bf16", choices=["bf16", "f32"],
                    help="element type of pretext's C in the bf16 GEMM rows (torch's is bf16)")
     p.add_argument("--shapes", nargs="*", help="subset of shape / case names (e.g. sm_4096x1024)")
-    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--pairs", type=int, default=15,
+                   help="repetitions of each side, alternated one by one (at least 5)")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--min-rep-ms", type=float, default=20.0)
-    p.add_argument("--quick", action="store_true", help="1 round, 10 ms repetitions")
+    p.add_argument("--gap-ms", type=float, default=20.0,
+                   help="idle time before each repetition (the other side's threads settle)")
+    p.add_argument("--quick", action="store_true", help="5 pairs of 10 ms repetitions")
     args = p.parse_args()
-    if args.reps < 5:
-        sys.exit("--reps must be at least 5")
+    if args.pairs < 5:
+        sys.exit("--pairs must be at least 5")
     if not os.path.exists(args.bin):
         sys.exit(f"{args.bin} not found: run `cargo build --release` first")
     if args.quick:
-        args.rounds, args.min_rep_ms = 1, 10.0
+        args.pairs, args.min_rep_ms = 5, 10.0
     rows = []
     if "gemm" in args.ops:
         run_gemm(args, rows)
@@ -297,8 +354,8 @@ def main():
     result = dict(cpu=cpu_model(), cpu_threads=os.cpu_count(),
                   torch_version=torch.__version__,
                   torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),
-                  ops=args.ops, rounds=args.rounds, reps=args.reps,
-                  min_rep_ms=args.min_rep_ms, rows=rows)
+                  ops=args.ops, protocol="paired", pairs=args.pairs,
+                  min_rep_ms=args.min_rep_ms, gap_ms=args.gap_ms, rows=rows)
     write_atomic(args.out, result)
     print(f"wrote {args.out}")
 
@@ -324,7 +381,7 @@ def cpu_model():
 
 def run_gemm(args, rows):
     shapes = [s for s in SHAPES if not args.shapes or s[0] in args.shapes]
-    hdr = f"{'shape':<20}{'m×k×n':>16}{'batch':>6}{'dtype':>6}{'thr':>4}{'pretext GF/s':>14}{'torch GF/s':>12}{'ratio':>8}{'rounds':>12}  kernel"
+    hdr = f"{'shape':<20}{'m×k×n':>16}{'batch':>6}{'dtype':>6}{'thr':>4}{'pretext GF/s':>14}{'torch GF/s':>12}{'ratio':>8}{'pairs IQR':>12}  kernel"
     print(hdr)
     print("-" * len(hdr))
     for name, m, k, n, batch, tb in shapes:
@@ -332,22 +389,17 @@ def run_gemm(args, rows):
         for dtype in args.dtypes:
             tdt = torch.float32 if dtype == "f32" else torch.bfloat16
             for threads in args.threads:
-                tp, tt, kernel = [], [], ""
-                for _ in range(args.rounds):
-                    tt.append(time_torch(m, k, n, batch, tb, tdt, threads, args.reps,
-                                         args.warmup, args.min_rep_ms))
-                    t, kernel = time_pretext(args.bin, m, k, n, batch, tb, dtype, threads,
-                                             args.reps, args.warmup, args.min_rep_ms,
-                                             args.bf16_c)
-                    tp.append(t)
-                p_s, t_s = statistics.median(tp), statistics.median(tt)
+                side = pretext_gemm(args.bin, m, k, n, batch, tb, dtype, threads, args.warmup,
+                                    args.bf16_c)
+                kernel = side.hello["params"]["kernel"]
+                tt, tp = paired(torch_gemm(m, k, n, batch, tb, tdt, threads), side, args)
+                stats = pair_stats(tp, tt)
                 row = dict(shape=name, m=m, k=k, n=n, batch=batch, transpose_b=tb,
-                           dtype=dtype, threads=threads, pretext_ms=p_s * 1e3,
-                           torch_ms=t_s * 1e3, pretext_gflops=flops / p_s * 1e-9,
-                           torch_gflops=flops / t_s * 1e-9, ratio=t_s / p_s,
+                           dtype=dtype, threads=threads,
+                           pretext_gflops=flops / stats["pretext_ms"] * 1e-6,
+                           torch_gflops=flops / stats["torch_ms"] * 1e-6,
                            pretext_kernel=kernel,
-                           pretext_c=args.bf16_c if dtype == "bf16" else "f32",
-                           **rounds_of(tp, tt))
+                           pretext_c=args.bf16_c if dtype == "bf16" else "f32", **stats)
                 rows.append(dict(op="gemm", **row))
                 print(f"{name:<20}{f'{m}×{k}×{n}':>16}{batch:>6}{dtype:>6}{threads:>4}"
                       f"{row['pretext_gflops']:>14.1f}{row['torch_gflops']:>12.1f}"

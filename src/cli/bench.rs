@@ -5,8 +5,10 @@
 //! running one repetition plus the flops that repetition performs. The harness warms up,
 //! calibrates how many calls make one timed repetition (≥ `--min-rep-ms`), times `--reps`
 //! repetitions and prints the median and min–max per call in ms and GFLOP/s (or one JSON
-//! object with `--json`). Workloads: gemm, softmax, layernorm, gelu, attention, peak; a new one
-//! adds a registry entry and, if it needs them, arguments.
+//! object with `--json`). With `--serve` it instead times one repetition per request on stdin,
+//! so that a driver can alternate repetitions with another framework's (`serve`). Workloads:
+//! gemm, softmax, layernorm, gelu, attention, decode, peak; a new one adds a registry entry
+//! and, if it needs them, arguments.
 
 use std::time::Instant;
 
@@ -97,6 +99,14 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Serve repetitions on request instead of timing `--reps`: after preparing and warming
+    /// up, print one JSON line (the workload, its flops and the first call's seconds), then
+    /// for every line on stdin holding a call count run that many calls and answer one JSON
+    /// line `{"s_per_call": …}`, until stdin closes. A driver (`tools/bench_vs_torch.py`)
+    /// alternates these repetitions one by one with another framework's, so that both sides
+    /// of each pair meet the same state of a noisy machine.
+    #[arg(long)]
+    pub serve: bool,
     /// Attention heads (attention).
     #[arg(long, default_value_t = 12)]
     pub heads: usize,
@@ -235,6 +245,12 @@ pub fn run(args: Args) -> Result<()> {
         .num_threads(threads)
         .build()
         .map_err(|e| Error::msg(format!("bench: cannot build a {threads}-thread pool: {e}")))?;
+    if args.serve {
+        return pool.install(|| -> Result<()> {
+            let p = (w.prepare)(&args, level, threads)?;
+            serve(w.name, level, threads, p, &args)
+        });
+    }
     let (flops, params, rate, times) = pool.install(|| -> Result<_> {
         let p = (w.prepare)(&args, level, threads)?;
         let times = time(p.call, &args)?;
@@ -268,6 +284,57 @@ fn time(mut call: Box<dyn FnMut() -> Result<()>>, args: &Args) -> Result<Vec<f64
         times.push(t.elapsed().as_secs_f64() / calls as f64);
     }
     Ok(times)
+}
+
+/// `--serve`: warm up, announce the workload, then one timed repetition per stdin line (its
+/// call count), each answered with the seconds per call, until stdin closes.
+fn serve(name: &str, level: Isa, threads: usize, p: Prepared, args: &Args) -> Result<()> {
+    use std::io::{BufRead, Write};
+    let Prepared {
+        flops,
+        params,
+        mut call,
+        ..
+    } = p;
+    let t0 = Instant::now();
+    call()?;
+    let first = t0.elapsed().as_secs_f64();
+    for _ in 1..args.warmup {
+        call()?;
+    }
+    let mut out = std::io::stdout().lock();
+    let io = |e: std::io::Error| Error::msg(format!("bench --serve: {e}"));
+    let hello = json!({
+        "workload": name,
+        "params": params,
+        "threads": threads,
+        "isa": level.name(),
+        "flops": flops,
+        "first_s": first,
+    });
+    writeln!(out, "{hello}")
+        .and_then(|_| out.flush())
+        .map_err(io)?;
+    for line in std::io::stdin().lock().lines() {
+        let line = line.map_err(io)?;
+        let line = line.trim();
+        if line.is_empty() {
+            break;
+        }
+        let calls: usize =
+            line.parse().ok().filter(|&c| c > 0).ok_or_else(|| {
+                Error::msg(format!("bench --serve: {line:?} is not a call count"))
+            })?;
+        let t = Instant::now();
+        for _ in 0..calls {
+            call()?;
+        }
+        let per = t.elapsed().as_secs_f64() / calls as f64;
+        writeln!(out, "{}", json!({ "s_per_call": per }))
+            .and_then(|_| out.flush())
+            .map_err(io)?;
+    }
+    Ok(())
 }
 
 /// The multiply-add unit a GEMM runs on, probed for the peak its efficiency is measured
