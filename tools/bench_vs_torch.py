@@ -16,8 +16,9 @@ repetitions on request (`pretext bench OP --serve --threads T`: prepared and war
 then one timed repetition per line on its stdin). It then alternates single repetitions of
 >= --min-rep-ms each, `--pairs` times (which side goes first alternates too, with a short
 idle gap between sides so that neither side's spinning worker threads run into the other's
-repetition). Each pair is two repetitions timed back to back, so both meet the same state of
-a noisy machine; the reported ratio is the median over pairs of each pair's ratio, with its
+repetition; on one thread both sides of a pair are pinned to the same CPU, the CPUs taken in
+turn). Each pair is two repetitions timed back to back, so both meet the same state of a
+noisy machine; the reported ratio is the median over pairs of each pair's ratio, with its
 interquartile range (and the ratio of the two sides' medians beside it in the JSON). Prints
 one table of pretext/PyTorch speed ratios (> 1: pretext faster) and writes it as JSON
 (atomically).
@@ -123,6 +124,11 @@ class PretextSide:
         self.p.stdin.flush()
         return json.loads(self._line())["s_per_call"]
 
+    def pin(self, cpus):
+        """Restricts every thread of the process to `cpus`."""
+        for tid in os.listdir(f"/proc/{self.p.pid}/task"):
+            os.sched_setaffinity(int(tid), cpus)
+
     def close(self):
         self.p.stdin.close()
         self.p.wait()
@@ -137,16 +143,25 @@ def wait_busy(seconds):
         pass
 
 
-def paired(torch_side, pretext_side, a):
-    """Per-call seconds of `a.pairs` repetitions of each side, alternated one by one."""
+def paired(torch_side, pretext_side, a, threads):
+    """Per-call seconds of `a.pairs` repetitions of each side, alternated one by one. On one
+    thread both sides of a pair run on the same CPU (pair i on the i-th CPU in turn): the
+    vCPUs of a shared host are not alike (one may share its core with another guest), and
+    the scheduler would otherwise place each process where it likes."""
     first = torch_side.rep(1)
     for _ in range(max(0, a.warmup - 1)):
         torch_side.rep(1)
     ct = calls_for(first, a.min_rep_ms)
     cp = calls_for(pretext_side.hello["first_s"], a.min_rep_ms)
     tt, tp = [], []
+    everywhere = os.sched_getaffinity(0)
+    cpus = sorted(everywhere)
     try:
         for i in range(a.pairs):
+            if threads == 1:
+                cpu = {cpus[i % len(cpus)]}
+                os.sched_setaffinity(0, cpu)
+                pretext_side.pin(cpu)
             order = ("torch", "pretext") if i % 2 == 0 else ("pretext", "torch")
             for side in order:
                 wait_busy(a.gap_ms * 1e-3)
@@ -155,6 +170,7 @@ def paired(torch_side, pretext_side, a):
                 else:
                     tp.append(pretext_side.rep(cp))
     finally:
+        os.sched_setaffinity(0, everywhere)
         pretext_side.close()
     return tt, tp
 
@@ -278,7 +294,7 @@ def run_ops(a, ops, rows):
             for threads in a.threads:
                 side = pretext_case(a.bin, op_, shape, backward, form, threads, a)
                 level = side.hello["isa"]
-                tt, tp = paired(torch_case(op_, shape, backward, form, threads), side, a)
+                tt, tp = paired(torch_case(op_, shape, backward, form, threads), side, a, threads)
                 mode = "fwd+bwd" if backward else "fwd"
                 row = dict(op=op_, case=name, shape=list(shape), mode=mode, form=form or None,
                            threads=threads, pretext_isa=level, **pair_stats(tp, tt))
@@ -392,7 +408,8 @@ def run_gemm(args, rows):
                 side = pretext_gemm(args.bin, m, k, n, batch, tb, dtype, threads, args.warmup,
                                     args.bf16_c)
                 kernel = side.hello["params"]["kernel"]
-                tt, tp = paired(torch_gemm(m, k, n, batch, tb, tdt, threads), side, args)
+                tt, tp = paired(torch_gemm(m, k, n, batch, tb, tdt, threads), side, args,
+                                threads)
                 stats = pair_stats(tp, tt)
                 row = dict(shape=name, m=m, k=k, n=n, batch=batch, transpose_b=tb,
                            dtype=dtype, threads=threads,
