@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 
 use half::bf16;
 
-use super::gemv::{put, Job};
+use super::gemv::{prefetch_line_of_rows, prefetch_next_rows, put, Job};
 use crate::backend::cpu::isa::Isa;
 
 /// bf16 values per vector.
@@ -98,8 +98,18 @@ unsafe fn block<T: Bf16Row, const R: usize, const Q: usize>(job: &Job<'_, T>, j:
     let (a, w) = (job.a.as_ptr(), job.b.as_ptr().add(j * job.b_cs));
     let mut s = [[_mm512_setzero_ps(); Q]; R];
     let mut p = 0;
+    // Short rows: the next block's rows, the lines of each that this k step covers in the
+    // current block (one of bf16, two of f32; `prefetch_next_rows`).
+    let size = std::mem::size_of::<T>();
+    let ahead = prefetch_next_rows(job.k, size);
+    let next = w.wrapping_add(Q * job.b_cs);
     while p < job.k {
         let n = (job.k - p).min(L);
+        if ahead {
+            for line in (0..L).step_by(64 / size) {
+                prefetch_line_of_rows(next.wrapping_add(p + line), Q, job.b_cs);
+            }
+        }
         let wv: [__m512bh; Q] = std::array::from_fn(|q| T::load(w.add(q * job.b_cs + p), n));
         for (r, row) in s.iter_mut().enumerate() {
             let av = T::load(a.add(r * job.a_rs + p), n);

@@ -15,7 +15,7 @@
 
 use half::bf16;
 
-use super::gemv::{dot_scalar, put, Job};
+use super::gemv::{dot_scalar, prefetch_line_of_rows, prefetch_next_rows, put, Job};
 use crate::backend::cpu::simd::{simd_kernel, Simd};
 
 simd_kernel! {
@@ -93,8 +93,15 @@ unsafe fn block<S: Simd, const R: usize, const Q: usize>(
     let mut acc = [[S::splat(0.0); Q]; R];
     let mut wv = [(S::splat(0.0), S::splat(0.0)); Q];
     let full = k / a.step;
+    // Short rows: the next block's rows, a line of each per 64 bytes of a row
+    // (`prefetch_next_rows`).
+    let ahead = prefetch_next_rows(k, 2);
+    let next = w.wrapping_add(Q * job.b_cs);
     for s in 0..full {
         let p = s * a.step;
+        if ahead && (p * 2).is_multiple_of(64) {
+            prefetch_line_of_rows(next.wrapping_add(p), Q, job.b_cs);
+        }
         for (q, v) in wv.iter_mut().enumerate() {
             *v = S::load_bf16_pairs(w.add(q * job.b_cs + p));
         }
