@@ -37,14 +37,15 @@ const CHUNK_ALIGN: usize = 64;
 /// The page size the hardware prefetchers do not cross.
 const PAGE_BYTES: usize = 4096;
 
-/// Whether a dot form with blocks of bf16 rows of W prefetches the next block's rows: when
-/// a row is shorter than a page, each is a short stream that the hardware prefetchers pick
-/// up late. Intel EMR, W's rows of 768 bf16 (4 per block), in-process alternation, medians
-/// of 12, 1 / 2 threads: bf16 A (`gemv_bf16`) the LM head 1 × 768 × 50257 +18% / +23%,
-/// 2 × 768 × 3072 +17%, 1 × 768 × 3072 0 / +24%; f32 A (`gemv_wbf16`) the LM head +16% /
-/// +39%, 1 × 768 × 3072 +12% / +38%, 8 × 768 × 3072 +16% / +20%. Rows of 3072 (6 KiB)
-/// gained nothing and lost up to 5% with it; the f32 dot form (8 f32 rows per block)
-/// gained nothing either (a memory-bandwidth-rich phase of the host moves all of these).
+/// Whether a dot form prefetches the next block's rows of W as it reads the current block:
+/// when a row is shorter than a page, each is a short stream that the hardware prefetchers
+/// pick up late. Intel EMR, rows of 768, in-process alternation, medians of 10-12, 1 / 2
+/// threads: bf16 A and W (`gemv_bf16`) the LM head 1 × 768 × 50257 +18% / +23%, 2 × 768 ×
+/// 3072 +17%, 1 × 768 × 3072 0 / +24%; f32 A, bf16 W (`gemv_wbf16`) the LM head +16% /
+/// +39%, 1 × 768 × 3072 +12% / +38%, 8 × 768 × 3072 +16% / +20%; f32 (`dot`), W streamed
+/// from memory (batches of distinct W past the L3): the LM head +5% / −4%, 8 × 768 × 3072
+/// +23% / +7%, 4 × 768 × 2304 +17% / +18%. Rows of 3072 (6 KiB and more) lost up to 5%
+/// with it, so do not.
 pub(super) fn prefetch_next_rows(k: usize, elem_bytes: usize) -> bool {
     k * elem_bytes < PAGE_BYTES
 }
@@ -367,7 +368,14 @@ unsafe fn dot_block<S: Simd, E: Elem, const R: usize, const Q: usize>(job: &Job<
     let w = job.b.as_ptr().add(j * job.b_cs);
     let mut s = [[S::splat(0.0); Q]; R];
     let mut p = 0;
+    // Short rows: the next block's rows, a line of each per 64 bytes of a row
+    // (`prefetch_next_rows`).
+    let ahead = prefetch_next_rows(k, std::mem::size_of::<E>());
+    let next = w.wrapping_add(Q * job.b_cs);
     while p + l <= k {
+        if ahead && (p * std::mem::size_of::<E>()).is_multiple_of(64) {
+            prefetch_line_of_rows(next.wrapping_add(p), Q, job.b_cs);
+        }
         let wv: [S::V; Q] = std::array::from_fn(|q| E::load::<S>(w.add(q * job.b_cs + p)));
         for (r, row) in s.iter_mut().enumerate() {
             let av = E::load::<S>(a.add(r * job.a_rs + p));
