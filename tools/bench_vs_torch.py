@@ -17,7 +17,7 @@ then one timed repetition per line on its stdin). It then alternates single repe
 >= --min-rep-ms each, `--pairs` times (which side goes first alternates too, with a short
 idle gap between sides so that neither side's spinning worker threads run into the other's
 repetition; on one thread both sides of a pair are pinned to the same CPU, the CPUs taken in
-turn). Each pair is two repetitions timed back to back, so both meet the same state of a
+turn every two pairs). Each pair is two repetitions timed back to back, so both meet the same state of a
 noisy machine; the reported ratio is the median over pairs of each pair's ratio, with its
 interquartile range (and the ratio of the two sides' medians beside it in the JSON). Prints
 one table of pretext/PyTorch speed ratios (> 1: pretext faster) and writes it as JSON
@@ -145,9 +145,10 @@ def wait_busy(seconds):
 
 def paired(torch_side, pretext_side, a, threads):
     """Per-call seconds of `a.pairs` repetitions of each side, alternated one by one. On one
-    thread both sides of a pair run on the same CPU (pair i on the i-th CPU in turn): the
-    vCPUs of a shared host are not alike (one may share its core with another guest), and
-    the scheduler would otherwise place each process where it likes."""
+    thread both sides of a pair run on the same CPU, the CPUs taken in turn every two pairs
+    (so that each CPU sees both orders): the vCPUs of a shared host are not alike (one may
+    share its core with another guest), and the scheduler would otherwise place each process
+    where it likes."""
     first = torch_side.rep(1)
     for _ in range(max(0, a.warmup - 1)):
         torch_side.rep(1)
@@ -159,7 +160,7 @@ def paired(torch_side, pretext_side, a, threads):
     try:
         for i in range(a.pairs):
             if threads == 1:
-                cpu = {cpus[i % len(cpus)]}
+                cpu = {cpus[(i // 2) % len(cpus)]}
                 os.sched_setaffinity(0, cpu)
                 pretext_side.pin(cpu)
             order = ("torch", "pretext") if i % 2 == 0 else ("pretext", "torch")
