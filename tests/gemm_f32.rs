@@ -167,11 +167,18 @@ fn thread_counts_split_the_work() {
             check(Shape::plain(130, 700, 70), 1, false, 0.0);
             check(Shape::plain(8, 2000, 40), 1, false, 1.0);
             check(Shape::plain(64, 64, 64), 3, false, 0.0);
-            // Wider than one NC block with packed A (transposed; or rows 4 KiB apart), over
-            // two KC blocks: A is packed whole once and shared by the column blocks.
+            // Wider than one NC block with packed A (transposed; or rows 4 KiB apart): A is
+            // packed whole once and shared by the column blocks, over two KC blocks (k = 400
+            // for the AVX2 and scalar kernels, k = 700 for AVX-512, which runs depths up to
+            // 640 as one block).
             let ta = Shape {
                 ta: true,
                 ..Shape::plain(50, 1100, 400)
+            };
+            check(ta, 1, false, 1.0);
+            let ta = Shape {
+                ta: true,
+                ..Shape::plain(50, 1100, 700)
             };
             check(ta, 1, false, 1.0);
             let aliased = Shape {

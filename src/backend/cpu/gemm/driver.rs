@@ -474,11 +474,12 @@ fn single<K, CA, CB>(
     let whole_a_len: usize = k_blocks::<K>(k)
         .map(|(_, kc)| packed_len(m, K::MR, kc, K::KU))
         .sum();
-    let several_column_blocks = n_blocks::<K>(n, k).nth(1).is_some();
+    let mut columns_of_c = n_blocks::<K>(n, k);
+    let first_nc = columns_of_c.next().map_or(n, |(_, nc)| nc);
+    let several_column_blocks = columns_of_c.next().is_some();
     if several_column_blocks && !in_place && whole_a_len * size_of::<K::P>() <= WHOLE_A_MAX_BYTES {
         // A is needed by every NC block of columns: pack all of it once instead of once per
         // block (sq2048 f32: 4 passes over A become 1).
-        let first_nc = n_blocks::<K>(n, k).next().map_or(n, |(_, nc)| nc);
         with_scratch(&SCRATCH_A_WHOLE, whole_a_len, |ap: &mut [K::P]| {
             if a.cs == 1 && fill_whole_a(m, first_nc, K::MR, K::NR, K::MC, threads) {
                 let whole = PanelsMut {

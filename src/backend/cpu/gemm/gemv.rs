@@ -19,6 +19,7 @@ use half::bf16;
 use rayon::prelude::*;
 
 use super::driver::{COut, PAR_MIN_MACS};
+use super::pack::PAGE_BYTES;
 use super::GemmLayout;
 use crate::backend::cpu::isa::Isa;
 use crate::backend::cpu::simd::{simd_kernel, Simd};
@@ -33,9 +34,6 @@ const L2_HALF_FLOATS: usize = 128 * 1024;
 /// Column chunks handed to threads are multiples of this: whole vectors and register blocks
 /// (at most 64 columns) of either form at either width.
 const CHUNK_ALIGN: usize = 64;
-
-/// The page size the hardware prefetchers do not cross.
-const PAGE_BYTES: usize = 4096;
 
 /// Whether a dot form prefetches the next block's rows of W as it reads the current block:
 /// when a row is shorter than a page, each is a short stream that the hardware prefetchers

@@ -627,7 +627,7 @@ fn pack_contiguous_rows<C: Convert, const R: usize>(
 /// starts a new page when B's rows are ≥ 4 KiB apart, where the hardware prefetchers stop.
 const PREFETCH_LINES: usize = 2;
 /// The page size the hardware prefetchers do not cross.
-const PAGE_BYTES: usize = 4096;
+pub(super) const PAGE_BYTES: usize = 4096;
 
 /// Prefetches `data[at .. at + len]` into L1 (nothing past the end of `data`).
 #[inline(always)]
