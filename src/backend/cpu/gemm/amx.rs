@@ -17,10 +17,13 @@
 //! without AMX.
 
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 
 use half::bf16;
 
 use super::kernel::{store_tile_generic, MicroKernel};
+use super::round_bf16::{round_tile, Rounding, Tile};
+use crate::backend::cpu::isa;
 
 /// The AMX micro-kernel on tile unit `T`: the CPU's (`Amx`) or, with feature `emu`, a scalar
 /// model of it (`AmxEmulated`) that runs the same packing, driver and kernel code on any CPU.
@@ -46,6 +49,24 @@ pub(super) struct TileProduct {
     pub(super) load: bool,
 }
 
+/// One step of the rounding pipeline (`AmxKernel::run_rounded_row`): the sums of the
+/// current 32 × 32 tile (`blocks`, `rows`, `a`, `b` as in `TileProduct`, from zero), rows
+/// 0–15 stored at `cur` (a 32 × 32 f32 tile, 128-byte rows) and rows 16–31 left pending in
+/// the unit (tmm2 / tmm3); and, between its products, the previous tile's pending rows
+/// stored at `prev` + 16 rows, then that whole tile (32 × 32 f32 at `prev`) rounded to bf16
+/// (nearest even, `vcvtne2ps2bf16`) into `prev_out`, rows `out_stride` bytes apart.
+#[derive(Clone, Copy)]
+pub(super) struct PipelinedProduct {
+    pub(super) blocks: usize,
+    pub(super) rows: TileRows,
+    pub(super) a: *const bf16,
+    pub(super) b: *const bf16,
+    pub(super) cur: *mut f32,
+    pub(super) prev: *mut f32,
+    pub(super) prev_out: *mut bf16,
+    pub(super) out_stride: isize,
+}
+
 /// What computes a `TileProduct`: the CPU's tile unit or a model of it.
 pub(super) trait Tiles: Sync {
     /// # Safety
@@ -54,6 +75,24 @@ pub(super) trait Tiles: Sync {
     /// packed B blocks (16 pair rows × 32 column pairs); the 32 × 32 f32 at `c` with that row
     /// stride are readable (when `load`) and writable.
     unsafe fn tile_product(t: TileProduct);
+
+    /// Whether `pipelined_product` can run here (the hardware's rounds with AVX-512 BF16).
+    fn pipeline_usable() -> bool;
+
+    /// One step of the rounding pipeline.
+    ///
+    /// # Safety
+    /// As `tile_product` for the current tile; `cur` and `prev` are distinct 32 × 32 f32
+    /// tiles (4 KiB, 128-byte rows) valid for writes, `prev`'s rows 0–15 written by the
+    /// previous step (or any initialised values); the 32 rows of 64 bytes at `prev_out`
+    /// with that stride are writable; `pipeline_usable()`.
+    unsafe fn pipelined_product(t: PipelinedProduct);
+
+    /// Stores the rows 16–31 the last pipeline step left pending at `cur` + 16 rows.
+    ///
+    /// # Safety
+    /// A pipeline step ran last on this thread's unit; `cur` is a 32 × 32 f32 tile as above.
+    unsafe fn store_pending(cur: *mut f32);
 }
 
 /// The CPU's tile unit (inline assembly).
@@ -178,7 +217,106 @@ impl<T: Tiles> MicroKernel for AmxKernel<T> {
             unsafe { k_tail::<T>(kc, whole, a, a_rs, b, ct, acc) };
         }
     }
+
+    /// The rounding of a bf16 C's tiles overlapped with the next tile's products (as oneDNN's
+    /// AMX kernels interleave their tile stores and conversions): tile t's rows 0–15 are
+    /// stored right after its last products, its rows 16–31 during tile t + 1's first
+    /// products, and tile t is rounded from L1 between tile t + 1's products. Rounding after
+    /// each tile instead waited on the tile stores and left the tile unit idle: Q·Kᵀ of
+    /// 64-wide heads (512 × 64 × 512 × 12, k = 64) spent as long rounding as multiplying.
+    /// A in place with a k tail goes tile by tile (its tail is copied per tile).
+    unsafe fn run_rounded_row(
+        kc: usize,
+        a: *const bf16,
+        a_rs: usize,
+        b: *const bf16,
+        tiles: usize,
+        out: *mut bf16,
+        out_rs: usize,
+        after_tile: &mut dyn FnMut(usize),
+    ) -> bool {
+        let blocks = kc.div_ceil(32);
+        if tiles == 0
+            || !PIPELINE_BLOCKS.contains(&blocks)
+            || (a_rs != 0 && !kc.is_multiple_of(32))
+            || !T::pipeline_usable()
+        {
+            return false;
+        }
+        let rows = if a_rs == 0 {
+            PACKED_A
+        } else {
+            TileRows {
+                stride: a_rs as isize * 2,
+                second_half: 16 * a_rs as isize * 2,
+                step: 64,
+            }
+        };
+        let panel = NR * blocks * 32;
+        let mut sums = MaybeUninit::<[SumTile; 2]>::uninit();
+        let sums0 = sums.as_mut_ptr().cast::<f32>();
+        let sum = |t: usize| sums0.wrapping_add((t % 2) * MR * NR);
+        let out_tile = |t: usize| Tile::new(out.wrapping_add(t * NR), out_rs, 1, MR, NR);
+        let rounding = Rounding::at(isa::active());
+        // SAFETY: A's blocks where `rows` says and B's panel 0 (the caller's contract); the
+        // sums into `sum(0)`, 32 rows of 128 bytes. Tile 0 has no previous tile to round: a
+        // plain product, which leaves its rows 16–31 in tmm2 / tmm3 as a step does.
+        unsafe {
+            T::tile_product(TileProduct {
+                blocks,
+                rows,
+                a,
+                b,
+                c: sum(0),
+                c_stride: 128,
+                load: false,
+            })
+        };
+        after_tile(0);
+        for t in 1..tiles {
+            // SAFETY: A's blocks where `rows` says and B's panel t (the caller's contract);
+            // `sum(t)` and `sum(t - 1)` are distinct 4 KiB tiles, the latter's rows 0–15
+            // written by the previous product; C's tile t − 1 is the caller's; checked usable
+            // above.
+            unsafe {
+                T::pipelined_product(PipelinedProduct {
+                    blocks,
+                    rows,
+                    a,
+                    b: b.wrapping_add(t * panel),
+                    cur: sum(t),
+                    prev: sum(t - 1),
+                    prev_out: out_tile(t - 1).ptr,
+                    out_stride: out_rs as isize * 2,
+                })
+            };
+            after_tile(t);
+        }
+        let last = tiles - 1;
+        // SAFETY: the last step left its rows 16–31 pending; then the tile is complete, and
+        // C's tile `last` is the caller's.
+        unsafe {
+            T::store_pending(sum(last));
+            round_tile(
+                rounding,
+                Tile::new(sum(last), NR, 1, MR, NR),
+                out_tile(last),
+            );
+        }
+        true
+    }
 }
+
+/// The depths (in k blocks of 32) that `run_rounded_row` pipelines. Against rounding tile by
+/// tile (Intel Xeon Emerald Rapids, 1 thread, medians of 25 alternations): k = 64 +25–41%
+/// (512 × 64 × 512 × 12 Q·Kᵀ), k = 96 +18%, k = 128 +15–25%; but k = 32 −11–16% (four
+/// products cannot cover a tile's rounding) and deep products lost up to 7% (k = 512 P·V,
+/// k = 768; the rounding is a small part of them there).
+const PIPELINE_BLOCKS: std::ops::RangeInclusive<usize> = 2..=4;
+
+/// A 32 × 32 f32 tile on a cache line boundary (128-byte rows).
+#[repr(C, align(64))]
+struct SumTile([f32; MR * NR]);
 
 /// Copies `rows` rows of A (k contiguous, `a_rs` apart), columns p0 .. p0 + len, into the
 /// 32-value rows of a packed A block.
@@ -501,7 +639,163 @@ impl Tiles for Hardware {
             );
         }
     }
+
+    fn pipeline_usable() -> bool {
+        isa::has_avx512_bf16()
+    }
+
+    #[inline(always)]
+    unsafe fn pipelined_product(t: PipelinedProduct) {
+        debug_assert!(
+            t.blocks >= 2,
+            "the pipeline's first and last k blocks are distinct"
+        );
+        let PipelinedProduct {
+            blocks,
+            rows,
+            a,
+            b,
+            cur,
+            prev,
+            prev_out,
+            out_stride,
+        } = t;
+        // SAFETY: the caller's contract (tiles usable).
+        unsafe { configure() };
+        // SAFETY: A's and B's blocks, `cur`, `prev` and `prev_out` as `Tiles` requires (the
+        // caller's contract); the CPU has AVX-512 BF16 (`pipeline_usable`); zmm0 and zmm1
+        // are declared clobbered.
+        unsafe {
+            std::arch::asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                pipeline_first_products!(),
+                // Middle blocks: plain products.
+                "sub {n}, 2",
+                "jz 3f",
+                "2:",
+                "add {a}, {astep}",
+                "add {a16}, {astep}",
+                "add {b}, 2048",
+                "tileloadd tmm4, [{a} + {ars}*1]",
+                "tileloadd tmm6, [{b} + {s128}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tileloadd tmm7, [{b} + {s128}*1 + 64]",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tileloadd tmm5, [{a16} + {ars}*1]",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                "dec {n}",
+                "jnz 2b",
+                "3:",
+                // Last block: the previous tile's rows 16–31 rounded between its
+                // products, this tile's rows 0–15 stored as soon as they are done.
+                "add {a}, {astep}",
+                "add {a16}, {astep}",
+                "add {b}, 2048",
+                "tileloadd tmm4, [{a} + {ars}*1]",
+                "tileloadd tmm6, [{b} + {s128}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                round_8_rows!(),
+                "tileloadd tmm7, [{b} + {s128}*1 + 64]",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                round_8_rows!(),
+                "tileloadd tmm5, [{a16} + {ars}*1]",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tilestored [{cur} + {s128}*1], tmm0",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                "tilestored [{cur} + {s128}*1 + 64], tmm1",
+                a = inout(reg) a => _,
+                a16 = inout(reg) a.wrapping_byte_offset(rows.second_half) => _,
+                ars = in(reg) rows.stride,
+                astep = in(reg) rows.step,
+                b = inout(reg) b => _,
+                n = inout(reg) blocks => _,
+                cur = in(reg) cur,
+                p = inout(reg) prev => _,
+                o = inout(reg) prev_out => _,
+                ors = in(reg) out_stride,
+                s128 = in(reg) 128usize,
+                out("zmm0") _, out("zmm1") _,
+                options(nostack),
+            );
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn store_pending(cur: *mut f32) {
+        // SAFETY: `cur` is a 32 × 32 f32 tile (the caller's contract); rows 16–31 are at
+        // +2048 bytes, columns 16–31 at +64.
+        unsafe {
+            std::arch::asm!(
+                "tilestored [{c} + {s128}*1 + 2048], tmm2",
+                "tilestored [{c} + {s128}*1 + 2112], tmm3",
+                c = in(reg) cur,
+                s128 = in(reg) 128usize,
+                options(nostack),
+            );
+        }
+    }
 }
+
+/// The first k block of a pipeline step: this tile's first products, the previous tile's
+/// pending rows 16–31 (tmm2 / tmm3) stored at `{p}` + 16 rows and the tiles zeroed just
+/// before their first product here, and the previous tile's rows 0–15 rounded between them.
+macro_rules! pipeline_first_products {
+    () => {
+        concat!(
+            "tileloadd tmm4, [{a} + {ars}*1]\n",
+            "tileloadd tmm6, [{b} + {s128}*1]\n",
+            "tdpbf16ps tmm0, tmm4, tmm6\n",
+            "tilestored [{p} + {s128}*1 + 2048], tmm2\n",
+            "tilezero tmm2\n",
+            "tileloadd tmm7, [{b} + {s128}*1 + 64]\n",
+            "tdpbf16ps tmm1, tmm4, tmm7\n",
+            "tilestored [{p} + {s128}*1 + 2112], tmm3\n",
+            "tilezero tmm3\n",
+            "tileloadd tmm5, [{a16} + {ars}*1]\n",
+            "tdpbf16ps tmm2, tmm5, tmm6\n",
+            round_8_rows!(),
+            "tdpbf16ps tmm3, tmm5, tmm7\n",
+            round_8_rows!(),
+        )
+    };
+}
+use pipeline_first_products;
+
+/// One row of the previous tile rounded: 32 f32 at `{p}` → 32 bf16 at `{o}`; then `{p}` and
+/// `{o}` step to the next row. `vcvtne2ps2bf16` would read a subnormal as zero, but these
+/// sums come straight from `tdpbf16ps`, which flushes subnormal results to zero.
+macro_rules! round_row {
+    () => {
+        concat!(
+            "vmovups zmm0, [{p}]\n",
+            "vmovups zmm1, [{p} + 64]\n",
+            "vcvtne2ps2bf16 zmm0, zmm1, zmm0\n",
+            "vmovups [{o}], zmm0\n",
+            "add {p}, 128\n",
+            "add {o}, {ors}\n",
+        )
+    };
+}
+use round_row;
+
+/// Eight rows of the previous tile rounded (`round_row`).
+macro_rules! round_8_rows {
+    () => {
+        concat!(
+            round_row!(),
+            round_row!(),
+            round_row!(),
+            round_row!(),
+            round_row!(),
+            round_row!(),
+            round_row!(),
+            round_row!(),
+        )
+    };
+}
+use round_8_rows;
 
 #[cfg(test)]
 mod tests {

@@ -811,7 +811,38 @@ fn block<K, CA>(
     type Next<P> = Option<(usize, Option<*const P>)>;
     let tile = |i0: usize, apanel: *const K::P, a_rs: usize, next: Next<K::P>| {
         let mr = (t.m1 - i0).min(K::MR);
-        for (call, j0) in (t.n0..t.n1).step_by(K::NR).enumerate() {
+        // After kernel call `call` of `calls`: a share of the next panel's prefetches.
+        let prefetch_next = |call: usize| {
+            if let Some((row, dst)) = next {
+                prefetch_rows(a, row, (t.m1 - row).min(K::MR), pc, kc, call, calls);
+                if let Some(dst) = dst {
+                    let bytes = panel * std::mem::size_of::<K::P>();
+                    prefetch_share_for_write(dst as *const u8, bytes, call, calls);
+                }
+            }
+        };
+        // A bf16 C from a single k block (beta = 0): the kernel may compute and round the
+        // full tiles in one pipeline (AMX); the rest, if any, go tile by tile below.
+        let mut piped = 0;
+        if let (Dest::Bf16(out), Some(_)) = (c, buf) {
+            let tiles = (t.n1 - t.n0) / K::NR;
+            if !acc && mr == K::MR && l.c_cs == 1 && tiles > 0 {
+                let out = out.0.wrapping_add(i0 * l.c_rs + jc + t.n0);
+                let b0 = bp[(t.n0 / K::NR) * K::NR * kcp..].as_ptr();
+                // SAFETY: as the kernel calls below, for the `tiles` full tiles of rows
+                // i0 .. i0 + MR from column jc + t.n0 of C (inside its checked bounds, this
+                // task's alone, columns contiguous), B panels t.n0 / NR on.
+                let done = unsafe {
+                    K::run_rounded_row(kc, apanel, a_rs, b0, tiles, out, l.c_rs, &mut |call| {
+                        prefetch_next(call)
+                    })
+                };
+                if done {
+                    piped = tiles;
+                }
+            }
+        }
+        for (call, j0) in (t.n0..t.n1).step_by(K::NR).enumerate().skip(piped) {
             let nr = (t.n1 - j0).min(K::NR);
             let bpanel = &bp[(j0 / K::NR) * K::NR * kcp..][..K::NR * kcp];
             let off = i0 * l.c_rs + (jc + j0) * l.c_cs;
@@ -867,13 +898,7 @@ fn block<K, CA>(
                     }
                 }
             }
-            if let Some((row, dst)) = next {
-                prefetch_rows(a, row, (t.m1 - row).min(K::MR), pc, kc, call, calls);
-                if let Some(dst) = dst {
-                    let bytes = panel * std::mem::size_of::<K::P>();
-                    prefetch_share_for_write(dst as *const u8, bytes, call, calls);
-                }
-            }
+            prefetch_next(call);
         }
     };
     match panels {

@@ -109,6 +109,34 @@ pub(super) trait MicroKernel: Sync {
         // SAFETY: the panel holds MR·kcp values; the rest is the caller's contract.
         unsafe { Self::run(kc, panel.as_ptr(), b, c, rs, cs, mr, nr, accumulate) }
     }
+
+    /// One row of `tiles` full MR × NR tiles of a bf16 C, beta = 0, in one pipeline that
+    /// rounds each tile's f32 sums to bf16 (nearest even) while the next tile's products run:
+    ///   C[i, NR·t + j] = bf16(Σ_p A[i, p] · B_t[p, j]),  i < MR, j < NR, t < tiles,
+    /// A as `run` (a packed panel, `a_rs` = 0) or `run_direct_a` (in place, rows `a_rs`
+    /// apart) reads it, B_t the packed panel at `b + t·NR·kc'`, C at `out + i·out_rs + j`.
+    /// `after_tile(t)` runs once tile t's products are issued. Returns false, having done
+    /// nothing, when the kernel has no such pipeline for these operands (the default): the
+    /// caller then computes and rounds tile by tile.
+    ///
+    /// # Safety
+    /// As `run` / `run_direct_a` for each tile with mr = MR, nr = NR; the tiles × MR × NR
+    /// bf16 of C are valid for writes and touched by no other thread during the call; the
+    /// CPU supports the kernel's ISA.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run_rounded_row(
+        kc: usize,
+        a: *const Self::P,
+        a_rs: usize,
+        b: *const Self::P,
+        tiles: usize,
+        out: *mut half::bf16,
+        out_rs: usize,
+        after_tile: &mut dyn FnMut(usize),
+    ) -> bool {
+        let _ = (kc, a, a_rs, b, tiles, out, out_rs, after_tile);
+        false
+    }
 }
 
 /// Writes an MR × NR tile held in `acc` (row-major, stride `nr_full`) to C: the generic

@@ -14,7 +14,8 @@
 
 use half::bf16;
 
-use super::amx::{TileProduct, Tiles};
+use super::amx::{PipelinedProduct, TileProduct, Tiles};
+use super::pack::f32_to_bf16_bits;
 
 /// The scalar model of the tile unit.
 pub(crate) struct Emulated;
@@ -123,6 +124,79 @@ impl Tiles for Emulated {
         for (t, tile) in acc.iter().enumerate() {
             // SAFETY: the 32 × 32 f32 at `c` are writable (the caller's contract).
             unsafe { store_f32(c_tile(t), stride, tile) };
+        }
+        // tmm2 / tmm3 keep rows 16–31 after the stores.
+        PENDING.set(std::array::from_fn(|r| {
+            std::array::from_fn(|j| {
+                if j < 16 {
+                    acc[2][r][j]
+                } else {
+                    acc[3][r][j - 16]
+                }
+            })
+        }));
+    }
+
+    fn pipeline_usable() -> bool {
+        true
+    }
+
+    unsafe fn pipelined_product(t: PipelinedProduct) {
+        // SAFETY: forwarded contract.
+        unsafe { Self::pipeline_step(t) }
+    }
+
+    unsafe fn store_pending(cur: *mut f32) {
+        // SAFETY: `cur` is a 32 × 32 f32 tile; rows 16–31 start 512 values in.
+        unsafe {
+            std::ptr::copy_nonoverlapping(PENDING.get().as_ptr().cast::<f32>(), cur.add(512), 512)
+        };
+    }
+}
+
+thread_local! {
+    /// tmm2 / tmm3 between pipeline steps: rows 16–31 (32 f32 each) of the last step's tile.
+    static PENDING: std::cell::Cell<[[f32; 32]; 16]> = const { std::cell::Cell::new([[0.0; 32]; 16]) };
+}
+
+impl Emulated {
+    /// `pipelined_product`'s unit work in program order: the previous tile's pending rows
+    /// stored, this tile's sums, its rows 0–15 stored and rows 16–31 kept, the previous
+    /// tile rounded to nearest even (`vcvtne2ps2bf16`; the sums are never subnormal, as
+    /// `dpbf16` flushes them).
+    ///
+    /// # Safety
+    /// `Tiles::pipelined_product`'s contract.
+    unsafe fn pipeline_step(t: PipelinedProduct) {
+        let pending = PENDING.get();
+        // SAFETY: `prev` is a 32 × 32 f32 tile; rows 16–31 start 512 values in.
+        unsafe {
+            std::ptr::copy_nonoverlapping(pending.as_ptr().cast::<f32>(), t.prev.add(512), 512)
+        };
+        let mut sums = [[0.0f32; 32]; 32];
+        // SAFETY: the current tile's operands (the caller's contract); `sums` is 32 rows of 128
+        // bytes.
+        unsafe {
+            Self::tile_product(TileProduct {
+                blocks: t.blocks,
+                rows: t.rows,
+                a: t.a,
+                b: t.b,
+                c: sums.as_mut_ptr().cast(),
+                c_stride: 128,
+                load: false,
+            })
+        };
+        // SAFETY: `cur` is a 32 × 32 f32 tile (the caller's contract).
+        unsafe { std::ptr::copy_nonoverlapping(sums.as_ptr().cast::<f32>(), t.cur, 512) };
+        PENDING.set(std::array::from_fn(|r| sums[16 + r]));
+        for i in 0..32 {
+            let row = t.prev_out.wrapping_byte_offset(i as isize * t.out_stride);
+            for j in 0..32 {
+                // SAFETY: `prev`'s 1024 values are initialised (the caller's contract and the
+                // store above); `prev_out`'s rows are writable.
+                unsafe { *row.add(j) = bf16::from_bits(f32_to_bf16_bits(*t.prev.add(32 * i + j))) };
+            }
         }
     }
 }
