@@ -117,17 +117,18 @@ fn transposed_strided_batched_and_threaded() {
 #[test]
 fn full_tile_rows_rounded_in_one_pipeline() {
     // AMX rounds rows of full 32 × 32 tiles while the next tile's products run, for
-    // k = 64 .. 128 (2–4 blocks): rows of 1, 2 and 3 tiles with a partial tile after them
+    // k = 33 .. 256 (2–8 blocks): rows of 1, 2 and 3 tiles with a partial tile after them
     // (n = 100: 3 tiles + 4 columns), 32-row tiles and edge rows (m = 80: 32 + 32 + 16),
     // A read in place (k whole blocks) or packed (k = 70: a tail; A transposed), B along k
-    // (Q·Kᵀ); batched and on 2 threads. k = 32 and k = 160 take the tile-by-tile way.
+    // (Q·Kᵀ); batched and on 2 threads. k = 32 and k = 288 take the tile-by-tile way.
     for &(m, n, k) in &[
         (32, 32, 64),
         (64, 64, 96),
         (80, 100, 128),
         (64, 100, 70),
         (96, 96, 32),
-        (64, 96, 160),
+        (32, 64, 256),
+        (64, 96, 288),
     ] {
         for (ta, tb) in [(false, false), (true, false), (false, true)] {
             let s = Shape {

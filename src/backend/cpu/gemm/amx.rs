@@ -308,11 +308,12 @@ impl<T: Tiles> MicroKernel for AmxKernel<T> {
 }
 
 /// The depths (in k blocks of 32) that `run_rounded_row` pipelines. Against rounding tile by
-/// tile (Intel Xeon Emerald Rapids, 1 thread, medians of 25 alternations): k = 64 +25–41%
-/// (512 × 64 × 512 × 12 Q·Kᵀ), k = 96 +18%, k = 128 +15–25%; but k = 32 −11–16% (four
-/// products cannot cover a tile's rounding) and deep products lost up to 7% (k = 512 P·V,
-/// k = 768; the rounding is a small part of them there).
-const PIPELINE_BLOCKS: std::ops::RangeInclusive<usize> = 2..=4;
+/// tile (Intel Xeon Emerald Rapids, medians of 25 alternations, 1 / 2 threads): k = 64 +25–41%
+/// / +36% (512 × 64 × 512 × 12 Q·Kᵀ), k = 96 +18%, k = 128 +15–25% / +16%, k = 160 +16%,
+/// k = 256 +3–7% / +7%; but k = 32 −11–16% (four products cannot cover a tile's rounding)
+/// and deeper products lose (k = 384 −8%, k = 512 P·V −7.5%, k = 768 −7%): the rounding is a
+/// small part of them.
+const PIPELINE_BLOCKS: std::ops::RangeInclusive<usize> = 2..=8;
 
 /// A 32 × 32 f32 tile on a cache line boundary (128-byte rows).
 #[repr(C, align(64))]
