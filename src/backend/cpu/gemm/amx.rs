@@ -202,11 +202,7 @@ impl<T: Tiles> MicroKernel for AmxKernel<T> {
         let whole = kc / 32;
         let mut acc = accumulate;
         if whole > 0 {
-            let rows = TileRows {
-                stride: a_rs as isize * 2,
-                second_half: 16 * a_rs as isize * 2,
-                step: 64,
-            };
+            let rows = in_place_rows(a_rs);
             // SAFETY: 32 rows of A from `a` hold ≥ 32·whole values each (the caller's
             // contract); the rest is forwarded.
             unsafe { product::<T>(whole, rows, a, b, ct, acc) };
@@ -246,11 +242,7 @@ impl<T: Tiles> MicroKernel for AmxKernel<T> {
         let rows = if a_rs == 0 {
             PACKED_A
         } else {
-            TileRows {
-                stride: a_rs as isize * 2,
-                second_half: 16 * a_rs as isize * 2,
-                step: 64,
-            }
+            in_place_rows(a_rs)
         };
         let panel = NR * blocks * 32;
         let mut sums = MaybeUninit::<[SumTile; 2]>::uninit();
@@ -424,6 +416,16 @@ pub(super) struct TileRows {
     pub(super) stride: isize,
     pub(super) second_half: isize,
     pub(super) step: isize,
+}
+
+/// A read in place: rows `a_rs` values apart, each k block the next 32 values (64 bytes) of
+/// the rows.
+fn in_place_rows(a_rs: usize) -> TileRows {
+    TileRows {
+        stride: a_rs as isize * 2,
+        second_half: 16 * a_rs as isize * 2,
+        step: 64,
+    }
 }
 
 /// A packed A panel: per k block 32 rows × 64 bytes (two 1024-byte tiles), blocks 2048 bytes
@@ -606,19 +608,8 @@ impl Tiles for Hardware {
                 "tilezero tmm2",
                 "tilezero tmm3",
                 "2:",
-                // Each tile load just before its first product, so loads overlap the
-                // products already issued (sq2048, 1 thread: about 2% over four loads first).
-                "tileloadd tmm4, [{a} + {ars}*1]",
-                "tileloadd tmm6, [{b} + {s128}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tileloadd tmm7, [{b} + {s128}*1 + 64]",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tileloadd tmm5, [{a16} + {ars}*1]",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                "add {a}, {astep}",
-                "add {a16}, {astep}",
-                "add {b}, 2048",
+                block_products!(),
+                next_block!(),
                 "dec {n}",
                 "jnz 2b",
                 "tilestored [{c} + {cs}*1], tmm0",
@@ -675,25 +666,14 @@ impl Tiles for Hardware {
                 "sub {n}, 2",
                 "jz 3f",
                 "2:",
-                "add {a}, {astep}",
-                "add {a16}, {astep}",
-                "add {b}, 2048",
-                "tileloadd tmm4, [{a} + {ars}*1]",
-                "tileloadd tmm6, [{b} + {s128}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tileloadd tmm7, [{b} + {s128}*1 + 64]",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tileloadd tmm5, [{a16} + {ars}*1]",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
+                next_block!(),
+                block_products!(),
                 "dec {n}",
                 "jnz 2b",
                 "3:",
                 // Last block: the previous tile's rows 16–31 rounded between its
                 // products, this tile's rows 0–15 stored as soon as they are done.
-                "add {a}, {astep}",
-                "add {a16}, {astep}",
-                "add {b}, 2048",
+                next_block!(),
                 "tileloadd tmm4, [{a} + {ars}*1]",
                 "tileloadd tmm6, [{b} + {s128}*1]",
                 "tdpbf16ps tmm0, tmm4, tmm6",
@@ -738,6 +718,39 @@ impl Tiles for Hardware {
         }
     }
 }
+
+/// One k block's products: C tiles tmm0–3 (rows 0–15 / 16–31 × columns 0–15 / 16–31) +=
+/// A tiles tmm4 / tmm5 (rows 0–15 at `{a}`, 16–31 at `{a16}`, rows `{ars}` apart) · B tiles
+/// tmm6 / tmm7 (columns 0–15 / 16–31 of the pair rows at `{b}`, 128 bytes apart). Each tile
+/// load just before its first product, so loads overlap the products already issued (sq2048,
+/// 1 thread: about 2% over four loads first).
+macro_rules! block_products {
+    () => {
+        concat!(
+            "tileloadd tmm4, [{a} + {ars}*1]\n",
+            "tileloadd tmm6, [{b} + {s128}*1]\n",
+            "tdpbf16ps tmm0, tmm4, tmm6\n",
+            "tileloadd tmm7, [{b} + {s128}*1 + 64]\n",
+            "tdpbf16ps tmm1, tmm4, tmm7\n",
+            "tileloadd tmm5, [{a16} + {ars}*1]\n",
+            "tdpbf16ps tmm2, tmm5, tmm6\n",
+            "tdpbf16ps tmm3, tmm5, tmm7\n",
+        )
+    };
+}
+use block_products;
+
+/// A's and B's pointers on to the next k block.
+macro_rules! next_block {
+    () => {
+        concat!(
+            "add {a}, {astep}\n",
+            "add {a16}, {astep}\n",
+            "add {b}, 2048\n",
+        )
+    };
+}
+use next_block;
 
 /// The first k block of a pipeline step: this tile's first products, the previous tile's
 /// pending rows 16–31 (tmm2 / tmm3) stored at `{p}` + 16 rows and the tiles zeroed just

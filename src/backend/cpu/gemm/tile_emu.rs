@@ -141,37 +141,18 @@ impl Tiles for Emulated {
         true
     }
 
+    /// The unit's work in program order: the previous tile's pending rows stored, this
+    /// tile's sums (its rows 0–15 stored, rows 16–31 kept pending by `tile_product`), the
+    /// previous tile rounded to nearest even (`vcvtne2ps2bf16`; the sums are never
+    /// subnormal, as `dpbf16` flushes them).
     unsafe fn pipelined_product(t: PipelinedProduct) {
-        // SAFETY: forwarded contract.
-        unsafe { Self::pipeline_step(t) }
-    }
-
-    unsafe fn store_pending(cur: *mut f32) {
-        // SAFETY: `cur` is a 32 × 32 f32 tile; rows 16–31 start 512 values in.
-        unsafe {
-            std::ptr::copy_nonoverlapping(PENDING.get().as_ptr().cast::<f32>(), cur.add(512), 512)
-        };
-    }
-}
-
-thread_local! {
-    /// tmm2 / tmm3 between pipeline steps: rows 16–31 (32 f32 each) of the last step's tile.
-    static PENDING: std::cell::Cell<[[f32; 32]; 16]> = const { std::cell::Cell::new([[0.0; 32]; 16]) };
-}
-
-impl Emulated {
-    /// `pipelined_product`'s unit work in program order: the previous tile's pending rows
-    /// stored, this tile's sums, its rows 0–15 stored and rows 16–31 kept, the previous
-    /// tile rounded to nearest even (`vcvtne2ps2bf16`; the sums are never subnormal, as
-    /// `dpbf16` flushes them).
-    ///
-    /// # Safety
-    /// `Tiles::pipelined_product`'s contract.
-    unsafe fn pipeline_step(t: PipelinedProduct) {
-        let pending = PENDING.get();
         // SAFETY: `prev` is a 32 × 32 f32 tile; rows 16–31 start 512 values in.
         unsafe {
-            std::ptr::copy_nonoverlapping(pending.as_ptr().cast::<f32>(), t.prev.add(512), 512)
+            std::ptr::copy_nonoverlapping(
+                PENDING.get().as_ptr().cast::<f32>(),
+                t.prev.add(512),
+                512,
+            )
         };
         let mut sums = [[0.0f32; 32]; 32];
         // SAFETY: the current tile's operands (the caller's contract); `sums` is 32 rows of 128
@@ -189,7 +170,6 @@ impl Emulated {
         };
         // SAFETY: `cur` is a 32 × 32 f32 tile (the caller's contract).
         unsafe { std::ptr::copy_nonoverlapping(sums.as_ptr().cast::<f32>(), t.cur, 512) };
-        PENDING.set(std::array::from_fn(|r| sums[16 + r]));
         for i in 0..32 {
             let row = t.prev_out.wrapping_byte_offset(i as isize * t.out_stride);
             for j in 0..32 {
@@ -199,6 +179,18 @@ impl Emulated {
             }
         }
     }
+
+    unsafe fn store_pending(cur: *mut f32) {
+        // SAFETY: `cur` is a 32 × 32 f32 tile; rows 16–31 start 512 values in.
+        unsafe {
+            std::ptr::copy_nonoverlapping(PENDING.get().as_ptr().cast::<f32>(), cur.add(512), 512)
+        };
+    }
+}
+
+thread_local! {
+    /// tmm2 / tmm3 between pipeline steps: rows 16–31 (32 f32 each) of the last step's tile.
+    static PENDING: std::cell::Cell<[[f32; 32]; 16]> = const { std::cell::Cell::new([[0.0; 32]; 16]) };
 }
 
 #[cfg(test)]
