@@ -178,6 +178,14 @@ impl<T: Tiles> MicroKernel for AmxKernel<T> {
     /// zero-padded copy, and an edge tile of fewer rows through the packed kernel (a tile
     /// load would read rows past the end of A).
     const DIRECT_A: bool = true;
+    /// In place only with one column block: each further block reads A's 32-row panels
+    /// again, row by row from L2 or beyond, where a packed panel is one stream. Packed whole
+    /// against in place (bf16 C, 1 thread, medians of 15–21 alternations): 4096 × 768 × 3072
+    /// (4 column blocks) +15%, 2048 × 768 × 3072 +15%, 4096 × 768 × 2304 +11%, 1024 × 768 ×
+    /// 3072 +8%, 4096 × 768 × 1536 (2 blocks) +7%, 1024³ and 2048³ ±1%; 2 threads
+    /// 4096 × 768 × 3072 +10%, 4096 × 768 × 2304 +4%. With one block, packing only costs:
+    /// P·V 512 × 512 × 64 × 12 −21%, 768 × 512 × 128 −10%.
+    const DIRECT_A_MAX_COLUMN_BLOCKS: usize = 1;
     /// 32 rows, each touched once per 32-long k block: at 8 per set (rows 1 KiB apart) the
     /// A block still fits the 12 ways beside the streaming B tiles.
     const MAX_ROWS_PER_L1_SET: usize = 8;

@@ -288,7 +288,7 @@ fn gemm_into<K, CA, CB>(
         (av, bv)
     };
     // Every problem of the batch has A's strides, so this is decided once.
-    let in_place = direct_a::<K, CA>(l.a_rs, l.a_cs);
+    let in_place = direct_a::<K, CA>(l);
     let one = |i: usize, threads: usize| {
         let (av, bv) = view(i);
         if threads > 1 && in_place {
@@ -1031,12 +1031,16 @@ fn prefetch_share_for_write(dst: *const u8, bytes: usize, part: usize, parts: us
 /// and its transposes cost more than broadcasting from A's rows directly; but with a row
 /// stride of 4 KiB (k = 1024 in f32, 2048 in bf16) all 12 rows share one 8-way set and
 /// evict each other on every step: sq1024 f32 fell from ~98 to ~70 GFLOP/s, sq2048 bf16
-/// from ~185 to ~130 (Zen 4, 1 thread).
-fn direct_a<K: MicroKernel, CA: Convert<Dst = K::P>>(a_rs: usize, a_cs: usize) -> bool {
+/// from ~185 to ~130 (Zen 4, 1 thread). And while the problem has no more column blocks
+/// than the kernel reads A in place for (`DIRECT_A_MAX_COLUMN_BLOCKS`).
+fn direct_a<K: MicroKernel, CA: Convert<Dst = K::P>>(l: &GemmLayout) -> bool {
     K::DIRECT_A
         && CA::IDENTITY
-        && a_cs == 1
-        && rows_per_l1_set(a_rs * std::mem::size_of::<CA::Src>(), K::MR) <= K::MAX_ROWS_PER_L1_SET
+        && l.a_cs == 1
+        && rows_per_l1_set(l.a_rs * std::mem::size_of::<CA::Src>(), K::MR) <= K::MAX_ROWS_PER_L1_SET
+        && n_blocks::<K>(l.n, l.k)
+            .nth(K::DIRECT_A_MAX_COLUMN_BLOCKS)
+            .is_none()
 }
 
 /// Largest A packed whole (`pack_whole_a`), in packed bytes: the buffer is kept by the calling
@@ -1145,6 +1149,30 @@ mod tests {
             let along_m = parts.iter().all(|t| t.n0 == 0 && t.n1 == n);
             assert_eq!(along_m, rows, "partition({m},{k},{n},2): {parts:?}");
         }
+    }
+
+    #[test]
+    fn amx_reads_a_in_place_only_with_one_column_block() {
+        use super::super::amx::Amx;
+        use super::super::avx512::Avx512;
+        use super::super::pack::{Bf16, F32};
+        // (m, n, k): P·V of 64-wide heads and 768 × 512 × 128 have one AMX column block,
+        // GPT-2's 4096 × 768 × 3072 four, 4096 × 768 × 1536 and 1024³ two.
+        for &(m, n, k, in_place) in &[
+            (512, 64, 512, true),
+            (768, 128, 512, true),
+            (512, 512, 64, true),
+            (4096, 3072, 768, false),
+            (4096, 1536, 768, false),
+            (1024, 1024, 1024, false),
+        ] {
+            let l = GemmLayout::row_major(m, n, k);
+            assert_eq!(direct_a::<Amx, Bf16>(&l), in_place, "AMX {m}x{n}x{k}");
+        }
+        // The f32 kernel reads A in place whatever its column blocks (here six).
+        assert!(direct_a::<Avx512, F32>(&GemmLayout::row_major(
+            4096, 3072, 768
+        )));
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub(super) trait MicroKernel: Sync {
 
     /// Whether `run_direct_a` reads A in place (f32 kernels); otherwise the driver packs A.
     const DIRECT_A: bool = false;
+    /// A is read in place only while the problem has at most this many column blocks
+    /// (`driver::n_blocks`); with more, A packed whole once (`driver::single`) can be cheaper
+    /// than A read in place once per block.
+    const DIRECT_A_MAX_COLUMN_BLOCKS: usize = usize::MAX;
     /// A is read in place only while no more than this many of its MR rows start in one
     /// 64-set L1 set (each k step touches a line of every row; `driver::direct_a`). For the
     /// 12-row kernels 6 of 8 ways: k = 512 in f32 (a 2 KiB stride) still runs at full speed
