@@ -69,6 +69,9 @@ pub(super) struct PipelinedProduct {
 
 /// What computes a `TileProduct`: the CPU's tile unit or a model of it.
 pub(super) trait Tiles: Sync {
+    /// Computes and stores the tile; afterwards tmm2 / tmm3 still hold its rows 16–31, as a
+    /// pipeline step leaves them (`run_rounded_row` starts a row of tiles with this).
+    ///
     /// # Safety
     /// The unit must be usable (for the hardware, `isa::amx_bf16_usable()`); A holds
     /// `blocks` k blocks laid out as `rows` says (32 rows × 32 bf16 each) and `b` as many
@@ -84,7 +87,7 @@ pub(super) trait Tiles: Sync {
     /// # Safety
     /// As `tile_product` for the current tile; `cur` and `prev` are distinct 32 × 32 f32
     /// tiles (4 KiB, 128-byte rows) valid for writes, `prev`'s rows 0–15 written by the
-    /// previous step (or any initialised values); the 32 rows of 64 bytes at `prev_out`
+    /// previous product (`tile_product` or a step); the 32 rows of 64 bytes at `prev_out`
     /// with that stride are writable; `pipeline_usable()`.
     unsafe fn pipelined_product(t: PipelinedProduct);
 
