@@ -279,6 +279,41 @@ fn decoding_rows_from_bf16_weights() {
 }
 
 #[test]
+fn few_columns_against_rows_along_k() {
+    // n ≤ 8 against more rows with A row-major: Cᵀ = Bᵀ·Aᵀ as `vdpbf16ps` dot products over
+    // A's rows where the CPU has them, C written transposed; A transposed, or more than 4
+    // columns with k ≤ 32, packed. Strided operands, column-major C, batches, 2 threads.
+    for m in [9, 40, 300] {
+        for &(n, k) in &[(1, 1), (1, 40), (3, 64), (4, 33), (5, 32), (8, 100)] {
+            for (ta, tb, pad, tc) in [
+                (false, false, 0, false),
+                (false, true, 5, false),
+                (true, false, 2, false),
+                (false, false, 1, true),
+            ] {
+                let s = Shape {
+                    m,
+                    n,
+                    k,
+                    ta,
+                    tb,
+                    pad,
+                    tc,
+                };
+                check(s, 1, false, 0.0);
+                check(s, 3, true, 1.0);
+                check(s, 2, false, 0.5);
+            }
+        }
+    }
+    on_threads(2, || {
+        let tall = Shape::plain(3000, 1, 700);
+        check(tall, 1, false, 1.0);
+        check(Shape { n: 6, ..tall }, 2, false, 0.0);
+    });
+}
+
+#[test]
 fn few_rows_against_many_columns_along_k() {
     // 4 ≤ m < 32 rows against n ≥ 64 columns of B contiguous along k (x·Wᵀ): the AMX paths
     // compute Cᵀ = Bᵀ·Aᵀ, W's rows read in place as the tiles' A side and C written

@@ -89,8 +89,16 @@ fn equals_the_f32_c_rounded_on_odd_shapes() {
 
 #[test]
 fn transposed_strided_batched_and_threaded() {
-    // (12, 130, 70) with B along k: Cᵀ = Bᵀ·Aᵀ on the AMX paths.
-    for &(m, n, k) in &[(37, 70, 45), (64, 64, 64), (130, 96, 200), (12, 130, 70)] {
+    // (12, 130, 70) with B along k: Cᵀ = Bᵀ·Aᵀ on the AMX paths; (300, 3, 90) and (40, 1,
+    // 33): few columns, Cᵀ through the skinny-row path.
+    for &(m, n, k) in &[
+        (37, 70, 45),
+        (64, 64, 64),
+        (130, 96, 200),
+        (12, 130, 70),
+        (300, 3, 90),
+        (40, 1, 33),
+    ] {
         for (ta, tb, pad, tc) in [
             (false, false, 0, false),
             (false, true, 0, false),

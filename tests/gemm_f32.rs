@@ -282,6 +282,52 @@ fn skinny_rows_every_layout() {
 }
 
 #[test]
+fn skinny_columns_every_layout() {
+    // n ≤ 8 against more rows runs as Cᵀ = Bᵀ·Aᵀ through the skinny-row path: the dot form
+    // over A's rows when A is row-major (C written element by element, any C layout), the
+    // axpy form when A is transposed and Cᵀ's rows are contiguous (n = 1), else packed; more
+    // than 4 columns with k ≤ 32 stay packed. m = 8 (the skinny-row path itself) beside it.
+    for m in [8, 9, 40, 300] {
+        for &(n, k) in &[(1, 1), (1, 40), (2, 7), (4, 33), (5, 32), (8, 33), (9, 100)] {
+            for (ta, tb, pad, tc) in [
+                (false, false, 0, false),
+                (false, true, 0, false),
+                (true, false, 2, false),
+                (true, true, 3, false),
+                (false, false, 1, true),
+            ] {
+                let s = Shape {
+                    m,
+                    n,
+                    k,
+                    ta,
+                    tb,
+                    pad,
+                    tc,
+                };
+                check(s, 1, false, 0.0);
+                check(s, 3, true, 1.0);
+                check(s, 2, false, 0.5);
+            }
+        }
+    }
+    // Rows of C split over threads (m·n·k ≥ 2¹⁸), and a batch spread over them whole.
+    for threads in [2, 3] {
+        on_threads(threads, || {
+            for ta in [false, true] {
+                let tall = Shape {
+                    ta,
+                    ..Shape::plain(3000, 1, 700)
+                };
+                check(tall, 1, false, 1.0);
+                check(Shape { n: 3, ..tall }, 2, false, 0.0);
+                check(Shape { n: 8, ..tall }, 4, true, 0.5);
+            }
+        });
+    }
+}
+
+#[test]
 fn global_force_selects_the_path() {
     // The only test in this binary touching the global level.
     let (m, n, k) = (37, 45, 29);

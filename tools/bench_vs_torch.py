@@ -305,12 +305,15 @@ def run_ops(a, ops, rows):
                       flush=True)
 
 
-def torch_gemm(m, k, n, batch, tb, dtype, threads):
+def torch_gemm(m, k, n, batch, tb, dtype, threads, ta=False):
     """torch.matmul of the shape into a preallocated C, prepared."""
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
-    shape_a = (batch, m, k) if batch > 1 else (m, k)
-    a = (torch.rand(shape_a, generator=g) * 2 - 1).to(dtype)
+    if ta:
+        at = (torch.rand((batch, k, m) if batch > 1 else (k, m), generator=g) * 2 - 1).to(dtype)
+        a = at.transpose(-1, -2)
+    else:
+        a = (torch.rand((batch, m, k) if batch > 1 else (m, k), generator=g) * 2 - 1).to(dtype)
     if tb:
         bt = (torch.rand((batch, n, k) if batch > 1 else (n, k), generator=g) * 2 - 1).to(dtype)
         b = bt.transpose(-1, -2)
@@ -320,11 +323,13 @@ def torch_gemm(m, k, n, batch, tb, dtype, threads):
     return TorchSide(lambda: torch.matmul(a, b, out=out), inference=True)
 
 
-def pretext_gemm(binary, m, k, n, batch, tb, dtype, threads, warmup, c_dtype):
+def pretext_gemm(binary, m, k, n, batch, tb, dtype, threads, warmup, c_dtype, ta=False):
     """`pretext bench gemm --serve` of the shape."""
     cmd = [binary, "bench", "gemm", "--m", str(m), "--k", str(k), "--n", str(n),
            "--batch", str(batch), "--dtype", dtype, "--threads", str(threads),
            "--warmup", str(warmup)]
+    if ta:
+        cmd.append("--ta")
     if tb:
         cmd.append("--tb")
     if dtype == "bf16" and c_dtype == "bf16":
@@ -401,18 +406,19 @@ def run_gemm(args, rows):
     hdr = f"{'shape':<20}{'m×k×n':>16}{'batch':>6}{'dtype':>6}{'thr':>4}{'pretext GF/s':>14}{'torch GF/s':>12}{'ratio':>8}{'pairs IQR':>12}  kernel"
     print(hdr)
     print("-" * len(hdr))
-    for name, m, k, n, batch, tb in shapes:
+    for name, m, k, n, batch, tb, *rest in shapes:
+        ta = bool(rest and rest[0])
         flops = 2.0 * m * k * n * batch
         for dtype in args.dtypes:
             tdt = torch.float32 if dtype == "f32" else torch.bfloat16
             for threads in args.threads:
                 side = pretext_gemm(args.bin, m, k, n, batch, tb, dtype, threads, args.warmup,
-                                    args.bf16_c)
+                                    args.bf16_c, ta)
                 kernel = side.hello["params"]["kernel"]
-                tt, tp = paired(torch_gemm(m, k, n, batch, tb, tdt, threads), side, args,
+                tt, tp = paired(torch_gemm(m, k, n, batch, tb, tdt, threads, ta), side, args,
                                 threads)
                 stats = pair_stats(tp, tt)
-                row = dict(shape=name, m=m, k=k, n=n, batch=batch, transpose_b=tb,
+                row = dict(shape=name, m=m, k=k, n=n, batch=batch, transpose_a=ta, transpose_b=tb,
                            dtype=dtype, threads=threads,
                            pretext_gflops=flops / stats["pretext_ms"] * 1e-6,
                            torch_gflops=flops / stats["torch_ms"] * 1e-6,

@@ -71,15 +71,17 @@ pub(super) enum Form {
 }
 
 /// The form this path computes `l` in, or `None` when it is for the packed path: more than
-/// MAX_M rows, C's rows not contiguous, or neither operand layout the forms read.
+/// MAX_M rows, or neither operand layout the forms read. The dot form writes C element by
+/// element (any strides); the axpy form stores vectors along C's rows, which must be
+/// contiguous.
 pub(super) fn form(l: &GemmLayout) -> Option<Form> {
     let (m, n, k) = (l.m, l.n, l.k);
-    if m == 0 || m > MAX_M || n == 0 || k == 0 || l.c_cs != 1 || (m > 1 && l.c_rs < n) {
+    if m == 0 || m > MAX_M || n == 0 || k == 0 {
         return None;
     }
     if l.b_rs == 1 {
         Some(Form::Dot)
-    } else if l.b_cs == 1 {
+    } else if l.b_cs == 1 && l.c_cs == 1 && (m == 1 || l.c_rs >= n) {
         Some(Form::Axpy)
     } else {
         None
@@ -166,6 +168,7 @@ pub(super) fn run_with<T: Copy + Send + Sync, W: Copy + Send + Sync>(
                 j1,
                 c: cp.at(c_offsets[i] + g * l.c_rs),
                 c_rs: l.c_rs,
+                c_cs: l.c_cs,
                 accumulate,
             };
             kernel(job);
@@ -188,7 +191,7 @@ pub(super) fn run_with<T: Copy + Send + Sync, W: Copy + Send + Sync>(
 }
 
 /// Columns j0..j1 of one problem. `a`, `b` start at the problem's A and B; `c` points at its
-/// C[0, 0], rows `c_rs` apart with unit column stride. The dot form needs a_cs = 1 and
+/// C[0, 0], element (i, j) at `c + i·c_rs + j·c_cs`. The dot form needs a_cs = 1 and
 /// b_rs = 1, the axpy form b_cs = 1. A's elements are `T`, B's `W` (the same but for
 /// weight-only bf16: f32 activations against bf16 weights).
 #[derive(Clone, Copy)]
@@ -205,12 +208,15 @@ pub(super) struct Job<'a, T, W = T> {
     pub(super) j1: usize,
     pub(super) c: *mut f32,
     pub(super) c_rs: usize,
+    /// 1 for the axpy form (`form`).
+    pub(super) c_cs: usize,
     pub(super) accumulate: bool,
 }
 
 // SAFETY (of every use of `Job::c` below): `run_with` hands each task a distinct column range
-// of a distinct batch entry, C's rows hold n ≥ j1 contiguous values (c_cs = 1, c_rs ≥ n), and
-// the bounds of A, B and C were checked by the caller.
+// of a distinct batch entry, whose C elements are distinct (the caller's contract: no zero
+// stride, checked, and no overlapping layout); the axpy form's rows hold n ≥ j1 contiguous
+// values (c_cs = 1, c_rs ≥ n, `form`); the bounds of A, B and C were checked by the caller.
 
 simd_kernel! {
     /// C[i, j] (+)= ⟨A_i, W_j⟩ for j in j0..j1, W_j = B's column j (contiguous along k).
@@ -281,7 +287,7 @@ simd_kernel! {
 /// (i, j) lies in the job's rows and columns.
 #[inline(always)]
 pub(super) unsafe fn put<T, W>(job: &Job<'_, T, W>, i: usize, j: usize, v: f32) {
-    let p = job.c.add(i * job.c_rs + j);
+    let p = job.c.add(i * job.c_rs + j * job.c_cs);
     *p = if job.accumulate { *p + v } else { v };
 }
 

@@ -7,7 +7,7 @@
 //! The fast path packs A and B into panels (`pack`) and runs a register-tile micro-kernel
 //! (`avx512`, `avx2`, `scalar`) inside a cache-blocked, rayon-threaded loop nest (`driver`),
 //! chosen by `isa::active()`; up to 8 rows of A (a decoding step) go through `gemv` instead,
-//! which reads B where it lies. The bf16 entry points (`bgemm_batched`, and
+//! which reads B where it lies, and up to 8 columns of B as the transposed product (`narrow`). The bf16 entry points (`bgemm_batched`, and
 //! `sgemm_batched_bf16` which rounds f32 operands to bf16 while packing) multiply bf16
 //! values with f32 accumulation: `vdpbf16ps` on CPUs with AVX-512 BF16, otherwise the f32
 //! kernels on the bf16-rounded values (same products, f32 sums); `bgemm_batched_to_bf16`
@@ -287,18 +287,24 @@ fn gemv_bf16<T: gemv_bf16::Bf16Row + Send + Sync>(
     c: &mut COut<'_>,
     c_offsets: &[usize],
 ) -> bool {
-    if gemv::form(l) != Some(gemv::Form::Dot) {
-        return false;
-    }
+    let dot = Some(gemv::Form::Dot);
+    let narrowed = narrow(l).filter(|&(_, form)| Some(form) == dot);
+    // A few rows as they are, or a few columns as Cᵀ = Bᵀ·Aᵀ (`narrow`).
+    let (lg, ag, ag_offsets, bg, bg_offsets) = match narrowed {
+        _ if gemv::form(l) == dot => (*l, a, a_offsets, b, b_offsets),
+        Some((lt, _)) => (lt, b, b_offsets, a, a_offsets),
+        None => return false,
+    };
     let run = |c: &mut COut<'_>, kernel: &(dyn Fn(gemv::Job<'_, T>) + Sync)| {
+        // The same elements of C either way, so beta applies through `l`.
         let acc = prescale(l, beta, c, c_offsets);
         gemv::run_with(
             gemv::Form::Dot,
-            l,
-            a,
-            a_offsets,
-            b,
-            b_offsets,
+            &lg,
+            ag,
+            ag_offsets,
+            bg,
+            bg_offsets,
             acc,
             c,
             c_offsets,
@@ -470,6 +476,14 @@ fn sgemm_isa(
         let acc = prescale(l, beta, c, c_offsets);
         gemv::run(
             level, form, l, a, a_offsets, b, b_offsets, acc, c, c_offsets,
+        );
+        return Ok(());
+    }
+    if let Some((lt, form)) = narrow(l) {
+        // Cᵀ = Bᵀ·Aᵀ (see `narrow`): the same elements of C, so beta applies as given.
+        let acc = prescale(l, beta, c, c_offsets);
+        gemv::run(
+            level, form, &lt, b, b_offsets, a, a_offsets, acc, c, c_offsets,
         );
         return Ok(());
     }
@@ -658,8 +672,9 @@ pub fn bgemm_batched_to_bf16_path(
         // Cᵀ = Bᵀ·Aᵀ (see `amx_transposed`).
         lt = transposed(l);
         (&lt, b, b_offsets, a, a_offsets)
-    } else if l.k == 0 || gemv::form(l).is_some() {
-        // An empty sum, or a decoding step (gemv reads B in place): f32 sums, then rounded.
+    } else if l.k == 0 || gemv::form(l).is_some() || narrow(l).is_some() {
+        // An empty sum, or a decoding step (gemv reads B in place) or its transpose: f32
+        // sums, then rounded.
         return to_bf16_through_f32(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets);
     } else {
         (l, a, a_offsets, b, b_offsets)
@@ -761,6 +776,28 @@ fn amx_transposed(path: Bf16Path, l: &GemmLayout) -> bool {
     #[cfg(not(feature = "emu"))]
     let amx = matches!(path, Bf16Path::Amx);
     amx && (4..32).contains(&l.m) && l.n >= 64 && l.b_rs == 1
+}
+
+/// C = A·B with at most `gemv::MAX_M` columns and more rows (a matrix times a few vectors,
+/// e.g. 4096 × 4096 × 1) computed as Cᵀ = Bᵀ·Aᵀ, whose few rows `gemv` reads straight from
+/// Aᵀ: with A row-major that is the dot form over A's rows, each streamed once per group of
+/// up to four columns of B, where the packed path would copy all of A into panels and pad
+/// each tile's 32 columns from n. Returns the layout of Cᵀ (operands swapped: B's buffer
+/// first) and its form, or `None` when the shape or layouts do not suit (Cᵀ's rows must be
+/// contiguous for the axpy form, which a transposed A gives).
+///
+/// Intel Xeon (EMR), paired against `torch.matmul` (1 / 2 threads): 4096 × 4096 × 1 f32
+/// 0.29 / 0.21 → 1.11 / 1.38, 4096 × 4096 × 8 0.55 / 0.45 → 1.05 / 0.79. In-process against
+/// the packed path, 1 thread: 4096 × 768 × 4 3.1×, 8192 × 16 × 1 4.8×, 8192 × 64 × 8 1.2×;
+/// but 8192 × 16 × 8 0.64× and 8192 × 32 × 8 0.92× (a dot product that short costs its
+/// lane sum, while the packed tile of 8 columns still does a quarter of its work), so more
+/// than 4 columns take this only from k = 33 on (8192 × 32 × 4: 1.8×).
+fn narrow(l: &GemmLayout) -> Option<(GemmLayout, gemv::Form)> {
+    if l.n > gemv::MAX_M || l.m <= gemv::MAX_M || (l.n > 4 && l.k <= 32) {
+        return None;
+    }
+    let lt = transposed(l);
+    gemv::form(&lt).map(|form| (lt, form))
 }
 
 /// The layout of Cᵀ = Bᵀ·Aᵀ for the problem C = A·B of `l` (B's buffer is then the first
