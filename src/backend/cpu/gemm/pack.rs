@@ -1041,7 +1041,7 @@ mod tests {
                 let off = 5;
                 let len = off + (p0 + kc) * ks;
                 let x: Vec<f32> = (0..len)
-                    .map(|i| {
+                    .map(|_| {
                         let r = next();
                         if r % 17 == 0 {
                             f32::from_bits(specials[(r >> 8) as usize % specials.len()])
