@@ -245,8 +245,10 @@ fn batched_with_shared_weights() {
 #[test]
 fn decoding_rows_from_bf16_weights() {
     // m ≤ 8 with W's rows along k (B transposed) take `vdpbf16ps` dot products straight from
-    // W where the CPU has them (bf16 operands, and f32 ones rounded as they are read); k around and past the 32 values of one vector, strided and
-    // transposed A (gathered), B not transposed and m = 9 (packed), batches sharing W.
+    // W where the CPU has them (bf16 operands, and f32 ones rounded as they are read); k
+    // around and past the 32 values of one vector, strided and transposed A (gathered);
+    // B not transposed: the axpy form on rows widened to f32 (bf16 operands; f32 ones and
+    // m = 9 packed); batches sharing W.
     for m in [1, 2, 3, 4, 5, 8, 9] {
         for &(n, k) in &[(1, 1), (1, 40), (15, 7), (33, 64), (65, 100), (200, 300)] {
             for (ta, tb, pad) in [

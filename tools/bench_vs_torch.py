@@ -56,6 +56,8 @@ SHAPES = [
     ("attn_T64_d32_PV", 64, 64, 32, 64, False),
     ("attn_T512_d64_QKt", 512, 64, 512, 12, True),
     ("attn_T512_d64_PV", 512, 512, 64, 12, False),
+    # Attention's backward dV = Pᵀ·dO (A transposed: a 7th field).
+    ("attn_T512_d64_dV", 512, 512, 64, 12, False, True),
     # Decoding one token (and 8 sequences) with GPT-2 small: x·Wᵀ of the Linear layers and
     # the tied LM head (50257 × 768).
     ("decode_qkv", 1, 768, 2304, 1, True),
@@ -63,6 +65,10 @@ SHAPES = [
     ("decode_mlp_down", 1, 3072, 768, 1, True),
     ("decode_lm_head", 1, 768, 50257, 1, True),
     ("decode_b8_mlp_up", 8, 768, 3072, 1, True),
+    # x·W with W stored k × n, as GPT-2's Conv1D keeps its weights.
+    ("decode_conv1d_mlp_up", 1, 768, 3072, 1, False),
+    # A matrix times one vector (C has a single column).
+    ("matvec_4096", 4096, 4096, 1, 1, False),
 ]
 
 

@@ -71,10 +71,18 @@ pub(super) enum Form {
 }
 
 /// The form this path computes `l` in, or `None` when it is for the packed path: more than
-/// MAX_M rows, or neither operand layout the forms read. The dot form writes C element by
-/// element (any strides); the axpy form stores vectors along C's rows, which must be
-/// contiguous.
+/// MAX_M rows, C's rows not contiguous, or neither operand layout the forms read.
 pub(super) fn form(l: &GemmLayout) -> Option<Form> {
+    if l.c_cs != 1 || (l.m > 1 && l.c_rs < l.n) {
+        return None;
+    }
+    form_any_c(l)
+}
+
+/// `form` for a C at any strides (the transposed C of `mod::narrow`): the dot form writes C
+/// element by element; the axpy form stores vectors along C's rows, which must still be
+/// contiguous.
+pub(super) fn form_any_c(l: &GemmLayout) -> Option<Form> {
     let (m, n, k) = (l.m, l.n, l.k);
     if m == 0 || m > MAX_M || n == 0 || k == 0 {
         return None;
@@ -280,6 +288,11 @@ simd_kernel! {
     /// C[i, j0..j1] (+)= Σ_p A[i, p]·B[p, j0..j1] (B's rows contiguous).
     fn axpy(job: Job<'_, f32>) = axpy_simd | axpy_scalar;
 }
+simd_kernel! {
+    /// `axpy` on bf16 A and B, widened to f32 as they are loaded (exact products, f32 sums):
+    /// a bf16 decoding step with W stored k × n (x·W), on every bf16 path.
+    pub(super) fn axpy_bf16(job: Job<'_, bf16>) = axpy_simd_bf16 | axpy_scalar;
+}
 
 /// Writes `v` to C[i, j] of the job, or adds it.
 ///
@@ -303,15 +316,15 @@ pub(super) fn dot_scalar<E: Elem, F: Elem>(job: Job<'_, E, F>) {
     }
 }
 
-fn axpy_scalar(job: Job<'_, f32>) {
+fn axpy_scalar<E: Elem>(job: Job<'_, E>) {
     // Row by row of B (contiguous), each column's sum still taken in order of p.
     let mut s = vec![0.0f32; job.j1 - job.j0];
     for i in 0..job.m {
         s.fill(0.0);
         for p in 0..job.k {
-            let x = job.a[i * job.a_rs + p * job.a_cs];
+            let x = job.a[i * job.a_rs + p * job.a_cs].f32();
             let row = &job.b[p * job.b_rs + job.j0..][..s.len()];
-            s.iter_mut().zip(row).for_each(|(s, &b)| *s += x * b);
+            s.iter_mut().zip(row).for_each(|(s, &b)| *s += x * b.f32());
         }
         for (j, &v) in (job.j0..).zip(&s) {
             // SAFETY: see the note above `dot`.
@@ -412,11 +425,21 @@ unsafe fn dot_block<S: Simd, E: Elem, const R: usize, const Q: usize>(job: &Job<
 /// Both within AVX2's 16 registers.
 #[inline(always)]
 unsafe fn axpy_simd<S: Simd>(job: Job<'_, f32>) {
+    axpy_any::<S, f32>(job)
+}
+
+#[inline(always)]
+unsafe fn axpy_simd_bf16<S: Simd>(job: Job<'_, bf16>) {
+    axpy_any::<S, bf16>(job)
+}
+
+#[inline(always)]
+unsafe fn axpy_any<S: Simd, E: Elem>(job: Job<'_, E>) {
     match job.m {
-        1 => axpy_row::<S, 4>(&job),
-        2 => axpy_tiles::<S, 2, 4>(&job),
-        3 => axpy_tiles::<S, 3, 2>(&job),
-        _ => axpy_tiles::<S, 4, 2>(&job),
+        1 => axpy_row::<S, E, 4>(&job),
+        2 => axpy_tiles::<S, E, 2, 4>(&job),
+        3 => axpy_tiles::<S, E, 3, 2>(&job),
+        _ => axpy_tiles::<S, E, 4, 2>(&job),
     }
 }
 
@@ -428,7 +451,7 @@ const AXPY_BLOCK_FLOATS: usize = 4096;
 /// For each block of columns, C[0, block] (+)= Σ_p A[0, p]·B[p, block], P rows of B per
 /// sweep over the block (each B row segment read once, contiguously).
 #[inline(always)]
-unsafe fn axpy_row<S: Simd, const P: usize>(job: &Job<'_, f32>) {
+unsafe fn axpy_row<S: Simd, E: Elem, const P: usize>(job: &Job<'_, E>) {
     let a = job.a.as_ptr();
     let mut jb = job.j0;
     while jb < job.j1 {
@@ -438,11 +461,13 @@ unsafe fn axpy_row<S: Simd, const P: usize>(job: &Job<'_, f32>) {
             // The first sweep overwrites C unless accumulating.
             let add = job.accumulate || p > 0;
             if p + P <= job.k {
-                let av: [S::V; P] = std::array::from_fn(|q| S::splat(*a.add((p + q) * job.a_cs)));
-                axpy_sweep::<S, P>(job, &av, p, jb, je, add);
+                let av: [S::V; P] =
+                    std::array::from_fn(|q| S::splat((*a.add((p + q) * job.a_cs)).f32()));
+                axpy_sweep::<S, E, P>(job, &av, p, jb, je, add);
                 p += P;
             } else {
-                axpy_sweep::<S, 1>(job, &[S::splat(*a.add(p * job.a_cs))], p, jb, je, add);
+                let av = [S::splat((*a.add(p * job.a_cs)).f32())];
+                axpy_sweep::<S, E, 1>(job, &av, p, jb, je, add);
                 p += 1;
             }
         }
@@ -452,8 +477,8 @@ unsafe fn axpy_row<S: Simd, const P: usize>(job: &Job<'_, f32>) {
 
 /// C[0, jb..je] (+)= Σ_q av[q]·B[p + q, jb..je] for q < Q.
 #[inline(always)]
-unsafe fn axpy_sweep<S: Simd, const Q: usize>(
-    job: &Job<'_, f32>,
+unsafe fn axpy_sweep<S: Simd, E: Elem, const Q: usize>(
+    job: &Job<'_, E>,
     av: &[S::V; Q],
     p: usize,
     jb: usize,
@@ -472,10 +497,17 @@ unsafe fn axpy_sweep<S: Simd, const Q: usize>(
                 S::load_tail(ptr, w, 0.0)
             }
         };
+        let load_b = |ptr: *const E| {
+            if w == l {
+                E::load::<S>(ptr)
+            } else {
+                E::load_tail::<S>(ptr, w)
+            }
+        };
         let dst = job.c.add(j);
         let mut x = if add { load(dst) } else { S::splat(0.0) };
         for (q, &y) in av.iter().enumerate() {
-            x = S::fmadd(y, load(b.add(q * job.b_rs + j)), x);
+            x = S::fmadd(y, load_b(b.add(q * job.b_rs + j)), x);
         }
         if w == l {
             S::store(dst, x)
@@ -489,16 +521,16 @@ unsafe fn axpy_sweep<S: Simd, const Q: usize>(
 /// R rows × V vectors of C at a time, in registers over all of k; the last columns one
 /// vector (or a part of one) at a time.
 #[inline(always)]
-unsafe fn axpy_tiles<S: Simd, const R: usize, const V: usize>(job: &Job<'_, f32>) {
+unsafe fn axpy_tiles<S: Simd, E: Elem, const R: usize, const V: usize>(job: &Job<'_, E>) {
     let l = S::LANES;
     let mut j = job.j0;
     while j + V * l <= job.j1 {
-        axpy_block::<S, R, V>(job, j, l);
+        axpy_block::<S, E, R, V>(job, j, l);
         j += V * l;
     }
     while j < job.j1 {
         let w = (job.j1 - j).min(l);
-        axpy_block::<S, R, 1>(job, j, w);
+        axpy_block::<S, E, R, 1>(job, j, w);
         j += w;
     }
 }
@@ -506,8 +538,8 @@ unsafe fn axpy_tiles<S: Simd, const R: usize, const V: usize>(job: &Job<'_, f32>
 /// C[0..R, j..j+V·L] (+)= A[0..R, :]·B[:, j..j+V·L]; with V = 1, only the first `w` ≤ L
 /// columns.
 #[inline(always)]
-unsafe fn axpy_block<S: Simd, const R: usize, const V: usize>(
-    job: &Job<'_, f32>,
+unsafe fn axpy_block<S: Simd, E: Elem, const R: usize, const V: usize>(
+    job: &Job<'_, E>,
     j: usize,
     w: usize,
 ) {
@@ -519,13 +551,13 @@ unsafe fn axpy_block<S: Simd, const R: usize, const V: usize>(
         let row = b.add(p * job.b_rs);
         let bv: [S::V; V] = std::array::from_fn(|v| {
             if full {
-                S::load(row.add(v * l))
+                E::load::<S>(row.add(v * l))
             } else {
-                S::load_tail(row, w, 0.0)
+                E::load_tail::<S>(row, w)
             }
         });
         for (r, acc) in s.iter_mut().enumerate() {
-            let av = S::splat(*a.add(r * job.a_rs + p * job.a_cs));
+            let av = S::splat((*a.add(r * job.a_rs + p * job.a_cs)).f32());
             for (x, &y) in acc.iter_mut().zip(&bv) {
                 *x = S::fmadd(av, y, *x);
             }

@@ -21,6 +21,10 @@ pub(super) trait Bf16Row: Copy {
     /// computes the same products (bf16 rows: exactly); `None` for f32 rows, which the f32
     /// paths round to bf16 first.
     const WIDENED: Option<fn(Isa, Job<'_, Self>)>;
+    /// The axpy form (B's rows contiguous along n) on rows of this type widened to f32 as
+    /// they are loaded, on every path (bf16: exact products, f32 sums); `None` for f32 rows,
+    /// which would have to be rounded to bf16 first.
+    const AXPY: Option<fn(Isa, Job<'_, Self>)>;
     /// 32 values at `p` as bf16, the first `n` of them when n < 32 (the rest 0).
     ///
     /// # Safety
@@ -31,6 +35,7 @@ pub(super) trait Bf16Row: Copy {
 
 impl Bf16Row for bf16 {
     const WIDENED: Option<fn(Isa, Job<'_, bf16>)> = Some(super::gemv::dot_bf16);
+    const AXPY: Option<fn(Isa, Job<'_, bf16>)> = Some(super::gemv::axpy_bf16);
     #[inline(always)]
     unsafe fn load(p: *const bf16, n: usize) -> __m512bh {
         let v = if n >= L {
@@ -44,6 +49,7 @@ impl Bf16Row for bf16 {
 
 impl Bf16Row for f32 {
     const WIDENED: Option<fn(Isa, Job<'_, f32>)> = None;
+    const AXPY: Option<fn(Isa, Job<'_, f32>)> = None;
     #[inline(always)]
     unsafe fn load(p: *const f32, n: usize) -> __m512bh {
         let half = |p: *const f32, n: usize| {

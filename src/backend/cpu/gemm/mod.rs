@@ -270,11 +270,15 @@ impl Bf16Path {
     }
 }
 
-/// A decoding step (up to 8 rows of A against W's rows along k) as dot products straight
-/// from W: `vdpbf16ps` (`gemv_bf16`) on its paths, bf16 or f32 rounded as it is read; on the
-/// f32 paths, f32 dot products on bf16 rows widened as they are loaded (`Bf16Row::WIDENED`;
-/// none for f32 rows) rather than widening all of W into packed panels. Returns false, having
-/// done nothing, when the path, CPU or layout does not fit.
+/// A decoding step (up to 8 rows of A) straight from W, or its transpose (up to 8 columns of
+/// B, `narrow`). W's rows along k (x·Wᵀ) take dot products: `vdpbf16ps` (`gemv_bf16`) on
+/// its paths, bf16 or f32 rounded as it is read; on the f32 paths, f32 dot products on bf16
+/// rows widened as they are loaded (`Bf16Row::WIDENED`; none for f32 rows). W's rows along
+/// n (x·W, as GPT-2's Conv1D stores its weights) take the axpy form on bf16 rows widened
+/// as they are loaded, on every path (`Bf16Row::AXPY`): the packed path would pack all of W
+/// for a tile that is mostly padding (1 × 768 × 3072 x·W, 1 thread: 4.7 GFLOP/s packed on
+/// AMX against 21 for x·Wᵀ's dot products). Returns false, having done nothing, when the
+/// path, CPU or layout does not fit.
 #[allow(clippy::too_many_arguments)]
 fn gemv_bf16<T: gemv_bf16::Bf16Row + Send + Sync>(
     path: Bf16Path,
@@ -287,38 +291,39 @@ fn gemv_bf16<T: gemv_bf16::Bf16Row + Send + Sync>(
     c: &mut COut<'_>,
     c_offsets: &[usize],
 ) -> bool {
-    let dot = Some(gemv::Form::Dot);
-    let narrowed = narrow(l).filter(|&(_, form)| Some(form) == dot);
-    // A few rows as they are, or a few columns as Cᵀ = Bᵀ·Aᵀ (`narrow`).
-    let (lg, ag, ag_offsets, bg, bg_offsets) = match narrowed {
-        _ if gemv::form(l) == dot => (*l, a, a_offsets, b, b_offsets),
-        Some((lt, _)) => (lt, b, b_offsets, a, a_offsets),
-        None => return false,
+    // A few rows as they are, or a few columns as Cᵀ = Bᵀ·Aᵀ (the two exclude each other:
+    // `form` takes at most MAX_M rows, `narrow` more).
+    let (form, lg, ag, ag_offsets, bg, bg_offsets) = match (gemv::form(l), narrow(l)) {
+        (Some(form), _) => (form, *l, a, a_offsets, b, b_offsets),
+        (None, Some((lt, form))) => (form, lt, b, b_offsets, a, a_offsets),
+        (None, None) => return false,
     };
     let run = |c: &mut COut<'_>, kernel: &(dyn Fn(gemv::Job<'_, T>) + Sync)| {
         // The same elements of C either way, so beta applies through `l`.
         let acc = prescale(l, beta, c, c_offsets);
         gemv::run_with(
-            gemv::Form::Dot,
-            &lg,
-            ag,
-            ag_offsets,
-            bg,
-            bg_offsets,
-            acc,
-            c,
-            c_offsets,
-            kernel,
+            form, &lg, ag, ag_offsets, bg, bg_offsets, acc, c, c_offsets, kernel,
         );
     };
-    match (path, T::WIDENED) {
-        (Bf16Path::Amx | Bf16Path::Avx512Bf16, _) if isa::has_avx512_bf16() => {
+    let level = match path {
+        Bf16Path::F32(level) => level,
+        _ => isa::detected(),
+    };
+    match (form, path, T::WIDENED, T::AXPY) {
+        // The emulated AMX path takes no shortcut: every shape runs its tile kernel.
+        #[cfg(feature = "emu")]
+        (_, Bf16Path::AmxEmulated, _, _) => return false,
+        (gemv::Form::Dot, Bf16Path::Amx | Bf16Path::Avx512Bf16, _, _)
+            if isa::has_avx512_bf16() =>
+        {
             // SAFETY: the CPU has AVX-512 BF16 (checked, with F/BW, which every CPU with it
             // has), and `run_with` keeps each job inside the checked bounds.
             run(c, &|job| unsafe { gemv_bf16::dot(job) })
         }
-        (Bf16Path::F32(level), Some(widened)) => run(c, &|job| widened(level, job)),
-        // The emulated AMX path takes no shortcut: every shape runs its tile kernel.
+        (gemv::Form::Dot, Bf16Path::F32(_), Some(widened), _) => {
+            run(c, &|job| widened(level, job))
+        }
+        (gemv::Form::Axpy, _, _, Some(axpy)) => run(c, &|job| axpy(level, job)),
         _ => return false,
     }
     true
@@ -797,7 +802,7 @@ fn narrow(l: &GemmLayout) -> Option<(GemmLayout, gemv::Form)> {
         return None;
     }
     let lt = transposed(l);
-    gemv::form(&lt).map(|form| (lt, form))
+    gemv::form_any_c(&lt).map(|form| (lt, form))
 }
 
 /// The layout of Cᵀ = Bᵀ·Aᵀ for the problem C = A·B of `l` (B's buffer is then the first
