@@ -298,31 +298,27 @@ fn gemv_bf16<T: gemv_bf16::Bf16Row + Send + Sync>(
         (None, Some((lt, form))) => (form, lt, b, b_offsets, a, a_offsets),
         (None, None) => return false,
     };
+    let level = match path {
+        Bf16Path::F32(level) => level,
+        _ => isa::detected(),
+    };
     let run = |c: &mut COut<'_>, kernel: &(dyn Fn(gemv::Job<'_, T>) + Sync)| {
         // The same elements of C either way, so beta applies through `l`.
         let acc = prescale(l, beta, c, c_offsets);
         gemv::run_with(
-            form, &lg, ag, ag_offsets, bg, bg_offsets, acc, c, c_offsets, kernel,
+            form, level, &lg, ag, ag_offsets, bg, bg_offsets, acc, c, c_offsets, kernel,
         );
-    };
-    let level = match path {
-        Bf16Path::F32(level) => level,
-        _ => isa::detected(),
     };
     match (form, path, T::WIDENED, T::AXPY) {
         // The emulated AMX path takes no shortcut: every shape runs its tile kernel.
         #[cfg(feature = "emu")]
         (_, Bf16Path::AmxEmulated, _, _) => return false,
-        (gemv::Form::Dot, Bf16Path::Amx | Bf16Path::Avx512Bf16, _, _)
-            if isa::has_avx512_bf16() =>
-        {
+        (gemv::Form::Dot, Bf16Path::Amx | Bf16Path::Avx512Bf16, _, _) if isa::has_avx512_bf16() => {
             // SAFETY: the CPU has AVX-512 BF16 (checked, with F/BW, which every CPU with it
             // has), and `run_with` keeps each job inside the checked bounds.
             run(c, &|job| unsafe { gemv_bf16::dot(job) })
         }
-        (gemv::Form::Dot, Bf16Path::F32(_), Some(widened), _) => {
-            run(c, &|job| widened(level, job))
-        }
+        (gemv::Form::Dot, Bf16Path::F32(_), Some(widened), _) => run(c, &|job| widened(level, job)),
         (gemv::Form::Axpy, _, _, Some(axpy)) => run(c, &|job| axpy(level, job)),
         _ => return false,
     }

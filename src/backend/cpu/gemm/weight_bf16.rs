@@ -98,6 +98,7 @@ fn wbf16(
         let acc = prescale(l, beta, c, c_offsets);
         gemv::run_with(
             gemv::Form::Dot,
+            level,
             l,
             a,
             a_offsets,
