@@ -328,6 +328,50 @@ fn skinny_columns_every_layout() {
 }
 
 #[test]
+fn few_rows_against_columns_along_k() {
+    // 9 ≤ m ≤ 128 rows against n ≥ max(m, 64) columns of B contiguous along k (x·Wᵀ): the
+    // packed path computes Cᵀ = Bᵀ·Aᵀ, W read as the kernels' A side and C stored
+    // transposed. Edge tiles both ways, k tails and blocks, strided A and C, column-major C,
+    // and m = 129 or n < m (not transposed) beside it.
+    for m in [9, 13, 32, 100, 128, 129] {
+        for &(n, k) in &[(64, 32), (130, 45), (300, 700)] {
+            for (ta, pad, tc) in [(false, 0, false), (true, 3, false), (false, 2, true)] {
+                let s = Shape {
+                    m,
+                    n,
+                    k,
+                    ta,
+                    tb: true,
+                    pad,
+                    tc,
+                };
+                check(s, 1, false, 0.0);
+                check(s, 2, true, 1.0);
+            }
+        }
+    }
+    // On 2 and 3 threads; and few rows (16, 36: row panels that split unevenly) against many
+    // columns, split by columns.
+    for threads in [2, 3] {
+        on_threads(threads, || {
+            for &(m, n, k, tb) in &[
+                (16, 1000, 300, true),
+                (16, 2000, 300, false),
+                (36, 1500, 200, false),
+                (24, 1500, 200, false),
+            ] {
+                let s = Shape {
+                    tb,
+                    ..Shape::plain(m, n, k)
+                };
+                check(s, 1, false, 0.0);
+                check(s, 1, false, 0.5);
+            }
+        });
+    }
+}
+
+#[test]
 fn global_force_selects_the_path() {
     // The only test in this binary touching the global level.
     let (m, n, k) = (37, 45, 29);
