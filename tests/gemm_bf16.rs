@@ -242,6 +242,25 @@ fn batched_with_shared_weights() {
     );
 }
 
+/// One shape in each layout (ta, tb, pad, tc) of `layouts`: overwriting, accumulating into a
+/// batch sharing B, and scaling C.
+fn check_layouts(m: usize, n: usize, k: usize, layouts: &[(bool, bool, usize, bool)]) {
+    for &(ta, tb, pad, tc) in layouts {
+        let s = Shape {
+            m,
+            n,
+            k,
+            ta,
+            tb,
+            pad,
+            tc,
+        };
+        check(s, 1, false, 0.0);
+        check(s, 3, true, 1.0);
+        check(s, 2, false, 0.5);
+    }
+}
+
 #[test]
 fn decoding_rows_from_bf16_weights() {
     // m ≤ 8 with W's rows along k (B transposed) take `vdpbf16ps` dot products straight from
@@ -251,25 +270,17 @@ fn decoding_rows_from_bf16_weights() {
     // m = 9 packed); batches sharing W.
     for m in [1, 2, 3, 4, 5, 8, 9] {
         for &(n, k) in &[(1, 1), (1, 40), (15, 7), (33, 64), (65, 100), (200, 300)] {
-            for (ta, tb, pad) in [
-                (false, true, 0),
-                (false, true, 5),
-                (true, true, 2),
-                (false, false, 0),
-            ] {
-                let s = Shape {
-                    m,
-                    n,
-                    k,
-                    ta,
-                    tb,
-                    pad,
-                    tc: false,
-                };
-                check(s, 1, false, 0.0);
-                check(s, 3, true, 1.0);
-                check(s, 2, false, 0.5);
-            }
+            check_layouts(
+                m,
+                n,
+                k,
+                &[
+                    (false, true, 0, false),
+                    (false, true, 5, false),
+                    (true, true, 2, false),
+                    (false, false, 0, false),
+                ],
+            );
         }
     }
     on_threads(2, || {
@@ -289,25 +300,17 @@ fn few_columns_against_rows_along_k() {
     // columns with k ≤ 32, packed. Strided operands, column-major C, batches, 2 threads.
     for m in [9, 40, 300] {
         for &(n, k) in &[(1, 1), (1, 40), (3, 64), (4, 33), (5, 32), (8, 100)] {
-            for (ta, tb, pad, tc) in [
-                (false, false, 0, false),
-                (false, true, 5, false),
-                (true, false, 2, false),
-                (false, false, 1, true),
-            ] {
-                let s = Shape {
-                    m,
-                    n,
-                    k,
-                    ta,
-                    tb,
-                    pad,
-                    tc,
-                };
-                check(s, 1, false, 0.0);
-                check(s, 3, true, 1.0);
-                check(s, 2, false, 0.5);
-            }
+            check_layouts(
+                m,
+                n,
+                k,
+                &[
+                    (false, false, 0, false),
+                    (false, true, 5, false),
+                    (true, false, 2, false),
+                    (false, false, 1, true),
+                ],
+            );
         }
     }
     on_threads(2, || {

@@ -226,6 +226,25 @@ fn b_already_in_panel_layout() {
     }
 }
 
+/// One shape in each layout (ta, tb, pad, tc) of `layouts`: overwriting, accumulating into a
+/// batch sharing A, and scaling C.
+fn check_layouts(m: usize, n: usize, k: usize, layouts: &[(bool, bool, usize, bool)]) {
+    for &(ta, tb, pad, tc) in layouts {
+        let s = Shape {
+            m,
+            n,
+            k,
+            ta,
+            tb,
+            pad,
+            tc,
+        };
+        check(s, 1, false, 0.0);
+        check(s, 3, true, 1.0);
+        check(s, 2, false, 0.5);
+    }
+}
+
 #[test]
 fn skinny_rows_every_layout() {
     // m ≤ 8 runs straight from B in row groups of 4 (dot form when B's columns are
@@ -242,26 +261,18 @@ fn skinny_rows_every_layout() {
             (200, 300),
             (1000, 5),
         ] {
-            for (ta, tb, pad, tc) in [
-                (false, false, 0, false),
-                (false, true, 0, false),
-                (true, true, 3, false),
-                (true, false, 2, false),
-                (false, true, 1, true),
-            ] {
-                let s = Shape {
-                    m,
-                    n,
-                    k,
-                    ta,
-                    tb,
-                    pad,
-                    tc,
-                };
-                check(s, 1, false, 0.0);
-                check(s, 3, true, 1.0);
-                check(s, 2, false, 0.5);
-            }
+            check_layouts(
+                m,
+                n,
+                k,
+                &[
+                    (false, false, 0, false),
+                    (false, true, 0, false),
+                    (true, true, 3, false),
+                    (true, false, 2, false),
+                    (false, true, 1, true),
+                ],
+            );
         }
     }
     // Columns split over threads (m·n·k ≥ 2¹⁸), and a batch spread over them whole.
@@ -289,26 +300,18 @@ fn skinny_columns_every_layout() {
     // than 4 columns with k ≤ 32 stay packed. m = 8 (the skinny-row path itself) beside it.
     for m in [8, 9, 40, 300] {
         for &(n, k) in &[(1, 1), (1, 40), (2, 7), (4, 33), (5, 32), (8, 33), (9, 100)] {
-            for (ta, tb, pad, tc) in [
-                (false, false, 0, false),
-                (false, true, 0, false),
-                (true, false, 2, false),
-                (true, true, 3, false),
-                (false, false, 1, true),
-            ] {
-                let s = Shape {
-                    m,
-                    n,
-                    k,
-                    ta,
-                    tb,
-                    pad,
-                    tc,
-                };
-                check(s, 1, false, 0.0);
-                check(s, 3, true, 1.0);
-                check(s, 2, false, 0.5);
-            }
+            check_layouts(
+                m,
+                n,
+                k,
+                &[
+                    (false, false, 0, false),
+                    (false, true, 0, false),
+                    (true, false, 2, false),
+                    (true, true, 3, false),
+                    (false, false, 1, true),
+                ],
+            );
         }
     }
     // Rows of C split over threads (m·n·k ≥ 2¹⁸), and a batch spread over them whole.

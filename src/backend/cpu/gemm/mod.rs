@@ -7,7 +7,9 @@
 //! The fast path packs A and B into panels (`pack`) and runs a register-tile micro-kernel
 //! (`avx512`, `avx2`, `scalar`) inside a cache-blocked, rayon-threaded loop nest (`driver`),
 //! chosen by `isa::active()`; up to 8 rows of A (a decoding step) go through `gemv` instead,
-//! which reads B where it lies, and up to 8 columns of B as the transposed product (`narrow`). The bf16 entry points (`bgemm_batched`, and
+//! which reads B where it lies, and so do up to 8 columns of B, as the transposed product
+//! (`narrow`); a few more rows against W's rows along k run transposed on the packed path
+//! (`f32_transposed`, `amx_transposed`). The bf16 entry points (`bgemm_batched`, and
 //! `sgemm_batched_bf16` which rounds f32 operands to bf16 while packing) multiply bf16
 //! values with f32 accumulation: `vdpbf16ps` on CPUs with AVX-512 BF16, otherwise the f32
 //! kernels on the bf16-rounded values (same products, f32 sums); `bgemm_batched_to_bf16`
@@ -488,8 +490,8 @@ fn sgemm_isa(
         );
         return Ok(());
     }
-    if few_rows_against_rows_along_k(l) {
-        // Cᵀ = Bᵀ·Aᵀ (see `few_rows_against_rows_along_k`).
+    if f32_transposed(l) {
+        // Cᵀ = Bᵀ·Aᵀ (see `f32_transposed`).
         let lt = transposed(l);
         run_f32::<pack::F32, pack::F32>(level, &lt, b, b_offsets, a, a_offsets, beta, c, c_offsets);
         return Ok(());
@@ -506,7 +508,7 @@ fn sgemm_isa(
 /// transposed, through the strided tile stores. Intel EMR, in process, 1 thread: m × 768 ×
 /// 3072 m = 12 +17%, 16 +29%, 32 +48%, 64 +30%, 96 +15%, 128 +5%, but 256 −7% and 512 −20%;
 /// 2 threads 32 × 768 × 3072 +58%. (The AMX path has its own rule, `amx_transposed`.)
-fn few_rows_against_rows_along_k(l: &GemmLayout) -> bool {
+fn f32_transposed(l: &GemmLayout) -> bool {
     (gemv::MAX_M + 1..=128).contains(&l.m) && l.n >= l.m.max(64) && l.b_rs == 1
 }
 

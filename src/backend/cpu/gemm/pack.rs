@@ -1052,35 +1052,35 @@ mod tests {
                     .collect();
                 let xb: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
                 let kcp = kc.next_multiple_of(32);
-                let panels = nr.div_ceil(32);
-                let mut want = vec![0u16; panels * 32 * kcp];
+                let mut want = vec![0u16; nr.div_ceil(32) * 32 * kcp];
                 for p in 0..kc {
                     for i in 0..nr {
                         let at = (i / 32) * 32 * kcp + (p / 32) * 1024 + (i % 32) * 32 + p % 32;
                         want[at] = xb[off + (p0 + p) * ks + r0 + i].to_bits();
                     }
                 }
+                // The panels packed by `C` from `data` (A transposed: k rows ks apart), as bits.
+                fn packed<C: Convert<Dst = bf16>>(
+                    data: &[C::Src],
+                    (off, ks, r0, rows, p0, kc): (usize, usize, usize, usize, usize, usize),
+                ) -> Vec<u16> {
+                    let mut got = vec![
+                        bf16::from_bits(0xFFFF);
+                        rows.div_ceil(32) * 32 * kc.next_multiple_of(32)
+                    ];
+                    let view = View {
+                        data,
+                        off,
+                        rs: 1,
+                        cs: ks,
+                    };
+                    pack::<C>(view, 32, 32, 32, r0, rows, p0, kc, &mut got);
+                    got.iter().map(|v| v.to_bits()).collect()
+                }
                 let what = format!("rows {nr} kc {kc} pad {pad} from ({r0}, {p0})");
-                let mut got = vec![bf16::from_bits(0xFFFF); panels * 32 * kcp];
-                let view = View {
-                    data: &xb,
-                    off,
-                    rs: 1,
-                    cs: ks,
-                };
-                pack::<Bf16>(view, 32, 32, 32, r0, nr, p0, kc, &mut got);
-                let bits: Vec<u16> = got.iter().map(|v| v.to_bits()).collect();
-                assert!(bits == want, "bf16 {what}");
-                let mut got = vec![bf16::from_bits(0xFFFF); panels * 32 * kcp];
-                let view = View {
-                    data: &x,
-                    off,
-                    rs: 1,
-                    cs: ks,
-                };
-                pack::<F32ToBf16>(view, 32, 32, 32, r0, nr, p0, kc, &mut got);
-                let bits: Vec<u16> = got.iter().map(|v| v.to_bits()).collect();
-                assert!(bits == want, "f32 {what}");
+                let at = (off, ks, r0, nr, p0, kc);
+                assert!(packed::<Bf16>(&xb, at) == want, "bf16 {what}");
+                assert!(packed::<F32ToBf16>(&x, at) == want, "f32 {what}");
             }
         }
     }
