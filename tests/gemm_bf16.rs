@@ -242,25 +242,6 @@ fn batched_with_shared_weights() {
     );
 }
 
-/// One shape in each layout (ta, tb, pad, tc) of `layouts`: overwriting, accumulating into a
-/// batch sharing B, and scaling C.
-fn check_layouts(m: usize, n: usize, k: usize, layouts: &[(bool, bool, usize, bool)]) {
-    for &(ta, tb, pad, tc) in layouts {
-        let s = Shape {
-            m,
-            n,
-            k,
-            ta,
-            tb,
-            pad,
-            tc,
-        };
-        check(s, 1, false, 0.0);
-        check(s, 3, true, 1.0);
-        check(s, 2, false, 0.5);
-    }
-}
-
 #[test]
 fn decoding_rows_from_bf16_weights() {
     // m ≤ 8 with W's rows along k (B transposed) take `vdpbf16ps` dot products straight from
@@ -271,6 +252,7 @@ fn decoding_rows_from_bf16_weights() {
     for m in [1, 2, 3, 4, 5, 8, 9] {
         for &(n, k) in &[(1, 1), (1, 40), (15, 7), (33, 64), (65, 100), (200, 300)] {
             check_layouts(
+                check,
                 m,
                 n,
                 k,
@@ -301,6 +283,7 @@ fn few_columns_against_rows_along_k() {
     for m in [9, 40, 300] {
         for &(n, k) in &[(1, 1), (1, 40), (3, 64), (4, 33), (5, 32), (8, 100)] {
             check_layouts(
+                check,
                 m,
                 n,
                 k,

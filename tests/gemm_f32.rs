@@ -226,25 +226,6 @@ fn b_already_in_panel_layout() {
     }
 }
 
-/// One shape in each layout (ta, tb, pad, tc) of `layouts`: overwriting, accumulating into a
-/// batch sharing A, and scaling C.
-fn check_layouts(m: usize, n: usize, k: usize, layouts: &[(bool, bool, usize, bool)]) {
-    for &(ta, tb, pad, tc) in layouts {
-        let s = Shape {
-            m,
-            n,
-            k,
-            ta,
-            tb,
-            pad,
-            tc,
-        };
-        check(s, 1, false, 0.0);
-        check(s, 3, true, 1.0);
-        check(s, 2, false, 0.5);
-    }
-}
-
 #[test]
 fn skinny_rows_every_layout() {
     // m ≤ 8 runs straight from B in row groups of 4 (dot form when B's columns are
@@ -262,6 +243,7 @@ fn skinny_rows_every_layout() {
             (1000, 5),
         ] {
             check_layouts(
+                check,
                 m,
                 n,
                 k,
@@ -301,6 +283,7 @@ fn skinny_columns_every_layout() {
     for m in [8, 9, 40, 300] {
         for &(n, k) in &[(1, 1), (1, 40), (2, 7), (4, 33), (5, 32), (8, 33), (9, 100)] {
             check_layouts(
+                check,
                 m,
                 n,
                 k,

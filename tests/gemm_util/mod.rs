@@ -138,6 +138,32 @@ pub const SHAPES: &[(usize, usize, usize)] = &[
     (200, 1040, 530),
 ];
 
+/// One shape in each layout (ta, tb, pad, tc) of `layouts` through a test file's
+/// `check(shape, batch, share, beta)`: overwriting, accumulating into a batch sharing an
+/// operand, and scaling C.
+pub fn check_layouts(
+    check: impl Fn(Shape, usize, bool, f32),
+    m: usize,
+    n: usize,
+    k: usize,
+    layouts: &[(bool, bool, usize, bool)],
+) {
+    for &(ta, tb, pad, tc) in layouts {
+        let s = Shape {
+            m,
+            n,
+            k,
+            ta,
+            tb,
+            pad,
+            tc,
+        };
+        check(s, 1, false, 0.0);
+        check(s, 3, true, 1.0);
+        check(s, 2, false, 0.5);
+    }
+}
+
 /// Runs `f` on a rayon pool of `threads` threads.
 pub fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
     rayon::ThreadPoolBuilder::new()
