@@ -192,6 +192,13 @@ impl<T: Tiles> MicroKernel for AmxKernel<T> {
     /// 32 rows, each touched once per 32-long k block: at 8 per set (rows 1 KiB apart) the
     /// A block still fits the 12 ways beside the streaming B tiles.
     const MAX_ROWS_PER_L1_SET: usize = 8;
+    /// Each 64-byte line of an A row is one tile row, loaded once per column tile: with
+    /// three column tiles or fewer, rows crowding one L1 set cost less than packing. A bf16,
+    /// 1 thread, in place against packed (rows 4–8 KiB apart, in-process alternation, medians
+    /// of 15): 4096 × 4096 × 16 1.44×, × 32 1.45×, 2048 × 2048 × 32 1.45×, 4096 × 1024 × 32
+    /// 1.56×, 4096 × 2048 × 64 1.29×, 2048 × 4096 × 64 1.10×, × 96 1.10×; but × 128 0.97×,
+    /// 2048 × 2048 × 128 0.96×, × 192 0.85×.
+    const DIRECT_A_ANY_STRIDE_MAX_N: usize = 96;
 
     unsafe fn run_direct_a(
         kc: usize,

@@ -1039,12 +1039,15 @@ fn prefetch_share_for_write(dst: *const u8, bytes: usize, part: usize, parts: us
 /// stride of 4 KiB (k = 1024 in f32, 2048 in bf16) all 12 rows share one 8-way set and
 /// evict each other on every step: sq1024 f32 fell from ~98 to ~70 GFLOP/s, sq2048 bf16
 /// from ~185 to ~130 (Zen 4, 1 thread). And while the problem has no more column blocks
-/// than the kernel reads A in place for (`DIRECT_A_MAX_COLUMN_BLOCKS`).
+/// than the kernel reads A in place for (`DIRECT_A_MAX_COLUMN_BLOCKS`). The L1 sets do not
+/// matter up to `DIRECT_A_ANY_STRIDE_MAX_N` columns (AMX tiles use each line of A once).
 fn direct_a<K: MicroKernel, CA: Convert<Dst = K::P>>(l: &GemmLayout) -> bool {
     K::DIRECT_A
         && CA::IDENTITY
         && l.a_cs == 1
-        && rows_per_l1_set(l.a_rs * std::mem::size_of::<CA::Src>(), K::MR) <= K::MAX_ROWS_PER_L1_SET
+        && (l.n <= K::DIRECT_A_ANY_STRIDE_MAX_N
+            || rows_per_l1_set(l.a_rs * std::mem::size_of::<CA::Src>(), K::MR)
+                <= K::MAX_ROWS_PER_L1_SET)
         && n_blocks::<K>(l.n, l.k)
             .nth(K::DIRECT_A_MAX_COLUMN_BLOCKS)
             .is_none()
@@ -1159,7 +1162,7 @@ mod tests {
     }
 
     #[test]
-    fn amx_reads_a_in_place_only_with_one_column_block() {
+    fn amx_reads_a_in_place_with_one_column_block() {
         use super::super::amx::Amx;
         use super::super::avx512::Avx512;
         use super::super::pack::{Bf16, F32};
@@ -1172,6 +1175,11 @@ mod tests {
             (4096, 3072, 768, false),
             (4096, 1536, 768, false),
             (1024, 1024, 1024, false),
+            // Rows 8 KiB and 4 KiB apart (all 32 in one L1 set): in place only up to
+            // DIRECT_A_ANY_STRIDE_MAX_N columns.
+            (4096, 8, 4096, true),
+            (4096, 96, 4096, true),
+            (2048, 128, 2048, false),
         ] {
             let l = GemmLayout::row_major(m, n, k);
             assert_eq!(direct_a::<Amx, Bf16>(&l), in_place, "AMX {m}x{n}x{k}");

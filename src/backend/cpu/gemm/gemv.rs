@@ -151,13 +151,8 @@ pub(super) fn run_with<T: Copy + Send + Sync, W: Copy + Send + Sync>(
     let (m, n, k) = (l.m, l.n, l.k);
     let batch = a_offsets.len();
     // The dot form loads A's rows as vectors: gather a strided A once (m·k values).
-    let gathered: Option<Vec<T>> = (form == Form::Dot && l.a_cs != 1 && k > 1).then(|| {
-        a_offsets
-            .iter()
-            .flat_map(|&o| (0..m).flat_map(move |i| (0..k).map(move |p| (o, i, p))))
-            .map(|(o, i, p)| a[o + i * l.a_rs + p * l.a_cs])
-            .collect()
-    });
+    let gathered: Option<Vec<T>> = (form == Form::Dot && l.a_cs != 1 && k > 1)
+        .then(|| gather_rows(a, a_offsets, m, k, l.a_rs, l.a_cs));
     let (a, a_rs, a_cs, a_off): (&[T], usize, usize, Vec<usize>) = match &gathered {
         Some(g) => (g, k, 1, (0..batch).map(|i| i * m * k).collect()),
         None => (a, l.a_rs, l.a_cs, a_offsets.to_vec()),
@@ -210,6 +205,35 @@ pub(super) fn run_with<T: Copy + Send + Sync, W: Copy + Send + Sync>(
             .into_par_iter()
             .for_each(|(i, j0)| cols(i, j0, (j0 + chunk).min(n)));
     }
+}
+
+/// A's m × k rows of every batch entry (element (i, p) at `o + i·rs + p·cs`) copied into
+/// contiguous rows, entry after entry: g[(e·m + i)·k + p]. Walked along k outermost, so a
+/// row-major Bᵀ source (`mod::narrow`: cs = the few columns, rs = 1) is read line by line.
+/// Against collecting an iterator over (entry, i, p), bf16 dot form, 1 thread, in process:
+/// 16 × 4096 × 8 5.1×, 64 × 4096 × 8 2.8×, 64 × 768 × 6 2.6×, 4096 × 768 × 6 ±0.
+fn gather_rows<T: Copy>(
+    a: &[T],
+    offsets: &[usize],
+    m: usize,
+    k: usize,
+    rs: usize,
+    cs: usize,
+) -> Vec<T> {
+    let mut g = Vec::with_capacity(offsets.len() * m * k);
+    for &o in offsets {
+        let entry = &a[o..=o + (m - 1) * rs + (k - 1) * cs];
+        let start = g.len();
+        g.extend_from_slice(&entry[..1].repeat(m * k));
+        let out = &mut g[start..];
+        for p in 0..k {
+            let line = &entry[p * cs..];
+            for i in 0..m {
+                out[i * k + p] = line[i * rs];
+            }
+        }
+    }
+    g
 }
 
 /// Columns j0..j1 of one problem. `a`, `b` start at the problem's A and B; `c` points at its

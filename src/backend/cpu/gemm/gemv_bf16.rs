@@ -25,6 +25,8 @@ pub(super) trait Bf16Row: Copy {
     /// they are loaded, on every path (bf16: exact products, f32 sums); `None` for f32 rows,
     /// which would have to be rounded to bf16 first.
     const AXPY: Option<fn(Isa, Job<'_, Self>)>;
+    /// Whether the AMX kernel reads rows of this type in place (bf16: no conversion).
+    const AMX_IN_PLACE: bool;
     /// 32 values at `p` as bf16, the first `n` of them when n < 32 (the rest 0).
     ///
     /// # Safety
@@ -36,6 +38,7 @@ pub(super) trait Bf16Row: Copy {
 impl Bf16Row for bf16 {
     const WIDENED: Option<fn(Isa, Job<'_, bf16>)> = Some(super::gemv::dot_bf16);
     const AXPY: Option<fn(Isa, Job<'_, bf16>)> = Some(super::gemv::axpy_bf16);
+    const AMX_IN_PLACE: bool = true;
     #[inline(always)]
     unsafe fn load(p: *const bf16, n: usize) -> __m512bh {
         let v = if n >= L {
@@ -50,6 +53,7 @@ impl Bf16Row for bf16 {
 impl Bf16Row for f32 {
     const WIDENED: Option<fn(Isa, Job<'_, f32>)> = None;
     const AXPY: Option<fn(Isa, Job<'_, f32>)> = None;
+    const AMX_IN_PLACE: bool = false;
     #[inline(always)]
     unsafe fn load(p: *const f32, n: usize) -> __m512bh {
         let half = |p: *const f32, n: usize| {

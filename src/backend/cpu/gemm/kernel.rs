@@ -81,6 +81,11 @@ pub(super) trait MicroKernel: Sync {
     /// 12-row kernels 6 of 8 ways: k = 512 in f32 (a 2 KiB stride) still runs at full speed
     /// in place, 12 rows in one set (a 4 KiB stride) evict each other on every step.
     const MAX_ROWS_PER_L1_SET: usize = 6;
+    /// Up to this many columns of C, A is read in place whatever its row stride
+    /// (`MAX_ROWS_PER_L1_SET` does not apply): for kernels whose A lines are each used once
+    /// per tile, so that rows crowding one L1 set cost nothing while few column tiles reread
+    /// them.
+    const DIRECT_A_ANY_STRIDE_MAX_N: usize = 0;
 
     /// `run` with A read where it lies instead of from a packed panel: A[i, p] at
     /// `a + i·a_rs + p` (k contiguous), for rows i < mr. This default packs the rows into a

@@ -8,8 +8,9 @@
 //! (`avx512`, `avx2`, `scalar`) inside a cache-blocked, rayon-threaded loop nest (`driver`),
 //! chosen by `isa::active()`; up to 8 rows of A (a decoding step) go through `gemv` instead,
 //! which reads B where it lies, and so do up to 8 columns of B, as the transposed product
-//! (`narrow`); a few more rows against W's rows along k run transposed on the packed path
-//! (`f32_transposed`, `amx_transposed`). The bf16 entry points (`bgemm_batched`, and
+//! (`narrow`; on AMX, 5–8 columns against a bf16 A read in place take the tile kernel,
+//! `amx_in_place_beats_narrow`); a few more rows against W's rows along k run transposed
+//! on the packed path (`f32_transposed`, `amx_transposed`). The bf16 entry points (`bgemm_batched`, and
 //! `sgemm_batched_bf16` which rounds f32 operands to bf16 while packing) multiply bf16
 //! values with f32 accumulation: `vdpbf16ps` on CPUs with AVX-512 BF16, otherwise the f32
 //! kernels on the bf16-rounded values (same products, f32 sums); `bgemm_batched_to_bf16`
@@ -297,6 +298,7 @@ fn gemv_bf16<T: gemv_bf16::Bf16Row + Send + Sync>(
     // `form` takes at most MAX_M rows, `narrow` more).
     let (form, lg, ag, ag_offsets, bg, bg_offsets) = match (gemv::form(l), narrow(l)) {
         (Some(form), _) => (form, *l, a, a_offsets, b, b_offsets),
+        (None, Some(_)) if amx_in_place_beats_narrow::<T>(path, l) => return false,
         (None, Some((lt, form))) => (form, lt, b, b_offsets, a, a_offsets),
         (None, None) => return false,
     };
@@ -326,6 +328,23 @@ fn gemv_bf16<T: gemv_bf16::Bf16Row + Send + Sync>(
     }
     true
 }
+
+/// Whether the AMX kernel reading A in place (`driver::direct_a`) computes a product of
+/// `NARROW_AMX_MIN_COLUMNS` to `gemv::MAX_M` columns faster than `narrow`'s dot products:
+/// a bf16 A with k contiguous on the AMX path. Its tiles pad the columns to 32, but a
+/// `vdpbf16ps` runs at half the rate of an f32 FMA here (bf16 dot probe 77–80 GFLOP/s
+/// against 136–168 for FMAs, Intel EMR, 1 thread), while the tile unit has flops to spare.
+fn amx_in_place_beats_narrow<T: gemv_bf16::Bf16Row>(path: Bf16Path, l: &GemmLayout) -> bool {
+    path == Bf16Path::Amx && T::AMX_IN_PLACE && l.a_cs == 1 && l.n >= NARROW_AMX_MIN_COLUMNS
+}
+
+/// Fewest columns of B that `amx_in_place_beats_narrow` takes from `narrow`. In-process
+/// alternation, bf16, 1 thread, AMX in place against dot products (`narrow`): n = 8
+/// 4096 × 4096 1.29×, 4096 × 768 1.25×, 768 × 768 1.7×, 64 × 4096 2.1×, 16 × 4096 1.15×,
+/// 2 threads 4096 × 4096 1.33×, 768 × 768 2.3×; n = 5–6 768 × 768 2.2×, 64 × 768 1.9×,
+/// 4096 × 768 1.3–1.5×, but 4096 × 4096 0.94–0.98× (A streamed from memory at ~7 GB/s by
+/// the tile loads, the dot form's vector loads at more); n = 4 and fewer 0.38–0.97×.
+const NARROW_AMX_MIN_COLUMNS: usize = 5;
 
 /// Whether `vdpbf16ps` delivers more flops per second than f32 FMAs here (decided once).
 fn dot_beats_fma() -> bool {
