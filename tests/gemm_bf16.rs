@@ -275,6 +275,22 @@ fn decoding_rows_from_bf16_weights() {
     });
 }
 
+/// A small C over a long k on 2 and 3 threads, split along k (AMX: from 4 depth blocks of
+/// 768): every path, strided C, beta 0 / 1, a batch.
+#[test]
+fn long_k_into_small_c_split_along_k() {
+    for threads in [2, 3] {
+        on_threads(threads, || {
+            check(Shape::plain(40, 24, 3300), 1, false, 1.0);
+            let strided = Shape {
+                pad: 5,
+                ..Shape::plain(33, 40, 3100)
+            };
+            check(strided, 2, false, 0.0);
+        });
+    }
+}
+
 #[test]
 fn few_columns_against_rows_along_k() {
     // n ≤ 8 against more rows with A row-major: Cᵀ = Bᵀ·Aᵀ as `vdpbf16ps` dot products over

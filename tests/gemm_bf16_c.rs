@@ -155,12 +155,14 @@ fn partial_sums_carried_across_k_blocks() {
     // k beyond every kernel's KC (AMX 768 past k = 1024, vdpbf16ps and f32 smaller): several
     // k blocks (for AMX at k = 1600), the partial sums staged in f32; with 2 threads the
     // problem is split among them; 700 columns at k = 1300 are one column block for the
-    // AVX-512 f32 kernel (its stage as wide).
+    // AVX-512 f32 kernel (its stage as wide); a small C over a long k, which 2 threads split
+    // along k (sums per part, rounded once; AMX from k = 4 × 768).
     for &(m, n, k) in &[
         (40, 70, 1600),
         (96, 130, 800),
         (33, 1100, 900),
         (20, 700, 1300),
+        (24, 40, 3200),
     ] {
         for beta in [0.0, 1.0] {
             check(Shape::plain(m, n, k), 1, beta, 1);

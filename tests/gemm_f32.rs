@@ -200,6 +200,29 @@ fn thread_counts_split_the_work() {
     }
 }
 
+/// A small C over a long k on several threads: the threads take parts of k (the first
+/// accumulating into C, the others into their own sums, added after), at every level, with
+/// C strided or column-major, beta 0 / 1 / 0.5, a transposed A and a batch.
+#[test]
+fn long_k_into_small_c_split_along_k() {
+    for threads in [2, 3] {
+        on_threads(threads, || {
+            check(Shape::plain(40, 24, 1700), 1, false, 1.0);
+            let strided = Shape {
+                tc: true,
+                pad: 3,
+                ..Shape::plain(45, 50, 3300)
+            };
+            check(strided, 1, false, 0.0);
+            let ta = Shape {
+                ta: true,
+                ..Shape::plain(13, 70, 2000)
+            };
+            check(ta, 2, false, 0.5);
+        });
+    }
+}
+
 /// B of exactly NR contiguous columns (AVX-512: 32, as attention's V with 32-wide heads;
 /// AVX2: 16; scalar: 8) is already the kernel's packed panel and is read in place: every KC
 /// block of depth (k past 384), packed and in-place A, edge rows, batches spread over

@@ -253,6 +253,115 @@ pub(super) fn gemm_to_bf16<K, CA, CB>(
     gemm_into::<K, CA, CB>(l, a, a_offsets, b, b_offsets, accumulate, dest, c_offsets);
 }
 
+/// Whether one problem's threads take parts of k rather than of C: a small C (at most
+/// `K_SPLIT_MAX_C` values) over a long k (at least `K_SPLIT_MIN_BLOCKS` depth blocks), where
+/// splitting C gives each depth block's fork and joins (B packed in parallel, then the
+/// tiles) too little work per thread.
+fn k_split<K: MicroKernel>(l: &GemmLayout) -> bool {
+    l.m * l.n <= K_SPLIT_MAX_C && l.k >= K_SPLIT_MIN_BLOCKS * K::KC
+}
+/// In-process alternation, 2 threads, Intel EMR, k split against C split: f32 64 × 65536 ×
+/// 64 2.0×, 32 × 32768 × 32 1.8×, 128 × 16384 × 128 1.5×, 256 × 8192 × 256 1.3×, 128 ×
+/// 4096 × 512 1.35×, 64 × 2048 × 64 2.4×; bf16 (AMX) 64 × 65536 × 64 1.27×, 128 × 16384 ×
+/// 128 1.66×, 256 × 4096 × 256 1.24×; but bf16 512 × 4096 × 512 0.68× (C of 256 Ki values).
+const K_SPLIT_MAX_C: usize = 256 * 256;
+/// bf16 128 × 1536 × 128 (two AMX depth blocks) 0.96×, f32 128 × 1024 × 128 1.29×: at least
+/// four blocks of either kernel.
+const K_SPLIT_MIN_BLOCKS: usize = 4;
+
+/// C (+)= A·B with each of `threads` threads taking a contiguous part of k: the first
+/// accumulates into C itself (an f32 C) or into f32 sums starting from C widened (a bf16 C),
+/// the others into their own m × n f32 sums, added after in order of the parts (and a bf16
+/// C rounded once, from the same f32 sums as an f32 C holds). The sums so depend on the
+/// thread count (as MKL's do), not on the timing: a thread count gives the same bits every
+/// run.
+#[allow(clippy::too_many_arguments)]
+fn split_along_k<K, CA, CB>(
+    l: &GemmLayout,
+    a: View<'_, CA::Src>,
+    in_place: bool,
+    b: View<'_, CB::Src>,
+    c: Dest,
+    accumulate: bool,
+    threads: usize,
+) where
+    K: MicroKernel,
+    CA: Convert<Dst = K::P>,
+    CB: Convert<Dst = K::P>,
+{
+    let (m, n, k) = (l.m, l.n, l.k);
+    let part = k.div_ceil(threads).next_multiple_of(K::KU);
+    let parts: Vec<(usize, usize)> = (0..k)
+        .step_by(part)
+        .map(|p0| (p0, (p0 + part).min(k)))
+        .collect();
+    // Row-major m × n sums of every part but an f32 C's first.
+    let own_first = matches!(c, Dest::Bf16(_));
+    let mut sums = vec![0.0f32; (parts.len() - usize::from(!own_first)) * m * n];
+    let sp = CPtr(sums.as_mut_ptr());
+    if let (Dest::Bf16(out), true) = (c, accumulate) {
+        // SAFETY: C's m × n elements lie inside its checked bounds; the sums hold m × n.
+        unsafe {
+            widen_tile(
+                Tile::new(out.0.cast_const(), l.c_rs, l.c_cs, m, n),
+                Tile::new(sp.0, n, 1, m, n),
+            )
+        };
+    }
+    parts.par_iter().enumerate().for_each(|(t, &(p0, p1))| {
+        let a = View {
+            off: a.off + p0 * a.cs,
+            ..a
+        };
+        let b = View {
+            off: b.off + p0 * b.rs,
+            ..b
+        };
+        let sub = GemmLayout { k: p1 - p0, ..*l };
+        match (t, c) {
+            (0, Dest::F32(_)) => single::<K, CA, CB>(&sub, a, in_place, b, c, accumulate, 1),
+            _ => {
+                let own = GemmLayout {
+                    c_rs: n,
+                    c_cs: 1,
+                    ..sub
+                };
+                let slot = t - usize::from(!own_first);
+                let acc = t == 0 && accumulate;
+                let dst = Dest::F32(CPtr(sp.at(slot * m * n)));
+                single::<K, CA, CB>(&own, a, in_place, b, dst, acc, 1);
+            }
+        }
+    });
+    let (first, rest): (Tile<*mut f32>, &[f32]) = match c {
+        Dest::F32(cp) => (Tile::new(cp.0, l.c_rs, l.c_cs, m, n), &sums),
+        Dest::Bf16(_) => {
+            let (head, tail) = sums.split_at_mut(m * n);
+            (Tile::new(head.as_mut_ptr(), n, 1, m, n), tail)
+        }
+    };
+    for part in rest.chunks_exact(m * n) {
+        for i in 0..m {
+            for j in 0..n {
+                // SAFETY: (i, j) lies in C's checked bounds or in the first m × n sums,
+                // which `rest` does not overlap.
+                unsafe { *first.ptr.add(i * first.rs + j * first.cs) += part[i * n + j] };
+            }
+        }
+    }
+    if let Dest::Bf16(out) = c {
+        // SAFETY: the m × n sums and C's m × n elements (inside its checked bounds) are
+        // distinct memory; the rounding suits this CPU.
+        unsafe {
+            round_tile(
+                Rounding::at(isa::active()),
+                first.as_const(),
+                Tile::new(out.0, l.c_rs, l.c_cs, m, n),
+            )
+        };
+    }
+}
+
 /// The batch loop of `gemm` and `gemm_to_bf16`: m, n, k and the batch are non-empty.
 #[allow(clippy::too_many_arguments)]
 fn gemm_into<K, CA, CB>(
@@ -291,6 +400,17 @@ fn gemm_into<K, CA, CB>(
     let in_place = direct_a::<K, CA>(l);
     let one = |i: usize, threads: usize| {
         let (av, bv) = view(i);
+        if threads > 1 && k_split::<K>(l) {
+            return split_along_k::<K, CA, CB>(
+                l,
+                av,
+                in_place,
+                bv,
+                cp.at(c_offsets[i]),
+                accumulate,
+                threads,
+            );
+        }
         if threads > 1 && in_place {
             // Independent sub-problems, one per thread, each with its own packed B in its
             // own L2 (A is read in place, so no packing is repeated).
