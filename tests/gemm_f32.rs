@@ -341,9 +341,9 @@ fn few_rows_against_columns_along_k() {
     // 9 ≤ m ≤ 128 rows against n ≥ max(m, 64) columns of B contiguous along k (x·Wᵀ): the
     // packed path computes Cᵀ = Bᵀ·Aᵀ, W read as the kernels' A side and C stored
     // transposed. Edge tiles both ways, k tails and blocks, strided A and C, column-major C,
-    // and m = 129 or n < m (not transposed) beside it.
+    // and m = 129, n < m or k ≤ 256 (not transposed) beside it.
     for m in [9, 13, 32, 100, 128, 129] {
-        for &(n, k) in &[(64, 32), (130, 45), (300, 700)] {
+        for &(n, k) in &[(64, 32), (130, 45), (130, 301), (300, 700)] {
             for (ta, pad, tc) in [(false, 0, false), (true, 3, false), (false, 2, true)] {
                 let s = Shape {
                     m,

@@ -526,10 +526,22 @@ fn sgemm_isa(
 /// without transposing), and the few rows of A, packed, the B side. C is then stored
 /// transposed, through the strided tile stores. Intel EMR, in process, 1 thread: m × 768 ×
 /// 3072 m = 12 +17%, 16 +29%, 32 +48%, 64 +30%, 96 +15%, 128 +5%, but 256 −7% and 512 −20%;
-/// 2 threads 32 × 768 × 3072 +58%. (The AMX path has its own rule, `amx_transposed`.)
+/// 2 threads 32 × 768 × 3072 +58%; but only past `F32_TRANSPOSED_MIN_K`. (The AMX path has
+/// its own rule, `amx_transposed`.)
 fn f32_transposed(l: &GemmLayout) -> bool {
-    (gemv::MAX_M + 1..=128).contains(&l.m) && l.n >= l.m.max(64) && l.b_rs == 1
+    (gemv::MAX_M + 1..=128).contains(&l.m)
+        && l.n >= l.m.max(64)
+        && l.b_rs == 1
+        && l.k > F32_TRANSPOSED_MIN_K
 }
+
+/// `f32_transposed` only past this depth: the transposed C is stored through strided tile
+/// stores, a cost per element of C that a short k does not repay. In process, 1 thread,
+/// against the plain packed path: attention's Q·Kᵀ 64 × 32 × 64 × 64 heads 0.53×, 64 × 64
+/// × 64 × 12 0.60×, 64 × 128 × 64 0.76×, 16 × 64 × 768 0.61×, 128 × 256 × 1024 0.90×, 64
+/// × 256 × 256 1.0×; from k = 384 on it gains: 64 × 384 × 512 1.36×, 16 × 384 × 2304 1.39×,
+/// 32 × 512 × 1024 2.6×.
+const F32_TRANSPOSED_MIN_K: usize = 256;
 
 /// The packed path with the f32 micro-kernel of `level`, operands converted to f32 by `CA`
 /// and `CB` while packing.
