@@ -186,6 +186,12 @@ fn thread_counts_split_the_work() {
                 ..Shape::plain(37, 600, 400)
             };
             check(aliased, 1, false, 0.0);
+            // The same rows against at most two B panels of columns: A read in place.
+            let aliased = Shape {
+                pad: 1024 - 400,
+                ..Shape::plain(37, 60, 400)
+            };
+            check(aliased, 1, false, 1.0);
             // Up to 768 columns in one block once the depth takes three KC blocks (AVX-512):
             // A packed one panel at a time (rows 4 KiB apart), packed in MC blocks
             // (transposed), and read in place.

@@ -70,6 +70,14 @@ impl MicroKernel for Avx512 {
     }
 
     const DIRECT_A: bool = true;
+    /// With one or two B panels each A line serves its 16 k steps in one pass (or two) and is
+    /// not needed again, so 12 rows crowding one L1 set (the limit measured on Zen 4's 8-way
+    /// L1) cost less here than packing A by 4 × 4 transposes. Intel EMR (12-way L1), in
+    /// process, rows 4–128 KiB apart, in place against packed, 1 thread: 32 × 32768 × 32
+    /// 1.67×, 4096 × 4096 × 16 1.60×, × 32 1.30–1.37×, × 48 1.15×, × 64 1.16×, 4096 × 1024 ×
+    /// 32 1.62×, 512 × 8192 × 16 1.50×; 2 threads 1.45–1.81×; but 128 columns +11% and 256
+    /// −10%, so two panels at most.
+    const DIRECT_A_ANY_STRIDE_MAX_N: usize = 2 * NR;
 
     unsafe fn run_direct_a(
         kc: usize,

@@ -1160,7 +1160,8 @@ fn prefetch_share_for_write(dst: *const u8, bytes: usize, part: usize, parts: us
 /// evict each other on every step: sq1024 f32 fell from ~98 to ~70 GFLOP/s, sq2048 bf16
 /// from ~185 to ~130 (Zen 4, 1 thread). And while the problem has no more column blocks
 /// than the kernel reads A in place for (`DIRECT_A_MAX_COLUMN_BLOCKS`). The L1 sets do not
-/// matter up to `DIRECT_A_ANY_STRIDE_MAX_N` columns (AMX tiles use each line of A once).
+/// matter up to `DIRECT_A_ANY_STRIDE_MAX_N` columns (a line of A then serves one or two
+/// passes of the kernel).
 fn direct_a<K: MicroKernel, CA: Convert<Dst = K::P>>(l: &GemmLayout) -> bool {
     K::DIRECT_A
         && CA::IDENTITY
@@ -1304,10 +1305,17 @@ mod tests {
             let l = GemmLayout::row_major(m, n, k);
             assert_eq!(direct_a::<Amx, Bf16>(&l), in_place, "AMX {m}x{n}x{k}");
         }
-        // The f32 kernel reads A in place whatever its column blocks (here six).
-        assert!(direct_a::<Avx512, F32>(&GemmLayout::row_major(
-            4096, 3072, 768
-        )));
+        // The f32 kernel reads A in place whatever its column blocks (here six); with rows
+        // 16 KiB apart (12 in one L1 set) up to two B panels of columns.
+        for &(m, n, k, in_place) in &[
+            (4096, 3072, 768, true),
+            (4096, 16, 4096, true),
+            (4096, 64, 4096, true),
+            (4096, 65, 4096, false),
+        ] {
+            let l = GemmLayout::row_major(m, n, k);
+            assert_eq!(direct_a::<Avx512, F32>(&l), in_place, "f32 {m}x{n}x{k}");
+        }
     }
 
     #[test]

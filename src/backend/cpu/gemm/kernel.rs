@@ -82,9 +82,9 @@ pub(super) trait MicroKernel: Sync {
     /// in place, 12 rows in one set (a 4 KiB stride) evict each other on every step.
     const MAX_ROWS_PER_L1_SET: usize = 6;
     /// Up to this many columns of C, A is read in place whatever its row stride
-    /// (`MAX_ROWS_PER_L1_SET` does not apply): for kernels whose A lines are each used once
-    /// per tile, so that rows crowding one L1 set cost nothing while few column tiles reread
-    /// them.
+    /// (`MAX_ROWS_PER_L1_SET` does not apply): with so few column tiles each line of A
+    /// serves one or two passes of the kernel and is not needed again, so rows crowding one
+    /// L1 set cost less than packing A.
     const DIRECT_A_ANY_STRIDE_MAX_N: usize = 0;
 
     /// `run` with A read where it lies instead of from a packed panel: A[i, p] at
