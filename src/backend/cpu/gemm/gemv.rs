@@ -224,7 +224,7 @@ fn gather_rows<T: Copy>(
     for &o in offsets {
         let entry = &a[o..=o + (m - 1) * rs + (k - 1) * cs];
         let start = g.len();
-        g.extend_from_slice(&entry[..1].repeat(m * k));
+        g.resize(start + m * k, entry[0]);
         let out = &mut g[start..];
         for p in 0..k {
             let line = &entry[p * cs..];

@@ -10,12 +10,14 @@
 //! which reads B where it lies, and so do up to 8 columns of B, as the transposed product
 //! (`narrow`; on AMX, 5–8 columns against a bf16 A read in place take the tile kernel,
 //! `amx_in_place_beats_narrow`); a few more rows against W's rows along k run transposed
-//! on the packed path (`f32_transposed`, `amx_transposed`). The bf16 entry points (`bgemm_batched`, and
-//! `sgemm_batched_bf16` which rounds f32 operands to bf16 while packing) multiply bf16
-//! values with f32 accumulation: `vdpbf16ps` on CPUs with AVX-512 BF16, otherwise the f32
-//! kernels on the bf16-rounded values (same products, f32 sums); `bgemm_batched_to_bf16`
-//! rounds their f32 sums into a bf16 C (`round_bf16`). `set_matmul_precision`
-//! (`precision`) sends the plain f32 entry point to the bf16 kernels, process-wide.
+//! on the packed path (`f32_transposed`, `amx_transposed`); a small C over a long k is
+//! split along k across threads (`driver::k_split`). The bf16 entry points
+//! (`bgemm_batched`, and `sgemm_batched_bf16` which rounds f32 operands to bf16 while
+//! packing) multiply bf16 values with f32 accumulation: `vdpbf16ps` on CPUs with AVX-512
+//! BF16, otherwise the f32 kernels on the bf16-rounded values (same products, f32 sums);
+//! `bgemm_batched_to_bf16` rounds their f32 sums into a bf16 C (`round_bf16`).
+//! `set_matmul_precision` (`precision`) sends the plain f32 entry point to the bf16
+//! kernels, process-wide.
 //! `sgemm_batched_new` multiplies into a new C that is not zeroed first: every path stores
 //! each element of C when beta is 0 and reads none (`driver::COut`). `weight_bf16` multiplies
 //! f32 activations by bf16 weights widened exactly (weight-only bf16 inference).
