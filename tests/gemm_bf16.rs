@@ -294,8 +294,10 @@ fn long_k_into_small_c_split_along_k() {
 #[test]
 fn few_columns_against_rows_along_k() {
     // n ≤ 8 against more rows with A row-major: Cᵀ = Bᵀ·Aᵀ as `vdpbf16ps` dot products over
-    // A's rows where the CPU has them, C written transposed; A transposed, or more than 4
-    // columns with k ≤ 32, packed. Strided operands, column-major C, batches, 2 threads.
+    // A's rows where the CPU has them, C written transposed; on the AMX path 5–8 columns take
+    // the tile kernel with A read in place (edge rows at m = 9, 40, 300); A transposed, or
+    // more than 4 columns with k ≤ 32, packed. Strided operands, column-major C, batches,
+    // 2 threads.
     for m in [9, 40, 300] {
         for &(n, k) in &[(1, 1), (1, 40), (3, 64), (4, 33), (5, 32), (8, 100)] {
             check_layouts(

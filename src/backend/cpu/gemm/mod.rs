@@ -342,8 +342,9 @@ fn amx_in_place_beats_narrow<T: gemv_bf16::Bf16Row>(path: Bf16Path, l: &GemmLayo
 
 /// Fewest columns of B that `amx_in_place_beats_narrow` takes from `narrow`. In-process
 /// alternation, bf16, 1 thread, AMX in place against dot products (`narrow`): n = 8
-/// 4096 × 4096 1.29×, 4096 × 768 1.25×, 768 × 768 1.7×, 64 × 4096 2.1×, 16 × 4096 1.15×,
-/// 2 threads 4096 × 4096 1.33×, 768 × 768 2.3×; n = 5–6 768 × 768 2.2×, 64 × 768 1.9×,
+/// 4096 × 4096 1.29×, 4096 × 768 1.25×, 768 × 768 1.7×, 2 threads 4096 × 4096 1.33×,
+/// 768 × 768 2.3×; against the dot form with its gather mended, in separate runs, 64 × 4096
+/// 57 against 27 GFLOP/s, 16 × 4096 18 against 15; n = 5–6 768 × 768 2.2×, 64 × 768 1.9×,
 /// 4096 × 768 1.3–1.5×, but 4096 × 4096 0.94–0.98× (A streamed from memory at ~7 GB/s by
 /// the tile loads, the dot form's vector loads at more); n = 4 and fewer 0.38–0.97×.
 const NARROW_AMX_MIN_COLUMNS: usize = 5;
