@@ -291,6 +291,21 @@ fn long_k_into_small_c_split_along_k() {
     }
 }
 
+/// AMX with A in place against at most 96 columns takes depth blocks sized to the packed B
+/// (2720 steps for 65–96 columns, 4096 for 33–64, 8192 up to 32) instead of KC = 768: several
+/// with a remainder (k not a multiple of 32), edge rows, strided operands, beta 0 / 1, a
+/// batch; every path.
+#[test]
+fn narrow_c_with_a_in_place_in_deep_depth_blocks() {
+    check(Shape::plain(40, 90, 5500), 1, false, 1.0);
+    check(Shape::plain(33, 64, 8300), 2, false, 0.0);
+    let strided = Shape {
+        pad: 5,
+        ..Shape::plain(70, 20, 8250)
+    };
+    check(strided, 1, false, 1.0);
+}
+
 #[test]
 fn few_columns_against_rows_along_k() {
     // n ≤ 8 against more rows with A row-major: Cᵀ = Bᵀ·Aᵀ as `vdpbf16ps` dot products over

@@ -153,12 +153,15 @@ fn full_tile_rows_rounded_in_one_pipeline() {
 #[test]
 fn partial_sums_carried_across_k_blocks() {
     // k beyond every kernel's KC (AMX 768 past k = 1024, vdpbf16ps and f32 smaller): several
-    // k blocks (for AMX at k = 1600), the partial sums staged in f32; with 2 threads the
-    // problem is split among them; 700 columns at k = 1300 are one column block for the
-    // AVX-512 f32 kernel (its stage as wide); a small C over a long k, which 2 threads split
-    // along k (sums per part, rounded once; AMX from k = 4 × 768).
+    // k blocks, the partial sums staged in f32; with 2 threads the problem is split among
+    // them; 700 columns at k = 1300 are one column block for the AVX-512 f32 kernel (its
+    // stage as wide); a small C over a long k, which 2 threads split along k (sums per part,
+    // rounded once; AMX from k = 4 × 768). AMX with A in place against at most 96 columns
+    // takes deep blocks (2720 steps for 70 columns): one at k = 1600 (no stage), three at
+    // 5600 (staged).
     for &(m, n, k) in &[
         (40, 70, 1600),
+        (40, 70, 5600),
         (96, 130, 800),
         (33, 1100, 900),
         (20, 700, 1300),

@@ -206,6 +206,23 @@ fn thread_counts_split_the_work() {
     }
 }
 
+/// A read in place against a narrow C (≤ 64 columns on AVX-512) takes depth blocks sized to
+/// the packed B (2048 steps for 33–64 columns, 4096 up to 32) instead of KC = 384: several
+/// such blocks with a remainder, edge rows, a batch, strided and column-major C, beta 0 /
+/// 1 / 0.5; on 2 threads a C too large for the split along k, so each thread takes rows.
+#[test]
+fn narrow_c_with_a_in_place_in_deep_depth_blocks() {
+    check(Shape::plain(13, 40, 4100), 2, false, 0.5);
+    check(Shape::plain(25, 20, 8200), 1, false, 0.0);
+    let strided = Shape {
+        pad: 3,
+        tc: true,
+        ..Shape::plain(37, 64, 2100)
+    };
+    check(strided, 1, false, 1.0);
+    on_threads(2, || check(Shape::plain(1030, 64, 2100), 1, false, 1.0));
+}
+
 /// A small C over a long k on several threads: the threads take parts of k (the first
 /// accumulating into C, the others into their own sums, added after), at every level, with
 /// C strided or column-major, beta 0 / 1 / 0.5, a transposed A and a batch.

@@ -9,7 +9,9 @@
 //!           for each B panel (streams from L2): micro-kernel → MR × NR of C
 //! (A kernel may ask for even blocks, for column blocks sized to its B budget at the
 //! problem's depth, and for wider single column blocks on deep problems:
-//! `MicroKernel::EVEN_BLOCKS`, `B_BLOCK`, `NC_ONE_BLOCK`; see `blocks`, `nc_max`, `n_blocks`.)
+//! `MicroKernel::EVEN_BLOCKS`, `B_BLOCK`, `NC_ONE_BLOCK`; see `blocks`, `nc_max`, `n_blocks`.
+//! A read in place against a narrow C needs no A panel in L1, so its depth blocks are sized
+//! to the packed B instead: `deep_kc`.)
 //! When the kernel can broadcast from A in place (f32 or bf16, k contiguous in A, rows not
 //! crowding one L1 set) the A packing is skipped and each MR-row strip of A is read where it
 //! lies. Otherwise, when C spans several NC blocks, all of A is packed once up front (the
@@ -655,10 +657,56 @@ fn blocks(
 /// The depth blocks of kernel K for depth k: one block when k ≤ `KC_ONE_BLOCK`, else
 /// blocks of at most KC.
 fn k_blocks<K: MicroKernel>(k: usize) -> impl Iterator<Item = (usize, usize)> {
-    let max = if k <= K::KC_ONE_BLOCK {
+    blocks(k, k_block_max::<K>(k), K::KU, K::EVEN_BLOCKS)
+}
+
+/// The largest depth block of `k_blocks`.
+fn k_block_max<K: MicroKernel>(k: usize) -> usize {
+    if k <= K::KC_ONE_BLOCK {
         k.max(1)
     } else {
         K::KC
+    }
+}
+
+/// Packed bytes of B in one deep depth block (`deep_kc`): a quarter of the 2 MiB L2.
+const DEEP_B_BLOCK_BYTES: usize = 512 << 10;
+
+/// The depth of one block when A is read in place against a narrow C, at most
+/// `DIRECT_A_ANY_STRIDE_MAX_N` columns (`None` for wider C): KC × n packed values of B
+/// within `DEEP_B_BLOCK_BYTES`, in whole KU steps, at least KC.
+///
+/// KC bounds the depth so that a packed A panel stays in L1 while every B panel of a column
+/// block streams past it. With A in place against one or two B panels (three on AMX), each
+/// line of A serves those passes and is not needed again, so only the packed B block, which
+/// every row panel reads, needs to stay (in L2). Blocks of KC cut each row of A into short
+/// runs (1.5 KiB in f32 at KC = 384, in bf16 at AMX's 768), each a new stream for the
+/// hardware prefetchers, which then reached ~5 GB/s of A from memory where PyTorch reads
+/// 7–9. Intel EMR, in process, against KC, 1 / 2 threads: f32 4096 × 4096 × 16 +15% /
+/// +12%, × 32 +14%, × 64 +8% / +10%, 1024 × 16384 × 32 (2 threads) +11%; bf16 (AMX)
+/// 4096 × 4096 × 16 +36–44% / +15%, × 32 +30–39%, 2048 × 4096 × 64 +28–40% / +10–13%,
+/// 64 × 65536 × 64 0–1% / +7%. Past half the L2 it lost: f32 × 64 columns at depth 8192
+/// −7% to −24%, bf16 96 columns at 8192 −35%.
+fn deep_kc<K: MicroKernel>(n: usize) -> Option<usize> {
+    if n == 0 || n > K::DIRECT_A_ANY_STRIDE_MAX_N {
+        return None;
+    }
+    let step_bytes = n.next_multiple_of(K::NR) * std::mem::size_of::<K::P>();
+    let kc = (DEEP_B_BLOCK_BYTES / step_bytes) / K::KU * K::KU;
+    Some(kc.max(K::KC))
+}
+
+/// The depth blocks of one problem's column loops (`columns`): `k_blocks`, or, with A read
+/// in place against a narrow C, blocks of up to `deep_kc` (one block when k fits in it).
+fn depth_blocks<K: MicroKernel>(
+    k: usize,
+    n: usize,
+    in_place: bool,
+) -> impl Iterator<Item = (usize, usize)> {
+    let max = match deep_kc::<K>(n).filter(|_| in_place) {
+        Some(kc) if k <= kc => k.max(1),
+        Some(kc) => kc,
+        None => k_block_max::<K>(k),
     };
     blocks(k, max, K::KU, K::EVEN_BLOCKS)
 }
@@ -752,7 +800,8 @@ fn columns<K, CA, CB>(
     CB: Convert<Dst = K::P>,
 {
     let (m, n, k) = (l.m, l.n, l.k);
-    if matches!(c, Dest::Bf16(_)) && k_blocks::<K>(k).nth(1).is_some() {
+    let in_place = matches!(panels, APanels::InPlace);
+    if matches!(c, Dest::Bf16(_)) && depth_blocks::<K>(k, n, in_place).nth(1).is_some() {
         // The partial sums of a bf16 C wait in f32 between k blocks: one column block of
         // them at a time, in this thread's stage.
         // Rows one line longer than the block, so that rows are not 4 KiB apart (all in one
@@ -802,9 +851,10 @@ fn column_blocks<K, CA, CB>(
         rs: b.cs,
         cs: b.rs,
     };
+    let in_place = matches!(panels, APanels::InPlace);
     for (jc, nc) in n_blocks::<K>(n, k) {
         let mut whole = panels;
-        for (pc, kc) in k_blocks::<K>(k) {
+        for (pc, kc) in depth_blocks::<K>(k, n, in_place) {
             let kcp = kc.next_multiple_of(K::KU);
             let acc = accumulate || pc > 0;
             let a_block = match whole {
@@ -1341,6 +1391,42 @@ mod tests {
                 "n {n} k {k}"
             );
         }
+    }
+
+    #[test]
+    fn narrow_c_with_a_in_place_takes_deep_depth_blocks() {
+        use super::super::amx::Amx;
+        use super::super::avx512::Avx512;
+        // Packed B within 512 KiB: f32 32 columns a step (128 bytes) up to 32, 64 up to 64.
+        assert_eq!(deep_kc::<Avx512>(1), Some(4096));
+        assert_eq!(deep_kc::<Avx512>(32), Some(4096));
+        assert_eq!(deep_kc::<Avx512>(40), Some(2048));
+        assert_eq!(deep_kc::<Avx512>(64), Some(2048));
+        assert_eq!(deep_kc::<Avx512>(65), None);
+        // AMX: bf16 pairs, whole 32-step blocks (96 columns: 2730 → 2720).
+        assert_eq!(deep_kc::<Amx>(20), Some(8192));
+        assert_eq!(deep_kc::<Amx>(64), Some(4096));
+        assert_eq!(deep_kc::<Amx>(90), Some(2720));
+        assert_eq!(deep_kc::<Amx>(97), None);
+        let f32_blocks =
+            |k, n, in_place| depth_blocks::<Avx512>(k, n, in_place).collect::<Vec<_>>();
+        assert_eq!(
+            f32_blocks(4100, 40, true),
+            [(0, 2048), (2048, 2048), (4096, 4)]
+        );
+        assert_eq!(f32_blocks(2000, 40, true), [(0, 2000)]);
+        // Packed A, or a wider C: KC's blocks.
+        assert_eq!(
+            f32_blocks(1000, 40, false),
+            [(0, 384), (384, 384), (768, 232)]
+        );
+        assert_eq!(
+            f32_blocks(1000, 65, true),
+            [(0, 384), (384, 384), (768, 232)]
+        );
+        // AMX cuts even blocks of whole 32-step units.
+        let amx: Vec<_> = depth_blocks::<Amx>(5600, 70, true).collect();
+        assert_eq!(amx, [(0, 1888), (1888, 1888), (3776, 1824)]);
     }
 
     #[test]

@@ -84,7 +84,8 @@ pub(super) trait MicroKernel: Sync {
     /// Up to this many columns of C, A is read in place whatever its row stride
     /// (`MAX_ROWS_PER_L1_SET` does not apply): with so few column tiles each line of A
     /// serves one or two passes of the kernel and is not needed again, so rows crowding one
-    /// L1 set cost less than packing A.
+    /// L1 set cost less than packing A. For the same reason such problems take depth blocks
+    /// sized to the packed B rather than KC (`driver::deep_kc`).
     const DIRECT_A_ANY_STRIDE_MAX_N: usize = 0;
 
     /// `run` with A read where it lies instead of from a packed panel: A[i, p] at
