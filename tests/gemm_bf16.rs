@@ -291,6 +291,26 @@ fn long_k_into_small_c_split_along_k() {
     }
 }
 
+/// A packed and small beside a wide C on 2 threads: each thread takes its own columns as a
+/// sub-problem (AMX: 64 rows, A transposed, or row-major past one column block), every path,
+/// beta 0 / 1, strided operands.
+#[test]
+fn small_a_against_wide_c_split_in_column_parts() {
+    on_threads(2, || {
+        let ta = Shape {
+            ta: true,
+            ..Shape::plain(64, 1100, 200)
+        };
+        check(ta, 1, false, 1.0);
+        let tb = Shape {
+            tb: true,
+            pad: 3,
+            ..Shape::plain(70, 2100, 300)
+        };
+        check(tb, 1, false, 0.0);
+    });
+}
+
 /// AMX with A in place against at most 96 columns takes depth blocks sized to the packed B
 /// (2720 steps for 65–96 columns, 4096 for 33–64, 8192 up to 32) instead of KC = 768: several
 /// with a remainder (k not a multiple of 32), edge rows, strided operands, beta 0 / 1, a

@@ -158,10 +158,11 @@ fn partial_sums_carried_across_k_blocks() {
     // stage as wide); a small C over a long k, which 2 threads split along k (sums per part,
     // rounded once; AMX from k = 4 × 768). AMX with A in place against at most 96 columns
     // takes deep blocks (2720 steps for 70 columns): one at k = 1600 (no stage), three at
-    // 5600 (staged).
+    // 5600 (staged). 64 rows packed against 2100 columns: 2 threads take column parts.
     for &(m, n, k) in &[
         (40, 70, 1600),
         (40, 70, 5600),
+        (64, 2100, 300),
         (96, 130, 800),
         (33, 1100, 900),
         (20, 700, 1300),

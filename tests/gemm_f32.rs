@@ -206,6 +206,31 @@ fn thread_counts_split_the_work() {
     }
 }
 
+/// A packed (transposed, or in too many column blocks to read in place) and small beside a
+/// wide C: each thread takes its own columns as a sub-problem, packing all of A and its own
+/// B, where the shared-B path would split rows. Edge columns, strided and column-major C,
+/// beta 0 / 1 / 0.5, batches of 1 and 3, 2 and 3 threads.
+#[test]
+fn small_a_against_wide_c_split_in_column_parts() {
+    for threads in [2, 3] {
+        on_threads(threads, || {
+            let ta = Shape {
+                ta: true,
+                ..Shape::plain(40, 1010, 300)
+            };
+            check(ta, 1, false, 0.5);
+            check(ta, 3, false, 0.0);
+            let tb = Shape {
+                tb: true,
+                pad: 3,
+                tc: true,
+                ..Shape::plain(37, 1000, 200)
+            };
+            check(Shape { ta: true, ..tb }, 1, false, 1.0);
+        });
+    }
+}
+
 /// A read in place against a narrow C (≤ 64 columns on AVX-512) takes depth blocks sized to
 /// the packed B (2048 steps for 33–64 columns, 4096 up to 32) instead of KC = 384: several
 /// such blocks with a remainder, edge rows, a batch, strided and column-major C, beta 0 /

@@ -24,8 +24,10 @@
 //! Threads come from the current rayon pool. A batch of problems is spread over the pool
 //! one problem per task when that balances (many or small problems). Otherwise a problem
 //! whose A is read in place is cut into one independent sub-problem per thread (column
-//! ranges when C is wide, else row ranges), each packing its own B into its own core's L2;
-//! with packed A, B is packed once (in parallel) per block and shared by row/column tasks.
+//! ranges when C is wide, else row ranges), each packing its own B into its own core's L2,
+//! and so is a problem whose packed A is small beside a wide C that would otherwise be split
+//! by rows (column ranges, each packing all of A: `small_packed_a`); otherwise, with packed
+//! A, B is packed once (in parallel) per block and shared by row/column tasks.
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -413,28 +415,33 @@ fn gemm_into<K, CA, CB>(
                 threads,
             );
         }
-        if threads > 1 && in_place {
+        let small_a = !in_place && small_packed_a::<K>(l, threads);
+        if threads > 1 && (in_place || small_a) {
             // Independent sub-problems, one per thread, each with its own packed B in its
-            // own L2 (A is read in place, so no packing is repeated).
-            partition(l.m, l.k, l.n, K::MR, K::NR, threads)
-                .into_par_iter()
-                .for_each(|p| {
-                    let sub = GemmLayout {
-                        m: p.m1 - p.m0,
-                        n: p.n1 - p.n0,
-                        ..*l
-                    };
-                    let a = View {
-                        off: av.off + p.m0 * av.rs,
-                        ..av
-                    };
-                    let b = View {
-                        off: bv.off + p.n0 * bv.cs,
-                        ..bv
-                    };
-                    let c = cp.at(c_offsets[i] + p.m0 * l.c_rs + p.n0 * l.c_cs);
-                    single::<K, CA, CB>(&sub, a, in_place, b, c, accumulate, 1);
-                });
+            // own L2 (A is read in place, so no packing is repeated; or A is small beside
+            // each part's B, and each part packs all of it).
+            let parts = if small_a {
+                column_parts(l.m, l.n, K::NR, threads)
+            } else {
+                partition(l.m, l.k, l.n, K::MR, K::NR, threads)
+            };
+            parts.into_par_iter().for_each(|p| {
+                let sub = GemmLayout {
+                    m: p.m1 - p.m0,
+                    n: p.n1 - p.n0,
+                    ..*l
+                };
+                let a = View {
+                    off: av.off + p.m0 * av.rs,
+                    ..av
+                };
+                let b = View {
+                    off: bv.off + p.n0 * bv.cs,
+                    ..bv
+                };
+                let c = cp.at(c_offsets[i] + p.m0 * l.c_rs + p.n0 * l.c_cs);
+                single::<K, CA, CB>(&sub, a, in_place, b, c, accumulate, 1);
+            });
         } else {
             let c = cp.at(c_offsets[i]);
             single::<K, CA, CB>(l, av, in_place, bv, c, accumulate, threads);
@@ -449,6 +456,43 @@ fn gemm_into<K, CA, CB>(
     } else {
         (0..batch).for_each(|i| one(i, threads));
     }
+}
+
+/// Whether `threads` independent column parts, each packing all of a packed A and its own
+/// columns of B, should replace the shared-B path's row tasks: when that path would split
+/// rows and A has at most 1/`SMALL_A_SHARE` of a part's columns as rows (m ≤ n /
+/// (SMALL_A_SHARE · threads)). Row tasks share each packed block of B: two barriers per
+/// block (B packed in parallel, then the tasks), half of B read from the other core's L2,
+/// and the packing of B, from memory when B is large, overlapping nothing. Intel EMR, bf16
+/// C, AMX, 2 threads, in process against row tasks: the tied LM head on 256 tokens (256 ×
+/// 768 × 50257, W's rows along k) +30–52%, 128 rows +64–68%, 256 × 768 × 8192 +53–64%, 128
+/// × 768 × 3072 +42–70%, 64 × 768 × 2304 +72–133%, A transposed 200 × 1024 × 4096 +77%;
+/// f32 A transposed +22–27%, f32 with W's rows along k 0.98–1.03. Where each part packs a
+/// large A it lost: 4096 × 768 × 3072 0.42×, 2048³ 0.50×.
+fn small_packed_a<K: MicroKernel>(l: &GemmLayout, threads: usize) -> bool {
+    let first_nc = n_blocks::<K>(l.n, l.k).next().map_or(l.n, |(_, nc)| nc);
+    l.m * SMALL_A_SHARE * threads <= l.n
+        && split(l.m, first_nc, K::MR, K::NR, K::MC, threads)
+            .iter()
+            .all(|t| t.n0 == 0 && t.n1 == first_nc)
+}
+
+/// `small_packed_a`'s bound: A has at most this fraction of a column part's columns as rows.
+const SMALL_A_SHARE: usize = 8;
+
+/// `threads` balanced ranges of whole NR-column panels of an m × n C, each a sub-problem over
+/// every row (at most one per panel).
+fn column_parts(m: usize, n: usize, nr: usize, threads: usize) -> Vec<Task> {
+    let panels = n.div_ceil(nr);
+    let parts = threads.min(panels).max(1);
+    (0..parts)
+        .map(|t| Task {
+            m0: 0,
+            m1: m,
+            n0: (t * panels / parts) * nr,
+            n1: ((t + 1) * panels / parts * nr).min(n),
+        })
+        .collect()
 }
 
 /// Row segments of C shorter than this many columns per thread make a column split costly.
@@ -1391,6 +1435,29 @@ mod tests {
                 "n {n} k {k}"
             );
         }
+    }
+
+    #[test]
+    fn small_packed_a_against_wide_c_takes_column_parts() {
+        use super::super::amx::Amx;
+        use super::super::avx512::Avx512;
+        let l = |m, k, n| GemmLayout::row_major(m, n, k);
+        // f32: 40 rows (4 panels of 12, split by rows on 2 threads), n ≥ 8 · 2 · m.
+        assert!(small_packed_a::<Avx512>(&l(40, 300, 1010), 2));
+        assert!(!small_packed_a::<Avx512>(&l(40, 300, 1010), 3));
+        assert!(!small_packed_a::<Avx512>(&l(4096, 768, 3072), 2));
+        // AMX: 64 rows split by rows; 96 rows (3 panels) are split by columns already.
+        assert!(small_packed_a::<Amx>(&l(64, 300, 2100), 2));
+        assert!(small_packed_a::<Amx>(&l(256, 768, 50257), 2));
+        assert!(!small_packed_a::<Amx>(&l(96, 768, 3072), 2));
+        let parts = column_parts(40, 1010, 32, 3);
+        assert_eq!(parts.len(), 3);
+        assert!(parts
+            .iter()
+            .all(|t| t.m0 == 0 && t.m1 == 40 && t.n0 % 32 == 0));
+        assert_eq!(parts[0].n0, 0);
+        assert_eq!(parts[2].n1, 1010);
+        assert!(parts.windows(2).all(|w| w[0].n1 == w[1].n0));
     }
 
     #[test]
