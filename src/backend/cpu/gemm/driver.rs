@@ -1253,9 +1253,10 @@ fn prefetch_share_for_write(dst: *const u8, bytes: usize, part: usize, parts: us
 /// stride of 4 KiB (k = 1024 in f32, 2048 in bf16) all 12 rows share one 8-way set and
 /// evict each other on every step: sq1024 f32 fell from ~98 to ~70 GFLOP/s, sq2048 bf16
 /// from ~185 to ~130 (Zen 4, 1 thread). And while the problem has no more column blocks
-/// than the kernel reads A in place for (`DIRECT_A_MAX_COLUMN_BLOCKS`). The L1 sets do not
-/// matter up to `DIRECT_A_ANY_STRIDE_MAX_N` columns (a line of A then serves one or two
-/// passes of the kernel).
+/// than the kernel reads A in place for (`DIRECT_A_MAX_COLUMN_BLOCKS`), and has few columns
+/// or a short depth (`DIRECT_A_MAX_N`, `DIRECT_A_ANY_N_MAX_K`). The L1 sets do not matter
+/// up to `DIRECT_A_ANY_STRIDE_MAX_N` columns (a line of A then serves one or two passes of
+/// the kernel).
 fn direct_a<K: MicroKernel, CA: Convert<Dst = K::P>>(l: &GemmLayout) -> bool {
     K::DIRECT_A
         && CA::IDENTITY
@@ -1266,6 +1267,7 @@ fn direct_a<K: MicroKernel, CA: Convert<Dst = K::P>>(l: &GemmLayout) -> bool {
         && n_blocks::<K>(l.n, l.k)
             .nth(K::DIRECT_A_MAX_COLUMN_BLOCKS)
             .is_none()
+        && (l.n <= K::DIRECT_A_MAX_N || l.k <= K::DIRECT_A_ANY_N_MAX_K)
 }
 
 /// Largest A packed whole (`pack_whole_a`), in packed bytes: the buffer is kept by the calling
@@ -1382,11 +1384,18 @@ mod tests {
         use super::super::avx512::Avx512;
         use super::super::pack::{Bf16, F32};
         // (m, n, k): P·V of 64-wide heads and 768 × 512 × 128 have one AMX column block,
-        // GPT-2's 4096 × 768 × 3072 four, 4096 × 768 × 1536 and 1024³ two.
+        // GPT-2's 4096 × 768 × 3072 four, 4096 × 768 × 1536 and 1024³ two. With one block,
+        // past 256 columns only up to a depth of 256.
         for &(m, n, k, in_place) in &[
             (512, 64, 512, true),
             (768, 128, 512, true),
             (512, 512, 64, true),
+            (4096, 256, 768, true),
+            (1024, 1024, 64, true),
+            (2048, 2048, 256, true),
+            (512, 512, 512, false),
+            (4096, 768, 768, false),
+            (4096, 384, 768, false),
             (4096, 3072, 768, false),
             (4096, 1536, 768, false),
             (1024, 1024, 1024, false),

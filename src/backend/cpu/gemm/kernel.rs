@@ -76,6 +76,12 @@ pub(super) trait MicroKernel: Sync {
     /// (`driver::n_blocks`); with more, A packed whole once (`driver::single`) can be cheaper
     /// than A read in place once per block.
     const DIRECT_A_MAX_COLUMN_BLOCKS: usize = usize::MAX;
+    /// A is read in place only while C has at most this many columns or the depth is at most
+    /// `DIRECT_A_ANY_N_MAX_K`: each B panel re-reads the MR rows of A in place over the whole
+    /// depth block, which a deep block no longer holds in L1 (`driver::direct_a`).
+    const DIRECT_A_MAX_N: usize = usize::MAX;
+    /// See `DIRECT_A_MAX_N`.
+    const DIRECT_A_ANY_N_MAX_K: usize = usize::MAX;
     /// A is read in place only while no more than this many of its MR rows start in one
     /// 64-set L1 set (each k step touches a line of every row; `driver::direct_a`). For the
     /// 12-row kernels 6 of 8 ways: k = 512 in f32 (a 2 KiB stride) still runs at full speed
