@@ -192,13 +192,14 @@ impl<T: Tiles> MicroKernel for AmxKernel<T> {
     /// And with one block, in place only up to 256 columns or a depth of 256 (an A tile of
     /// 32 × 256 bf16 values, 16 KiB, stays in L1 across the B panels). Past both, every B
     /// panel re-reads the tile's 32 rows from L2, and a packed tile, one stream, is faster.
-    /// Packed against in place, bf16 C, in process, medians of 11–15 (two rounds each),
-    /// 1 / 2 threads: 512³ +7% / +19–43%, 4096 × 768 × 768 +2–8% / +42–86%, 2048 × 768 × 768
-    /// +10% / +72–82%, 4096 × 768 × 512 +12% / +1–80%, 4096 × 512 × 768 +9–11% / +8–76%,
-    /// 1024 × 768 × 768 +7–13% / +3–6%, 4096 × 768 × 384 −1% to +9% / −1% to +2%. At 256
-    /// columns or fewer packing lost (1 thread): 4096 × 768 × 256 −2% to −6%, × 128 −13% to
-    /// −23%, 768 × 512 × 256 −6% to −21%, P·V 512 × 512 × 64 × 12 −21% to −36%; and at a
-    /// depth of 64 (1024 × 64 × 1024) −3% to −5%.
+    /// Packed against in place, bf16 C, in process, medians of 11–15 (two or three rounds
+    /// each), 1 / 2 threads: 512³ +7% / −7% to +43%, 4096 × 768 × 768 +2–15% / +16–86%,
+    /// 2048 × 768 × 768 +10–13% / +6–82%, 4096 × 768 × 512 +12% / +1–80%, 4096 × 512 × 768
+    /// +9–11% / +8–76%, 1024 × 768 × 768 +7–13% / +3–6%, 4096 × 768 × 384 −1% to +9% / −1%
+    /// to +2%. At 256 columns or fewer packing lost (1 thread): 4096 × 768 × 256 −2% to
+    /// −6%, × 128 −13% to −23%, 768 × 512 × 256 −6% to −21%, P·V 512 × 512 × 64 × 12 −21%
+    /// to −36%; and at a depth of 64 (1024 × 64 × 1024) −3% to −5%. The paired check against
+    /// PyTorch at a loaded moment showed no gain (tools/results, session 24): to watch.
     const DIRECT_A_MAX_N: usize = 256;
     const DIRECT_A_ANY_N_MAX_K: usize = 256;
     /// 32 rows, each touched once per 32-long k block: at 8 per set (rows 1 KiB apart) the

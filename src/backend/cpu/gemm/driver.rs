@@ -415,7 +415,7 @@ fn gemm_into<K, CA, CB>(
                 threads,
             );
         }
-        let small_a = !in_place && small_packed_a::<K>(l, threads);
+        let small_a = threads > 1 && !in_place && small_packed_a::<K>(l, threads);
         if threads > 1 && (in_place || small_a) {
             // Independent sub-problems, one per thread, each with its own packed B in its
             // own L2 (A is read in place, so no packing is repeated; or A is small beside
@@ -462,8 +462,9 @@ fn gemm_into<K, CA, CB>(
 /// columns of B, should replace the shared-B path's row tasks: when that path would split
 /// rows and A has at most 1/`SMALL_A_SHARE` of a part's columns as rows (m ≤ n /
 /// (SMALL_A_SHARE · threads)). Row tasks share each packed block of B: two barriers per
-/// block (B packed in parallel, then the tasks), half of B read from the other core's L2,
-/// and the packing of B, from memory when B is large, overlapping nothing. Intel EMR, bf16
+/// block (B packed in parallel, then the tasks), each task reading the half of B the other
+/// thread packed, and the packing of B, from memory when B is large, overlapping no
+/// products. Intel EMR, bf16
 /// C, AMX, 2 threads, in process against row tasks: the tied LM head on 256 tokens (256 ×
 /// 768 × 50257, W's rows along k) +30–52%, 128 rows +64–68%, 256 × 768 × 8192 +53–64%, 128
 /// × 768 × 3072 +42–70%, 64 × 768 × 2304 +72–133%, A transposed 200 × 1024 × 4096 +77%;
