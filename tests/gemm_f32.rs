@@ -248,6 +248,64 @@ fn narrow_c_with_a_in_place_in_deep_depth_blocks() {
     on_threads(2, || check(Shape::plain(1030, 64, 2100), 1, false, 1.0));
 }
 
+/// Few rows (at most four 12-row tiles on AVX-512) with A in place read B's rows in place
+/// too, no B packed: deep blocks and one block, edge rows and an edge panel (whose 32-wide
+/// loads run past the block's last column), padded rows of A and B, a column-major C, beta
+/// 0 / 1 / 0.5, batches, and 2 threads (the long ones split along k). The last depth block
+/// of a B whose edge panel would read past its slice is packed instead.
+#[test]
+fn few_rows_read_b_in_place() {
+    for threads in [1, 2] {
+        on_threads(threads, || {
+            check(Shape::plain(16, 64, 5000), 1, false, 0.0);
+            check(Shape::plain(37, 48, 4100), 2, false, 1.0);
+            check(Shape::plain(48, 16, 3000), 1, false, 0.5);
+            check(Shape::plain(24, 40, 300), 3, true, 0.0);
+            let padded = Shape {
+                pad: 3,
+                tc: true,
+                ..Shape::plain(29, 61, 2100)
+            };
+            check(padded, 2, false, 1.0);
+        });
+    }
+}
+
+/// Values past C's columns in B's rows (row padding, and what lies after B's last row) are
+/// read by the in-place edge panel's loads and must never reach C: NaNs there, none in C.
+#[test]
+fn b_in_place_edge_lanes_never_reach_c() {
+    let (m, n, k, rs) = (20, 40, 3000, 45);
+    for threads in [1, 2] {
+        let l = GemmLayout {
+            b_rs: rs,
+            ..GemmLayout::row_major(m, n, k)
+        };
+        let a = fill(m * k, 21);
+        // B's k rows of n values, NaN in each row's padding and in 64 values after the last.
+        let mut b = vec![f32::NAN; k * rs + 64];
+        let vals = fill(k * n, 22);
+        for p in 0..k {
+            b[p * rs..p * rs + n].copy_from_slice(&vals[p * n..(p + 1) * n]);
+        }
+        let mut want = vec![0.0f32; m * n];
+        sgemm_batched_reference(&l, &a, &[0], &b, &[0], 0.0, &mut want, &[0]).unwrap();
+        for level in LEVELS {
+            let mut got = vec![0.0f32; m * n];
+            on_threads(threads, || {
+                sgemm_batched_isa(level, &l, &a, &[0], &b, &[0], 0.0, &mut got, &[0]).unwrap()
+            });
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-3 * (1.0 + w.abs()),
+                    "{} on {threads} threads: C[{i}] = {g}, want {w}",
+                    level.name()
+                );
+            }
+        }
+    }
+}
+
 /// A small C over a long k on several threads: the threads take parts of k (the first
 /// accumulating into C, the others into their own sums, added after), at every level, with
 /// C strided or column-major, beta 0 / 1 / 0.5, a transposed A and a batch.

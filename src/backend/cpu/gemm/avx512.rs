@@ -64,7 +64,7 @@ impl MicroKernel for Avx512 {
             match mr {
                 0..=4 => kernel::<4>(kc, a, b, c, rs, cs, mr, nr, accumulate),
                 5..=8 => kernel::<8>(kc, a, b, c, rs, cs, mr, nr, accumulate),
-                _ => kernel_asm(kc, Source::Packed(a), b, c, rs, cs, mr, nr, accumulate),
+                _ => kernel_asm(kc, Source::Packed(a), b, NR, c, rs, cs, mr, nr, accumulate),
             }
         }
     }
@@ -91,6 +91,26 @@ impl MicroKernel for Avx512 {
         nr: usize,
         accumulate: bool,
     ) {
+        // SAFETY: forwarded contract (the packed panel is B with rows NR apart); AVX-512F as
+        // above.
+        unsafe { Self::run_direct_ab(kc, a, a_rs, b, NR, c, rs, cs, mr, nr, accumulate) }
+    }
+
+    const DIRECT_B: bool = true;
+
+    unsafe fn run_direct_ab(
+        kc: usize,
+        a: *const f32,
+        a_rs: usize,
+        b: *const f32,
+        b_rs: usize,
+        c: *mut f32,
+        rs: isize,
+        cs: isize,
+        mr: usize,
+        nr: usize,
+        accumulate: bool,
+    ) {
         // SAFETY: forwarded contract; AVX-512F as above.
         unsafe {
             match mr {
@@ -98,6 +118,7 @@ impl MicroKernel for Avx512 {
                     kc,
                     Source::InPlace(a, a_rs),
                     b,
+                    b_rs,
                     c,
                     rs,
                     cs,
@@ -108,7 +129,7 @@ impl MicroKernel for Avx512 {
                 _ => by_rows!(
                     mr,
                     MR,
-                    kernel_direct_a(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate)
+                    kernel_direct_a(kc, a, a_rs, b, b_rs, c, rs, cs, mr, nr, accumulate)
                 ),
             }
         }
@@ -123,13 +144,16 @@ enum Source {
 }
 
 /// The 12-row kernel with its k loop in assembly (`avx512_loop`): every packed tile of 9 to
-/// 12 rows (the panel is zero past mr), and full 12-row tiles with A in place.
+/// 12 rows (the panel is zero past mr), and full 12-row tiles with A in place. B's rows are
+/// `b_rs` floats apart: NR for a packed panel, which a packed A always has; with A in place
+/// B may also be read in place.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel_asm(
     kc: usize,
     a: Source,
     b: *const f32,
+    b_rs: usize,
     c: *mut f32,
     rs: isize,
     cs: isize,
@@ -144,8 +168,16 @@ unsafe fn kernel_asm(
     // values in place, which the caller passes only for full tiles).
     unsafe {
         match a {
-            Source::Packed(a) => avx512_loop::packed_f32(kc, a, b, &mut acc),
-            Source::InPlace(a, a_rs) => avx512_loop::direct_f32(kc, a, a_rs, b, &mut acc),
+            Source::Packed(a) => {
+                debug_assert_eq!(b_rs, NR, "a packed A runs against a packed B");
+                avx512_loop::packed_f32(kc, a, b, &mut acc)
+            }
+            Source::InPlace(a, a_rs) if b_rs == NR => {
+                avx512_loop::direct_f32(kc, a, a_rs, b, &mut acc)
+            }
+            Source::InPlace(a, a_rs) => {
+                avx512_loop::direct_f32_strided_b(kc, a, a_rs, b, b_rs, &mut acc)
+            }
         }
     }
     // SAFETY: forwarded C contract.
@@ -189,8 +221,8 @@ unsafe fn kernel<const ROWS: usize>(
 }
 
 /// The kernel with A read in place, k contiguous: A[i, p] at a[i·a_rs + p], for edge tiles
-/// (mr < 12). Rows i ≥ mr re-read row mr − 1 (their results are never stored), so no row
-/// past the edge is read.
+/// (mr < 12); B[p, j] at b[p·b_rs + j] (a packed panel: b_rs = NR). Rows i ≥ mr re-read row
+/// mr − 1 (their results are never stored), so no row past the edge is read.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel_direct_a<const ROWS: usize>(
@@ -198,6 +230,7 @@ unsafe fn kernel_direct_a<const ROWS: usize>(
     a: *const f32,
     a_rs: usize,
     b: *const f32,
+    b_rs: usize,
     c: *mut f32,
     rs: isize,
     cs: isize,
@@ -211,8 +244,8 @@ unsafe fn kernel_direct_a<const ROWS: usize>(
     let rows: [*const f32; ROWS] = std::array::from_fn(|i| a.wrapping_add(i.min(mr - 1) * a_rs));
     let mut b = b;
     for p in 0..kc {
-        // SAFETY: rows < mr of A hold kc values each (the caller's contract); the packed B
-        // panel holds NR values per k step.
+        // SAFETY: rows < mr of A hold kc values each and rows < kc of B NR values each (the
+        // caller's contract).
         unsafe {
             let b0 = _mm512_loadu_ps(b);
             let b1 = _mm512_loadu_ps(b.add(16));
@@ -221,7 +254,7 @@ unsafe fn kernel_direct_a<const ROWS: usize>(
                 row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
                 row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
             }
-            b = b.add(NR);
+            b = b.add(b_rs);
         }
     }
     // SAFETY: forwarded C contract.

@@ -20,7 +20,10 @@
 //!   every broadcast is one addressing mode off four group pointers. Here a separate
 //!   `vbroadcastss` feeds the two multiply-adds: an FMA with an indexed memory operand is not
 //!   micro-fused on Intel. When the 12 rows are dense (nothing between them), the loop also
-//!   prefetches the next tile's rows as it goes (`dense_next_tile`).
+//!   prefetches the next tile's rows as it goes (`dense_next_tile`). B is a packed panel, or
+//!   (`direct_f32_strided_b`) B's own rows in place, `ldb` bytes apart: step u of a group
+//!   loads at b + u·ldb (3·ldb from a register of its own), for products of few rows over a
+//!   long reduction, where packing B would be a pass over memory of its own.
 //!
 //! Measured (f32) on the Intel Xeon host of a lent machine (Emerald Rapids, family 6 model
 //! 207), 1 thread, in one process alternating with the rolled intrinsics loop (median of
@@ -94,11 +97,30 @@ macro_rules! packed_step {
     };
 }
 
-/// Step `$u` with A in place: row 3g + j at g_g + j·rs, step p at + 4u bytes.
+/// Loads B[p, 0..32] for step `$u` of the unrolled group with B's rows `{ldb}` bytes apart
+/// (read in place: `{ldb3}` = 3·`{ldb}`).
+#[rustfmt::skip]
+macro_rules! load_b_strided {
+    (0) => { "vmovups zmm24, zmmword ptr [{b}]\nvmovups zmm25, zmmword ptr [{b} + 64]\n" };
+    (1) => {
+        "vmovups zmm24, zmmword ptr [{b} + {ldb}]\nvmovups zmm25, zmmword ptr [{b} + {ldb} + 64]\n"
+    };
+    (2) => {
+        "vmovups zmm24, zmmword ptr [{b} + {ldb}*2]\nvmovups zmm25, zmmword ptr [{b} + {ldb}*2 + 64]\n"
+    };
+    (3) => {
+        "vmovups zmm24, zmmword ptr [{b} + {ldb3}]\nvmovups zmm25, zmmword ptr [{b} + {ldb3} + 64]\n"
+    };
+}
+
+/// Step `$u` with A in place: row 3g + j at g_g + j·rs, step p at + 4u bytes; B by `$load_b`.
 macro_rules! direct_step {
-    ($row:ident, $op:literal, $u:literal) => {
+    ($row:ident, $op:literal, $u:tt) => {
+        direct_step!(@ load_b, $row, $op, $u)
+    };
+    (@ $load_b:ident, $row:ident, $op:literal, $u:tt) => {
         concat!(
-            load_b!($u),
+            $load_b!($u),
             $row!($op, concat!("[{g0} + 4*", $u, "]"), 0, 1),
             $row!($op, concat!("[{g0} + {rs} + 4*", $u, "]"), 2, 3),
             $row!($op, concat!("[{g0} + {rs}*2 + 4*", $u, "]"), 4, 5),
@@ -115,8 +137,16 @@ macro_rules! direct_step {
     };
 }
 
+/// `direct_step` with B's rows in place, `{ldb}` bytes apart (`load_b_strided`).
+macro_rules! direct_step_strided_b {
+    ($row:ident, $op:literal, $u:tt) => {
+        direct_step!(@ load_b_strided, $row, $op, $u)
+    };
+}
+
 /// The unrolled loop (`simd::k_loop::k_loop_24`) with the tile's accumulators in
-/// zmm0..zmm23 (row i: zmm2i, zmm2i+1) and B advancing 128 bytes per step.
+/// zmm0..zmm23 (row i: zmm2i, zmm2i+1); the caller's operands give B's step `ldb` (128
+/// bytes when packed) and `ldb4` = 4·`ldb`.
 macro_rules! k_loop {
     ($acc:ident, $step:ident, $row:ident, $op:literal, $advance4:expr, $advance1:expr,
      $($operands:tt)*) => {{
@@ -128,7 +158,6 @@ macro_rules! k_loop {
              c18, c19, c20, c21, c22, c23],
             $step($row, $op,), $advance4, $advance1,
             $($operands)*
-            ldb = const 128, ldb4 = const 512,
             out("zmm24") _, out("zmm25") _, out("zmm31") _,
         );
         *$acc = [[c0, c1], [c2, c3], [c4, c5], [c6, c7], [c8, c9], [c10, c11], [c12, c13],
@@ -141,28 +170,35 @@ macro_rules! packed_loop {
     ($op:literal, $steps:expr, $a:expr, $b:expr, $acc:ident) => {
         k_loop!($acc, packed_step, row_ebc, $op, "add {a}, 192", "add {a}, 48",
             a = inout(reg) $a => _, b = inout(reg) $b => _,
-            n4 = inout(reg) $steps / 4 => _, n1 = inout(reg) $steps % 4 => _,)
+            n4 = inout(reg) $steps / 4 => _, n1 = inout(reg) $steps % 4 => _,
+            ldb = const 128, ldb4 = const 512,)
     };
 }
 
-/// The loop over A's rows in place (group pointers `$g`, row stride `$rs` bytes); with a
-/// `$pf` pointer, each group of four steps also prefetches the 192 bytes at `$pf` and moves
-/// it on (`dense_next_tile`).
+/// The loop over A's rows in place (group pointers `$g`, row stride `$rs` bytes) and a
+/// packed B; with a `$pf` pointer, each group of four steps also prefetches the 192 bytes at
+/// `$pf` and moves it on (`dense_next_tile`); with `strided $b, $ldb`, B's rows are read in
+/// place, `$ldb` bytes apart.
 macro_rules! direct_loop {
     ($op:literal, $steps:expr, $g:expr, $rs:expr, $b:expr, $acc:ident) => {
-        direct_loop!(@ $op, $steps, $g, $rs, $b, $acc, "",)
+        direct_loop!(@ direct_step, $op, $steps, $g, $rs, $b, $acc, "",
+            ldb = const 128, ldb4 = const 512,)
     };
     ($op:literal, $steps:expr, $g:expr, $rs:expr, prefetch $pf:expr, $b:expr, $acc:ident) => {
-        direct_loop!(@ $op, $steps, $g, $rs, $b, $acc,
+        direct_loop!(@ direct_step, $op, $steps, $g, $rs, $b, $acc,
             "\nprefetcht0 [{pf}]\nprefetcht0 [{pf} + 64]\nprefetcht0 [{pf} + 128]\nadd {pf}, 192",
-            pf = inout(reg) $pf => _,)
+            pf = inout(reg) $pf => _, ldb = const 128, ldb4 = const 512,)
     };
-    (@ $op:literal, $steps:expr, $g:expr, $rs:expr, $b:expr, $acc:ident, $prefetch:literal,
-     $($pf_operand:tt)*) => {
-        k_loop!($acc, direct_step, row, $op,
+    ($op:literal, $steps:expr, $g:expr, $rs:expr, strided $b:expr, $ldb:expr, $acc:ident) => {
+        direct_loop!(@ direct_step_strided_b, $op, $steps, $g, $rs, $b, $acc, "",
+            ldb = in(reg) $ldb, ldb3 = in(reg) 3 * $ldb, ldb4 = in(reg) 4 * $ldb,)
+    };
+    (@ $step:ident, $op:literal, $steps:expr, $g:expr, $rs:expr, $b:expr, $acc:ident,
+     $prefetch:literal, $($extra:tt)*) => {
+        k_loop!($acc, $step, row, $op,
             concat!("add {g0}, 16\nadd {g1}, 16\nadd {g2}, 16\nadd {g3}, 16", $prefetch),
             "add {g0}, 4\nadd {g1}, 4\nadd {g2}, 4\nadd {g3}, 4",
-            $($pf_operand)*
+            $($extra)*
             g0 = inout(reg) $g[0] => _, g1 = inout(reg) $g[1] => _,
             g2 = inout(reg) $g[2] => _, g3 = inout(reg) $g[3] => _, rs = in(reg) $rs,
             b = inout(reg) $b => _, n4 = inout(reg) $steps / 4 => _,
@@ -225,6 +261,30 @@ pub(super) unsafe fn direct_f32(
             None => direct_loop!("vfmadd231ps", kc, g, rs, b, acc),
         }
     }
+}
+
+/// f32: acc += A·B over `kc` steps with A's 12 rows and B's rows both read in place: A[i, p]
+/// at `a + i·a_rs + p`, B[p, j] at `b + p·b_rs + j` (j < 32; columns contiguous).
+///
+/// # Safety
+/// Rows 0..12 of A must hold kc readable floats each and rows 0..kc of B 32 each; the CPU
+/// must support AVX-512F.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn direct_f32_strided_b(
+    kc: usize,
+    a: *const f32,
+    a_rs: usize,
+    b: *const f32,
+    b_rs: usize,
+    acc: &mut Acc,
+) {
+    let rs = a_rs * size_of::<f32>();
+    let ldb = b_rs * size_of::<f32>();
+    let g = groups(a as *const u8, rs);
+    // SAFETY: the loop reads columns 0..kc of rows 0..12 of A and columns 0..32 of rows 0..kc
+    // of B (the caller's contract) and writes only registers.
+    unsafe { direct_loop!("vfmadd231ps", kc, g, rs, strided b, ldb, acc) }
 }
 
 /// bf16: acc += A·B over `pairs` pair steps, A packed (12 pairs per step), B packed (32 pairs

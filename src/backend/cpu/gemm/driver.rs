@@ -629,6 +629,15 @@ unsafe impl<P: Send> Send for PanelsMut<P> {}
 // SAFETY: as above.
 unsafe impl<P: Send> Sync for PanelsMut<P> {}
 
+/// Where `block` reads the B panels of its KC × NC block.
+#[derive(Clone, Copy)]
+enum BPanels<'a, P> {
+    /// Packed: panel t (columns NR·t ..) at NR·kc'·t, k steps NR apart.
+    Packed(&'a [P]),
+    /// B's rows where they lie (`b_rows_in_place`): B[pc + p, jc + j] at `from[p·rs + j]`.
+    Rows { from: &'a [P], rs: usize },
+}
+
 /// One problem; `c` points at C[0, 0]; `in_place`: A is read where it lies (`direct_a`).
 #[allow(clippy::too_many_arguments)]
 fn single<K, CA, CB>(
@@ -925,7 +934,10 @@ fn column_blocks<K, CA, CB>(
                 }
                 other => other,
             };
-            if let Some(bp) = b_in_place::<K, CB>(b, jc, nc, pc, kc) {
+            let in_place_b = b_in_place::<K, CB>(b, jc, nc, pc, kc)
+                .map(BPanels::Packed)
+                .or_else(|| b_rows_in_place::<K, CB>(b, in_place, m, jc, nc, pc, kc));
+            if let Some(bp) = in_place_b {
                 let tasks = split(m, nc, K::MR, K::NR, K::MC, threads);
                 let run =
                     |t: &Task| block::<K, CA>(l, a, a_block, bp, cp, stage, *t, jc, pc, kc, acc);
@@ -951,11 +963,13 @@ fn column_blocks<K, CA, CB>(
                                 let cols = (nc - c0).min(per);
                                 pack::<CB>(bt, K::NR, K::KU_B, K::KU, jc + c0, cols, pc, kc, chunk);
                             });
+                        let bp = BPanels::Packed(&*bp);
                         tasks.par_iter().for_each(|t| {
                             block::<K, CA>(l, a, a_block, bp, cp, stage, *t, jc, pc, kc, acc);
                         });
                     } else {
                         pack::<CB>(bt, K::NR, K::KU_B, K::KU, jc, nc, pc, kc, bp);
+                        let bp = BPanels::Packed(&*bp);
                         block::<K, CA>(l, a, a_block, bp, cp, stage, tasks[0], jc, pc, kc, acc);
                     }
                 },
@@ -991,6 +1005,59 @@ where
     Some(unsafe { std::slice::from_raw_parts(b.data.as_ptr().add(at) as *const K::P, len) })
 }
 
+/// The KC × NC block of B at (pc, jc) read where it lies, rows `b.rs` apart, by a kernel
+/// that can (`DIRECT_B`), beside A read in place (`direct_a`) in at most
+/// `B_ROWS_IN_PLACE_MAX_TILES` row tiles: columns contiguous, rows at most
+/// `B_ROWS_IN_PLACE_MAX_RS` apart, and every panel's NR values of every row inside B's slice
+/// (an edge panel reads past the block's last column; those lanes are never stored).
+///
+/// A packed B block serves every row tile; with so few, packing it (from memory, on a long
+/// reduction) is a pass of its own that overlaps no products, while the kernel reads B's
+/// lines where they lie as it goes. Intel EMR, f32, k = 32768, in process against packed B,
+/// 1 / 2 threads (two rounds): 16 × 64 columns +20% / +17–20%, 24 × 64 +21% / +8–20%, 32 ×
+/// 64 +5–13% / +14%, 48 × 64 +9–10% / +4–8%, 32 × 48 +19% / +16–18%, 32 × 16 +34% / +23%;
+/// with more rows it gained nothing (64 × 65536 × 64 −3% to +1%, 128 × 16384 × 64 0–2%) or
+/// lost (4096 × 4096 × 64 on 2 threads −9%).
+#[allow(clippy::too_many_arguments)]
+fn b_rows_in_place<'a, K, CB>(
+    b: View<'a, CB::Src>,
+    a_in_place: bool,
+    m: usize,
+    jc: usize,
+    nc: usize,
+    pc: usize,
+    kc: usize,
+) -> Option<BPanels<'a, K::P>>
+where
+    K: MicroKernel,
+    CB: Convert<Dst = K::P>,
+{
+    let few_rows = m <= B_ROWS_IN_PLACE_MAX_TILES * K::MR;
+    if !(K::DIRECT_B && CB::IDENTITY && a_in_place && few_rows && b.cs == 1)
+        || b.rs > B_ROWS_IN_PLACE_MAX_RS
+    {
+        return None;
+    }
+    debug_assert_eq!(std::mem::size_of::<CB::Src>(), std::mem::size_of::<K::P>());
+    let at = b.off + pc * b.rs + jc;
+    let last_panel = (nc - 1) / K::NR * K::NR;
+    if at + (kc - 1) * b.rs + last_panel + K::NR > b.data.len() {
+        return None;
+    }
+    // SAFETY: `CB::IDENTITY` says Src and P are the same type; the values from `at` to the
+    // end of B's slice are only read while `b` is borrowed.
+    let from = unsafe {
+        std::slice::from_raw_parts(b.data.as_ptr().add(at) as *const K::P, b.data.len() - at)
+    };
+    Some(BPanels::Rows { from, rs: b.rs })
+}
+
+/// Row tiles (of MR rows) up to which B may be read in place (`b_rows_in_place`).
+const B_ROWS_IN_PLACE_MAX_TILES: usize = 4;
+/// Rows of B read in place at most this many values apart (512 bytes in f32): wider rows
+/// put each k step's B lines a page or more apart, where L2 sets and TLB entries run short.
+const B_ROWS_IN_PLACE_MAX_RS: usize = 128;
+
 /// One task: sweeps its B panels with the kernel for each of its A panels (read in place,
 /// packed whole beforehand, packed here into the whole buffer one panel at a time, or packed
 /// here in MC chunks). While the kernel sweeps a panel packed into the whole buffer, the next
@@ -1001,7 +1068,7 @@ fn block<K, CA>(
     l: &GemmLayout,
     a: View<'_, CA::Src>,
     panels: APanels<'_, K::P>,
-    bp: &[K::P],
+    bp: BPanels<'_, K::P>,
     c: Dest,
     stage: Option<Stage>,
     t: Task,
@@ -1046,7 +1113,7 @@ fn block<K, CA>(
         // A bf16 C from a single k block (beta = 0): the kernel may compute and round the
         // full tiles in one pipeline (AMX); the rest, if any, go tile by tile below.
         let mut piped = 0;
-        if let (Dest::Bf16(out), Some(_)) = (c, buf) {
+        if let (Dest::Bf16(out), Some(_), BPanels::Packed(bp)) = (c, buf, bp) {
             let tiles = (t.n1 - t.n0) / K::NR;
             if !acc && mr == K::MR && l.c_cs == 1 && tiles > 0 {
                 let out = out.0.wrapping_add(i0 * l.c_rs + jc + t.n0);
@@ -1066,16 +1133,35 @@ fn block<K, CA>(
         }
         for (call, j0) in (t.n0..t.n1).step_by(K::NR).enumerate().skip(piped) {
             let nr = (t.n1 - j0).min(K::NR);
-            let bpanel = &bp[(j0 / K::NR) * K::NR * kcp..][..K::NR * kcp];
+            let (bpanel, b_rs) = match bp {
+                BPanels::Packed(bp) => (&bp[(j0 / K::NR) * K::NR * kcp..][..K::NR * kcp], 0),
+                BPanels::Rows { from, rs } => (&from[j0..][..(kc - 1) * rs + K::NR], rs),
+            };
             let off = i0 * l.c_rs + (jc + j0) * l.c_cs;
             // SAFETY: the A panel holds MR·kcp packed values (or, read in place, rows
             // i0 .. i0+mr of A hold kc values from column pc, inside A's checked bounds); the
-            // B panel NR·kcp; `cij` is the tile of f32 sums (mr × nr): C's own (at row i0,
+            // B panel NR·kcp (or, read in place, kc rows of NR values `b_rs` apart, inside
+            // the slice `bpanel`); `cij` is the tile of f32 sums (mr × nr): C's own (at row i0,
             // column jc+j0, inside C's checked bounds), the stage's or the tile buffer's,
             // which belongs to this task alone; the dispatcher chose K for this CPU.
             let kernel = |cij: Tile<*mut f32>, acc: bool| unsafe {
                 let (rs, cs) = (cij.rs as isize, cij.cs as isize);
-                if a_rs == 0 {
+                if b_rs != 0 {
+                    debug_assert!(a_rs != 0, "B in place only beside A in place");
+                    K::run_direct_ab(
+                        kc,
+                        apanel,
+                        a_rs,
+                        bpanel.as_ptr(),
+                        b_rs,
+                        cij.ptr,
+                        rs,
+                        cs,
+                        mr,
+                        nr,
+                        acc,
+                    )
+                } else if a_rs == 0 {
                     K::run(kc, apanel, bpanel.as_ptr(), cij.ptr, rs, cs, mr, nr, acc)
                 } else {
                     K::run_direct_a(
@@ -1468,6 +1554,43 @@ mod tests {
         assert_eq!(parts[0].n0, 0);
         assert_eq!(parts[2].n1, 1010);
         assert!(parts.windows(2).all(|w| w[0].n1 == w[1].n0));
+    }
+
+    #[test]
+    fn few_rows_beside_a_in_place_take_b_rows_in_place() {
+        use super::super::avx512::Avx512;
+        use super::super::pack::F32;
+        use super::super::scalar::Scalar;
+        // B: 100 rows of 64 values, row-major.
+        let data = vec![0.0f32; 100 * 64];
+        let b = View {
+            data: &data,
+            off: 0,
+            rs: 64,
+            cs: 1,
+        };
+        let rows = |b: View<'_, f32>, a_in_place: bool, m: usize, pc: usize, kc: usize| {
+            match b_rows_in_place::<Avx512, F32>(b, a_in_place, m, 0, 64, pc, kc) {
+                Some(BPanels::Rows { from, rs }) => Some((from.len(), rs)),
+                _ => None,
+            }
+        };
+        // Up to four 12-row tiles, beside A in place.
+        assert_eq!(rows(b, true, 48, 10, 50), Some((90 * 64, 64)));
+        assert_eq!(rows(b, true, 49, 10, 50), None);
+        assert_eq!(rows(b, false, 12, 10, 50), None);
+        // The last block: its last row's two panels end at B's end.
+        assert_eq!(rows(b, true, 12, 60, 40), Some((40 * 64, 64)));
+        // Columns 40.. of a 64-wide row: the second panel's loads would pass the end.
+        let narrow = View { off: 40, ..b };
+        assert_eq!(rows(narrow, true, 12, 0, 90), Some((100 * 64 - 40, 64)));
+        assert_eq!(rows(narrow, true, 12, 10, 90), None);
+        // Rows too far apart, columns not contiguous, a kernel that packs B.
+        let wide = View { rs: 130, ..b };
+        assert_eq!(rows(wide, true, 12, 0, 10), None);
+        let strided = View { cs: 2, ..b };
+        assert_eq!(rows(strided, true, 12, 0, 10), None);
+        assert!(b_rows_in_place::<Scalar, F32>(b, true, 8, 0, 64, 0, 10).is_none());
     }
 
     #[test]

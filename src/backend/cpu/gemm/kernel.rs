@@ -126,6 +126,45 @@ pub(super) trait MicroKernel: Sync {
         unsafe { Self::run(kc, panel.as_ptr(), b, c, rs, cs, mr, nr, accumulate) }
     }
 
+    /// Whether `run_direct_ab` reads B in place too (the f32 AVX-512 kernel); otherwise the
+    /// driver packs B.
+    const DIRECT_B: bool = false;
+
+    /// `run_direct_a` with B also read where it lies: B[p, j] at `b + p·b_rs + j` for every
+    /// j < NR (columns contiguous; lanes j ≥ nr are computed and never stored). This default
+    /// packs the kc × NR values into a panel and calls `run_direct_a`; kernels with
+    /// `DIRECT_B` load B's rows straight from memory.
+    ///
+    /// # Safety
+    /// As `run_direct_a`, with rows p < kc of B holding NR readable values each.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run_direct_ab(
+        kc: usize,
+        a: *const Self::P,
+        a_rs: usize,
+        b: *const Self::P,
+        b_rs: usize,
+        c: *mut f32,
+        rs: isize,
+        cs: isize,
+        mr: usize,
+        nr: usize,
+        accumulate: bool,
+    ) {
+        let kcp = kc.next_multiple_of(Self::KU);
+        let mut panel = vec![Self::P::default(); Self::NR * kcp];
+        for p in 0..kc {
+            for j in 0..Self::NR {
+                // SAFETY: row p < kc of B holds NR values (the caller's contract).
+                let x = unsafe { *b.add(p * b_rs + j) };
+                let (ku, q) = (Self::KU_B, p % Self::KU_B);
+                panel[(p / ku) * Self::NR * ku + j * ku + q] = x;
+            }
+        }
+        // SAFETY: the panel holds NR·kcp values; the rest is the caller's contract.
+        unsafe { Self::run_direct_a(kc, a, a_rs, panel.as_ptr(), c, rs, cs, mr, nr, accumulate) }
+    }
+
     /// One row of `tiles` full MR × NR tiles of a bf16 C, beta = 0, in one pipeline that
     /// rounds each tile's f32 sums to bf16 (nearest even) while the next tile's products run:
     ///   C[i, NR·t + j] = bf16(Σ_p A[i, p] · B_t[p, j]),  i < MR, j < NR, t < tiles,
@@ -271,6 +310,82 @@ mod tests {
                 want, naive,
                 "mr {mr}, kc {kc}: packed kernel vs the plain sum"
             );
+        }
+    }
+
+    /// `run_direct_ab` on B's rows in place (rows `b_rs` apart, NaN between them and in the
+    /// lanes past nr) equals `run_direct_a` on the packed panel, full tiles and edges.
+    fn direct_b_matches_packed<K: MicroKernel<P = f32>>() {
+        let (a_rs, b_rs) = (41, K::NR + 5);
+        for kc in [1, 3, 4, 8, 37] {
+            let a: Vec<f32> = (0..K::MR * a_rs).map(|x| (x % 7) as f32 - 3.0).collect();
+            let mut b = vec![f32::NAN; kc * b_rs];
+            let mut panel = vec![0.0f32; K::NR * kc];
+            for p in 0..kc {
+                for j in 0..K::NR {
+                    let x = ((p * K::NR + j) % 13) as f32 - 6.0;
+                    b[p * b_rs + j] = x;
+                    panel[p * K::NR + j] = x;
+                }
+            }
+            for (mr, nr) in [
+                (K::MR, K::NR),
+                (K::MR, K::NR - 3),
+                (K::MR - 1, K::NR),
+                (1, 2),
+            ] {
+                // Lanes past nr of B in place are NaN (computed, never stored).
+                let mut b = b.clone();
+                for p in 0..kc {
+                    b[p * b_rs + nr..p * b_rs + K::NR].fill(f32::NAN);
+                }
+                let (mut want, mut got) =
+                    (vec![1.0f32; K::MR * K::NR], vec![1.0f32; K::MR * K::NR]);
+                // SAFETY: A's rows < MR hold kc values, B's kc rows NR values b_rs apart, the
+                // panel NR·kc values, and C is a full MR × NR row-major tile; the kernels run
+                // only where the CPU has them.
+                unsafe {
+                    K::run_direct_a(
+                        kc,
+                        a.as_ptr(),
+                        a_rs,
+                        panel.as_ptr(),
+                        want.as_mut_ptr(),
+                        K::NR as isize,
+                        1,
+                        mr,
+                        nr,
+                        true,
+                    );
+                    K::run_direct_ab(
+                        kc,
+                        a.as_ptr(),
+                        a_rs,
+                        b.as_ptr(),
+                        b_rs,
+                        got.as_mut_ptr(),
+                        K::NR as isize,
+                        1,
+                        mr,
+                        nr,
+                        true,
+                    );
+                }
+                assert_eq!(got, want, "mr {mr}, nr {nr}, kc {kc}");
+                assert!(
+                    want.iter().all(|x| x.is_finite()),
+                    "mr {mr}, nr {nr}, kc {kc}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn direct_b_matches_packed_panel() {
+        direct_b_matches_packed::<super::super::scalar::Scalar>();
+        #[cfg(target_arch = "x86_64")]
+        if crate::backend::cpu::isa::detected() >= crate::backend::cpu::isa::Isa::Avx512 {
+            direct_b_matches_packed::<super::super::avx512::Avx512>();
         }
     }
 
