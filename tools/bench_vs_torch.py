@@ -159,7 +159,10 @@ def paired(torch_side, pretext_side, a, threads):
     for _ in range(max(0, a.warmup - 1)):
         torch_side.rep(1)
     ct = calls_for(first, a.min_rep_ms)
-    cp = calls_for(pretext_side.hello["first_s"], a.min_rep_ms)
+    # Both sides calibrated alike, from one warm call (pretext's `first_s` is its cold first
+    # call, several times a warm one: its repetitions came out a few calls long, each
+    # paying the wake-up of an idle process and its threads).
+    cp = calls_for(pretext_side.rep(1), a.min_rep_ms)
     tt, tp = [], []
     everywhere = os.sched_getaffinity(0)
     cpus = sorted(everywhere)

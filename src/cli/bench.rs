@@ -241,10 +241,8 @@ pub fn run(args: Args) -> Result<()> {
     if threads == 0 {
         return Err(Error::msg("bench: --threads must be at least 1"));
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::msg(format!("bench: cannot build a {threads}-thread pool: {e}")))?;
+    let pool = crate::backend::cpu::threads::pool(Some(threads))
+        .map_err(|e| Error::msg(format!("bench: {e}")))?;
     if args.serve {
         return pool.install(|| -> Result<()> {
             let p = (w.prepare)(&args, level, threads)?;

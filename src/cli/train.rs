@@ -90,22 +90,13 @@ pub struct Args {
     pub stop_after: Option<u64>,
 }
 
-/// Runs `f` on a worker thread of a pool of `threads` workers (default: one per core). The
-/// kernels' parallel loops then start from inside the pool; called from the main thread, each
-/// loop would be handed to the pool and waited for (a futex wake-up and sleep per loop, ~7% of a
-/// small model's step in a profile).
+/// Runs `f` on a worker thread of a pool of `threads` workers (default: one per core), each
+/// pinned to a CPU of its own (`backend::cpu::threads`). The kernels' parallel loops then
+/// start from inside the pool; called from the main thread, each loop would be handed to the
+/// pool and waited for (a futex wake-up and sleep per loop, ~7% of a small model's step in a
+/// profile).
 pub fn in_pool<R: Send>(threads: Option<usize>, f: impl FnOnce() -> Result<R> + Send) -> Result<R> {
-    let mut builder = rayon::ThreadPoolBuilder::new();
-    if let Some(t) = threads {
-        if t == 0 {
-            return Err(Error::msg("--threads must be at least 1"));
-        }
-        builder = builder.num_threads(t);
-    }
-    let pool = builder
-        .build()
-        .map_err(|e| Error::msg(format!("cannot start the thread pool: {e}")))?;
-    pool.install(f)
+    crate::backend::cpu::threads::pool(threads)?.install(f)
 }
 
 /// Refuse a device this build or machine cannot use, before any work.

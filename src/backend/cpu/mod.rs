@@ -17,3 +17,4 @@ pub mod par;
 pub mod pool;
 pub mod simd;
 pub mod softmax;
+pub mod threads;
