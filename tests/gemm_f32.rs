@@ -249,7 +249,8 @@ fn narrow_c_with_a_in_place_in_deep_depth_blocks() {
 }
 
 /// Few rows (at most four 12-row tiles on AVX-512) with A in place read B's rows in place
-/// too, no B packed: deep blocks and one block, edge rows and an edge panel (whose 32-wide
+/// too, no B packed, and up to four panels of columns take A in place for it: deep blocks
+/// and one block, KC's blocks past two panels, edge rows and an edge panel (whose 32-wide
 /// loads run past the block's last column), padded rows of A and B, a column-major C, beta
 /// 0 / 1 / 0.5, batches, and 2 threads (the long ones split along k). The last depth block
 /// of a B whose edge panel would read past its slice is packed instead.
@@ -265,6 +266,14 @@ fn few_rows_read_b_in_place() {
                 pad: 3,
                 tc: true,
                 ..Shape::plain(29, 61, 2100)
+            };
+            check(padded, 2, false, 1.0);
+            // Up to four panels (A in place whatever its stride: here rows 4 KiB apart).
+            check(Shape::plain(30, 128, 1024), 1, false, 0.0);
+            check(Shape::plain(45, 100, 5000), 1, false, 0.5);
+            let padded = Shape {
+                pad: 5,
+                ..Shape::plain(13, 123, 700)
             };
             check(padded, 2, false, 1.0);
         });

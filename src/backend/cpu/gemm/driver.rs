@@ -401,7 +401,7 @@ fn gemm_into<K, CA, CB>(
         (av, bv)
     };
     // Every problem of the batch has A's strides, so this is decided once.
-    let in_place = direct_a::<K, CA>(l);
+    let in_place = direct_a::<K, CA, CB>(l);
     let one = |i: usize, threads: usize| {
         let (av, bv) = view(i);
         if threads > 1 && k_split::<K>(l) {
@@ -1343,12 +1343,18 @@ fn prefetch_share_for_write(dst: *const u8, bytes: usize, part: usize, parts: us
 /// than the kernel reads A in place for (`DIRECT_A_MAX_COLUMN_BLOCKS`), and has few columns
 /// or a short depth (`DIRECT_A_MAX_N`, `DIRECT_A_ANY_N_MAX_K`). The L1 sets do not matter
 /// up to `DIRECT_A_ANY_STRIDE_MAX_N` columns (a line of A then serves one or two passes of
-/// the kernel).
-fn direct_a<K: MicroKernel, CA: Convert<Dst = K::P>>(l: &GemmLayout) -> bool {
+/// the kernel), nor for few rows beside a B read in place (`few_rows_beside_b_in_place`).
+fn direct_a<K, CA, CB>(l: &GemmLayout) -> bool
+where
+    K: MicroKernel,
+    CA: Convert<Dst = K::P>,
+    CB: Convert<Dst = K::P>,
+{
     K::DIRECT_A
         && CA::IDENTITY
         && l.a_cs == 1
         && (l.n <= K::DIRECT_A_ANY_STRIDE_MAX_N
+            || few_rows_beside_b_in_place::<K, CB>(l)
             || rows_per_l1_set(l.a_rs * std::mem::size_of::<CA::Src>(), K::MR)
                 <= K::MAX_ROWS_PER_L1_SET)
         && n_blocks::<K>(l.n, l.k)
@@ -1356,6 +1362,31 @@ fn direct_a<K: MicroKernel, CA: Convert<Dst = K::P>>(l: &GemmLayout) -> bool {
             .is_none()
         && (l.n <= K::DIRECT_A_MAX_N || l.k <= K::DIRECT_A_ANY_N_MAX_K)
 }
+
+/// Whether A is read in place whatever its row stride because the problem has few rows (at
+/// most `B_ROWS_IN_PLACE_MAX_TILES` tiles) and up to `B_ROWS_IN_PLACE_ANY_STRIDE_MAX_N`
+/// columns of a B the kernel reads in place (`b_rows_in_place`): then nothing is packed, and
+/// B, the larger operand of a long reduction, streams through the kernel once. Intel EMR,
+/// f32, in process against A and B packed (two rounds each), 1 / 2 threads: 16 × 65536 ×
+/// 128 +0–4% / +19–23%, 32 × 32768 × 128 +18–30% / +9–11%, 48 × 16384 × 128 +21–23% /
+/// +2–16%, 24 × 8192 × 96 +33% / +12%, 48 × 4096 × 128 +23–28% / +3–11%, 16 × 2048 × 128
+/// +55–59% / +30–34%, 32 × 32768 × 100 +31–33% / +15–17%; with 256 columns 48 × 16384 ×
+/// 256 +7% / −12%, 48 × 4096 × 256 +25% / −1%, so four panels at most.
+fn few_rows_beside_b_in_place<K, CB>(l: &GemmLayout) -> bool
+where
+    K: MicroKernel,
+    CB: Convert<Dst = K::P>,
+{
+    K::DIRECT_B
+        && CB::IDENTITY
+        && l.m <= B_ROWS_IN_PLACE_MAX_TILES * K::MR
+        && l.n <= B_ROWS_IN_PLACE_ANY_STRIDE_MAX_N
+        && l.b_cs == 1
+        && l.b_rs <= B_ROWS_IN_PLACE_MAX_RS
+}
+
+/// Columns up to which `few_rows_beside_b_in_place` holds: four AVX-512 panels.
+const B_ROWS_IN_PLACE_ANY_STRIDE_MAX_N: usize = 128;
 
 /// Largest A packed whole (`pack_whole_a`), in packed bytes: the buffer is kept by the calling
 /// thread for the next call, like the per-block scratch.
@@ -1493,18 +1524,26 @@ mod tests {
             (2048, 128, 2048, false),
         ] {
             let l = GemmLayout::row_major(m, n, k);
-            assert_eq!(direct_a::<Amx, Bf16>(&l), in_place, "AMX {m}x{n}x{k}");
+            assert_eq!(direct_a::<Amx, Bf16, Bf16>(&l), in_place, "AMX {m}x{n}x{k}");
         }
         // The f32 kernel reads A in place whatever its column blocks (here six); with rows
         // 16 KiB apart (12 in one L1 set) up to two B panels of columns.
+        // With at most four row tiles, up to four panels of a row-major B read in place.
         for &(m, n, k, in_place) in &[
             (4096, 3072, 768, true),
             (4096, 16, 4096, true),
             (4096, 64, 4096, true),
             (4096, 65, 4096, false),
+            (48, 128, 4096, true),
+            (49, 128, 4096, false),
+            (48, 129, 4096, false),
         ] {
             let l = GemmLayout::row_major(m, n, k);
-            assert_eq!(direct_a::<Avx512, F32>(&l), in_place, "f32 {m}x{n}x{k}");
+            assert_eq!(
+                direct_a::<Avx512, F32, F32>(&l),
+                in_place,
+                "f32 {m}x{n}x{k}"
+            );
         }
     }
 
