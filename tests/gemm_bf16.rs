@@ -277,6 +277,40 @@ fn decoding_rows_from_bf16_weights() {
 
 /// A small C over a long k on 2 and 3 threads, split along k (AMX: from 4 depth blocks of
 /// 768): every path, strided C, beta 0 / 1, a batch.
+/// Rows of A or B with a stride of 0 (one row broadcast to every row) on every bf16 path,
+/// A read in place or packed, 1 and 2 threads.
+#[test]
+fn broadcast_rows_of_stride_zero() {
+    for &(m, k, n) in &[(3, 5, 4), (40, 300, 40), (100, 64, 64), (64, 2100, 96)] {
+        for (a_rs, b_rs) in [(0, n), (k, 0)] {
+            let l = GemmLayout {
+                a_rs,
+                b_rs,
+                ..GemmLayout::row_major(m, n, k)
+            };
+            let a = round(&fill(if a_rs == 0 { k } else { m * k }, 41));
+            let b = round(&fill(if b_rs == 0 { n } else { k * n }, 42));
+            let mut want = vec![0.0f32; m * n];
+            sgemm_batched_reference(&l, &a, &[0], &b, &[0], 0.0, &mut want, &[0]).unwrap();
+            let absr = abs_reference(&l, &a, &[0], &b, &[0], m * n, &[0]);
+            let pos: Vec<usize> = (0..m * n).collect();
+            let a16: Vec<bf16> = a.iter().map(|&x| bf16::from_f32(x)).collect();
+            let b16: Vec<bf16> = b.iter().map(|&x| bf16::from_f32(x)).collect();
+            for threads in [1, 2] {
+                for p in bf16_paths() {
+                    let mut got = vec![f32::NAN; m * n];
+                    on_threads(threads, || {
+                        bgemm_batched_path(p, &l, &a16, &[0], &b16, &[0], 0.0, &mut got, &[0])
+                    })
+                    .unwrap();
+                    let what = format!("{} {threads} threads {l:?}", p.name());
+                    assert_close(&what, &got, &want, &absr, k, &pos);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn long_k_into_small_c_split_along_k() {
     for threads in [2, 3] {

@@ -315,6 +315,46 @@ fn b_in_place_edge_lanes_never_reach_c() {
     }
 }
 
+/// Rows of A or B with a stride of 0 (one row broadcast to every row, as an expanded view
+/// gives) on every path: A read in place against a narrow C, few rows with B in place,
+/// packed panels, a long k split over threads. (A broadcast A read in place was taken for a
+/// packed panel, whose row stride `block` marks as 0, and gave wrong sums.)
+#[test]
+fn broadcast_rows_of_stride_zero() {
+    for &(m, k, n) in &[
+        (3, 5, 4),
+        (20, 300, 40),
+        (100, 64, 64),
+        (13, 700, 100),
+        (30, 5000, 64),
+    ] {
+        for (a_rs, b_rs) in [(0, n), (k, 0), (0, 0)] {
+            let l = GemmLayout {
+                a_rs,
+                b_rs,
+                ..GemmLayout::row_major(m, n, k)
+            };
+            let a = fill(if a_rs == 0 { k } else { m * k }, 31);
+            let b = fill(if b_rs == 0 { n } else { k * n }, 32);
+            let mut want = vec![0.0f32; m * n];
+            sgemm_batched_reference(&l, &a, &[0], &b, &[0], 0.0, &mut want, &[0]).unwrap();
+            let absr = abs_reference(&l, &a, &[0], &b, &[0], m * n, &[0]);
+            let pos: Vec<usize> = (0..m * n).collect();
+            for threads in [1, 2] {
+                for level in LEVELS {
+                    let mut got = vec![f32::NAN; m * n];
+                    on_threads(threads, || {
+                        sgemm_batched_isa(level, &l, &a, &[0], &b, &[0], 0.0, &mut got, &[0])
+                    })
+                    .unwrap();
+                    let what = format!("{} {threads} threads {l:?}", level.name());
+                    assert_close(&what, &got, &want, &absr, k, &pos);
+                }
+            }
+        }
+    }
+}
+
 /// A small C over a long k on several threads: the threads take parts of k (the first
 /// accumulating into C, the others into their own sums, added after), at every level, with
 /// C strided or column-major, beta 0 / 1 / 0.5, a transposed A and a batch.

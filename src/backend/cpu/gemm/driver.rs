@@ -1018,7 +1018,6 @@ where
 /// 64 +5–13% / +14%, 48 × 64 +9–10% / +4–8%, 32 × 48 +19% / +16–18%, 32 × 16 +34% / +23%;
 /// with more rows it gained nothing (64 × 65536 × 64 −3% to +1%, 128 × 16384 × 64 0–2%) or
 /// lost (4096 × 4096 × 64 on 2 threads −9%).
-#[allow(clippy::too_many_arguments)]
 fn b_rows_in_place<'a, K, CB>(
     b: View<'a, CB::Src>,
     a_in_place: bool,
@@ -1032,10 +1031,7 @@ where
     K: MicroKernel,
     CB: Convert<Dst = K::P>,
 {
-    let few_rows = m <= B_ROWS_IN_PLACE_MAX_TILES * K::MR;
-    if !(K::DIRECT_B && CB::IDENTITY && a_in_place && few_rows && b.cs == 1)
-        || b.rs > B_ROWS_IN_PLACE_MAX_RS
-    {
+    if !(a_in_place && few_rows_and_b_rows::<K, CB>(m, b.rs, b.cs)) {
         return None;
     }
     debug_assert_eq!(std::mem::size_of::<CB::Src>(), std::mem::size_of::<K::P>());
@@ -1050,6 +1046,21 @@ where
         std::slice::from_raw_parts(b.data.as_ptr().add(at) as *const K::P, b.data.len() - at)
     };
     Some(BPanels::Rows { from, rs: b.rs })
+}
+
+/// Whether a kernel that reads B in place (`DIRECT_B`, no conversion) can for `m` rows: at
+/// most `B_ROWS_IN_PLACE_MAX_TILES` row tiles, B's columns contiguous and its rows at most
+/// `B_ROWS_IN_PLACE_MAX_RS` apart.
+fn few_rows_and_b_rows<K, CB>(m: usize, b_rs: usize, b_cs: usize) -> bool
+where
+    K: MicroKernel,
+    CB: Convert<Dst = K::P>,
+{
+    K::DIRECT_B
+        && CB::IDENTITY
+        && m <= B_ROWS_IN_PLACE_MAX_TILES * K::MR
+        && b_cs == 1
+        && b_rs <= B_ROWS_IN_PLACE_MAX_RS
 }
 
 /// Row tiles (of MR rows) up to which B may be read in place (`b_rows_in_place`).
@@ -1133,9 +1144,11 @@ fn block<K, CA>(
         }
         for (call, j0) in (t.n0..t.n1).step_by(K::NR).enumerate().skip(piped) {
             let nr = (t.n1 - j0).min(K::NR);
-            let (bpanel, b_rs) = match bp {
-                BPanels::Packed(bp) => (&bp[(j0 / K::NR) * K::NR * kcp..][..K::NR * kcp], 0),
-                BPanels::Rows { from, rs } => (&from[j0..][..(kc - 1) * rs + K::NR], rs),
+            // B's row stride when its rows are read in place (which may be 0: one row for
+            // every k step).
+            let (bpanel, b_rows) = match bp {
+                BPanels::Packed(bp) => (&bp[(j0 / K::NR) * K::NR * kcp..][..K::NR * kcp], None),
+                BPanels::Rows { from, rs } => (&from[j0..][..(kc - 1) * rs + K::NR], Some(rs)),
             };
             let off = i0 * l.c_rs + (jc + j0) * l.c_cs;
             // SAFETY: the A panel holds MR·kcp packed values (or, read in place, rows
@@ -1146,7 +1159,7 @@ fn block<K, CA>(
             // which belongs to this task alone; the dispatcher chose K for this CPU.
             let kernel = |cij: Tile<*mut f32>, acc: bool| unsafe {
                 let (rs, cs) = (cij.rs as isize, cij.cs as isize);
-                if b_rs != 0 {
+                if let Some(b_rs) = b_rows {
                     debug_assert!(a_rs != 0, "B in place only beside A in place");
                     K::run_direct_ab(
                         kc,
@@ -1353,6 +1366,9 @@ where
     K::DIRECT_A
         && CA::IDENTITY
         && l.a_cs == 1
+        // `block` passes a row stride of 0 for a packed panel: a broadcast A (every row the
+        // same, a_rs = 0) is packed.
+        && l.a_rs != 0
         && (l.n <= K::DIRECT_A_ANY_STRIDE_MAX_N
             || few_rows_beside_b_in_place::<K, CB>(l)
             || rows_per_l1_set(l.a_rs * std::mem::size_of::<CA::Src>(), K::MR)
@@ -1377,12 +1393,7 @@ where
     K: MicroKernel,
     CB: Convert<Dst = K::P>,
 {
-    K::DIRECT_B
-        && CB::IDENTITY
-        && l.m <= B_ROWS_IN_PLACE_MAX_TILES * K::MR
-        && l.n <= B_ROWS_IN_PLACE_ANY_STRIDE_MAX_N
-        && l.b_cs == 1
-        && l.b_rs <= B_ROWS_IN_PLACE_MAX_RS
+    few_rows_and_b_rows::<K, CB>(l.m, l.b_rs, l.b_cs) && l.n <= B_ROWS_IN_PLACE_ANY_STRIDE_MAX_N
 }
 
 /// Columns up to which `few_rows_beside_b_in_place` holds: four AVX-512 panels.
