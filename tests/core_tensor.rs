@@ -423,6 +423,15 @@ fn matmul_reads_transposed_views_without_copy() {
         &matmul_ref(&nd(&x), &nd(&wn)),
         1e-5,
     );
+    // One row broadcast to every row of A (row stride 0): 100 × 64 against 64 × 64 read A
+    // in place on AVX-512, where a row stride of 0 stood for a packed panel (wrong sums).
+    let row = randn(&[1, 64], 34).broadcast_to(&[100, 64]).unwrap();
+    let w = randn(&[64, 64], 35);
+    assert_close(
+        &row.matmul(&w).unwrap(),
+        &matmul_ref(&nd(&row), &nd(&w)),
+        1e-4,
+    );
 }
 
 // ---------------------------------------------------------------- softmax, norms
