@@ -996,13 +996,27 @@ where
     if !(CB::IDENTITY && K::KU == 1 && K::KU_B == 1 && nc == K::NR && b.cs == 1 && b.rs == K::NR) {
         return None;
     }
-    debug_assert_eq!(std::mem::size_of::<CB::Src>(), std::mem::size_of::<K::P>());
     let at = b.off + pc * b.rs + jc;
     let len = kc * K::NR;
     assert!(at + len <= b.data.len(), "B block past the end of B");
-    // SAFETY: `CB::IDENTITY` says Src and P are the same type; the kc × NR values from `at`
-    // lie inside B's slice (asserted) and are only read while `b` is borrowed.
-    Some(unsafe { std::slice::from_raw_parts(b.data.as_ptr().add(at) as *const K::P, len) })
+    Some(&b_values::<K, CB>(b, at)[..len])
+}
+
+/// B's values from index `at` of its slice to the end, as the kernel's element type.
+/// `CB::IDENTITY` must hold (Src and P the same type).
+fn b_values<'a, K, CB>(b: View<'a, CB::Src>, at: usize) -> &'a [K::P]
+where
+    K: MicroKernel,
+    CB: Convert<Dst = K::P>,
+{
+    assert!(
+        CB::IDENTITY && at <= b.data.len(),
+        "B read in place without conversion"
+    );
+    debug_assert_eq!(std::mem::size_of::<CB::Src>(), std::mem::size_of::<K::P>());
+    // SAFETY: `CB::IDENTITY` (asserted) says Src and P are the same type; the values from
+    // `at` (inside the slice, asserted) to its end are only read while `b` is borrowed.
+    unsafe { std::slice::from_raw_parts(b.data.as_ptr().add(at) as *const K::P, b.data.len() - at) }
 }
 
 /// The KC × NC block of B at (pc, jc) read where it lies, rows `b.rs` apart, by a kernel
@@ -1034,17 +1048,12 @@ where
     if !(a_in_place && few_rows_and_b_rows::<K, CB>(m, b.rs, b.cs)) {
         return None;
     }
-    debug_assert_eq!(std::mem::size_of::<CB::Src>(), std::mem::size_of::<K::P>());
     let at = b.off + pc * b.rs + jc;
     let last_panel = (nc - 1) / K::NR * K::NR;
     if at + (kc - 1) * b.rs + last_panel + K::NR > b.data.len() {
         return None;
     }
-    // SAFETY: `CB::IDENTITY` says Src and P are the same type; the values from `at` to the
-    // end of B's slice are only read while `b` is borrowed.
-    let from = unsafe {
-        std::slice::from_raw_parts(b.data.as_ptr().add(at) as *const K::P, b.data.len() - at)
-    };
+    let from = b_values::<K, CB>(b, at);
     Some(BPanels::Rows { from, rs: b.rs })
 }
 
