@@ -69,6 +69,7 @@ fn update_slice(
     };
     if a.len() >= 1 << 16 {
         use rayon::prelude::*;
+        let _region = crate::backend::cpu::threads::region();
         a.par_chunks_mut(span)
             .zip(g.par_chunks(seg))
             .for_each(apply);

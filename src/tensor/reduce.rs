@@ -84,6 +84,7 @@ impl Tensor {
         // Column blocks in parallel when there is enough work: each block's sums are the same.
         let block = (inner.div_ceil(rayon::current_num_threads())).next_multiple_of(16);
         if outer * inner >= 1 << 16 && inner > block {
+            let _region = crate::backend::cpu::threads::region();
             out.par_chunks_mut(block)
                 .enumerate()
                 .for_each(|(b, o)| columns(b * block, o));
@@ -107,6 +108,7 @@ impl Tensor {
         let out: Vec<f32> = if r.inner == 0 {
             vec![0.0; r.out_shape.iter().product()]
         } else {
+            let _region = crate::backend::cpu::threads::region();
             r.data
                 .par_chunks(r.inner)
                 .with_min_len(crate::backend::cpu::par::row_block(

@@ -49,6 +49,7 @@ pub fn adamw_update_isa(
     if n <= CHUNK || rayon::current_num_threads() == 1 {
         update_block(level, s, w, g, m, v);
     } else {
+        let _region = crate::backend::cpu::threads::region();
         w.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK))
             .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))

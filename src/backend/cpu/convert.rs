@@ -26,6 +26,7 @@ pub fn bf16_to_f32(src: &[bf16], dst: &mut [f32]) {
 /// dst[i] = f(src[i]), `CHUNK` elements per task.
 fn par_map<S: Copy + Sync, D: Send>(src: &[S], dst: &mut [D], f: impl Fn(S) -> D + Sync) {
     assert_eq!(src.len(), dst.len(), "convert: lengths differ");
+    let _region = crate::backend::cpu::threads::region();
     dst.par_chunks_mut(CHUNK)
         .zip(src.par_chunks(CHUNK))
         .for_each(|(d, s)| {

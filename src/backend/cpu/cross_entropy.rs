@@ -36,6 +36,7 @@ pub fn cross_entropy_rows(
         ));
     }
     let block = row_block(row_loss.len(), cols, 2);
+    let _region = crate::backend::cpu::threads::region();
     row_loss
         .par_iter_mut()
         .with_min_len(block)

@@ -39,6 +39,7 @@ pub fn embedding_backward(
         add(0, table);
     } else {
         let block = vocab.div_ceil(4 * threads).max(1);
+        let _region = crate::backend::cpu::threads::region();
         table
             .par_chunks_mut(block * cols)
             .enumerate()

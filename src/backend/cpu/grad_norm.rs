@@ -23,6 +23,7 @@ pub fn sum_squares_isa(level: Isa, x: &[f32]) -> f64 {
     if x.len() <= CHUNK || rayon::current_num_threads() == 1 {
         return x.chunks(CHUNK).map(|c| chunk_sum(level, c)).sum();
     }
+    let _region = crate::backend::cpu::threads::region();
     let parts: Vec<f64> = x.par_chunks(CHUNK).map(|c| chunk_sum(level, c)).collect();
     parts.iter().sum()
 }
@@ -115,6 +116,7 @@ pub fn scale(x: &mut [f32], c: f32) {
     if x.len() <= CHUNK || rayon::current_num_threads() == 1 {
         mul(x);
     } else {
+        let _region = crate::backend::cpu::threads::region();
         x.par_chunks_mut(CHUNK).for_each(mul);
     }
 }

@@ -42,6 +42,7 @@ where
         if block >= rows {
             run(0, o);
         } else {
+            let _region = crate::backend::cpu::threads::region();
             o.into_par_chunks(block * cols)
                 .enumerate()
                 .for_each(|(i, o)| run(i, o));
@@ -84,6 +85,7 @@ pub fn rows_mut_stats<'o, F>(
         if block >= rows {
             run(0, o, a, b);
         } else {
+            let _region = crate::backend::cpu::threads::region();
             o.into_par_chunks(block * cols)
                 .zip(a.par_chunks_mut(block).zip(b.par_chunks_mut(block)))
                 .enumerate()
@@ -122,6 +124,7 @@ where
         if block >= rows {
             run(0, o, &mut parts);
         } else {
+            let _region = crate::backend::cpu::threads::region();
             o.into_par_chunks(block * cols)
                 .zip(parts.par_chunks_mut(w))
                 .enumerate()

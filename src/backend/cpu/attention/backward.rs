@@ -68,6 +68,7 @@ pub fn attention_backward(
     let dp = d.next_multiple_of(lanes(isa));
     let bh_count = batch * heads;
     let nkt = tiles::count(tk, BC);
+    let _region = crate::backend::cpu::threads::region();
     let groups = (2 * rayon::current_num_threads())
         .div_ceil(bh_count)
         .clamp(1, nkt);

@@ -49,6 +49,7 @@ pub fn attention_forward(
     let isa = isa::active();
     let direct = tq <= DIRECT_MAX_TQ;
     let nkt = tiles::count(tk, BC);
+    let _region = crate::backend::cpu::threads::region();
     stats
         .row_max
         .par_chunks_mut(tq)

@@ -384,6 +384,7 @@ fn gemm_into<K, CA, CB>(
 {
     let batch = a_offsets.len();
     let threads = rayon::current_num_threads();
+    let _region = crate::backend::cpu::threads::region();
     let macs = l.m * l.n * l.k;
     let view = |i: usize| {
         let av = View {
