@@ -640,3 +640,37 @@ fn a_new_c_equals_overwriting_a_nan_filled_one() {
     let e = sgemm_batched_new(&l, &[0.0; 15], &[0], &[0.0; 20], &[0]).unwrap_err();
     assert!(e.to_string().contains("row-major"), "{e}");
 }
+
+/// An A stored transposed against a narrow C (at most 64 columns) is read in place by the
+/// AVX-512 kernel, the 12 values of a k step side by side: tiles of every height (m = 1 to
+/// 512, edge tiles of 1, 5 and 4 rows), k steps m, m + 3 or 1024 floats apart (4 KiB: packed
+/// instead), one and two depth blocks and a long k split over threads, the last tiles of the
+/// buffer (whose 12-value runs would pass A's end: packed), strided and column-major C,
+/// beta 0 / 1, a batch, 1 and 2 threads.
+#[test]
+fn transposed_a_read_in_place() {
+    for &(m, n, k) in &[
+        (1, 5, 3),
+        (5, 7, 9),
+        (12, 64, 37),
+        (13, 64, 700),
+        (100, 33, 300),
+        (512, 64, 64),
+        (30, 48, 2000),
+    ] {
+        for (pad, tc) in [(0, false), (3, true), (1024 - m, false)] {
+            let s = Shape {
+                ta: true,
+                pad,
+                tc,
+                ..Shape::plain(m, n, k)
+            };
+            for threads in [1, 2] {
+                on_threads(threads, || {
+                    check(s, 1, false, 0.0);
+                    check(s, 3, false, 1.0);
+                });
+            }
+        }
+    }
+}

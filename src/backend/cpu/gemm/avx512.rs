@@ -8,7 +8,8 @@
 //! up to 768 columns in one block on deep problems, see `NC_ONE_BLOCK`).
 //! Partial tiles with unit column stride use masked loads/stores; tiles of ≤ 4 or ≤ 8 valid
 //! rows run a 4- or 8-row instance of the kernel. `run_direct_a` broadcasts A from its
-//! source rows (k contiguous) instead of a packed panel. The k loop of the 12-row tiles is
+//! source rows (k contiguous) instead of a packed panel, `run_transposed_a` from an A
+//! stored transposed (the 12 values of a k step contiguous). The k loop of the 12-row tiles is
 //! assembly (`avx512_loop`), unrolled four steps deep; the smaller instances and the
 //! in-place edge tiles keep the rolled intrinsics loop.
 
@@ -134,13 +135,47 @@ impl MicroKernel for Avx512 {
             }
         }
     }
+
+    const TRANSPOSED_A: bool = true;
+
+    unsafe fn run_transposed_a(
+        kc: usize,
+        a: *const f32,
+        a_cs: usize,
+        b: *const f32,
+        c: *mut f32,
+        rs: isize,
+        cs: isize,
+        mr: usize,
+        nr: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: forwarded contract (12 readable values per k step, rows past mr never
+        // stored); AVX-512F as above.
+        unsafe {
+            kernel_asm(
+                kc,
+                Source::Transposed(a, a_cs),
+                b,
+                NR,
+                c,
+                rs,
+                cs,
+                mr,
+                nr,
+                accumulate,
+            )
+        }
+    }
 }
 
-/// Where the 12-row kernel reads A: a packed panel, or rows in place (pointer, row stride).
+/// Where the 12-row kernel reads A: a packed panel, rows in place (pointer, row stride), or
+/// an A stored transposed in place (pointer, stride between k steps).
 #[derive(Clone, Copy)]
 enum Source {
     Packed(*const f32),
     InPlace(*const f32, usize),
+    Transposed(*const f32, usize),
 }
 
 /// The 12-row kernel with its k loop in assembly (`avx512_loop`): every packed tile of 9 to
@@ -177,6 +212,10 @@ unsafe fn kernel_asm(
             }
             Source::InPlace(a, a_rs) => {
                 avx512_loop::direct_f32_strided_b(kc, a, a_rs, b, b_rs, &mut acc)
+            }
+            Source::Transposed(a, a_cs) => {
+                debug_assert_eq!(b_rs, NR, "a transposed A runs against a packed B");
+                avx512_loop::transposed_f32(kc, a, a_cs, b, &mut acc)
             }
         }
     }

@@ -13,7 +13,7 @@
 //! more per row). Assembly, because LLVM, given the unrolled intrinsics, hoists all 48
 //! broadcasts of an iteration above the multiply-adds and spills them to the stack.
 //!
-//! Two sources for A:
+//! Three sources for A:
 //! - `packed_*`: a packed panel, 12 values per step. Each multiply-add takes A[i, p] as an
 //!   embedded broadcast of its memory operand ({1to16}): 26 fused µops per step, not 38.
 //! - `direct_*`: A's rows in place, k contiguous. Row 3g + j is at `g_g + j·rs` (bytes), so
@@ -24,6 +24,9 @@
 //!   (`direct_f32_strided_b`) B's own rows in place, `ldb` bytes apart: step u of a group
 //!   loads at b + u·ldb (3·ldb from a register of its own), for products of few rows over a
 //!   long reduction, where packing B would be a pass over memory of its own.
+//! - `transposed_f32`: A stored transposed and read in place (Aᵀ·B against a narrow C): the 12
+//!   values of a step lie side by side in one source row, step u of a group at a + u·lda
+//!   (3·lda from a register of its own), each broadcast by its own `vbroadcastss`.
 //!
 //! Measured (f32) on the Intel Xeon host of a lent machine (Emerald Rapids, family 6 model
 //! 207), 1 thread, in one process alternating with the rolled intrinsics loop (median of
@@ -141,6 +144,38 @@ macro_rules! direct_step {
 macro_rules! direct_step_strided_b {
     ($row:ident, $op:literal, $u:tt) => {
         direct_step!(@ load_b_strided, $row, $op, $u)
+    };
+}
+
+/// Where step `$u` of the unrolled group reads A stored transposed (k steps `{lda}` bytes
+/// apart, `{lda3}` = 3·`{lda}`): the opening of the address, completed by the row's offset.
+#[rustfmt::skip]
+macro_rules! transposed_at {
+    (0) => { "[{a}" };
+    (1) => { "[{a} + {lda}" };
+    (2) => { "[{a} + {lda}*2" };
+    (3) => { "[{a} + {lda3}" };
+}
+
+/// Step `$u` with A stored transposed and read in place: A[i, p] at a + p·lda + 4i bytes, the
+/// 12 values of a step side by side (48 bytes of one source row); B packed.
+macro_rules! transposed_step {
+    ($row:ident, $op:literal, $u:tt) => {
+        concat!(
+            load_b!($u),
+            $row!($op, concat!(transposed_at!($u), "]"), 0, 1),
+            $row!($op, concat!(transposed_at!($u), " + 4]"), 2, 3),
+            $row!($op, concat!(transposed_at!($u), " + 8]"), 4, 5),
+            $row!($op, concat!(transposed_at!($u), " + 12]"), 6, 7),
+            $row!($op, concat!(transposed_at!($u), " + 16]"), 8, 9),
+            $row!($op, concat!(transposed_at!($u), " + 20]"), 10, 11),
+            $row!($op, concat!(transposed_at!($u), " + 24]"), 12, 13),
+            $row!($op, concat!(transposed_at!($u), " + 28]"), 14, 15),
+            $row!($op, concat!(transposed_at!($u), " + 32]"), 16, 17),
+            $row!($op, concat!(transposed_at!($u), " + 36]"), 18, 19),
+            $row!($op, concat!(transposed_at!($u), " + 40]"), 20, 21),
+            $row!($op, concat!(transposed_at!($u), " + 44]"), 22, 23),
+        )
     };
 }
 
@@ -285,6 +320,34 @@ pub(super) unsafe fn direct_f32_strided_b(
     // SAFETY: the loop reads columns 0..kc of rows 0..12 of A and columns 0..32 of rows 0..kc
     // of B (the caller's contract) and writes only registers.
     unsafe { direct_loop!("vfmadd231ps", kc, g, rs, strided b, ldb, acc) }
+}
+
+/// f32: acc += A·B over `kc` steps with A stored transposed and read in place: A[i, p] at
+/// `a + p·a_cs + i` (the 12 rows of a step contiguous); B packed (32 per step). Each step
+/// broadcasts from a separate `vbroadcastss` (an FMA with an indexed memory operand is not
+/// micro-fused).
+///
+/// # Safety
+/// For p < kc, `a + p·a_cs` must hold 12 readable floats and `b` 32·kc; the CPU must support
+/// AVX-512F.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn transposed_f32(
+    kc: usize,
+    a: *const f32,
+    a_cs: usize,
+    b: *const f32,
+    acc: &mut Acc,
+) {
+    let lda = a_cs * size_of::<f32>();
+    // SAFETY: the loop reads 12 floats at a + p·a_cs for p < kc and b[0 .. 32·kc] (the
+    // caller's contract) and writes only registers.
+    unsafe {
+        k_loop!(acc, transposed_step, row, "vfmadd231ps", "add {a}, {lda4}", "add {a}, {lda}",
+            a = inout(reg) a => _, lda = in(reg) lda, lda3 = in(reg) 3 * lda,
+            lda4 = in(reg) 4 * lda, b = inout(reg) b => _, n4 = inout(reg) kc / 4 => _,
+            n1 = inout(reg) kc % 4 => _, ldb = const 128, ldb4 = const 512,)
+    }
 }
 
 /// bf16: acc += A·B over `pairs` pair steps, A packed (12 pairs per step), B packed (32 pairs

@@ -14,7 +14,8 @@
 //! to the packed B instead: `deep_kc`.)
 //! When the kernel can broadcast from A in place (f32 or bf16, k contiguous in A, rows not
 //! crowding one L1 set) the A packing is skipped and each MR-row strip of A is read where it
-//! lies. Otherwise, when C spans several NC blocks, all of A is packed once up front (the
+//! lies; an A stored transposed against a narrow C is read in place too, the MR values of a
+//! k step side by side (`transposed_a_in_place`). Otherwise, when C spans several NC blocks, all of A is packed once up front (the
 //! same panels, one KC block after another) instead of once per NC block.
 //!
 //! A bf16 C (`gemm_to_bf16`) gets the kernel's f32 tiles rounded once, after the last depth
@@ -39,7 +40,7 @@ use rayon::prelude::*;
 use half::bf16;
 
 use super::kernel::MicroKernel;
-use super::pack::{pack, packed_len, Convert, View};
+use super::pack::{self, pack, packed_len, Convert, View};
 use super::round_bf16::{round_tile, widen_tile, Rounding, Tile};
 use super::GemmLayout;
 use crate::backend::cpu::isa;
@@ -606,6 +607,8 @@ fn split(m: usize, nc: usize, mr: usize, nr: usize, mc: usize, threads: usize) -
 enum APanels<'a, P> {
     /// Broadcast from A where it lies (`direct_a`).
     InPlace,
+    /// Broadcast from an A stored transposed where it lies (`transposed_a_in_place`).
+    InPlaceTransposed,
     /// Packed by each task: with k contiguous in A one panel at a time, the next one's rows
     /// prefetched under the kernel (4096 × 3072 × 768 bf16, 1 thread: +7%); otherwise one
     /// MC block at a time.
@@ -638,6 +641,43 @@ enum BPanels<'a, P> {
     /// B's rows where they lie (`b_rows_in_place`): B[pc + p, jc + j] at `from[p·rs + j]`.
     Rows { from: &'a [P], rs: usize },
 }
+
+/// Where `block` hands the kernel one tile's A: a packed panel, A's rows in place (row
+/// stride, k contiguous), or an A stored transposed in place (stride between k steps, rows
+/// contiguous).
+#[derive(Clone, Copy)]
+enum ATile {
+    Packed,
+    Rows(usize),
+    Cols(usize),
+}
+
+/// Whether an A stored transposed (rows contiguous, k steps `a_cs` apart: Aᵀ·B, as
+/// attention's dV = Pᵀ·dO and a Linear layer's weight gradient Xᵀ·dY) is read in place by
+/// the kernel, MR values of one source row per k step, instead of packed: against a narrow C
+/// (at most `TRANSPOSED_A_MAX_N` columns), where each A value serves one or two kernel
+/// passes and packing it is a pass over memory of its own, and unless the k steps are a
+/// multiple of 4 KiB apart (every step in one L1 set). Intel EMR, f32, in process against
+/// packed A, 1 / 2 threads (A's k steps apart): attention's dV at T = 512, 512 × 512 × 64 ×
+/// 12 (2 KiB) +27% / +19%, T = 64, 64 × 64 × 32 × 48 (256 B) +28% / +23%; 128 × 4096 × 64
+/// (512 B) +22% / +10%, 256 × 1024 × 32 (1 KiB) +69%, 768 × 768 × 64 (3 KiB) +20%,
+/// 1536 × 1024 × 64 (6 KiB) +20% / +1%. At 4 KiB: 1024 × 768 × 96 −19%, 1024 × 512 × 256
+/// −28%, 1024 × 4096 × 64 −6%; at 8 KiB 2048 × 2048 × 64 −3%, 16 KiB 4096 × 1024 × 64 −27%.
+/// Wider C: 128 columns +9% to −4% (2 threads −4%), 256 −28% to +6%, 512 and more −7% to 0.
+fn transposed_a_in_place<K, CA>(l: &GemmLayout) -> bool
+where
+    K: MicroKernel,
+    CA: Convert<Dst = K::P>,
+{
+    K::TRANSPOSED_A
+        && CA::IDENTITY
+        && l.a_rs == 1
+        && l.n <= TRANSPOSED_A_MAX_N
+        && !(l.a_cs * std::mem::size_of::<CA::Src>()).is_multiple_of(pack::PAGE_BYTES)
+}
+
+/// Columns of C up to which `transposed_a_in_place` reads A in place: two AVX-512 panels.
+const TRANSPOSED_A_MAX_N: usize = 64;
 
 /// One problem; `c` points at C[0, 0]; `in_place`: A is read where it lies (`direct_a`).
 #[allow(clippy::too_many_arguments)]
@@ -679,6 +719,8 @@ fn single<K, CA, CB>(
     } else {
         let panels = if in_place {
             APanels::InPlace
+        } else if transposed_a_in_place::<K, CA>(l) {
+            APanels::InPlaceTransposed
         } else {
             APanels::PerBlock
         };
@@ -1119,7 +1161,7 @@ fn block<K, CA>(
     // the panel packed after this one, and its packed destination when that is not the
     // panel just used.
     type Next<P> = Option<(usize, Option<*const P>)>;
-    let tile = |i0: usize, apanel: *const K::P, a_rs: usize, next: Next<K::P>| {
+    let tile = |i0: usize, apanel: *const K::P, src: ATile, next: Next<K::P>| {
         let mr = (t.m1 - i0).min(K::MR);
         // After kernel call `call` of `calls`: a share of the next panel's prefetches.
         let prefetch_next = |call: usize| {
@@ -1134,7 +1176,12 @@ fn block<K, CA>(
         // A bf16 C from a single k block (beta = 0): the kernel may compute and round the
         // full tiles in one pipeline (AMX); the rest, if any, go tile by tile below.
         let mut piped = 0;
-        if let (Dest::Bf16(out), Some(_), BPanels::Packed(bp)) = (c, buf, bp) {
+        let rows_at = match src {
+            ATile::Packed => Some(0),
+            ATile::Rows(rs) => Some(rs),
+            ATile::Cols(_) => None,
+        };
+        if let (Dest::Bf16(out), Some(_), BPanels::Packed(bp), Some(a_rs)) = (c, buf, bp, rows_at) {
             let tiles = (t.n1 - t.n0) / K::NR;
             if !acc && mr == K::MR && l.c_cs == 1 && tiles > 0 {
                 let out = out.0.wrapping_add(i0 * l.c_rs + jc + t.n0);
@@ -1169,36 +1216,19 @@ fn block<K, CA>(
             // which belongs to this task alone; the dispatcher chose K for this CPU.
             let kernel = |cij: Tile<*mut f32>, acc: bool| unsafe {
                 let (rs, cs) = (cij.rs as isize, cij.cs as isize);
-                if let Some(b_rs) = b_rows {
-                    debug_assert!(a_rs != 0, "B in place only beside A in place");
-                    K::run_direct_ab(
-                        kc,
-                        apanel,
-                        a_rs,
-                        bpanel.as_ptr(),
-                        b_rs,
-                        cij.ptr,
-                        rs,
-                        cs,
-                        mr,
-                        nr,
-                        acc,
-                    )
-                } else if a_rs == 0 {
-                    K::run(kc, apanel, bpanel.as_ptr(), cij.ptr, rs, cs, mr, nr, acc)
-                } else {
-                    K::run_direct_a(
-                        kc,
-                        apanel,
-                        a_rs,
-                        bpanel.as_ptr(),
-                        cij.ptr,
-                        rs,
-                        cs,
-                        mr,
-                        nr,
-                        acc,
-                    )
+                let b = bpanel.as_ptr();
+                match (src, b_rows) {
+                    (ATile::Rows(a_rs), Some(b_rs)) => {
+                        K::run_direct_ab(kc, apanel, a_rs, b, b_rs, cij.ptr, rs, cs, mr, nr, acc)
+                    }
+                    (_, Some(_)) => unreachable!("B in place only beside A's rows in place"),
+                    (ATile::Packed, None) => K::run(kc, apanel, b, cij.ptr, rs, cs, mr, nr, acc),
+                    (ATile::Rows(a_rs), None) => {
+                        K::run_direct_a(kc, apanel, a_rs, b, cij.ptr, rs, cs, mr, nr, acc)
+                    }
+                    (ATile::Cols(a_cs), None) => {
+                        K::run_transposed_a(kc, apanel, a_cs, b, cij.ptr, rs, cs, mr, nr, acc)
+                    }
                 }
             };
             match c {
@@ -1236,7 +1266,7 @@ fn block<K, CA>(
         APanels::Whole(ap) => {
             // Task rows start on a panel boundary.
             for i0 in (t.m0..t.m1).step_by(K::MR) {
-                tile(i0, ap[(i0 / K::MR) * panel..].as_ptr(), 0, None);
+                tile(i0, ap[(i0 / K::MR) * panel..].as_ptr(), ATile::Packed, None);
             }
         }
         APanels::FillWhole(ap) => {
@@ -1261,14 +1291,37 @@ fn block<K, CA>(
                 );
                 let next = i0 + K::MR;
                 let next = (next < t.m1).then_some((next, Some(out.as_ptr().wrapping_add(panel))));
-                tile(i0, out.as_ptr(), 0, next);
+                tile(i0, out.as_ptr(), ATile::Packed, next);
             }
         }
         APanels::InPlace => {
             debug_assert_eq!(std::mem::size_of::<CA::Src>(), std::mem::size_of::<K::P>());
             let base = a.data.as_ptr() as *const K::P;
             for i0 in (t.m0..t.m1).step_by(K::MR) {
-                tile(i0, base.wrapping_add(a.off + i0 * a.rs + pc), a.rs, None);
+                tile(
+                    i0,
+                    base.wrapping_add(a.off + i0 * a.rs + pc),
+                    ATile::Rows(a.rs),
+                    None,
+                );
+            }
+        }
+        APanels::InPlaceTransposed => {
+            debug_assert_eq!(std::mem::size_of::<CA::Src>(), std::mem::size_of::<K::P>());
+            let base = a.data.as_ptr() as *const K::P;
+            for i0 in (t.m0..t.m1).step_by(K::MR) {
+                let first = a.off + i0 + pc * a.cs;
+                if first + (kc - 1) * a.cs + K::MR <= a.data.len() {
+                    tile(i0, base.wrapping_add(first), ATile::Cols(a.cs), None);
+                } else {
+                    // The kernel reads MR values per k step: past the end of A's storage for
+                    // the last rows of its last k step, so this panel is packed.
+                    with_scratch(&SCRATCH_A, panel, |ap: &mut [K::P]| {
+                        let rows = (t.m1 - i0).min(K::MR);
+                        pack::<CA>(a, K::MR, K::KU_A, K::KU, i0, rows, pc, kc, ap);
+                        tile(i0, ap.as_ptr(), ATile::Packed, None);
+                    });
+                }
             }
         }
         APanels::PerBlock if a.cs == 1 => {
@@ -1279,7 +1332,12 @@ fn block<K, CA>(
                     let rows = (t.m1 - i0).min(K::MR);
                     pack::<CA>(a, K::MR, K::KU_A, K::KU, i0, rows, pc, kc, ap);
                     let next = i0 + K::MR;
-                    tile(i0, ap.as_ptr(), 0, (next < t.m1).then_some((next, None)));
+                    tile(
+                        i0,
+                        ap.as_ptr(),
+                        ATile::Packed,
+                        (next < t.m1).then_some((next, None)),
+                    );
                 }
             });
         }
@@ -1295,7 +1353,7 @@ fn block<K, CA>(
                         for (ir, apanel) in
                             ap.chunks_exact(panel).take(mc.div_ceil(K::MR)).enumerate()
                         {
-                            tile(ic + ir * K::MR, apanel.as_ptr(), 0, None);
+                            tile(ic + ir * K::MR, apanel.as_ptr(), ATile::Packed, None);
                         }
                     }
                 },
@@ -1651,6 +1709,33 @@ mod tests {
         let strided = View { cs: 2, ..b };
         assert_eq!(rows(strided, true, 12, 0, 10), None);
         assert!(b_rows_in_place::<Scalar, F32>(b, true, 8, 0, 64, 0, 10).is_none());
+    }
+
+    /// Aᵀ·B reads A in place against at most 64 columns unless A's k steps are a multiple
+    /// of 4 KiB apart, and only on the kernel that can (f32 AVX-512).
+    #[test]
+    fn transposed_a_in_place_for_narrow_c_off_4k_strides() {
+        use super::super::avx512::Avx512;
+        use super::super::pack::F32;
+        use super::super::scalar::Scalar;
+        let ta = |m: usize, k: usize, n: usize, a_cs: usize| GemmLayout {
+            a_rs: 1,
+            a_cs,
+            ..GemmLayout::row_major(m, n, k)
+        };
+        for (l, want) in [
+            (ta(512, 512, 64, 512), true),
+            (ta(64, 64, 32, 64), true),
+            (ta(1536, 1024, 64, 1536), true),
+            (ta(512, 768, 65, 512), false),
+            (ta(1024, 768, 64, 1024), false),
+            (ta(2048, 2048, 64, 2048), false),
+            (ta(8, 100, 16, 0), false),
+            (GemmLayout::row_major(512, 64, 512), false),
+        ] {
+            assert_eq!(transposed_a_in_place::<Avx512, F32>(&l), want, "{l:?}");
+            assert!(!transposed_a_in_place::<Scalar, F32>(&l), "{l:?}");
+        }
     }
 
     #[test]

@@ -165,6 +165,44 @@ pub(super) trait MicroKernel: Sync {
         unsafe { Self::run_direct_a(kc, a, a_rs, panel.as_ptr(), c, rs, cs, mr, nr, accumulate) }
     }
 
+    /// Whether `run_transposed_a` reads an A stored transposed in place (the f32 AVX-512
+    /// kernel); otherwise the driver packs such an A.
+    const TRANSPOSED_A: bool = false;
+
+    /// `run` with A stored transposed and read where it lies: A[i, p] at `a + i + p·a_cs`,
+    /// the MR values of a k step side by side. This default packs them into a panel and
+    /// calls `run`; kernels with `TRANSPOSED_A` broadcast straight from A.
+    ///
+    /// # Safety
+    /// As `run`, with MR readable values at `a + p·a_cs` for every p < kc (whatever mr is:
+    /// rows i ≥ mr are read and never stored).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run_transposed_a(
+        kc: usize,
+        a: *const Self::P,
+        a_cs: usize,
+        b: *const Self::P,
+        c: *mut f32,
+        rs: isize,
+        cs: isize,
+        mr: usize,
+        nr: usize,
+        accumulate: bool,
+    ) {
+        let kcp = kc.next_multiple_of(Self::KU);
+        let mut panel = vec![Self::P::default(); Self::MR * kcp];
+        for p in 0..kc {
+            for i in 0..mr {
+                // SAFETY: MR values are readable at a + p·a_cs (the caller's contract).
+                let x = unsafe { *a.add(p * a_cs + i) };
+                let (ku, q) = (Self::KU_A, p % Self::KU_A);
+                panel[(p / ku) * Self::MR * ku + i * ku + q] = x;
+            }
+        }
+        // SAFETY: the panel holds MR·kcp values; the rest is the caller's contract.
+        unsafe { Self::run(kc, panel.as_ptr(), b, c, rs, cs, mr, nr, accumulate) }
+    }
+
     /// One row of `tiles` full MR × NR tiles of a bf16 C, beta = 0, in one pipeline that
     /// rounds each tile's f32 sums to bf16 (nearest even) while the next tile's products run:
     ///   C[i, NR·t + j] = bf16(Σ_p A[i, p] · B_t[p, j]),  i < MR, j < NR, t < tiles,
@@ -377,6 +415,81 @@ mod tests {
                     "mr {mr}, nr {nr}, kc {kc}"
                 );
             }
+        }
+    }
+
+    /// `run_transposed_a` (A[i, p] at a + i + p·a_cs) against `run` on the packed panel, at
+    /// every tile height, full and partial widths, k of 1 to 37 (the unrolled groups and
+    /// the single steps); rows i ≥ mr of each step and the gap to the next step are NaN
+    /// (read by the kernel, never stored).
+    fn transposed_matches_packed<K: MicroKernel<P = f32>>() {
+        let a_cs = K::MR + 5;
+        let panel_b: Vec<f32> = (0..K::NR * 40).map(|x| (x % 13) as f32 - 6.0).collect();
+        for kc in [1, 3, 4, 5, 8, 37] {
+            for (mr, nr) in [
+                (K::MR, K::NR),
+                (K::MR, K::NR - 3),
+                (K::MR - 1, K::NR),
+                (5, 7),
+                (1, 2),
+            ]
+            .into_iter()
+            .filter(|&(mr, _)| mr <= K::MR)
+            {
+                let mut a = vec![f32::NAN; kc * a_cs];
+                let mut panel = vec![0.0f32; K::MR * kc];
+                for p in 0..kc {
+                    for i in 0..mr {
+                        let x = ((p * 5 + i * 3) % 7) as f32 - 3.0;
+                        a[p * a_cs + i] = x;
+                        panel[p * K::MR + i] = x;
+                    }
+                }
+                let (mut want, mut got) =
+                    (vec![1.0f32; K::MR * K::NR], vec![1.0f32; K::MR * K::NR]);
+                // SAFETY: each of A's kc steps holds MR readable values (a_cs ≥ MR), the
+                // panels MR·kc and NR·kc values, and C is a full MR × NR row-major tile; the
+                // kernels run only where the CPU has them.
+                unsafe {
+                    K::run(
+                        kc,
+                        panel.as_ptr(),
+                        panel_b.as_ptr(),
+                        want.as_mut_ptr(),
+                        K::NR as isize,
+                        1,
+                        mr,
+                        nr,
+                        true,
+                    );
+                    K::run_transposed_a(
+                        kc,
+                        a.as_ptr(),
+                        a_cs,
+                        panel_b.as_ptr(),
+                        got.as_mut_ptr(),
+                        K::NR as isize,
+                        1,
+                        mr,
+                        nr,
+                        true,
+                    );
+                }
+                assert_eq!(got, want, "mr {mr}, nr {nr}, kc {kc}");
+                assert!(
+                    want.iter().all(|x| x.is_finite()),
+                    "mr {mr}, nr {nr}, kc {kc}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn transposed_a_matches_packed_panel() {
+        transposed_matches_packed::<super::super::scalar::Scalar>();
+        #[cfg(target_arch = "x86_64")]
+        if crate::backend::cpu::isa::detected() >= crate::backend::cpu::isa::Isa::Avx512 {
+            transposed_matches_packed::<super::super::avx512::Avx512>();
         }
     }
 
