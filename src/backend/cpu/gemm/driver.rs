@@ -15,8 +15,9 @@
 //! When the kernel can broadcast from A in place (f32 or bf16, k contiguous in A, rows not
 //! crowding one L1 set) the A packing is skipped and each MR-row strip of A is read where it
 //! lies; an A stored transposed against a narrow C is read in place too, the MR values of a
-//! k step side by side (`transposed_a_in_place`). Otherwise, when C spans several NC blocks, all of A is packed once up front (the
-//! same panels, one KC block after another) instead of once per NC block.
+//! k step side by side (`transposed_a_in_place`). Otherwise, when C spans several NC
+//! blocks, all of A is packed once up front (the same panels, one KC block after another)
+//! instead of once per NC block.
 //!
 //! A bf16 C (`gemm_to_bf16`) gets the kernel's f32 tiles rounded once, after the last depth
 //! block: with one depth block the kernel sums into an L1 tile buffer that is rounded into C;

@@ -113,16 +113,11 @@ pub(super) trait MicroKernel: Sync {
         nr: usize,
         accumulate: bool,
     ) {
-        let kcp = kc.next_multiple_of(Self::KU);
-        let mut panel = vec![Self::P::default(); Self::MR * kcp];
-        for i in 0..mr {
-            for p in 0..kc {
-                // SAFETY: row i < mr holds kc values (the caller's contract).
-                let x = unsafe { *a.add(i * a_rs + p) };
-                panel[(p / Self::KU) * Self::MR * Self::KU + i * Self::KU + p % Self::KU] = x;
-            }
-        }
-        // SAFETY: the panel holds MR·kcp values; the rest is the caller's contract.
+        // SAFETY: row i < mr holds kc values (the caller's contract).
+        let panel = panel_of(Self::MR, Self::KU, Self::KU, mr, kc, |i, p| unsafe {
+            *a.add(i * a_rs + p)
+        });
+        // SAFETY: the panel holds MR·kc' values; the rest is the caller's contract.
         unsafe { Self::run(kc, panel.as_ptr(), b, c, rs, cs, mr, nr, accumulate) }
     }
 
@@ -151,17 +146,16 @@ pub(super) trait MicroKernel: Sync {
         nr: usize,
         accumulate: bool,
     ) {
-        let kcp = kc.next_multiple_of(Self::KU);
-        let mut panel = vec![Self::P::default(); Self::NR * kcp];
-        for p in 0..kc {
-            for j in 0..Self::NR {
-                // SAFETY: row p < kc of B holds NR values (the caller's contract).
-                let x = unsafe { *b.add(p * b_rs + j) };
-                let (ku, q) = (Self::KU_B, p % Self::KU_B);
-                panel[(p / ku) * Self::NR * ku + j * ku + q] = x;
-            }
-        }
-        // SAFETY: the panel holds NR·kcp values; the rest is the caller's contract.
+        // SAFETY: row p < kc of B holds NR values (the caller's contract).
+        let panel = panel_of(
+            Self::NR,
+            Self::KU_B,
+            Self::KU,
+            Self::NR,
+            kc,
+            |j, p| unsafe { *b.add(p * b_rs + j) },
+        );
+        // SAFETY: the panel holds NR·kc' values; the rest is the caller's contract.
         unsafe { Self::run_direct_a(kc, a, a_rs, panel.as_ptr(), c, rs, cs, mr, nr, accumulate) }
     }
 
@@ -189,17 +183,11 @@ pub(super) trait MicroKernel: Sync {
         nr: usize,
         accumulate: bool,
     ) {
-        let kcp = kc.next_multiple_of(Self::KU);
-        let mut panel = vec![Self::P::default(); Self::MR * kcp];
-        for p in 0..kc {
-            for i in 0..mr {
-                // SAFETY: MR values are readable at a + p·a_cs (the caller's contract).
-                let x = unsafe { *a.add(p * a_cs + i) };
-                let (ku, q) = (Self::KU_A, p % Self::KU_A);
-                panel[(p / ku) * Self::MR * ku + i * ku + q] = x;
-            }
-        }
-        // SAFETY: the panel holds MR·kcp values; the rest is the caller's contract.
+        // SAFETY: MR values are readable at a + p·a_cs (the caller's contract).
+        let panel = panel_of(Self::MR, Self::KU_A, Self::KU, mr, kc, |i, p| unsafe {
+            *a.add(p * a_cs + i)
+        });
+        // SAFETY: the panel holds MR·kc' values; the rest is the caller's contract.
         unsafe { Self::run(kc, panel.as_ptr(), b, c, rs, cs, mr, nr, accumulate) }
     }
 
@@ -237,6 +225,26 @@ pub(super) trait MicroKernel: Sync {
 ///
 /// # Safety
 /// Same C requirements as `MicroKernel::run`.
+/// One packed panel of `r` rows (A) or columns (B) for the defaults above: `at(i, p)` for
+/// i < `rows` and p < kc at (p / ku)·r·ku + i·ku + p % ku, zero elsewhere (rows past `rows`,
+/// k up to a multiple of `kpad`).
+fn panel_of<P: Copy + Default>(
+    r: usize,
+    ku: usize,
+    kpad: usize,
+    rows: usize,
+    kc: usize,
+    at: impl Fn(usize, usize) -> P,
+) -> Vec<P> {
+    let mut panel = vec![P::default(); r * kc.next_multiple_of(kpad)];
+    for p in 0..kc {
+        for i in 0..rows {
+            panel[(p / ku) * r * ku + i * ku + p % ku] = at(i, p);
+        }
+    }
+    panel
+}
+
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) unsafe fn store_tile_generic(
