@@ -386,7 +386,6 @@ fn gemm_into<K, CA, CB>(
 {
     let batch = a_offsets.len();
     let threads = rayon::current_num_threads();
-    let _region = crate::backend::cpu::threads::region();
     let macs = l.m * l.n * l.k;
     let view = |i: usize| {
         let av = View {
@@ -452,9 +451,11 @@ fn gemm_into<K, CA, CB>(
     };
     if threads == 1 || macs * batch < PAR_MIN_MACS {
         (0..batch).for_each(|i| one(i, 1));
-    } else if batch > 1
-        && (batch.is_multiple_of(threads) || batch >= 4 * threads || macs < SMALL_MACS)
-    {
+        return;
+    }
+    // Only a problem that forks opens a region (a small one runs inline, on this thread).
+    let _region = crate::backend::cpu::threads::region();
+    if batch > 1 && (batch.is_multiple_of(threads) || batch >= 4 * threads || macs < SMALL_MACS) {
         (0..batch).into_par_iter().for_each(|i| one(i, 1));
     } else {
         (0..batch).for_each(|i| one(i, threads));

@@ -192,11 +192,13 @@ pub(super) fn run_with<T: Copy + Send + Sync, W: Copy + Send + Sync>(
         }
     };
     let threads = rayon::current_num_threads();
-    let _region = crate::backend::cpu::threads::region();
     let macs = batch * m * n * k;
     if threads == 1 || macs < PAR_MIN_MACS {
         (0..batch).for_each(|i| cols(i, 0, n));
-    } else if batch >= threads {
+        return;
+    }
+    let _region = crate::backend::cpu::threads::region();
+    if batch >= threads {
         (0..batch).into_par_iter().for_each(|i| cols(i, 0, n));
     } else {
         let chunk = n.div_ceil(threads).next_multiple_of(CHUNK_ALIGN);
