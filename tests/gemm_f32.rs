@@ -378,6 +378,46 @@ fn long_k_into_small_c_split_along_k() {
     }
 }
 
+/// A Linear layer's weight gradient over 768 tokens (dW = dYᵀ·X: A transposed, k = 768, two
+/// AVX-512 depth blocks) on 2 threads is split along k at the blocks' bound (384 + 384), so
+/// each element gets the same additions in the same order as on one thread: bit for bit the
+/// same C, beta 0 and 1 (and the reference's sums within tolerance, through `check`).
+#[test]
+fn weight_gradient_split_along_k_matches_one_thread_bit_for_bit() {
+    if isa::detected() < Isa::Avx512 {
+        println!("skipped: the AVX-512 f32 kernel (two-block split along k) needs AVX-512");
+        return;
+    }
+    for (m, n) in [(65, 128), (128, 40)] {
+        let s = Shape {
+            ta: true,
+            ..Shape::plain(m, n, 768)
+        };
+        let l = s.layout();
+        let a = fill(extent(s.m, s.k, l.a_rs, l.a_cs), 21);
+        let b = fill(extent(s.k, s.n, l.b_rs, l.b_cs), 22);
+        let c0 = fill(extent(s.m, s.n, l.c_rs, l.c_cs), 23);
+        for beta in [0.0, 1.0] {
+            let run = |threads: usize| {
+                on_threads(threads, || {
+                    let mut c = c0.clone();
+                    sgemm_batched_isa(Isa::Avx512, &l, &a, &[0], &b, &[0], beta, &mut c, &[0])
+                        .unwrap();
+                    c
+                })
+            };
+            let (one, two) = (run(1), run(2));
+            for (i, (x, y)) in one.iter().zip(&two).enumerate() {
+                assert!(
+                    x.to_bits() == y.to_bits(),
+                    "{m} x {n} x 768, beta {beta}: C[{i}] = {x} on 1 thread, {y} on 2"
+                );
+            }
+        }
+        on_threads(2, || check(s, 1, false, 1.0));
+    }
+}
+
 /// B of exactly NR contiguous columns (AVX-512: 32, as attention's V with 32-wide heads;
 /// AVX2: 16; scalar: 8) is already the kernel's packed panel and is read in place: every KC
 /// block of depth (k past 384), packed and in-place A, edge rows, batches spread over

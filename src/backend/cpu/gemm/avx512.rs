@@ -47,6 +47,17 @@ impl MicroKernel for Avx512 {
     /// block lost up to 3% (2048 × 768 × 768), and 1024 columns in one block lost 2–4% at
     /// k = 1024 and 3072.
     const NC_ONE_BLOCK: Option<usize> = Some(768);
+    /// Two blocks: a Linear layer's weight gradient over a few hundred tokens (dW = dYᵀ·X,
+    /// k = tokens) has a small C and two depth blocks, where the C split pays five forks and
+    /// joins (A packed, then B packed and the tiles per block) for a fraction of a
+    /// millisecond of work, split unevenly over 11 row panels at m = 128. Intel EMR, 2
+    /// threads, in process against the C split (two runs): 128 × 768 × 128 (A transposed)
+    /// +21–39%, 128 × 768 × 512 +23–49%, 65 × 768 × 128 +47–67%, 64 × 768 × 64 +59–77%,
+    /// 384 × 768 × 128 +3–4%, 512 × 768 × 128 +2–10%, 256 × 768 × 256 −1 to +5%, 128 × 768
+    /// × 128 with A not transposed +16%; one block (k = 384, 512) lost 1–9%.
+    /// With parts on the depth blocks' bounds (k = 768: 384 + 384) the sums are bit for bit
+    /// those of one thread.
+    const K_SPLIT_MIN_BLOCKS: usize = 2;
 
     unsafe fn run(
         kc: usize,

@@ -260,20 +260,17 @@ pub(super) fn gemm_to_bf16<K, CA, CB>(
 }
 
 /// Whether one problem's threads take parts of k rather than of C: a small C (at most
-/// `K_SPLIT_MAX_C` values) over a long k (at least `K_SPLIT_MIN_BLOCKS` depth blocks), where
-/// splitting C gives each depth block's fork and joins (B packed in parallel, then the
-/// tiles) too little work per thread.
+/// `K_SPLIT_MAX_C` values) over a long k (at least `MicroKernel::K_SPLIT_MIN_BLOCKS` depth
+/// blocks), where splitting C gives each depth block's fork and joins (B packed in parallel,
+/// then the tiles) too little work per thread.
 fn k_split<K: MicroKernel>(l: &GemmLayout) -> bool {
-    l.m * l.n <= K_SPLIT_MAX_C && l.k >= K_SPLIT_MIN_BLOCKS * K::KC
+    l.m * l.n <= K_SPLIT_MAX_C && l.k >= K::K_SPLIT_MIN_BLOCKS * K::KC
 }
 /// In-process alternation, 2 threads, Intel EMR, k split against C split: f32 64 × 65536 ×
 /// 64 2.0×, 32 × 32768 × 32 1.8×, 128 × 16384 × 128 1.5×, 256 × 8192 × 256 1.3×, 128 ×
 /// 4096 × 512 1.35×, 64 × 2048 × 64 2.4×; bf16 (AMX) 64 × 65536 × 64 1.27×, 128 × 16384 ×
 /// 128 1.66×, 256 × 4096 × 256 1.24×; but bf16 512 × 4096 × 512 0.68× (C of 256 Ki values).
 const K_SPLIT_MAX_C: usize = 256 * 256;
-/// bf16 128 × 1536 × 128 (two AMX depth blocks) 0.96×, f32 128 × 1024 × 128 1.29×: at least
-/// four blocks of either kernel.
-const K_SPLIT_MIN_BLOCKS: usize = 4;
 
 /// C (+)= A·B with each of `threads` threads taking a contiguous part of k: the first
 /// accumulates into C itself (an f32 C) or into f32 sums starting from C widened (a bf16 C),

@@ -45,6 +45,11 @@ pub(super) trait MicroKernel: Sync {
     /// Whether depth and columns are cut into ⌈k/KC⌉ and ⌈n/NC⌉ blocks as equal as whole KU
     /// steps and NR panels allow, instead of KC, KC, …, remainder (`driver::blocks`).
     const EVEN_BLOCKS: bool = false;
+    /// With several threads, a small C over at least this many KC blocks of depth is split
+    /// along k, each thread summing a contiguous part of k (`driver::k_split`). Two AMX
+    /// blocks lost (bf16 128 × 1536 × 128: 0.96× against the C split, 2 threads, Intel EMR)
+    /// where f32 128 × 1024 × 128 gained 1.29×, so four unless a kernel measured fewer.
+    const K_SPLIT_MIN_BLOCKS: usize = 4;
     /// When set, the column blocks are as wide as this many packed B values allow at the
     /// problem's depth block (⌊B_BLOCK / kc⌋, whole NR panels) instead of NC: a shallow
     /// problem gets wider blocks, so fewer passes over A (`driver::nc_max`).
