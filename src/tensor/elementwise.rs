@@ -3,6 +3,8 @@
 use super::layout::broadcast_shapes;
 use super::Tensor;
 use crate::backend::cpu::activation::{self, Gelu};
+use crate::backend::cpu::elementwise as kernels;
+use crate::backend::cpu::isa;
 use crate::backend::cpu::math;
 use crate::backend::cpu::par::{self, fresh};
 use crate::error::Result;
@@ -100,12 +102,14 @@ impl Binary {
 }
 
 /// y = f(x) elementwise, in parallel for large tensors, written straight into a fresh
-/// output (`par::fresh`: no zeroing pass first).
+/// output (`par::fresh`: no zeroing pass first), each block by the SIMD level's loop
+/// (`backend::cpu::elementwise`).
 fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync + Send) -> Vec<f32> {
+    let level = isa::active();
     fresh(x.len(), |out| {
         par::rows_mut(out, 1, 1, |i, o| {
             let n = o.len();
-            o.write_iter(x[i..i + n].iter().map(|&x| f(x)))
+            kernels::map(level, &x[i..i + n], o, &f)
         })
     })
 }
@@ -113,10 +117,11 @@ fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync + Send) -> Vec<f32> {
 /// out = f(a, b) elementwise on equal-length operands, as `map`.
 fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync + Send) -> Vec<f32> {
     debug_assert_eq!(a.len(), b.len());
+    let level = isa::active();
     fresh(a.len(), |out| {
         par::rows_mut(out, 1, 1, |i, o| {
             let n = o.len();
-            o.write_iter(a[i..i + n].iter().zip(&b[i..i + n]).map(|(&x, &y)| f(x, y)))
+            kernels::zip_map(level, &a[i..i + n], &b[i..i + n], o, &f)
         })
     })
 }
@@ -131,19 +136,21 @@ fn broadcast_map(
     total: usize,
     f: impl Fn(f32, f32) -> f32 + Sync + Send,
 ) -> Vec<f32> {
+    let level = isa::active();
     fresh(total, |out| {
         par::rows_mut(out, n, 1, |r0, o| {
             o.write_rows(n, |r, o| {
                 let (ia, ib) = (ra[r0 + r], rb[r0 + r]);
                 match (sa, sb) {
-                    (1, 1) => o.write_iter(
-                        a[ia..ia + n]
-                            .iter()
-                            .zip(&b[ib..ib + n])
-                            .map(|(&x, &y)| f(x, y)),
-                    ),
-                    (1, 0) => o.write_iter(a[ia..ia + n].iter().map(|&x| f(x, b[ib]))),
-                    (0, 1) => o.write_iter(b[ib..ib + n].iter().map(|&y| f(a[ia], y))),
+                    (1, 1) => kernels::zip_map(level, &a[ia..ia + n], &b[ib..ib + n], o, &f),
+                    (1, 0) => {
+                        let y = b[ib];
+                        kernels::map(level, &a[ia..ia + n], o, |x| f(x, y))
+                    }
+                    (0, 1) => {
+                        let x = a[ia];
+                        kernels::map(level, &b[ib..ib + n], o, |y| f(x, y))
+                    }
                     _ => o.write_iter((0..n).map(|j| f(a[ia + j * sa], b[ib + j * sb]))),
                 }
             })

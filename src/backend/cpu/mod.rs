@@ -7,6 +7,7 @@ pub mod attention;
 pub mod convert;
 pub mod cross_entropy;
 pub mod dropout;
+pub mod elementwise;
 pub mod embedding;
 pub mod gemm;
 pub mod grad_norm;
