@@ -149,6 +149,42 @@ fn narrow_backward_add_equals_adding_the_padded_gradient() {
     assert!(e.contains("[2, 5, 3]"), "{e}");
 }
 
+/// GPT-2's q | k | v split, backward, at its training size on 2 threads (the parallel paths):
+/// `narrow_backward` pads one third's gradient with zeros, `narrow_backward_add` adds the
+/// other two (one of them a strided view) and one overlapping range, against ndarray.
+#[test]
+fn narrow_backward_pads_and_adds_on_two_threads() {
+    use ndarray::s;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let g: Vec<Tensor> = (0..3).map(|i| randn(&[12, 64, 128], 30 + i)).collect();
+        let strided = randn(&[12, 128, 64], 33).transpose(1, 2).unwrap();
+        assert!(!strided.is_contiguous());
+        let mut want = ArrayD::<f32>::zeros(IxDyn(&[12, 64, 384]));
+        let acc = g[1].narrow_backward(2, 128, 384).unwrap();
+        want.slice_mut(s![.., .., 128..256]).assign(&nd(&g[1]));
+        assert_close(&acc, &want, 0.0);
+        let acc = g[0].narrow_backward_add(Some(acc), 2, 0, 384).unwrap();
+        want.slice_mut(s![.., .., 0..128])
+            .zip_mut_with(&nd(&g[0]), |a, b| *a += b);
+        let acc = strided.narrow_backward_add(Some(acc), 2, 256, 384).unwrap();
+        want.slice_mut(s![.., .., 256..384])
+            .zip_mut_with(&nd(&strided), |a, b| *a += b);
+        let acc = g[2].narrow_backward_add(Some(acc), 2, 200, 384).unwrap();
+        want.slice_mut(s![.., .., 200..328])
+            .zip_mut_with(&nd(&g[2]), |a, b| *a += b);
+        assert_close(&acc, &want, 0.0);
+        // Along a middle dim: rows 10..74 of 100.
+        let acc = g[0].narrow_backward(1, 10, 100).unwrap();
+        let mut want = ArrayD::<f32>::zeros(IxDyn(&[12, 100, 128]));
+        want.slice_mut(s![.., 10..74, ..]).assign(&nd(&g[0]));
+        assert_close(&acc, &want, 0.0);
+    });
+}
+
 #[test]
 fn binary_reads_strided_operands() {
     let x = randn(&[3, 4], 1);

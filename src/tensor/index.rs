@@ -3,6 +3,7 @@
 
 use super::layout::{broadcast_shapes, numel};
 use super::{DType, Tensor};
+use crate::backend::cpu::{elementwise, isa, par};
 use crate::error::{Error, Result};
 
 /// (outer, size, inner) of a contiguous tensor around dim `d`.
@@ -52,7 +53,7 @@ fn update_slice(
     dim: usize,
     start: usize,
     src: &Tensor,
-    f: fn(&mut f32, f32),
+    f: impl Fn(f32, f32) -> f32 + Sync,
 ) -> Result<()> {
     let (_, full, inner) = around(dst.shape(), dim);
     let (span, seg) = (full * inner, src.shape()[dim] * inner);
@@ -61,11 +62,10 @@ fn update_slice(
     }
     let g = src.f32s(op)?;
     let a = dst.f32s_mut()?;
-    // Per index of the dims before `dim`: f(a[o·span + start·inner ..][..seg], g[o·seg ..]).
+    let level = isa::active();
+    // Per index of the dims before `dim`: a[o·span + start·inner ..][..seg] ← f(a, g[o·seg ..]).
     let apply = |(a, g): (&mut [f32], &[f32])| {
-        for (x, &y) in a[start * inner..][..seg].iter_mut().zip(g) {
-            f(x, y);
-        }
+        elementwise::update(level, &mut a[start * inner..][..seg], g, &f)
     };
     if a.len() >= 1 << 16 {
         use rayon::prelude::*;
@@ -304,19 +304,23 @@ impl Tensor {
         if let Some(ctx) = super::device::on_device("narrow_backward", &[self])? {
             return super::device::narrow_backward(&ctx, self, dim, start, full);
         }
-        let mut parts = Vec::new();
+        // One pass over a fresh output, block by block of its rows along `dim` (span values
+        // each): zeros, then self's segment (seg values) at start·inner.
         let mut shape = self.shape().to_vec();
-        if start > 0 {
-            shape[dim] = start;
-            parts.push(Tensor::zeros(&shape));
-        }
-        parts.push(self.clone());
-        if start + len < full {
-            shape[dim] = full - start - len;
-            parts.push(Tensor::zeros(&shape));
-        }
-        let refs: Vec<&Tensor> = parts.iter().collect();
-        Tensor::cat(&refs, dim as isize)
+        shape[dim] = full;
+        let (outer, _, inner) = around(&shape, dim);
+        let (span, seg) = (full * inner, len * inner);
+        let g = self.f32s("narrow_backward")?;
+        let out = par::fresh(outer * span, |o| {
+            par::rows_mut(o, span, 1, |r0, block| {
+                block.init(|a| {
+                    for (r, row) in a.chunks_mut(span.max(1)).enumerate() {
+                        row[start * inner..][..seg].copy_from_slice(&g[(r0 + r) * seg..][..seg]);
+                    }
+                })
+            })
+        });
+        Ok(Tensor::from_f32(out, &shape))
     }
 
     /// `acc + self.narrow_backward(dim, start, full)` (just the latter when `acc` is None),
@@ -347,7 +351,7 @@ impl Tensor {
         if super::device::on_device(op, &[self, &acc])?.is_some() {
             return acc.add(&self.narrow_backward(dim, start, full)?);
         }
-        update_slice(op, &mut acc, dim, start, self, |x, y| *x += y)?;
+        update_slice(op, &mut acc, dim, start, self, |x, y| x + y)?;
         Ok(acc)
     }
 
@@ -361,7 +365,7 @@ impl Tensor {
         if let Some(ctx) = super::device::on_device(op, &[self, src])? {
             return super::device::write_narrow(&ctx, self, dim, start, src);
         }
-        update_slice(op, self, dim, start, src, |x, y| *x = y)
+        update_slice(op, self, dim, start, src, |_, y| y)
     }
 
     /// Stack equal-shaped tensors along a new dim.

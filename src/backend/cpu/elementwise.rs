@@ -1,6 +1,7 @@
 //! Elementwise maps on raw buffers, compiled once per ISA level:
 //!   map:      y_i = f(x_i)
 //!   zip_map:  y_i = f(a_i, b_i)
+//!   update:   a_i ← f(a_i, b_i)   (in place)
 //! `f` is the op's scalar rule (a + b, max(a, b), x·c, …); each level runs the same loop in a
 //! function compiled for its registers, where LLVM vectorises it at that width (AVX-512: 16
 //! lanes, AVX2: 8). Without this the loops were compiled for the portable x86-64 baseline,
@@ -58,6 +59,21 @@ pub fn zip_map<F: Fn(f32, f32) -> f32>(
     })
 }
 
+/// a_i = f(a_i, b_i) in place, over the shorter of the two.
+pub fn update<F: Fn(f32, f32) -> f32>(level: Isa, a: &mut [f32], b: &[f32], f: F) {
+    let n = a.len().min(b.len());
+    let (a, b) = (&mut a[..n], &b[..n]);
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level` is never above `isa::detected()`, so the CPU has AVX-512 F/BW.
+        Isa::Avx512 => unsafe { x86::update_avx512(a, b, f) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, the CPU has AVX2 and FMA when `level` is Avx2.
+        Isa::Avx2 => unsafe { x86::update_avx2(a, b, f) },
+        _ => update_loop(a, b, f),
+    }
+}
+
 /// The loops, inlined into each level's function below and vectorised there.
 #[inline(always)]
 fn map_loop<F: Fn(f32) -> f32>(x: &[f32], y: &mut [MaybeUninit<f32>], f: F) {
@@ -73,9 +89,16 @@ fn zip_loop<F: Fn(f32, f32) -> f32>(a: &[f32], b: &[f32], y: &mut [MaybeUninit<f
     }
 }
 
+#[inline(always)]
+fn update_loop<F: Fn(f32, f32) -> f32>(a: &mut [f32], b: &[f32], f: F) {
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x = f(*x, y);
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{map_loop, zip_loop, MaybeUninit};
+    use super::{map_loop, update_loop, zip_loop, MaybeUninit};
 
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
     pub(super) unsafe fn map_avx512<F: Fn(f32) -> f32>(
@@ -109,6 +132,16 @@ mod x86 {
         f: F,
     ) {
         zip_loop(a, b, y, f)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    pub(super) unsafe fn update_avx512<F: Fn(f32, f32) -> f32>(a: &mut [f32], b: &[f32], f: F) {
+        update_loop(a, b, f)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn update_avx2<F: Fn(f32, f32) -> f32>(a: &mut [f32], b: &[f32], f: F) {
+        update_loop(a, b, f)
     }
 }
 
@@ -201,6 +234,16 @@ mod tests {
                     let mut got = vec![f32::NAN; n];
                     let _ = zip_map(level, &a, &b, Fill::from(&mut got[..]), f);
                     same_bits(&format!("{} {name} n {n}", level.name()), &got, &want);
+                }
+                for (name, f) in binary {
+                    let want: Vec<f32> = a.iter().zip(&b).map(|(&x, &y)| f(x, y)).collect();
+                    let mut got = a.clone();
+                    update(level, &mut got, &b, f);
+                    same_bits(
+                        &format!("{} {name} in place n {n}", level.name()),
+                        &got,
+                        &want,
+                    );
                 }
                 for (name, f) in unary {
                     let want: Vec<f32> = a.iter().map(|&x| f(x)).collect();
