@@ -97,9 +97,16 @@ pub fn attention_backward(
             for later in rest.chunks_exact(tq * dp) {
                 first.iter_mut().zip(later).for_each(|(a, &x)| *a += x);
             }
-            for (i, row) in first.chunks_exact(dp).enumerate() {
-                dq.write(bh / heads, bh % heads, i, 0, &row[..d], scale);
-            }
+            dq.write_rows(
+                bh / heads,
+                bh % heads,
+                0,
+                tq,
+                first,
+                dp,
+                d,
+                &vec![scale; tq],
+            );
         });
 }
 
@@ -314,12 +321,7 @@ fn key_tile(
         kr::gemm(isa, rows, dp, cols, s, (BC, 1), kp, ldk, dqrows, dp, true);
     }
 
-    for (jj, (dks, dvs)) in dk_acc
-        .chunks_exact(dp)
-        .zip(dv_acc.chunks_exact(dvp))
-        .enumerate()
-    {
-        dk_out.write(b, h, j0 + jj, 0, &dks[..d], scale);
-        dv_out.write(b, h, j0 + jj, 0, &dvs[..dv], 1.0);
-    }
+    let rows = dk_acc.len() / dp;
+    dk_out.write_rows(b, h, j0, rows, &dk_acc, dp, d, &[scale; BC][..rows]);
+    dv_out.write_rows(b, h, j0, rows, &dv_acc, dvp, dv, &[1.0; BC][..rows]);
 }
