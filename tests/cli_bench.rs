@@ -93,7 +93,18 @@ fn peak_probes_the_unit_of_each_gemm_dtype() {
         assert_eq!(gemm["peak_probe"], probe.as_str(), "{gemm}");
         let pct = gemm["pct_of_peak_best"].as_f64().unwrap();
         assert!(pct > 0.0 && pct.is_finite(), "{gemm}");
+        // Each repetition against the probe run right after it: a median inside its IQR.
+        let paired = gemm["pct_of_peak_paired_median"].as_f64().unwrap();
+        let iqr = &gemm["pct_of_peak_paired_iqr"];
+        let (lo, hi) = (iqr[0].as_f64().unwrap(), iqr[1].as_f64().unwrap());
+        assert!(
+            paired > 0.0 && paired.is_finite() && lo <= paired && paired <= hi,
+            "{gemm}"
+        );
     }
+    // Workloads without a multiply-add unit report no paired share.
+    let sm = json(&["softmax", "--m", "8", "--n", "64"]);
+    assert!(sm["pct_of_peak_paired_median"].is_null(), "{sm}");
     let out = bench(&["peak", "--dtype", "bf16-mixed"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

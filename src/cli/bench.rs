@@ -249,21 +249,26 @@ pub fn run(args: Args) -> Result<()> {
             serve(w.name, level, threads, p, &args)
         });
     }
-    let (flops, params, rate, times) = pool.install(|| -> Result<_> {
-        let p = (w.prepare)(&args, level, threads)?;
-        let times = time(p.call, &args)?;
-        Ok((p.flops, p.params, p.rate, times))
+    let probe = Probe::for_gemm(w.name, args.dtype, level);
+    let (flops, params, rate, times, shares) = pool.install(|| -> Result<_> {
+        let mut p = (w.prepare)(&args, level, threads)?;
+        let (times, calls) = time(&mut p.call, &args)?;
+        let shares = match probe {
+            Some(probe) => paired_shares(&mut p.call, p.flops, calls, probe, args.reps)?,
+            None => Vec::new(),
+        };
+        Ok((p.flops, p.params, p.rate, times, shares))
     })?;
-    let peak = Probe::for_gemm(w.name, args.dtype, level)
-        .map(|probe| (probe, pool.install(|| peak_flops(probe, threads))));
+    let peak = probe.map(|probe| (probe, pool.install(|| peak_flops(probe, threads))));
     report(
-        w.name, &args, level, threads, flops, params, rate, &times, peak,
+        w.name, &args, level, threads, flops, params, rate, &times, peak, &shares,
     );
     Ok(())
 }
 
-/// Per-call times in seconds of `reps` repetitions after warm-up and calibration.
-fn time(mut call: Box<dyn FnMut() -> Result<()>>, args: &Args) -> Result<Vec<f64>> {
+/// Per-call times in seconds of `reps` repetitions after warm-up and calibration, and the
+/// calls per repetition.
+fn time(call: &mut dyn FnMut() -> Result<()>, args: &Args) -> Result<(Vec<f64>, usize)> {
     let t0 = Instant::now();
     call()?;
     let first = t0.elapsed().as_secs_f64();
@@ -281,7 +286,42 @@ fn time(mut call: Box<dyn FnMut() -> Result<()>>, args: &Args) -> Result<Vec<f64
         }
         times.push(t.elapsed().as_secs_f64() / calls as f64);
     }
-    Ok(times)
+    Ok((times, calls))
+}
+
+/// The workload's share of `probe`'s peak, repetition by repetition: each repetition of
+/// `calls` calls is followed by the probe on every thread of the pool for about as long, and
+/// the repetition's rate is divided by that probe's. On a shared machine whose speed drifts
+/// from one moment to the next (neighbours, clocks) both halves of a pair see the same
+/// conditions, where the best of a separate burst of probes and the median repetition need
+/// not. Returns `reps` shares (1 = the probe's rate).
+fn paired_shares(
+    call: &mut dyn FnMut() -> Result<()>,
+    flops: f64,
+    calls: usize,
+    probe: Probe,
+    reps: usize,
+) -> Result<Vec<f64>> {
+    let iters = probe.iters();
+    let per_probe = probe.run(1).0 * iters as f64;
+    let threads = rayon::current_num_threads() as f64;
+    let mut shares = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        for _ in 0..calls {
+            call()?;
+        }
+        let rep = t.elapsed().as_secs_f64();
+        // Probe rounds of ~0.1-0.2 ms until about as long as the repetition took.
+        let (t, mut rounds) = (Instant::now(), 0usize);
+        while rounds == 0 || t.elapsed().as_secs_f64() < rep {
+            rayon::broadcast(|_| std::hint::black_box(probe.run(iters).1));
+            rounds += 1;
+        }
+        let probe_rate = per_probe * threads * rounds as f64 / t.elapsed().as_secs_f64();
+        shares.push(flops * calls as f64 / rep / probe_rate);
+    }
+    Ok(shares)
 }
 
 /// `--serve`: warm up, announce the workload, then one timed repetition per stdin line (its
@@ -417,8 +457,14 @@ fn report(
     rate: Option<Rate>,
     times: &[f64],
     peak: Option<(Probe, f64)>,
+    paired: &[f64],
 ) {
     let (probe, peak) = (peak.map(|(p, _)| p), peak.map(|(_, f)| f));
+    let paired = (!paired.is_empty()).then(|| {
+        let mut s = paired.to_vec();
+        s.sort_by(|a, b| a.total_cmp(b));
+        (s[s.len() / 2], s[(3 * s.len()) / 4], s[s.len() / 4])
+    });
     let mut s = times.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
     let med = if s.len() % 2 == 1 {
@@ -445,6 +491,8 @@ fn report(
             "pct_of_peak_median": peak.map(|p| 100.0 * flops / med / p),
             "pct_of_peak_best": peak.map(|p| 100.0 * flops / min / p),
             "peak_probe": probe.map(Probe::name),
+            "pct_of_peak_paired_median": paired.map(|(m, _, _)| 100.0 * m),
+            "pct_of_peak_paired_iqr": paired.map(|(_, hi, lo)| [100.0 * lo, 100.0 * hi]),
         });
         let mut v = v;
         if let Some(r) = &rate {
@@ -479,6 +527,16 @@ fn report(
                 p * 1e-9,
                 100.0 * flops / med / p,
                 100.0 * flops / min / p
+            );
+        }
+        if let (Some((m, hi, lo)), Some(probe)) = (paired, probe) {
+            println!(
+                "  each repetition against the {} probe run right after it: median {:.0}% \
+                 (IQR {:.0}-{:.0}%)",
+                probe.name(),
+                100.0 * m,
+                100.0 * lo,
+                100.0 * hi
             );
         }
     }
