@@ -1,9 +1,9 @@
 //! How finely row-wise kernels split their work across threads.
 //!
 //! One rule, `row_block`, used directly and through the `rows_mut*` drivers: tasks of at least
-//! `GRAIN` elements and at most `TASKS_PER_THREAD` per thread, and (in the drivers) no rayon call
-//! at all when there is a single task, so that small tensors (768 rows × 128 cols) run inline in the calling thread instead of
-//! paying for a pool hand-off.
+//! `GRAIN` elements and at most `TASKS_PER_THREAD` per thread, as many for each thread when
+//! split at all, and (in the drivers) no rayon call at all when there is a single task, so
+//! that small tensors run inline in the calling thread instead of paying for a pool hand-off.
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +20,14 @@ pub fn row_block(rows: usize, cols: usize, work: usize) -> usize {
     let n = rows.saturating_mul(cols).saturating_mul(work.max(1));
     let threads = rayon::current_num_threads().max(1);
     let tasks = (n / GRAIN).clamp(1, TASKS_PER_THREAD * threads);
+    // Whole tasks per thread when split at all: the rows then fall into `threads` equal
+    // spans, each thread's share the one the thread that wrote those rows in the producing
+    // op (a GEMM's or another row op's equal split) most likely still holds.
+    let tasks = if tasks > 1 {
+        tasks.next_multiple_of(threads)
+    } else {
+        tasks
+    };
     rows.div_ceil(tasks).max(1)
 }
 
@@ -391,6 +399,27 @@ mod tests {
     fn mark(cols: usize, r0: usize, o: Fill<'_>) -> Filled {
         let n = o.len();
         o.write_iter((0..n).map(|k| (r0 * cols + k) as f32 + 1.0))
+    }
+
+    /// Split at all, the rows fall into whole tasks per thread: a residual stream of 768 × 128
+    /// (three grains) into 4 blocks of 192 on 2 threads, two per thread, each thread's two
+    /// the half of the rows an equal split of the producing op gave it; 3 threads, 3 blocks;
+    /// one grain or one thread, one block.
+    #[test]
+    fn row_blocks_come_in_whole_tasks_per_thread() {
+        let on = |threads: usize, rows: usize, cols: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| row_block(rows, cols, 1))
+        };
+        assert_eq!(on(2, 768, 128), 192);
+        assert_eq!(on(3, 768, 128), 256);
+        assert_eq!(on(1, 768, 128), 256);
+        assert_eq!(on(2, 100, 128), 100);
+        // Capped at TASKS_PER_THREAD per thread.
+        assert_eq!(on(2, 8192, 1024), 1024);
     }
 
     /// Each driver, on a fresh output, calls `f` on every row exactly once and leaves
