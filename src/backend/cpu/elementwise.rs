@@ -22,15 +22,7 @@ pub fn map<F: Fn(f32) -> f32>(level: Isa, x: &[f32], o: Fill<'_>, f: F) -> Fille
     fill(o, |y| {
         let n = y.len().min(x.len());
         let (x, y) = (&x[..n], &mut y[..n]);
-        match level {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `level` is never above `isa::detected()`, so the CPU has AVX-512 F/BW.
-            Isa::Avx512 => unsafe { x86::map_avx512(x, y, f) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above, the CPU has AVX2 and FMA when `level` is Avx2.
-            Isa::Avx2 => unsafe { x86::map_avx2(x, y, f) },
-            _ => map_loop(x, y, f),
-        }
+        at_level!(level, map_loop(x: &[f32], y: &mut [MaybeUninit<f32>]; f: Fn(f32) -> f32));
         n
     })
 }
@@ -46,15 +38,8 @@ pub fn zip_map<F: Fn(f32, f32) -> f32>(
     fill(o, |y| {
         let n = y.len().min(a.len()).min(b.len());
         let (a, b, y) = (&a[..n], &b[..n], &mut y[..n]);
-        match level {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `level` is never above `isa::detected()`, so the CPU has AVX-512 F/BW.
-            Isa::Avx512 => unsafe { x86::zip_avx512(a, b, y, f) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above, the CPU has AVX2 and FMA when `level` is Avx2.
-            Isa::Avx2 => unsafe { x86::zip_avx2(a, b, y, f) },
-            _ => zip_loop(a, b, y, f),
-        }
+        at_level!(level, zip_loop(a: &[f32], b: &[f32], y: &mut [MaybeUninit<f32>];
+            f: Fn(f32, f32) -> f32));
         n
     })
 }
@@ -63,18 +48,37 @@ pub fn zip_map<F: Fn(f32, f32) -> f32>(
 pub fn update<F: Fn(f32, f32) -> f32>(level: Isa, a: &mut [f32], b: &[f32], f: F) {
     let n = a.len().min(b.len());
     let (a, b) = (&mut a[..n], &b[..n]);
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `level` is never above `isa::detected()`, so the CPU has AVX-512 F/BW.
-        Isa::Avx512 => unsafe { x86::update_avx512(a, b, f) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above, the CPU has AVX2 and FMA when `level` is Avx2.
-        Isa::Avx2 => unsafe { x86::update_avx2(a, b, f) },
-        _ => update_loop(a, b, f),
-    }
+    at_level!(level, update_loop(a: &mut [f32], b: &[f32]; f: Fn(f32, f32) -> f32));
 }
 
-/// The loops, inlined into each level's function below and vectorised there.
+/// Runs `$loop(args…, f)` compiled for `$level`: inlined (with the closure it calls) into a
+/// function with AVX-512 or AVX2 enabled, or the portable build.
+macro_rules! at_level {
+    ($level:expr, $loop:ident($($arg:ident: $ty:ty),*; $f:ident: $($bound:tt)+)) => {{
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+        unsafe fn wide<G: $($bound)+>($($arg: $ty,)* $f: G) {
+            $loop($($arg,)* $f)
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn narrow<G: $($bound)+>($($arg: $ty,)* $f: G) {
+            $loop($($arg,)* $f)
+        }
+        match $level {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `level` is never above `isa::detected()`, so the CPU has AVX-512 F/BW.
+            Isa::Avx512 => unsafe { wide($($arg,)* $f) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, the CPU has AVX2 and FMA when `level` is Avx2.
+            Isa::Avx2 => unsafe { narrow($($arg,)* $f) },
+            _ => $loop($($arg,)* $f),
+        }
+    }};
+}
+use at_level;
+
+/// The loops, inlined into each level's function and vectorised there.
 #[inline(always)]
 fn map_loop<F: Fn(f32) -> f32>(x: &[f32], y: &mut [MaybeUninit<f32>], f: F) {
     for (y, &x) in y.iter_mut().zip(x) {
@@ -93,55 +97,6 @@ fn zip_loop<F: Fn(f32, f32) -> f32>(a: &[f32], b: &[f32], y: &mut [MaybeUninit<f
 fn update_loop<F: Fn(f32, f32) -> f32>(a: &mut [f32], b: &[f32], f: F) {
     for (x, &y) in a.iter_mut().zip(b) {
         *x = f(*x, y);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::{map_loop, update_loop, zip_loop, MaybeUninit};
-
-    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-    pub(super) unsafe fn map_avx512<F: Fn(f32) -> f32>(
-        x: &[f32],
-        y: &mut [MaybeUninit<f32>],
-        f: F,
-    ) {
-        map_loop(x, y, f)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn map_avx2<F: Fn(f32) -> f32>(x: &[f32], y: &mut [MaybeUninit<f32>], f: F) {
-        map_loop(x, y, f)
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-    pub(super) unsafe fn zip_avx512<F: Fn(f32, f32) -> f32>(
-        a: &[f32],
-        b: &[f32],
-        y: &mut [MaybeUninit<f32>],
-        f: F,
-    ) {
-        zip_loop(a, b, y, f)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn zip_avx2<F: Fn(f32, f32) -> f32>(
-        a: &[f32],
-        b: &[f32],
-        y: &mut [MaybeUninit<f32>],
-        f: F,
-    ) {
-        zip_loop(a, b, y, f)
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-    pub(super) unsafe fn update_avx512<F: Fn(f32, f32) -> f32>(a: &mut [f32], b: &[f32], f: F) {
-        update_loop(a, b, f)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn update_avx2<F: Fn(f32, f32) -> f32>(a: &mut [f32], b: &[f32], f: F) {
-        update_loop(a, b, f)
     }
 }
 
