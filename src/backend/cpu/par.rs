@@ -402,9 +402,9 @@ mod tests {
     }
 
     /// Split at all, the rows fall into whole tasks per thread: a residual stream of 768 × 128
-    /// (three grains) into 4 blocks of 192 on 2 threads, two per thread, each thread's two
-    /// the half of the rows an equal split of the producing op gave it; 3 threads, 3 blocks;
-    /// one grain or one thread, one block.
+    /// (three grains) into 4 blocks of 192 on 2 threads, two per thread, so that each
+    /// thread's blocks are the half of the rows an equal split of the producing op gave it;
+    /// 3 blocks on 3 threads; on 1 thread the grains' 3 (run in turn).
     #[test]
     fn row_blocks_come_in_whole_tasks_per_thread() {
         let on = |threads: usize, rows: usize, cols: usize| {
