@@ -147,7 +147,7 @@ pub(super) unsafe fn rows(
         k_loop!(acc, rows_step, "add {g0}, 16\nadd {g1}, 16", "add {g0}, 4\nadd {g1}, 4",
             g0 = inout(reg) g0 => _, g1 = inout(reg) g1 => _, rs = in(reg) rs,
             b = inout(reg) b => _, ldb = in(reg) ldb, ldb3 = in(reg) 3 * ldb,
-            ldb4 = in(reg) 4 * ldb, n4 = inout(reg) kc / 4 => _, n1 = inout(reg) kc % 4 => _,)
+            ldb4 = in(reg) 4 * ldb, n = inout(reg) kc => _,)
     }
 }
 
@@ -173,6 +173,6 @@ pub(super) unsafe fn cols(
         k_loop!(acc, cols_step, "add {a}, {cs4}", "add {a}, {cs}",
             a = inout(reg) a => _, cs = in(reg) cs, cs3 = in(reg) 3 * cs, cs4 = in(reg) 4 * cs,
             b = inout(reg) b => _, ldb = in(reg) ldb, ldb3 = in(reg) 3 * ldb,
-            ldb4 = in(reg) 4 * ldb, n4 = inout(reg) kc / 4 => _, n1 = inout(reg) kc % 4 => _,)
+            ldb4 = in(reg) 4 * ldb, n = inout(reg) kc => _,)
     }
 }

@@ -16,17 +16,31 @@
 //! Three sources for A:
 //! - `packed_*`: a packed panel, 12 values per step. Each multiply-add takes A[i, p] as an
 //!   embedded broadcast of its memory operand ({1to16}): 26 fused µops per step, not 38.
-//! - `direct_*`: A's rows in place, k contiguous. Row 3g + j is at `g_g + j·rs` (bytes), so
-//!   every broadcast is one addressing mode off four group pointers. Here a separate
-//!   `vbroadcastss` feeds the two multiply-adds: an FMA with an indexed memory operand is not
-//!   micro-fused on Intel. When the 12 rows are dense (nothing between them), the loop also
-//!   prefetches the next tile's rows as it goes (`dense_next_tile`). B is a packed panel, or
-//!   (`direct_f32_strided_b`) B's own rows in place, `ldb` bytes apart: step u of a group
-//!   loads at b + u·ldb (3·ldb from a register of its own), for products of few rows over a
-//!   long reduction, where packing B would be a pass over memory of its own.
+//! - `direct_*`: A's rows in place, k contiguous, B packed. Ten rows have a pointer of their
+//!   own, so their multiply-adds take A[i, p] as an embedded broadcast, fused as in the packed
+//!   loop; the other two are addressed off a pointer plus the row stride (`[p9 + rs]`), and
+//!   since an FMA with an indexed memory operand is not micro-fused on Intel, each gets a
+//!   `vbroadcastss` of its own: 28 fused µops per step (and 10 pointer adds per four steps)
+//!   instead of 38 (and 4) with four group pointers and a broadcast per row. When the 12 rows are dense (nothing between them), the loop
+//!   also prefetches the next tile's rows as it goes (`dense_next_tile`), with nine pointers
+//!   (the prefetch pointer takes the tenth register). The µops matter when the core's other
+//!   hyperthread is busy (a shared host): the two threads then split the front end, and the
+//!   38-µop step no longer issues its 24 multiply-adds in 12 cycles. Intel EMR, f32, in
+//!   process against the broadcast-per-row loop, 1 / 2 threads: with a busy sibling
+//!   (~105 GFLOP/s on one thread) 768 × 128 × 128 +6% / +20%, 96 × 512 × 512 +10% / +4%,
+//!   768 × 768 × 768 +6% / +2%, 256³ +7% / +11%, 64 × 64 × 32 × 64 heads +4% / +7%; in a quiet
+//!   moment (~155 GFLOP/s) −5% to +11%, most within ±2%. bf16 (`vdpbf16ps`, same loop):
+//!   within ±2% (its multiply-adds, not the front end, bound it here).
+//! - `direct_f32_strided_b`: A's rows and B's own rows in place, B's rows `ldb` bytes apart:
+//!   step u of a group loads at b + u·ldb (3·ldb from a register of its own), for products of
+//!   few rows over a long reduction, where packing B would be a pass over memory of its own.
+//!   Row 3g + j of A is at `g_g + j·rs` (four group pointers; the registers go to B), each
+//!   row broadcast by its own `vbroadcastss`.
 //! - `transposed_f32`: A stored transposed and read in place (Aᵀ·B against a narrow C): the 12
 //!   values of a step lie side by side in one source row, step u of a group at a + u·lda
-//!   (3·lda from a register of its own), each broadcast by its own `vbroadcastss`.
+//!   (3·lda from a register of its own), each broadcast by its own `vbroadcastss`. With a
+//!   pointer per step instead (every FMA an embedded broadcast, each A value loaded twice from
+//!   lines that mostly miss L1) attention's dV (512 × 512 × 64, 12 heads) lost 7%, so not.
 //!
 //! Measured (f32) on the Intel Xeon host of a lent machine (Emerald Rapids, family 6 model
 //! 207), 1 thread, in one process alternating with the rolled intrinsics loop (median of
@@ -116,34 +130,88 @@ macro_rules! load_b_strided {
     };
 }
 
-/// Step `$u` with A in place: row 3g + j at g_g + j·rs, step p at + 4u bytes; B by `$load_b`.
-macro_rules! direct_step {
-    ($row:ident, $op:literal, $u:tt) => {
-        direct_step!(@ load_b, $row, $op, $u)
-    };
-    (@ $load_b:ident, $row:ident, $op:literal, $u:tt) => {
+/// Rows 0..9 of step `$u` with A in place, each from a pointer of its own (`{p0}`..`{p8}`,
+/// step p 4u bytes on), every multiply-add with an embedded broadcast.
+#[rustfmt::skip]
+macro_rules! own_rows {
+    ($op:literal, $u:tt) => {
         concat!(
-            $load_b!($u),
-            $row!($op, concat!("[{g0} + 4*", $u, "]"), 0, 1),
-            $row!($op, concat!("[{g0} + {rs} + 4*", $u, "]"), 2, 3),
-            $row!($op, concat!("[{g0} + {rs}*2 + 4*", $u, "]"), 4, 5),
-            $row!($op, concat!("[{g1} + 4*", $u, "]"), 6, 7),
-            $row!($op, concat!("[{g1} + {rs} + 4*", $u, "]"), 8, 9),
-            $row!($op, concat!("[{g1} + {rs}*2 + 4*", $u, "]"), 10, 11),
-            $row!($op, concat!("[{g2} + 4*", $u, "]"), 12, 13),
-            $row!($op, concat!("[{g2} + {rs} + 4*", $u, "]"), 14, 15),
-            $row!($op, concat!("[{g2} + {rs}*2 + 4*", $u, "]"), 16, 17),
-            $row!($op, concat!("[{g3} + 4*", $u, "]"), 18, 19),
-            $row!($op, concat!("[{g3} + {rs} + 4*", $u, "]"), 20, 21),
-            $row!($op, concat!("[{g3} + {rs}*2 + 4*", $u, "]"), 22, 23),
+                row_ebc!($op, concat!("[{p0} + 4*", $u, "]"), 0, 1),
+                row_ebc!($op, concat!("[{p1} + 4*", $u, "]"), 2, 3),
+                row_ebc!($op, concat!("[{p2} + 4*", $u, "]"), 4, 5),
+                row_ebc!($op, concat!("[{p3} + 4*", $u, "]"), 6, 7),
+                row_ebc!($op, concat!("[{p4} + 4*", $u, "]"), 8, 9),
+                row_ebc!($op, concat!("[{p5} + 4*", $u, "]"), 10, 11),
+                row_ebc!($op, concat!("[{p6} + 4*", $u, "]"), 12, 13),
+                row_ebc!($op, concat!("[{p7} + 4*", $u, "]"), 14, 15),
+                row_ebc!($op, concat!("[{p8} + 4*", $u, "]"), 16, 17),
         )
     };
 }
 
-/// `direct_step` with B's rows in place, `{ldb}` bytes apart (`load_b_strided`).
+/// `add` of `$by` bytes to each of the nine row pointers of `own_rows`.
+#[rustfmt::skip]
+macro_rules! advance_own_rows {
+    ($by:literal) => {
+        concat!(
+            "add {p0}, ", $by, "\nadd {p1}, ", $by, "\nadd {p2}, ", $by, "\nadd {p3}, ", $by,
+            "\nadd {p4}, ", $by, "\nadd {p5}, ", $by, "\nadd {p6}, ", $by, "\nadd {p7}, ", $by,
+            "\nadd {p8}, ", $by, "\n",
+        )
+    };
+}
+
+/// Step `$u` with A in place, ten rows from pointers of their own: rows 0..10 at `{p0}`..
+/// `{p9}` (step p at + 4u bytes), each multiply-add with an embedded broadcast (fused, like
+/// the packed loop's), rows 10 and 11 at p9 + rs and p9 + 2·rs by `vbroadcastss`.
+#[rustfmt::skip]
+macro_rules! direct_step_ten {
+    ($row:ident, $op:literal, $u:tt) => {
+        concat!(
+            load_b!($u),
+            own_rows!($op, $u),
+            row_ebc!($op, concat!("[{p9} + 4*", $u, "]"), 18, 19),
+            row!($op, concat!("[{p9} + {rs} + 4*", $u, "]"), 20, 21),
+            row!($op, concat!("[{p9} + {rs}*2 + 4*", $u, "]"), 22, 23),
+        )
+    };
+}
+
+/// `direct_step_ten` with nine pointers (a register left for `dense_next_tile`'s prefetch):
+/// rows 0..9 at `{p0}`..`{p8}`, rows 9, 10 and 11 at p8 + rs, p8 + 2·rs and p7 + 4·rs.
+#[rustfmt::skip]
+macro_rules! direct_step_nine {
+    ($row:ident, $op:literal, $u:tt) => {
+        concat!(
+            load_b!($u),
+            own_rows!($op, $u),
+            row!($op, concat!("[{p8} + {rs} + 4*", $u, "]"), 18, 19),
+            row!($op, concat!("[{p8} + {rs}*2 + 4*", $u, "]"), 20, 21),
+            row!($op, concat!("[{p7} + {rs}*4 + 4*", $u, "]"), 22, 23),
+        )
+    };
+}
+
+/// Step `$u` with A's rows and B's rows in place: row 3g + j of A at g_g + j·rs, step p
+/// 4u bytes on, each broadcast by its own `vbroadcastss` (an FMA with an indexed memory
+/// operand is not micro-fused on Intel); B's rows `{ldb}` bytes apart (`load_b_strided`).
 macro_rules! direct_step_strided_b {
     ($row:ident, $op:literal, $u:tt) => {
-        direct_step!(@ load_b_strided, $row, $op, $u)
+        concat!(
+            load_b_strided!($u),
+            row!($op, concat!("[{g0} + 4*", $u, "]"), 0, 1),
+            row!($op, concat!("[{g0} + {rs} + 4*", $u, "]"), 2, 3),
+            row!($op, concat!("[{g0} + {rs}*2 + 4*", $u, "]"), 4, 5),
+            row!($op, concat!("[{g1} + 4*", $u, "]"), 6, 7),
+            row!($op, concat!("[{g1} + {rs} + 4*", $u, "]"), 8, 9),
+            row!($op, concat!("[{g1} + {rs}*2 + 4*", $u, "]"), 10, 11),
+            row!($op, concat!("[{g2} + 4*", $u, "]"), 12, 13),
+            row!($op, concat!("[{g2} + {rs} + 4*", $u, "]"), 14, 15),
+            row!($op, concat!("[{g2} + {rs}*2 + 4*", $u, "]"), 16, 17),
+            row!($op, concat!("[{g3} + 4*", $u, "]"), 18, 19),
+            row!($op, concat!("[{g3} + {rs} + 4*", $u, "]"), 20, 21),
+            row!($op, concat!("[{g3} + {rs}*2 + 4*", $u, "]"), 22, 23),
+        )
     };
 }
 
@@ -205,39 +273,52 @@ macro_rules! packed_loop {
     ($op:literal, $steps:expr, $a:expr, $b:expr, $acc:ident) => {
         k_loop!($acc, packed_step, row_ebc, $op, "add {a}, 192", "add {a}, 48",
             a = inout(reg) $a => _, b = inout(reg) $b => _,
-            n4 = inout(reg) $steps / 4 => _, n1 = inout(reg) $steps % 4 => _,
+            n = inout(reg) $steps => _,
             ldb = const 128, ldb4 = const 512,)
     };
 }
 
-/// The loop over A's rows in place (group pointers `$g`, row stride `$rs` bytes) and a
-/// packed B; with a `$pf` pointer, each group of four steps also prefetches the 192 bytes at
-/// `$pf` and moves it on (`dense_next_tile`); with `strided $b, $ldb`, B's rows are read in
-/// place, `$ldb` bytes apart.
-macro_rules! direct_loop {
-    ($op:literal, $steps:expr, $g:expr, $rs:expr, $b:expr, $acc:ident) => {
-        direct_loop!(@ direct_step, $op, $steps, $g, $rs, $b, $acc, "",
-            ldb = const 128, ldb4 = const 512,)
-    };
-    ($op:literal, $steps:expr, $g:expr, $rs:expr, prefetch $pf:expr, $b:expr, $acc:ident) => {
-        direct_loop!(@ direct_step, $op, $steps, $g, $rs, $b, $acc,
-            "\nprefetcht0 [{pf}]\nprefetcht0 [{pf} + 64]\nprefetcht0 [{pf} + 128]\nadd {pf}, 192",
-            pf = inout(reg) $pf => _, ldb = const 128, ldb4 = const 512,)
-    };
-    ($op:literal, $steps:expr, $g:expr, $rs:expr, strided $b:expr, $ldb:expr, $acc:ident) => {
-        direct_loop!(@ direct_step_strided_b, $op, $steps, $g, $rs, $b, $acc, "",
-            ldb = in(reg) $ldb, ldb3 = in(reg) 3 * $ldb, ldb4 = in(reg) 4 * $ldb,)
-    };
-    (@ $step:ident, $op:literal, $steps:expr, $g:expr, $rs:expr, $b:expr, $acc:ident,
-     $prefetch:literal, $($extra:tt)*) => {
-        k_loop!($acc, $step, row, $op,
-            concat!("add {g0}, 16\nadd {g1}, 16\nadd {g2}, 16\nadd {g3}, 16", $prefetch),
+/// The loop over A's rows in place (group pointers `$g`, row stride `$rs` bytes) and B's
+/// rows in place, `$ldb` bytes apart (`direct_step_strided_b`).
+macro_rules! direct_strided_b_loop {
+    ($op:literal, $steps:expr, $g:expr, $rs:expr, $b:expr, $ldb:expr, $acc:ident) => {
+        k_loop!($acc, direct_step_strided_b, row, $op,
+            "add {g0}, 16\nadd {g1}, 16\nadd {g2}, 16\nadd {g3}, 16",
             "add {g0}, 4\nadd {g1}, 4\nadd {g2}, 4\nadd {g3}, 4",
-            $($extra)*
+            ldb = in(reg) $ldb, ldb3 = in(reg) 3 * $ldb, ldb4 = in(reg) 4 * $ldb,
             g0 = inout(reg) $g[0] => _, g1 = inout(reg) $g[1] => _,
             g2 = inout(reg) $g[2] => _, g3 = inout(reg) $g[3] => _, rs = in(reg) $rs,
-            b = inout(reg) $b => _, n4 = inout(reg) $steps / 4 => _,
-            n1 = inout(reg) $steps % 4 => _,)
+            b = inout(reg) $b => _, n = inout(reg) $steps => _,)
+    };
+}
+
+/// The loop over A's rows in place with a pointer per row (`direct_step_ten`, or with a
+/// `$pf` pointer `direct_step_nine` plus `dense_next_tile`'s prefetches) and a packed B.
+macro_rules! direct_fused_loop {
+    ($op:literal, $steps:expr, $p:expr, $rs:expr, $b:expr, $acc:ident) => {
+        k_loop!($acc, direct_step_ten, row, $op,
+            concat!(advance_own_rows!("16"), "add {p9}, 16"),
+            concat!(advance_own_rows!("4"), "add {p9}, 4"),
+            p0 = inout(reg) $p[0] => _, p1 = inout(reg) $p[1] => _,
+            p2 = inout(reg) $p[2] => _, p3 = inout(reg) $p[3] => _,
+            p4 = inout(reg) $p[4] => _, p5 = inout(reg) $p[5] => _,
+            p6 = inout(reg) $p[6] => _, p7 = inout(reg) $p[7] => _,
+            p8 = inout(reg) $p[8] => _, p9 = inout(reg) $p[9] => _, rs = in(reg) $rs,
+            b = inout(reg) $b => _, n = inout(reg) $steps => _, ldb = const 128,
+            ldb4 = const 512,)
+    };
+    ($op:literal, $steps:expr, $p:expr, $rs:expr, prefetch $pf:expr, $b:expr, $acc:ident) => {
+        k_loop!($acc, direct_step_nine, row, $op,
+            concat!(advance_own_rows!("16"),
+                "prefetcht0 [{pf}]\nprefetcht0 [{pf} + 64]\nprefetcht0 [{pf} + 128]\nadd {pf}, 192"),
+            advance_own_rows!("4"),
+            p0 = inout(reg) $p[0] => _, p1 = inout(reg) $p[1] => _,
+            p2 = inout(reg) $p[2] => _, p3 = inout(reg) $p[3] => _,
+            p4 = inout(reg) $p[4] => _, p5 = inout(reg) $p[5] => _,
+            p6 = inout(reg) $p[6] => _, p7 = inout(reg) $p[7] => _,
+            p8 = inout(reg) $p[8] => _, pf = inout(reg) $pf => _, rs = in(reg) $rs,
+            b = inout(reg) $b => _, n = inout(reg) $steps => _, ldb = const 128,
+            ldb4 = const 512,)
     };
 }
 
@@ -252,6 +333,11 @@ macro_rules! direct_loop {
 /// at 512 × 512 × 64 the extra instructions only cost.
 fn dense_next_tile(a: *const u8, rs: usize, steps: usize) -> Option<*const u8> {
     (rs == 4 * steps).then(|| a.wrapping_add(12 * rs))
+}
+
+/// Pointers to A's 12 rows in place, `rs` bytes apart.
+fn rows(a: *const u8, rs: usize) -> [*const u8; 12] {
+    std::array::from_fn(|i| a.wrapping_add(i * rs))
 }
 
 /// Group pointers of A's 12 rows in place: g[j] = row 3j, `rs` bytes between rows.
@@ -287,13 +373,13 @@ pub(super) unsafe fn direct_f32(
     acc: &mut Acc,
 ) {
     let rs = a_rs * size_of::<f32>();
-    let g = groups(a as *const u8, rs);
+    let p = rows(a as *const u8, rs);
     // SAFETY: the loop reads columns 0..kc of rows 0..12 of A and b[0 .. 32·kc] (the caller's
     // contract) and writes only registers; its prefetches past A never fault.
     unsafe {
         match dense_next_tile(a as *const u8, rs, kc) {
-            Some(pf) => direct_loop!("vfmadd231ps", kc, g, rs, prefetch pf, b, acc),
-            None => direct_loop!("vfmadd231ps", kc, g, rs, b, acc),
+            Some(pf) => direct_fused_loop!("vfmadd231ps", kc, p, rs, prefetch pf, b, acc),
+            None => direct_fused_loop!("vfmadd231ps", kc, p, rs, b, acc),
         }
     }
 }
@@ -319,7 +405,7 @@ pub(super) unsafe fn direct_f32_strided_b(
     let g = groups(a as *const u8, rs);
     // SAFETY: the loop reads columns 0..kc of rows 0..12 of A and columns 0..32 of rows 0..kc
     // of B (the caller's contract) and writes only registers.
-    unsafe { direct_loop!("vfmadd231ps", kc, g, rs, strided b, ldb, acc) }
+    unsafe { direct_strided_b_loop!("vfmadd231ps", kc, g, rs, b, ldb, acc) }
 }
 
 /// How many k steps ahead `transposed_f32` prefetches A's runs into L2 (both lines a run
@@ -365,7 +451,7 @@ pub(super) unsafe fn transposed_f32(
             "add {a}, {lda}",
             a = inout(reg) a => _, pf = inout(reg) pf => _, lda = in(reg) lda,
             lda3 = in(reg) 3 * lda, lda4 = in(reg) 4 * lda, b = inout(reg) b => _,
-            n4 = inout(reg) kc / 4 => _, n1 = inout(reg) kc % 4 => _, ldb = const 128,
+            n = inout(reg) kc => _, ldb = const 128,
             ldb4 = const 512,)
     }
 }
@@ -400,14 +486,14 @@ pub(super) unsafe fn direct_bf16(
     acc: &mut Acc,
 ) {
     let rs = a_rs * size_of::<u16>();
-    let g = groups(a as *const u8, rs);
+    let p = rows(a as *const u8, rs);
     // SAFETY: the loop reads pairs 0..pairs of rows 0..12 of A and b[0 .. 64·pairs] (the
     // caller's contract) and writes only registers (its prefetches past A never fault); the
     // caller checked the CPU.
     unsafe {
         match dense_next_tile(a as *const u8, rs, pairs) {
-            Some(pf) => direct_loop!("vdpbf16ps", pairs, g, rs, prefetch pf, b, acc),
-            None => direct_loop!("vdpbf16ps", pairs, g, rs, b, acc),
+            Some(pf) => direct_fused_loop!("vdpbf16ps", pairs, p, rs, prefetch pf, b, acc),
+            None => direct_fused_loop!("vdpbf16ps", pairs, p, rs, b, acc),
         }
     }
 }

@@ -295,13 +295,15 @@ mod tests {
     fn direct_matches_packed<K: MicroKernel<P = f32>>() {
         // k of a single step, of less than, exactly and past one unrolled group of the
         // assembly loops (`avx512_loop`: four steps), with and without a tail.
+        // Rows apart (a_rs = 41) and dense (a_rs = kc: the loop that also prefetches the next
+        // tile, with its own addressing of the last rows).
         for kc in [1, 3, 4, 8, 37] {
-            direct_matches_packed_at::<K>(kc);
+            direct_matches_packed_at::<K>(kc, 41);
+            direct_matches_packed_at::<K>(kc, kc);
         }
     }
 
-    fn direct_matches_packed_at<K: MicroKernel<P = f32>>(kc: usize) {
-        let a_rs = 41;
+    fn direct_matches_packed_at<K: MicroKernel<P = f32>>(kc: usize, a_rs: usize) {
         let b: Vec<f32> = (0..K::NR * kc).map(|x| (x % 13) as f32 - 6.0).collect();
         for mr in 1..=K::MR {
             let a: Vec<f32> = (0..(mr - 1) * a_rs + kc)
@@ -342,7 +344,7 @@ mod tests {
                     true,
                 );
             }
-            assert_eq!(got, want, "mr {mr}, kc {kc}");
+            assert_eq!(got, want, "mr {mr}, kc {kc}, a_rs {a_rs}");
             // Both against the plain sum (small integers: every sum is exact in f32); C
             // outside the mr × nr tile keeps its 1.0.
             let naive: Vec<f32> = (0..K::MR * K::NR)

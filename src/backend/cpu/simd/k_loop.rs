@@ -2,11 +2,13 @@
 //! `gemm/avx512_loop.rs`) and attention (6 × 64 blocks, `attention/avx512_loop.rs`): both keep
 //! a tile of C in 24 zmm accumulators, zmm0..zmm23, and unroll the k steps four deep.
 
-/// One asm block: `{n4}` groups of four steps `$step!(pre.., u)` (u = 0..3, the step offsets
-/// in the step's addressing modes), then `{n1}` single steps `$step!(pre.., 0)`. After each
+/// One asm block over `{n}` steps: groups of four steps `$step!(pre.., u)` (u = 0..3, the
+/// step offsets in the step's addressing modes) while four remain, then single steps
+/// `$step!(pre.., 0)` (one counter register, so that a step may address A from up to ten
+/// pointers of its own). After each
 /// group `$advance4` moves the A pointers and B moves `{ldb4}` bytes; after each single step,
 /// `$advance1` and `{ldb}`. The accumulators `$c0..$c23` are bound to zmm0..zmm23 in order;
-/// the caller's operands name n4, n1, b, ldb, ldb4 (registers or consts), its A registers and
+/// the caller's operands name n, b, ldb, ldb4 (registers or consts), its A registers and
 /// the vector registers its steps clobber. The block only reads memory.
 macro_rules! k_loop_24 {
     ([$c0:ident, $c1:ident, $c2:ident, $c3:ident, $c4:ident, $c5:ident, $c6:ident, $c7:ident,
@@ -15,8 +17,8 @@ macro_rules! k_loop_24 {
       $c22:ident, $c23:ident],
      $step:ident($($pre:tt)*), $advance4:expr, $advance1:expr, $($operands:tt)*) => {
         ::std::arch::asm!(
-            "test {n4}, {n4}",
-            "jz 3f",
+            "cmp {n}, 4",
+            "jb 3f",
             "2:",
             $step!($($pre)* 0),
             $step!($($pre)* 1),
@@ -24,16 +26,17 @@ macro_rules! k_loop_24 {
             $step!($($pre)* 3),
             $advance4,
             "add {b}, {ldb4}",
-            "dec {n4}",
-            "jnz 2b",
+            "sub {n}, 4",
+            "cmp {n}, 4",
+            "jae 2b",
             "3:",
-            "test {n1}, {n1}",
+            "test {n}, {n}",
             "jz 5f",
             "4:",
             $step!($($pre)* 0),
             $advance1,
             "add {b}, {ldb}",
-            "dec {n1}",
+            "dec {n}",
             "jnz 4b",
             "5:",
             $($operands)*
