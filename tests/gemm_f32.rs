@@ -418,6 +418,46 @@ fn weight_gradient_split_along_k_matches_one_thread_bit_for_bit() {
     }
 }
 
+/// A product split along m with A read in place runs its row tiles as a dispenser hands
+/// them out (each thread its own share first, then the back of a slower one's): on 2 and 3
+/// threads every element is the one-thread result bit for bit, each tile once (beta 1 would
+/// count a tile run twice; beta 0 leaves a skipped one as C was), row counts off the tile.
+#[test]
+fn row_tiles_dispensed_over_threads_match_one_thread_bit_for_bit() {
+    if isa::detected() < Isa::Avx512 {
+        println!("skipped: A read in place (row tiles dispensed) is the AVX-512 f32 kernel's");
+        return;
+    }
+    for (m, k, n) in [(768, 128, 512), (250, 96, 200), (100, 65, 128)] {
+        let s = Shape::plain(m, n, k);
+        let l = s.layout();
+        let a = fill(extent(s.m, s.k, l.a_rs, l.a_cs), 31);
+        let b = fill(extent(s.k, s.n, l.b_rs, l.b_cs), 32);
+        let c0 = fill(extent(s.m, s.n, l.c_rs, l.c_cs), 33);
+        for beta in [0.0, 1.0] {
+            let run = |threads: usize| {
+                on_threads(threads, || {
+                    let mut c = c0.clone();
+                    sgemm_batched_isa(Isa::Avx512, &l, &a, &[0], &b, &[0], beta, &mut c, &[0])
+                        .unwrap();
+                    c
+                })
+            };
+            let one = run(1);
+            for threads in [2, 3] {
+                let many = run(threads);
+                for (i, (x, y)) in one.iter().zip(&many).enumerate() {
+                    assert!(
+                        x.to_bits() == y.to_bits(),
+                        "{m} x {k} x {n}, beta {beta}: C[{i}] = {x} on 1 thread, {y} on {threads}"
+                    );
+                }
+            }
+        }
+        on_threads(2, || check(s, 1, false, 1.0));
+    }
+}
+
 /// B of exactly NR contiguous columns (AVX-512: 32, as attention's V with 32-wide heads;
 /// AVX2: 16; scalar: 8) is already the kernel's packed panel and is read in place: every KC
 /// block of depth (k past 384), packed and in-place A, edge rows, batches spread over

@@ -40,6 +40,7 @@ use rayon::prelude::*;
 
 use half::bf16;
 
+use super::dispense::Dispenser;
 use super::kernel::MicroKernel;
 use super::pack::{self, pack, packed_len, Convert, View};
 use super::round_bf16::{round_tile, widen_tile, Rounding, Tile};
@@ -424,6 +425,14 @@ fn gemm_into<K, CA, CB>(
             } else {
                 partition(l.m, l.k, l.n, K::MR, K::NR, threads)
             };
+            if in_place && dispensed_rows::<K>(l, &parts) {
+                let disp = Dispenser::new(l.m.div_ceil(K::MR), parts.len());
+                let c = cp.at(c_offsets[i]);
+                (0..parts.len()).into_par_iter().for_each(|me| {
+                    rows_dispensed::<K, CA, CB>(l, av, bv, c, accumulate, &disp, me)
+                });
+                return;
+            }
             parts.into_par_iter().for_each(|p| {
                 let sub = GemmLayout {
                     m: p.m1 - p.m0,
@@ -481,6 +490,87 @@ fn small_packed_a<K: MicroKernel>(l: &GemmLayout, threads: usize) -> bool {
 
 /// `small_packed_a`'s bound: A has at most this fraction of a column part's columns as rows.
 const SMALL_A_SHARE: usize = 8;
+
+/// Whether the parts of a problem with A read in place are better run as row tiles handed
+/// out by a `Dispenser` (`rows_dispensed`) than as fixed sub-problems: when `partition` split
+/// it along m and the whole problem is one block of columns and one of depth (so any thread
+/// may run any row tile once its own copy of B is packed, in any order).
+fn dispensed_rows<K: MicroKernel>(l: &GemmLayout, parts: &[Task]) -> bool {
+    parts.len() > 1
+        && parts.iter().all(|p| p.n0 == 0 && p.n1 == l.n)
+        && n_blocks::<K>(l.n, l.k).nth(1).is_none()
+        && depth_blocks::<K>(l.k, l.n, true).nth(1).is_none()
+}
+
+/// Part `me` of a problem split along m (`dispensed_rows`; A read in place): packs its own
+/// copy of B (or reads B in place) once it has a row tile to run, then runs the tiles the
+/// dispenser hands it, its own share first. With equal cores this is the static row split;
+/// when one core runs slower (a busy sibling hyperthread), the other takes over the end of
+/// its share instead of waiting for it.
+fn rows_dispensed<K, CA, CB>(
+    l: &GemmLayout,
+    a: View<'_, CA::Src>,
+    b: View<'_, CB::Src>,
+    c: Dest,
+    accumulate: bool,
+    disp: &Dispenser,
+    me: usize,
+) where
+    K: MicroKernel,
+    CA: Convert<Dst = K::P>,
+    CB: Convert<Dst = K::P>,
+{
+    let (m, n, k) = (l.m, l.n, l.k);
+    let Some(first) = disp.next(me) else {
+        return;
+    };
+    let run = |bp: BPanels<'_, K::P>| {
+        let mut tile = Some(first);
+        while let Some(t) = tile {
+            let rows = Task {
+                m0: t * K::MR,
+                m1: ((t + 1) * K::MR).min(m),
+                n0: 0,
+                n1: n,
+            };
+            block::<K, CA>(
+                l,
+                a,
+                APanels::InPlace,
+                bp,
+                c,
+                None,
+                rows,
+                0,
+                0,
+                k,
+                accumulate,
+            );
+            tile = disp.next(me);
+        }
+    };
+    let in_place_b = b_in_place::<K, CB>(b, 0, n, 0, k)
+        .map(BPanels::Packed)
+        .or_else(|| b_rows_in_place::<K, CB>(b, true, m, 0, n, 0, k));
+    if let Some(bp) = in_place_b {
+        return run(bp);
+    }
+    // Columns of B are the panel rows of its packing.
+    let bt = View {
+        data: b.data,
+        off: b.off,
+        rs: b.cs,
+        cs: b.rs,
+    };
+    with_scratch(
+        &SCRATCH_B,
+        packed_len(n, K::NR, k, K::KU),
+        |bp: &mut [K::P]| {
+            pack::<CB>(bt, K::NR, K::KU_B, K::KU, 0, n, 0, k, bp);
+            run(BPanels::Packed(&*bp));
+        },
+    );
+}
 
 /// `threads` balanced ranges of whole NR-column panels of an m × n C, each a sub-problem over
 /// every row (at most one per panel).

@@ -27,6 +27,7 @@ mod avx2;
 mod avx512;
 mod avx512_bf16;
 mod avx512_loop;
+mod dispense;
 mod driver;
 mod gemv;
 mod gemv_bf16;
