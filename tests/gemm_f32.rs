@@ -418,17 +418,26 @@ fn weight_gradient_split_along_k_matches_one_thread_bit_for_bit() {
     }
 }
 
-/// A product split along m with A read in place runs its row tiles as a dispenser hands
-/// them out (each thread its own share first, then the back of a slower one's): on 2 and 3
-/// threads every element is the one-thread result bit for bit, each tile once (beta 1 would
-/// count a tile run twice; beta 0 leaves a skipped one as C was), row counts off the tile.
+/// Row tiles handed out by a dispenser (each thread its own share first, then the back of a
+/// slower one's), with A read in place (a product split along m) and with A packed (the
+/// tasks of one block sharing a packed B: several depth blocks, and several column blocks
+/// with A packed whole during the first): on 2 and 3 threads every element is the one-thread
+/// result bit for bit, each tile once (beta 1 would count a tile run twice; beta 0 leaves a
+/// skipped one as C was), row counts off the tile.
 #[test]
 fn row_tiles_dispensed_over_threads_match_one_thread_bit_for_bit() {
     if isa::detected() < Isa::Avx512 {
-        println!("skipped: A read in place (row tiles dispensed) is the AVX-512 f32 kernel's");
+        println!("skipped: the dispensed row tiles are tested on the AVX-512 f32 kernel");
         return;
     }
-    for (m, k, n) in [(768, 128, 512), (250, 96, 200), (100, 65, 128)] {
+    let shapes = [
+        (768, 128, 512),
+        (250, 96, 200),
+        (100, 65, 128),
+        (400, 1024, 200),
+        (250, 1024, 1100),
+    ];
+    for (m, k, n) in shapes {
         let s = Shape::plain(m, n, k);
         let l = s.layout();
         let a = fill(extent(s.m, s.k, l.a_rs, l.a_cs), 31);

@@ -1074,7 +1074,7 @@ fn column_blocks<K, CA, CB>(
                 let run =
                     |t: &Task| block::<K, CA>(l, a, a_block, bp, cp, stage, *t, jc, pc, kc, acc);
                 if tasks.len() > 1 {
-                    tasks.par_iter().for_each(run);
+                    for_tasks::<K>(&tasks, m, nc, threads, run);
                 } else {
                     run(&tasks[0]);
                 }
@@ -1096,7 +1096,7 @@ fn column_blocks<K, CA, CB>(
                                 pack::<CB>(bt, K::NR, K::KU_B, K::KU, jc + c0, cols, pc, kc, chunk);
                             });
                         let bp = BPanels::Packed(&*bp);
-                        tasks.par_iter().for_each(|t| {
+                        for_tasks::<K>(&tasks, m, nc, threads, |t: &Task| {
                             block::<K, CA>(l, a, a_block, bp, cp, stage, *t, jc, pc, kc, acc);
                         });
                     } else {
@@ -1108,6 +1108,35 @@ fn column_blocks<K, CA, CB>(
             );
         }
     }
+}
+
+/// Runs `run` over the tasks of one block of an m × nc C in parallel: when they are all
+/// rows of the block's full width, as row tiles handed out by a `Dispenser` (one share per
+/// thread, in row order), so that a slower core's last tiles go to the faster one; else
+/// task by task.
+fn for_tasks<K: MicroKernel>(
+    tasks: &[Task],
+    m: usize,
+    nc: usize,
+    threads: usize,
+    run: impl Fn(&Task) + Sync + Send,
+) {
+    if !tasks.iter().all(|t| t.n0 == 0 && t.n1 == nc) {
+        tasks.par_iter().for_each(run);
+        return;
+    }
+    let parts = threads.min(tasks.len());
+    let disp = Dispenser::new(m.div_ceil(K::MR), parts);
+    (0..parts).into_par_iter().for_each(|me| {
+        while let Some(t) = disp.next(me) {
+            run(&Task {
+                m0: t * K::MR,
+                m1: ((t + 1) * K::MR).min(m),
+                n0: 0,
+                n1: nc,
+            });
+        }
+    });
 }
 
 /// The KC × NC block of B at (pc, jc) as the kernel's packed panel, read where it lies, when
