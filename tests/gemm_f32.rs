@@ -378,6 +378,33 @@ fn long_k_into_small_c_split_along_k() {
     }
 }
 
+/// C (+)= A·B at the AVX-512 level with beta 0 and 1 on each of `threads` thread counts,
+/// against one thread, bit for bit (operands filled from `seed`).
+fn same_bits_as_one_thread(s: Shape, seed: u64, threads: &[usize]) {
+    let l = s.layout();
+    let a = fill(extent(s.m, s.k, l.a_rs, l.a_cs), seed);
+    let b = fill(extent(s.k, s.n, l.b_rs, l.b_cs), seed + 1);
+    let c0 = fill(extent(s.m, s.n, l.c_rs, l.c_cs), seed + 2);
+    for beta in [0.0, 1.0] {
+        let run = |threads: usize| {
+            on_threads(threads, || {
+                let mut c = c0.clone();
+                sgemm_batched_isa(Isa::Avx512, &l, &a, &[0], &b, &[0], beta, &mut c, &[0]).unwrap();
+                c
+            })
+        };
+        let one = run(1);
+        for &t in threads {
+            for (i, (x, y)) in one.iter().zip(&run(t)).enumerate() {
+                assert!(
+                    x.to_bits() == y.to_bits(),
+                    "{s:?}, beta {beta}: C[{i}] = {x} on 1 thread, {y} on {t}"
+                );
+            }
+        }
+    }
+}
+
 /// A Linear layer's weight gradient over 768 tokens (dW = dYᵀ·X: A transposed, k = 768, two
 /// AVX-512 depth blocks) on 2 threads is split along k at the blocks' bound (384 + 384), so
 /// each element gets the same additions in the same order as on one thread: bit for bit the
@@ -393,27 +420,7 @@ fn weight_gradient_split_along_k_matches_one_thread_bit_for_bit() {
             ta: true,
             ..Shape::plain(m, n, 768)
         };
-        let l = s.layout();
-        let a = fill(extent(s.m, s.k, l.a_rs, l.a_cs), 21);
-        let b = fill(extent(s.k, s.n, l.b_rs, l.b_cs), 22);
-        let c0 = fill(extent(s.m, s.n, l.c_rs, l.c_cs), 23);
-        for beta in [0.0, 1.0] {
-            let run = |threads: usize| {
-                on_threads(threads, || {
-                    let mut c = c0.clone();
-                    sgemm_batched_isa(Isa::Avx512, &l, &a, &[0], &b, &[0], beta, &mut c, &[0])
-                        .unwrap();
-                    c
-                })
-            };
-            let (one, two) = (run(1), run(2));
-            for (i, (x, y)) in one.iter().zip(&two).enumerate() {
-                assert!(
-                    x.to_bits() == y.to_bits(),
-                    "{m} x {n} x 768, beta {beta}: C[{i}] = {x} on 1 thread, {y} on 2"
-                );
-            }
-        }
+        same_bits_as_one_thread(s, 21, &[2]);
         on_threads(2, || check(s, 1, false, 1.0));
     }
 }
@@ -439,30 +446,7 @@ fn row_tiles_dispensed_over_threads_match_one_thread_bit_for_bit() {
     ];
     for (m, k, n) in shapes {
         let s = Shape::plain(m, n, k);
-        let l = s.layout();
-        let a = fill(extent(s.m, s.k, l.a_rs, l.a_cs), 31);
-        let b = fill(extent(s.k, s.n, l.b_rs, l.b_cs), 32);
-        let c0 = fill(extent(s.m, s.n, l.c_rs, l.c_cs), 33);
-        for beta in [0.0, 1.0] {
-            let run = |threads: usize| {
-                on_threads(threads, || {
-                    let mut c = c0.clone();
-                    sgemm_batched_isa(Isa::Avx512, &l, &a, &[0], &b, &[0], beta, &mut c, &[0])
-                        .unwrap();
-                    c
-                })
-            };
-            let one = run(1);
-            for threads in [2, 3] {
-                let many = run(threads);
-                for (i, (x, y)) in one.iter().zip(&many).enumerate() {
-                    assert!(
-                        x.to_bits() == y.to_bits(),
-                        "{m} x {k} x {n}, beta {beta}: C[{i}] = {x} on 1 thread, {y} on {threads}"
-                    );
-                }
-            }
-        }
+        same_bits_as_one_thread(s, 31, &[2, 3]);
         on_threads(2, || check(s, 1, false, 1.0));
     }
 }
