@@ -549,19 +549,10 @@ fn rows_dispensed<K, CA, CB>(
             tile = disp.next(me);
         }
     };
-    let in_place_b = b_in_place::<K, CB>(b, 0, n, 0, k)
-        .map(BPanels::Packed)
-        .or_else(|| b_rows_in_place::<K, CB>(b, true, m, 0, n, 0, k));
-    if let Some(bp) = in_place_b {
+    if let Some(bp) = b_block_in_place::<K, CB>(b, true, m, 0, n, 0, k) {
         return run(bp);
     }
-    // Columns of B are the panel rows of its packing.
-    let bt = View {
-        data: b.data,
-        off: b.off,
-        rs: b.cs,
-        cs: b.rs,
-    };
+    let bt = b_columns_as_rows(b);
     with_scratch(
         &SCRATCH_B,
         packed_len(n, K::NR, k, K::KU),
@@ -1030,13 +1021,7 @@ fn column_blocks<K, CA, CB>(
     CB: Convert<Dst = K::P>,
 {
     let (m, n, k) = (l.m, l.n, l.k);
-    // Columns of B are the panel rows of its packing.
-    let bt = View {
-        data: b.data,
-        off: b.off,
-        rs: b.cs,
-        cs: b.rs,
-    };
+    let bt = b_columns_as_rows(b);
     let in_place = matches!(panels, APanels::InPlace);
     for (jc, nc) in n_blocks::<K>(n, k) {
         let mut whole = panels;
@@ -1066,10 +1051,7 @@ fn column_blocks<K, CA, CB>(
                 }
                 other => other,
             };
-            let in_place_b = b_in_place::<K, CB>(b, jc, nc, pc, kc)
-                .map(BPanels::Packed)
-                .or_else(|| b_rows_in_place::<K, CB>(b, in_place, m, jc, nc, pc, kc));
-            if let Some(bp) = in_place_b {
+            if let Some(bp) = b_block_in_place::<K, CB>(b, in_place, m, jc, nc, pc, kc) {
                 let tasks = split(m, nc, K::MR, K::NR, K::MC, threads);
                 let run =
                     |t: &Task| block::<K, CA>(l, a, a_block, bp, cp, stage, *t, jc, pc, kc, acc);
@@ -1137,6 +1119,37 @@ fn for_tasks<K: MicroKernel>(
             });
         }
     });
+}
+
+/// The KC × NC block of B at (pc, jc) read where it lies, when it can be: already in the
+/// packed panel layout (`b_in_place`), or by rows beside A's rows in place
+/// (`b_rows_in_place`); `None` when it must be packed.
+#[allow(clippy::too_many_arguments)]
+fn b_block_in_place<'a, K, CB>(
+    b: View<'a, CB::Src>,
+    a_in_place: bool,
+    m: usize,
+    jc: usize,
+    nc: usize,
+    pc: usize,
+    kc: usize,
+) -> Option<BPanels<'a, K::P>>
+where
+    K: MicroKernel,
+    CB: Convert<Dst = K::P>,
+{
+    b_in_place::<K, CB>(b, jc, nc, pc, kc)
+        .map(BPanels::Packed)
+        .or_else(|| b_rows_in_place::<K, CB>(b, a_in_place, m, jc, nc, pc, kc))
+}
+
+/// B seen with its columns as rows: the columns of B are the panel rows of its packing.
+fn b_columns_as_rows<T>(b: View<'_, T>) -> View<'_, T> {
+    View {
+        rs: b.cs,
+        cs: b.rs,
+        ..b
+    }
 }
 
 /// The KC × NC block of B at (pc, jc) as the kernel's packed panel, read where it lies, when
