@@ -718,7 +718,7 @@ unsafe impl<P: Send> Sync for PanelsMut<P> {}
 enum BPanels<'a, P> {
     /// Packed: panel t (columns NR·t ..) at NR·kc'·t, k steps NR apart.
     Packed(&'a [P]),
-    /// B's rows where they lie (`b_rows_in_place`): B[pc + p, jc + j] at `from[p·rs + j]`.
+    /// B's rows where they lie (`b_block_in_place`): B[pc + p, jc + j] at `from[p·rs + j]`.
     Rows { from: &'a [P], rs: usize },
 }
 
@@ -1121,28 +1121,6 @@ fn for_tasks<K: MicroKernel>(
     });
 }
 
-/// The KC × NC block of B at (pc, jc) read where it lies, when it can be: already in the
-/// packed panel layout (`b_in_place`), or by rows beside A's rows in place
-/// (`b_rows_in_place`); `None` when it must be packed.
-#[allow(clippy::too_many_arguments)]
-fn b_block_in_place<'a, K, CB>(
-    b: View<'a, CB::Src>,
-    a_in_place: bool,
-    m: usize,
-    jc: usize,
-    nc: usize,
-    pc: usize,
-    kc: usize,
-) -> Option<BPanels<'a, K::P>>
-where
-    K: MicroKernel,
-    CB: Convert<Dst = K::P>,
-{
-    b_in_place::<K, CB>(b, jc, nc, pc, kc)
-        .map(BPanels::Packed)
-        .or_else(|| b_rows_in_place::<K, CB>(b, a_in_place, m, jc, nc, pc, kc))
-}
-
 /// B seen with its columns as rows: the columns of B are the panel rows of its packing.
 fn b_columns_as_rows<T>(b: View<'_, T>) -> View<'_, T> {
     View {
@@ -1193,11 +1171,15 @@ where
     unsafe { std::slice::from_raw_parts(b.data.as_ptr().add(at) as *const K::P, b.data.len() - at) }
 }
 
-/// The KC × NC block of B at (pc, jc) read where it lies, rows `b.rs` apart, by a kernel
-/// that can (`DIRECT_B`), beside A read in place (`direct_a`) in at most
-/// `B_ROWS_IN_PLACE_MAX_TILES` row tiles: columns contiguous, rows at most
-/// `B_ROWS_IN_PLACE_MAX_RS` apart, and every panel's NR values of every row inside B's slice
-/// (an edge panel reads past the block's last column; those lanes are never stored).
+/// The KC × NC block of B at (pc, jc) read where it lies, when it can be: already in the
+/// packed panel layout (`b_in_place`), else by rows (`BPanels::Rows`, below); `None` when it
+/// must be packed.
+///
+/// By rows: B's rows `b.rs` apart, by a kernel that can (`DIRECT_B`), beside A read in
+/// place (`direct_a`) in at most `B_ROWS_IN_PLACE_MAX_TILES` row tiles: columns contiguous,
+/// rows at most `B_ROWS_IN_PLACE_MAX_RS` apart, and every panel's NR values of every row
+/// inside B's slice (an edge panel reads past the block's last column; those lanes are never
+/// stored).
 ///
 /// A packed B block serves every row tile; with so few, packing it (from memory, on a long
 /// reduction) is a pass of its own that overlaps no products, while the kernel reads B's
@@ -1206,7 +1188,7 @@ where
 /// 64 +5–13% / +14%, 48 × 64 +9–10% / +4–8%, 32 × 48 +19% / +16–18%, 32 × 16 +34% / +23%;
 /// with more rows it gained nothing (64 × 65536 × 64 −3% to +1%, 128 × 16384 × 64 0–2%) or
 /// lost (4096 × 4096 × 64 on 2 threads −9%).
-fn b_rows_in_place<'a, K, CB>(
+fn b_block_in_place<'a, K, CB>(
     b: View<'a, CB::Src>,
     a_in_place: bool,
     m: usize,
@@ -1219,6 +1201,9 @@ where
     K: MicroKernel,
     CB: Convert<Dst = K::P>,
 {
+    if let Some(panel) = b_in_place::<K, CB>(b, jc, nc, pc, kc) {
+        return Some(BPanels::Packed(panel));
+    }
     if !(a_in_place && few_rows_and_b_rows::<K, CB>(m, b.rs, b.cs)) {
         return None;
     }
@@ -1246,7 +1231,7 @@ where
         && b_rs <= B_ROWS_IN_PLACE_MAX_RS
 }
 
-/// Row tiles (of MR rows) up to which B may be read in place (`b_rows_in_place`).
+/// Row tiles (of MR rows) up to which B may be read in place (`b_block_in_place`).
 const B_ROWS_IN_PLACE_MAX_TILES: usize = 4;
 /// Rows of B read in place at most this many values apart (512 bytes in f32): wider rows
 /// put each k step's B lines a page or more apart, where L2 sets and TLB entries run short.
@@ -1580,7 +1565,7 @@ where
 
 /// Whether A is read in place whatever its row stride because the problem has few rows (at
 /// most `B_ROWS_IN_PLACE_MAX_TILES` tiles) and up to `B_ROWS_IN_PLACE_ANY_STRIDE_MAX_N`
-/// columns of a B the kernel reads in place (`b_rows_in_place`): then nothing is packed, and
+/// columns of a B the kernel reads in place (`b_block_in_place`): then nothing is packed, and
 /// B, the larger operand of a long reduction, streams through the kernel once. Intel EMR,
 /// f32, in process against A and B packed (two rounds each), 1 / 2 threads: 16 × 65536 ×
 /// 128 +0–4% / +19–23%, 32 × 32768 × 128 +18–30% / +9–11%, 48 × 16384 × 128 +21–23% /
@@ -1819,7 +1804,7 @@ mod tests {
             cs: 1,
         };
         let rows = |b: View<'_, f32>, a_in_place: bool, m: usize, pc: usize, kc: usize| {
-            match b_rows_in_place::<Avx512, F32>(b, a_in_place, m, 0, 64, pc, kc) {
+            match b_block_in_place::<Avx512, F32>(b, a_in_place, m, 0, 64, pc, kc) {
                 Some(BPanels::Rows { from, rs }) => Some((from.len(), rs)),
                 _ => None,
             }
@@ -1839,7 +1824,7 @@ mod tests {
         assert_eq!(rows(wide, true, 12, 0, 10), None);
         let strided = View { cs: 2, ..b };
         assert_eq!(rows(strided, true, 12, 0, 10), None);
-        assert!(b_rows_in_place::<Scalar, F32>(b, true, 8, 0, 64, 0, 10).is_none());
+        assert!(b_block_in_place::<Scalar, F32>(b, true, 8, 0, 64, 0, 10).is_none());
     }
 
     /// Aᵀ·B reads A in place against at most 64 columns unless A's k steps are a multiple
