@@ -159,6 +159,7 @@ fn partial_sums_carried_across_k_blocks() {
     // rounded once; AMX from k = 4 × 768). AMX with A in place against at most 96 columns
     // takes deep blocks (2720 steps for 70 columns): one at k = 1600 (no stage), three at
     // 5600 (staged). 64 rows packed against 2100 columns: 2 threads take column parts.
+    // 130 × 130 over 5600: the parts' sums added by row ranges over the threads.
     for &(m, n, k) in &[
         (40, 70, 1600),
         (40, 70, 5600),
@@ -167,6 +168,7 @@ fn partial_sums_carried_across_k_blocks() {
         (33, 1100, 900),
         (20, 700, 1300),
         (24, 40, 3200),
+        (130, 130, 5600),
     ] {
         for beta in [0.0, 1.0] {
             check(Shape::plain(m, n, k), 1, beta, 1);

@@ -356,13 +356,21 @@ fn broadcast_rows_of_stride_zero() {
 }
 
 /// A small C over a long k on several threads: the threads take parts of k (the first
-/// accumulating into C, the others into their own sums, added after), at every level, with
+/// accumulating into C, the others into their own sums, added after: by one thread for a
+/// C under 16 Ki values, row ranges over the threads from there), at every level, with
 /// C strided or column-major, beta 0 / 1 / 0.5, a transposed A and a batch.
 #[test]
 fn long_k_into_small_c_split_along_k() {
     for threads in [2, 3] {
         on_threads(threads, || {
             check(Shape::plain(40, 24, 1700), 1, false, 1.0);
+            check(Shape::plain(130, 140, 1600), 1, false, 1.0);
+            let column_major = Shape {
+                tc: true,
+                pad: 3,
+                ..Shape::plain(150, 120, 1700)
+            };
+            check(column_major, 1, false, 0.5);
             let strided = Shape {
                 tc: true,
                 pad: 3,
@@ -415,7 +423,8 @@ fn weight_gradient_split_along_k_matches_one_thread_bit_for_bit() {
         println!("skipped: the AVX-512 f32 kernel (two-block split along k) needs AVX-512");
         return;
     }
-    for (m, n) in [(65, 128), (128, 40)] {
+    // 128 × 130: the parts' sums added by row ranges over the threads.
+    for (m, n) in [(65, 128), (128, 40), (128, 130)] {
         let s = Shape {
             ta: true,
             ..Shape::plain(m, n, 768)
