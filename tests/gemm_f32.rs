@@ -460,6 +460,24 @@ fn row_tiles_dispensed_over_threads_match_one_thread_bit_for_bit() {
     }
 }
 
+/// Column blocks handed out by a dispenser (A read in place, a product that `partition`
+/// splits along n, at least two blocks per thread): on 2 and 3 threads every element is the
+/// one-thread result bit for bit, each block once (beta 1 would count a block run twice;
+/// beta 0 leaves a skipped one as C was), rows and columns off the tile, a last block
+/// narrower than the others.
+#[test]
+fn column_blocks_dispensed_over_threads_match_one_thread_bit_for_bit() {
+    if isa::detected() < Isa::Avx512 {
+        println!("skipped: the dispensed column blocks are tested on the AVX-512 f32 kernel");
+        return;
+    }
+    for (m, k, n) in [(100, 200, 2100), (37, 96, 4000)] {
+        let s = Shape::plain(m, n, k);
+        same_bits_as_one_thread(s, 41, &[2, 3]);
+        on_threads(2, || check(s, 1, false, 1.0));
+    }
+}
+
 /// B of exactly NR contiguous columns (AVX-512: 32, as attention's V with 32-wide heads;
 /// AVX2: 16; scalar: 8) is already the kernel's packed panel and is read in place: every KC
 /// block of depth (k past 384), packed and in-place A, edge rows, batches spread over

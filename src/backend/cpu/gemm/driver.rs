@@ -467,6 +467,24 @@ fn gemm_into<K, CA, CB>(
             } else {
                 partition(l.m, l.k, l.n, K::MR, K::NR, threads)
             };
+            if let Some(units) = dispensed_columns::<K>(l, in_place && !small_a, &parts) {
+                // Column blocks handed out by a dispenser: each part its own half first, in
+                // the order of the static split, then the back of a slower part's.
+                let disp = Dispenser::new(units.len(), parts.len());
+                (0..parts.len()).into_par_iter().for_each(|me| {
+                    while let Some(u) = disp.next(me) {
+                        let (j0, nc) = units[u];
+                        let sub = GemmLayout { n: nc, ..*l };
+                        let b = View {
+                            off: bv.off + j0 * bv.cs,
+                            ..bv
+                        };
+                        let c = cp.at(c_offsets[i] + j0 * l.c_cs);
+                        single::<K, CA, CB>(&sub, av, in_place, b, c, accumulate, 1);
+                    }
+                });
+                return;
+            }
             if in_place && dispensed_rows::<K>(l, &parts) {
                 let disp = Dispenser::new(l.m.div_ceil(K::MR), parts.len());
                 let c = cp.at(c_offsets[i]);
@@ -603,6 +621,38 @@ fn rows_dispensed<K, CA, CB>(
             run(BPanels::Packed(&*bp));
         },
     );
+}
+
+/// The column blocks to hand out by a dispenser, as (first column, columns), when `partition`
+/// split a problem with A read in place (`in_place`) along n into parts and the columns
+/// make at least two blocks of at most `nc_max` per part: blocks of one width (whole NR
+/// panels, the last narrower), as many as a multiple of the parts, so that with the cores
+/// alike each part runs its own half as the static split did, and a slower core's last
+/// blocks go to the faster one. Each block is a sub-problem of its own (its B packed by the
+/// part that runs it); the sums of each element are those of any other split. Intel EMR, 2
+/// threads, in process against the static halves (three rounds): 2048 × 512 × 2048 +12%,
+/// +5%, +8%; 4096 × 768 × 2304 +1.4%, +3.3%, −1.1%; 4096 × 768 × 3072 +1.3%, +0.1%, +0.6%;
+/// 1536 × 768 × 3072 +1.1%, +0.7%; 1024 × 768 × 3072 0%.
+fn dispensed_columns<K: MicroKernel>(
+    l: &GemmLayout,
+    in_place: bool,
+    parts: &[Task],
+) -> Option<Vec<(usize, usize)>> {
+    let by_columns = parts.len() > 1 && parts.iter().all(|p| p.m0 == 0 && p.m1 == l.m);
+    if !in_place || !by_columns {
+        return None;
+    }
+    let units = l.n.div_ceil(nc_max::<K>(l.k)).next_multiple_of(parts.len());
+    if units < 2 * parts.len() {
+        return None;
+    }
+    let width = l.n.div_ceil(units).next_multiple_of(K::NR);
+    Some(
+        (0..l.n)
+            .step_by(width)
+            .map(|j0| (j0, width.min(l.n - j0)))
+            .collect(),
+    )
 }
 
 /// `threads` balanced ranges of whole NR-column panels of an m × n C, each a sub-problem over
