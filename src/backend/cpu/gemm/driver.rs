@@ -467,33 +467,8 @@ fn gemm_into<K, CA, CB>(
             } else {
                 partition(l.m, l.k, l.n, K::MR, K::NR, threads)
             };
-            if let Some(units) = dispensed_columns::<K>(l, in_place && !small_a, &parts) {
-                // Column blocks handed out by a dispenser: each part its own half first, in
-                // the order of the static split, then the back of a slower part's.
-                let disp = Dispenser::new(units.len(), parts.len());
-                (0..parts.len()).into_par_iter().for_each(|me| {
-                    while let Some(u) = disp.next(me) {
-                        let (j0, nc) = units[u];
-                        let sub = GemmLayout { n: nc, ..*l };
-                        let b = View {
-                            off: bv.off + j0 * bv.cs,
-                            ..bv
-                        };
-                        let c = cp.at(c_offsets[i] + j0 * l.c_cs);
-                        single::<K, CA, CB>(&sub, av, in_place, b, c, accumulate, 1);
-                    }
-                });
-                return;
-            }
-            if in_place && dispensed_rows::<K>(l, &parts) {
-                let disp = Dispenser::new(l.m.div_ceil(K::MR), parts.len());
-                let c = cp.at(c_offsets[i]);
-                (0..parts.len()).into_par_iter().for_each(|me| {
-                    rows_dispensed::<K, CA, CB>(l, av, bv, c, accumulate, &disp, me)
-                });
-                return;
-            }
-            parts.into_par_iter().for_each(|p| {
+            // One part: the sub-problem of rows m0..m1 and columns n0..n1.
+            let run = |p: &Task| {
                 let sub = GemmLayout {
                     m: p.m1 - p.m0,
                     n: p.n1 - p.n0,
@@ -509,7 +484,27 @@ fn gemm_into<K, CA, CB>(
                 };
                 let c = cp.at(c_offsets[i] + p.m0 * l.c_rs + p.n0 * l.c_cs);
                 single::<K, CA, CB>(&sub, a, in_place, b, c, accumulate, 1);
-            });
+            };
+            if let Some(units) = dispensed_columns::<K>(l, in_place && !small_a, &parts) {
+                // Column blocks handed out by a dispenser: each part its own half first, in
+                // the order of the static split, then the back of a slower part's.
+                let disp = Dispenser::new(units.len(), parts.len());
+                (0..parts.len()).into_par_iter().for_each(|me| {
+                    while let Some(u) = disp.next(me) {
+                        run(&units[u]);
+                    }
+                });
+                return;
+            }
+            if in_place && dispensed_rows::<K>(l, &parts) {
+                let disp = Dispenser::new(l.m.div_ceil(K::MR), parts.len());
+                let c = cp.at(c_offsets[i]);
+                (0..parts.len()).into_par_iter().for_each(|me| {
+                    rows_dispensed::<K, CA, CB>(l, av, bv, c, accumulate, &disp, me)
+                });
+                return;
+            }
+            parts.par_iter().for_each(run);
         } else {
             let c = cp.at(c_offsets[i]);
             single::<K, CA, CB>(l, av, in_place, bv, c, accumulate, threads);
@@ -623,7 +618,7 @@ fn rows_dispensed<K, CA, CB>(
     );
 }
 
-/// The column blocks to hand out by a dispenser, as (first column, columns), when `partition`
+/// The column blocks to hand out by a dispenser, as tasks over every row, when `partition`
 /// split a problem with A read in place (`in_place`) along n into parts and the columns
 /// make at least two blocks of at most `nc_max` per part: blocks of one width (whole NR
 /// panels, the last narrower), as many as a multiple of the parts, so that with the cores
@@ -637,7 +632,7 @@ fn dispensed_columns<K: MicroKernel>(
     l: &GemmLayout,
     in_place: bool,
     parts: &[Task],
-) -> Option<Vec<(usize, usize)>> {
+) -> Option<Vec<Task>> {
     let by_columns = parts.len() > 1 && parts.iter().all(|p| p.m0 == 0 && p.m1 == l.m);
     if !in_place || !by_columns {
         return None;
@@ -650,7 +645,12 @@ fn dispensed_columns<K: MicroKernel>(
     Some(
         (0..l.n)
             .step_by(width)
-            .map(|j0| (j0, width.min(l.n - j0)))
+            .map(|j0| Task {
+                m0: 0,
+                m1: l.m,
+                n0: j0,
+                n1: (j0 + width).min(l.n),
+            })
             .collect(),
     )
 }
