@@ -209,7 +209,7 @@ unsafe fn kernel_asm(
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     // SAFETY: forwarded C contract (prefetches never fault).
-    unsafe { prefetch_c(c, rs, mr, accumulate) };
+    unsafe { prefetch_c(c, rs, cs, mr, accumulate) };
     // SAFETY: forwarded A and B contracts (a packed panel of 12·kc values, or 12 rows of kc
     // values in place, which the caller passes only for full tiles).
     unsafe {
@@ -250,7 +250,7 @@ unsafe fn kernel<const ROWS: usize>(
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
     // SAFETY: forwarded C contract (prefetches never fault).
-    unsafe { prefetch_c(c, rs, mr, accumulate) };
+    unsafe { prefetch_c(c, rs, cs, mr, accumulate) };
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {
         // SAFETY: the packed panels hold MR (A) and NR (B) values per k step.
@@ -290,7 +290,7 @@ unsafe fn kernel_direct_a<const ROWS: usize>(
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
     // SAFETY: forwarded C contract (prefetches never fault).
-    unsafe { prefetch_c(c, rs, mr, accumulate) };
+    unsafe { prefetch_c(c, rs, cs, mr, accumulate) };
     let rows: [*const f32; ROWS] = std::array::from_fn(|i| a.wrapping_add(i.min(mr - 1) * a_rs));
     let mut b = b;
     for p in 0..kc {
@@ -311,28 +311,60 @@ unsafe fn kernel_direct_a<const ROWS: usize>(
     unsafe { store_acc(acc, c, rs, cs, mr, nr, accumulate) };
 }
 
-/// Prefetches the C tile's rows (two lines of 32 floats each) when the kernel will load
-/// them (`accumulate`), so that the final loads do not wait on memory. A tile that is only
-/// stored is not prefetched: its 24 lines would be fetched while the k loop streams A and B
-/// and could evict them, where the stores' ownership requests complete from the store buffer
-/// under the next tile's loop. Intel Xeon host (1 thread, alternating, medians of 7):
-/// Q·Kᵀ at T = 64 (64 × 32 × 64, 64 heads) +2–7%, P·V at T = 64 +1–3%, sq2048 and
-/// 512 × 64 × 512 unchanged.
+/// Prefetches the C tile's rows (two lines of 32 floats each) at the start of the kernel, so
+/// that its final loads or stores do not wait on memory:
+/// - when the kernel will load them (`accumulate`), for reading. Intel Xeon host (1 thread,
+///   alternating, medians of 7): Q·Kᵀ at T = 64 (64 × 32 × 64, 64 heads) +2–7%, P·V at
+///   T = 64 +1–3%, sq2048 and 512 × 64 × 512 unchanged.
+/// - when it only stores them (beta 0, unit column stride), for writing (`prefetchw`: the
+///   lines arrive owned). A training step writes each product into an output buffer that no
+///   nearby cache holds, so without it each of the tile's 24 lines was fetched only when
+///   its store came to be written. Intel EMR, in process, 48 rotating sets of A, B and C
+///   (cold, as in training), against no prefetch, 2 threads (rounds): x·Wᵀ 768 × 128 × 512
+///   +10%, +20%; 768 × 128 × 384 +4%, +29%; 768 × 128 × 128 +1%, +17%; 768 × 512 × 128 +1%,
+///   +2%; 1 thread +1–2% in a quiet round, +22% (768 × 128 × 512) in a loaded one; warm
+///   (one set) −3% to +5%. Inside training (nanogpt-shakespeare-cpu, 2 threads, 8
+///   alternating runs of one binary): each product's median time ×0.91–1.01, the GEMMs'
+///   total ×0.976. The bf16 pair kernels, which prefetched no C, now do the same: cold 768
+///   × 128 × 512 +21% / +10% (1 / 2 threads), warm and the rest within ±3% (1024³ cold −8%,
+///   +2%, −3%).
 ///
 /// # Safety
-/// The CPU must support SSE (baseline); the addresses need not be valid.
+/// The CPU must support SSE (baseline) and `prefetchw` (every AVX-512 CPU does); the
+/// addresses need not be valid.
 #[inline(always)]
-unsafe fn prefetch_c(c: *mut f32, rs: isize, mr: usize, accumulate: bool) {
-    if !accumulate {
+pub(super) unsafe fn prefetch_c(c: *mut f32, rs: isize, cs: isize, mr: usize, accumulate: bool) {
+    if !accumulate && cs != 1 {
         return;
     }
     for i in 0..mr {
         let p = c.wrapping_offset(i as isize * rs) as *const i8;
         // SAFETY: prefetching is a hint and never faults.
         unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(p);
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+            if accumulate {
+                _mm_prefetch::<_MM_HINT_T0>(p);
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+            } else {
+                prefetch_for_write(p);
+                prefetch_for_write(p.wrapping_add(64));
+            }
         }
+    }
+}
+
+/// `prefetchw`: brings the line holding `p` into the cache owned, ready to be written.
+/// (`_mm_prefetch::<_MM_HINT_ET0>` emits it only where `prfchw` is enabled, else a read
+/// prefetch.)
+///
+/// # Safety
+/// The CPU must support `prefetchw` (the `prfchw` feature, on every AVX-512 CPU); `p` need
+/// not be valid.
+#[inline(always)]
+pub(super) unsafe fn prefetch_for_write(p: *const i8) {
+    // SAFETY: a prefetch is a hint: it never faults and changes no register, flag or memory.
+    unsafe {
+        std::arch::asm!("prefetchw byte ptr [{p}]", p = in(reg) p,
+            options(nostack, preserves_flags, readonly))
     }
 }
 

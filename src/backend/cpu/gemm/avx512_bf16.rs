@@ -14,7 +14,7 @@ use std::arch::x86_64::*;
 
 use half::bf16;
 
-use super::avx512::store_acc;
+use super::avx512::{prefetch_c, store_acc};
 use super::avx512_loop;
 use super::kernel::{by_rows, MicroKernel};
 
@@ -92,6 +92,8 @@ unsafe fn kernel_direct_a_full(
     accumulate: bool,
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    // SAFETY: forwarded C contract (prefetches never fault).
+    unsafe { prefetch_c(c, rs, cs, MR, accumulate) };
     // SAFETY: rows 0..12 of A hold kc values each (the caller's contract: a full tile), so
     // kc / 2 pairs each; the B panel holds NR pairs per pair step.
     unsafe { avx512_loop::direct_bf16(kc / 2, a as *const u16, a_rs, b as *const u16, &mut acc) };
@@ -124,6 +126,8 @@ unsafe fn kernel_direct_a<const ROWS: usize>(
     accumulate: bool,
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
+    // SAFETY: forwarded C contract (prefetches never fault).
+    unsafe { prefetch_c(c, rs, cs, mr, accumulate) };
     let rows: [*const bf16; ROWS] = std::array::from_fn(|i| a.wrapping_add(i.min(mr - 1) * a_rs));
     let mut b = b as *const __m512i;
     for q in 0..kc / 2 {
@@ -187,6 +191,8 @@ unsafe fn kernel(
     accumulate: bool,
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    // SAFETY: forwarded C contract (prefetches never fault).
+    unsafe { prefetch_c(c, rs, cs, mr, accumulate) };
     // SAFETY: per pair step the packed A panel holds MR pairs and the B panel NR pairs, for
     // ⌈kc/2⌉ steps (k is padded to even); bf16 is a plain 16-bit value.
     unsafe { avx512_loop::packed_bf16(kc.div_ceil(2), a as *const u16, b as *const u16, &mut acc) };
