@@ -360,7 +360,7 @@ pub(super) unsafe fn prefetch_c(c: *mut f32, rs: isize, cs: isize, mr: usize, ac
 /// The CPU must support `prefetchw` (the `prfchw` feature, on every AVX-512 CPU); `p` need
 /// not be valid.
 #[inline(always)]
-pub(super) unsafe fn prefetch_for_write(p: *const i8) {
+unsafe fn prefetch_for_write(p: *const i8) {
     // SAFETY: a prefetch is a hint: it never faults and changes no register, flag or memory.
     unsafe {
         std::arch::asm!("prefetchw byte ptr [{p}]", p = in(reg) p,
