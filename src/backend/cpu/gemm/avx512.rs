@@ -327,7 +327,7 @@ unsafe fn kernel_direct_a<const ROWS: usize>(
 ///   alternating runs of one binary): each product's median time ×0.91–1.01, the GEMMs'
 ///   total ×0.976. The bf16 pair kernels, which prefetched no C, now do the same: cold 768
 ///   × 128 × 512 +21% / +10% (1 / 2 threads), warm and the rest within ±3% (1024³ cold −8%,
-///   +2%, −3%).
+///   −2%, +3% in three rounds).
 ///
 /// # Safety
 /// The CPU must support SSE (baseline) and `prefetchw` (every AVX-512 CPU does); the
