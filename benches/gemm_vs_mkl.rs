@@ -1,0 +1,356 @@
+//! f32 GEMM C = A·B against MKL in one process: pretext and MKL's `sgemm` (loaded at run time
+//! from the library PyTorch links, or any library that exports MKL's Fortran `sgemm_` and
+//! `MKL_Set_Num_Threads_Local`) alternate call by call on the same A, B and C.
+//!
+//! `tools/bench_vs_torch.py` pairs two processes (PyTorch, and pretext serving); here both
+//! libraries see the same operands in the same caches, the order within a pair alternates,
+//! and the ratio is the median over pairs of pretext's rate / MKL's. Before each timed call
+//! the calling thread busy-waits `--gap-ms` (as the paired script does), so that the other
+//! library's workers have stopped spinning.
+//!
+//! ```text
+//! PRETEXT_MKL_LIB=$(python -c 'import torch,os;print(os.path.dirname(torch.__file__)+"/lib/libtorch_cpu.so")') \
+//!   cargo bench --bench gemm_vs_mkl -- [--threads 1 2] [--pairs 21] [--gap-ms 20] \
+//!   [--shapes sq1024,gpt2_mlp_up,…] [--json FILE]
+//! ```
+//! Shapes: sq256 sq512 sq1024 sq2048 gpt2_mlp_up (4096×768×3072) gpt2_mlp_down (4096×3072×768)
+//! shakespeare_up (768×128×512) shakespeare_down (768×512×128), or `M×K×N`.
+//! Without `PRETEXT_MKL_LIB` it prints why and exits 0; under `cargo test` (no `--bench`
+//! argument) it checks one small product against MKL and times nothing.
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::time::Instant;
+
+use pretext::backend::cpu::gemm::{sgemm_batched, GemmLayout};
+use pretext::backend::cpu::threads;
+
+mod common;
+use common::fill;
+
+extern "C" {
+    fn dlopen(file: *const c_char, flags: c_int) -> *mut c_void;
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+    fn dlerror() -> *const c_char;
+}
+const RTLD_NOW: c_int = 2;
+const RTLD_GLOBAL: c_int = 0x100;
+
+/// MKL's Fortran `sgemm_` (column-major, every argument by reference, LP64 integers).
+type Sgemm = unsafe extern "C" fn(
+    *const c_char,
+    *const c_char,
+    *const c_int,
+    *const c_int,
+    *const c_int,
+    *const f32,
+    *const f32,
+    *const c_int,
+    *const f32,
+    *const c_int,
+    *const f32,
+    *mut f32,
+    *const c_int,
+);
+/// `MKL_Set_Num_Threads_Local(n)`: MKL's threads for calls from this thread.
+type SetThreads = unsafe extern "C" fn(c_int) -> c_int;
+
+struct Mkl {
+    sgemm: Sgemm,
+    set_threads: SetThreads,
+}
+
+impl Mkl {
+    fn load(path: &str) -> Result<Mkl, String> {
+        let c_path = CString::new(path).map_err(|_| format!("{path}: a NUL in the path"))?;
+        // SAFETY: FFI: dlopen takes a NUL-terminated path; a null handle is checked.
+        let handle = unsafe { dlopen(c_path.as_ptr(), RTLD_NOW | RTLD_GLOBAL) };
+        if handle.is_null() {
+            // SAFETY: FFI: dlerror returns a NUL-terminated message after a failed dlopen.
+            let why = unsafe { CStr::from_ptr(dlerror()) }.to_string_lossy();
+            return Err(format!("cannot load {path}: {why}"));
+        }
+        let symbol = |name: &CStr| {
+            // SAFETY: FFI: a valid handle and a NUL-terminated name; null is checked.
+            let p = unsafe { dlsym(handle, name.as_ptr()) };
+            (!p.is_null())
+                .then_some(p)
+                .ok_or_else(|| format!("{path} has no symbol {name:?}"))
+        };
+        let (sgemm, set_threads) = (symbol(c"sgemm_")?, symbol(c"MKL_Set_Num_Threads_Local")?);
+        // SAFETY: FFI: the symbols are MKL's, with the signatures of `Sgemm` and `SetThreads`.
+        unsafe {
+            Ok(Mkl {
+                sgemm: std::mem::transmute::<*mut c_void, Sgemm>(sgemm),
+                set_threads: std::mem::transmute::<*mut c_void, SetThreads>(set_threads),
+            })
+        }
+    }
+
+    /// Row-major C[m×n] = A[m×k]·B[k×n], as MKL's column-major Cᵀ = Bᵀ·Aᵀ.
+    fn gemm(&self, m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+        assert!(
+            a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+            "operands too short"
+        );
+        let (mi, ki, ni) = (m as c_int, k as c_int, n as c_int);
+        let (one, zero) = (1.0f32, 0.0f32);
+        // SAFETY: FFI: A, B and C hold m·k, k·n and m·n floats (asserted), laid out as the
+        // leading dimensions say; C is not aliased.
+        unsafe {
+            (self.sgemm)(
+                c"N".as_ptr(),
+                c"N".as_ptr(),
+                &ni,
+                &mi,
+                &ki,
+                &one,
+                b.as_ptr(),
+                &ni,
+                a.as_ptr(),
+                &ki,
+                &zero,
+                c.as_mut_ptr(),
+                &ni,
+            )
+        }
+    }
+
+    fn threads(&self, t: usize) {
+        // SAFETY: FFI: takes the thread count by value.
+        unsafe { (self.set_threads)(t as c_int) };
+    }
+}
+
+fn shape(name: &str) -> Result<(usize, usize, usize), String> {
+    Ok(match name {
+        "sq256" => (256, 256, 256),
+        "sq512" => (512, 512, 512),
+        "sq1024" => (1024, 1024, 1024),
+        "sq2048" => (2048, 2048, 2048),
+        "gpt2_mlp_up" => (4096, 768, 3072),
+        "gpt2_mlp_down" => (4096, 3072, 768),
+        "shakespeare_up" => (768, 128, 512),
+        "shakespeare_down" => (768, 512, 128),
+        other => {
+            let d: Vec<usize> = other
+                .split(['x', '×'])
+                .map(|s| s.parse::<usize>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| format!("shape {other:?}: a listed name or M×K×N"))?;
+            match d[..] {
+                [m, k, n] if m * k * n > 0 => (m, k, n),
+                _ => return Err(format!("shape {other:?}: a listed name or M×K×N")),
+            }
+        }
+    })
+}
+
+struct Args {
+    threads: Vec<usize>,
+    pairs: usize,
+    gap_ms: f64,
+    shapes: Vec<String>,
+    json: Option<String>,
+    bench: bool,
+}
+
+fn args() -> Result<Args, String> {
+    let mut a = Args {
+        threads: vec![1, 2],
+        pairs: 21,
+        gap_ms: 20.0,
+        shapes:
+            "sq256,sq512,sq1024,sq2048,gpt2_mlp_up,gpt2_mlp_down,shakespeare_up,shakespeare_down"
+                .split(',')
+                .map(String::from)
+                .collect(),
+        json: None,
+        bench: false,
+    };
+    let mut it = std::env::args().skip(1).peekable();
+    while let Some(flag) = it.next() {
+        let mut values = Vec::new();
+        while let Some(v) = it.next_if(|v| !v.starts_with("--")) {
+            values.push(v);
+        }
+        let one = |v: &[String]| v.first().cloned().ok_or(format!("{flag} needs a value"));
+        let num = |v: &str| {
+            v.parse::<f64>()
+                .map_err(|_| format!("{flag}: not a number: {v}"))
+        };
+        match flag.as_str() {
+            "--bench" => a.bench = true,
+            "--threads" => {
+                a.threads = values
+                    .iter()
+                    .map(|v| num(v).map(|x| x as usize))
+                    .collect::<Result<_, _>>()?;
+                if a.threads.is_empty() || a.threads.contains(&0) {
+                    return Err("--threads: one or more counts ≥ 1".into());
+                }
+            }
+            "--pairs" => a.pairs = (num(&one(&values)?)? as usize).max(1),
+            "--gap-ms" => a.gap_ms = num(&one(&values)?)?.max(0.0),
+            "--shapes" => a.shapes = one(&values)?.split(',').map(String::from).collect(),
+            "--json" => a.json = Some(one(&values)?),
+            // cargo's own flags for bench targets.
+            _ if flag.starts_with("--") => {}
+            _ => return Err(format!("unexpected argument {flag}")),
+        }
+    }
+    Ok(a)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn quartiles(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 4], v[(3 * v.len()) / 4])
+}
+
+fn busy_wait(ms: f64) {
+    let t = Instant::now();
+    while t.elapsed().as_secs_f64() * 1e3 < ms {
+        std::hint::spin_loop();
+    }
+}
+
+/// Largest |x − y| over the two results, against the largest |y|.
+fn rel_diff(x: &[f32], y: &[f32]) -> f32 {
+    let scale = y
+        .iter()
+        .fold(0f32, |s, v| s.max(v.abs()))
+        .max(f32::MIN_POSITIVE);
+    x.iter().zip(y).fold(0f32, |d, (a, b)| d.max((a - b).abs())) / scale
+}
+
+fn main() {
+    let a = match args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("gemm_vs_mkl: {e}");
+            std::process::exit(2);
+        }
+    };
+    let Ok(path) = std::env::var("PRETEXT_MKL_LIB") else {
+        println!("gemm_vs_mkl: skipped: set PRETEXT_MKL_LIB to a library with MKL's sgemm_ (e.g. torch/lib/libtorch_cpu.so)");
+        return;
+    };
+    let mkl = match Mkl::load(&path) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("gemm_vs_mkl: {e}");
+            std::process::exit(1);
+        }
+    };
+    if !a.bench {
+        // Under `cargo test`: one small product must agree.
+        let (m, k, n) = (37, 70, 45);
+        let (x, y) = (fill(m * k, 1), fill(k * n, 2));
+        let (mut c0, mut c1) = (vec![0f32; m * n], vec![0f32; m * n]);
+        mkl.threads(1);
+        mkl.gemm(m, k, n, &x, &y, &mut c0);
+        let l = GemmLayout::row_major(m, n, k);
+        sgemm_batched(&l, &x, &[0], &y, &[0], 0.0, &mut c1, &[0]).expect("pretext sgemm");
+        let d = rel_diff(&c1, &c0);
+        assert!(
+            d < 1e-5,
+            "pretext and MKL differ by {d:e} (relative) on {m}×{k}×{n}"
+        );
+        println!(
+            "gemm_vs_mkl: {m}×{k}×{n} agrees with MKL ({d:.1e} relative); pass --bench to time"
+        );
+        return;
+    }
+    let mut rows = Vec::new();
+    println!(
+        "{:<18} {:>16} {:>3} {:>11} {:>9} {:>6} {:>11} {:>9}",
+        "shape", "m×k×n", "thr", "pretext GF/s", "MKL GF/s", "ratio", "pairs IQR", "rel diff"
+    );
+    for &t in &a.threads {
+        let pool = match threads::pool(Some(t)) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("gemm_vs_mkl: {e}");
+                std::process::exit(1);
+            }
+        };
+        mkl.threads(t);
+        for name in &a.shapes {
+            let (m, k, n) = match shape(name) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("gemm_vs_mkl: {e}");
+                    std::process::exit(2);
+                }
+            };
+            let (x, y) = (fill(m * k, 1), fill(k * n, 2));
+            let (mut c_mkl, mut c_ours) = (vec![0f32; m * n], vec![0f32; m * n]);
+            let l = GemmLayout::row_major(m, n, k);
+            let flop = 2.0 * (m * k * n) as f64;
+            // Calls per timed unit: at least ~20 ms of work at 100 GFLOP/s per thread.
+            let inner = ((2e9 * t as f64 / flop).ceil() as usize).clamp(1, 10_000);
+            let mut run = |ours: bool| {
+                busy_wait(a.gap_ms);
+                let s = Instant::now();
+                if ours {
+                    // Every call from inside the pool, as a training step makes them (one
+                    // `install` per call would time a hand-off between threads each time).
+                    pool.install(|| {
+                        for _ in 0..inner {
+                            sgemm_batched(&l, &x, &[0], &y, &[0], 0.0, &mut c_ours, &[0])
+                                .expect("pretext sgemm");
+                        }
+                    });
+                } else {
+                    for _ in 0..inner {
+                        mkl.gemm(m, k, n, &x, &y, &mut c_mkl);
+                    }
+                }
+                flop * inner as f64 / s.elapsed().as_secs_f64() / 1e9
+            };
+            run(false);
+            run(true);
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            for p in 0..a.pairs {
+                if p % 2 == 0 {
+                    theirs.push(run(false));
+                    ours.push(run(true));
+                } else {
+                    ours.push(run(true));
+                    theirs.push(run(false));
+                }
+            }
+            let ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(o, m)| o / m).collect();
+            let (q1, q3) = quartiles(ratios.clone());
+            let d = rel_diff(&c_ours, &c_mkl);
+            let (go, gm, r) = (median(ours.clone()), median(theirs.clone()), median(ratios));
+            println!(
+                "{name:<18} {:>16} {t:>3} {go:>11.1} {gm:>9.1} {r:>6.2} {:>11} {d:>9.1e}",
+                format!("{m}×{k}×{n}"),
+                format!("{q1:.2}–{q3:.2}")
+            );
+            rows.push(serde_json::json!({
+                "shape": name, "m": m, "k": k, "n": n, "threads": t, "calls_per_rep": inner,
+                "pretext_gflops": ours, "mkl_gflops": theirs, "ratio_median": r,
+                "ratio_iqr": [q1, q3], "rel_diff": d,
+            }));
+        }
+    }
+    if let Some(file) = a.json {
+        let doc = serde_json::json!({
+            "protocol": "one process, pretext and MKL sgemm_ alternating call by call (order alternating per pair), same operands",
+            "library": path, "pairs": a.pairs, "gap_ms": a.gap_ms, "rows": rows,
+        });
+        let tmp = format!("{file}.tmp");
+        let text = serde_json::to_string_pretty(&doc).expect("JSON");
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &file)) {
+            eprintln!("gemm_vs_mkl: cannot write {file}: {e}");
+            std::process::exit(1);
+        }
+        println!("wrote {file}");
+    }
+}
