@@ -4,8 +4,8 @@
 //!
 //! `tools/bench_vs_torch.py` pairs two processes (PyTorch, and pretext serving); here both
 //! libraries see the same operands in the same caches, the order within a pair alternates,
-//! and the ratio is the median over pairs of pretext's rate / MKL's. Before each timed call
-//! the calling thread busy-waits `--gap-ms` (as the paired script does), so that the other
+//! and the ratio is the median over pairs of pretext's rate / MKL's. The thread that times a
+//! unit busy-waits `--gap-ms` before it (as the paired script does), so that the other
 //! library's workers have stopped spinning.
 //!
 //! ```text
@@ -278,6 +278,7 @@ fn main() {
                 std::process::exit(1);
             }
         };
+        // MKL's thread count is per calling thread: this one.
         mkl.threads(t);
         for name in &a.shapes {
             let (m, k, n) = match shape(name) {
@@ -293,24 +294,31 @@ fn main() {
             let flop = 2.0 * (m * k * n) as f64;
             // Calls per timed unit: at least ~20 ms of work at 100 GFLOP/s per thread.
             let inner = ((2e9 * t as f64 / flop).ceil() as usize).clamp(1, 10_000);
+            // One timed unit of `inner` calls, after the gap, each library on the thread it
+            // would run on: pretext's on a worker of its pool (every call from inside the
+            // pool, as a training step makes them), MKL's on this thread, whose CPU mask its
+            // OpenMP workers inherit (a pinned pool worker would squeeze them onto one CPU).
+            // The timing thread busy-waits through the gap: one woken from sleep starts
+            // slower on this host.
             let mut run = |ours: bool| {
-                busy_wait(a.gap_ms);
-                let s = Instant::now();
-                if ours {
-                    // Every call from inside the pool, as a training step makes them (one
-                    // `install` per call would time a hand-off between threads each time).
-                    pool.install(|| {
-                        for _ in 0..inner {
+                let mut unit = || {
+                    busy_wait(a.gap_ms);
+                    let s = Instant::now();
+                    for _ in 0..inner {
+                        if ours {
                             sgemm_batched(&l, &x, &[0], &y, &[0], 0.0, &mut c_ours, &[0])
                                 .expect("pretext sgemm");
+                        } else {
+                            mkl.gemm(m, k, n, &x, &y, &mut c_mkl);
                         }
-                    });
-                } else {
-                    for _ in 0..inner {
-                        mkl.gemm(m, k, n, &x, &y, &mut c_mkl);
                     }
+                    flop * inner as f64 / s.elapsed().as_secs_f64() / 1e9
+                };
+                if ours {
+                    pool.install(unit)
+                } else {
+                    unit()
                 }
-                flop * inner as f64 / s.elapsed().as_secs_f64() / 1e9
             };
             run(false);
             run(true);
