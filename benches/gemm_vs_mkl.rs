@@ -21,6 +21,8 @@
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::time::Instant;
 
+use clap::Parser;
+
 use pretext::backend::cpu::gemm::{sgemm_batched, GemmLayout};
 use pretext::backend::cpu::threads;
 
@@ -145,60 +147,36 @@ fn shape(name: &str) -> Result<(usize, usize, usize), String> {
     })
 }
 
+/// `cargo bench --bench gemm_vs_mkl -- [options]` (cargo adds `--bench`).
+#[derive(Parser)]
 struct Args {
-    threads: Vec<usize>,
-    pairs: usize,
-    gap_ms: f64,
-    shapes: Vec<String>,
-    json: Option<String>,
+    /// Set by `cargo bench`: time (without it, under `cargo test`, check one product).
+    #[arg(long)]
     bench: bool,
-}
-
-fn args() -> Result<Args, String> {
-    let mut a = Args {
-        threads: vec![1, 2],
-        pairs: 21,
-        gap_ms: 20.0,
-        shapes:
-            "sq256,sq512,sq1024,sq2048,gpt2_mlp_up,gpt2_mlp_down,shakespeare_up,shakespeare_down"
-                .split(',')
-                .map(String::from)
-                .collect(),
-        json: None,
-        bench: false,
-    };
-    let mut it = std::env::args().skip(1).peekable();
-    while let Some(flag) = it.next() {
-        let mut values = Vec::new();
-        while let Some(v) = it.next_if(|v| !v.starts_with("--")) {
-            values.push(v);
-        }
-        let one = |v: &[String]| v.first().cloned().ok_or(format!("{flag} needs a value"));
-        let num = |v: &str| {
-            v.parse::<f64>()
-                .map_err(|_| format!("{flag}: not a number: {v}"))
-        };
-        match flag.as_str() {
-            "--bench" => a.bench = true,
-            "--threads" => {
-                a.threads = values
-                    .iter()
-                    .map(|v| num(v).map(|x| x as usize))
-                    .collect::<Result<_, _>>()?;
-                if a.threads.is_empty() || a.threads.contains(&0) {
-                    return Err("--threads: one or more counts ≥ 1".into());
-                }
-            }
-            "--pairs" => a.pairs = (num(&one(&values)?)? as usize).max(1),
-            "--gap-ms" => a.gap_ms = num(&one(&values)?)?.max(0.0),
-            "--shapes" => a.shapes = one(&values)?.split(',').map(String::from).collect(),
-            "--json" => a.json = Some(one(&values)?),
-            // cargo's own flags for bench targets.
-            _ if flag.starts_with("--") => {}
-            _ => return Err(format!("unexpected argument {flag}")),
-        }
-    }
-    Ok(a)
+    /// Thread counts, each run in turn (pretext's pool and MKL's threads alike).
+    #[arg(
+        long,
+        num_args = 1..,
+        default_values_t = [1u64, 2],
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    threads: Vec<u64>,
+    /// Pairs of timed units per shape and thread count.
+    #[arg(long, default_value_t = 21, value_parser = clap::value_parser!(u64).range(1..))]
+    pairs: u64,
+    /// Busy wait before each timed unit, milliseconds.
+    #[arg(long, default_value_t = 20.0)]
+    gap_ms: f64,
+    /// Listed names or M×K×N, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "sq256,sq512,sq1024,sq2048,gpt2_mlp_up,gpt2_mlp_down,shakespeare_up,shakespeare_down"
+    )]
+    shapes: Vec<String>,
+    /// Also write the table and every timed unit as JSON here.
+    #[arg(long)]
+    json: Option<String>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -228,12 +206,12 @@ fn rel_diff(x: &[f32], y: &[f32]) -> f32 {
 }
 
 fn main() {
-    let a = match args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("gemm_vs_mkl: {e}");
-            std::process::exit(2);
-        }
+    // Under `cargo test` (no `--bench`) the arguments are the test harness's: not parsed.
+    let bench = std::env::args().any(|a| a == "--bench");
+    let a = if bench {
+        Args::parse()
+    } else {
+        Args::parse_from(["gemm_vs_mkl"])
     };
     let Ok(path) = std::env::var("PRETEXT_MKL_LIB") else {
         println!("gemm_vs_mkl: skipped: set PRETEXT_MKL_LIB to a library with MKL's sgemm_ (e.g. torch/lib/libtorch_cpu.so)");
@@ -270,7 +248,7 @@ fn main() {
         "{:<18} {:>16} {:>3} {:>11} {:>9} {:>6} {:>11} {:>9}",
         "shape", "m×k×n", "thr", "pretext GF/s", "MKL GF/s", "ratio", "pairs IQR", "rel diff"
     );
-    for &t in &a.threads {
+    for t in a.threads.iter().map(|&t| t as usize) {
         let pool = match threads::pool(Some(t)) {
             Ok(p) => p,
             Err(e) => {
