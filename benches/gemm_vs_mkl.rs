@@ -179,14 +179,11 @@ struct Args {
     json: Option<String>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// First quartile, median and third quartile of `v` (non-empty).
+fn quartiles(v: &[f64]) -> (f64, f64, f64) {
+    let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn quartiles(mut v: Vec<f64>) -> (f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 4], v[(3 * v.len()) / 4])
+    (v[v.len() / 4], v[v.len() / 2], v[(3 * v.len()) / 4])
 }
 
 fn busy_wait(ms: f64) {
@@ -311,9 +308,9 @@ fn main() {
                 }
             }
             let ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(o, m)| o / m).collect();
-            let (q1, q3) = quartiles(ratios.clone());
+            let (q1, r, q3) = quartiles(&ratios);
             let d = rel_diff(&c_ours, &c_mkl);
-            let (go, gm, r) = (median(ours.clone()), median(theirs.clone()), median(ratios));
+            let (go, gm) = (quartiles(&ours).1, quartiles(&theirs).1);
             println!(
                 "{name:<18} {:>16} {t:>3} {go:>11.1} {gm:>9.1} {r:>6.2} {:>11} {d:>9.1e}",
                 format!("{m}×{k}×{n}"),
