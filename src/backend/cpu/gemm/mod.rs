@@ -24,6 +24,7 @@
 
 mod amx;
 mod avx2;
+mod avx2_loop;
 mod avx512;
 mod avx512_bf16;
 mod avx512_loop;

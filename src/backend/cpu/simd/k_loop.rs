@@ -1,21 +1,18 @@
-//! The control flow shared by the assembly k loops of the AVX-512 GEMM (12 × 32 tiles,
-//! `gemm/avx512_loop.rs`) and attention (6 × 64 blocks, `attention/avx512_loop.rs`): both keep
-//! a tile of C in 24 zmm accumulators, zmm0..zmm23, and unroll the k steps four deep.
+//! The control flow shared by the assembly k loops of the GEMM micro-kernels and attention:
+//! the AVX-512 GEMM (12 × 32 tiles, `gemm/avx512_loop.rs`) and attention (6 × 64 blocks,
+//! `attention/avx512_loop.rs`) keep a tile of C in 24 zmm accumulators, zmm0..zmm23; the AVX2
+//! GEMM (6 × 16 tiles, `gemm/avx2_loop.rs`) in 12 ymm accumulators, ymm0..ymm11. All unroll
+//! the k steps four deep.
 
 /// One asm block over `{n}` steps: groups of four steps `$step!(pre.., u)` (u = 0..3, the
 /// step offsets in the step's addressing modes) while four remain, then single steps
 /// `$step!(pre.., 0)` (one counter register, so that a step may address A from up to ten
-/// pointers of its own). After each
-/// group `$advance4` moves the A pointers and B moves `{ldb4}` bytes; after each single step,
-/// `$advance1` and `{ldb}`. The accumulators `$c0..$c23` are bound to zmm0..zmm23 in order;
-/// the caller's operands name n, b, ldb, ldb4 (registers or consts), its A registers and
-/// the vector registers its steps clobber. The block only reads memory.
-macro_rules! k_loop_24 {
-    ([$c0:ident, $c1:ident, $c2:ident, $c3:ident, $c4:ident, $c5:ident, $c6:ident, $c7:ident,
-      $c8:ident, $c9:ident, $c10:ident, $c11:ident, $c12:ident, $c13:ident, $c14:ident,
-      $c15:ident, $c16:ident, $c17:ident, $c18:ident, $c19:ident, $c20:ident, $c21:ident,
-      $c22:ident, $c23:ident],
-     $step:ident($($pre:tt)*), $advance4:expr, $advance1:expr, $($operands:tt)*) => {
+/// pointers of its own). After each group `$advance4` moves the A pointers and B moves
+/// `{ldb4}` bytes; after each single step, `$advance1` and `{ldb}`. The caller's operands
+/// name n, b, ldb, ldb4 (registers or consts), its A registers, the accumulators' registers
+/// and the vector registers its steps clobber. The block only reads memory.
+macro_rules! k_loop {
+    ($step:ident($($pre:tt)*), $advance4:expr, $advance1:expr, $($operands:tt)*) => {
         ::std::arch::asm!(
             "cmp {n}, 4",
             "jb 3f",
@@ -40,14 +37,45 @@ macro_rules! k_loop_24 {
             "jnz 4b",
             "5:",
             $($operands)*
+            options(nostack, readonly),
+        )
+    };
+}
+pub(crate) use k_loop;
+
+/// `k_loop` with the accumulators `$c0..$c23` bound to zmm0..zmm23 in order.
+macro_rules! k_loop_24 {
+    ([$c0:ident, $c1:ident, $c2:ident, $c3:ident, $c4:ident, $c5:ident, $c6:ident, $c7:ident,
+      $c8:ident, $c9:ident, $c10:ident, $c11:ident, $c12:ident, $c13:ident, $c14:ident,
+      $c15:ident, $c16:ident, $c17:ident, $c18:ident, $c19:ident, $c20:ident, $c21:ident,
+      $c22:ident, $c23:ident],
+     $step:ident($($pre:tt)*), $advance4:expr, $advance1:expr, $($operands:tt)*) => {
+        $crate::backend::cpu::simd::k_loop::k_loop!(
+            $step($($pre)*), $advance4, $advance1,
+            $($operands)*
             inout("zmm0") $c0, inout("zmm1") $c1, inout("zmm2") $c2, inout("zmm3") $c3,
             inout("zmm4") $c4, inout("zmm5") $c5, inout("zmm6") $c6, inout("zmm7") $c7,
             inout("zmm8") $c8, inout("zmm9") $c9, inout("zmm10") $c10, inout("zmm11") $c11,
             inout("zmm12") $c12, inout("zmm13") $c13, inout("zmm14") $c14, inout("zmm15") $c15,
             inout("zmm16") $c16, inout("zmm17") $c17, inout("zmm18") $c18, inout("zmm19") $c19,
             inout("zmm20") $c20, inout("zmm21") $c21, inout("zmm22") $c22, inout("zmm23") $c23,
-            options(nostack, readonly),
         )
     };
 }
 pub(crate) use k_loop_24;
+
+/// `k_loop` with the accumulators `$c0..$c11` bound to ymm0..ymm11 in order.
+macro_rules! k_loop_12 {
+    ([$c0:ident, $c1:ident, $c2:ident, $c3:ident, $c4:ident, $c5:ident, $c6:ident, $c7:ident,
+      $c8:ident, $c9:ident, $c10:ident, $c11:ident],
+     $step:ident($($pre:tt)*), $advance4:expr, $advance1:expr, $($operands:tt)*) => {
+        $crate::backend::cpu::simd::k_loop::k_loop!(
+            $step($($pre)*), $advance4, $advance1,
+            $($operands)*
+            inout("ymm0") $c0, inout("ymm1") $c1, inout("ymm2") $c2, inout("ymm3") $c3,
+            inout("ymm4") $c4, inout("ymm5") $c5, inout("ymm6") $c6, inout("ymm7") $c7,
+            inout("ymm8") $c8, inout("ymm9") $c9, inout("ymm10") $c10, inout("ymm11") $c11,
+        )
+    };
+}
+pub(crate) use k_loop_12;
