@@ -11,8 +11,11 @@
 //! ```text
 //! PRETEXT_MKL_LIB=$(python -c 'import torch,os;print(os.path.dirname(torch.__file__)+"/lib/libtorch_cpu.so")') \
 //!   cargo bench --bench gemm_vs_mkl -- [--threads 1 2] [--pairs 21] [--gap-ms 20] \
-//!   [--shapes sq1024,gpt2_mlp_up,…] [--json FILE]
+//!   [--shapes sq1024,gpt2_mlp_up,…] [--isa avx512|avx2] [--json FILE]
 //! ```
+//! `--isa avx2` compares the AVX2 paths: pretext's level is forced (`isa::force`) and MKL is
+//! started with `MKL_ENABLE_INSTRUCTIONS=AVX2` (unless that variable is already set), as a
+//! machine without AVX-512 would run both.
 //! Shapes: sq256 sq512 sq1024 sq2048 gpt2_mlp_up (4096×768×3072) gpt2_mlp_down (4096×3072×768)
 //! shakespeare_up (768×128×512) shakespeare_down (768×512×128), or `M×K×N`.
 //! Without `PRETEXT_MKL_LIB` it prints why and exits 0; under `cargo test` (no `--bench`
@@ -24,6 +27,7 @@ use std::time::Instant;
 use clap::Parser;
 
 use pretext::backend::cpu::gemm::{sgemm_batched, GemmLayout};
+use pretext::backend::cpu::isa::{self, Isa};
 use pretext::backend::cpu::threads;
 
 mod common;
@@ -177,6 +181,26 @@ struct Args {
     /// Also write the table and every timed unit as JSON here.
     #[arg(long)]
     json: Option<String>,
+    /// Instruction set of both libraries: `avx512` or `avx2` (default: each library's best
+    /// on this CPU).
+    #[arg(long, value_parser = parse_isa)]
+    isa: Option<Isa>,
+}
+
+/// `--isa`: the levels MKL can be held to as well.
+fn parse_isa(s: &str) -> Result<Isa, String> {
+    match Isa::parse(s) {
+        Some(l @ (Isa::Avx512 | Isa::Avx2)) => Ok(l),
+        _ => Err(format!("{s:?}: expected avx512 or avx2")),
+    }
+}
+
+/// MKL's name for `level` in `MKL_ENABLE_INSTRUCTIONS`.
+fn mkl_instructions(level: Isa) -> &'static str {
+    match level {
+        Isa::Avx512 => "AVX512",
+        _ => "AVX2",
+    }
 }
 
 /// First quartile, median and third quartile of `v` (non-empty).
@@ -214,6 +238,22 @@ fn main() {
         println!("gemm_vs_mkl: skipped: set PRETEXT_MKL_LIB to a library with MKL's sgemm_ (e.g. torch/lib/libtorch_cpu.so)");
         return;
     };
+    if let Some(level) = a.isa {
+        isa::force(Some(level));
+        if isa::active() != level {
+            eprintln!(
+                "gemm_vs_mkl: this CPU cannot run {} (best: {})",
+                level.name(),
+                isa::detected().name()
+            );
+            std::process::exit(2);
+        }
+        if std::env::var_os("MKL_ENABLE_INSTRUCTIONS").is_none() {
+            // MKL reads it when it first dispatches; nothing else runs yet (one thread).
+            std::env::set_var("MKL_ENABLE_INSTRUCTIONS", mkl_instructions(level));
+        }
+    }
+    let mkl_isa = std::env::var("MKL_ENABLE_INSTRUCTIONS").ok();
     let mkl = match Mkl::load(&path) {
         Ok(m) => m,
         Err(e) => {
@@ -241,6 +281,13 @@ fn main() {
         return;
     }
     let mut rows = Vec::new();
+    println!(
+        "pretext {}, MKL {}",
+        isa::active().name(),
+        mkl_isa.as_deref().map_or("at its default".to_string(), |v| format!(
+            "with MKL_ENABLE_INSTRUCTIONS={v}"
+        ))
+    );
     println!(
         "{:<18} {:>16} {:>3} {:>11} {:>9} {:>6} {:>11} {:>9}",
         "shape", "m×k×n", "thr", "pretext GF/s", "MKL GF/s", "ratio", "pairs IQR", "rel diff"
@@ -326,7 +373,9 @@ fn main() {
     if let Some(file) = a.json {
         let doc = serde_json::json!({
             "protocol": "one process, pretext and MKL sgemm_ alternating call by call (order alternating per pair), same operands",
-            "library": path, "pairs": a.pairs, "gap_ms": a.gap_ms, "rows": rows,
+            "library": path, "pairs": a.pairs, "gap_ms": a.gap_ms,
+            "pretext_isa": isa::active().name(), "mkl_enable_instructions": mkl_isa,
+            "rows": rows,
         });
         let tmp = format!("{file}.tmp");
         let text = serde_json::to_string_pretty(&doc).expect("JSON");
