@@ -26,8 +26,12 @@ one table of pretext/PyTorch speed ratios (> 1: pretext faster) and writes it as
 Usage: /work/refenv/bin/python tools/bench_vs_torch.py [--bin target/release/pretext]
        [--out tools/results/bench_vs_torch.json] [--ops softmax layernorm gelu]
        [--threads 1 2] [--dtypes f32 bf16] [--bf16-c bf16|f32] [--shapes NAME ...]
-       [--pairs 15] [--min-rep-ms 20] [--quick]
+       [--pairs 15] [--min-rep-ms 20] [--quick] [--isa avx2|avx512]
 Build the binary first: cargo build --release.
+
+`--isa avx2` holds both sides to their AVX2 code, as on a CPU without AVX-512: PyTorch through
+ATEN_CPU_CAPABILITY=avx2, MKL_ENABLE_INSTRUCTIONS=AVX2 and ONEDNN_MAX_CPU_ISA=AVX2 (read when
+torch loads, so the script runs itself again with them set), pretext through PRETEXT_ISA.
 """
 import argparse
 import contextlib
@@ -40,6 +44,16 @@ import tempfile
 import time
 
 import torch
+
+# `--isa`: what holds PyTorch (ATen's kernels, MKL, oneDNN) to one instruction set; pretext
+# gets PRETEXT_ISA.
+ISA_ENV = {
+    "avx2": dict(ATEN_CPU_CAPABILITY="avx2", MKL_ENABLE_INSTRUCTIONS="AVX2",
+                 ONEDNN_MAX_CPU_ISA="AVX2"),
+    "avx512": dict(ATEN_CPU_CAPABILITY="avx512", MKL_ENABLE_INSTRUCTIONS="AVX512",
+                   ONEDNN_MAX_CPU_ISA="AVX512_CORE"),
+}
+ISA_VARS = ["PRETEXT_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA"]
 
 # (name, m, k, n, batch, transpose_b): C[m×n] = A[m×k] · B[k×n], `batch` independent
 # problems; transpose_b reads B from an n×k row-major buffer (Q·Kᵀ).
@@ -371,7 +385,13 @@ def main():
     p.add_argument("--gap-ms", type=float, default=20.0,
                    help="idle time before each repetition (the other side's threads settle)")
     p.add_argument("--quick", action="store_true", help="5 pairs of 10 ms repetitions")
+    p.add_argument("--isa", choices=sorted(ISA_ENV),
+                   help="hold both sides to this instruction set (default: each side's best)")
     args = p.parse_args()
+    if args.isa and os.environ.get("PRETEXT_ISA") != args.isa:
+        # The variables must be set before torch (MKL, oneDNN) loads: run again with them.
+        env = dict(os.environ, PRETEXT_ISA=args.isa, **ISA_ENV[args.isa])
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
     if args.pairs < 5:
         sys.exit("--pairs must be at least 5")
     if not os.path.exists(args.bin):
@@ -385,6 +405,7 @@ def main():
     result = dict(cpu=cpu_model(), cpu_threads=os.cpu_count(),
                   torch_version=torch.__version__,
                   torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                  isa=args.isa, isa_env={k: os.environ.get(k) for k in ISA_VARS},
                   ops=args.ops, protocol="paired", pairs=args.pairs,
                   min_rep_ms=args.min_rep_ms, gap_ms=args.gap_ms, rows=rows)
     write_atomic(args.out, result)

@@ -8,6 +8,8 @@
 //! - `rows`: k contiguous, rows `rs` bytes apart (Q·Kᵀ, P·V, dO·Vᵀ, dS·K): row 3g + j at
 //!   g_g + j·rs;
 //! - `cols`: rows contiguous, k `cs` bytes apart (Pᵀ·dO, dSᵀ·Q): row r at a + 4r.
+//!
+//! The AVX2 loop (`avx2_loop.rs`, 6 × 16 blocks) addresses A and B through the same macros.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::__m512;
@@ -33,6 +35,8 @@ macro_rules! b_at {
     };
 }
 
+pub(super) use b_at;
+
 /// A(r, k) of step `$u` with rows contiguous (`{cs3}` holds 3·cs).
 macro_rules! a_col_at {
     (0, $r:literal) => {
@@ -48,6 +52,8 @@ macro_rules! a_col_at {
         concat!("[{a} + {cs3} + 4*", $r, "]")
     };
 }
+
+pub(super) use a_col_at;
 
 /// Broadcast one A value and issue the row's four FMAs into zmm$c .. zmm$c+3.
 #[rustfmt::skip]

@@ -40,6 +40,7 @@ use super::dropout;
 use super::isa::Isa;
 
 mod avx2;
+mod avx2_loop;
 mod avx512;
 mod avx512_loop;
 mod backward;
