@@ -284,9 +284,11 @@ fn main() {
     println!(
         "pretext {}, MKL {}",
         isa::active().name(),
-        mkl_isa.as_deref().map_or("at its default".to_string(), |v| format!(
-            "with MKL_ENABLE_INSTRUCTIONS={v}"
-        ))
+        mkl_isa
+            .as_deref()
+            .map_or("at its default".to_string(), |v| format!(
+                "with MKL_ENABLE_INSTRUCTIONS={v}"
+            ))
     );
     println!(
         "{:<18} {:>16} {:>3} {:>11} {:>9} {:>6} {:>11} {:>9}",

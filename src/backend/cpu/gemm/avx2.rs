@@ -3,8 +3,9 @@
 //! FMAs: acc[i][v] += A[i, p] · B[p, 8v .. 8v+8]. 12 accumulators + 2 B + 2 broadcast
 //! registers fill the 16 ymm registers. The k loop is assembly (`avx2_loop`), unrolled four
 //! steps deep; A is read from a packed panel or, where its rows are k-contiguous and do not
-//! crowd one L1 set, in place (`run_direct_a`: no packing pass over A), C's rows are
-//! prefetched when the kernel starts.
+//! crowd one L1 set, in place (`run_direct_a`: no packing pass over A), as is an A stored
+//! transposed against a narrow C (`run_transposed_a`: the 6 values of a k step side by side,
+//! prefetched 32 steps ahead); C's rows are prefetched when the kernel starts.
 //!
 //! Intel EMR, forced to this path (`PRETEXT_ISA=avx2`), in process against MKL's AVX2 path
 //! (`MKL_ENABLE_INSTRUCTIONS=AVX2`), medians of 9 alternating pairs, 1 / 2 threads; before
@@ -13,7 +14,12 @@
 //! 0.89 → 0.99 / 0.89 → 0.98, 4096 × 3072 × 768 0.88 → 0.97 / 0.88 → 0.97, 768 × 128 × 512
 //! 0.74 → 0.79 / 0.87 → 1.00, 768 × 512 × 128 0.77 → 0.98 / 0.68 → 1.00, 256³ 0.76 → 0.88 /
 //! 0.93 → 1.15 (same-path pairs scatter by ±4%). Of that, A in place gave 256³ +11%, 768 ×
-//! 512 × 128 +16%; the rest is the loop.
+//! 512 × 128 +16%; the rest is the loop. A transposed read in place, against packed
+//! (attention's dV, 512 × 512 × 64 × 12 heads, ratio to PyTorch held to AVX2 by
+//! `tools/bench_vs_torch.py --isa avx2`, 7 pairs, two rounds: 0.89 → 0.94 and 0.86 → 0.91
+//! on one thread, 0.84 → 0.91 on two, the second round's two threads too loaded to read;
+//! `pretext bench`, three alternations, one thread: 256 × 1024 × 32 48–59 → 63–75 GFLOP/s,
+//! 64 × 64 × 32 × 48 heads 39–42 → 39–47, 768 × 768 × 64 unchanged within its scatter).
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -84,13 +90,46 @@ impl MicroKernel for Avx2 {
             )
         }
     }
+
+    const TRANSPOSED_A: bool = true;
+
+    unsafe fn run_transposed_a(
+        kc: usize,
+        a: *const f32,
+        a_cs: usize,
+        b: *const f32,
+        c: *mut f32,
+        rs: isize,
+        cs: isize,
+        mr: usize,
+        nr: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: forwarded contract (6 readable values per k step, rows past mr never
+        // stored); AVX2 and FMA as above.
+        unsafe {
+            kernel(
+                kc,
+                Source::Transposed(a, a_cs),
+                b,
+                c,
+                rs,
+                cs,
+                mr,
+                nr,
+                accumulate,
+            )
+        }
+    }
 }
 
-/// Where the kernel reads A: a packed panel, or rows in place (pointer, row stride).
+/// Where the kernel reads A: a packed panel, rows in place (pointer, row stride), or an A
+/// stored transposed in place (pointer, stride between k steps).
 #[derive(Clone, Copy)]
 enum Source {
     Packed(*const f32),
     InPlace(*const f32, usize),
+    Transposed(*const f32, usize),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -110,13 +149,15 @@ unsafe fn kernel(
     // SAFETY: forwarded C contract (prefetches never fault).
     unsafe { prefetch_c(c, rs, cs, mr, accumulate) };
     // SAFETY: forwarded A and B contracts: a packed panel of 6·kc values (zero past the
-    // tile's edge), or rows 0..mr of A holding kc values each in place; B a packed panel of
+    // tile's edge), rows 0..mr of A holding kc values each in place, or 6 readable values
+    // per k step of an A stored transposed (rows past mr never stored); B a packed panel of
     // 16·kc values.
     unsafe {
         match a {
             Source::Packed(a) => avx2_loop::packed_f32(kc, a, b, &mut acc),
             Source::InPlace(a, a_rs) if mr == MR => avx2_loop::direct_f32(kc, a, a_rs, b, &mut acc),
             Source::InPlace(a, a_rs) => direct_edge(kc, a, a_rs, mr, b, &mut acc),
+            Source::Transposed(a, a_cs) => avx2_loop::transposed_f32(kc, a, a_cs, b, &mut acc),
         }
     }
     if mr == MR && nr == NR && cs == 1 {
