@@ -9,13 +9,14 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::__m256;
 
-use super::avx512_loop::{a_col_at, b_at};
-use crate::backend::cpu::simd::k_loop::k_loop_12;
+use super::avx512_loop::{a_col_at, b_at, cols_loop, rows_loop};
+use crate::backend::cpu::simd::k_loop::k_loop_6x16;
 
 /// The 12 accumulators of a 6 × 16 block: row r, vectors 0 and 1.
 pub(super) type Acc = [[__m256; 2]; 6];
 
-/// Broadcast one A value into ymm`$x` and issue the row's two FMAs into ymm`$c0`, ymm`$c1`.
+/// One row of one step: broadcast A[i, p] from `$addr` into ymm`$x` and issue its two
+/// multiply-adds into ymm`$c0`, ymm`$c1` (B in ymm12, ymm13: `simd::k_loop::k_loop_6x16`).
 #[rustfmt::skip]
 macro_rules! row {
     ($addr:expr, $x:literal, $c0:literal, $c1:literal) => {
@@ -68,22 +69,6 @@ macro_rules! cols_step {
     };
 }
 
-/// The unrolled loop (`simd::k_loop::k_loop_12`) with the block's accumulators in
-/// ymm0..ymm11; the caller's operands give B's row stride.
-macro_rules! k_loop {
-    ($acc:ident, $step:ident, $advance4:expr, $advance1:expr, $($operands:tt)*) => {{
-        let [[mut c0, mut c1], [mut c2, mut c3], [mut c4, mut c5], [mut c6, mut c7],
-            [mut c8, mut c9], [mut c10, mut c11]] = *$acc;
-        k_loop_12!(
-            [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11],
-            $step(), $advance4, $advance1,
-            $($operands)*
-            out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
-        );
-        *$acc = [[c0, c1], [c2, c3], [c4, c5], [c6, c7], [c8, c9], [c10, c11]];
-    }};
-}
-
 /// acc += A·B over `kc` steps, A(r, k) at a[r·rsa + k] (k contiguous), B row k at b + k·ldb.
 ///
 /// # Safety
@@ -98,16 +83,9 @@ pub(super) unsafe fn rows(
     ldb: usize,
     acc: &mut Acc,
 ) {
-    let (rs, ldb) = (4 * rsa, 4 * ldb);
-    let (g0, g1) = (a, a.wrapping_add(3 * rsa));
     // SAFETY: the loop reads columns 0..kc of rows 0..6 of A and rows 0..kc of B (the
     // caller's contract) and writes only registers.
-    unsafe {
-        k_loop!(acc, rows_step, "add {g0}, 16\nadd {g1}, 16", "add {g0}, 4\nadd {g1}, 4",
-            g0 = inout(reg) g0 => _, g1 = inout(reg) g1 => _, rs = in(reg) rs,
-            b = inout(reg) b => _, ldb = in(reg) ldb, ldb3 = in(reg) 3 * ldb,
-            ldb4 = in(reg) 4 * ldb, n = inout(reg) kc => _,)
-    }
+    unsafe { rows_loop!(k_loop_6x16, kc, a, rsa, b, ldb, acc) }
 }
 
 /// acc += A·B over `kc` steps, A(r, k) at a[r + k·csa] (rows contiguous), B row k at
@@ -125,13 +103,7 @@ pub(super) unsafe fn cols(
     ldb: usize,
     acc: &mut Acc,
 ) {
-    let (cs, ldb) = (4 * csa, 4 * ldb);
     // SAFETY: the loop reads A(0..6, 0..kc) and rows 0..kc of B (the caller's contract) and
     // writes only registers.
-    unsafe {
-        k_loop!(acc, cols_step, "add {a}, {cs4}", "add {a}, {cs}",
-            a = inout(reg) a => _, cs = in(reg) cs, cs3 = in(reg) 3 * cs, cs4 = in(reg) 4 * cs,
-            b = inout(reg) b => _, ldb = in(reg) ldb, ldb3 = in(reg) 3 * ldb,
-            ldb4 = in(reg) 4 * ldb, n = inout(reg) kc => _,)
-    }
+    unsafe { cols_loop!(k_loop_6x16, kc, a, csa, b, ldb, acc) }
 }

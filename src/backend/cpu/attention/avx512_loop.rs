@@ -115,7 +115,7 @@ macro_rules! cols_step {
 /// The unrolled loop (`simd::k_loop::k_loop_24`) with the block's accumulators in
 /// zmm0..zmm23 (row r: zmm4r ..= zmm4r+3); the caller's operands give B's row stride.
 macro_rules! k_loop {
-    ($acc:ident, $step:ident, $advance4:expr, $advance1:expr, $($operands:tt)*) => {{
+    ($acc:ident, $step:ident(), $advance4:expr, $advance1:expr, $($operands:tt)*) => {{
         let [[mut c0, mut c1, mut c2, mut c3], [mut c4, mut c5, mut c6, mut c7],
             [mut c8, mut c9, mut c10, mut c11], [mut c12, mut c13, mut c14, mut c15],
             [mut c16, mut c17, mut c18, mut c19], [mut c20, mut c21, mut c22, mut c23]] = *$acc;
@@ -131,6 +131,33 @@ macro_rules! k_loop {
     }};
 }
 
+/// The loop by rows through `$k_loop` (this file's, or the AVX2 file's, with its own
+/// `rows_step`): A(r, k) at `$a`[r·`$rsa` + k], B row k at `$b` + k·`$ldb` (in floats).
+macro_rules! rows_loop {
+    ($k_loop:ident, $kc:expr, $a:expr, $rsa:expr, $b:expr, $ldb:expr, $acc:ident) => {{
+        let (rs, ldb) = (4 * $rsa, 4 * $ldb);
+        let (g0, g1) = ($a, $a.wrapping_add(3 * $rsa));
+        $k_loop!($acc, rows_step(), "add {g0}, 16\nadd {g1}, 16", "add {g0}, 4\nadd {g1}, 4",
+            g0 = inout(reg) g0 => _, g1 = inout(reg) g1 => _, rs = in(reg) rs,
+            b = inout(reg) $b => _, ldb = in(reg) ldb, ldb3 = in(reg) 3 * ldb,
+            ldb4 = in(reg) 4 * ldb, n = inout(reg) $kc => _,)
+    }};
+}
+pub(super) use rows_loop;
+
+/// The loop by columns through `$k_loop` (with its own `cols_step`): A(r, k) at
+/// `$a`[r + k·`$csa`], B row k at `$b` + k·`$ldb` (in floats).
+macro_rules! cols_loop {
+    ($k_loop:ident, $kc:expr, $a:expr, $csa:expr, $b:expr, $ldb:expr, $acc:ident) => {{
+        let (cs, ldb) = (4 * $csa, 4 * $ldb);
+        $k_loop!($acc, cols_step(), "add {a}, {cs4}", "add {a}, {cs}",
+            a = inout(reg) $a => _, cs = in(reg) cs, cs3 = in(reg) 3 * cs, cs4 = in(reg) 4 * cs,
+            b = inout(reg) $b => _, ldb = in(reg) ldb, ldb3 = in(reg) 3 * ldb,
+            ldb4 = in(reg) 4 * ldb, n = inout(reg) $kc => _,)
+    }};
+}
+pub(super) use cols_loop;
+
 /// acc += A·B over `kc` steps, A(r, k) at a[r·rsa + k] (k contiguous), B row k at b + k·ldb.
 ///
 /// # Safety
@@ -145,16 +172,9 @@ pub(super) unsafe fn rows(
     ldb: usize,
     acc: &mut Acc,
 ) {
-    let (rs, ldb) = (4 * rsa, 4 * ldb);
-    let (g0, g1) = (a, a.wrapping_add(3 * rsa));
     // SAFETY: the loop reads columns 0..kc of rows 0..6 of A and rows 0..kc of B (the
     // caller's contract) and writes only registers.
-    unsafe {
-        k_loop!(acc, rows_step, "add {g0}, 16\nadd {g1}, 16", "add {g0}, 4\nadd {g1}, 4",
-            g0 = inout(reg) g0 => _, g1 = inout(reg) g1 => _, rs = in(reg) rs,
-            b = inout(reg) b => _, ldb = in(reg) ldb, ldb3 = in(reg) 3 * ldb,
-            ldb4 = in(reg) 4 * ldb, n = inout(reg) kc => _,)
-    }
+    unsafe { rows_loop!(k_loop, kc, a, rsa, b, ldb, acc) }
 }
 
 /// acc += A·B over `kc` steps, A(r, k) at a[r + k·csa] (rows contiguous), B row k at
@@ -172,13 +192,7 @@ pub(super) unsafe fn cols(
     ldb: usize,
     acc: &mut Acc,
 ) {
-    let (cs, ldb) = (4 * csa, 4 * ldb);
     // SAFETY: the loop reads A(0..6, 0..kc) and rows 0..kc of B (the caller's contract) and
     // writes only registers.
-    unsafe {
-        k_loop!(acc, cols_step, "add {a}, {cs4}", "add {a}, {cs}",
-            a = inout(reg) a => _, cs = in(reg) cs, cs3 = in(reg) 3 * cs, cs4 = in(reg) 4 * cs,
-            b = inout(reg) b => _, ldb = in(reg) ldb, ldb3 = in(reg) 3 * ldb,
-            ldb4 = in(reg) 4 * ldb, n = inout(reg) kc => _,)
-    }
+    unsafe { cols_loop!(k_loop, kc, a, csa, b, ldb, acc) }
 }

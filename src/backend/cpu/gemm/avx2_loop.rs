@@ -14,20 +14,20 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::__m256;
 
-use super::super::simd::k_loop::k_loop_12;
+use super::super::simd::k_loop::k_loop_6x16;
 
 /// The 12 accumulators of a 6 × 16 tile: row i, vectors 0 and 1.
 pub(super) type Acc = [[__m256; 2]; 6];
 
-/// One row of one step: broadcast A[i, p] from `$addr` into ymm`$r` and issue its two
-/// multiply-adds (accumulators ymm`$c0`, ymm`$c1`; B in ymm12, ymm13).
+/// One row of one step: broadcast A[i, p] from `$addr` into ymm`$x` and issue its two
+/// multiply-adds into ymm`$c0`, ymm`$c1` (B in ymm12, ymm13: `simd::k_loop::k_loop_6x16`).
 #[rustfmt::skip]
 macro_rules! row {
-    ($addr:expr, $r:literal, $c0:literal, $c1:literal) => {
+    ($addr:expr, $x:literal, $c0:literal, $c1:literal) => {
         concat!(
-            "vbroadcastss ymm", $r, ", dword ptr ", $addr, "\n",
-            "vfmadd231ps ymm", $c0, ", ymm", $r, ", ymm12\n",
-            "vfmadd231ps ymm", $c1, ", ymm", $r, ", ymm13\n",
+            "vbroadcastss ymm", $x, ", dword ptr ", $addr, "\n",
+            "vfmadd231ps ymm", $c0, ", ymm", $x, ", ymm12\n",
+            "vfmadd231ps ymm", $c1, ", ymm", $x, ", ymm13\n",
         )
     };
 }
@@ -78,21 +78,12 @@ macro_rules! transposed_at {
     ($i:literal, 3) => { concat!("[{a} + {lda3} + 4*", $i, "]") };
 }
 
-/// The unrolled loop (`simd::k_loop::k_loop_12`) with the tile's accumulators in ymm0..ymm11
-/// (row i: ymm2i, ymm2i+1) and B packed (64 bytes per step).
+/// The unrolled loop (`simd::k_loop::k_loop_6x16`) with B packed (64 bytes per step).
 macro_rules! k_loop {
-    ($acc:ident, $at:ident, $advance4:expr, $advance1:expr, $($operands:tt)*) => {{
-        let [[mut c0, mut c1], [mut c2, mut c3], [mut c4, mut c5], [mut c6, mut c7],
-            [mut c8, mut c9], [mut c10, mut c11]] = *$acc;
-        k_loop_12!(
-            [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11],
-            step($at,), $advance4, $advance1,
-            $($operands)*
-            ldb = const 64, ldb4 = const 256,
-            out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
-        );
-        *$acc = [[c0, c1], [c2, c3], [c4, c5], [c6, c7], [c8, c9], [c10, c11]];
-    }};
+    ($acc:ident, $at:ident, $advance4:expr, $advance1:expr, $($operands:tt)*) => {
+        k_loop_6x16!($acc, step($at,), $advance4, $advance1, $($operands)*
+            ldb = const 64, ldb4 = const 256,)
+    };
 }
 
 /// f32: acc += A·B over `kc` steps, A packed (6 values per step), B packed (16 per step).

@@ -79,3 +79,21 @@ macro_rules! k_loop_12 {
     };
 }
 pub(crate) use k_loop_12;
+
+/// `k_loop_12` over the accumulators of an AVX2 6 × 16 tile, `$acc: &mut [[__m256; 2]; 6]`
+/// (row i in ymm2i, ymm2i+1), its steps loading B into ymm12, ymm13 and broadcasting into
+/// ymm14, ymm15 (clobbered).
+macro_rules! k_loop_6x16 {
+    ($acc:ident, $step:ident($($pre:tt)*), $advance4:expr, $advance1:expr, $($operands:tt)*) => {{
+        let [[mut c0, mut c1], [mut c2, mut c3], [mut c4, mut c5], [mut c6, mut c7],
+            [mut c8, mut c9], [mut c10, mut c11]] = *$acc;
+        $crate::backend::cpu::simd::k_loop::k_loop_12!(
+            [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11],
+            $step($($pre)*), $advance4, $advance1,
+            $($operands)*
+            out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+        );
+        *$acc = [[c0, c1], [c2, c3], [c4, c5], [c6, c7], [c8, c9], [c10, c11]];
+    }};
+}
+pub(crate) use k_loop_6x16;
