@@ -388,10 +388,11 @@ def main():
     p.add_argument("--isa", choices=sorted(ISA_ENV),
                    help="hold both sides to this instruction set (default: each side's best)")
     args = p.parse_args()
-    if args.isa and os.environ.get("PRETEXT_ISA") != args.isa:
-        # The variables must be set before torch (MKL, oneDNN) loads: run again with them.
-        env = dict(os.environ, PRETEXT_ISA=args.isa, **ISA_ENV[args.isa])
-        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+    if args.isa:
+        want = dict(PRETEXT_ISA=args.isa, **ISA_ENV[args.isa])
+        if any(os.environ.get(k) != v for k, v in want.items()):
+            # The variables must be set before torch (MKL, oneDNN) loads: run again with them.
+            os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, **want))
     if args.pairs < 5:
         sys.exit("--pairs must be at least 5")
     if not os.path.exists(args.bin):

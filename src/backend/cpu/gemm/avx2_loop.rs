@@ -4,12 +4,12 @@
 //! broadcast A[i, p] (`vbroadcastss`, alternating between two registers) and issue two
 //! multiply-adds:
 //!   acc[i][v] += A[i, p] · B[p, 8v .. 8v+8],   acc in ymm0..ymm11 (row i: ymm2i, ymm2i+1).
-//! A step reads 6 values of A (24 bytes of a packed panel or of an A stored transposed, or one
-//! from each of A's rows read in place) and 64 bytes of packed B: 20 µops for 12 multiply-adds (six cycles on two FMA
-//! ports). AVX2 has no embedded broadcast, so a row read in place costs the same
-//! `vbroadcastss` as a packed one (an indexed address is fine for a plain load). The steps
-//! are unrolled four at a time with constant displacements, as the AVX-512 loop
-//! (`avx512_loop`), so the pointers and the counter advance once per four steps.
+//! A step reads 6 values of A (24 bytes of a packed panel or of an A stored transposed, or
+//! one from each of A's rows read in place) and 64 bytes of packed B: 20 µops for 12
+//! multiply-adds (six cycles on two FMA ports). AVX2 has no embedded broadcast, so a row read
+//! in place costs the same `vbroadcastss` as a packed one (an indexed address is fine for a
+//! plain load). The steps are unrolled four at a time with constant displacements, as the
+//! AVX-512 loop (`avx512_loop`), so the pointers and the counter advance once per four steps.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::__m256;
