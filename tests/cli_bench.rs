@@ -41,6 +41,7 @@ fn list_names_every_workload() {
     let text = String::from_utf8_lossy(&out.stdout);
     for w in [
         "gemm",
+        "microkernel",
         "softmax",
         "layernorm",
         "gelu",
@@ -235,4 +236,44 @@ fn serve_answers_one_repetition_per_line() {
     let out = run("2\nmany\n");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"many\""));
+}
+
+#[test]
+fn microkernel_times_each_level_against_the_fma_probe() {
+    // `--isa` above the CPU's level falls back to the CPU's best; the tile names the kernel.
+    for (isa, tiles) in [
+        ("scalar", &[[4, 8]][..]),
+        ("avx2", &[[6, 16], [4, 8]][..]),
+        ("avx512", &[[12, 32], [6, 16], [4, 8]][..]),
+    ] {
+        let v = json(&["microkernel", "--k", "40", "--panels", "3", "--isa", isa]);
+        assert_eq!(v["workload"], "microkernel");
+        assert_eq!(v["params"]["k"], 40);
+        assert_eq!(v["params"]["panels"], 3);
+        let tile = &v["params"]["tile"];
+        assert!(
+            tiles.iter().any(|t| *tile == serde_json::json!(t)),
+            "{isa}: {v}"
+        );
+        assert_eq!(v["peak_probe"], "FMA", "{v}");
+        assert!(v["gflops_median"].as_f64().unwrap() > 0.0, "{v}");
+        assert!(
+            v["pct_of_peak_paired_median"].as_f64().unwrap() > 0.0,
+            "{v}"
+        );
+    }
+    for (args, names) in [
+        (&["microkernel", "--dtype", "bf16"][..], "--dtype f32"),
+        (&["microkernel", "--panels", "0"][..], "--panels"),
+        (&["microkernel", "--k", "0"][..], "--k"),
+        (
+            &["microkernel", "--k", "4096", "--panels", "5"][..],
+            "16384",
+        ),
+    ] {
+        let out = bench(args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(names), "{args:?}: {err}");
+    }
 }

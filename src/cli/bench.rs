@@ -7,7 +7,7 @@
 //! repetitions and prints the median and min–max per call in ms and GFLOP/s (or one JSON
 //! object with `--json`). With `--serve` it instead times one repetition per request on stdin,
 //! so that a driver can alternate repetitions with another framework's (`serve`). Workloads:
-//! gemm, softmax, layernorm, gelu, attention, decode, peak; a new one adds a registry entry
+//! gemm, microkernel, softmax, layernorm, gelu, attention, decode, peak; a new one adds a registry entry
 //! and, if it needs them, arguments.
 
 use std::time::Instant;
@@ -129,6 +129,10 @@ pub struct Args {
     /// GELU's tanh approximation instead of the exact erf form (gelu).
     #[arg(long)]
     pub tanh: bool,
+    /// B panels per sweep (microkernel): 1 at a small --k keeps both panels in L1; 16 at
+    /// --k 384 streams B from L2, as the AVX-512 GEMM's blocking does.
+    #[arg(long, default_value_t = 1)]
+    pub panels: usize,
     /// Model (decode): a GPT preset of `train --preset`, randomly initialised.
     #[arg(long, default_value = "gpt2-124m")]
     pub preset: String,
@@ -174,6 +178,11 @@ const WORKLOADS: &[Workload] = &[
         name: "gemm",
         about: "batched strided GEMM C = A·B (--m --k --n --batch --ta --tb --dtype f32|bf16|bf16-mixed|f32-bf16w --c-dtype f32|bf16)",
         prepare: prepare_gemm,
+    },
+    Workload {
+        name: "microkernel",
+        about: "the f32 GEMM micro-kernel alone, each thread on its own A panel against --panels B panels of depth --k (--k 128: in L1; --k 384 --panels 16: B from L2)",
+        prepare: prepare_microkernel,
     },
     Workload {
         name: "softmax",
@@ -399,7 +408,7 @@ impl Probe {
     /// The unit workload `name` runs on with operands `dtype` (GEMMs only).
     fn for_gemm(name: &str, dtype: Dtype, level: Isa) -> Option<Probe> {
         match (name, dtype) {
-            ("gemm", Dtype::F32 | Dtype::F32Bf16W) => Some(Probe::Fma(level)),
+            ("gemm" | "microkernel", Dtype::F32 | Dtype::F32Bf16W) => Some(Probe::Fma(level)),
             ("gemm", Dtype::Bf16 | Dtype::Bf16Mixed) => Probe::for_bf16(level),
             _ => None,
         }
@@ -618,6 +627,63 @@ fn prepare_gemm(args: &Args, level: Isa, _threads: usize) -> Result<Prepared> {
         flops: 2.0 * (m * n * k * batch) as f64,
         params,
         call,
+    })
+}
+
+/// The f32 micro-kernel alone (`gemm::MicroKernelBench`), on every thread of the pool at
+/// once, each thread with panels of its own; its result checked exactly before timing.
+fn prepare_microkernel(args: &Args, level: Isa, threads: usize) -> Result<Prepared> {
+    if args.dtype != Dtype::F32 {
+        return Err(Error::msg(
+            "bench microkernel: the micro-kernel is timed with --dtype f32 only",
+        ));
+    }
+    let (kc, panels) = (args.k, args.panels);
+    positive("microkernel", &[("k", kc), ("panels", panels)])?;
+    // One per thread, each built and checked on the thread that will sweep it (its pages
+    // local to that core).
+    let benches: Vec<std::sync::Mutex<Option<gemm::MicroKernelBench>>> =
+        (0..threads).map(|_| std::sync::Mutex::new(None)).collect();
+    let built: Vec<Result<()>> = rayon::broadcast(|ctx| {
+        let mut m = gemm::MicroKernelBench::new(level, kc, panels)?;
+        m.check()?;
+        *benches[ctx.index()]
+            .lock()
+            .expect("micro-kernel bench lock") = Some(m);
+        Ok(())
+    });
+    built.into_iter().collect::<Result<Vec<()>>>()?;
+    let first = benches[0].lock().expect("micro-kernel bench lock");
+    let m = first.as_ref().expect("built above");
+    let (kernel, mr, nr) = m.kernel();
+    // Sweeps per call: ~2^24 flops per thread (~0.1 ms), so that waking the pool's threads
+    // is a small part of a call even for one short panel.
+    let sweeps = ((1u64 << 24) as f64 / m.flops_per_sweep()).ceil() as usize;
+    let flops = m.flops_per_sweep() * (sweeps * threads) as f64;
+    drop(first);
+    let kib = |floats: usize| (floats * 4) as f64 / 1024.0;
+    let params = json!({
+        "k": kc, "panels": panels, "kernel": kernel.name(), "tile": [mr, nr], "sweeps_per_call": sweeps,
+        "a_panel_kib": kib(mr * kc), "b_panels_kib": kib(panels * kc * nr),
+    });
+    Ok(Prepared {
+        rate: None,
+        flops,
+        params,
+        call: Box::new(move || {
+            rayon::broadcast(|ctx| {
+                if let Some(m) = benches[ctx.index()]
+                    .lock()
+                    .expect("micro-kernel bench lock")
+                    .as_mut()
+                {
+                    for _ in 0..sweeps {
+                        m.sweep();
+                    }
+                }
+            });
+            Ok(())
+        }),
     })
 }
 
