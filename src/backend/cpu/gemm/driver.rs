@@ -1365,21 +1365,21 @@ fn block<K, CA>(
         (matches!(c, Dest::Bf16(_)) && stage.is_none()).then(|| buf_space.as_mut_ptr().cast());
     let last = pc + kc == l.k;
     let rounding = Rounding::at(isa::active());
-    // The kernel over one A panel and every B panel of the task. `next`: the first row of
-    // the panel packed after this one, and its packed destination when that is not the
-    // panel just used.
-    type Next<P> = Option<(usize, Option<*const P>)>;
-    let tile = |i0: usize, apanel: *const K::P, src: ATile, next: Next<K::P>| {
+    // The kernel over one A panel and every B panel of the task; `next`: the panel swept
+    // after this one, prefetched a share after each kernel call.
+    let tile = |i0: usize, apanel: *const K::P, src: ATile, next: Option<NextPanel<K::P>>| {
         let mr = (t.m1 - i0).min(K::MR);
+        let bytes = panel * std::mem::size_of::<K::P>();
         // After kernel call `call` of `calls`: a share of the next panel's prefetches.
-        let prefetch_next = |call: usize| {
-            if let Some((row, dst)) = next {
+        let prefetch_next = |call: usize| match next {
+            Some(NextPanel::Pack { row, dst }) => {
                 prefetch_rows(a, row, (t.m1 - row).min(K::MR), pc, kc, call, calls);
                 if let Some(dst) = dst {
-                    let bytes = panel * std::mem::size_of::<K::P>();
                     prefetch_share_for_write(dst as *const u8, bytes, call, calls);
                 }
             }
+            Some(NextPanel::Packed(p)) => prefetch_share_to_l2(p as *const u8, bytes, call, calls),
+            None => {}
         };
         // A bf16 C from a single k block (beta = 0): the kernel may compute and round the
         // full tiles in one pipeline (AMX); the rest, if any, go tile by tile below.
@@ -1474,7 +1474,13 @@ fn block<K, CA>(
         APanels::Whole(ap) => {
             // Task rows start on a panel boundary.
             for i0 in (t.m0..t.m1).step_by(K::MR) {
-                tile(i0, ap[(i0 / K::MR) * panel..].as_ptr(), ATile::Packed, None);
+                let at = (i0 / K::MR) * panel;
+                // The next panel into L2 under this one's kernel calls: the whole packed A of
+                // a large problem lies past L2 (sq2048: 3 MiB per depth block), so each new
+                // panel would otherwise start its first tile waiting on L3.
+                let next =
+                    (i0 + K::MR < t.m1).then(|| NextPanel::Packed(ap[at + panel..].as_ptr()));
+                tile(i0, ap[at..].as_ptr(), ATile::Packed, next);
             }
         }
         APanels::FillWhole(ap) => {
@@ -1498,7 +1504,10 @@ fn block<K, CA>(
                     out,
                 );
                 let next = i0 + K::MR;
-                let next = (next < t.m1).then_some((next, Some(out.as_ptr().wrapping_add(panel))));
+                let next = (next < t.m1).then_some(NextPanel::Pack {
+                    row: next,
+                    dst: Some(out.as_ptr().wrapping_add(panel)),
+                });
                 tile(i0, out.as_ptr(), ATile::Packed, next);
             }
         }
@@ -1544,7 +1553,10 @@ fn block<K, CA>(
                         i0,
                         ap.as_ptr(),
                         ATile::Packed,
-                        (next < t.m1).then_some((next, None)),
+                        (next < t.m1).then_some(NextPanel::Pack {
+                            row: next,
+                            dst: None,
+                        }),
                     );
                 }
             });
@@ -1603,6 +1615,32 @@ fn prefetch_rows<T>(
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (a, r0, rows, p0, kc, part, parts);
+}
+
+/// The A panel that `block` sweeps after the current one, prefetched under the current
+/// one's kernel calls.
+#[derive(Clone, Copy)]
+enum NextPanel<P> {
+    /// Rows from `row`, packed next (their source lines into L2), into `dst` when that is
+    /// not the buffer just used (its lines prefetched for writing).
+    Pack { row: usize, dst: Option<*const P> },
+    /// Already packed, at this address (its lines into L2).
+    Packed(*const P),
+}
+
+/// Prefetches share `part` of `parts` of the `bytes` bytes at `src` (line aligned) into L2.
+fn prefetch_share_to_l2(src: *const u8, bytes: usize, part: usize, parts: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        let lines = bytes.div_ceil(64);
+        for line in part * lines / parts..(part + 1) * lines / parts {
+            // SAFETY: prefetching is a hint and never faults.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(src.wrapping_add(line * 64) as *const i8) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (src, bytes, part, parts);
 }
 
 /// Prefetches share `part` of `parts` of the `bytes` bytes at `dst` (line aligned) for
