@@ -18,6 +18,10 @@
 //! machine without AVX-512 would run both.
 //! Shapes: sq256 sq512 sq1024 sq2048 gpt2_mlp_up (4096×768×3072) gpt2_mlp_down (4096×3072×768)
 //! shakespeare_up (768×128×512) shakespeare_down (768×512×128), or `M×K×N`.
+//! The process allocates through pretext's caching allocator, as the `pretext` binary does
+//! (`pool::CachingAlloc`: blocks of 2 MiB or more on transparent huge pages), so that
+//! pretext's packing buffers and the shared operands are held as `pretext bench` and
+//! `tools/bench_vs_torch.py` hold them; MKL's own buffers are MKL's.
 //! Without `PRETEXT_MKL_LIB` it prints why and exits 0; under `cargo test` (no `--bench`
 //! argument) it checks one small product against MKL and times nothing.
 
@@ -28,10 +32,14 @@ use clap::Parser;
 
 use pretext::backend::cpu::gemm::{sgemm_batched, GemmLayout};
 use pretext::backend::cpu::isa::{self, Isa};
+use pretext::backend::cpu::pool::CachingAlloc;
 use pretext::backend::cpu::threads;
 
 mod common;
 use common::fill;
+
+#[global_allocator]
+static ALLOC: CachingAlloc = CachingAlloc;
 
 extern "C" {
     fn dlopen(file: *const c_char, flags: c_int) -> *mut c_void;
