@@ -268,7 +268,15 @@ pub fn run(args: Args) -> Result<()> {
         };
         Ok((p.flops, p.params, p.rate, times, shares))
     })?;
-    let peak = probe.map(|probe| (probe, pool.install(|| peak_flops(probe, threads))));
+    // The peak: the best of a burst of probes after the timing, or of the probes paired with
+    // the repetitions (spread over the whole timing: a burst alone can fall inside a moment
+    // when the host's other load slows this core, and read 108 GFLOP/s against 175).
+    let peak = probe.map(|probe| {
+        let burst = pool.install(|| peak_flops(probe, threads));
+        let paired = shares.iter().map(|s| s.probe_rate).fold(0.0, f64::max);
+        (probe, burst.max(paired))
+    });
+    let shares: Vec<f64> = shares.iter().map(|s| s.share).collect();
     report(
         w.name, &args, level, threads, flops, params, rate, &times, peak, &shares,
     );
@@ -303,14 +311,14 @@ fn time(call: &mut dyn FnMut() -> Result<()>, args: &Args) -> Result<(Vec<f64>, 
 /// the repetition's rate is divided by that probe's. On a shared machine whose speed drifts
 /// from one moment to the next (neighbours, clocks) both halves of a pair see the same
 /// conditions, where the best of a separate burst of probes and the median repetition need
-/// not. Returns `reps` shares (1 = the probe's rate).
+/// not. Returns `reps` shares (1 = the probe's rate) with the probe's rates.
 fn paired_shares(
     call: &mut dyn FnMut() -> Result<()>,
     flops: f64,
     calls: usize,
     probe: Probe,
     reps: usize,
-) -> Result<Vec<f64>> {
+) -> Result<Vec<Share>> {
     let iters = probe.iters();
     let per_probe = probe.run(1).0 * iters as f64;
     let threads = rayon::current_num_threads() as f64;
@@ -328,9 +336,19 @@ fn paired_shares(
             rounds += 1;
         }
         let probe_rate = per_probe * threads * rounds as f64 / t.elapsed().as_secs_f64();
-        shares.push(flops * calls as f64 / rep / probe_rate);
+        shares.push(Share {
+            share: flops * calls as f64 / rep / probe_rate,
+            probe_rate,
+        });
     }
     Ok(shares)
+}
+
+/// One repetition's rate as a share of the probe run right after it, and that probe's rate
+/// (flop/s).
+struct Share {
+    share: f64,
+    probe_rate: f64,
 }
 
 /// `--serve`: warm up, announce the workload, then one timed repetition per stdin line (its
@@ -432,11 +450,14 @@ impl Probe {
         }
     }
 
-    /// Rounds per call of about the same duration for every unit (~0.1–0.2 ms).
+    /// Rounds per call of about the same duration for every unit (~0.4 ms on the Intel host),
+    /// long beside waking the pool's threads for each call: with 8× fewer, `bench peak`
+    /// (4 calls' worth per timed call) read 0.89–0.92 of twice one thread's rate on two
+    /// threads, 0.95–0.96 with these (two rounds each, alternating).
     fn iters(self) -> usize {
         match self {
-            Probe::Fma(_) | Probe::Bf16Dot => 1 << 14,
-            Probe::Amx => 1 << 13,
+            Probe::Fma(_) | Probe::Bf16Dot => 1 << 17,
+            Probe::Amx => 1 << 16,
         }
     }
 }
