@@ -81,6 +81,40 @@ impl MicroKernel for Avx512 {
         }
     }
 
+    const PREFETCHES_NEXT_PANEL: bool = true;
+
+    unsafe fn run_prefetch_next(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        rs: isize,
+        cs: isize,
+        mr: usize,
+        nr: usize,
+        accumulate: bool,
+        next: *const f32,
+    ) {
+        // SAFETY: as `run`; prefetches never fault.
+        unsafe {
+            match mr {
+                0..=8 => Self::run(kc, a, b, c, rs, cs, mr, nr, accumulate),
+                _ => kernel_asm(
+                    kc,
+                    Source::PackedPrefetchNext(a, next),
+                    b,
+                    NR,
+                    c,
+                    rs,
+                    cs,
+                    mr,
+                    nr,
+                    accumulate,
+                ),
+            }
+        }
+    }
+
     const DIRECT_A: bool = true;
     /// With one or two B panels each A line serves its 16 k steps in one pass (or two) and is
     /// not needed again, so 12 rows crowding one L1 set (the limit measured on Zen 4's 8-way
@@ -185,6 +219,8 @@ impl MicroKernel for Avx512 {
 #[derive(Clone, Copy)]
 enum Source {
     Packed(*const f32),
+    /// A packed panel, and the next one to bring into L2 meanwhile.
+    PackedPrefetchNext(*const f32, *const f32),
     InPlace(*const f32, usize),
     Transposed(*const f32, usize),
 }
@@ -217,6 +253,10 @@ unsafe fn kernel_asm(
             Source::Packed(a) => {
                 debug_assert_eq!(b_rs, NR, "a packed A runs against a packed B");
                 avx512_loop::packed_f32(kc, a, b, &mut acc)
+            }
+            Source::PackedPrefetchNext(a, next) => {
+                debug_assert_eq!(b_rs, NR, "a packed A runs against a packed B");
+                avx512_loop::packed_f32_prefetch_next(kc, a, b, next, &mut acc)
             }
             Source::InPlace(a, a_rs) if b_rs == NR => {
                 avx512_loop::direct_f32(kc, a, a_rs, b, &mut acc)

@@ -357,6 +357,32 @@ pub(super) unsafe fn packed_f32(kc: usize, a: *const f32, b: *const f32, acc: &m
     unsafe { packed_loop!("vfmadd231ps", kc, a, b, acc) }
 }
 
+/// `packed_f32` that also brings the next packed A panel (`next`, as long as this one) into
+/// L2 as it goes: the 3 lines of each group of four steps, 48·kc bytes in all (within the
+/// groups; the last kc mod 4 steps prefetch nothing).
+///
+/// # Safety
+/// As `packed_f32` (`next` need not be valid: prefetches never fault).
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn packed_f32_prefetch_next(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    next: *const f32,
+    acc: &mut Acc,
+) {
+    // SAFETY: as `packed_f32`; the prefetches are hints.
+    unsafe {
+        k_loop!(acc, packed_step, row_ebc, "vfmadd231ps",
+            "add {a}, 192\nprefetcht1 [{pf}]\nprefetcht1 [{pf} + 64]\nprefetcht1 [{pf} + 128]\nadd {pf}, 192",
+            "add {a}, 48",
+            a = inout(reg) a => _, b = inout(reg) b => _, pf = inout(reg) next => _,
+            n = inout(reg) kc => _,
+            ldb = const 128, ldb4 = const 512,)
+    }
+}
+
 /// f32: acc += A·B over `kc` steps with A's 12 rows read in place (row i at `a + i·a_rs`
 /// floats, k contiguous); B packed (32 per step).
 ///

@@ -75,6 +75,34 @@ pub(super) trait MicroKernel: Sync {
         accumulate: bool,
     );
 
+    /// Whether `run_prefetch_next` brings the next A panel into L2 itself (otherwise the
+    /// driver prefetches it between kernel calls).
+    const PREFETCHES_NEXT_PANEL: bool = false;
+
+    /// `run`, while bringing the packed A panel at `next` (MR·kc' values, the one swept after
+    /// `a`) into L2 from inside the k loop, a few lines per group of steps, rather than in
+    /// bursts between calls that wait on the fill buffers.
+    ///
+    /// # Safety
+    /// As `run` (`next` need not be valid: prefetches never fault).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run_prefetch_next(
+        kc: usize,
+        a: *const Self::P,
+        b: *const Self::P,
+        c: *mut f32,
+        rs: isize,
+        cs: isize,
+        mr: usize,
+        nr: usize,
+        accumulate: bool,
+        next: *const Self::P,
+    ) {
+        let _ = next;
+        // SAFETY: forwarded contract.
+        unsafe { Self::run(kc, a, b, c, rs, cs, mr, nr, accumulate) }
+    }
+
     /// Whether `run_direct_a` reads A in place (f32 kernels); otherwise the driver packs A.
     const DIRECT_A: bool = false;
     /// A is read in place only while the problem has at most this many column blocks
