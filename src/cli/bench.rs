@@ -426,7 +426,9 @@ impl Probe {
     /// The unit workload `name` runs on with operands `dtype` (GEMMs only).
     fn for_gemm(name: &str, dtype: Dtype, level: Isa) -> Option<Probe> {
         match (name, dtype) {
-            ("gemm" | "microkernel", Dtype::F32 | Dtype::F32Bf16W) => Some(Probe::Fma(level)),
+            ("gemm", Dtype::F32 | Dtype::F32Bf16W) | ("microkernel", Dtype::F32) => {
+                Some(Probe::Fma(level))
+            }
             ("gemm", Dtype::Bf16 | Dtype::Bf16Mixed) => Probe::for_bf16(level),
             _ => None,
         }
@@ -651,6 +653,12 @@ fn prepare_gemm(args: &Args, level: Isa, _threads: usize) -> Result<Prepared> {
     })
 }
 
+/// Locks `m`; a poisoned lock only follows a panic inside a sweep, after which the panels are
+/// still whole.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The f32 micro-kernel alone (`gemm::MicroKernelBench`), on every thread of the pool at
 /// once, each thread with panels of its own; its result checked exactly before timing.
 fn prepare_microkernel(args: &Args, level: Isa, threads: usize) -> Result<Prepared> {
@@ -662,26 +670,25 @@ fn prepare_microkernel(args: &Args, level: Isa, threads: usize) -> Result<Prepar
     let (kc, panels) = (args.k, args.panels);
     positive("microkernel", &[("k", kc), ("panels", panels)])?;
     // One per thread, each built and checked on the thread that will sweep it (its pages
-    // local to that core).
-    let benches: Vec<std::sync::Mutex<Option<gemm::MicroKernelBench>>> =
-        (0..threads).map(|_| std::sync::Mutex::new(None)).collect();
-    let built: Vec<Result<()>> = rayon::broadcast(|ctx| {
+    // local to that core); `broadcast` returns them in the order of the threads' indices.
+    let built: Vec<Result<gemm::MicroKernelBench>> = rayon::broadcast(|_| {
         let mut m = gemm::MicroKernelBench::new(level, kc, panels)?;
         m.check()?;
-        *benches[ctx.index()]
-            .lock()
-            .expect("micro-kernel bench lock") = Some(m);
-        Ok(())
+        Ok(m)
     });
-    built.into_iter().collect::<Result<Vec<()>>>()?;
-    let first = benches[0].lock().expect("micro-kernel bench lock");
-    let m = first.as_ref().expect("built above");
-    let (kernel, mr, nr) = m.kernel();
+    let benches: Vec<std::sync::Mutex<gemm::MicroKernelBench>> = built
+        .into_iter()
+        .map(|m| m.map(std::sync::Mutex::new))
+        .collect::<Result<_>>()?;
+    let (kernel, mr, nr, per_sweep) = {
+        let m = lock(&benches[0]);
+        let (kernel, mr, nr) = m.kernel();
+        (kernel, mr, nr, m.flops_per_sweep())
+    };
     // Sweeps per call: ~2^24 flops per thread (~0.1 ms), so that waking the pool's threads
     // is a small part of a call even for one short panel.
-    let sweeps = ((1u64 << 24) as f64 / m.flops_per_sweep()).ceil() as usize;
-    let flops = m.flops_per_sweep() * (sweeps * threads) as f64;
-    drop(first);
+    let sweeps = ((1u64 << 24) as f64 / per_sweep).ceil() as usize;
+    let flops = per_sweep * (sweeps * threads) as f64;
     let kib = |floats: usize| (floats * 4) as f64 / 1024.0;
     let params = json!({
         "k": kc, "panels": panels, "kernel": kernel.name(), "tile": [mr, nr], "sweeps_per_call": sweeps,
@@ -693,14 +700,9 @@ fn prepare_microkernel(args: &Args, level: Isa, threads: usize) -> Result<Prepar
         params,
         call: Box::new(move || {
             rayon::broadcast(|ctx| {
-                if let Some(m) = benches[ctx.index()]
-                    .lock()
-                    .expect("micro-kernel bench lock")
-                    .as_mut()
-                {
-                    for _ in 0..sweeps {
-                        m.sweep();
-                    }
+                let mut m = lock(&benches[ctx.index()]);
+                for _ in 0..sweeps {
+                    m.sweep();
                 }
             });
             Ok(())
