@@ -1371,22 +1371,15 @@ fn block<K, CA>(
         let mr = (t.m1 - i0).min(K::MR);
         let bytes = panel * std::mem::size_of::<K::P>();
         // After kernel call `call` of `calls`: a share of the next panel's prefetches.
-        // A kernel that can brings the next packed panel into L2 itself, spread over the
-        // k loop of its first call over this panel, instead of the bursts between calls below
-        // (sq2048, 1 thread: this closure held 4% of the GEMM's samples, most on prefetches).
-        let in_kernel = K::PREFETCHES_NEXT_PANEL
-            && matches!(next, Some(NextPanel::Packed(_)))
-            && matches!((src, bp), (ATile::Packed, BPanels::Packed(_)));
         let prefetch_next = |call: usize| match next {
-            Some(NextPanel::Packed(_)) if in_kernel => {}
             Some(NextPanel::Pack { row, dst }) => {
                 prefetch_rows(a, row, (t.m1 - row).min(K::MR), pc, kc, call, calls);
                 if let Some(dst) = dst {
                     prefetch_share_for_write(dst as *const u8, bytes, call, calls);
                 }
             }
-            Some(NextPanel::Packed(p)) => prefetch_share_to_l2(p as *const u8, bytes, call, calls),
-            None => {}
+            // The kernel's first call over this panel prefetches it (`run_prefetch_next`).
+            Some(NextPanel::Packed(_)) | None => {}
         };
         // A bf16 C from a single k block (beta = 0): the kernel may compute and round the
         // full tiles in one pipeline (AMX); the rest, if any, go tile by tile below.
@@ -1438,7 +1431,7 @@ fn block<K, CA>(
                     }
                     (_, Some(_)) => unreachable!("B in place only beside A's rows in place"),
                     (ATile::Packed, None) => match next {
-                        Some(NextPanel::Packed(p)) if in_kernel && call == 0 => {
+                        Some(NextPanel::Packed(p)) if call == 0 => {
                             K::run_prefetch_next(kc, apanel, b, cij.ptr, rs, cs, mr, nr, acc, p)
                         }
                         _ => K::run(kc, apanel, b, cij.ptr, rs, cs, mr, nr, acc),
@@ -1487,11 +1480,14 @@ fn block<K, CA>(
             // Task rows start on a panel boundary.
             for i0 in (t.m0..t.m1).step_by(K::MR) {
                 let at = (i0 / K::MR) * panel;
-                // The next panel into L2 under this one's kernel calls: the whole packed A of
-                // a large problem lies past L2 (sq2048: 3 MiB per depth block), so each new
-                // panel would otherwise start its first tile waiting on L3.
-                let next =
-                    (i0 + K::MR < t.m1).then(|| NextPanel::Packed(ap[at + panel..].as_ptr()));
+                // The next panel into L2 during this one's first kernel call, where the kernel
+                // can: the whole packed A of a large problem lies past L2 (sq2048: 3 MiB per
+                // depth block), so each new panel would otherwise start its first tile waiting
+                // on L3. From inside the k loop rather than in bursts between calls, whose
+                // prefetches waited on the fill buffers (sq2048, 1 thread: this closure then
+                // held 4% of the GEMM's samples, 2.4% since).
+                let next = (K::PREFETCHES_NEXT_PANEL && i0 + K::MR < t.m1)
+                    .then(|| NextPanel::Packed(ap[at + panel..].as_ptr()));
                 tile(i0, ap[at..].as_ptr(), ATile::Packed, next);
             }
         }
@@ -1636,23 +1632,9 @@ enum NextPanel<P> {
     /// Rows from `row`, packed next (their source lines into L2), into `dst` when that is
     /// not the buffer just used (its lines prefetched for writing).
     Pack { row: usize, dst: Option<*const P> },
-    /// Already packed, at this address (its lines into L2).
+    /// Already packed, at this address: brought into L2 by the kernel
+    /// (`MicroKernel::run_prefetch_next`).
     Packed(*const P),
-}
-
-/// Prefetches share `part` of `parts` of the `bytes` bytes at `src` (line aligned) into L2.
-fn prefetch_share_to_l2(src: *const u8, bytes: usize, part: usize, parts: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-        let lines = bytes.div_ceil(64);
-        for line in part * lines / parts..(part + 1) * lines / parts {
-            // SAFETY: prefetching is a hint and never faults.
-            unsafe { _mm_prefetch::<_MM_HINT_T1>(src.wrapping_add(line * 64) as *const i8) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (src, bytes, part, parts);
 }
 
 /// Prefetches share `part` of `parts` of the `bytes` bytes at `dst` (line aligned) for

@@ -75,8 +75,8 @@ pub(super) trait MicroKernel: Sync {
         accumulate: bool,
     );
 
-    /// Whether `run_prefetch_next` brings the next A panel into L2 itself (otherwise the
-    /// driver prefetches it between kernel calls).
+    /// Whether `run_prefetch_next` brings the next A panel into L2 (otherwise the driver
+    /// does not ask for it).
     const PREFETCHES_NEXT_PANEL: bool = false;
 
     /// `run`, while bringing the packed A panel at `next` (MR·kc' values, the one swept after
