@@ -21,7 +21,7 @@ use std::mem::MaybeUninit;
 
 use half::bf16;
 
-use super::kernel::{store_tile_generic, MicroKernel};
+use super::kernel::{store_tile_generic, CTile, MicroKernel};
 use super::round_bf16::{round_tile, Rounding, Tile};
 use crate::backend::cpu::isa;
 
@@ -151,29 +151,10 @@ impl<T: Tiles> MicroKernel for AmxKernel<T> {
     const EVEN_BLOCKS: bool = true;
     const B_BLOCK: Option<usize> = Some(768 * 768);
 
-    unsafe fn run(
-        kc: usize,
-        a: *const bf16,
-        b: *const bf16,
-        c: *mut f32,
-        rs: isize,
-        cs: isize,
-        mr: usize,
-        nr: usize,
-        accumulate: bool,
-    ) {
+    unsafe fn run(kc: usize, a: *const bf16, b: *const bf16, ct: CTile, accumulate: bool) {
         // SAFETY: forwarded contract (the dispatcher selects this kernel only when
         // `amx_bf16_usable()`); packed A blocks are 32 rows of 64 bytes, 2048 bytes apart.
-        unsafe {
-            product::<T>(
-                kc.div_ceil(32),
-                PACKED_A,
-                a,
-                b,
-                CTile::new(c, rs, cs, mr, nr),
-                accumulate,
-            )
-        }
+        unsafe { product::<T>(kc.div_ceil(32), PACKED_A, a, b, ct, accumulate) }
     }
 
     /// A tiles loaded straight from A's rows (16 rows of 64 bytes, `a_rs` apart) for whole
@@ -218,15 +199,10 @@ impl<T: Tiles> MicroKernel for AmxKernel<T> {
         a: *const bf16,
         a_rs: usize,
         b: *const bf16,
-        c: *mut f32,
-        rs: isize,
-        cs: isize,
-        mr: usize,
-        nr: usize,
+        ct: CTile,
         accumulate: bool,
     ) {
-        let ct = CTile::new(c, rs, cs, mr, nr);
-        if mr < MR {
+        if ct.mr < MR {
             // SAFETY: forwarded contract.
             return unsafe { edge_rows::<T>(kc, a, a_rs, b, ct, accumulate) };
         }
@@ -424,22 +400,6 @@ unsafe fn k_tail<T: Tiles>(
     unsafe { product::<T>(1, PACKED_A, panel.as_ptr(), b_tail, ct, acc) };
 }
 
-/// The mr × nr tile of C a kernel call writes: at `c`, rows `rs` and columns `cs` apart.
-#[derive(Clone, Copy)]
-struct CTile {
-    c: *mut f32,
-    rs: isize,
-    cs: isize,
-    mr: usize,
-    nr: usize,
-}
-
-impl CTile {
-    fn new(c: *mut f32, rs: isize, cs: isize, mr: usize, nr: usize) -> CTile {
-        CTile { c, rs, cs, mr, nr }
-    }
-}
-
 /// Where the two 16-row A tiles of a k block lie: rows `stride` bytes apart, rows 16–31
 /// `second_half` bytes after rows 0–15, the next k block `step` bytes on.
 #[derive(Clone, Copy)]
@@ -517,7 +477,6 @@ unsafe fn product_through_buffer<T: Tiles>(
     ct: CTile,
     accumulate: bool,
 ) {
-    let CTile { c, rs, cs, mr, nr } = ct;
     let mut tile = [0.0f32; MR * NR];
     // SAFETY: `tile` is 32 rows of 128 bytes; the rest is the caller's contract.
     unsafe {
@@ -530,7 +489,7 @@ unsafe fn product_through_buffer<T: Tiles>(
             c_stride: NR as isize * 4,
             load: false,
         });
-        store_tile_generic(&tile, NR, c, rs, cs, mr, nr, accumulate);
+        store_tile_generic(&tile, NR, ct, accumulate);
     }
 }
 
@@ -896,15 +855,17 @@ mod tests {
                         a.as_ptr(),
                         a_rs,
                         bp.as_ptr(),
-                        cp,
-                        rs,
-                        cs,
-                        m,
-                        n,
+                        CTile::new(cp, rs, cs, m, n),
                         accumulate,
                     )
                 } else {
-                    Model::run(k, ap.as_ptr(), bp.as_ptr(), cp, rs, cs, m, n, accumulate)
+                    Model::run(
+                        k,
+                        ap.as_ptr(),
+                        bp.as_ptr(),
+                        CTile::new(cp, rs, cs, m, n),
+                        accumulate,
+                    )
                 }
             };
             for i in 0..m {

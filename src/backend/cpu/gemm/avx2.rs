@@ -25,7 +25,7 @@
 use std::arch::x86_64::*;
 
 use super::avx2_loop;
-use super::kernel::{store_tile_generic, MicroKernel};
+use super::kernel::{store_tile_generic, CTile, MicroKernel};
 
 pub(super) struct Avx2;
 
@@ -41,20 +41,10 @@ impl MicroKernel for Avx2 {
     const MC: usize = 96;
     const NC: usize = 1024;
 
-    unsafe fn run(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        rs: isize,
-        cs: isize,
-        mr: usize,
-        nr: usize,
-        accumulate: bool,
-    ) {
+    unsafe fn run(kc: usize, a: *const f32, b: *const f32, ct: CTile, accumulate: bool) {
         // SAFETY: forwarded contract; the dispatcher only selects this kernel when the CPU
         // has AVX2 and FMA.
-        unsafe { kernel(kc, Source::Packed(a), b, c, rs, cs, mr, nr, accumulate) }
+        unsafe { kernel(kc, Source::Packed(a), b, ct, accumulate) }
     }
 
     const DIRECT_A: bool = true;
@@ -68,27 +58,11 @@ impl MicroKernel for Avx2 {
         a: *const f32,
         a_rs: usize,
         b: *const f32,
-        c: *mut f32,
-        rs: isize,
-        cs: isize,
-        mr: usize,
-        nr: usize,
+        ct: CTile,
         accumulate: bool,
     ) {
         // SAFETY: forwarded contract; AVX2 and FMA as above.
-        unsafe {
-            kernel(
-                kc,
-                Source::InPlace(a, a_rs),
-                b,
-                c,
-                rs,
-                cs,
-                mr,
-                nr,
-                accumulate,
-            )
-        }
+        unsafe { kernel(kc, Source::InPlace(a, a_rs), b, ct, accumulate) }
     }
 
     const TRANSPOSED_A: bool = true;
@@ -98,28 +72,12 @@ impl MicroKernel for Avx2 {
         a: *const f32,
         a_cs: usize,
         b: *const f32,
-        c: *mut f32,
-        rs: isize,
-        cs: isize,
-        mr: usize,
-        nr: usize,
+        ct: CTile,
         accumulate: bool,
     ) {
         // SAFETY: forwarded contract (6 readable values per k step, rows past mr never
         // stored); AVX2 and FMA as above.
-        unsafe {
-            kernel(
-                kc,
-                Source::Transposed(a, a_cs),
-                b,
-                c,
-                rs,
-                cs,
-                mr,
-                nr,
-                accumulate,
-            )
-        }
+        unsafe { kernel(kc, Source::Transposed(a, a_cs), b, ct, accumulate) }
     }
 }
 
@@ -132,22 +90,12 @@ enum Source {
     Transposed(*const f32, usize),
 }
 
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel(
-    kc: usize,
-    a: Source,
-    b: *const f32,
-    c: *mut f32,
-    rs: isize,
-    cs: isize,
-    mr: usize,
-    nr: usize,
-    accumulate: bool,
-) {
+unsafe fn kernel(kc: usize, a: Source, b: *const f32, ct: CTile, accumulate: bool) {
+    let CTile { c, rs, cs, mr, nr } = ct;
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     // SAFETY: forwarded C contract (prefetches never fault).
-    unsafe { prefetch_c(c, rs, cs, mr, accumulate) };
+    unsafe { prefetch_c(ct, accumulate) };
     // SAFETY: forwarded A and B contracts: a packed panel of 6·kc values (zero past the
     // tile's edge), rows 0..mr of A holding kc values each in place, or 6 readable values
     // per k step of an A stored transposed (rows past mr never stored); B a packed panel of
@@ -177,7 +125,7 @@ unsafe fn kernel(
     } else {
         let spill = acc;
         // SAFETY: forwarded C contract.
-        unsafe { store_edge(&spill, c, rs, cs, mr, nr, accumulate) };
+        unsafe { store_edge(&spill, ct, accumulate) };
     }
 }
 
@@ -221,17 +169,8 @@ unsafe fn direct_edge(
 /// Same C requirements as `MicroKernel::run`; the CPU must support AVX.
 #[cold]
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn store_edge(
-    acc: &[[__m256; 2]; MR],
-    c: *mut f32,
-    rs: isize,
-    cs: isize,
-    mr: usize,
-    nr: usize,
-    accumulate: bool,
-) {
+unsafe fn store_edge(acc: &[[__m256; 2]; MR], ct: CTile, accumulate: bool) {
     let mut tile = [0.0f32; MR * NR];
     for (i, row) in acc.iter().enumerate() {
         // SAFETY: `tile` has NR floats per row.
@@ -241,7 +180,7 @@ unsafe fn store_edge(
         }
     }
     // SAFETY: forwarded C contract.
-    unsafe { store_tile_generic(&tile, NR, c, rs, cs, mr, nr, accumulate) };
+    unsafe { store_tile_generic(&tile, NR, ct, accumulate) };
 }
 
 /// Prefetches the C tile's rows (64 bytes each, which may span two lines) at the start of
@@ -250,7 +189,8 @@ unsafe fn store_edge(
 /// # Safety
 /// None beyond SSE (baseline): the addresses need not be valid.
 #[inline(always)]
-unsafe fn prefetch_c(c: *mut f32, rs: isize, cs: isize, mr: usize, accumulate: bool) {
+unsafe fn prefetch_c(ct: CTile, accumulate: bool) {
+    let CTile { c, rs, cs, mr, .. } = ct;
     if !accumulate && cs != 1 {
         return;
     }

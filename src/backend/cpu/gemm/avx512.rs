@@ -17,7 +17,7 @@
 use std::arch::x86_64::*;
 
 use super::avx512_loop;
-use super::kernel::{by_rows, store_tile_generic, MicroKernel};
+use super::kernel::{by_rows, store_tile_generic, CTile, MicroKernel};
 
 pub(super) struct Avx512;
 
@@ -59,24 +59,15 @@ impl MicroKernel for Avx512 {
     /// those of one thread.
     const K_SPLIT_MIN_BLOCKS: usize = 2;
 
-    unsafe fn run(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        rs: isize,
-        cs: isize,
-        mr: usize,
-        nr: usize,
-        accumulate: bool,
-    ) {
+    unsafe fn run(kc: usize, a: *const f32, b: *const f32, ct: CTile, accumulate: bool) {
+        let CTile { mr, .. } = ct;
         // SAFETY: forwarded contract; the dispatcher only selects this kernel when the CPU
         // has AVX-512F.
         unsafe {
             match mr {
-                0..=4 => kernel::<4>(kc, a, b, c, rs, cs, mr, nr, accumulate),
-                5..=8 => kernel::<8>(kc, a, b, c, rs, cs, mr, nr, accumulate),
-                _ => kernel_asm(kc, Source::Packed(a), b, NR, c, rs, cs, mr, nr, accumulate),
+                0..=4 => kernel::<4>(kc, a, b, ct, accumulate),
+                5..=8 => kernel::<8>(kc, a, b, ct, accumulate),
+                _ => kernel_asm(kc, Source::Packed(a), b, NR, ct, accumulate),
             }
         }
     }
@@ -87,28 +78,21 @@ impl MicroKernel for Avx512 {
         kc: usize,
         a: *const f32,
         b: *const f32,
-        c: *mut f32,
-        rs: isize,
-        cs: isize,
-        mr: usize,
-        nr: usize,
+        ct: CTile,
         accumulate: bool,
         next: *const f32,
     ) {
+        let CTile { mr, .. } = ct;
         // SAFETY: as `run`; prefetches never fault.
         unsafe {
             match mr {
-                0..=8 => Self::run(kc, a, b, c, rs, cs, mr, nr, accumulate),
+                0..=8 => Self::run(kc, a, b, ct, accumulate),
                 _ => kernel_asm(
                     kc,
                     Source::PackedPrefetchNext(a, next),
                     b,
                     NR,
-                    c,
-                    rs,
-                    cs,
-                    mr,
-                    nr,
+                    ct,
                     accumulate,
                 ),
             }
@@ -130,16 +114,12 @@ impl MicroKernel for Avx512 {
         a: *const f32,
         a_rs: usize,
         b: *const f32,
-        c: *mut f32,
-        rs: isize,
-        cs: isize,
-        mr: usize,
-        nr: usize,
+        ct: CTile,
         accumulate: bool,
     ) {
         // SAFETY: forwarded contract (the packed panel is B with rows NR apart); AVX-512F as
         // above.
-        unsafe { Self::run_direct_ab(kc, a, a_rs, b, NR, c, rs, cs, mr, nr, accumulate) }
+        unsafe { Self::run_direct_ab(kc, a, a_rs, b, NR, ct, accumulate) }
     }
 
     const DIRECT_B: bool = true;
@@ -150,32 +130,18 @@ impl MicroKernel for Avx512 {
         a_rs: usize,
         b: *const f32,
         b_rs: usize,
-        c: *mut f32,
-        rs: isize,
-        cs: isize,
-        mr: usize,
-        nr: usize,
+        ct: CTile,
         accumulate: bool,
     ) {
+        let CTile { mr, .. } = ct;
         // SAFETY: forwarded contract; AVX-512F as above.
         unsafe {
             match mr {
-                MR => kernel_asm(
-                    kc,
-                    Source::InPlace(a, a_rs),
-                    b,
-                    b_rs,
-                    c,
-                    rs,
-                    cs,
-                    mr,
-                    nr,
-                    accumulate,
-                ),
+                MR => kernel_asm(kc, Source::InPlace(a, a_rs), b, b_rs, ct, accumulate),
                 _ => by_rows!(
                     mr,
                     MR,
-                    kernel_direct_a(kc, a, a_rs, b, b_rs, c, rs, cs, mr, nr, accumulate)
+                    kernel_direct_a(kc, a, a_rs, b, b_rs, ct, accumulate)
                 ),
             }
         }
@@ -188,29 +154,12 @@ impl MicroKernel for Avx512 {
         a: *const f32,
         a_cs: usize,
         b: *const f32,
-        c: *mut f32,
-        rs: isize,
-        cs: isize,
-        mr: usize,
-        nr: usize,
+        ct: CTile,
         accumulate: bool,
     ) {
         // SAFETY: forwarded contract (12 readable values per k step, rows past mr never
         // stored); AVX-512F as above.
-        unsafe {
-            kernel_asm(
-                kc,
-                Source::Transposed(a, a_cs),
-                b,
-                NR,
-                c,
-                rs,
-                cs,
-                mr,
-                nr,
-                accumulate,
-            )
-        }
+        unsafe { kernel_asm(kc, Source::Transposed(a, a_cs), b, NR, ct, accumulate) }
     }
 }
 
@@ -229,23 +178,18 @@ enum Source {
 /// 12 rows (the panel is zero past mr), and full 12-row tiles with A in place. B's rows are
 /// `b_rs` floats apart: NR for a packed panel, which a packed A always has; with A in place
 /// B may also be read in place.
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel_asm(
     kc: usize,
     a: Source,
     b: *const f32,
     b_rs: usize,
-    c: *mut f32,
-    rs: isize,
-    cs: isize,
-    mr: usize,
-    nr: usize,
+    ct: CTile,
     accumulate: bool,
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     // SAFETY: forwarded C contract (prefetches never fault).
-    unsafe { prefetch_c(c, rs, cs, mr, accumulate) };
+    unsafe { prefetch_c(ct, accumulate) };
     // SAFETY: forwarded A and B contracts (a packed panel of 12·kc values, or 12 rows of kc
     // values in place, which the caller passes only for full tiles).
     unsafe {
@@ -271,26 +215,21 @@ unsafe fn kernel_asm(
         }
     }
     // SAFETY: forwarded C contract.
-    unsafe { store_acc(acc, c, rs, cs, mr, nr, accumulate) };
+    unsafe { store_acc(acc, ct, accumulate) };
 }
 
 /// The rolled intrinsics kernel, for tiles of at most 8 rows (4- and 8-row instances).
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel<const ROWS: usize>(
     kc: usize,
     a: *const f32,
     b: *const f32,
-    c: *mut f32,
-    rs: isize,
-    cs: isize,
-    mr: usize,
-    nr: usize,
+    ct: CTile,
     accumulate: bool,
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
     // SAFETY: forwarded C contract (prefetches never fault).
-    unsafe { prefetch_c(c, rs, cs, mr, accumulate) };
+    unsafe { prefetch_c(ct, accumulate) };
     let (mut a, mut b) = (a, b);
     for _ in 0..kc {
         // SAFETY: the packed panels hold MR (A) and NR (B) values per k step.
@@ -307,13 +246,12 @@ unsafe fn kernel<const ROWS: usize>(
         }
     }
     // SAFETY: forwarded C contract.
-    unsafe { store_acc(acc, c, rs, cs, mr, nr, accumulate) };
+    unsafe { store_acc(acc, ct, accumulate) };
 }
 
 /// The kernel with A read in place, k contiguous: A[i, p] at a[i·a_rs + p], for edge tiles
 /// (mr < 12); B[p, j] at b[p·b_rs + j] (a packed panel: b_rs = NR). Rows i ≥ mr re-read row
 /// mr − 1 (their results are never stored), so no row past the edge is read.
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel_direct_a<const ROWS: usize>(
     kc: usize,
@@ -321,16 +259,13 @@ unsafe fn kernel_direct_a<const ROWS: usize>(
     a_rs: usize,
     b: *const f32,
     b_rs: usize,
-    c: *mut f32,
-    rs: isize,
-    cs: isize,
-    mr: usize,
-    nr: usize,
+    ct: CTile,
     accumulate: bool,
 ) {
+    let CTile { mr, .. } = ct;
     let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
     // SAFETY: forwarded C contract (prefetches never fault).
-    unsafe { prefetch_c(c, rs, cs, mr, accumulate) };
+    unsafe { prefetch_c(ct, accumulate) };
     let rows: [*const f32; ROWS] = std::array::from_fn(|i| a.wrapping_add(i.min(mr - 1) * a_rs));
     let mut b = b;
     for p in 0..kc {
@@ -348,7 +283,7 @@ unsafe fn kernel_direct_a<const ROWS: usize>(
         }
     }
     // SAFETY: forwarded C contract.
-    unsafe { store_acc(acc, c, rs, cs, mr, nr, accumulate) };
+    unsafe { store_acc(acc, ct, accumulate) };
 }
 
 /// Prefetches the C tile's rows (two lines of 32 floats each) at the start of the kernel, so
@@ -373,7 +308,8 @@ unsafe fn kernel_direct_a<const ROWS: usize>(
 /// The CPU must support SSE (baseline) and `prefetchw` (every AVX-512 CPU does); the
 /// addresses need not be valid.
 #[inline(always)]
-pub(super) unsafe fn prefetch_c(c: *mut f32, rs: isize, cs: isize, mr: usize, accumulate: bool) {
+pub(super) unsafe fn prefetch_c(ct: CTile, accumulate: bool) {
+    let CTile { c, rs, cs, mr, .. } = ct;
     if !accumulate && cs != 1 {
         return;
     }
@@ -416,20 +352,16 @@ unsafe fn prefetch_for_write(p: *const i8) {
 /// # Safety
 /// Same C requirements as `MicroKernel::run`; the caller must run with AVX-512F (a plain
 /// function, so `inline(always)` applies and the intrinsics inline into that caller).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) unsafe fn store_acc<const ROWS: usize>(
     acc: [[__m512; 2]; ROWS],
-    c: *mut f32,
-    rs: isize,
-    cs: isize,
-    mr: usize,
-    nr: usize,
+    ct: CTile,
     accumulate: bool,
 ) {
+    let CTile { c, rs, cs, mr, nr } = ct;
     if cs != 1 || nr < NR {
         // SAFETY: forwarded contract.
-        return unsafe { store_acc_edge(acc, c, rs, cs, mr, nr, accumulate) };
+        return unsafe { store_acc_edge(acc, ct, accumulate) };
     }
     // Plain stores (masked ones cost more, on Zen 4 at least).
     for (i, row) in acc.iter().enumerate().take(mr) {
@@ -451,18 +383,10 @@ pub(super) unsafe fn store_acc<const ROWS: usize>(
 ///
 /// # Safety
 /// As `store_acc`.
-#[allow(clippy::too_many_arguments)]
 #[inline(never)]
 #[target_feature(enable = "avx512f")]
-unsafe fn store_acc_edge<const ROWS: usize>(
-    acc: [[__m512; 2]; ROWS],
-    c: *mut f32,
-    rs: isize,
-    cs: isize,
-    mr: usize,
-    nr: usize,
-    accumulate: bool,
-) {
+unsafe fn store_acc_edge<const ROWS: usize>(acc: [[__m512; 2]; ROWS], ct: CTile, accumulate: bool) {
+    let CTile { c, rs, cs, mr, nr } = ct;
     if cs == 1 {
         // Lanes j < nr of each half: bits of a 32-bit mask split into two 16-bit masks.
         let m32: u32 = (1u32 << nr) - 1;
@@ -483,7 +407,7 @@ unsafe fn store_acc_edge<const ROWS: usize>(
     } else {
         let spill = acc;
         // SAFETY: forwarded C contract.
-        unsafe { store_strided(&spill, c, rs, cs, mr, nr, accumulate) };
+        unsafe { store_strided(&spill, ct, accumulate) };
     }
 }
 
@@ -494,17 +418,8 @@ unsafe fn store_acc_edge<const ROWS: usize>(
 /// Same as `store_acc`.
 #[cold]
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-unsafe fn store_strided<const ROWS: usize>(
-    acc: &[[__m512; 2]; ROWS],
-    c: *mut f32,
-    rs: isize,
-    cs: isize,
-    mr: usize,
-    nr: usize,
-    accumulate: bool,
-) {
+unsafe fn store_strided<const ROWS: usize>(acc: &[[__m512; 2]; ROWS], ct: CTile, accumulate: bool) {
     let mut tile = [[0.0f32; NR]; ROWS];
     for (i, row) in acc.iter().enumerate() {
         // SAFETY: `tile` has NR floats per row.
@@ -514,5 +429,5 @@ unsafe fn store_strided<const ROWS: usize>(
         }
     }
     // SAFETY: forwarded C contract.
-    unsafe { store_tile_generic(tile.as_flattened(), NR, c, rs, cs, mr, nr, accumulate) };
+    unsafe { store_tile_generic(tile.as_flattened(), NR, ct, accumulate) };
 }

@@ -16,7 +16,7 @@ use half::bf16;
 
 use super::avx512::{prefetch_c, store_acc};
 use super::avx512_loop;
-use super::kernel::{by_rows, MicroKernel};
+use super::kernel::{by_rows, CTile, MicroKernel};
 
 pub(super) struct Avx512Bf16;
 
@@ -32,20 +32,10 @@ impl MicroKernel for Avx512Bf16 {
     const MC: usize = 192;
     const NC: usize = 1024;
 
-    unsafe fn run(
-        kc: usize,
-        a: *const bf16,
-        b: *const bf16,
-        c: *mut f32,
-        rs: isize,
-        cs: isize,
-        mr: usize,
-        nr: usize,
-        accumulate: bool,
-    ) {
+    unsafe fn run(kc: usize, a: *const bf16, b: *const bf16, ct: CTile, accumulate: bool) {
         // SAFETY: forwarded contract; the dispatcher only selects this kernel when the CPU
         // has AVX-512F and AVX-512 BF16.
-        unsafe { kernel(kc, a, b, c, rs, cs, mr, nr, accumulate) }
+        unsafe { kernel(kc, a, b, ct, accumulate) }
     }
 
     const DIRECT_A: bool = true;
@@ -55,22 +45,15 @@ impl MicroKernel for Avx512Bf16 {
         a: *const bf16,
         a_rs: usize,
         b: *const bf16,
-        c: *mut f32,
-        rs: isize,
-        cs: isize,
-        mr: usize,
-        nr: usize,
+        ct: CTile,
         accumulate: bool,
     ) {
+        let CTile { mr, .. } = ct;
         // SAFETY: forwarded contract; AVX-512F and AVX-512 BF16 as above.
         unsafe {
             match mr {
-                MR => kernel_direct_a_full(kc, a, a_rs, b, c, rs, cs, nr, accumulate),
-                _ => by_rows!(
-                    mr,
-                    MR,
-                    kernel_direct_a(kc, a, a_rs, b, c, rs, cs, mr, nr, accumulate)
-                ),
+                MR => kernel_direct_a_full(kc, a, a_rs, b, ct, accumulate),
+                _ => by_rows!(mr, MR, kernel_direct_a(kc, a, a_rs, b, ct, accumulate)),
             }
         }
     }
@@ -78,22 +61,18 @@ impl MicroKernel for Avx512Bf16 {
 
 /// Full 12-row tiles with A read in place: the pair steps in the assembly loop
 /// (`avx512_loop::direct_bf16`), then an odd kc's last value as in `kernel_direct_a`.
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn kernel_direct_a_full(
     kc: usize,
     a: *const bf16,
     a_rs: usize,
     b: *const bf16,
-    c: *mut f32,
-    rs: isize,
-    cs: isize,
-    nr: usize,
+    ct: CTile,
     accumulate: bool,
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     // SAFETY: forwarded C contract (prefetches never fault).
-    unsafe { prefetch_c(c, rs, cs, MR, accumulate) };
+    unsafe { prefetch_c(ct, accumulate) };
     // SAFETY: rows 0..12 of A hold kc values each (the caller's contract: a full tile), so
     // kc / 2 pairs each; the B panel holds NR pairs per pair step.
     unsafe { avx512_loop::direct_bf16(kc / 2, a as *const u16, a_rs, b as *const u16, &mut acc) };
@@ -104,30 +83,26 @@ unsafe fn kernel_direct_a_full(
         unsafe { dp_rows::<MR, true>(&mut acc, &rows, kc - 1, b_last) };
     }
     // SAFETY: forwarded C contract.
-    unsafe { store_acc(acc, c, rs, cs, MR, nr, accumulate) };
+    unsafe { store_acc(acc, ct, accumulate) };
 }
 
 /// The kernel with A read in place, k contiguous: A[i, p] at a[i·a_rs + p], the pair
 /// (A[i,2q], A[i,2q+1]) one unaligned 32-bit broadcast. An odd kc ends with A[i, kc−1]
 /// alone (upper half zero; B's padded row is zero too). Rows i ≥ mr re-read row mr − 1
 /// (their results are never stored), so nothing past the edge of A is read.
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn kernel_direct_a<const ROWS: usize>(
     kc: usize,
     a: *const bf16,
     a_rs: usize,
     b: *const bf16,
-    c: *mut f32,
-    rs: isize,
-    cs: isize,
-    mr: usize,
-    nr: usize,
+    ct: CTile,
     accumulate: bool,
 ) {
+    let CTile { mr, .. } = ct;
     let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
     // SAFETY: forwarded C contract (prefetches never fault).
-    unsafe { prefetch_c(c, rs, cs, mr, accumulate) };
+    unsafe { prefetch_c(ct, accumulate) };
     let rows: [*const bf16; ROWS] = std::array::from_fn(|i| a.wrapping_add(i.min(mr - 1) * a_rs));
     let mut b = b as *const __m512i;
     for q in 0..kc / 2 {
@@ -141,7 +116,7 @@ unsafe fn kernel_direct_a<const ROWS: usize>(
         unsafe { dp_rows::<ROWS, true>(&mut acc, &rows, kc - 1, b) };
     }
     // SAFETY: forwarded C contract.
-    unsafe { store_acc(acc, c, rs, cs, mr, nr, accumulate) };
+    unsafe { store_acc(acc, ct, accumulate) };
 }
 
 /// One pair step of `kernel_direct_a`: acc[i] += (A[i, at], A[i, at+1]) · (b0, b1), the
@@ -177,25 +152,14 @@ unsafe fn dp_rows<const ROWS: usize, const SINGLE: bool>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn kernel(
-    kc: usize,
-    a: *const bf16,
-    b: *const bf16,
-    c: *mut f32,
-    rs: isize,
-    cs: isize,
-    mr: usize,
-    nr: usize,
-    accumulate: bool,
-) {
+unsafe fn kernel(kc: usize, a: *const bf16, b: *const bf16, ct: CTile, accumulate: bool) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     // SAFETY: forwarded C contract (prefetches never fault).
-    unsafe { prefetch_c(c, rs, cs, mr, accumulate) };
+    unsafe { prefetch_c(ct, accumulate) };
     // SAFETY: per pair step the packed A panel holds MR pairs and the B panel NR pairs, for
     // ⌈kc/2⌉ steps (k is padded to even); bf16 is a plain 16-bit value.
     unsafe { avx512_loop::packed_bf16(kc.div_ceil(2), a as *const u16, b as *const u16, &mut acc) };
     // SAFETY: forwarded C contract.
-    unsafe { store_acc(acc, c, rs, cs, mr, nr, accumulate) };
+    unsafe { store_acc(acc, ct, accumulate) };
 }

@@ -41,7 +41,7 @@ use rayon::prelude::*;
 use half::bf16;
 
 use super::dispense::Dispenser;
-use super::kernel::MicroKernel;
+use super::kernel::{CTile, MicroKernel};
 use super::pack::{self, pack, packed_len, Convert, View};
 use super::round_bf16::{round_tile, widen_tile, Rounding, Tile};
 use super::GemmLayout;
@@ -1423,25 +1423,21 @@ fn block<K, CA>(
             // column jc+j0, inside C's checked bounds), the stage's or the tile buffer's,
             // which belongs to this task alone; the dispatcher chose K for this CPU.
             let kernel = |cij: Tile<*mut f32>, acc: bool| unsafe {
-                let (rs, cs) = (cij.rs as isize, cij.cs as isize);
+                let ct = CTile::new(cij.ptr, cij.rs as isize, cij.cs as isize, mr, nr);
                 let b = bpanel.as_ptr();
                 match (src, b_rows) {
                     (ATile::Rows(a_rs), Some(b_rs)) => {
-                        K::run_direct_ab(kc, apanel, a_rs, b, b_rs, cij.ptr, rs, cs, mr, nr, acc)
+                        K::run_direct_ab(kc, apanel, a_rs, b, b_rs, ct, acc)
                     }
                     (_, Some(_)) => unreachable!("B in place only beside A's rows in place"),
                     (ATile::Packed, None) => match next {
                         Some(NextPanel::Packed(p)) if call == 0 => {
-                            K::run_prefetch_next(kc, apanel, b, cij.ptr, rs, cs, mr, nr, acc, p)
+                            K::run_prefetch_next(kc, apanel, b, ct, acc, p)
                         }
-                        _ => K::run(kc, apanel, b, cij.ptr, rs, cs, mr, nr, acc),
+                        _ => K::run(kc, apanel, b, ct, acc),
                     },
-                    (ATile::Rows(a_rs), None) => {
-                        K::run_direct_a(kc, apanel, a_rs, b, cij.ptr, rs, cs, mr, nr, acc)
-                    }
-                    (ATile::Cols(a_cs), None) => {
-                        K::run_transposed_a(kc, apanel, a_cs, b, cij.ptr, rs, cs, mr, nr, acc)
-                    }
+                    (ATile::Rows(a_rs), None) => K::run_direct_a(kc, apanel, a_rs, b, ct, acc),
+                    (ATile::Cols(a_cs), None) => K::run_transposed_a(kc, apanel, a_cs, b, ct, acc),
                 }
             };
             match c {

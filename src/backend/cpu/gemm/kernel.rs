@@ -20,6 +20,23 @@ macro_rules! by_rows {
 }
 pub(super) use by_rows;
 
+/// The tile of C one kernel call writes: C[i, j] at `c + i·rs + j·cs` for its valid rows
+/// i < mr (≤ MR) and columns j < nr (≤ NR).
+#[derive(Clone, Copy)]
+pub(super) struct CTile {
+    pub(super) c: *mut f32,
+    pub(super) rs: isize,
+    pub(super) cs: isize,
+    pub(super) mr: usize,
+    pub(super) nr: usize,
+}
+
+impl CTile {
+    pub(super) fn new(c: *mut f32, rs: isize, cs: isize, mr: usize, nr: usize) -> CTile {
+        CTile { c, rs, cs, mr, nr }
+    }
+}
+
 /// One micro-kernel and the cache blocking that suits it.
 pub(super) trait MicroKernel: Sync {
     /// Packed element type (f32, or bf16 for the pair-dot-product kernels).
@@ -60,20 +77,9 @@ pub(super) trait MicroKernel: Sync {
 
     /// # Safety
     /// `a` must hold MR·kc' packed values and `b` NR·kc' (kc' = kc rounded up to KU);
-    /// every C element (i < mr, j < nr) must be valid for reads and writes, and no other
-    /// thread may access them during the call. The CPU must support the kernel's ISA.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn run(
-        kc: usize,
-        a: *const Self::P,
-        b: *const Self::P,
-        c: *mut f32,
-        rs: isize,
-        cs: isize,
-        mr: usize,
-        nr: usize,
-        accumulate: bool,
-    );
+    /// every element of the tile `ct` (i < ct.mr, j < ct.nr) must be valid for reads and
+    /// writes, and no other thread may access them during the call. The CPU must support the kernel's ISA.
+    unsafe fn run(kc: usize, a: *const Self::P, b: *const Self::P, ct: CTile, accumulate: bool);
 
     /// Whether `run_prefetch_next` brings the next A panel into L2 (otherwise the driver
     /// does not ask for it).
@@ -85,22 +91,17 @@ pub(super) trait MicroKernel: Sync {
     ///
     /// # Safety
     /// As `run` (`next` need not be valid: prefetches never fault).
-    #[allow(clippy::too_many_arguments)]
     unsafe fn run_prefetch_next(
         kc: usize,
         a: *const Self::P,
         b: *const Self::P,
-        c: *mut f32,
-        rs: isize,
-        cs: isize,
-        mr: usize,
-        nr: usize,
+        ct: CTile,
         accumulate: bool,
         next: *const Self::P,
     ) {
         let _ = next;
         // SAFETY: forwarded contract.
-        unsafe { Self::run(kc, a, b, c, rs, cs, mr, nr, accumulate) }
+        unsafe { Self::run(kc, a, b, ct, accumulate) }
     }
 
     /// Whether `run_direct_a` reads A in place (f32 kernels); otherwise the driver packs A.
@@ -133,25 +134,21 @@ pub(super) trait MicroKernel: Sync {
     ///
     /// # Safety
     /// As `run`, with rows i < mr of A holding kc readable values each.
-    #[allow(clippy::too_many_arguments)]
     unsafe fn run_direct_a(
         kc: usize,
         a: *const Self::P,
         a_rs: usize,
         b: *const Self::P,
-        c: *mut f32,
-        rs: isize,
-        cs: isize,
-        mr: usize,
-        nr: usize,
+        ct: CTile,
         accumulate: bool,
     ) {
+        let CTile { mr, .. } = ct;
         // SAFETY: row i < mr holds kc values (the caller's contract).
         let panel = panel_of(Self::MR, Self::KU, Self::KU, mr, kc, |i, p| unsafe {
             *a.add(i * a_rs + p)
         });
         // SAFETY: the panel holds MR·kc' values; the rest is the caller's contract.
-        unsafe { Self::run(kc, panel.as_ptr(), b, c, rs, cs, mr, nr, accumulate) }
+        unsafe { Self::run(kc, panel.as_ptr(), b, ct, accumulate) }
     }
 
     /// Whether `run_direct_ab` reads B in place too (the f32 AVX-512 kernel); otherwise the
@@ -165,18 +162,13 @@ pub(super) trait MicroKernel: Sync {
     ///
     /// # Safety
     /// As `run_direct_a`, with rows p < kc of B holding NR readable values each.
-    #[allow(clippy::too_many_arguments)]
     unsafe fn run_direct_ab(
         kc: usize,
         a: *const Self::P,
         a_rs: usize,
         b: *const Self::P,
         b_rs: usize,
-        c: *mut f32,
-        rs: isize,
-        cs: isize,
-        mr: usize,
-        nr: usize,
+        ct: CTile,
         accumulate: bool,
     ) {
         // SAFETY: row p < kc of B holds NR values (the caller's contract).
@@ -189,7 +181,7 @@ pub(super) trait MicroKernel: Sync {
             |j, p| unsafe { *b.add(p * b_rs + j) },
         );
         // SAFETY: the panel holds NR·kc' values; the rest is the caller's contract.
-        unsafe { Self::run_direct_a(kc, a, a_rs, panel.as_ptr(), c, rs, cs, mr, nr, accumulate) }
+        unsafe { Self::run_direct_a(kc, a, a_rs, panel.as_ptr(), ct, accumulate) }
     }
 
     /// Whether `run_transposed_a` reads an A stored transposed in place (the f32 AVX-512
@@ -203,25 +195,21 @@ pub(super) trait MicroKernel: Sync {
     /// # Safety
     /// As `run`, with MR readable values at `a + p·a_cs` for every p < kc (whatever mr is:
     /// rows i ≥ mr are read and never stored).
-    #[allow(clippy::too_many_arguments)]
     unsafe fn run_transposed_a(
         kc: usize,
         a: *const Self::P,
         a_cs: usize,
         b: *const Self::P,
-        c: *mut f32,
-        rs: isize,
-        cs: isize,
-        mr: usize,
-        nr: usize,
+        ct: CTile,
         accumulate: bool,
     ) {
+        let CTile { mr, .. } = ct;
         // SAFETY: MR values are readable at a + p·a_cs (the caller's contract).
         let panel = panel_of(Self::MR, Self::KU_A, Self::KU, mr, kc, |i, p| unsafe {
             *a.add(p * a_cs + i)
         });
         // SAFETY: the panel holds MR·kc' values; the rest is the caller's contract.
-        unsafe { Self::run(kc, panel.as_ptr(), b, c, rs, cs, mr, nr, accumulate) }
+        unsafe { Self::run(kc, panel.as_ptr(), b, ct, accumulate) }
     }
 
     /// One row of `tiles` full MR × NR tiles of a bf16 C, beta = 0, in one pipeline that
@@ -278,18 +266,9 @@ fn panel_of<P: Copy + Default>(
     panel
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(super) unsafe fn store_tile_generic(
-    acc: &[f32],
-    nr_full: usize,
-    c: *mut f32,
-    rs: isize,
-    cs: isize,
-    mr: usize,
-    nr: usize,
-    accumulate: bool,
-) {
+pub(super) unsafe fn store_tile_generic(acc: &[f32], nr_full: usize, ct: CTile, accumulate: bool) {
+    let CTile { c, rs, cs, mr, nr } = ct;
     let store = |i: usize, j: usize| {
         // SAFETY: (i, j) is inside the valid tile, which the caller guarantees.
         let p = unsafe { c.offset(i as isize * rs + j as isize * cs) };
@@ -316,7 +295,7 @@ pub(super) unsafe fn store_tile_generic(
 
 #[cfg(test)]
 mod tests {
-    use super::MicroKernel;
+    use super::{CTile, MicroKernel};
 
     /// `run_direct_a` on A rows in place equals `run` on the packed panel, for every
     /// number of valid rows (rows past mr are never read: A ends right after row mr − 1).
@@ -352,11 +331,7 @@ mod tests {
                     kc,
                     panel.as_ptr(),
                     b.as_ptr(),
-                    want.as_mut_ptr(),
-                    K::NR as isize,
-                    1,
-                    mr,
-                    nr,
+                    CTile::new(want.as_mut_ptr(), K::NR as isize, 1, mr, nr),
                     true,
                 );
                 K::run_direct_a(
@@ -364,11 +339,7 @@ mod tests {
                     a.as_ptr(),
                     a_rs,
                     b.as_ptr(),
-                    got.as_mut_ptr(),
-                    K::NR as isize,
-                    1,
-                    mr,
-                    nr,
+                    CTile::new(got.as_mut_ptr(), K::NR as isize, 1, mr, nr),
                     true,
                 );
             }
@@ -431,11 +402,7 @@ mod tests {
                         a.as_ptr(),
                         a_rs,
                         panel.as_ptr(),
-                        want.as_mut_ptr(),
-                        K::NR as isize,
-                        1,
-                        mr,
-                        nr,
+                        CTile::new(want.as_mut_ptr(), K::NR as isize, 1, mr, nr),
                         true,
                     );
                     K::run_direct_ab(
@@ -444,11 +411,7 @@ mod tests {
                         a_rs,
                         b.as_ptr(),
                         b_rs,
-                        got.as_mut_ptr(),
-                        K::NR as isize,
-                        1,
-                        mr,
-                        nr,
+                        CTile::new(got.as_mut_ptr(), K::NR as isize, 1, mr, nr),
                         true,
                     );
                 }
@@ -498,11 +461,7 @@ mod tests {
                         kc,
                         panel.as_ptr(),
                         panel_b.as_ptr(),
-                        want.as_mut_ptr(),
-                        K::NR as isize,
-                        1,
-                        mr,
-                        nr,
+                        CTile::new(want.as_mut_ptr(), K::NR as isize, 1, mr, nr),
                         true,
                     );
                     K::run_transposed_a(
@@ -510,11 +469,7 @@ mod tests {
                         a.as_ptr(),
                         a_cs,
                         panel_b.as_ptr(),
-                        got.as_mut_ptr(),
-                        K::NR as isize,
-                        1,
-                        mr,
-                        nr,
+                        CTile::new(got.as_mut_ptr(), K::NR as isize, 1, mr, nr),
                         true,
                     );
                 }

@@ -14,7 +14,7 @@
 
 use super::avx2::Avx2;
 use super::avx512::Avx512;
-use super::kernel::MicroKernel;
+use super::kernel::{CTile, MicroKernel};
 use super::scalar::Scalar;
 use crate::backend::cpu::isa::{self, Isa};
 use crate::error::{Error, Result};
@@ -135,7 +135,7 @@ impl MicroKernelBench {
             // SAFETY: the A panel holds MR·kc packed values and the B panel NR·kc (KU = 1);
             // the tile holds MR × NR floats, row stride NR, owned by this value; `new`
             // clamped the level to the CPU's.
-            unsafe { K::run(kc, a, bq, c, nr as isize, 1, self.mr, nr, true) };
+            unsafe { K::run(kc, a, bq, CTile::new(c, nr as isize, 1, self.mr, nr), true) };
         }
     }
 

@@ -1,7 +1,7 @@
 //! Portable micro-kernel (no SIMD intrinsics): a 4 × 8 register tile in plain arrays,
 //! C[i, j] += Σ_p A[i, p]·B[p, j]. The compiler may vectorise it with baseline SSE2.
 
-use super::kernel::{store_tile_generic, MicroKernel};
+use super::kernel::{store_tile_generic, CTile, MicroKernel};
 
 pub(super) struct Scalar;
 
@@ -17,17 +17,7 @@ impl MicroKernel for Scalar {
     const MC: usize = 64;
     const NC: usize = 512;
 
-    unsafe fn run(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        rs: isize,
-        cs: isize,
-        mr: usize,
-        nr: usize,
-        accumulate: bool,
-    ) {
+    unsafe fn run(kc: usize, a: *const f32, b: *const f32, ct: CTile, accumulate: bool) {
         // SAFETY: the caller guarantees MR·kc values at `a` and NR·kc at `b`.
         let (a, b) = unsafe {
             (
@@ -44,6 +34,6 @@ impl MicroKernel for Scalar {
             }
         }
         // SAFETY: C requirements are forwarded from the caller.
-        unsafe { store_tile_generic(&acc, NR, c, rs, cs, mr, nr, accumulate) };
+        unsafe { store_tile_generic(&acc, NR, ct, accumulate) };
     }
 }
