@@ -1416,15 +1416,40 @@ fn block<K, CA>(
                 BPanels::Rows { from, rs } => (&from[j0..][..(kc - 1) * rs + K::NR], Some(rs)),
             };
             let off = i0 * l.c_rs + (jc + j0) * l.c_cs;
+            // Where the kernel's f32 sums go: C itself, or, for a bf16 C, the stage (several k
+            // blocks; the previous blocks' sums are there when pc > 0) or the tile buffer,
+            // rounded into C after the last block. One kernel call site, so that the
+            // dispatch below stays inline in this loop.
+            let (sums, bf16_out) = match c {
+                Dest::F32(cp) => (Tile::new(cp.at(off), l.c_rs, l.c_cs, mr, nr), None),
+                Dest::Bf16(out) => {
+                    let out = Tile::new(out.0.wrapping_add(off), l.c_rs, l.c_cs, mr, nr);
+                    let staged =
+                        stage.map(|s| Tile::new(s.ptr.at(i0 * s.rs + j0), s.rs, 1, mr, nr));
+                    let sums = match (staged, buf) {
+                        (Some(s), _) => s,
+                        (None, Some(b)) => Tile::new(b, K::NR, 1, mr, nr),
+                        (None, None) => unreachable!("a bf16 C has a tile buffer"),
+                    };
+                    if acc && pc == 0 {
+                        // beta = 1: the sums start from C.
+                        // SAFETY: `out` is this task's tile of the bf16 C (inside its checked
+                        // bounds), `sums` its f32 sums (the stage's or the buffer's), distinct
+                        // memory.
+                        unsafe { widen_tile(out.as_const(), sums) };
+                    }
+                    (sums, Some(out))
+                }
+            };
+            let ct = CTile::new(sums.ptr, sums.rs as isize, sums.cs as isize, mr, nr);
+            let b = bpanel.as_ptr();
             // SAFETY: the A panel holds MR·kcp packed values (or, read in place, rows
             // i0 .. i0+mr of A hold kc values from column pc, inside A's checked bounds); the
             // B panel NR·kcp (or, read in place, kc rows of NR values `b_rs` apart, inside
-            // the slice `bpanel`); `cij` is the tile of f32 sums (mr × nr): C's own (at row i0,
+            // the slice `bpanel`); `ct` is the tile of f32 sums (mr × nr): C's own (at row i0,
             // column jc+j0, inside C's checked bounds), the stage's or the tile buffer's,
             // which belongs to this task alone; the dispatcher chose K for this CPU.
-            let kernel = |cij: Tile<*mut f32>, acc: bool| unsafe {
-                let ct = CTile::new(cij.ptr, cij.rs as isize, cij.cs as isize, mr, nr);
-                let b = bpanel.as_ptr();
+            unsafe {
                 match (src, b_rows) {
                     (ATile::Rows(a_rs), Some(b_rs)) => {
                         K::run_direct_ab(kc, apanel, a_rs, b, b_rs, ct, acc)
@@ -1439,34 +1464,10 @@ fn block<K, CA>(
                     (ATile::Rows(a_rs), None) => K::run_direct_a(kc, apanel, a_rs, b, ct, acc),
                     (ATile::Cols(a_cs), None) => K::run_transposed_a(kc, apanel, a_cs, b, ct, acc),
                 }
-            };
-            match c {
-                Dest::F32(cp) => kernel(Tile::new(cp.at(off), l.c_rs, l.c_cs, mr, nr), acc),
-                Dest::Bf16(out) => {
-                    let out = Tile::new(out.0.wrapping_add(off), l.c_rs, l.c_cs, mr, nr);
-                    let staged =
-                        stage.map(|s| Tile::new(s.ptr.at(i0 * s.rs + j0), s.rs, 1, mr, nr));
-                    // The sums: in the stage when there are several k blocks (the
-                    // previous blocks' sums are there when pc > 0), else in the buffer.
-                    let sums = match (staged, buf) {
-                        (Some(s), _) => s,
-                        (None, Some(b)) => Tile::new(b, K::NR, 1, mr, nr),
-                        (None, None) => unreachable!("a bf16 C has a tile buffer"),
-                    };
-                    // SAFETY: `out` is this task's tile of the bf16 C (inside its checked
-                    // bounds), `sums` its f32 sums (the stage's or the buffer's), distinct
-                    // memory.
-                    unsafe {
-                        if acc && pc == 0 {
-                            // beta = 1: the sums start from C.
-                            widen_tile(out.as_const(), sums);
-                        }
-                        kernel(sums, acc);
-                        if last {
-                            round_tile(rounding, sums.as_const(), out);
-                        }
-                    }
-                }
+            }
+            if let (Some(out), true) = (bf16_out, last) {
+                // SAFETY: as for the widening above.
+                unsafe { round_tile(rounding, sums.as_const(), out) };
             }
             prefetch_next(call);
         }
