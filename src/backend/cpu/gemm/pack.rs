@@ -702,11 +702,12 @@ fn interleave_k_pairs<T: PairBits, const R: usize>(
         }
         return;
     }
-    // Runs of 8 columns interleaved in SSE registers when the source holds bf16 bits.
-    let j8 = if T::ADJACENT && cfg!(target_arch = "x86_64") {
-        nr / 8 * 8
+    // Runs of 8 columns interleaved in SSE registers when the source holds bf16 bits, and a
+    // run of 4 after them (a 12-row A panel: 8 + 4).
+    let (j8, j4) = if T::ADJACENT && cfg!(target_arch = "x86_64") {
+        (nr / 8 * 8, nr / 4 * 4)
     } else {
-        0
+        (0, 0)
     };
     for q in 0..kh {
         let r0 = &blk[2 * q * ks..][..nr];
@@ -725,10 +726,22 @@ fn interleave_k_pairs<T: PairBits, const R: usize>(
                 _mm_storeu_si128(d.add(1), _mm_unpackhi_epi16(a, b));
             }
         }
-        for ((pair, &a), &b) in o[2 * j8..]
+        #[cfg(target_arch = "x86_64")]
+        if j4 > j8 {
+            use std::arch::x86_64::*;
+            // SAFETY: j8 + 4 = j4 ≤ nr, so 8 bytes of each row are read at j8 and 16 bytes of
+            // `o` written at 2·j8.
+            unsafe {
+                let a = _mm_loadl_epi64(r0.as_ptr().add(j8) as *const __m128i);
+                let b = _mm_loadl_epi64(r1.as_ptr().add(j8) as *const __m128i);
+                let d = o.as_mut_ptr().add(2 * j8) as *mut __m128i;
+                _mm_storeu_si128(d, _mm_unpacklo_epi16(a, b));
+            }
+        }
+        for ((pair, &a), &b) in o[2 * j4..]
             .chunks_exact_mut(2)
-            .zip(&r0[j8..])
-            .zip(&r1[j8..])
+            .zip(&r0[j4..])
+            .zip(&r1[j4..])
         {
             pair[0] = a.bits();
             pair[1] = b.bits();
