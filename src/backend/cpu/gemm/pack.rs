@@ -1098,6 +1098,47 @@ mod tests {
         }
     }
 
+    /// KU = 2 panels from a source whose panel rows are contiguous (B row-major, or an A
+    /// stored transposed), bf16 bits, equal the definition
+    /// out[q·2R + 2i + h] = x[2q + h, i] for every row count up to 32 (runs of 8, a run of 4,
+    /// single pairs), even and odd depths (the last pair's second half left as the caller's
+    /// zero), rows of a wider matrix; the rest of the panel untouched.
+    #[test]
+    fn pair_panels_from_contiguous_panel_rows() {
+        const R: usize = 32;
+        let mut s = 0x1234_5678_9ABC_DEF1u64;
+        for nr in 1..=R {
+            for kc in [1usize, 2, 3, 8, 9] {
+                let ks = nr + 7;
+                let x: Vec<bf16> = (0..(kc - 1) * ks + nr)
+                    .map(|_| {
+                        s ^= s << 13;
+                        s ^= s >> 7;
+                        s ^= s << 17;
+                        bf16::from_bits(s as u16)
+                    })
+                    .collect();
+                let len = kc.div_ceil(2) * 2 * R;
+                let mut want = vec![0xAAAAu16; len];
+                let mut got = vec![0xAAAAu16; len];
+                for q in 0..kc.div_ceil(2) {
+                    for i in 0..nr {
+                        for h in 0..2 {
+                            let p = 2 * q + h;
+                            want[q * 2 * R + 2 * i + h] =
+                                if p < kc { x[p * ks + i].to_bits() } else { 0 };
+                            if p == kc {
+                                got[q * 2 * R + 2 * i + h] = 0;
+                            }
+                        }
+                    }
+                }
+                interleave_k_pairs::<bf16, R>(&x, ks, nr, kc, &mut got);
+                assert_eq!(got, want, "rows {nr} kc {kc}");
+            }
+        }
+    }
+
     /// The AVX-512 pairing of two f32 rows equals the scalar rounding lane by lane, for every
     /// run length 1..=16 (masked lanes neither read nor written) and without a second row.
     fn round_pairs16_matches_scalar(bits: &[u32]) {
