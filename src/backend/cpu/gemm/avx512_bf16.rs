@@ -17,6 +17,7 @@ use half::bf16;
 use super::avx512::{prefetch_c, store_acc};
 use super::avx512_loop;
 use super::kernel::{by_rows, CTile, MicroKernel};
+use super::round_bf16::{round_tile, Rounding, Tile};
 
 pub(super) struct Avx512Bf16;
 
@@ -57,7 +58,36 @@ impl MicroKernel for Avx512Bf16 {
             }
         }
     }
+
+    /// Each full tile's sums rounded to the bf16 C from the registers (`store_rounded`)
+    /// rather than stored to a tile buffer and rounded from there: Q·Kᵀ at T = 512 in bf16
+    /// (512 × 64 × 512 × 12, bf16 C, k = 64) spent 8% of its time on the buffer's round trip.
+    unsafe fn run_rounded_row(
+        kc: usize,
+        a: *const bf16,
+        a_rs: usize,
+        b: *const bf16,
+        tiles: usize,
+        out: *mut bf16,
+        out_rs: usize,
+        after_tile: &mut dyn FnMut(usize),
+    ) -> bool {
+        let panel = NR * kc.next_multiple_of(2);
+        for t in 0..tiles {
+            let bt = b.wrapping_add(t * panel);
+            // SAFETY: A as `run` (a packed panel, a_rs = 0) or `run_direct_a` (12 rows in
+            // place) reads it, B's panel t, C's tile t: 12 rows of 32 bf16 from column 32t
+            // (the caller's contract); the dispatcher selected this kernel for a CPU with
+            // AVX-512 F, BW, DQ and BF16.
+            unsafe { rounded_tile(kc, a, a_rs, bt, out.wrapping_add(t * NR), out_rs) };
+            after_tile(t);
+        }
+        true
+    }
 }
+
+/// The 24 accumulators of a 12 × 32 tile: row i, vectors 0 and 1.
+type Acc = [[__m512; 2]; MR];
 
 /// Full 12-row tiles with A read in place: the pair steps in the assembly loop
 /// (`avx512_loop::direct_bf16`), then an odd kc's last value as in `kernel_direct_a`.
@@ -70,9 +100,24 @@ unsafe fn kernel_direct_a_full(
     ct: CTile,
     accumulate: bool,
 ) {
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     // SAFETY: forwarded C contract (prefetches never fault).
     unsafe { prefetch_c(ct, accumulate) };
+    // SAFETY: forwarded A and B contracts.
+    let acc = unsafe { sums_direct_full(kc, a, a_rs, b) };
+    // SAFETY: forwarded C contract.
+    unsafe { store_acc(acc, ct, accumulate) };
+}
+
+/// The 12 × 32 sums of a full tile with A's 12 rows read in place (`a_rs` apart, kc values
+/// each) against a packed B panel.
+///
+/// # Safety
+/// As `kernel_direct_a_full` for A and B; the caller must run with AVX-512F and AVX-512 BF16
+/// (a plain function, so `inline(always)` applies: out of line, its two callers would take
+/// the accumulators back through memory).
+#[inline(always)]
+unsafe fn sums_direct_full(kc: usize, a: *const bf16, a_rs: usize, b: *const bf16) -> Acc {
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     // SAFETY: rows 0..12 of A hold kc values each (the caller's contract: a full tile), so
     // kc / 2 pairs each; the B panel holds NR pairs per pair step.
     unsafe { avx512_loop::direct_bf16(kc / 2, a as *const u16, a_rs, b as *const u16, &mut acc) };
@@ -82,8 +127,7 @@ unsafe fn kernel_direct_a_full(
         // SAFETY: as above, for the single value at kc − 1 and B's last (padded) pair step.
         unsafe { dp_rows::<MR, true>(&mut acc, &rows, kc - 1, b_last) };
     }
-    // SAFETY: forwarded C contract.
-    unsafe { store_acc(acc, ct, accumulate) };
+    acc
 }
 
 /// The kernel with A read in place, k contiguous: A[i, p] at a[i·a_rs + p], the pair
@@ -154,12 +198,155 @@ unsafe fn dp_rows<const ROWS: usize, const SINGLE: bool>(
 
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn kernel(kc: usize, a: *const bf16, b: *const bf16, ct: CTile, accumulate: bool) {
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     // SAFETY: forwarded C contract (prefetches never fault).
     unsafe { prefetch_c(ct, accumulate) };
+    // SAFETY: forwarded A and B contracts.
+    let acc = unsafe { sums_packed(kc, a, b) };
+    // SAFETY: forwarded C contract.
+    unsafe { store_acc(acc, ct, accumulate) };
+}
+
+/// The 12 × 32 sums of a packed A panel against a packed B panel.
+///
+/// # Safety
+/// As `MicroKernel::run` for A and B; the caller must run with AVX-512F and AVX-512 BF16
+/// (inlined as `sums_direct_full` is).
+#[inline(always)]
+unsafe fn sums_packed(kc: usize, a: *const bf16, b: *const bf16) -> Acc {
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     // SAFETY: per pair step the packed A panel holds MR pairs and the B panel NR pairs, for
     // ⌈kc/2⌉ steps (k is padded to even); bf16 is a plain 16-bit value.
     unsafe { avx512_loop::packed_bf16(kc.div_ceil(2), a as *const u16, b as *const u16, &mut acc) };
-    // SAFETY: forwarded C contract.
-    unsafe { store_acc(acc, ct, accumulate) };
+    acc
+}
+
+/// One full tile of `run_rounded_row`: the sums (A packed when `a_rs` = 0, else 12 rows in
+/// place) and their rounding, in one function so that the accumulators stay in registers.
+///
+/// # Safety
+/// As `run_rounded_row` for one tile.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512bf16")]
+unsafe fn rounded_tile(
+    kc: usize,
+    a: *const bf16,
+    a_rs: usize,
+    b: *const bf16,
+    out: *mut bf16,
+    out_rs: usize,
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let acc = if a_rs == 0 {
+            sums_packed(kc, a, b)
+        } else {
+            sums_direct_full(kc, a, a_rs, b)
+        };
+        store_rounded(acc, out, out_rs);
+    }
+}
+
+/// A full tile's sums rounded to bf16 from the registers (beta = 0) into C at `out`, rows
+/// `out_rs` apart: 32 values per `vcvtne2ps2bf16`, which reads a subnormal f32 as 0, so the
+/// `vfpclassps` masks of every row are OR-ed and, should any sum be subnormal, the tile is
+/// rounded again from memory by `round_tile`'s exact integer way (as `rows_cvtne` does).
+///
+/// # Safety
+/// 12 rows of 32 bf16 writable at `out`, `out_rs` apart; AVX-512 F, BW, DQ and BF16.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512bf16")]
+#[inline]
+unsafe fn store_rounded(acc: Acc, out: *mut bf16, out_rs: usize) {
+    const SUBNORMAL: i32 = 0x20;
+    let mut sub: __mmask16 = 0;
+    for (i, row) in acc.iter().enumerate() {
+        sub |= _mm512_fpclass_ps_mask::<SUBNORMAL>(row[0])
+            | _mm512_fpclass_ps_mask::<SUBNORMAL>(row[1]);
+        let r = _mm512_cvtne2ps_pbh(row[1], row[0]);
+        // SAFETY: row i of the tile: 32 bf16 (64 bytes) writable (the caller's contract).
+        unsafe {
+            _mm512_storeu_si512(
+                out.wrapping_add(i * out_rs).cast(),
+                std::mem::transmute::<__m512bh, __m512i>(r),
+            )
+        };
+    }
+    if sub != 0 {
+        let mut spill = [[0.0f32; NR]; MR];
+        for (dst, row) in spill.iter_mut().zip(&acc) {
+            // SAFETY: each spill row holds 32 floats.
+            unsafe {
+                _mm512_storeu_ps(dst.as_mut_ptr(), row[0]);
+                _mm512_storeu_ps(dst.as_mut_ptr().add(16), row[1]);
+            }
+        }
+        let src = Tile::new(spill.as_flattened().as_ptr(), NR, 1, MR, NR);
+        // SAFETY: the spill is 12 rows of 32 floats; `out` as above; AVX-512F.
+        unsafe { round_tile(Rounding::Avx512, src, Tile::new(out, out_rs, 1, MR, NR)) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `store_rounded` writes each sum as `half`'s rounding does, bit for bit: normal values
+    /// (ties both ways), ±0, ±∞, NaN, and subnormal sums, which `vcvtne2ps2bf16` alone would
+    /// flush (the tile is then rounded again the exact way), at a row stride wider than the
+    /// tile; the bf16 values between the tile's rows stay untouched.
+    #[test]
+    fn store_rounded_matches_half_bit_for_bit() {
+        if !(crate::backend::cpu::isa::detected() >= crate::backend::cpu::isa::Isa::Avx512
+            && crate::backend::cpu::isa::has_avx512_bf16())
+        {
+            eprintln!("skipped: this CPU has no AVX-512 BF16");
+            return;
+        }
+        let specials = [
+            0x3F80_8000u32, // tie, rounds down to even
+            0x3F81_8000,    // tie, rounds up to even
+            0x0000_8001,    // subnormal
+            0x8040_0000,    // negative subnormal
+            0x7FC0_0001,    // NaN
+            0xFF80_0000,    // −∞
+            0x8000_0000,    // −0
+            0x7F7F_FFFF,    // rounds to +∞
+        ];
+        for with_subnormals in [false, true] {
+            let mut s = 0x9E37_79B9_7F4A_7C15u64;
+            let sums: Vec<f32> = (0..MR * NR)
+                .map(|i| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    let special = specials[i % specials.len()];
+                    if i % 5 == 0 && (with_subnormals || special & 0x7F80_0000 != 0) {
+                        f32::from_bits(special)
+                    } else {
+                        f32::from_bits(((s as u32) & 0x807F_FFFF) | 0x3F00_0000)
+                    }
+                })
+                .collect();
+            let out_rs = NR + 3;
+            let mut out = vec![bf16::from_bits(0xABCD); MR * out_rs];
+            // SAFETY: AVX-512 F, BW, DQ and BF16 checked above; the accumulators are loaded
+            // from 12 rows of 32 floats; `out` holds 12 rows of 32 bf16, out_rs apart.
+            unsafe {
+                let acc: Acc = std::array::from_fn(|i| {
+                    let row = sums[i * NR..].as_ptr();
+                    [_mm512_loadu_ps(row), _mm512_loadu_ps(row.add(16))]
+                });
+                store_rounded(acc, out.as_mut_ptr(), out_rs);
+            }
+            for i in 0..MR {
+                for j in 0..out_rs {
+                    let got = out[i * out_rs + j].to_bits();
+                    let want = if j < NR {
+                        bf16::from_f32(sums[i * NR + j]).to_bits()
+                    } else {
+                        0xABCD
+                    };
+                    assert_eq!(got, want, "({i}, {j}) of {:?}", sums.get(i * NR + j));
+                }
+            }
+        }
+    }
 }
