@@ -1,9 +1,10 @@
 //! bf16 GEMM into a bf16 C (`bgemm_batched_to_bf16`, as `torch.matmul` on bf16 tensors): on
 //! every path the result must be that path's f32 C (`bgemm_batched_path` into a row-major C:
-//! same kernel, same summation order) rounded to bf16 afterwards, bit for bit, whatever the number of k blocks
-//! (one: full tiles rounded by the kernel itself, the rest from its tile buffer; several: the partial sums wait in f32
-//! between blocks), and no element of C's buffer outside the C blocks may change. And
-//! `Tensor::matmul` on two bf16 tensors, which returns this bf16 C.
+//! same kernel, same summation order) rounded to bf16 afterwards, bit for bit, whatever the
+//! number of k blocks (one: full tiles rounded by the kernel itself, the rest from its tile
+//! buffer; several: the partial sums wait in f32 between blocks), and no element of C's
+//! buffer outside the C blocks may change. And `Tensor::matmul` on two bf16 tensors, which
+//! returns this bf16 C.
 
 mod gemm_util;
 

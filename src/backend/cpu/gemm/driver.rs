@@ -1382,7 +1382,8 @@ fn block<K, CA>(
             Some(NextPanel::Packed(_)) | None => {}
         };
         // A bf16 C from a single k block (beta = 0): the kernel may compute and round the
-        // full tiles in one pipeline (AMX, AVX-512 BF16); the rest, if any, go tile by tile below.
+        // full tiles in one pipeline (AMX, AVX-512 BF16); the rest, if any, go tile by tile
+        // below.
         let mut piped = 0;
         let rows_at = match src {
             ATile::Packed => Some(0),
