@@ -17,7 +17,7 @@ use half::bf16;
 use super::avx512::{prefetch_c, store_acc};
 use super::avx512_loop;
 use super::kernel::{by_rows, CTile, MicroKernel};
-use super::round_bf16::{round_tile, Rounding, Tile};
+use super::round_bf16::{cvtne32, round_tile, Rounding, Tile};
 
 pub(super) struct Avx512Bf16;
 
@@ -246,27 +246,22 @@ unsafe fn rounded_tile(
 }
 
 /// A full tile's sums rounded to bf16 from the registers (beta = 0) into C at `out`, rows
-/// `out_rs` apart: 32 values per `vcvtne2ps2bf16`, which reads a subnormal f32 as 0, so the
-/// `vfpclassps` masks of every row are OR-ed and, should any sum be subnormal, the tile is
-/// rounded again from memory by `round_tile`'s exact integer way (as `rows_cvtne` does).
+/// `out_rs` apart, 32 values per `cvtne32` (as `round_bf16::rows_cvtne` rounds from memory);
+/// should any sum be subnormal, the tile is rounded again by `round_tile`'s exact integer
+/// way.
 ///
 /// # Safety
 /// 12 rows of 32 bf16 writable at `out`, `out_rs` apart; AVX-512 F, BW, DQ and BF16.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512bf16")]
 #[inline]
 unsafe fn store_rounded(acc: Acc, out: *mut bf16, out_rs: usize) {
-    const SUBNORMAL: i32 = 0x20;
     let mut sub: __mmask16 = 0;
     for (i, row) in acc.iter().enumerate() {
-        sub |= _mm512_fpclass_ps_mask::<SUBNORMAL>(row[0])
-            | _mm512_fpclass_ps_mask::<SUBNORMAL>(row[1]);
-        let r = _mm512_cvtne2ps_pbh(row[1], row[0]);
-        // SAFETY: row i of the tile: 32 bf16 (64 bytes) writable (the caller's contract).
+        // SAFETY: row i of the tile: 32 bf16 (64 bytes) writable (the caller's contract);
+        // this function's target features are `cvtne32`'s.
         unsafe {
-            _mm512_storeu_si512(
-                out.wrapping_add(i * out_rs).cast(),
-                std::mem::transmute::<__m512bh, __m512i>(r),
-            )
+            let r = cvtne32(row[0], row[1], &mut sub);
+            _mm512_storeu_si512(out.wrapping_add(i * out_rs).cast(), r)
         };
     }
     if sub != 0 {

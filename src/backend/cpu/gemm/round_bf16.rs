@@ -128,7 +128,6 @@ pub(super) unsafe fn round_tile(how: Rounding, src: Tile<*const f32>, dst: Tile<
 /// As `round_tile`, rows contiguous; the CPU has AVX-512 F, BW, DQ and BF16.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512bf16")]
 unsafe fn rows_cvtne(src: Tile<*const f32>, dst: Tile<*mut bf16>) {
-    const SUBNORMAL: i32 = 0x20;
     let (groups, tail) = (src.cols / 32, src.cols % 32);
     let mut sub: __mmask16 = 0;
     let (mut s, mut d) = (src.ptr, dst.ptr);
@@ -139,10 +138,7 @@ unsafe fn rows_cvtne(src: Tile<*const f32>, dst: Tile<*mut bf16>) {
             // of each tile (the caller's contract).
             unsafe {
                 let (lo, hi) = (_mm512_loadu_ps(sg), _mm512_loadu_ps(sg.add(16)));
-                sub |= _mm512_fpclass_ps_mask::<SUBNORMAL>(lo)
-                    | _mm512_fpclass_ps_mask::<SUBNORMAL>(hi);
-                let r = _mm512_cvtne2ps_pbh(hi, lo);
-                _mm512_storeu_si512(dg.cast(), std::mem::transmute::<__m512bh, __m512i>(r));
+                _mm512_storeu_si512(dg.cast(), cvtne32(lo, hi, &mut sub));
             }
             (sg, dg) = (sg.wrapping_add(32), dg.wrapping_add(32));
         }
@@ -155,6 +151,23 @@ unsafe fn rows_cvtne(src: Tile<*const f32>, dst: Tile<*mut bf16>) {
     if sub != 0 {
         // SAFETY: as above.
         unsafe { rows_avx512(src, dst) };
+    }
+}
+
+/// 32 f32 values (lo: the first 16) as 32 bf16 by `vcvtne2ps2bf16`, which reads a subnormal
+/// input as 0: the lanes holding one are OR-ed into `sub`, and the caller rounds its values
+/// again the exact way (`rows_avx512`) when `sub` ends non-zero.
+///
+/// # Safety
+/// The caller must run with AVX-512 F, DQ and BF16 (a plain function, so `inline(always)`
+/// applies and the intrinsics inline into that caller).
+#[inline(always)]
+pub(super) unsafe fn cvtne32(lo: __m512, hi: __m512, sub: &mut __mmask16) -> __m512i {
+    const SUBNORMAL: i32 = 0x20;
+    // SAFETY: the caller's target features.
+    unsafe {
+        *sub |= _mm512_fpclass_ps_mask::<SUBNORMAL>(lo) | _mm512_fpclass_ps_mask::<SUBNORMAL>(hi);
+        std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo))
     }
 }
 
