@@ -92,8 +92,7 @@ impl Convert for F32 {
     }
     #[cfg(target_arch = "x86_64")]
     fn transpose_f32(blk: &[f32], rs: usize, kc: usize, out: &mut [f32]) -> bool {
-        let r = out.len() / kc;
-        transpose_rows(blk, rs, r, kc, out);
+        transpose_rows(blk, rs, kc, out);
         true
     }
 }
@@ -181,8 +180,7 @@ impl Convert for Bf16ToF32 {
     }
     #[cfg(target_arch = "x86_64")]
     fn transpose_f32(blk: &[bf16], rs: usize, kc: usize, out: &mut [f32]) -> bool {
-        let r = out.len() / kc;
-        transpose_rows(blk, rs, r, kc, out);
+        transpose_rows(blk, rs, kc, out);
         true
     }
 }

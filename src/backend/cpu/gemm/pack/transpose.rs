@@ -43,12 +43,14 @@ impl Load4 for bf16 {
     }
 }
 
-/// out[p·r + i] = blk[i·rs + p] (as f32) for i < r, p < kc: 4 × 4 blocks transposed in SSE
-/// registers (baseline on x86-64); leftover rows and the k tail element by element.
+/// One panel of r = out.len() / kc rows: out[p·r + i] = blk[i·rs + p] (as f32) for i < r,
+/// p < kc: 4 × 4 blocks transposed in SSE registers (baseline on x86-64); leftover rows and
+/// the k tail element by element.
 #[cfg(target_arch = "x86_64")]
-pub(super) fn transpose_rows<T: Load4>(blk: &[T], rs: usize, r: usize, kc: usize, out: &mut [f32]) {
+pub(super) fn transpose_rows<T: Load4>(blk: &[T], rs: usize, kc: usize, out: &mut [f32]) {
     use std::arch::x86_64::*;
-    assert!(out.len() >= r * kc && blk.len() > (r - 1) * rs + kc - 1);
+    let r = out.len() / kc;
+    assert!(r > 0 && blk.len() > (r - 1) * rs + kc - 1);
     let k4 = kc / 4 * 4;
     let r4 = r / 4 * 4;
     let (src, dst) = (blk.as_ptr(), out.as_mut_ptr());
