@@ -5,9 +5,11 @@
 //! vectors of 16 column pairs of B and broadcasts the 32-bit pair (A[i,2q], A[i,2q+1]).
 //! With k contiguous in A that pair is already adjacent in A's row, so A is also read in
 //! place (`run_direct_a`, no packing): small and skinny problems, where packing A cost as
-//! much as the products, then run at the kernel's speed. The pair steps of packed tiles and
-//! of full in-place tiles run in the assembly loop shared with the f32 kernel
-//! (`avx512_loop`); in-place edge tiles keep the intrinsics loop below.
+//! much as the products, then run at the kernel's speed; an A stored transposed against a
+//! narrow C is read in place too (`run_transposed_a`), its pairs interleaved per pair step
+//! inside the k loop. The pair steps of packed tiles and of full in-place tiles run in the
+//! assembly loop shared with the f32 kernel (`avx512_loop`); in-place edge tiles and the
+//! transposed A keep the intrinsics loops below.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -57,6 +59,27 @@ impl MicroKernel for Avx512Bf16 {
                 _ => by_rows!(mr, MR, kernel_direct_a(kc, a, a_rs, b, ct, accumulate)),
             }
         }
+    }
+
+    const TRANSPOSED_A: bool = true;
+
+    /// Four panels: each value of A interleaved in the kernel serves up to four tiles, where
+    /// the packed path interleaves it once for all of them. Zen 4, 1 / 2 threads, against
+    /// packed A (`tools/ab_bins.py`, 7 pairs, bf16 C): 512 × 512 × 96 × 12 +16% / +7%, 512 ×
+    /// 768 × 128 +4% / +1%, 768 × 768 × 256 −1% / −2%.
+    const TRANSPOSED_A_MAX_N: usize = 128;
+
+    unsafe fn run_transposed_a(
+        kc: usize,
+        a: *const bf16,
+        a_cs: usize,
+        b: *const bf16,
+        ct: CTile,
+        accumulate: bool,
+    ) {
+        // SAFETY: forwarded contract (12 readable values per k step, rows past mr never
+        // stored); AVX-512F and AVX-512 BF16 as above.
+        unsafe { kernel_transposed_a(kc, a, a_cs, b, ct, accumulate) }
     }
 
     /// Each full tile's sums rounded to the bf16 C from the registers (`store_rounded`)
@@ -189,6 +212,119 @@ unsafe fn dp_rows<const ROWS: usize, const SINGLE: bool>(
             } else {
                 (ap.add(at) as *const u32).read_unaligned()
             };
+            let ai: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair as i32));
+            row[0] = _mm512_dpbf16_ps(row[0], ai, b0);
+            row[1] = _mm512_dpbf16_ps(row[1], ai, b1);
+        }
+    }
+}
+
+/// The kernel with A stored transposed and read in place (Aᵀ·B against a narrow C, as
+/// attention's dV = Pᵀ·dO and a weight gradient Xᵀ·dY): A[i, p] at a + i + p·a_cs, the 12
+/// values of a k step side by side. Per pair step the 12 pairs (A[i, 2q], A[i, 2q+1]) are
+/// interleaved from steps 2q and 2q+1 (three 16-bit unpacks) into a 48-byte buffer that
+/// the broadcasts read as they read a packed panel; an odd kc's last step pairs with zeros
+/// (B's padded row is zero too). This is the pair packing of `pack::pairs` done per tile
+/// inside the k loop, so a transposed A of a narrow product (each value used by one or two
+/// tiles) is not written to a panel and read back. The source steps are prefetched into L2
+/// `TRANSPOSED_PREFETCH_STEPS` ahead: the hardware prefetchers do not follow a stride across
+/// rows.
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn kernel_transposed_a(
+    kc: usize,
+    a: *const bf16,
+    a_cs: usize,
+    b: *const bf16,
+    ct: CTile,
+    accumulate: bool,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    // SAFETY: forwarded C contract (prefetches never fault).
+    unsafe { prefetch_c(ct, accumulate) };
+    let mut pairs = Pairs([0; MR]);
+    let mut b = b as *const __m512i;
+    let step = |p: usize| a.wrapping_add(p * a_cs);
+    for q in 0..kc / 2 {
+        // SAFETY: steps 2q and 2q + 1 < kc hold 12 readable values each (the caller's
+        // contract); the B panel holds NR pairs per pair step; prefetches never fault.
+        unsafe {
+            prefetch_step(step(2 * q + TRANSPOSED_PREFETCH_STEPS));
+            prefetch_step(step(2 * q + 1 + TRANSPOSED_PREFETCH_STEPS));
+            interleave_step(&mut pairs, step(2 * q), Some(step(2 * q + 1)));
+            dp_pairs(&mut acc, &pairs, b);
+        }
+        b = b.wrapping_add(2);
+    }
+    if kc % 2 == 1 {
+        // SAFETY: as above, for the single step kc − 1 (paired with zeros).
+        unsafe {
+            interleave_step(&mut pairs, step(kc - 1), None);
+            dp_pairs(&mut acc, &pairs, b);
+        }
+    }
+    // SAFETY: forwarded C contract.
+    unsafe { store_acc(acc, ct, accumulate) };
+}
+
+/// The 12 pairs of one pair step of `kernel_transposed_a`, as 32-bit values.
+#[repr(C, align(64))]
+struct Pairs([u32; MR]);
+
+/// Pair steps ahead that `kernel_transposed_a` prefetches A's steps into L2 (32 k steps, as
+/// the f32 kernel's `TRANSPOSED_PREFETCH_STEPS`).
+const TRANSPOSED_PREFETCH_STEPS: usize = 32;
+
+/// Both lines that the 12 values (24 bytes) at `p` may span, into L2.
+#[inline(always)]
+unsafe fn prefetch_step(p: *const bf16) {
+    // SAFETY: prefetching is a hint and never faults.
+    unsafe {
+        _mm_prefetch::<_MM_HINT_T1>(p as *const i8);
+        _mm_prefetch::<_MM_HINT_T1>((p as *const i8).wrapping_add(23));
+    }
+}
+
+/// pairs[i] = A[i, 2q] | A[i, 2q+1] << 16 for i < 12, from the 12 values at `s0` and at `s1`
+/// (none: zeros).
+///
+/// # Safety
+/// 12 bf16 readable at `s0` (and `s1`); the caller runs with SSE2 (AVX-512F implies it).
+#[inline(always)]
+unsafe fn interleave_step(pairs: &mut Pairs, s0: *const bf16, s1: Option<*const bf16>) {
+    // SAFETY: 16 + 8 bytes at each source (12 bf16), the caller's contract; 48 bytes of
+    // `pairs` written.
+    unsafe {
+        let lo0 = _mm_loadu_si128(s0 as *const __m128i);
+        let hi0 = _mm_loadl_epi64(s0.wrapping_add(8) as *const __m128i);
+        let (lo1, hi1) = match s1 {
+            Some(s1) => (
+                _mm_loadu_si128(s1 as *const __m128i),
+                _mm_loadl_epi64(s1.wrapping_add(8) as *const __m128i),
+            ),
+            None => (_mm_setzero_si128(), _mm_setzero_si128()),
+        };
+        let out = pairs.0.as_mut_ptr() as *mut __m128i;
+        _mm_store_si128(out, _mm_unpacklo_epi16(lo0, lo1));
+        _mm_store_si128(out.add(1), _mm_unpackhi_epi16(lo0, lo1));
+        _mm_store_si128(out.add(2), _mm_unpacklo_epi16(hi0, hi1));
+    }
+}
+
+/// One pair step: acc[i] += pairs[i] · (b0, b1), each pair broadcast from the buffer.
+///
+/// # Safety
+/// `b` holds two 64-byte vectors; the caller runs with AVX-512F and AVX-512 BF16.
+#[inline(always)]
+unsafe fn dp_pairs(acc: &mut Acc, pairs: &Pairs, b: *const __m512i) {
+    // The buffer is read through memory (not forwarded into register shuffles, which would
+    // take the vector ports the dot products need).
+    let pairs = std::hint::black_box(pairs);
+    // SAFETY: the caller's contract; bf16 is a plain 16-bit value, so the reinterpretations
+    // are bit casts.
+    unsafe {
+        let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b));
+        let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(1)));
+        for (row, &pair) in acc.iter_mut().zip(&pairs.0) {
             let ai: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair as i32));
             row[0] = _mm512_dpbf16_ps(row[0], ai, b0);
             row[1] = _mm512_dpbf16_ps(row[1], ai, b1);

@@ -184,9 +184,13 @@ pub(super) trait MicroKernel: Sync {
         unsafe { Self::run_direct_a(kc, a, a_rs, panel.as_ptr(), ct, accumulate) }
     }
 
-    /// Whether `run_transposed_a` reads an A stored transposed in place (the f32 AVX-512
-    /// kernel); otherwise the driver packs such an A.
+    /// Whether `run_transposed_a` reads an A stored transposed in place (the f32 AVX-512 and
+    /// AVX2 kernels, the AVX-512 BF16 one); otherwise the driver packs such an A.
     const TRANSPOSED_A: bool = false;
+
+    /// Columns of C up to which the driver reads an A stored transposed in place
+    /// (`driver::operands::transposed_a_in_place`): two AVX-512 panels of f32.
+    const TRANSPOSED_A_MAX_N: usize = 64;
 
     /// `run` with A stored transposed and read where it lies: A[i, p] at `a + i + p·a_cs`,
     /// the MR values of a k step side by side. This default packs them into a panel and
@@ -295,7 +299,7 @@ pub(super) unsafe fn store_tile_generic(acc: &[f32], nr_full: usize, ct: CTile, 
 
 #[cfg(test)]
 mod tests {
-    use super::{CTile, MicroKernel};
+    use super::{panel_of, CTile, MicroKernel};
 
     /// `run_direct_a` on A rows in place equals `run` on the packed panel, for every
     /// number of valid rows (rows past mr are never read: A ends right after row mr − 1).
@@ -425,12 +429,15 @@ mod tests {
     }
 
     /// `run_transposed_a` (A[i, p] at a + i + p·a_cs) against `run` on the packed panel, at
-    /// every tile height, full and partial widths, k of 1 to 37 (the unrolled groups and
-    /// the single steps); rows i ≥ mr of each step and the gap to the next step are NaN
-    /// (read by the kernel, never stored).
-    fn transposed_matches_packed<K: MicroKernel<P = f32>>() {
+    /// every tile height, full and partial widths, k of 1 to 37 (the unrolled groups, the
+    /// single steps and, with KU = 2, an odd last step); rows i ≥ mr of each step and the
+    /// gap to the next step are NaN (read by the kernel, never stored). `p` converts the
+    /// small integers used (exact in bf16 and in the f32 sums).
+    fn transposed_matches_packed<K: MicroKernel>(p_of: impl Fn(f32) -> K::P) {
         let a_cs = K::MR + 5;
-        let panel_b: Vec<f32> = (0..K::NR * 40).map(|x| (x % 13) as f32 - 6.0).collect();
+        let panel_b: Vec<K::P> = (0..K::NR * 40)
+            .map(|x| p_of((x % 13) as f32 - 6.0))
+            .collect();
         for kc in [1, 3, 4, 5, 8, 37] {
             for (mr, nr) in [
                 (K::MR, K::NR),
@@ -442,20 +449,18 @@ mod tests {
             .into_iter()
             .filter(|&(mr, _)| mr <= K::MR)
             {
-                let mut a = vec![f32::NAN; kc * a_cs];
-                let mut panel = vec![0.0f32; K::MR * kc];
+                let mut a = vec![p_of(f32::NAN); kc * a_cs];
                 for p in 0..kc {
                     for i in 0..mr {
-                        let x = ((p * 5 + i * 3) % 7) as f32 - 3.0;
-                        a[p * a_cs + i] = x;
-                        panel[p * K::MR + i] = x;
+                        a[p * a_cs + i] = p_of(((p * 5 + i * 3) % 7) as f32 - 3.0);
                     }
                 }
+                let panel = panel_of(K::MR, K::KU_A, K::KU, mr, kc, |i, p| a[p * a_cs + i]);
                 let (mut want, mut got) =
                     (vec![1.0f32; K::MR * K::NR], vec![1.0f32; K::MR * K::NR]);
                 // SAFETY: each of A's kc steps holds MR readable values (a_cs ≥ MR), the
-                // panels MR·kc and NR·kc values, and C is a full MR × NR row-major tile; the
-                // kernels run only where the CPU has them.
+                // panels MR·kc' and NR·kc' values (kc' ≤ 38), and C is a full MR × NR
+                // row-major tile; the kernels run only where the CPU has them.
                 unsafe {
                     K::run(
                         kc,
@@ -484,10 +489,17 @@ mod tests {
 
     #[test]
     fn transposed_a_matches_packed_panel() {
-        transposed_matches_packed::<super::super::scalar::Scalar>();
+        transposed_matches_packed::<super::super::scalar::Scalar>(|x| x);
         #[cfg(target_arch = "x86_64")]
         if crate::backend::cpu::isa::detected() >= crate::backend::cpu::isa::Isa::Avx512 {
-            transposed_matches_packed::<super::super::avx512::Avx512>();
+            transposed_matches_packed::<super::super::avx512::Avx512>(|x| x);
+            if crate::backend::cpu::isa::has_avx512_bf16() {
+                transposed_matches_packed::<super::super::avx512_bf16::Avx512Bf16>(
+                    half::bf16::from_f32,
+                );
+            } else {
+                println!("AVX-512 BF16 transposed-A kernel: not on this CPU, skipped");
+            }
         }
     }
 
