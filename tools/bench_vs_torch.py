@@ -72,6 +72,17 @@ SHAPES = [
     ("attn_T512_d64_PV", 512, 512, 64, 12, False),
     # Attention's backward dV = Pᵀ·dO (A transposed: a 7th field).
     ("attn_T512_d64_dV", 512, 512, 64, 12, False, True),
+    # The training step's backward products of the MLP layers above, for y = x·W with W
+    # stored k × n (GPT-2's Conv1D): dX = dY·Wᵀ (B transposed) and dW = Xᵀ·dY (A transposed,
+    # k = the tokens).
+    ("gpt2_mlp_up_dX", 4096, 3072, 768, 1, True),
+    ("gpt2_mlp_up_dW", 768, 4096, 3072, 1, False, True),
+    ("gpt2_mlp_down_dX", 4096, 768, 3072, 1, True),
+    ("gpt2_mlp_down_dW", 3072, 4096, 768, 1, False, True),
+    ("shakespeare_up_dX", 768, 512, 128, 1, True),
+    ("shakespeare_up_dW", 128, 768, 512, 1, False, True),
+    ("shakespeare_down_dX", 768, 128, 512, 1, True),
+    ("shakespeare_down_dW", 512, 768, 128, 1, False, True),
     # Decoding one token (and 8 sequences) with GPT-2 small: x·Wᵀ of the Linear layers and
     # the tied LM head (50257 × 768).
     ("decode_qkv", 1, 768, 2304, 1, True),
