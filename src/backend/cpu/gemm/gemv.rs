@@ -60,6 +60,36 @@ pub(super) fn prefetch_next_rows(k: usize, elem_bytes: usize) -> bool {
     k * elem_bytes < PAGE_BYTES
 }
 
+/// Whether a dot form job reads W's rows one after another rather than a few side by side:
+/// with at most `STREAM_MAX_M` rows of A and at least `STREAM_MIN_BYTES` of W in the job,
+/// which then most likely comes from memory (a decoding step reads each weight matrix once
+/// per token, after every other layer's). Rows adjacent in W (a weight matrix's x·Wᵀ) are
+/// then one sequential stream, which the hardware prefetchers follow to the memory's
+/// bandwidth; rows side by side are as many short streams, each picked up late (with the
+/// next rows prefetched). Side by side, each vector of A serves several rows of W: from
+/// cache, and with more rows of A, that wins. Zen 4, `tools/ab_bins.py`, side by side /
+/// streamed time, 1 / 2 threads: a GPT-2 124M decoding step (`bench decode`), bf16 weights
+/// 1.90 / 1.47 (22.3 → 11.7 ms a token, W at 21 GB/s), f32 weights 1.36 / 1.02, bf16 batch
+/// 2 1.29 / 1.12 (batch 8: not streamed, unchanged); the LM head 1 × 768 × 50257 in bf16
+/// (`vdpbf16ps`) 2.59 / 1.74, f32 1.60 / 1.27; 4096 × 4096 × 1 in bf16 (rows of 8 KiB) 1.54
+/// / 1.35. From cache (`bench gemm` repeats the same W) side by side wins: 1 × 768 × 2304
+/// bf16 0.95, f32 A against bf16 W at m = 2 0.83 / 0.71; at m = 8 0.72.
+pub(super) fn stream_rows<T, W>(job: &Job<'_, T, W>) -> bool {
+    let row_bytes = job.k * std::mem::size_of::<W>();
+    job.m <= STREAM_MAX_M
+        && row_bytes <= STREAM_MAX_ROW_BYTES
+        && (job.j1 - job.j0) * row_bytes >= STREAM_MIN_BYTES
+}
+
+/// See `stream_rows`.
+const STREAM_MAX_M: usize = 2;
+/// See `stream_rows`.
+const STREAM_MIN_BYTES: usize = 1 << 20;
+/// Rows up to two pages: longer ones are long streams that the prefetchers pick up well
+/// side by side, where more of them in flight pull more bandwidth (f32 4096 × 4096 × 1,
+/// rows of 16 KiB, one after another: 0.83 / 0.87 of side by side).
+const STREAM_MAX_ROW_BYTES: usize = 2 * PAGE_BYTES;
+
 /// Prefetches into L1 the line at `p` of each of `rows` rows `stride` elements apart. A hint:
 /// it never faults, wherever the addresses point.
 #[inline(always)]
@@ -397,14 +427,17 @@ unsafe fn dot_simd_bf16<S: Simd>(job: Job<'_, bf16>) {
 unsafe fn dot_any<S: Simd, E: Elem>(job: Job<'_, E>) {
     // AVX-512's 32 registers hold twice the columns of AVX2's 16 for several rows.
     let wide = S::LANES == 16;
-    match (job.m, wide) {
-        (1, _) => dot_rows::<S, E, 1, 8>(&job),
-        (2, true) => dot_rows::<S, E, 2, 8>(&job),
-        (2, false) => dot_rows::<S, E, 2, 4>(&job),
-        (3, true) => dot_rows::<S, E, 3, 4>(&job),
-        (3, false) => dot_rows::<S, E, 3, 2>(&job),
-        (_, true) => dot_rows::<S, E, 4, 4>(&job),
-        (_, false) => dot_rows::<S, E, 4, 2>(&job),
+    match (job.m, wide, stream_rows(&job)) {
+        // One W row after another (`stream_rows`), U accumulators per row of A.
+        (1, _, true) => dot_rows_streamed::<S, E, 1, 4>(&job),
+        (2, _, true) => dot_rows_streamed::<S, E, 2, 2>(&job),
+        (1, _, _) => dot_rows::<S, E, 1, 8>(&job),
+        (2, true, _) => dot_rows::<S, E, 2, 8>(&job),
+        (2, false, _) => dot_rows::<S, E, 2, 4>(&job),
+        (3, true, _) => dot_rows::<S, E, 3, 4>(&job),
+        (3, false, _) => dot_rows::<S, E, 3, 2>(&job),
+        (_, true, _) => dot_rows::<S, E, 4, 4>(&job),
+        (_, false, _) => dot_rows::<S, E, 4, 2>(&job),
     }
 }
 
@@ -418,6 +451,55 @@ unsafe fn dot_rows<S: Simd, E: Elem, const R: usize, const Q: usize>(job: &Job<'
     while j < job.j1 {
         dot_block::<S, E, R, 1>(job, j);
         j += 1;
+    }
+}
+
+/// The columns of a job one W row after another (`stream_rows`).
+#[inline(always)]
+unsafe fn dot_rows_streamed<S: Simd, E: Elem, const R: usize, const U: usize>(job: &Job<'_, E>) {
+    for j in job.j0..job.j1 {
+        dot_row::<S, E, R, U>(job, j);
+    }
+}
+
+/// C[0..R, j] (+)= A[0..R, :]·W_jᵀ, with U accumulators per row of A (vector u of each group
+/// of U into accumulator u, so that U chains of multiply-adds overlap), summed at the end.
+#[inline(always)]
+unsafe fn dot_row<S: Simd, E: Elem, const R: usize, const U: usize>(job: &Job<'_, E>, j: usize) {
+    let (l, k) = (S::LANES, job.k);
+    let a = job.a.as_ptr();
+    let w = job.b.as_ptr().add(j * job.b_cs);
+    let mut s = [[S::splat(0.0); U]; R];
+    let mut p = 0;
+    // Whole groups of U vectors (indices known at compile time, so the accumulators stay in
+    // registers), then single vectors and the tail into accumulator 0.
+    while p + U * l <= k {
+        for u in 0..U {
+            let at = p + u * l;
+            let wv = E::load::<S>(w.add(at));
+            for (r, row) in s.iter_mut().enumerate() {
+                row[u] = S::fmadd(E::load::<S>(a.add(r * job.a_rs + at)), wv, row[u]);
+            }
+        }
+        p += U * l;
+    }
+    while p + l <= k {
+        let wv = E::load::<S>(w.add(p));
+        for (r, row) in s.iter_mut().enumerate() {
+            row[0] = S::fmadd(E::load::<S>(a.add(r * job.a_rs + p)), wv, row[0]);
+        }
+        p += l;
+    }
+    if p < k {
+        let t = k - p;
+        let wv = E::load_tail::<S>(w.add(p), t);
+        for (r, row) in s.iter_mut().enumerate() {
+            row[0] = S::fmadd(E::load_tail::<S>(a.add(r * job.a_rs + p), t), wv, row[0]);
+        }
+    }
+    for (r, row) in s.iter().enumerate() {
+        let sum = row[1..].iter().fold(row[0], |x, &y| S::add(x, y));
+        put(job, r, j, S::hsum(sum));
     }
 }
 

@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 
 use half::bf16;
 
-use super::gemv::{prefetch_line_of_rows, prefetch_next_rows, put, Job};
+use super::gemv::{prefetch_line_of_rows, prefetch_next_rows, put, stream_rows, Job};
 use crate::backend::cpu::isa::Isa;
 
 /// bf16 values per vector.
@@ -80,11 +80,59 @@ impl Bf16Row for f32 {
 /// The CPU has AVX-512 F/BW and BF16; the job's rows, columns and k lie inside A, B and C.
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 pub(super) unsafe fn dot<T: Bf16Row>(job: Job<'_, T>) {
-    match job.m {
-        1 => rows::<T, 1, 4>(&job),
-        2 => rows::<T, 2, 4>(&job),
-        3 => rows::<T, 3, 2>(&job),
+    match (job.m, stream_rows(&job)) {
+        (1, true) => rows_streamed::<T, 1, 8>(&job),
+        (2, true) => rows_streamed::<T, 2, 4>(&job),
+        (1, _) => rows::<T, 1, 4>(&job),
+        (2, _) => rows::<T, 2, 4>(&job),
+        (3, _) => rows::<T, 3, 2>(&job),
         _ => rows::<T, 4, 2>(&job),
+    }
+}
+
+/// The columns of a job one W row after another (`gemv::stream_rows`).
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn rows_streamed<T: Bf16Row, const R: usize, const U: usize>(job: &Job<'_, T>) {
+    for j in job.j0..job.j1 {
+        row::<T, R, U>(job, j);
+    }
+}
+
+/// C[0..R, j] (+)= A[0..R, :]·W_jᵀ, with U accumulators per row of A (vector chunk u of
+/// each group of U into accumulator u, so that U chains of `vdpbf16ps` overlap), summed at
+/// the end.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+#[inline]
+unsafe fn row<T: Bf16Row, const R: usize, const U: usize>(job: &Job<'_, T>, j: usize) {
+    let (a, w, k) = (job.a.as_ptr(), job.b.as_ptr().add(j * job.b_cs), job.k);
+    let mut s = [[_mm512_setzero_ps(); U]; R];
+    let mut p = 0;
+    // Whole groups of U chunks (indices known at compile time, so the accumulators stay in
+    // registers).
+    while p + U * L <= k {
+        for u in 0..U {
+            let at = p + u * L;
+            let wv = T::load(w.add(at), L);
+            for (r, row) in s.iter_mut().enumerate() {
+                let av = T::load(a.add(r * job.a_rs + at), L);
+                row[u] = _mm512_dpbf16_ps(row[u], av, wv);
+            }
+        }
+        p += U * L;
+    }
+    // The rest (fewer than U chunks, the last one short) into accumulator 0.
+    while p < k {
+        let n = (k - p).min(L);
+        let wv = T::load(w.add(p), n);
+        for (r, row) in s.iter_mut().enumerate() {
+            let av = T::load(a.add(r * job.a_rs + p), n);
+            row[0] = _mm512_dpbf16_ps(row[0], av, wv);
+        }
+        p += n;
+    }
+    for (r, row) in s.iter().enumerate() {
+        let sum = row[1..].iter().fold(row[0], |x, &y| _mm512_add_ps(x, y));
+        put(job, r, j, _mm512_reduce_add_ps(sum));
     }
 }
 

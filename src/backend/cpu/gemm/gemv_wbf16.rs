@@ -7,7 +7,8 @@
 //! the low half cleared (AVX-512: a load that zeroes it; AVX2: a mask), both exact f32, with
 //! no lane shuffle. On 1 × 768 × 50257, 1 thread, Zen 4: 5.1–5.6 ms (14–15 GB/s of W),
 //! against 6.2 ms widening each half with `vpmovzxwd`, 8.6–8.9 ms for f32 W and 4.6–5.3 ms
-//! for `vdpbf16ps` on bf16 A (which rounds A). A's rows are split once per job into the
+//! for `vdpbf16ps` on bf16 A (which rounds A); with W's rows read one after another
+//! (`gemv::stream_rows`) 2.8 ms. A's rows are split once per job into the
 //! matching (even, odd) vectors, zero past k; W's last partial step goes through a zeroed
 //! buffer. Products are exact-input f32 FMAs as in the
 //! f32 path; the sums run in another order (evens and odds interleaved per lane), so results
@@ -15,7 +16,7 @@
 
 use half::bf16;
 
-use super::gemv::{dot_scalar, prefetch_line_of_rows, prefetch_next_rows, put, Job};
+use super::gemv::{dot_scalar, prefetch_line_of_rows, prefetch_next_rows, put, stream_rows, Job};
 use crate::backend::cpu::simd::{simd_kernel, Simd};
 
 simd_kernel! {
@@ -49,13 +50,18 @@ unsafe fn dot_simd<S: Simd>(job: Job<'_, f32, bf16>) {
     // 3–4 rows take twice the columns in AVX-512's 32 registers (m × 768 × 50257, 1 thread,
     // Zen 4: m = 4 9.1 → 7.8 ms, m = 3 7.8–8.1 → 7.4; m = 2 gained nothing from 6).
     let wide = S::LANES == 16;
-    match (job.m, wide) {
-        (1, _) => rows::<S, 1, 4>(&job, &a),
-        (2, _) => rows::<S, 2, 4>(&job, &a),
-        (3, true) => rows::<S, 3, 4>(&job, &a),
-        (3, false) => rows::<S, 3, 2>(&job, &a),
-        (_, true) => rows::<S, 4, 4>(&job, &a),
-        (_, false) => rows::<S, 4, 2>(&job, &a),
+    match (job.m, wide, stream_rows(&job)) {
+        // One W row after another (`gemv::stream_rows`), U accumulators per row of A (step s
+        // of each group of U into accumulator s mod U, so that U chains of multiply-adds
+        // overlap).
+        (1, _, true) => rows_streamed::<S, 1, 4>(&job, &a),
+        (2, _, true) => rows_streamed::<S, 2, 2>(&job, &a),
+        (1, _, _) => rows::<S, 1, 4>(&job, &a),
+        (2, _, _) => rows::<S, 2, 4>(&job, &a),
+        (3, true, _) => rows::<S, 3, 4>(&job, &a),
+        (3, false, _) => rows::<S, 3, 2>(&job, &a),
+        (_, true, _) => rows::<S, 4, 4>(&job, &a),
+        (_, false, _) => rows::<S, 4, 2>(&job, &a),
     }
 }
 
@@ -76,6 +82,59 @@ unsafe fn rows<S: Simd, const R: usize, const Q: usize>(job: &Job<'_, f32, bf16>
     while j < job.j1 {
         block::<S, R, 1>(job, a, j);
         j += 1;
+    }
+}
+
+/// The columns of a job one W row after another (`gemv::stream_rows`).
+#[inline(always)]
+unsafe fn rows_streamed<S: Simd, const R: usize, const U: usize>(
+    job: &Job<'_, f32, bf16>,
+    a: &Split<'_>,
+) {
+    for j in job.j0..job.j1 {
+        row::<S, R, U>(job, a, j);
+    }
+}
+
+/// C[0..R, j] (+)= A[0..R, :]·widen(W_j)ᵀ. Plain loops and `inline(always)` helpers only: a
+/// closure here is not inlined into the `target_feature` caller, and its intrinsics then
+/// run as calls (seen in a profile as a separate `_mm512_fmadd_ps`).
+#[inline(always)]
+unsafe fn row<S: Simd, const R: usize, const U: usize>(
+    job: &Job<'_, f32, bf16>,
+    a: &Split<'_>,
+    j: usize,
+) {
+    let k = job.k;
+    let w = job.b.as_ptr().add(j * job.b_cs).cast::<u16>();
+    let mut acc = [[S::splat(0.0); U]; R];
+    let full = k / a.step;
+    let mut s = 0;
+    // Whole groups of U steps, step u of a group into accumulator u (indices known at
+    // compile time, so the accumulators stay in registers).
+    while s + U <= full {
+        for u in 0..U {
+            let wv = S::load_bf16_pairs(w.add((s + u) * a.step));
+            step_one::<S, R, U>(&mut acc, a, s + u, wv, u);
+        }
+        s += U;
+    }
+    while s < full {
+        let wv = S::load_bf16_pairs(w.add(s * a.step));
+        step_one::<S, R, U>(&mut acc, a, s, wv, 0);
+        s += 1;
+    }
+    if full < a.steps {
+        let (p, t) = (full * a.step, k - full * a.step);
+        // At most 2 × 16 values (AVX-512), zero past k.
+        let mut buf = [0u16; 32];
+        std::ptr::copy_nonoverlapping(w.add(p), buf.as_mut_ptr(), t);
+        let wv = S::load_bf16_pairs(buf.as_ptr());
+        step_one::<S, R, U>(&mut acc, a, full, wv, 0);
+    }
+    for (r, row) in acc.iter().enumerate() {
+        let sum = row[1..].iter().fold(row[0], |x, &y| S::add(x, y));
+        put(job, r, j, S::hsum(sum));
     }
 }
 
@@ -139,5 +198,22 @@ unsafe fn step<S: Simd, const R: usize, const Q: usize>(
         for (x, &(we, wo)) in row.iter_mut().zip(wv) {
             *x = S::fmadd(ao, wo, S::fmadd(ae, we, *x));
         }
+    }
+}
+
+/// One step of 2L values: each row's (even, odd) halves against W's, into accumulator `u`.
+#[inline(always)]
+unsafe fn step_one<S: Simd, const R: usize, const U: usize>(
+    acc: &mut [[S::V; U]; R],
+    a: &Split<'_>,
+    s: usize,
+    (we, wo): (S::V, S::V),
+    u: usize,
+) {
+    let av = a.v.as_ptr();
+    for (r, row) in acc.iter_mut().enumerate() {
+        let ar = av.add((r * a.steps + s) * a.step);
+        let (ae, ao) = (S::load(ar), S::load(ar.add(S::LANES)));
+        row[u] = S::fmadd(ao, wo, S::fmadd(ae, we, row[u]));
     }
 }
