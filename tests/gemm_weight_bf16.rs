@@ -195,23 +195,8 @@ fn bad_layouts_are_errors() {
     assert!(e.contains("row-major"), "{e}");
 }
 
-/// One or two rows against at least 1 MiB of W's rows along k: the dot form reads W's rows
-/// one after another (`gemv::stream_rows`), U accumulators per row; k with whole groups of
-/// U vectors, single vectors after them and a short tail; 1 and 2 threads, beta 0 and 1.
+/// One or two rows against at least 1 MiB of W's rows along k (`check_streamed_rows`).
 #[test]
 fn decoding_rows_streamed_from_a_large_w() {
-    for threads in [1, 2] {
-        on_threads(threads, || {
-            for m in [1, 2] {
-                for k in [333, 768, 1000] {
-                    let s = Shape {
-                        tb: true,
-                        ..Shape::plain(m, 2000, k)
-                    };
-                    check(s, 1, false, 0.0);
-                    check(s, 1, false, 1.0);
-                }
-            }
-        });
-    }
+    check_streamed_rows(check);
 }

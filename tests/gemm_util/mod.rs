@@ -138,6 +138,27 @@ pub const SHAPES: &[(usize, usize, usize)] = &[
     (200, 1040, 530),
 ];
 
+/// One or two rows against at least 1 MiB of W's rows along k through a test file's
+/// `check(shape, batch, share, beta)`: the dot form reads W's rows one after another
+/// (`gemv::stream_rows`), U accumulators per row; k with whole groups of U vectors, single
+/// vectors after them and a short tail; 1 and 2 threads, beta 0 and 1.
+pub fn check_streamed_rows(check: impl Fn(Shape, usize, bool, f32) + Send + Sync) {
+    for threads in [1, 2] {
+        on_threads(threads, || {
+            for m in [1, 2] {
+                for k in [333, 768, 1000] {
+                    let s = Shape {
+                        tb: true,
+                        ..Shape::plain(m, 2000, k)
+                    };
+                    check(s, 1, false, 0.0);
+                    check(s, 1, false, 1.0);
+                }
+            }
+        });
+    }
+}
+
 /// One shape in each layout (ta, tb, pad, tc) of `layouts` through a test file's
 /// `check(shape, batch, share, beta)`: overwriting, accumulating into a batch sharing an
 /// operand, and scaling C.
