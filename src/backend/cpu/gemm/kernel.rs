@@ -431,7 +431,7 @@ mod tests {
     /// `run_transposed_a` (A[i, p] at a + i + p·a_cs) against `run` on the packed panel, at
     /// every tile height, full and partial widths, k of 1 to 37 (the unrolled groups, the
     /// single steps and, with KU = 2, an odd last step); rows i ≥ mr of each step and the
-    /// gap to the next step are NaN (read by the kernel, never stored). `p` converts the
+    /// gap to the next step are NaN (read by the kernel, never stored). `p_of` converts the
     /// small integers used (exact in bf16 and in the f32 sums).
     fn transposed_matches_packed<K: MicroKernel>(p_of: impl Fn(f32) -> K::P) {
         let a_cs = K::MR + 5;

@@ -63,16 +63,17 @@ pub(super) enum ATile {
 /// Whether an A stored transposed (rows contiguous, k steps `a_cs` apart: Aᵀ·B, as
 /// attention's dV = Pᵀ·dO and a Linear layer's weight gradient Xᵀ·dY) is read in place by
 /// the kernel, MR values of one source row per k step (prefetched ahead), instead of packed:
-/// against a narrow C (at most the kernel's `TRANSPOSED_A_MAX_N` columns), where each A value serves one
-/// or two kernel passes and packing it is a pass over memory of its own, and unless the k
-/// steps are a multiple of 4 KiB apart (every step in one L1 set). Intel EMR, f32, in
-/// process against packed A, 1 / 2 threads (A's k steps apart): attention's dV at T = 512,
-/// 512 × 512 × 64 × 12 (2 KiB) +40% / +28%, the same over 400 heads (A from memory) +36% /
-/// +25%, T = 64, 64 × 64 × 32 × 48 (256 B) +24%; 256 × 1024 × 32 (1 KiB) +73%, 128 × 4096
-/// × 64 (512 B) +9% / +2%, 768 × 768 × 64 (3 KiB) +7%, 1536 × 1024 × 64 (6 KiB) +8% / −5%.
-/// At 4 KiB: 1024 × 768 × 96 −4%, 1024 × 512 × 256 −17%; 16 KiB: 4096 × 1024 × 64 −13%.
-/// 128 columns: +17% to −9% (2 threads −8%), 256: −9%, 512 and more −4% to +4%. bf16
-/// (AVX-512 BF16, pairs interleaved in the kernel): see `Avx512Bf16::TRANSPOSED_A_MAX_N`.
+/// against a narrow C (at most the kernel's `TRANSPOSED_A_MAX_N` columns), where each A
+/// value serves one or two kernel passes and packing it is a pass over memory of its own,
+/// and unless the k steps are a multiple of 4 KiB apart (every step in one L1 set). Intel
+/// EMR, f32, in process against packed A, 1 / 2 threads (A's k steps apart): attention's
+/// dV at T = 512, 512 × 512 × 64 × 12 (2 KiB) +40% / +28%, the same over 400 heads (A from
+/// memory) +36% / +25%, T = 64, 64 × 64 × 32 × 48 (256 B) +24%; 256 × 1024 × 32 (1 KiB)
+/// +73%, 128 × 4096 × 64 (512 B) +9% / +2%, 768 × 768 × 64 (3 KiB) +7%, 1536 × 1024 × 64
+/// (6 KiB) +8% / −5%. At 4 KiB: 1024 × 768 × 96 −4%, 1024 × 512 × 256 −17%; 16 KiB: 4096 ×
+/// 1024 × 64 −13%. 128 columns: +17% to −9% (2 threads −8%), 256: −9%, 512 and more −4% to
+/// +4%. bf16 (AVX-512 BF16, pairs interleaved in the kernel): see
+/// `Avx512Bf16::TRANSPOSED_A_MAX_N`.
 pub(super) fn transposed_a_in_place<K, CA>(l: &GemmLayout) -> bool
 where
     K: MicroKernel,
