@@ -53,7 +53,8 @@ ISA_ENV = {
     "avx512": dict(ATEN_CPU_CAPABILITY="avx512", MKL_ENABLE_INSTRUCTIONS="AVX512",
                    ONEDNN_MAX_CPU_ISA="AVX512_CORE"),
 }
-ISA_VARS = ["PRETEXT_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA"]
+ISA_VARS = ["PRETEXT_ISA", "PRETEXT_F32_BROADCAST", "ATEN_CPU_CAPABILITY",
+            "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA"]
 
 # (name, m, k, n, batch, transpose_b): C[m×n] = A[m×k] · B[k×n], `batch` independent
 # problems; transpose_b reads B from an n×k row-major buffer (Q·Kᵀ).

@@ -611,11 +611,14 @@ fn prepare_gemm(args: &Args, level: Isa, _threads: usize) -> Result<Prepared> {
         Dtype::F32 | Dtype::F32Bf16W => level.name().to_string(),
         Dtype::Bf16 | Dtype::Bf16Mixed => Bf16Path::at(level).name(),
     };
-    let params = json!({
+    let mut params = json!({
         "m": m, "k": k, "n": n, "batch": batch, "ta": args.ta, "tb": args.tb,
         "dtype": args.dtype.to_possible_value().map(|v| v.get_name().to_string()), "kernel": kernel,
         "c_dtype": args.c_dtype.to_possible_value().map(|v| v.get_name().to_string()),
     });
+    if level == Isa::Avx512 && matches!(args.dtype, Dtype::F32 | Dtype::F32Bf16W) {
+        params["f32_broadcast"] = json!(gemm::broadcast::active().name());
+    }
     let call: Box<dyn FnMut() -> Result<()>> = match args.dtype {
         Dtype::F32 => {
             Box::new(move || gemm::sgemm_batched_isa(level, &l, &a, &ao, &b, &bo, 0.0, &mut c, &co))
@@ -690,10 +693,13 @@ fn prepare_microkernel(args: &Args, level: Isa, threads: usize) -> Result<Prepar
     let sweeps = ((1u64 << 24) as f64 / per_sweep).ceil() as usize;
     let flops = per_sweep * (sweeps * threads) as f64;
     let kib = |floats: usize| (floats * 4) as f64 / 1024.0;
-    let params = json!({
+    let mut params = json!({
         "k": kc, "panels": panels, "kernel": kernel.name(), "tile": [mr, nr], "sweeps_per_call": sweeps,
         "a_panel_kib": kib(mr * kc), "b_panels_kib": kib(panels * kc * nr),
     });
+    if kernel == Isa::Avx512 {
+        params["f32_broadcast"] = json!(gemm::broadcast::active().name());
+    }
     Ok(Prepared {
         rate: None,
         flops,

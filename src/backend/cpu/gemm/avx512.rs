@@ -10,14 +10,15 @@
 //! rows run a 4- or 8-row instance of the kernel. `run_direct_a` broadcasts A from its
 //! source rows (k contiguous) instead of a packed panel, `run_transposed_a` from an A
 //! stored transposed (the 12 values of a k step contiguous). The k loop of the 12-row tiles is
-//! assembly (`avx512_loop`), unrolled four steps deep; the smaller instances and the
-//! in-place edge tiles keep the rolled intrinsics loop.
+//! assembly (`avx512_loop`), unrolled four steps deep, in the broadcast form this core runs
+//! faster (`broadcast`: A embedded in each FMA's operand, or a `vbroadcastss` per row); the
+//! smaller instances and the in-place edge tiles keep the rolled intrinsics loop.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::avx512_loop;
 use super::kernel::{by_rows, store_tile_generic, CTile, MicroKernel};
+use super::{avx512_loop, broadcast};
 
 pub(super) struct Avx512;
 
@@ -196,14 +197,15 @@ unsafe fn kernel_asm(
         match a {
             Source::Packed(a) => {
                 debug_assert_eq!(b_rs, NR, "a packed A runs against a packed B");
-                avx512_loop::packed_f32(kc, a, b, &mut acc)
+                avx512_loop::packed_f32(broadcast::active(), kc, a, b, &mut acc)
             }
             Source::PackedPrefetchNext(a, next) => {
                 debug_assert_eq!(b_rs, NR, "a packed A runs against a packed B");
-                avx512_loop::packed_f32_prefetch_next(kc, a, b, next, &mut acc)
+                let form = broadcast::active();
+                avx512_loop::packed_f32_prefetch_next(form, kc, a, b, next, &mut acc)
             }
             Source::InPlace(a, a_rs) if b_rs == NR => {
-                avx512_loop::direct_f32(kc, a, a_rs, b, &mut acc)
+                avx512_loop::direct_f32(broadcast::active(), kc, a, a_rs, b, &mut acc)
             }
             Source::InPlace(a, a_rs) => {
                 avx512_loop::direct_f32_strided_b(kc, a, a_rs, b, b_rs, &mut acc)

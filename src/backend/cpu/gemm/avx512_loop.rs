@@ -13,12 +13,17 @@
 //! more per row). Assembly, because LLVM, given the unrolled intrinsics, hoists all 48
 //! broadcasts of an iteration above the multiply-adds and spills them to the stack.
 //!
+//! The f32 packed and direct loops come in two forms (`broadcast::BroadcastForm`, chosen
+//! once per process by timing both): A[i, p] embedded in each multiply-add's memory operand
+//! ({1to16}; macro `row_ebc`), or broadcast by a `vbroadcastss` of its own (`row`). The bf16
+//! loops keep the embedded form (within ±1% of the other on Zen 4, session 36).
+//!
 //! Three sources for A:
-//! - `packed_*`: a packed panel, 12 values per step. Each multiply-add takes A[i, p] as an
-//!   embedded broadcast of its memory operand ({1to16}): 26 fused µops per step, not 38.
+//! - `packed_*`: a packed panel, 12 values per step. Embedded, each multiply-add takes A[i, p]
+//!   as a broadcast of its memory operand: 26 fused µops per step, not 38.
 //! - `direct_*`: A's rows in place, k contiguous, B packed. Ten rows have a pointer of their
-//!   own, so their multiply-adds take A[i, p] as an embedded broadcast, fused as in the packed
-//!   loop; the other two are addressed off a pointer plus the row stride (`[p9 + rs]`), and
+//!   own, so (embedded) their multiply-adds take A[i, p] as an embedded broadcast, fused as in
+//!   the packed loop; the other two are addressed off a pointer plus the row stride (`[p9 + rs]`), and
 //!   since an FMA with an indexed memory operand is not micro-fused on Intel, each gets a
 //!   `vbroadcastss` of its own: 28 fused µops per step (and 10 pointer adds per four steps)
 //!   instead of 38 (and 4) with four group pointers and a broadcast per row. When the 12 rows are dense (nothing between them), the loop
@@ -53,6 +58,7 @@
 use std::arch::x86_64::__m512;
 
 use super::super::simd::k_loop::k_loop_24;
+use super::broadcast::BroadcastForm;
 
 /// The 24 accumulators of a 12 × 32 tile: row i, vectors 0 and 1.
 pub(super) type Acc = [[__m512; 2]; 12];
@@ -131,20 +137,20 @@ macro_rules! load_b_strided {
 }
 
 /// Rows 0..9 of step `$u` with A in place, each from a pointer of its own (`{p0}`..`{p8}`,
-/// step p 4u bytes on), every multiply-add with an embedded broadcast.
+/// step p 4u bytes on), broadcast by `$row` (`row_ebc`: embedded in the multiply-adds).
 #[rustfmt::skip]
 macro_rules! own_rows {
-    ($op:literal, $u:tt) => {
+    ($row:ident, $op:literal, $u:tt) => {
         concat!(
-                row_ebc!($op, concat!("[{p0} + 4*", $u, "]"), 0, 1),
-                row_ebc!($op, concat!("[{p1} + 4*", $u, "]"), 2, 3),
-                row_ebc!($op, concat!("[{p2} + 4*", $u, "]"), 4, 5),
-                row_ebc!($op, concat!("[{p3} + 4*", $u, "]"), 6, 7),
-                row_ebc!($op, concat!("[{p4} + 4*", $u, "]"), 8, 9),
-                row_ebc!($op, concat!("[{p5} + 4*", $u, "]"), 10, 11),
-                row_ebc!($op, concat!("[{p6} + 4*", $u, "]"), 12, 13),
-                row_ebc!($op, concat!("[{p7} + 4*", $u, "]"), 14, 15),
-                row_ebc!($op, concat!("[{p8} + 4*", $u, "]"), 16, 17),
+                $row!($op, concat!("[{p0} + 4*", $u, "]"), 0, 1),
+                $row!($op, concat!("[{p1} + 4*", $u, "]"), 2, 3),
+                $row!($op, concat!("[{p2} + 4*", $u, "]"), 4, 5),
+                $row!($op, concat!("[{p3} + 4*", $u, "]"), 6, 7),
+                $row!($op, concat!("[{p4} + 4*", $u, "]"), 8, 9),
+                $row!($op, concat!("[{p5} + 4*", $u, "]"), 10, 11),
+                $row!($op, concat!("[{p6} + 4*", $u, "]"), 12, 13),
+                $row!($op, concat!("[{p7} + 4*", $u, "]"), 14, 15),
+                $row!($op, concat!("[{p8} + 4*", $u, "]"), 16, 17),
         )
     };
 }
@@ -162,15 +168,16 @@ macro_rules! advance_own_rows {
 }
 
 /// Step `$u` with A in place, ten rows from pointers of their own: rows 0..10 at `{p0}`..
-/// `{p9}` (step p at + 4u bytes), each multiply-add with an embedded broadcast (fused, like
-/// the packed loop's), rows 10 and 11 at p9 + rs and p9 + 2·rs by `vbroadcastss`.
+/// `{p9}` (step p at + 4u bytes), broadcast by `$row` (with `row_ebc` each multiply-add
+/// fused with its broadcast, like the packed loop's), rows 10 and 11 at p9 + rs and
+/// p9 + 2·rs by `vbroadcastss`.
 #[rustfmt::skip]
 macro_rules! direct_step_ten {
     ($row:ident, $op:literal, $u:tt) => {
         concat!(
             load_b!($u),
-            own_rows!($op, $u),
-            row_ebc!($op, concat!("[{p9} + 4*", $u, "]"), 18, 19),
+            own_rows!($row, $op, $u),
+            $row!($op, concat!("[{p9} + 4*", $u, "]"), 18, 19),
             row!($op, concat!("[{p9} + {rs} + 4*", $u, "]"), 20, 21),
             row!($op, concat!("[{p9} + {rs}*2 + 4*", $u, "]"), 22, 23),
         )
@@ -184,7 +191,7 @@ macro_rules! direct_step_nine {
     ($row:ident, $op:literal, $u:tt) => {
         concat!(
             load_b!($u),
-            own_rows!($op, $u),
+            own_rows!($row, $op, $u),
             row!($op, concat!("[{p8} + {rs} + 4*", $u, "]"), 18, 19),
             row!($op, concat!("[{p8} + {rs}*2 + 4*", $u, "]"), 20, 21),
             row!($op, concat!("[{p7} + {rs}*4 + 4*", $u, "]"), 22, 23),
@@ -268,10 +275,10 @@ macro_rules! k_loop {
     }};
 }
 
-/// The loop over a packed A panel, `steps` steps of instruction `$op`.
+/// The loop over a packed A panel, `steps` steps of instruction `$op`, A broadcast by `$row`.
 macro_rules! packed_loop {
-    ($op:literal, $steps:expr, $a:expr, $b:expr, $acc:ident) => {
-        k_loop!($acc, packed_step, row_ebc, $op, "add {a}, 192", "add {a}, 48",
+    ($row:ident, $op:literal, $steps:expr, $a:expr, $b:expr, $acc:ident) => {
+        k_loop!($acc, packed_step, $row, $op, "add {a}, 192", "add {a}, 48",
             a = inout(reg) $a => _, b = inout(reg) $b => _,
             n = inout(reg) $steps => _,
             ldb = const 128, ldb4 = const 512,)
@@ -293,10 +300,11 @@ macro_rules! direct_strided_b_loop {
 }
 
 /// The loop over A's rows in place with a pointer per row (`direct_step_ten`, or with a
-/// `$pf` pointer `direct_step_nine` plus `dense_next_tile`'s prefetches) and a packed B.
+/// `$pf` pointer `direct_step_nine` plus `dense_next_tile`'s prefetches) and a packed B; the
+/// rows with pointers of their own broadcast by `$row`.
 macro_rules! direct_fused_loop {
-    ($op:literal, $steps:expr, $p:expr, $rs:expr, $b:expr, $acc:ident) => {
-        k_loop!($acc, direct_step_ten, row, $op,
+    ($row:ident, $op:literal, $steps:expr, $p:expr, $rs:expr, $b:expr, $acc:ident) => {
+        k_loop!($acc, direct_step_ten, $row, $op,
             concat!(advance_own_rows!("16"), "add {p9}, 16"),
             concat!(advance_own_rows!("4"), "add {p9}, 4"),
             p0 = inout(reg) $p[0] => _, p1 = inout(reg) $p[1] => _,
@@ -307,8 +315,9 @@ macro_rules! direct_fused_loop {
             b = inout(reg) $b => _, n = inout(reg) $steps => _, ldb = const 128,
             ldb4 = const 512,)
     };
-    ($op:literal, $steps:expr, $p:expr, $rs:expr, prefetch $pf:expr, $b:expr, $acc:ident) => {
-        k_loop!($acc, direct_step_nine, row, $op,
+    ($row:ident, $op:literal, $steps:expr, $p:expr, $rs:expr, prefetch $pf:expr, $b:expr,
+     $acc:ident) => {
+        k_loop!($acc, direct_step_nine, $row, $op,
             concat!(advance_own_rows!("16"),
                 "prefetcht0 [{pf}]\nprefetcht0 [{pf} + 64]\nprefetcht0 [{pf} + 128]\nadd {pf}, 192"),
             advance_own_rows!("4"),
@@ -319,6 +328,17 @@ macro_rules! direct_fused_loop {
             p8 = inout(reg) $p[8] => _, pf = inout(reg) $pf => _, rs = in(reg) $rs,
             b = inout(reg) $b => _, n = inout(reg) $steps => _, ldb = const 128,
             ldb4 = const 512,)
+    };
+}
+
+/// `$loop!(row_ebc | row, args..)` as `$form` (a `BroadcastForm`) says: the f32 loops'
+/// two instances, one asm block each.
+macro_rules! by_form {
+    ($form:expr, $loop:ident!($($args:tt)*)) => {
+        match $form {
+            BroadcastForm::Embedded => $loop!(row_ebc, $($args)*),
+            BroadcastForm::Explicit => $loop!(row, $($args)*),
+        }
     };
 }
 
@@ -345,16 +365,35 @@ fn groups(a: *const u8, rs: usize) -> [*const u8; 4] {
     std::array::from_fn(|j| a.wrapping_add(3 * j * rs))
 }
 
-/// f32: acc += A·B over `kc` steps, A packed (12 values per step), B packed (32 per step).
+/// f32: acc += A·B over `kc` steps, A packed (12 values per step), B packed (32 per step),
+/// A broadcast in `form`.
 ///
 /// # Safety
 /// `a` must hold 12·kc and `b` 32·kc readable floats; the CPU must support AVX-512F.
 #[inline]
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn packed_f32(kc: usize, a: *const f32, b: *const f32, acc: &mut Acc) {
+pub(super) unsafe fn packed_f32(
+    form: BroadcastForm,
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    acc: &mut Acc,
+) {
     // SAFETY: the loop reads a[0 .. 12·kc] and b[0 .. 32·kc] (the caller's contract) and
     // writes only registers.
-    unsafe { packed_loop!("vfmadd231ps", kc, a, b, acc) }
+    unsafe { by_form!(form, packed_loop!("vfmadd231ps", kc, a, b, acc)) }
+}
+
+/// The packed loop that also prefetches the next panel (`packed_f32_prefetch_next`).
+macro_rules! packed_prefetch_next_loop {
+    ($row:ident, $steps:expr, $a:expr, $b:expr, $next:expr, $acc:ident) => {
+        k_loop!($acc, packed_step, $row, "vfmadd231ps",
+            "add {a}, 192\nprefetcht1 [{pf}]\nprefetcht1 [{pf} + 64]\nprefetcht1 [{pf} + 128]\nadd {pf}, 192",
+            "add {a}, 48",
+            a = inout(reg) $a => _, b = inout(reg) $b => _, pf = inout(reg) $next => _,
+            n = inout(reg) $steps => _,
+            ldb = const 128, ldb4 = const 512,)
+    };
 }
 
 /// `packed_f32` that also brings the next packed A panel (`next`, as long as this one) into
@@ -366,6 +405,7 @@ pub(super) unsafe fn packed_f32(kc: usize, a: *const f32, b: *const f32, acc: &m
 #[inline]
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn packed_f32_prefetch_next(
+    form: BroadcastForm,
     kc: usize,
     a: *const f32,
     b: *const f32,
@@ -373,18 +413,12 @@ pub(super) unsafe fn packed_f32_prefetch_next(
     acc: &mut Acc,
 ) {
     // SAFETY: as `packed_f32`; the prefetches are hints.
-    unsafe {
-        k_loop!(acc, packed_step, row_ebc, "vfmadd231ps",
-            "add {a}, 192\nprefetcht1 [{pf}]\nprefetcht1 [{pf} + 64]\nprefetcht1 [{pf} + 128]\nadd {pf}, 192",
-            "add {a}, 48",
-            a = inout(reg) a => _, b = inout(reg) b => _, pf = inout(reg) next => _,
-            n = inout(reg) kc => _,
-            ldb = const 128, ldb4 = const 512,)
-    }
+    unsafe { by_form!(form, packed_prefetch_next_loop!(kc, a, b, next, acc)) }
 }
 
 /// f32: acc += A·B over `kc` steps with A's 12 rows read in place (row i at `a + i·a_rs`
-/// floats, k contiguous); B packed (32 per step).
+/// floats, k contiguous); B packed (32 per step); the rows with pointers of their own
+/// broadcast in `form`.
 ///
 /// # Safety
 /// Rows 0..12 of A must hold kc readable floats each and `b` 32·kc; the CPU must support
@@ -392,6 +426,7 @@ pub(super) unsafe fn packed_f32_prefetch_next(
 #[inline]
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn direct_f32(
+    form: BroadcastForm,
     kc: usize,
     a: *const f32,
     a_rs: usize,
@@ -404,8 +439,11 @@ pub(super) unsafe fn direct_f32(
     // contract) and writes only registers; its prefetches past A never fault.
     unsafe {
         match dense_next_tile(a as *const u8, rs, kc) {
-            Some(pf) => direct_fused_loop!("vfmadd231ps", kc, p, rs, prefetch pf, b, acc),
-            None => direct_fused_loop!("vfmadd231ps", kc, p, rs, b, acc),
+            Some(pf) => by_form!(
+                form,
+                direct_fused_loop!("vfmadd231ps", kc, p, rs, prefetch pf, b, acc)
+            ),
+            None => by_form!(form, direct_fused_loop!("vfmadd231ps", kc, p, rs, b, acc)),
         }
     }
 }
@@ -493,7 +531,7 @@ pub(super) unsafe fn transposed_f32(
 pub(super) unsafe fn packed_bf16(pairs: usize, a: *const u16, b: *const u16, acc: &mut Acc) {
     // SAFETY: the loop reads a[0 .. 24·pairs] and b[0 .. 64·pairs] (the caller's contract)
     // and writes only registers; the caller checked the CPU has `vdpbf16ps`.
-    unsafe { packed_loop!("vdpbf16ps", pairs, a, b, acc) }
+    unsafe { packed_loop!(row_ebc, "vdpbf16ps", pairs, a, b, acc) }
 }
 
 /// bf16: acc += A·B over `pairs` pair steps with A's 12 rows read in place (row i at
@@ -518,8 +556,83 @@ pub(super) unsafe fn direct_bf16(
     // caller checked the CPU.
     unsafe {
         match dense_next_tile(a as *const u8, rs, pairs) {
-            Some(pf) => direct_fused_loop!("vdpbf16ps", pairs, p, rs, prefetch pf, b, acc),
-            None => direct_fused_loop!("vdpbf16ps", pairs, p, rs, b, acc),
+            Some(pf) => direct_fused_loop!(row_ebc, "vdpbf16ps", pairs, p, rs, prefetch pf, b, acc),
+            None => direct_fused_loop!(row_ebc, "vdpbf16ps", pairs, p, rs, b, acc),
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::{direct_f32, packed_f32, packed_f32_prefetch_next, Acc};
+    use crate::backend::cpu::gemm::broadcast::BroadcastForm;
+    use crate::backend::cpu::isa::{self, Isa};
+    use std::arch::x86_64::{__m512, _mm512_storeu_ps};
+
+    /// The 12 × 32 tile of the accumulators, row-major.
+    fn tile(acc: &Acc) -> Vec<f32> {
+        let mut out = vec![0.0f32; 12 * 32];
+        for (i, row) in acc.iter().enumerate() {
+            for (v, &x) in row.iter().enumerate() {
+                // SAFETY: 16 floats at out[32i + 16v]; the test runs only with AVX-512F.
+                unsafe { _mm512_storeu_ps(out[32 * i + 16 * v..].as_mut_ptr(), x) };
+            }
+        }
+        out
+    }
+
+    /// Every f32 loop in both broadcast forms against the plain sums (small integers: every
+    /// sum is exact in f32, so the forms agree bit for bit): packed, packed with the next
+    /// panel's prefetch, A in place with rows apart (ten pointers) and dense (nine pointers
+    /// and the next tile's prefetch); k of one step, within, exactly and past a group of four.
+    #[test]
+    fn both_broadcast_forms_match_the_plain_sums() {
+        if isa::detected() < Isa::Avx512 {
+            println!("AVX-512 f32 loops: not on this CPU, skipped");
+            return;
+        }
+        for kc in [1, 3, 4, 8, 37] {
+            let b: Vec<f32> = (0..32 * kc).map(|x| (x % 13) as f32 - 6.0).collect();
+            for a_rs in [41, kc] {
+                // Row i of A at a[i·a_rs ..]; its packed panel, 12 values per step.
+                let a: Vec<f32> = (0..11 * a_rs + kc).map(|x| (x % 7) as f32 - 3.0).collect();
+                let panel: Vec<f32> = (0..12 * kc).map(|x| a[(x % 12) * a_rs + x / 12]).collect();
+                let want: Vec<f32> = (0..12 * 32)
+                    .map(|x| {
+                        let (i, j) = (x / 32, x % 32);
+                        (0..kc)
+                            .map(|p| a[i * a_rs + p] * b[p * 32 + j])
+                            .sum::<f32>()
+                    })
+                    .collect();
+                for form in [BroadcastForm::Embedded, BroadcastForm::Explicit] {
+                    let run = |f: &dyn Fn(&mut Acc)| {
+                        // SAFETY: zeroed accumulators are valid `__m512` values.
+                        let mut acc: Acc = unsafe { std::mem::zeroed::<[[__m512; 2]; 12]>() };
+                        f(&mut acc);
+                        tile(&acc)
+                    };
+                    let (ap, bp, aa) = (panel.as_ptr(), b.as_ptr(), a.as_ptr());
+                    // SAFETY: the panels hold 12·kc and 32·kc floats, rows 0..12 of A kc
+                    // each; the CPU has AVX-512F (checked above); prefetches never fault.
+                    let got = unsafe {
+                        [
+                            ("packed", run(&|acc| packed_f32(form, kc, ap, bp, acc))),
+                            (
+                                "packed, next prefetched",
+                                run(&|acc| packed_f32_prefetch_next(form, kc, ap, bp, ap, acc)),
+                            ),
+                            (
+                                "A in place",
+                                run(&|acc| direct_f32(form, kc, aa, a_rs, bp, acc)),
+                            ),
+                        ]
+                    };
+                    for (name, got) in got {
+                        assert_eq!(got, want, "{name}, {form:?}, kc {kc}, a_rs {a_rs}");
+                    }
+                }
+            }
         }
     }
 }

@@ -28,6 +28,7 @@ mod avx2_loop;
 mod avx512;
 mod avx512_bf16;
 mod avx512_loop;
+pub mod broadcast;
 mod dispense;
 mod driver;
 mod gemv;
