@@ -146,6 +146,12 @@ impl<T: Tiles> MicroKernel for AmxKernel<T> {
     /// medians of 6 alternations: 1178 → 1299 GFLOP/s; deeper problems lost with KC = 1024
     /// throughout (4096 × 3072 × 768 −5%), so they keep KC.
     const KC_ONE_BLOCK: usize = 1024;
+    /// A 32-row A panel of depth 768 is 48 KiB, the whole L1, so each of its tiles' k
+    /// blocks came from L2 beside B's (4 KiB of tile loads per four 16-cycle products):
+    /// swept in sub-blocks of 256 (16 KiB of A stays in L1, B's 16 KiB per panel streams,
+    /// prefetched) the tiles wait on half the traffic. Sums stay in C or a 32-row f32 buffer
+    /// in L2 between sweeps; the depth blocks, B blocks and packing stay as they are.
+    const KC_INNER: usize = 256;
     const MC: usize = 128;
     const NC: usize = 768;
     const EVEN_BLOCKS: bool = true;

@@ -55,6 +55,15 @@ pub(super) trait MicroKernel: Sync {
     const KC: usize;
     /// Depths up to this run as one block (at least KC).
     const KC_ONE_BLOCK: usize = Self::KC;
+    /// When non-zero, a packed A panel sweeps its B panels in depth sub-blocks of about
+    /// this many k steps (whole KU_A and KU steps), one sweep per sub-block, each tile's sums
+    /// carried from one sweep to the next in C (or in a row of f32 tiles for a bf16 C):
+    /// the panel's sub-block stays in L1 while the B panels stream, where a whole deep
+    /// panel would come from L2 for every tile (`driver::block`). Only full tiles with
+    /// contiguous columns are swept so, and a kernel that sets this must accumulate those in
+    /// its registers (C loaded into them), so that their sums equal one sweep's bit for bit.
+    /// 0: one sweep at the block's depth.
+    const KC_INNER: usize = 0;
     /// Rows of A packed per task (a multiple of MR).
     const MC: usize;
     /// Columns of B packed per block: KC × NC packed values should sit in L2.
