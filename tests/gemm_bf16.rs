@@ -434,12 +434,13 @@ fn decoding_rows_streamed_from_a_large_w() {
 
 #[test]
 fn packed_panels_swept_in_depth_sub_blocks() {
-    // The AMX kernel sweeps a packed A panel's B panels once per depth sub-block of about
-    // 256 steps (`KC_INNER`), the sums carried in C between sweeps: k = 290 (two sub-blocks
-    // of 160 and 130, the last one's k tail zero-padded), 700 (256, 256, 188) and 1100 (two
-    // depth blocks of 576 and 524, each in sub-blocks); rows and columns past whole tiles;
-    // 1 and 2 threads; C overwritten (NaN where it must not be read) and accumulated.
-    for &(m, n, k) in &[(70, 100, 290), (96, 64, 700), (40, 33, 1100)] {
+    // The AMX kernel sweeps a packed A panel deeper than 512 steps once per depth sub-block
+    // of about 256 (`KC_INNER`), the sums carried in C between sweeps: k = 530 (sub-blocks
+    // of 192, 192 and 146, the last one's k tail zero-padded), 700 (256, 256, 188) and 1100
+    // (two depth blocks of 576 and 524, each in three sub-blocks); rows and columns past
+    // whole tiles; 1 and 2 threads; C overwritten (NaN where it must not be read) and
+    // accumulated.
+    for &(m, n, k) in &[(70, 100, 530), (96, 64, 700), (40, 33, 1100)] {
         for beta in [0.0, 1.0] {
             check(Shape::plain(m, n, k), 1, false, beta);
             on_threads(2, || check(Shape::plain(m, n, k), 1, false, beta));

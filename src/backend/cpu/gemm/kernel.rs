@@ -55,8 +55,8 @@ pub(super) trait MicroKernel: Sync {
     const KC: usize;
     /// Depths up to this run as one block (at least KC).
     const KC_ONE_BLOCK: usize = Self::KC;
-    /// When non-zero, a packed A panel sweeps its B panels in depth sub-blocks of about
-    /// this many k steps (whole KU_A and KU steps), one sweep per sub-block, each tile's sums
+    /// When non-zero, a packed A panel deeper than twice this sweeps its B panels in depth
+    /// sub-blocks of about this many k steps (whole KU_A and KU steps), one sweep per sub-block, each tile's sums
     /// carried from one sweep to the next in C (or in a row of f32 tiles for a bf16 C):
     /// the panel's sub-block stays in L1 while the B panels stream, where a whole deep
     /// panel would come from L2 for every tile (`driver::block`). Only full tiles with

@@ -52,16 +52,25 @@ pub(super) fn block<K, CA>(
     let last = pc + kc == l.k;
     let rounding = Rounding::at(isa::active());
     // Depth sub-blocks of a packed A panel against packed B panels (`K::KC_INNER`): one
-    // sweep of the B panels per sub-block, the tiles' sums carried between sweeps in C or
-    // the stage. Not for a bf16 C summed in the tile buffer (a single depth block): carried
-    // in a row of f32 tiles instead, its sums lost the rounding pipeline (AMX, 1 / 2
-    // threads: 4096 × 768 × 3072 0.89 on two, 1024³ 0.89 / 0.90, 512³ 0.75 / 0.74).
+    // sweep of the B panels per sub-block, the tiles' sums carried between sweeps in C, the
+    // stage, or, for a bf16 C otherwise summed in the tile buffer, in `row_tiles`: one
+    // MR × NR f32 tile per B panel of the task, each contiguous (tile-major: rows of a
+    // row-major buffer 3 KiB apart crowded a few L1 sets and lost 11%), uninitialised (the
+    // first sweep stores every tile before a later one reads it). From three sub-blocks on:
+    // at k = 512 (two), 512³ with a bf16 C lost 6–7% (AMX, 1 / 2 threads).
     let whole = [(0, kc)];
-    let sub_blocks: Vec<(usize, usize)> = if K::KC_INNER > 0 && kc > K::KC_INNER && buf.is_none() {
+    let sub_blocks: Vec<(usize, usize)> = if K::KC_INNER > 0 && kc > 2 * K::KC_INNER {
         blocks(kc, K::KC_INNER, K::KU_A.max(K::KU), true).collect()
     } else {
         Vec::new()
     };
+    let tile_len = K::MR * K::NR;
+    let mut row_tiles: Vec<MaybeUninit<f32>> = if sub_blocks.is_empty() || buf.is_none() {
+        Vec::new()
+    } else {
+        vec![MaybeUninit::uninit(); (t.n1 - t.n0).div_ceil(K::NR) * tile_len]
+    };
+    let row_tiles = row_tiles.as_mut_ptr().cast::<f32>();
     // The kernel over one A panel and every B panel of the task; `next`: the panel swept
     // after this one, prefetched a share after each kernel call.
     let tile = |i0: usize, apanel: *const K::P, src: ATile, next: Option<NextPanel<K::P>>| {
@@ -122,7 +131,8 @@ pub(super) fn block<K, CA>(
             // which the kernel accumulates in its registers, so that their sums are one
             // sweep's bit for bit; an edge or strided tile, whose fresh sums the kernel adds
             // to C (another order of the additions), takes the whole depth in the first sweep.
-            let whole_tile = mr == K::MR && nr == K::NR && (l.c_cs == 1 || stage.is_some());
+            let whole_tile =
+                mr == K::MR && nr == K::NR && (l.c_cs == 1 || matches!(c, Dest::Bf16(_)));
             let (p0, kcs, first, final_sub) = match (subs.len() > 1 && !whole_tile, sub) {
                 (false, _) => (p0, kcs, sub == 0, sub + 1 == subs.len()),
                 (true, 0) => (0, kc, true, true),
@@ -150,6 +160,10 @@ pub(super) fn block<K, CA>(
                         stage.map(|s| Tile::new(s.ptr.at(i0 * s.rs + j0), s.rs, 1, mr, nr));
                     let sums = match (staged, buf) {
                         (Some(s), _) => s,
+                        (None, Some(_)) if subs.len() > 1 && whole_tile => {
+                            let at = (j0 - t.n0) / K::NR * tile_len;
+                            Tile::new(row_tiles.wrapping_add(at), K::NR, 1, mr, nr)
+                        }
                         (None, Some(b)) => Tile::new(b, K::NR, 1, mr, nr),
                         (None, None) => unreachable!("a bf16 C has a tile buffer"),
                     };
