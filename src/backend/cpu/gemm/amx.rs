@@ -148,9 +148,11 @@ impl<T: Tiles> MicroKernel for AmxKernel<T> {
     const KC_ONE_BLOCK: usize = 1024;
     /// A 32-row A panel of depth 768 is 48 KiB, the whole L1, so each of its tiles' k
     /// blocks came from L2 beside B's (4 KiB of tile loads per four 16-cycle products):
-    /// swept in sub-blocks of 256 (16 KiB of A stays in L1, B's 16 KiB per panel streams,
-    /// prefetched) the tiles wait on half the traffic. Sums stay in C or a 32-row f32 buffer
-    /// in L2 between sweeps; the depth blocks, B blocks and packing stay as they are.
+    /// swept in sub-blocks of about 256 (past depth 512; 16 KiB of A stays in L1, B's 16 KiB
+    /// per panel streams, prefetched) the tiles wait on half the traffic. The full tiles'
+    /// sums stay in C, the stage or one f32 tile per B panel between sweeps; the depth
+    /// blocks, B blocks and packing stay as they are. Figures at `driver::block` and in the
+    /// commit (4096 × 3072 × 768 bf16 C +16–18%, 2048³ +13–18%).
     const KC_INNER: usize = 256;
     const MC: usize = 128;
     const NC: usize = 768;
