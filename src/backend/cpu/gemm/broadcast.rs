@@ -16,8 +16,8 @@
 //! µops no longer issue in the step's 12 cycles) and the two were within ±2% in quiet
 //! moments. So neither is fixed: the first AVX-512 f32 kernel call of a process times both
 //! loops on a panel in L1 (`calibrate`, ~2 ms) and keeps the faster, unless
-//! `PRETEXT_F32_BROADCAST=embedded|explicit` names one (read once), or `force` does (tests,
-//! benchmarks).
+//! `PRETEXT_F32_BROADCAST=embedded|explicit` names one (read once). The loops' tests run both
+//! forms directly (`avx512_loop::tests`).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -54,18 +54,13 @@ impl BroadcastForm {
 }
 
 /// The environment variable that names a form instead of the calibration.
-pub const ENV: &str = "PRETEXT_F32_BROADCAST";
+const ENV: &str = "PRETEXT_F32_BROADCAST";
 
 /// 0: not yet decided; otherwise a `BroadcastForm` discriminant.
 static ACTIVE: AtomicU8 = AtomicU8::new(0);
 
-/// Uses `form` from now on, or with `None` decides again at the next kernel call.
-pub fn force(form: Option<BroadcastForm>) {
-    ACTIVE.store(form.map_or(0, |f| f as u8), Ordering::Relaxed);
-}
-
-/// The form the f32 loops use: forced, named by `PRETEXT_F32_BROADCAST`, or calibrated (the
-/// first call decides; two threads deciding at once both store a valid form).
+/// The form the f32 loops use: named by `PRETEXT_F32_BROADCAST` or calibrated (the first call
+/// decides; two threads deciding at once both store a valid form).
 pub fn active() -> BroadcastForm {
     if let Some(f) = BroadcastForm::from_u8(ACTIVE.load(Ordering::Relaxed)) {
         return f;
@@ -91,7 +86,7 @@ pub fn active() -> BroadcastForm {
 /// in L1 (kc = 128: 6 + 16 KiB), and returns the faster: after a warm-up of each, 7 rounds
 /// of 256 calls per form (~0.1 ms each), the median over rounds of embedded / explicit
 /// time; explicit when that exceeds 1. Embedded where AVX-512 is absent (never called then).
-pub fn calibrate() -> BroadcastForm {
+fn calibrate() -> BroadcastForm {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         return calibrate_avx512();
