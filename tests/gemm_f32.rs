@@ -452,11 +452,28 @@ fn row_tiles_dispensed_over_threads_match_one_thread_bit_for_bit() {
         (250, 96, 200),
         (100, 65, 128),
         (400, 1024, 200),
-        (250, 1024, 1100),
+        // Below `own_packing`'s 512³: the tasks of each block share its packed B.
+        (100, 1024, 1100),
     ];
     for (m, k, n) in shapes {
         let s = Shape::plain(m, n, k);
         same_bits_as_one_thread(s, 31, &[2, 3]);
+    }
+}
+
+/// Large f32 products with A packed run as independent parts, each packing its own A and
+/// B panels (rows 4 KiB apart, so A is packed: 520 × 1024 × 260 split by rows, 300 × 1024 ×
+/// 1000 by columns, each at least 512³ multiply-adds): on 2 and 3 threads every element is
+/// the one-thread result bit for bit (the depth blocks depend on k alone), row and column
+/// counts off the tile.
+#[test]
+fn independent_parts_with_packed_a_match_one_thread_bit_for_bit() {
+    if isa::detected() < Isa::Avx512 {
+        println!("skipped: the independent parts are tested on the AVX-512 f32 kernel");
+        return;
+    }
+    for (m, k, n) in [(520, 1024, 260), (300, 1024, 1000)] {
+        same_bits_as_one_thread(Shape::plain(m, n, k), 51, &[2, 3]);
     }
 }
 

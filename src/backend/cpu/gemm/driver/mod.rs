@@ -28,8 +28,10 @@
 //! whose A is read in place is cut into one independent sub-problem per thread (column
 //! ranges when C is wide, else row ranges), each packing its own B into its own core's L2,
 //! and so is a problem whose packed A is small beside a wide C that would otherwise be split
-//! by rows (column ranges, each packing all of A: `small_packed_a`); otherwise, with packed
-//! A, B is packed once (in parallel) per block and shared by row/column tasks.
+//! by rows (column ranges, each packing all of A: `small_packed_a`), and so is a large f32
+//! problem with packed A (`partition`'s ranges, each packing its own A and B:
+//! `own_packing`); otherwise, with packed A, B is packed once (in parallel) per block and
+//! shared by row/column tasks.
 //!
 //! Here: the entry points, the batch loop and the C and scratch types. `tasks`: how a
 //! problem is cut over the threads; `k_split`: depth split for a small C; `columns`: the
@@ -63,8 +65,8 @@ use columns::single;
 use k_split::{k_split, split_along_k};
 use operands::direct_a;
 use tasks::{
-    column_parts, dispensed_columns, dispensed_rows, partition, rows_dispensed, small_packed_a,
-    Task,
+    column_parts, dispensed_columns, dispensed_rows, own_packing, partition, rows_dispensed,
+    small_packed_a, Task,
 };
 
 /// Problems below this many multiply-adds run on the calling thread only: forking costs
@@ -332,10 +334,12 @@ fn gemm_into<K, CA, CB>(
             );
         }
         let small_a = threads > 1 && !in_place && small_packed_a::<K>(l, threads);
-        if threads > 1 && (in_place || small_a) {
+        let own = threads > 1 && !in_place && !small_a && own_packing::<K>(l, threads);
+        if threads > 1 && (in_place || small_a || own) {
             // Independent sub-problems, one per thread, each with its own packed B in its
             // own L2 (A is read in place, so no packing is repeated; or A is small beside
-            // each part's B, and each part packs all of it).
+            // each part's B, and each part packs all of it; or the problem is large enough
+            // that packing one operand twice costs less than sharing B: `own_packing`).
             let parts = if small_a {
                 column_parts(l.m, l.n, K::NR, threads)
             } else {

@@ -36,6 +36,25 @@ pub(super) fn small_packed_a<K: MicroKernel>(l: &GemmLayout, threads: usize) -> 
 /// `small_packed_a`'s bound: A has at most this fraction of a column part's columns as rows.
 pub(super) const SMALL_A_SHARE: usize = 8;
 
+/// Whether a large f32 problem with A packed (k contiguous in A) runs as `partition`'s
+/// independent parts, one per thread, each packing its own A and B panels, rather than as
+/// row tasks sharing each packed block of B. Sharing saves one of the two packings (B's
+/// with a row split, A's with a column split: a pass over k·n or m·k values), but costs two
+/// barriers per block and each task reads the half of every B block that the other thread
+/// packed, from that core's L2. Intel Xeon (family 6 model 167), f32, 2 threads: two
+/// processes running 2048 × 2048 × 1024 side by side reach 155–156 GFLOP/s each, the rate
+/// of one alone, while the shared path ran 2048³ at 286–300. As parts, in process against
+/// the shared path, 2 threads (11 pairs): 1024³ +3.7%, 2048³ +4.0%, 4096 × 3072 × 768
+/// +3.9%; (7 pairs) 512³ +2.9%, 1536³ +0.2%, 1000 × 2000 × 1000 −0.9%.
+/// A stored transposed (packed by strided reads) is left to the shared path: 2048 × 768 ×
+/// 2048 lost 2% as parts.
+pub(super) fn own_packing<K: MicroKernel>(l: &GemmLayout, threads: usize) -> bool {
+    threads > 1 && K::KU == 1 && l.a_cs == 1 && l.m * l.n * l.k >= OWN_PACKING_MIN_MACS
+}
+
+/// `own_packing`'s smallest problem (512³).
+pub(super) const OWN_PACKING_MIN_MACS: usize = 1 << 27;
+
 /// Whether the parts of a problem with A read in place are better run as row tiles handed
 /// out by a `Dispenser` (`rows_dispensed`) than as fixed sub-problems: when `partition` split
 /// it along m and the whole problem is one block of columns and one of depth (so any thread

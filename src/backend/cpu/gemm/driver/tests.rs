@@ -4,7 +4,7 @@ use super::blocking::{blocks, deep_kc, depth_blocks, n_blocks};
 use super::operands::{
     b_block_in_place, direct_a, rows_per_l1_set, transposed_a_in_place, BPanels,
 };
-use super::tasks::{column_parts, partition, small_packed_a, split};
+use super::tasks::{column_parts, own_packing, partition, small_packed_a, split};
 use super::*;
 
 fn covers(m: usize, nc: usize, mr: usize, nr: usize, mc: usize, threads: usize) {
@@ -194,6 +194,41 @@ fn small_packed_a_against_wide_c_takes_column_parts() {
     assert_eq!(parts[0].n0, 0);
     assert_eq!(parts[2].n1, 1010);
     assert!(parts.windows(2).all(|w| w[0].n1 == w[1].n0));
+}
+
+/// Large f32 problems with A packed (k contiguous) run as independent parts on several
+/// threads; one thread, AMX and bf16 pair kernels, a transposed A and small problems keep
+/// their paths. The shapes of `tests/gemm_f32.rs`'s bit-for-bit test take this path (A
+/// packed: rows 4 KiB apart), one split by rows, one by columns.
+#[test]
+fn large_packed_f32_problems_pack_their_own_operands() {
+    use super::super::amx::Amx;
+    use super::super::avx512::Avx512;
+    use super::super::avx512_bf16::Avx512Bf16;
+    use super::super::pack::F32;
+    let l = |m, k, n| GemmLayout::row_major(m, n, k);
+    assert!(own_packing::<Avx512>(&l(2048, 2048, 2048), 2));
+    assert!(own_packing::<Avx512>(&l(4096, 3072, 768), 3));
+    assert!(!own_packing::<Avx512>(&l(2048, 2048, 2048), 1));
+    assert!(!own_packing::<Amx>(&l(2048, 2048, 2048), 2));
+    assert!(!own_packing::<Avx512Bf16>(&l(2048, 2048, 2048), 2));
+    assert!(!own_packing::<Avx512>(&l(500, 512, 512), 2));
+    let ta = GemmLayout {
+        a_rs: 1,
+        a_cs: 2048,
+        ..l(2048, 2048, 2048)
+    };
+    assert!(!own_packing::<Avx512>(&ta, 2));
+    for (m, k, n, by_rows) in [(520, 1024, 260, true), (300, 1024, 1000, false)] {
+        assert!(own_packing::<Avx512>(&l(m, k, n), 2), "{m} × {k} × {n}");
+        assert!(
+            !direct_a::<Avx512, F32, F32>(&l(m, k, n)),
+            "{m} × {k} × {n}"
+        );
+        let parts = partition(m, k, n, Avx512::MR, Avx512::NR, 2);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts.iter().all(|t| t.n0 == 0 && t.n1 == n), by_rows);
+    }
 }
 
 #[test]
