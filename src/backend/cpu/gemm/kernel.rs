@@ -115,9 +115,9 @@ pub(super) trait MicroKernel: Sync {
 
     /// Whether `run_direct_a` reads A in place (f32 kernels); otherwise the driver packs A.
     const DIRECT_A: bool = false;
-    /// A is read in place only while the problem has at most this many column blocks
-    /// (`driver::n_blocks`); with more, A packed whole once (`driver::single`) can be cheaper
-    /// than A read in place once per block.
+    /// A is read in place only while the columns one thread sweeps make at most this many
+    /// column blocks (`driver::n_blocks`); with more, A packed whole once (`driver::single`)
+    /// can be cheaper than A read in place once per block.
     const DIRECT_A_MAX_COLUMN_BLOCKS: usize = usize::MAX;
     /// A is read in place only while C has at most this many columns or the depth is at most
     /// `DIRECT_A_ANY_N_MAX_K`: each B panel re-reads the MR rows of A in place over the whole

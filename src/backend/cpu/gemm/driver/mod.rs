@@ -318,8 +318,16 @@ fn gemm_into<K, CA, CB>(
         };
         (av, bv)
     };
+    // Whether the problems fork: a small batch of large problems runs each problem over
+    // the pool; otherwise each problem runs on one thread (the batch spread over the pool,
+    // or everything inline when the work is too small to fork).
+    let forks = threads > 1 && macs * batch >= PAR_MIN_MACS;
+    let spread = forks
+        && batch > 1
+        && (batch.is_multiple_of(threads) || batch >= 4 * threads || macs < SMALL_MACS);
+    let problem_threads = if forks && !spread { threads } else { 1 };
     // Every problem of the batch has A's strides, so this is decided once.
-    let in_place = direct_a::<K, CA, CB>(l);
+    let in_place = direct_a::<K, CA, CB>(l, problem_threads);
     let one = |i: usize, threads: usize| {
         let (av, bv) = view(i);
         if threads > 1 && k_split::<K>(l) {
@@ -388,13 +396,13 @@ fn gemm_into<K, CA, CB>(
             single::<K, CA, CB>(l, av, in_place, bv, c, accumulate, threads);
         }
     };
-    if threads == 1 || macs * batch < PAR_MIN_MACS {
+    if !forks {
         (0..batch).for_each(|i| one(i, 1));
         return;
     }
     // Only a problem that forks opens a region (a small one runs inline, on this thread).
     let _region = crate::backend::cpu::threads::region();
-    if batch > 1 && (batch.is_multiple_of(threads) || batch >= 4 * threads || macs < SMALL_MACS) {
+    if spread {
         (0..batch).into_par_iter().for_each(|i| one(i, 1));
     } else {
         (0..batch).for_each(|i| one(i, threads));

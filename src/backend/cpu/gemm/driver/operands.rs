@@ -8,7 +8,7 @@ use crate::backend::cpu::gemm::pack::{pack, packed_len, Convert, View};
 use crate::backend::cpu::gemm::{pack, GemmLayout};
 
 use super::blocking::{k_blocks, n_blocks};
-use super::tasks::split;
+use super::tasks::{partition, split};
 
 /// How the kernel gets its A panels.
 #[derive(Clone, Copy)]
@@ -262,12 +262,13 @@ pub(super) const B_ROWS_IN_PLACE_MAX_RS: usize = 128;
 /// and its transposes cost more than broadcasting from A's rows directly; but with a row
 /// stride of 4 KiB (k = 1024 in f32, 2048 in bf16) all 12 rows share one 8-way set and
 /// evict each other on every step: sq1024 f32 fell from ~98 to ~70 GFLOP/s, sq2048 bf16
-/// from ~185 to ~130 (Zen 4, 1 thread). And while the problem has no more column blocks
-/// than the kernel reads A in place for (`DIRECT_A_MAX_COLUMN_BLOCKS`), and has few columns
+/// from ~185 to ~130 (Zen 4, 1 thread). And while the columns one thread sweeps (on
+/// `threads` threads, `partition`'s widest part) make no more column blocks than the kernel
+/// reads A in place for (`DIRECT_A_MAX_COLUMN_BLOCKS`), and the problem has few columns
 /// or a short depth (`DIRECT_A_MAX_N`, `DIRECT_A_ANY_N_MAX_K`). The L1 sets do not matter
 /// up to `DIRECT_A_ANY_STRIDE_MAX_N` columns (a line of A then serves one or two passes of
 /// the kernel), nor for few rows beside a B read in place (`few_rows_beside_b_in_place`).
-pub(super) fn direct_a<K, CA, CB>(l: &GemmLayout) -> bool
+pub(super) fn direct_a<K, CA, CB>(l: &GemmLayout, threads: usize) -> bool
 where
     K: MicroKernel,
     CA: Convert<Dst = K::P>,
@@ -283,10 +284,20 @@ where
             || few_rows_beside_b_in_place::<K, CB>(l)
             || rows_per_l1_set(l.a_rs * std::mem::size_of::<CA::Src>(), K::MR)
                 <= K::MAX_ROWS_PER_L1_SET)
-        && n_blocks::<K>(l.n, l.k)
+        && n_blocks::<K>(part_columns::<K>(l, threads), l.k)
             .nth(K::DIRECT_A_MAX_COLUMN_BLOCKS)
             .is_none()
         && (l.n <= K::DIRECT_A_MAX_N || l.k <= K::DIRECT_A_ANY_N_MAX_K)
+}
+
+/// The columns of C that one thread sweeps when a problem with A in place runs on `threads`
+/// threads: the widest of `partition`'s parts (every column when it splits the rows).
+fn part_columns<K: MicroKernel>(l: &GemmLayout, threads: usize) -> usize {
+    partition(l.m, l.k, l.n, K::MR, K::NR, threads)
+        .iter()
+        .map(|p| p.n1 - p.n0)
+        .max()
+        .unwrap_or(l.n)
 }
 
 /// Whether A is read in place whatever its row stride because the problem has few rows (at

@@ -125,13 +125,26 @@ fn amx_reads_a_in_place_with_one_column_block() {
         (2048, 128, 2048, false),
     ] {
         let l = GemmLayout::row_major(m, n, k);
-        assert_eq!(direct_a::<Amx, Bf16, Bf16>(&l), in_place, "AMX {m}x{n}x{k}");
+        assert_eq!(
+            direct_a::<Amx, Bf16, Bf16>(&l, 1),
+            in_place,
+            "AMX {m}x{n}x{k}"
+        );
     }
-    // The f32 kernel reads A in place whatever its column blocks (here six); with rows
-    // 16 KiB apart (12 in one L1 set) up to two B panels of columns.
+    // The blocks are counted over the columns one thread sweeps: 4096 × 4096 × 256 makes
+    // two column blocks on one thread (packed), one each on two (in place).
+    let l = GemmLayout::row_major(4096, 4096, 256);
+    assert!(!direct_a::<Amx, Bf16, Bf16>(&l, 1));
+    assert!(direct_a::<Amx, Bf16, Bf16>(&l, 2));
+    // The f32 kernel reads A in place up to four column blocks per thread: 4096 × 3072 ×
+    // 768 makes six on one thread (packed), three each on two (in place).
+    let l = GemmLayout::row_major(4096, 3072, 768);
+    assert!(!direct_a::<Avx512, F32, F32>(&l, 1));
+    assert!(direct_a::<Avx512, F32, F32>(&l, 2));
+    // With rows 16 KiB apart (12 in one L1 set) up to two B panels of columns.
     // With at most four row tiles, up to four panels of a row-major B read in place.
     for &(m, n, k, in_place) in &[
-        (4096, 3072, 768, true),
+        (4096, 2048, 768, true),
         (4096, 16, 4096, true),
         (4096, 64, 4096, true),
         (4096, 65, 4096, false),
@@ -141,7 +154,7 @@ fn amx_reads_a_in_place_with_one_column_block() {
     ] {
         let l = GemmLayout::row_major(m, n, k);
         assert_eq!(
-            direct_a::<Avx512, F32, F32>(&l),
+            direct_a::<Avx512, F32, F32>(&l, 1),
             in_place,
             "f32 {m}x{n}x{k}"
         );
@@ -222,7 +235,7 @@ fn large_packed_f32_problems_pack_their_own_operands() {
     for (m, k, n, by_rows) in [(520, 1024, 260, true), (300, 1024, 1000, false)] {
         assert!(own_packing::<Avx512>(&l(m, k, n), 2), "{m} × {k} × {n}");
         assert!(
-            !direct_a::<Avx512, F32, F32>(&l(m, k, n)),
+            !direct_a::<Avx512, F32, F32>(&l(m, k, n), 2),
             "{m} × {k} × {n}"
         );
         let parts = partition(m, k, n, Avx512::MR, Avx512::NR, 2);
