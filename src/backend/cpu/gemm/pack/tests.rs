@@ -1,7 +1,8 @@
 //! Unit tests of the packings against their definitions.
 
-use super::pairs::{interleave_k_pairs, round_pairs16};
+use super::pairs::{interleave_k_pairs_at, round_pairs16};
 use super::*;
+use crate::backend::cpu::isa::{self, Isa};
 
 /// The branch-free rounding agrees bit for bit with `half` on every class of input:
 /// ties both ways, carries into the exponent, overflow, subnormals, ±0, ±∞ and NaNs.
@@ -133,8 +134,8 @@ fn amx_a_panels_from_a_transposed_source() {
 
 /// KU = 2 panels from a source whose panel rows are contiguous (B row-major, or an A
 /// stored transposed), bf16 bits, equal the definition
-/// out[q·2R + 2i + h] = x[2q + h, i] for every row count up to 32 (runs of 8, a run of 4,
-/// single pairs), even and odd depths (the last pair's second half left as the caller's
+/// out[q·2R + 2i + h] = x[2q + h, i] for every row count up to 32 (AVX-512: runs of 32,
+/// masked; below: runs of 8, a run of 4, single pairs), even and odd depths (the last pair's second half left as the caller's
 /// zero), rows of a wider matrix; the rest of the panel untouched.
 #[test]
 fn pair_panels_from_contiguous_panel_rows() {
@@ -166,8 +167,14 @@ fn pair_panels_from_contiguous_panel_rows() {
                     }
                 }
             }
-            interleave_k_pairs::<bf16, R>(&x, ks, nr, kc, &mut got);
-            assert_eq!(got, want, "rows {nr} kc {kc}");
+            for level in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
+                if level > isa::detected() {
+                    continue;
+                }
+                let mut got = got.clone();
+                interleave_k_pairs_at::<bf16, R>(level, &x, ks, nr, kc, &mut got);
+                assert_eq!(got, want, "{}: rows {nr} kc {kc}", level.name());
+            }
         }
     }
 }
