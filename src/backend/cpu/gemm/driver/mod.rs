@@ -342,7 +342,7 @@ fn gemm_into<K, CA, CB>(
             );
         }
         let small_a = threads > 1 && !in_place && small_packed_a::<K>(l, threads);
-        let own = threads > 1 && !in_place && !small_a && own_packing::<K>(l, threads);
+        let own = !in_place && !small_a && own_packing::<K>(l, threads);
         if threads > 1 && (in_place || small_a || own) {
             // Independent sub-problems, one per thread, each with its own packed B in its
             // own L2 (A is read in place, so no packing is repeated; or A is small beside

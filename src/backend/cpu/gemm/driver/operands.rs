@@ -293,6 +293,9 @@ where
 /// The columns of C that one thread sweeps when a problem with A in place runs on `threads`
 /// threads: the widest of `partition`'s parts (every column when it splits the rows).
 fn part_columns<K: MicroKernel>(l: &GemmLayout, threads: usize) -> usize {
+    if threads <= 1 {
+        return l.n;
+    }
     partition(l.m, l.k, l.n, K::MR, K::NR, threads)
         .iter()
         .map(|p| p.n1 - p.n0)

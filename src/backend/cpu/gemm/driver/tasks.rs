@@ -45,7 +45,8 @@ pub(super) const SMALL_A_SHARE: usize = 8;
 /// processes running 2048 × 2048 × 1024 side by side reach 155–156 GFLOP/s each, the rate
 /// of one alone, while the shared path ran 2048³ at 286–300. As parts, in process against
 /// the shared path, 2 threads (11 pairs): 1024³ +3.7%, 2048³ +4.0%, 4096 × 3072 × 768
-/// +3.9%; (7 pairs) 512³ +2.9%, 1536³ +0.2%, 1000 × 2000 × 1000 −0.9%.
+/// +3.9%; (7 pairs) 512³ +2.9%, 1536³ +0.2%, 1000 × 2000 × 1000 −0.9%; in a faster
+/// stretch later (9 pairs) 1024³ +0.9%, 2048³ +0.8%.
 /// A stored transposed (packed by strided reads) is left to the shared path: 2048 × 768 ×
 /// 2048 lost 2% as parts.
 pub(super) fn own_packing<K: MicroKernel>(l: &GemmLayout, threads: usize) -> bool {

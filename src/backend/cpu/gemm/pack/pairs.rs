@@ -232,22 +232,16 @@ pub(super) fn interleave_k_pairs_at<T: PairBits, const R: usize>(
     // bf16 sources with AVX-512: 32 columns of both rows at a time, the last run masked,
     // interleaved by two word permutes (one per half of the 64 output values). 1024³ bf16
     // (AMX), 1 thread: the SSE runs of 8 packed B at ~17 GB/s, 6% of the GEMM's samples.
-    // Intel Xeon (family 6 model 167), bf16 C, 1 thread, in process against the SSE runs (9
-    // pairs): 512³ +1.6%, 1024³ +3.8%, 768 × 512 × 128 +3.5%, 4096 × 768 × 3072 +4.9%.
+    // Intel Xeon (family 6 model 167), bf16 C, 1 thread, in process against the SSE runs
+    // (two runs of 9 and 7 pairs): 4096 × 768 × 3072 +4.9% / +4.9%, 768 × 512 × 128 +3.5% /
+    // +2.5%, 1024³ +3.8% / +0.2%, 512³ +1.6% / −0.7%.
+    let in_zmm = cfg!(target_arch = "x86_64") && T::ADJACENT && avx512;
     #[cfg(target_arch = "x86_64")]
-    if T::ADJACENT && avx512 {
+    if in_zmm {
         // SAFETY: T holds bf16 bits (ADJACENT: 2-byte plain values); k rows 0..2·kh hold nr
         // values each, `ks` apart, and `out` kc.div_ceil(2)·2R values, nr ≤ R (asserted
         // above); the level (AVX-512F and BW) is at most the CPU's.
         unsafe { interleave_rows(blk.as_ptr() as *const u16, ks, nr, kh, out.as_mut_ptr(), R) };
-        if kc % 2 == 1 {
-            let r0 = &blk[(kc - 1) * ks..][..nr];
-            let o = &mut out[kh * 2 * R..][..2 * nr];
-            for (pair, &a) in o.chunks_exact_mut(2).zip(r0) {
-                pair[0] = a.bits();
-            }
-        }
-        return;
     }
     // f32 sources with AVX-512 (every CPU whose bf16 kernels pack pairs): 16 columns at a
     // time, the last run masked, rounded and paired in zmm registers.
@@ -280,7 +274,9 @@ pub(super) fn interleave_k_pairs_at<T: PairBits, const R: usize>(
     } else {
         (0, 0)
     };
-    for q in 0..kh {
+    // The pairs left to this loop: all of them, or none when paired in zmm registers above.
+    let left = if in_zmm { 0 } else { kh };
+    for q in 0..left {
         let r0 = &blk[2 * q * ks..][..nr];
         let r1 = &blk[(2 * q + 1) * ks..][..nr];
         let o = &mut out[q * 2 * R..][..2 * nr];
