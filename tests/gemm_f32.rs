@@ -386,6 +386,16 @@ fn long_k_into_small_c_split_along_k() {
     }
 }
 
+/// Whether this CPU has the AVX-512 f32 kernel the bit-for-bit tests below run on; if not,
+/// prints "skipped: `why`".
+fn avx512_or_skip(why: &str) -> bool {
+    let has = isa::detected() >= Isa::Avx512;
+    if !has {
+        println!("skipped: {why}");
+    }
+    has
+}
+
 /// C (+)= A·B at the AVX-512 level with beta 0 and 1 on each of `threads` thread counts,
 /// against one thread, bit for bit (operands filled from `seed`); and, on 2 threads, within
 /// tolerance of the reference (`check`, beta 1).
@@ -421,8 +431,7 @@ fn same_bits_as_one_thread(s: Shape, seed: u64, threads: &[usize]) {
 /// same C, beta 0 and 1 (and the reference's sums within tolerance, through `check`).
 #[test]
 fn weight_gradient_split_along_k_matches_one_thread_bit_for_bit() {
-    if isa::detected() < Isa::Avx512 {
-        println!("skipped: the AVX-512 f32 kernel (two-block split along k) needs AVX-512");
+    if !avx512_or_skip("the AVX-512 f32 kernel (two-block split along k) needs AVX-512") {
         return;
     }
     // 128 × 130: the parts' sums added by row ranges over the threads.
@@ -443,8 +452,7 @@ fn weight_gradient_split_along_k_matches_one_thread_bit_for_bit() {
 /// skipped one as C was), row counts off the tile.
 #[test]
 fn row_tiles_dispensed_over_threads_match_one_thread_bit_for_bit() {
-    if isa::detected() < Isa::Avx512 {
-        println!("skipped: the dispensed row tiles are tested on the AVX-512 f32 kernel");
+    if !avx512_or_skip("the dispensed row tiles are tested on the AVX-512 f32 kernel") {
         return;
     }
     let shapes = [
@@ -468,8 +476,7 @@ fn row_tiles_dispensed_over_threads_match_one_thread_bit_for_bit() {
 /// counts off the tile.
 #[test]
 fn independent_parts_with_packed_a_match_one_thread_bit_for_bit() {
-    if isa::detected() < Isa::Avx512 {
-        println!("skipped: the independent parts are tested on the AVX-512 f32 kernel");
+    if !avx512_or_skip("the independent parts are tested on the AVX-512 f32 kernel") {
         return;
     }
     for (m, k, n) in [(520, 1024, 260), (300, 1024, 1000)] {
@@ -484,8 +491,7 @@ fn independent_parts_with_packed_a_match_one_thread_bit_for_bit() {
 /// narrower than the others.
 #[test]
 fn column_blocks_dispensed_over_threads_match_one_thread_bit_for_bit() {
-    if isa::detected() < Isa::Avx512 {
-        println!("skipped: the dispensed column blocks are tested on the AVX-512 f32 kernel");
+    if !avx512_or_skip("the dispensed column blocks are tested on the AVX-512 f32 kernel") {
         return;
     }
     for (m, k, n) in [(100, 200, 2100), (37, 96, 4000)] {
