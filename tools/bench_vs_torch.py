@@ -111,9 +111,34 @@ ATTENTION_SHAPES = [("attn_12x4x64x32", 12, 4, 64, 32), ("attn_8x12x512x64", 8, 
 OPS = ["gemm", "softmax", "layernorm", "gelu", "attention"]
 
 
-def calls_for(first_s, min_rep_ms):
-    """Calls that make one repetition of >= min_rep_ms, from the first call's seconds."""
-    return max(1, int(min_rep_ms * 1e-3 / max(first_s, 1e-7) + 0.999))
+def calls_for(per_call_s, min_rep_ms):
+    """Calls that make one repetition of >= min_rep_ms, from one call's seconds."""
+    return max(1, int(min_rep_ms * 1e-3 / max(per_call_s, 1e-7) + 0.999))
+
+
+# Calibration repetitions: calls doubling from one until a repetition lasts at least this
+# share of --min-rep-ms and holds at least CALIBRATE_MIN_CALLS calls.
+CALIBRATE_SHARE = 0.1
+CALIBRATE_MIN_CALLS = 8
+
+
+def calibrate(side, min_rep_ms):
+    """Calls per repetition of >= min_rep_ms for `side`, from its fastest per-call time over
+    repetitions of 1, 2, 4, … calls (until one lasts CALIBRATE_SHARE of min_rep_ms with at
+    least CALIBRATE_MIN_CALLS calls). A single call is no measure: the first one after a
+    side has idled pays for waking its threads and caches. Calibrated from one call,
+    pretext's softmax 768 × 128 on 2 threads (17 µs a call warm) took 3.6 ms for it, so its
+    repetitions came out 6 calls (0.4 ms) long instead of 20 ms, every call then paying part
+    of a wake-up: 38–73 µs a call, and the ratio read 0.92 where it is 2 (Intel host,
+    session 39)."""
+    calls, best = 1, float("inf")
+    while True:
+        s = side.rep(calls)
+        best = min(best, s)
+        if (s * calls >= CALIBRATE_SHARE * min_rep_ms * 1e-3 and calls >= CALIBRATE_MIN_CALLS
+                or calls >= 1 << 24):
+            return calls_for(best, min_rep_ms)
+        calls *= 2
 
 
 class TorchSide:
@@ -181,14 +206,12 @@ def paired(torch_side, pretext_side, a, threads):
     (so that each CPU sees both orders): the vCPUs of a shared host are not alike (one may
     share its core with another guest), and the scheduler would otherwise place each process
     where it likes."""
-    first = torch_side.rep(1)
-    for _ in range(max(0, a.warmup - 1)):
+    # PyTorch's warm-up calls (pretext's binary makes its own, --warmup).
+    for _ in range(max(1, a.warmup)):
         torch_side.rep(1)
-    ct = calls_for(first, a.min_rep_ms)
-    # Both sides calibrated alike, from one warm call (pretext's `first_s` is its cold first
-    # call, several times a warm one: its repetitions came out a few calls long, each
-    # paying the wake-up of an idle process and its threads).
-    cp = calls_for(pretext_side.rep(1), a.min_rep_ms)
+    # Both sides calibrated alike, from warm repetitions (`calibrate`).
+    ct = calibrate(torch_side, a.min_rep_ms)
+    cp = calibrate(pretext_side, a.min_rep_ms)
     tt, tp = [], []
     everywhere = os.sched_getaffinity(0)
     cpus = sorted(everywhere)
