@@ -116,16 +116,16 @@ def calls_for(per_call_s, min_rep_ms):
     return max(1, int(min_rep_ms * 1e-3 / max(per_call_s, 1e-7) + 0.999))
 
 
-# Calibration repetitions: calls doubling from one until a repetition lasts at least this
-# share of --min-rep-ms and holds at least CALIBRATE_MIN_CALLS calls.
+# Calibration repetitions: calls doubling from one until a repetition lasts --min-rep-ms, or
+# at least this share of it with at least CALIBRATE_MIN_CALLS calls (as `pretext bench`).
 CALIBRATE_SHARE = 0.1
 CALIBRATE_MIN_CALLS = 8
 
 
 def calibrate(side, min_rep_ms):
     """Calls per repetition of >= min_rep_ms for `side`, from its fastest per-call time over
-    repetitions of 1, 2, 4, … calls (until one lasts CALIBRATE_SHARE of min_rep_ms with at
-    least CALIBRATE_MIN_CALLS calls). A single call is no measure: the first one after a
+    repetitions of 1, 2, 4, … calls (until one lasts min_rep_ms, or CALIBRATE_SHARE of it
+    with at least CALIBRATE_MIN_CALLS calls). A single call is no measure: the first one after a
     side has idled pays for waking its threads and caches. Calibrated from one call,
     pretext's softmax 768 × 128 on 2 threads (17 µs a call warm) took 3.6 ms for it, so its
     repetitions came out 6 calls (0.4 ms) long instead of 20 ms, every call then paying part
@@ -135,7 +135,8 @@ def calibrate(side, min_rep_ms):
     while True:
         s = side.rep(calls)
         best = min(best, s)
-        if (s * calls >= CALIBRATE_SHARE * min_rep_ms * 1e-3 and calls >= CALIBRATE_MIN_CALLS
+        total, target = s * calls, min_rep_ms * 1e-3
+        if (total >= target or total >= CALIBRATE_SHARE * target and calls >= CALIBRATE_MIN_CALLS
                 or calls >= 1 << 24):
             return calls_for(best, min_rep_ms)
         calls *= 2
