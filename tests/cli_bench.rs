@@ -66,6 +66,7 @@ fn gemm_reports_each_dtype() {
         assert_eq!(v["params"]["dtype"], dtype);
         assert_eq!(v["params"]["m"], 20);
         assert_eq!(v["reps"], 5);
+        assert!(v["calls_per_rep"].as_u64().unwrap() >= 1, "{v}");
         let (min, median, max) = (
             v["min_ms"].as_f64().unwrap(),
             v["median_ms"].as_f64().unwrap(),

@@ -259,14 +259,14 @@ pub fn run(args: Args) -> Result<()> {
         });
     }
     let probe = Probe::for_gemm(w.name, args.dtype, level);
-    let (flops, params, rate, times, shares) = pool.install(|| -> Result<_> {
+    let (flops, params, rate, times, calls, shares) = pool.install(|| -> Result<_> {
         let mut p = (w.prepare)(&args, level, threads)?;
         let (times, calls) = time(&mut p.call, &args)?;
         let shares = match probe {
             Some(probe) => paired_shares(&mut p.call, p.flops, calls, probe, args.reps)?,
             None => Vec::new(),
         };
-        Ok((p.flops, p.params, p.rate, times, shares))
+        Ok((p.flops, p.params, p.rate, times, calls, shares))
     })?;
     // The peak: the best of a burst of probes after the timing, or of the probes paired with
     // the repetitions (spread over the whole timing: a burst alone can fall inside a moment
@@ -278,7 +278,7 @@ pub fn run(args: Args) -> Result<()> {
     });
     let shares: Vec<f64> = shares.iter().map(|s| s.share).collect();
     report(
-        w.name, &args, level, threads, flops, params, rate, &times, peak, &shares,
+        w.name, &args, level, threads, flops, params, rate, &times, calls, peak, &shares,
     );
     Ok(())
 }
@@ -514,6 +514,7 @@ fn report(
     params: serde_json::Value,
     rate: Option<Rate>,
     times: &[f64],
+    calls: usize,
     peak: Option<(Probe, f64)>,
     paired: &[f64],
 ) {
@@ -539,6 +540,7 @@ fn report(
             "threads": threads,
             "isa": level.name(),
             "reps": s.len(),
+            "calls_per_rep": calls,
             "median_ms": med * 1e3,
             "min_ms": min * 1e3,
             "max_ms": max * 1e3,
@@ -561,14 +563,15 @@ fn report(
     } else {
         println!("{name} {params} threads={threads} isa={}", level.name());
         println!(
-            "  median {:.4} ms ({:.1} GFLOP/s)   min {:.4} ms ({:.1})   max {:.4} ms ({:.1})   [{} reps]",
+            "  median {:.4} ms ({:.1} GFLOP/s)   min {:.4} ms ({:.1})   max {:.4} ms ({:.1})   [{} reps of {} calls]",
             med * 1e3,
             gf(med),
             min * 1e3,
             gf(min),
             max * 1e3,
             gf(max),
-            s.len()
+            s.len(),
+            calls
         );
         if let Some(r) = &rate {
             println!(
