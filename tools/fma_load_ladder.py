@@ -33,10 +33,15 @@ import tempfile
 CLOBBER = ",".join(f'"xmm{i}"' for i in range(32))
 
 
+def walks(kind):
+    """(A walks its panel, B walks its panel) in loop `kind`."""
+    return kind in ("moving", "moving_a"), kind in ("moving", "moving_b")
+
+
 def step(u, kind):
     """One k step (unrolled copy u of 4) of the 12 × 32 loop; `kind` as the module doc."""
     lines = []
-    moving_a, moving_b = kind in ("moving", "moving_a"), kind in ("moving", "moving_b")
+    moving_a, moving_b = walks(kind)
     if kind != "reg":
         lines += [f"vmovups {64 * v + (128 * u if moving_b else 0)}(%%rsi), %%zmm{24 + v}"
                   for v in range(2)]
@@ -55,8 +60,9 @@ def step(u, kind):
 
 def loop(name, kind):
     body = [x for u in range(4) for x in step(u, kind)]
-    advance = ("add $192, %%rdi\\n\\t" if kind in ("moving", "moving_a") else "") + (
-        "add $512, %%rsi\\n\\t" if kind in ("moving", "moving_b") else "")
+    moving_a, moving_b = walks(kind)
+    advance = ("add $192, %%rdi\\n\\t" if moving_a else "") + (
+        "add $512, %%rsi\\n\\t" if moving_b else "")
     text = "\\n\\t".join(body)
     return (f'static void {name}(long n, const float *a, const float *b) {{ __asm__ volatile('
             f'"1:\\n\\t{text}\\n\\t{advance}dec %%rcx\\n\\tjnz 1b"'
