@@ -1,6 +1,6 @@
 //! `set_matmul_precision(Medium)` (mixed precision): every f32 matmul multiplies the
 //! bf16-rounded operands exactly and sums in f32, forward and backward, and a training run
-//! at "medium" follows the f32 run's loss. The setting is process-wide, so this file is its
+//! at "medium" follows the f32 run's loss; "high" (three bf16 products) keeps about 16 bits. The setting is process-wide, so this file is its
 //! own test binary and its checks run in one test, in sequence.
 
 mod gemm_util;
@@ -8,7 +8,10 @@ mod gemm_util;
 use gemm_util::fill;
 use half::bf16;
 use pretext::autograd::Var;
-use pretext::backend::cpu::gemm::{matmul_precision, set_matmul_precision, MatmulPrecision};
+use pretext::backend::cpu::gemm::{
+    matmul_precision, set_matmul_precision, Bf16Path, MatmulPrecision,
+};
+use pretext::backend::cpu::isa;
 use pretext::data::prepare::{prepare, Input, PrepareOptions};
 use pretext::data::Corpus;
 use pretext::tensor::Tensor;
@@ -149,11 +152,11 @@ fn training_at_medium_precision() {
         "medium precision trained bit-identically to f32"
     );
     let mut cfg = train_config("gpt", "tiny").unwrap();
-    cfg.matmul_precision = "high".into();
+    cfg.matmul_precision = "low".into();
     let e = train(cfg, &fresh_run(dir.join("corpus"), dir.join("bad")))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("\"high\""), "{e}");
+    assert!(e.contains("\"low\""), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -199,18 +202,48 @@ fn cli_flag() {
         state.contains("\"matmul_precision\": \"medium\""),
         "{state}"
     );
-    let out = run(&["--matmul-precision", "high"]);
+    let out = run(&["--matmul-precision", "low"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("high") && stderr.contains("medium"),
+        stderr.contains("highest") && stderr.contains("high") && stderr.contains("medium"),
         "{stderr}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// At "high", a matmul large enough for the three bf16 products (on AMX) is within their
+/// 2⁻¹⁴·Σ|a||b| of the exact product and not f32's result; where the CPU has no AMX tiles
+/// it is f32's, bit for bit. Its gradients follow the same setting.
+fn matmuls_at_high_precision() {
+    let (m, k, n) = (256, 512, 256);
+    let (a, b, g) = (fill(m * k, 4), fill(k * n, 5), fill(m * n, 6));
+    let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<f32>>();
+    let bound = product(&abs(&a), &abs(&b), m, k, n);
+    set_matmul_precision(MatmulPrecision::Highest);
+    let [c32, da32, _] = matmul_and_grads(&a, &b, &g, (m, k, n));
+    set_matmul_precision(MatmulPrecision::High);
+    let [c, da, _] = matmul_and_grads(&a, &b, &g, (m, k, n));
+    set_matmul_precision(MatmulPrecision::Highest);
+    if Bf16Path::at(isa::active().min(isa::detected())) == Bf16Path::Amx {
+        let exact = product(&a, &b, m, k, n);
+        for ((&x, &e), &s) in c.iter().zip(&exact).zip(&bound) {
+            assert!(
+                (x as f64 - e).abs() <= s * (2f64.powi(-14) + 1e-6),
+                "{x} vs {e}"
+            );
+        }
+        assert_ne!(c, c32, "high precision gave the f32 product on AMX");
+        assert_ne!(da, da32, "the gradient ignored high precision on AMX");
+    } else {
+        assert_eq!(c, c32, "high precision without AMX tiles is f32");
+        assert_eq!(da, da32);
+    }
+}
+
 #[test]
-fn medium_precision_matmuls_and_training() {
+fn precision_settings_matmuls_and_training() {
+    matmuls_at_high_precision();
     matmuls_at_medium_precision();
     training_at_medium_precision();
     cli_flag();

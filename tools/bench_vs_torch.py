@@ -3,7 +3,9 @@
 
 Ops (`--ops`, default all): gemm (f32: torch.matmul on f32; bf16: torch.matmul on bf16
 tensors, which rounds its f32 sums to a bf16 C, vs pretext's bgemm with f32 accumulation and
-the same bf16 C; `--bf16-c f32` gives pretext an f32 C instead, as before), softmax, layernorm, gelu (erf and tanh
+the same bf16 C; `--bf16-c f32` gives pretext an f32 C instead, as before; f32-high and
+f32-medium: f32 tensors with both sides at that torch.set_float32_matmul_precision, pretext's
+`--dtype f32-high` and `bf16-mixed`), softmax, layernorm, gelu (erf and tanh
 forms) and attention (torch.nn.functional.scaled_dot_product_attention), the last four
 forward only ("fwd") and forward + backward ("fwd+bwd"). PyTorch's backward is its own
 backward kernel called directly (aten._softmax_backward_data, native_layer_norm_backward,
@@ -25,7 +27,8 @@ one table of pretext/PyTorch speed ratios (> 1: pretext faster) and writes it as
 
 Usage: /work/refenv/bin/python tools/bench_vs_torch.py [--bin target/release/pretext]
        [--out tools/results/bench_vs_torch.json] [--ops softmax layernorm gelu]
-       [--threads 1 2] [--dtypes f32 bf16] [--bf16-c bf16|f32] [--shapes NAME ...]
+       [--threads 1 2] [--dtypes f32 bf16 f32-high f32-medium] [--bf16-c bf16|f32]
+       [--shapes NAME ...]
        [--pairs 15] [--min-rep-ms 20] [--quick] [--isa avx2|avx512]
 Build the binary first: cargo build --release.
 
@@ -364,8 +367,9 @@ def run_ops(a, ops, rows):
                       flush=True)
 
 
-def torch_gemm(m, k, n, batch, tb, dtype, threads, ta=False):
-    """torch.matmul of the shape into a preallocated C, prepared."""
+def torch_gemm(m, k, n, batch, tb, dtype, threads, ta=False, precision="highest"):
+    """torch.matmul of the shape into a preallocated C, prepared, at the f32 matmul
+    `precision` (set before each call: the setting is process-wide)."""
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
     if ta:
@@ -379,13 +383,25 @@ def torch_gemm(m, k, n, batch, tb, dtype, threads, ta=False):
     else:
         b = (torch.rand((batch, k, n) if batch > 1 else (k, n), generator=g) * 2 - 1).to(dtype)
     out = torch.empty(torch.matmul(a, b).shape, dtype=dtype)
-    return TorchSide(lambda: torch.matmul(a, b, out=out), inference=True)
+
+    def call():
+        torch.set_float32_matmul_precision(precision)
+        torch.matmul(a, b, out=out)
+        torch.set_float32_matmul_precision("highest")
+    return TorchSide(call, inference=True)
+
+
+# The pretext `bench gemm --dtype` of each row's dtype, and PyTorch's element type and f32
+# matmul precision for it.
+PRETEXT_DTYPE = {"f32": "f32", "bf16": "bf16", "f32-high": "f32-high", "f32-medium": "bf16-mixed"}
+TORCH_DTYPE = {"f32": ("float32", "highest"), "bf16": ("bfloat16", "highest"),
+               "f32-high": ("float32", "high"), "f32-medium": ("float32", "medium")}
 
 
 def pretext_gemm(binary, m, k, n, batch, tb, dtype, threads, warmup, c_dtype, ta=False):
     """`pretext bench gemm --serve` of the shape."""
     cmd = [binary, "bench", "gemm", "--m", str(m), "--k", str(k), "--n", str(n),
-           "--batch", str(batch), "--dtype", dtype, "--threads", str(threads),
+           "--batch", str(batch), "--dtype", PRETEXT_DTYPE[dtype], "--threads", str(threads),
            "--warmup", str(warmup)]
     if ta:
         cmd.append("--ta")
@@ -410,7 +426,7 @@ def main():
     p.add_argument("--out", default="tools/results/bench_vs_torch.json")
     p.add_argument("--ops", nargs="+", default=OPS, choices=OPS)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--dtypes", nargs="+", default=["f32", "bf16"], choices=["f32", "bf16"])
+    p.add_argument("--dtypes", nargs="+", default=["f32", "bf16"], choices=list(PRETEXT_DTYPE))
     p.add_argument("--bf16-c", default="bf16", choices=["bf16", "f32"],
                    help="element type of pretext's C in the bf16 GEMM rows (torch's is bf16)")
     p.add_argument("--shapes", nargs="*", help="subset of shape / case names (e.g. sm_4096x1024)")
@@ -470,29 +486,30 @@ def cpu_model():
 
 def run_gemm(args, rows):
     shapes = [s for s in SHAPES if not args.shapes or s[0] in args.shapes]
-    hdr = f"{'shape':<20}{'m×k×n':>16}{'batch':>6}{'dtype':>6}{'thr':>4}{'pretext GF/s':>14}{'torch GF/s':>12}{'ratio':>8}{'pairs IQR':>12}  kernel"
+    hdr = f"{'shape':<20}{'m×k×n':>16}{'batch':>6}{'dtype':>11}{'thr':>4}{'pretext GF/s':>14}{'torch GF/s':>12}{'ratio':>8}{'pairs IQR':>12}  kernel"
     print(hdr)
     print("-" * len(hdr))
     for name, m, k, n, batch, tb, *rest in shapes:
         ta = bool(rest and rest[0])
         flops = 2.0 * m * k * n * batch
         for dtype in args.dtypes:
-            tdt = torch.float32 if dtype == "f32" else torch.bfloat16
+            tdt, precision = TORCH_DTYPE[dtype]
+            tdt = getattr(torch, tdt)
             for threads in args.threads:
                 side = pretext_gemm(args.bin, m, k, n, batch, tb, dtype, threads, args.warmup,
                                     args.bf16_c, ta)
                 kernel = side.hello["params"]["kernel"]
-                tt, tp = paired(torch_gemm(m, k, n, batch, tb, tdt, threads, ta), side, args,
-                                threads)
+                tt, tp = paired(torch_gemm(m, k, n, batch, tb, tdt, threads, ta, precision),
+                                side, args, threads)
                 stats = pair_stats(tp, tt)
                 row = dict(shape=name, m=m, k=k, n=n, batch=batch, transpose_a=ta, transpose_b=tb,
-                           dtype=dtype, threads=threads,
+                           dtype=dtype, torch_precision=precision, threads=threads,
                            pretext_gflops=flops / stats["pretext_ms"] * 1e-6,
                            torch_gflops=flops / stats["torch_ms"] * 1e-6,
                            pretext_kernel=kernel,
                            pretext_c=args.bf16_c if dtype == "bf16" else "f32", **stats)
                 rows.append(dict(op="gemm", **row))
-                print(f"{name:<20}{f'{m}×{k}×{n}':>16}{batch:>6}{dtype:>6}{threads:>4}"
+                print(f"{name:<20}{f'{m}×{k}×{n}':>16}{batch:>6}{dtype:>11}{threads:>4}"
                       f"{row['pretext_gflops']:>14.1f}{row['torch_gflops']:>12.1f}"
                       f"{row['ratio']:>8.2f}{spread(row):>12}  {kernel}", flush=True)
     print()

@@ -40,6 +40,10 @@ pub enum Dtype {
     /// f32 A times bf16 B widened exactly, f32 products (weight-only bf16 inference).
     #[value(name = "f32-bf16w")]
     F32Bf16W,
+    /// f32 inputs at the "high" matmul precision: each operand as two bf16 values, three bf16
+    /// products (on AMX; elsewhere f32). GFLOP/s count the f32 product's 2·m·n·k.
+    #[value(name = "f32-high")]
+    F32High,
 }
 
 /// Element type of a GEMM's C.
@@ -452,9 +456,8 @@ impl Probe {
     /// The unit workload `name` runs on with operands `dtype` (GEMMs only).
     fn for_gemm(name: &str, dtype: Dtype, level: Isa) -> Option<Probe> {
         match (name, dtype) {
-            ("gemm", Dtype::F32 | Dtype::F32Bf16W) | ("microkernel", Dtype::F32) => {
-                Some(Probe::Fma(level))
-            }
+            ("gemm", Dtype::F32 | Dtype::F32Bf16W | Dtype::F32High)
+            | ("microkernel", Dtype::F32) => Some(Probe::Fma(level)),
             ("gemm", Dtype::Bf16 | Dtype::Bf16Mixed) => Probe::for_bf16(level),
             _ => None,
         }
@@ -639,6 +642,7 @@ fn prepare_gemm(args: &Args, level: Isa, _threads: usize) -> Result<Prepared> {
     let kernel = match args.dtype {
         Dtype::F32 | Dtype::F32Bf16W => level.name().to_string(),
         Dtype::Bf16 | Dtype::Bf16Mixed => Bf16Path::at(level).name(),
+        Dtype::F32High => gemm::high_kernel_name(level, &l),
     };
     let mut params = json!({
         "m": m, "k": k, "n": n, "batch": batch, "ta": args.ta, "tb": args.tb,
@@ -669,6 +673,9 @@ fn prepare_gemm(args: &Args, level: Isa, _threads: usize) -> Result<Prepared> {
         }
         Dtype::Bf16Mixed => Box::new(move || {
             gemm::sgemm_batched_bf16_isa(level, &l, &a, &ao, &b, &bo, 0.0, &mut c, &co)
+        }),
+        Dtype::F32High => Box::new(move || {
+            gemm::sgemm_batched_high_isa(level, &l, &a, &ao, &b, &bo, 0.0, &mut c, &co)
         }),
         Dtype::F32Bf16W => {
             let b: Vec<bf16> = b.iter().map(|&x| bf16::from_f32(x)).collect();

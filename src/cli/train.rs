@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args as ClapArgs;
 
+use crate::backend::cpu::gemm::MatmulPrecision;
 use crate::data::prepare::{self, Input, PrepareOptions, TokenizerSpec};
 use crate::data::Tokenizer;
 use crate::error::{Error, Result};
@@ -71,10 +72,12 @@ pub struct Args {
     /// cpu or cuda.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Matrix products in f32 ("highest") or with bf16 operands and f32 accumulation
-    /// ("medium": AMX tiles or vdpbf16ps where the CPU has them), like PyTorch's
-    /// torch.set_float32_matmul_precision. Weights, optimizer state and gradients stay f32.
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["highest", "medium"]))]
+    /// Matrix products in f32 ("highest"), with each operand as two bf16 values and three bf16
+    /// products ("high": about 16 significant bits, on AMX tiles; f32 elsewhere), or with bf16
+    /// operands and f32 accumulation ("medium": AMX tiles or vdpbf16ps where the CPU has
+    /// them), like PyTorch's torch.set_float32_matmul_precision. Weights, optimizer state and
+    /// gradients stay f32.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(MatmulPrecision::NAMES))]
     pub matmul_precision: Option<String>,
     /// Continue the run in --out from its checkpoint.
     #[arg(long)]

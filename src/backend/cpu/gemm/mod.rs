@@ -17,7 +17,8 @@
 //! BF16, otherwise the f32 kernels on the bf16-rounded values (same products, f32 sums);
 //! `bgemm_batched_to_bf16` rounds their f32 sums into a bf16 C (`round_bf16`).
 //! `set_matmul_precision` (`precision`) sends the plain f32 entry point to the bf16
-//! kernels, process-wide.
+//! kernels, process-wide: "medium" rounds the operands to bf16, "high" splits each into two
+//! bf16 values and sums three bf16 products (`bf16x3`).
 //! `sgemm_batched_new` multiplies into a new C that is not zeroed first: every path stores
 //! each element of C when beta is 0 and reads none (`driver::COut`). `weight_bf16` multiplies
 //! f32 activations by bf16 weights widened exactly (weight-only bf16 inference).
@@ -28,6 +29,7 @@ mod avx2_loop;
 mod avx512;
 mod avx512_bf16;
 mod avx512_loop;
+mod bf16x3;
 pub mod broadcast;
 mod dispense;
 mod driver;
@@ -50,6 +52,7 @@ use half::bf16;
 
 use super::isa::{self, Isa};
 use crate::error::{Error, Result};
+pub use bf16x3::split_bf16x2;
 use driver::COut;
 pub use micro_bench::MicroKernelBench;
 pub(crate) use pack::f32_to_bf16_bits;
@@ -376,7 +379,7 @@ fn dot_beats_fma() -> bool {
 
 /// Batched strided f32 GEMM: `C_i = A_i · B_i + beta · C_i` with `beta` 0 (overwrite) or 1
 /// (accumulate). Dispatches to the fastest kernel for the active ISA, at the process's
-/// `matmul_precision()` (medium: `sgemm_batched_bf16`).
+/// `matmul_precision()` (medium: `sgemm_batched_bf16`; high: `bf16x3` where it applies).
 #[allow(clippy::too_many_arguments)]
 pub fn sgemm_batched(
     l: &GemmLayout,
@@ -388,8 +391,24 @@ pub fn sgemm_batched(
     c: &mut [f32],
     c_offsets: &[usize],
 ) -> Result<()> {
-    if matmul_precision() == MatmulPrecision::Medium {
-        return sgemm_batched_bf16(l, a, a_offsets, b, b_offsets, beta, c, c_offsets);
+    match matmul_precision() {
+        MatmulPrecision::Medium => {
+            return sgemm_batched_bf16(l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+        }
+        MatmulPrecision::High => {
+            return sgemm_batched_high_isa(
+                isa::active(),
+                l,
+                a,
+                a_offsets,
+                b,
+                b_offsets,
+                beta,
+                c,
+                c_offsets,
+            )
+        }
+        MatmulPrecision::Highest => {}
     }
     sgemm_batched_isa(
         isa::active(),
@@ -417,11 +436,15 @@ pub fn sgemm_batched_new(
 ) -> Result<Vec<f32>> {
     new_c(l, a_offsets.len(), |c, c_offsets| {
         let level = isa::active();
-        if matmul_precision() == MatmulPrecision::Medium {
-            let path = Bf16Path::at(level.min(isa::detected()));
-            sgemm_bf16_path(path, l, a, a_offsets, b, b_offsets, 0.0, c, c_offsets)
-        } else {
-            sgemm_isa(level, l, a, a_offsets, b, b_offsets, 0.0, c, c_offsets)
+        let path = Bf16Path::at(level.min(isa::detected()));
+        match matmul_precision() {
+            MatmulPrecision::Medium => {
+                sgemm_bf16_path(path, l, a, a_offsets, b, b_offsets, 0.0, c, c_offsets)
+            }
+            MatmulPrecision::High if bf16x3::high_uses_bf16x3(path, l) => {
+                bf16x3::sgemm_bf16x3(path, l, a, a_offsets, b, b_offsets, 0.0, c, c_offsets)
+            }
+            _ => sgemm_isa(level, l, a, a_offsets, b, b_offsets, 0.0, c, c_offsets),
         }
     })
 }
@@ -633,6 +656,22 @@ pub fn bgemm_batched_path(
     c_offsets: &[usize],
 ) -> Result<()> {
     let c = &mut COut::from(c);
+    bgemm_path(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+}
+
+/// `bgemm_batched_path` into C's storage as the driver takes it.
+#[allow(clippy::too_many_arguments)]
+fn bgemm_path(
+    path: Bf16Path,
+    l: &GemmLayout,
+    a: &[bf16],
+    a_offsets: &[usize],
+    b: &[bf16],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut COut<'_>,
+    c_offsets: &[usize],
+) -> Result<()> {
     check_bounds(
         l,
         a.len(),
@@ -987,6 +1026,60 @@ fn sgemm_bf16_path(
         }
     }
     Ok(())
+}
+
+/// `sgemm_batched` at "high" precision at an explicit level, whatever the process's setting:
+/// the three bf16 products (`bf16x3`) where `bf16x3::high_uses_bf16x3` takes them, else the
+/// f32 kernels ("highest").
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_batched_high_isa(
+    level: Isa,
+    l: &GemmLayout,
+    a: &[f32],
+    a_offsets: &[usize],
+    b: &[f32],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut [f32],
+    c_offsets: &[usize],
+) -> Result<()> {
+    let path = Bf16Path::at(level.min(isa::detected()));
+    if bf16x3::high_uses_bf16x3(path, l) {
+        let c = &mut COut::from(c);
+        return bf16x3::sgemm_bf16x3(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets);
+    }
+    sgemm_batched_isa(level, l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
+}
+
+/// The kernels `sgemm_batched_high_isa` runs `l` on at `level`: "bf16x3 on" the bf16 path's,
+/// or the f32 level's.
+pub fn high_kernel_name(level: Isa, l: &GemmLayout) -> String {
+    let path = Bf16Path::at(level.min(isa::detected()));
+    if bf16x3::high_uses_bf16x3(path, l) {
+        format!("bf16x3 on {}", path.name())
+    } else {
+        level.min(isa::detected()).name().to_string()
+    }
+}
+
+/// The "high" precision's three bf16 products (`bf16x3`) on an explicit kernel path, for
+/// every shape (tests run each path; `sgemm_batched` at "high" takes them only where
+/// `bf16x3::high_uses_bf16x3`).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_batched_high_path(
+    path: Bf16Path,
+    l: &GemmLayout,
+    a: &[f32],
+    a_offsets: &[usize],
+    b: &[f32],
+    b_offsets: &[usize],
+    beta: f32,
+    c: &mut [f32],
+    c_offsets: &[usize],
+) -> Result<()> {
+    let path = path.checked()?;
+    let c = &mut COut::from(c);
+    bf16x3::sgemm_bf16x3(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
 }
 
 /// The portable reference, exposed for tests of the fast kernels.

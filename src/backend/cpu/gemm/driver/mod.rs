@@ -154,6 +154,14 @@ impl<'a> COut<'a> {
             .then(|| unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) })
     }
 
+    /// Marks every element initialised.
+    ///
+    /// # Safety
+    /// All `len` floats have been written since `uninit`.
+    pub(super) unsafe fn assume_init(&mut self) {
+        self.init = true;
+    }
+
     /// Stores v at element i.
     pub(super) fn set(&mut self, i: usize, v: f32) {
         assert!(i < self.len, "gemm: C element {i} of {}", self.len);
