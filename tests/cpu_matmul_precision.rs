@@ -216,7 +216,7 @@ fn cli_flag() {
 /// 2⁻¹⁴·Σ|a||b| of the exact product and not f32's result; where the CPU has no AMX tiles
 /// it is f32's, bit for bit. Its gradients follow the same setting.
 fn matmuls_at_high_precision() {
-    let (m, k, n) = (256, 512, 256);
+    let (m, k, n) = (256, 512, 512);
     let (a, b, g) = (fill(m * k, 4), fill(k * n, 5), fill(m * n, 6));
     let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<f32>>();
     let bound = product(&abs(&a), &abs(&b), m, k, n);

@@ -129,13 +129,18 @@ fn split_span(src: &[f32], offsets: &[usize], extent: usize) -> Option<Split> {
 /// Where "high" takes the three bf16 products on AMX: problems (per batch entry) of at least
 /// `HIGH_MIN_MACS` multiply-adds, `HIGH_MIN_ROWS` rows, `HIGH_MIN_COLUMNS` columns and
 /// `HIGH_MIN_DEPTH` k. Intel Xeon (family 6 model 167), f32 time over "high" time (split and
-/// three products), 1 / 2 threads: 2048³ 1.93 / 1.94, 1024³ 1.75 / 1.79, 4096 × 768 × 3072
-/// 1.78 / 1.99, 4096 × 3072 × 768 1.82 / 1.75, 2048 × 128 × 2048 1.85 / 1.65, 768 × 128 × 512
-/// 1.63 / 1.37, 768 × 512 × 128 1.29 / 1.18, 256 × 512 × 256 1.44 / 1.15, 512³ 1.51 / 1.29;
-/// below the bounds it lost: 256³ 1.36 / 0.91, 128 × 1024 × 1024 1.13 / 0.68, 64 × 768 × 768
-/// 0.90 / 0.38, 32 × 768 × 3072 0.70 / 0.47, 1024 × 64 × 1024 0.97 / 0.97, 512 × 64 × 512 × 12
-/// 0.95 / 0.92, attention's 64 × 64 × 64 × 48 0.54 / 0.31 (three products' fixed costs).
-pub(super) const HIGH_MIN_MACS: usize = 1 << 25;
+/// three products), operands hot in cache, 1 / 2 threads: 2048³ 1.93 / 1.94, 1024³ 1.75 /
+/// 1.79, 4096 × 768 × 3072 1.78 / 1.99, 4096 × 3072 × 768 1.82 / 1.75, 2048 × 128 × 2048
+/// 1.85 / 1.65, 512³ 1.51 / 1.29, 768 × 128 × 512 1.63 / 1.37, 768 × 512 × 128 1.29 / 1.18,
+/// 256 × 512 × 256 1.44 / 1.15; below the row, column and depth bounds it lost: 128 × 1024 ×
+/// 1024 1.13 / 0.68, 64 × 768 × 768 0.90 / 0.38, 32 × 768 × 3072 0.70 / 0.47, 1024 × 64 ×
+/// 1024 0.97 / 0.97, 512 × 64 × 512 × 12 0.95 / 0.92, attention's 64 × 64 × 64 × 48 0.54 /
+/// 0.31 (three products' fixed costs). In training the operands arrive cold and the split
+/// costs twice its share: nanoGPT's CPU Shakespeare model (768 tokens, width 128: products
+/// of 3.8–5 · 10⁷) trained at 30.9–32.6k tokens/s at "high" against 33.1–34.7k at
+/// "highest", so the bound on multiply-adds leaves them to f32; its GPU configuration (16384
+/// tokens, width 384) trained 1.47× faster.
+pub(super) const HIGH_MIN_MACS: usize = 1 << 26;
 pub(super) const HIGH_MIN_ROWS: usize = 256;
 pub(super) const HIGH_MIN_COLUMNS: usize = 128;
 pub(super) const HIGH_MIN_DEPTH: usize = 128;
