@@ -3,6 +3,9 @@
 
 use std::process::{Command, Output};
 
+use pretext::backend::cpu::gemm::Bf16Path;
+use pretext::backend::cpu::isa;
+
 fn bench(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pretext"))
         .arg("bench")
@@ -58,7 +61,7 @@ fn list_names_every_workload() {
 
 #[test]
 fn gemm_reports_each_dtype() {
-    for dtype in ["f32", "bf16", "bf16-mixed", "f32-bf16w"] {
+    for dtype in ["f32", "bf16", "bf16-mixed", "f32-bf16w", "f32-high"] {
         let v = json(&[
             "gemm", "--m", "20", "--k", "9", "--n", "13", "--dtype", dtype,
         ]);
@@ -75,6 +78,27 @@ fn gemm_reports_each_dtype() {
         assert!(0.0 < min && min <= median && median <= max, "{v}");
         assert!(v["gflops_median"].as_f64().unwrap() > 0.0, "{v}");
     }
+    // "high" names where it runs: a problem this small takes the f32 kernel; one large enough
+    // takes three bf16 products on AMX tiles where the CPU has them.
+    let small = json(&[
+        "gemm", "--m", "20", "--k", "9", "--n", "13", "--dtype", "f32-high",
+    ]);
+    assert!(
+        !small["params"]["kernel"]
+            .as_str()
+            .unwrap()
+            .contains("bf16x3"),
+        "{small}"
+    );
+    let large = json(&[
+        "gemm", "--m", "256", "--k", "512", "--n", "512", "--dtype", "f32-high",
+    ]);
+    let kernel = large["params"]["kernel"].as_str().unwrap();
+    assert_eq!(
+        kernel.starts_with("bf16x3 on amx_bf16"),
+        Bf16Path::at(isa::active().min(isa::detected())) == Bf16Path::Amx,
+        "{large}"
+    );
 }
 
 #[test]

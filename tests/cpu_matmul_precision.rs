@@ -5,7 +5,7 @@
 
 mod gemm_util;
 
-use gemm_util::fill;
+use gemm_util::{exact_product, fill};
 use half::bf16;
 use pretext::autograd::Var;
 use pretext::backend::cpu::gemm::{
@@ -20,19 +20,6 @@ use pretext::train::runner::{train, RunOptions};
 
 fn round(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| bf16::from_f32(x).to_f32()).collect()
-}
-
-/// C = A·B in f64 (A m×k, B k×n row-major).
-fn product(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
-    let mut c = vec![0.0f64; m * n];
-    for i in 0..m {
-        for p in 0..k {
-            for j in 0..n {
-                c[i * n + j] += a[i * k + p] as f64 * b[p * n + j] as f64;
-            }
-        }
-    }
-    c
 }
 
 fn max_diff(x: &[f32], y: &[f64]) -> f64 {
@@ -78,18 +65,18 @@ fn matmuls_at_medium_precision() {
 
     set_matmul_precision(MatmulPrecision::Medium);
     let [c, da, db] = matmul_and_grads(&a, &b, &g, (m, k, n));
-    assert!(max_diff(&c, &product(&ar, &br, m, k, n)) < tol);
-    assert!(max_diff(&da, &product(&gr, &t(&br, k, n), m, n, k)) < tol);
-    assert!(max_diff(&db, &product(&t(&ar, m, k), &gr, k, m, n)) < tol);
+    assert!(max_diff(&c, &exact_product(&ar, &br, m, k, n)) < tol);
+    assert!(max_diff(&da, &exact_product(&gr, &t(&br, k, n), m, n, k)) < tol);
+    assert!(max_diff(&db, &exact_product(&t(&ar, m, k), &gr, k, m, n)) < tol);
     assert!(
-        max_diff(&c, &product(&a, &b, m, k, n)) > apart,
+        max_diff(&c, &exact_product(&a, &b, m, k, n)) > apart,
         "medium precision gave the f32 product: the setting was not followed"
     );
 
     set_matmul_precision(MatmulPrecision::Highest);
     let [c, da, _] = matmul_and_grads(&a, &b, &g, (m, k, n));
-    assert!(max_diff(&c, &product(&a, &b, m, k, n)) < tol);
-    assert!(max_diff(&da, &product(&g, &t(&b, k, n), m, n, k)) < tol);
+    assert!(max_diff(&c, &exact_product(&a, &b, m, k, n)) < tol);
+    assert!(max_diff(&da, &exact_product(&g, &t(&b, k, n), m, n, k)) < tol);
 }
 
 /// A new, quiet run on `data` into `out`.
@@ -219,14 +206,14 @@ fn matmuls_at_high_precision() {
     let (m, k, n) = (256, 512, 512);
     let (a, b, g) = (fill(m * k, 4), fill(k * n, 5), fill(m * n, 6));
     let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<f32>>();
-    let bound = product(&abs(&a), &abs(&b), m, k, n);
+    let bound = exact_product(&abs(&a), &abs(&b), m, k, n);
     set_matmul_precision(MatmulPrecision::Highest);
     let [c32, da32, _] = matmul_and_grads(&a, &b, &g, (m, k, n));
     set_matmul_precision(MatmulPrecision::High);
     let [c, da, _] = matmul_and_grads(&a, &b, &g, (m, k, n));
     set_matmul_precision(MatmulPrecision::Highest);
     if Bf16Path::at(isa::active().min(isa::detected())) == Bf16Path::Amx {
-        let exact = product(&a, &b, m, k, n);
+        let exact = exact_product(&a, &b, m, k, n);
         for ((&x, &e), &s) in c.iter().zip(&exact).zip(&bound) {
             assert!(
                 (x as f64 - e).abs() <= s * (2f64.powi(-14) + 1e-6),

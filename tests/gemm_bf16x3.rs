@@ -95,19 +95,6 @@ fn transposed_strided_batched_and_scaled() {
     }
 }
 
-/// C = A·B in f64 (A m×k, B k×n row-major).
-fn exact(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
-    let mut c = vec![0.0f64; m * n];
-    for i in 0..m {
-        for p in 0..k {
-            for j in 0..n {
-                c[i * n + j] += a[i * k + p] as f64 * b[p * n + j] as f64;
-            }
-        }
-    }
-    c
-}
-
 /// Largest |got − exact| / Σ|a||b| over C.
 fn worst(got: &[f32], want: &[f64], absr: &[f32]) -> f64 {
     got.iter()
@@ -131,7 +118,7 @@ fn about_sixteen_bits_of_the_exact_product() {
             .collect()
     };
     let (a, b) = (scale(fill(m * k, 41)), scale(fill(k * n, 42)));
-    let want = exact(&a, &b, m, k, n);
+    let want = exact_product(&a, &b, m, k, n);
     let absr = abs_reference(&l, &a, &[0], &b, &[0], m * n, &[0]);
     let bound = 2f64.powi(-14) + 2.0 * (3 * k + 3) as f64 * f32::EPSILON as f64;
     for p in bf16_paths() {

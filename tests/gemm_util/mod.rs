@@ -96,6 +96,20 @@ pub fn assert_close(
     }
 }
 
+/// C = A·B in f64 (A m×k, B k×n row-major): the exact product of f32 operands, for checks
+/// of how far a reduced-precision product lies from it.
+pub fn exact_product(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
+    let mut c = vec![0.0f64; m * n];
+    for i in 0..m {
+        for p in 0..k {
+            for j in 0..n {
+                c[i * n + j] += a[i * k + p] as f64 * b[p * n + j] as f64;
+            }
+        }
+    }
+    c
+}
+
 /// The reference on |A|, |B| into a C of the same layout (no accumulation): Σ|a||b|.
 pub fn abs_reference(
     l: &GemmLayout,

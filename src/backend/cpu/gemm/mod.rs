@@ -436,15 +436,17 @@ pub fn sgemm_batched_new(
 ) -> Result<Vec<f32>> {
     new_c(l, a_offsets.len(), |c, c_offsets| {
         let level = isa::active();
-        let path = Bf16Path::at(level.min(isa::detected()));
-        match matmul_precision() {
-            MatmulPrecision::Medium => {
-                sgemm_bf16_path(path, l, a, a_offsets, b, b_offsets, 0.0, c, c_offsets)
-            }
-            MatmulPrecision::High if bf16x3::high_uses_bf16x3(path, l) => {
-                bf16x3::sgemm_bf16x3(path, l, a, a_offsets, b, b_offsets, 0.0, c, c_offsets)
-            }
-            _ => sgemm_isa(level, l, a, a_offsets, b, b_offsets, 0.0, c, c_offsets),
+        let precision = matmul_precision();
+        let high = (precision == MatmulPrecision::High)
+            .then(|| high_path(level, l))
+            .flatten();
+        if precision == MatmulPrecision::Medium {
+            let path = Bf16Path::at(level.min(isa::detected()));
+            sgemm_bf16_path(path, l, a, a_offsets, b, b_offsets, 0.0, c, c_offsets)
+        } else if let Some(path) = high {
+            bf16x3::sgemm_bf16x3(path, l, a, a_offsets, b, b_offsets, 0.0, c, c_offsets)
+        } else {
+            sgemm_isa(level, l, a, a_offsets, b, b_offsets, 0.0, c, c_offsets)
         }
     })
 }
@@ -1043,22 +1045,26 @@ pub fn sgemm_batched_high_isa(
     c: &mut [f32],
     c_offsets: &[usize],
 ) -> Result<()> {
-    let path = Bf16Path::at(level.min(isa::detected()));
-    if bf16x3::high_uses_bf16x3(path, l) {
+    if let Some(path) = high_path(level, l) {
         let c = &mut COut::from(c);
         return bf16x3::sgemm_bf16x3(path, l, a, a_offsets, b, b_offsets, beta, c, c_offsets);
     }
     sgemm_batched_isa(level, l, a, a_offsets, b, b_offsets, beta, c, c_offsets)
 }
 
+/// The bf16 path on which "high" runs `l` at `level` as three bf16 products, or `None` where
+/// it runs as "highest" (`bf16x3::high_uses_bf16x3`).
+fn high_path(level: Isa, l: &GemmLayout) -> Option<Bf16Path> {
+    let path = Bf16Path::at(level.min(isa::detected()));
+    bf16x3::high_uses_bf16x3(path, l).then_some(path)
+}
+
 /// The kernels `sgemm_batched_high_isa` runs `l` on at `level`: "bf16x3 on" the bf16 path's,
 /// or the f32 level's.
 pub fn high_kernel_name(level: Isa, l: &GemmLayout) -> String {
-    let path = Bf16Path::at(level.min(isa::detected()));
-    if bf16x3::high_uses_bf16x3(path, l) {
-        format!("bf16x3 on {}", path.name())
-    } else {
-        level.min(isa::detected()).name().to_string()
+    match high_path(level, l) {
+        Some(path) => format!("bf16x3 on {}", path.name()),
+        None => level.min(isa::detected()).name().to_string(),
     }
 }
 
