@@ -184,3 +184,22 @@ fn high_takes_the_tiles_only_where_they_pay() {
     assert_eq!(run(256, 512, 512), !amx, "amx {amx}");
     assert!(run(256, 512, 256), "m 256, n 512, k 256 should run in f32");
 }
+
+/// Empty products: k = 0 leaves beta·C (here C itself, and zero for beta 0), m = 0 and an
+/// empty batch touch nothing.
+#[test]
+fn empty_products() {
+    for p in bf16_paths() {
+        let l = GemmLayout::row_major(3, 4, 0);
+        let mut c = [1.5f32; 12];
+        sgemm_batched_high_path(p, &l, &[], &[0], &[], &[0], 1.0, &mut c, &[0]).unwrap();
+        assert_eq!(c, [1.5; 12], "{}", p.name());
+        sgemm_batched_high_path(p, &l, &[], &[0], &[], &[0], 0.0, &mut c, &[0]).unwrap();
+        assert_eq!(c, [0.0; 12], "{}", p.name());
+        let l = GemmLayout::row_major(0, 4, 5);
+        let b = [1.0f32; 20];
+        sgemm_batched_high_path(p, &l, &[], &[0], &b, &[0], 0.0, &mut [], &[0]).unwrap();
+        let l = GemmLayout::row_major(2, 2, 2);
+        sgemm_batched_high_path(p, &l, &[], &[], &[], &[], 0.0, &mut [], &[]).unwrap();
+    }
+}
