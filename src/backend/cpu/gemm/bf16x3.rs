@@ -30,8 +30,9 @@ use super::{bgemm_path, check_bounds, pack::f32_to_bf16_bits, sgemm_isa, Bf16Pat
 use crate::backend::cpu::isa::{self, Isa};
 use crate::error::{Error, Result};
 
-/// (hi, lo) bits of x: x = hi + lo + r with |r| ≤ 2⁻¹⁶·|x| (see the module). Selects rather
-/// than branches, so that `split_span`'s loop vectorises.
+/// (hi, lo) bits of x: x = hi + lo + r with |r| ≤ 2⁻¹⁶·|x| (2⁻¹⁵ where hi is truncated, near
+/// f32::MAX; see the module). Selects rather than branches, so that `split_span`'s loop
+/// vectorises.
 #[inline(always)]
 pub fn split_bf16x2(x: f32) -> (u16, u16) {
     let b = x.to_bits();
