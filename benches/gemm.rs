@@ -1,5 +1,6 @@
 //! Criterion benches of single-threaded f32 GEMM C = A·B on the project's shapes:
-//! pretext at each ISA level and its bf16 path (into an f32 and a bf16 C), against `matrixmultiply` (through
+//! pretext at each ISA level, at the "high" precision (three bf16 products where AMX takes
+//! them, else f32) and its bf16 path (into an f32 and a bf16 C), against `matrixmultiply` (through
 //! `ndarray::dot`) and the `gemm` crate. Thread scaling and PyTorch comparisons are in
 //! `pretext bench gemm` and `tools/bench_vs_torch.py`.
 
@@ -10,7 +11,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use half::bf16;
 use ndarray::Array2;
 use pretext::backend::cpu::gemm::{
-    bgemm_batched, bgemm_batched_to_bf16, sgemm_batched_isa, GemmLayout,
+    bgemm_batched, bgemm_batched_to_bf16, high_kernel_name, sgemm_batched_high_isa,
+    sgemm_batched_isa, GemmLayout,
 };
 use pretext::backend::cpu::isa::Isa;
 
@@ -51,6 +53,16 @@ fn gemm_benches(c: &mut Criterion) {
                 })
             });
         }
+        let best = levels()[0];
+        let high = format!("pretext_high ({})", high_kernel_name(best, &l));
+        g.bench_function(high, |bn| {
+            pool.install(|| {
+                bn.iter(|| {
+                    sgemm_batched_high_isa(best, &l, &a, &[0], &b, &[0], 0.0, &mut out, &[0])
+                        .unwrap()
+                })
+            })
+        });
         let (a16, b16): (Vec<bf16>, Vec<bf16>) = (
             a.iter().map(|&x| bf16::from_f32(x)).collect(),
             b.iter().map(|&x| bf16::from_f32(x)).collect(),
