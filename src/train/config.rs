@@ -37,8 +37,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Dropout probability applied to the model (overrides the preset's).
     pub dropout: f32,
-    /// Precision of the f32 matrix products, forward and backward: "highest" (f32) or
-    /// "medium" (bf16 operands, f32 accumulation; `gemm::MatmulPrecision`). Weights, Adam
+    /// Precision of the f32 matrix products, forward and backward: "highest" (f32), "high"
+    /// (each operand as two bf16 values, three bf16 products on AMX) or "medium" (bf16
+    /// operands, f32 accumulation; `gemm::MatmulPrecision`). Weights, Adam
     /// state, activations and gradients stay f32. Checkpoints from before this field train
     /// at "highest".
     #[serde(default = "highest")]
