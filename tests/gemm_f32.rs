@@ -26,10 +26,7 @@ fn check(s: Shape, batch: usize, share_a: bool, beta: f32) {
     let co: Vec<usize> = (0..batch).map(|i| 1 + i * (ec + 2)).collect();
     let a = fill(3 + batch * (ea + 1), 11);
     let b = fill(batch * eb, 12);
-    let c0: Vec<f32> = fill(1 + batch * (ec + 2), 13)
-        .into_iter()
-        .map(|x| if beta == 0.0 && x > 0.9 { f32::NAN } else { x })
-        .collect();
+    let c0 = initial_c(1 + batch * (ec + 2), 13, beta);
     let mut want = c0.clone();
     sgemm_batched_reference(&l, &a, &ao, &b, &bo, beta, &mut want, &co).unwrap();
     let mut absr = abs_reference(&l, &a, &ao, &b, &bo, c0.len(), &co);

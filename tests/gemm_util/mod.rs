@@ -18,6 +18,16 @@ pub fn fill(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// A C of `len` values from `fill(len, seed)`, for a product with `beta`: with beta 0 the
+/// values above 0.9 are NaN, so a path that read C (rather than overwrite it) would carry a
+/// NaN into its result.
+pub fn initial_c(len: usize, seed: u64, beta: f32) -> Vec<f32> {
+    fill(len, seed)
+        .into_iter()
+        .map(|x| if beta == 0.0 && x > 0.9 { f32::NAN } else { x })
+        .collect()
+}
+
 /// How each operand is laid out in its buffer.
 #[derive(Clone, Copy, Debug)]
 pub struct Shape {

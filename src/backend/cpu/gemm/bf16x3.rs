@@ -185,8 +185,7 @@ pub(super) fn sgemm_bf16x3(
         c.len(),
         c_offsets,
     )?;
-    let whole_c = c.init_mut().is_some() || fills_whole(l, c.len(), c_offsets);
-    if !whole_c || (c.init_mut().is_none() && beta != 0.0) {
+    if c.init_mut().is_none() && (beta != 0.0 || !fills_whole(l, c.len(), c_offsets)) {
         return Err(Error::msg(format!(
             "gemm (high precision): an uninitialised C must be filled whole with beta 0 \
              ({l:?}, {} elements, beta {beta})",
