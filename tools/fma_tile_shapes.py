@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Which f32 micro-kernel tile, and which operand held in L1, lets a bare AVX-512 k loop come
+closest to the FMA probe on this CPU? Each loop keeps an R × 16V tile of C in R·V zmm
+accumulators; per k step it loads V vectors of B and, for each of the R rows, broadcasts
+A[i, p] (`vbroadcastss`, rotating through the free registers) and issues V FMAs. Timed
+against the probe (16 independent register-only FMAs, as `pretext bench peak`), in one
+process, in turn, four rounds by default:
+
+  fixed   A and B at fixed addresses (the loop's own ceiling: loads and FMAs, no misses)
+  L1      both walking packed panels held in L1 (B's panel 16 KiB)
+  B L2    the broadcast side (A, R × kc) in L1, B's panels (kc 384 × 16V) streamed from L2:
+          the order of pretext's 12 × 32 kernel (`gemm::avx512`, BLIS's on Skylake-X)
+  A L2    B's panel (kc × 16V, ~32 KiB) held in L1, A's panels (64 of them) streamed from
+          L2: GotoBLAS's order, and MKL's (its sgemm kernel on this host is 8 × 48, B packed
+          48 wide, A 8 high and prefetched into L1 ahead of the broadcasts)
+
+Tiles: 12 × 32 (pretext's), 14 × 32, 8 × 48 (MKL's), 6 × 64, 4 × 96, 5 × 64. Needs a C compiler
+(`cc`, AVX-512F) and Linux/x86-64.
+
+    python3 tools/fma_tile_shapes.py [--rounds 4]
+
+Intel Xeon (KVM family 6 model 167), session 41, three rounds (probe 203–205 GFLOP/s),
+fixed / L1 / B L2 / A L2: 12 × 32 87–89 / 86 / 85 / 85–86%; 14 × 32 85–86 / 84–85 / 84–85 /
+84–85%; 8 × 48 91 / 89–91 / 87–88 / 87–88%; 6 × 64 91 / 86–87 / 86–87 / 89–90%; 4 × 96 87 /
+84–86 / 44 / 84–86%; 5 × 64 87–88 / 85–86 / 81–83 / 84–85%. (An earlier version of the same
+loops, three rounds: 8 × 48 A L2 89–91% at every depth from 96 to 256, 12 × 32 83–87%.)
+So the 8 × 48 (or 6 × 64) loop in GotoBLAS's order runs 2–6% ahead of pretext's in
+the bare loop. Built into the GEMM (an 8 × 48 kernel, KC 256, each B panel swept against
+every A panel of an MC block; `bench gemm`, one thread, side by side) it gained nothing:
+4096×3072×768 146.1–151.3 GFLOP/s against 147.7–151.7 for the 12 × 32 kernel, 2048³ 130–147
+(MC 1024: 130–131, 512: 137–139, 256: 143–147) against 148–152; KC 192 lost more (126 and
+137). With every C tile sent to one scratch tile (no C traffic) the 8 × 48 GEMM ran 153–161
+GFLOP/s and the 12 × 32 one 154–157: the wide tile's C, whose tiles go down the rows (eight
+new rows every call, 8 KiB apart on 2048³), costs what its loop gains, and the loop's lead
+shrinks in place to the calls' own work (C's 24 vectors per 256 steps, not per 384).
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+TILES = [(12, 2), (14, 2), (8, 3), (6, 4), (4, 6), (5, 4)]
+CLOBBER = ",".join(f'"xmm{i}"' for i in range(32))
+
+
+def loop(r, v, moving):
+    """The k loop of an r × 16v tile, four steps per iteration; `moving`: A and B advance
+    through their panels (else fixed addresses). Accumulators zmm0.., B in the last v
+    registers, broadcasts rotating through the registers between."""
+    b0 = 32 - v
+    spare = b0 - r * v
+    body = []
+    for u in range(4):
+        body += [f"vmovups {64 * j + (64 * v * u if moving else 0)}(%%rsi), %%zmm{b0 + j}"
+                 for j in range(v)]
+        for i in range(r):
+            bc = r * v + i % spare
+            body.append(f"vbroadcastss {4 * (r * u + i) if moving else 4 * i}(%%rdi), %%zmm{bc}")
+            body += [f"vfmadd231ps %%zmm{bc}, %%zmm{b0 + j}, %%zmm{i * v + j}" for j in range(v)]
+    advance = f"add ${16 * r}, %%rdi\\n\\tadd ${256 * v}, %%rsi\\n\\t" if moving else ""
+    text = "\\n\\t".join(body)
+    name = f"k_{r}x{v}{'m' if moving else 'f'}"
+    return (f'static void {name}(long n, const float *a, const float *b) {{ __asm__ volatile('
+            f'"1:\\n\\t{text}\\n\\t{advance}dec %%rcx\\n\\tjnz 1b"'
+            f' : "+c"(n), "+D"(a), "+S"(b) :: "memory", {CLOBBER}); }}')
+
+
+PROGRAM = r'''
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
+                          return t.tv_sec + 1e-9 * t.tv_nsec; }
+%(loops)s
+static void probe(long n) { __asm__ volatile("1:\n\t" %(probe)s "dec %%%%rcx\n\tjnz 1b"
+                                             : "+c"(n) :: %(clobber)s); }
+/* GFLOP/s of `panels` calls of kc steps in turn, repeated for ~`total` steps: A's panels
+   walk (B's fixed) when a_walks, else B's panels walk (A's fixed). */
+static double rate(void (*f)(long, const float *, const float *), int r, int v,
+                   const float *a, const float *b, long kc, long panels, int a_walks,
+                   long total) {
+    long sweeps = total / (kc * panels) + 1; double t = now();
+    for (long s = 0; s < sweeps; s++)
+        for (long p = 0; p < panels; p++)
+            if (a_walks) f(kc / 4, a + p * kc * r, b); else f(kc / 4, a, b + p * kc * 16 * v);
+    return (double)sweeps * panels * kc * r * v * 32 / (now() - t) / 1e9;
+}
+int main(int argc, char **argv) {
+    int rounds = atoi(argv[1]); long total = 5000000;
+    float *a = aligned_alloc(64, 16 << 20), *b = aligned_alloc(64, 64 << 20);
+    for (long i = 0; i < (4 << 20); i++) a[i] = 1e-3f;
+    for (long i = 0; i < (16 << 20); i++) b[i] = 1e-3f;
+    for (int round = 0; round < rounds; round++) {
+        double t = now(); probe(20000000);
+        double pk = 20000000.0 * 16 * 32 / (now() - t) / 1e9;
+        printf("round %%d: probe %%.1f GFLOP/s\n", round + 1, pk);
+%(calls)s
+    }
+    return 0;
+}
+'''
+
+
+def calls(r, v):
+    """The C statements timing tile r × 16v in the four settings, one line of output."""
+    f, m = f"k_{r}x{v}f", f"k_{r}x{v}m"
+    l1 = 256 // v // 4 * 4  # B's panel 16 KiB
+    a_l2 = 512 // v // 4 * 4  # B's panel ~32 KiB
+    cells = [(f, 1024, 1, 1), (m, l1, 1, 1), (m, 384, 16, 0), (m, a_l2, 64, 1)]
+    out = [f'        printf("  {r:2d} x {16 * v:2d}");']
+    for name, (fn, kc, panels, a_walks) in zip(("fixed", "L1", "B L2", "A L2"), cells):
+        out.append(f'        printf("  {name} %4.0f%%", 100 * rate({fn}, {r}, {v}, a, b, '
+                   f'{kc}, {panels}, {a_walks}, total) / pk);')
+    out.append('        printf("\\n"); fflush(stdout);')
+    return "\n".join(out)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--cc", default=os.environ.get("CC", "cc"))
+    a = p.parse_args()
+    loops = "\n".join(loop(r, v, moving) for r, v in TILES for moving in (False, True))
+    probe = " ".join(f'"vfmadd231ps %%zmm30, %%zmm31, %%zmm{i}\\n\\t"' for i in range(16))
+    src = PROGRAM % dict(loops=loops, probe=probe, clobber=CLOBBER,
+                         calls="\n".join(calls(r, v) for r, v in TILES))
+    with tempfile.TemporaryDirectory() as d:
+        c, exe = os.path.join(d, "tiles.c"), os.path.join(d, "tiles")
+        with open(c, "w") as f:
+            f.write(src)
+        r = subprocess.run([a.cc, "-O2", "-mavx512f", "-o", exe, c], capture_output=True,
+                           text=True)
+        if r.returncode != 0:
+            sys.exit(f"{a.cc} failed on {c}:\n{r.stderr}")
+        subprocess.run([exe, str(a.rounds)], check=True)
+
+
+if __name__ == "__main__":
+    main()
