@@ -32,7 +32,15 @@ every A panel of an MC block; `bench gemm`, one thread, side by side) it gained 
 137). With every C tile sent to one scratch tile (no C traffic) the 8 × 48 GEMM ran 153–161
 GFLOP/s and the 12 × 32 one 154–157: the wide tile's C, whose tiles go down the rows (eight
 new rows every call, 8 KiB apart on 2048³), costs what its loop gains, and the loop's lead
-shrinks in place to the calls' own work (C's 24 vectors per 256 steps, not per 384).
+shrinks in place to the calls' own work (C's 24 vectors per 256 steps, not per 384). MKL's
+own prefetches added to the 8 × 48 loop: A's lines 16 steps ahead into L1, as its kernel does,
+4096×3072×768 149.9–150.7 GFLOP/s, 2048³ 142.1–143.8; with C's rows also prefetched for
+writing one per four steps over the last 32 steps (instead of at the call's start) 125.6–144.9
+and 134.8–138.1; KC 128, 192, 384 (MC 256, A ahead) 141.7, 144.4, 146.8 and 138.9, 140.1,
+145.2; the 12 × 32 kernel 147.7–153.7 in the same runs. MKL's `sgemm` in the same
+process (`cargo bench --bench gemm_vs_mkl`, 15 pairs, session 41) runs these shapes 3–6%
+faster than pretext (4096×3072×768 158.3 against 149.5 GFLOP/s, 2048³ 155.6 against 149.3),
+while `torch.matmul` over it in `tools/bench_vs_torch.py` runs them at 146–148.
 """
 
 import argparse
