@@ -63,13 +63,21 @@ def loop(name, kind):
     moving_a, moving_b = walks(kind)
     advance = ("add $192, %%rdi\\n\\t" if moving_a else "") + (
         "add $512, %%rsi\\n\\t" if moving_b else "")
+    return asm_loop(name, body, advance)
+
+
+def asm_loop(name, body, advance):
+    """A C function `name(n, a, b)` running the instructions `body` (AT&T syntax, A at %rdi, B
+    at %rsi) then `advance`, n times."""
     text = "\\n\\t".join(body)
     return (f'static void {name}(long n, const float *a, const float *b) {{ __asm__ volatile('
             f'"1:\\n\\t{text}\\n\\t{advance}dec %%rcx\\n\\tjnz 1b"'
             f' : "+c"(n), "+D"(a), "+S"(b) :: "memory", {CLOBBER}); }}')
 
 
-PROGRAM = r'''
+# The C program's opening: a clock, the loops (%(loops)s), and the probe (16 independent
+# register FMAs per iteration, as `pretext bench peak`); `prelude` fills it in.
+PRELUDE = r'''
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -78,6 +86,29 @@ static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
 %(loops)s
 static void probe(long n) { __asm__ volatile("1:\n\t" %(probe)s "dec %%%%rcx\n\tjnz 1b"
                                              : "+c"(n) :: %(clobber)s); }
+'''
+
+
+def prelude(loops):
+    """`PRELUDE` with the C functions `loops` and the probe."""
+    probe = " ".join(f'"vfmadd231ps %%zmm30, %%zmm31, %%zmm{i}\\n\\t"' for i in range(16))
+    return PRELUDE % dict(loops="\n".join(loops), probe=probe, clobber=CLOBBER)
+
+
+def build_and_run(src, cc, args):
+    """Compiles the C program `src` with `cc` (AVX-512F) and runs it with `args`."""
+    with tempfile.TemporaryDirectory() as d:
+        c, exe = os.path.join(d, "loops.c"), os.path.join(d, "loops")
+        with open(c, "w") as f:
+            f.write(src)
+        r = subprocess.run([cc, "-O2", "-mavx512f", "-o", exe, c], capture_output=True,
+                           text=True)
+        if r.returncode != 0:
+            sys.exit(f"{cc} failed on {c}:\n{r.stderr}")
+        subprocess.run([exe, *map(str, args)], check=True)
+
+
+PROGRAM = r'''
 /* 4 steps of 24 FMAs (of 32 flops) per iteration. */
 static double rate(void (*f)(long, const float *, const float *), const float *a,
                    const float *b, long kc, long panels, long total) {
@@ -94,15 +125,15 @@ int main(int argc, char **argv) {
     for (int r = 0; r < rounds; r++) {
         double t = now(); probe(20000000);
         double pk = 20000000.0 * 16 * 32 / (now() - t) / 1e9;
-        printf("probe %%6.1f GFLOP/s |", pk);
-        printf(" reg %%4.0f%%%%", 100 * rate(k_reg, a, b, 4, 1, 20000000) / pk);
-        printf(" +B loads %%4.0f%%%%", 100 * rate(k_loads, a, b, 4, 1, 20000000) / pk);
-        printf(" +broadcasts %%4.0f%%%%", 100 * rate(k_broadcasts, a, b, 4, 1, 20000000) / pk);
-        printf(" embedded %%4.0f%%%%", 100 * rate(k_embedded, a, b, 4, 1, 20000000) / pk);
-        printf(" A moving %%4.0f%%%%", 100 * rate(k_moving_a, a, b, 128, 1, 20000000) / pk);
-        printf(" B moving %%4.0f%%%%", 100 * rate(k_moving_b, a, b, 128, 1, 20000000) / pk);
-        printf(" moving L1 %%4.0f%%%%", 100 * rate(k_moving, a, b, 128, 1, 20000000) / pk);
-        printf(" moving L2 %%4.0f%%%%\n", 100 * rate(k_moving, a, b, 384, 16, 20000000) / pk);
+        printf("probe %6.1f GFLOP/s |", pk);
+        printf(" reg %4.0f%%", 100 * rate(k_reg, a, b, 4, 1, 20000000) / pk);
+        printf(" +B loads %4.0f%%", 100 * rate(k_loads, a, b, 4, 1, 20000000) / pk);
+        printf(" +broadcasts %4.0f%%", 100 * rate(k_broadcasts, a, b, 4, 1, 20000000) / pk);
+        printf(" embedded %4.0f%%", 100 * rate(k_embedded, a, b, 4, 1, 20000000) / pk);
+        printf(" A moving %4.0f%%", 100 * rate(k_moving_a, a, b, 128, 1, 20000000) / pk);
+        printf(" B moving %4.0f%%", 100 * rate(k_moving_b, a, b, 128, 1, 20000000) / pk);
+        printf(" moving L1 %4.0f%%", 100 * rate(k_moving, a, b, 128, 1, 20000000) / pk);
+        printf(" moving L2 %4.0f%%\n", 100 * rate(k_moving, a, b, 384, 16, 20000000) / pk);
     }
     return 0;
 }
@@ -115,18 +146,8 @@ def main():
     p.add_argument("--cc", default=os.environ.get("CC", "cc"))
     a = p.parse_args()
     kinds = ("reg", "loads", "broadcasts", "embedded", "moving_a", "moving_b", "moving")
-    loops = "\n".join(loop(f"k_{n}", n) for n in kinds)
-    probe = " ".join(f'"vfmadd231ps %%zmm30, %%zmm31, %%zmm{i}\\n\\t"' for i in range(16))
-    src = PROGRAM % dict(loops=loops, probe=probe, clobber=CLOBBER)
-    with tempfile.TemporaryDirectory() as d:
-        c, exe = os.path.join(d, "ladder.c"), os.path.join(d, "ladder")
-        with open(c, "w") as f:
-            f.write(src)
-        r = subprocess.run([a.cc, "-O2", "-mavx512f", "-o", exe, c], capture_output=True,
-                           text=True)
-        if r.returncode != 0:
-            sys.exit(f"{a.cc} failed on {c}:\n{r.stderr}")
-        subprocess.run([exe, str(a.rounds)], check=True)
+    src = prelude(loop(f"k_{n}", n) for n in kinds) + PROGRAM
+    build_and_run(src, a.cc, [a.rounds])
 
 
 if __name__ == "__main__":

@@ -45,12 +45,10 @@ while `torch.matmul` over it in `tools/bench_vs_torch.py` runs them at 146–148
 
 import argparse
 import os
-import subprocess
-import sys
-import tempfile
+
+from fma_load_ladder import asm_loop, build_and_run, prelude
 
 TILES = [(12, 2), (14, 2), (8, 3), (6, 4), (4, 6), (5, 4)]
-CLOBBER = ",".join(f'"xmm{i}"' for i in range(32))
 
 
 def loop(r, v, moving):
@@ -68,22 +66,10 @@ def loop(r, v, moving):
             body.append(f"vbroadcastss {4 * (r * u + i) if moving else 4 * i}(%%rdi), %%zmm{bc}")
             body += [f"vfmadd231ps %%zmm{bc}, %%zmm{b0 + j}, %%zmm{i * v + j}" for j in range(v)]
     advance = f"add ${16 * r}, %%rdi\\n\\tadd ${256 * v}, %%rsi\\n\\t" if moving else ""
-    text = "\\n\\t".join(body)
-    name = f"k_{r}x{v}{'m' if moving else 'f'}"
-    return (f'static void {name}(long n, const float *a, const float *b) {{ __asm__ volatile('
-            f'"1:\\n\\t{text}\\n\\t{advance}dec %%rcx\\n\\tjnz 1b"'
-            f' : "+c"(n), "+D"(a), "+S"(b) :: "memory", {CLOBBER}); }}')
+    return asm_loop(f"k_{r}x{v}{'m' if moving else 'f'}", body, advance)
 
 
 PROGRAM = r'''
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
-                          return t.tv_sec + 1e-9 * t.tv_nsec; }
-%(loops)s
-static void probe(long n) { __asm__ volatile("1:\n\t" %(probe)s "dec %%%%rcx\n\tjnz 1b"
-                                             : "+c"(n) :: %(clobber)s); }
 /* GFLOP/s of `panels` calls of kc steps in turn, repeated for ~`total` steps: A's panels
    walk (B's fixed) when a_walks, else B's panels walk (A's fixed). */
 static double rate(void (*f)(long, const float *, const float *), int r, int v,
@@ -103,8 +89,8 @@ int main(int argc, char **argv) {
     for (int round = 0; round < rounds; round++) {
         double t = now(); probe(20000000);
         double pk = 20000000.0 * 16 * 32 / (now() - t) / 1e9;
-        printf("round %%d: probe %%.1f GFLOP/s\n", round + 1, pk);
-%(calls)s
+        printf("round %d: probe %.1f GFLOP/s\n", round + 1, pk);
+@CALLS@
     }
     return 0;
 }
@@ -130,19 +116,9 @@ def main():
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--cc", default=os.environ.get("CC", "cc"))
     a = p.parse_args()
-    loops = "\n".join(loop(r, v, moving) for r, v in TILES for moving in (False, True))
-    probe = " ".join(f'"vfmadd231ps %%zmm30, %%zmm31, %%zmm{i}\\n\\t"' for i in range(16))
-    src = PROGRAM % dict(loops=loops, probe=probe, clobber=CLOBBER,
-                         calls="\n".join(calls(r, v) for r, v in TILES))
-    with tempfile.TemporaryDirectory() as d:
-        c, exe = os.path.join(d, "tiles.c"), os.path.join(d, "tiles")
-        with open(c, "w") as f:
-            f.write(src)
-        r = subprocess.run([a.cc, "-O2", "-mavx512f", "-o", exe, c], capture_output=True,
-                           text=True)
-        if r.returncode != 0:
-            sys.exit(f"{a.cc} failed on {c}:\n{r.stderr}")
-        subprocess.run([exe, str(a.rounds)], check=True)
+    loops = [loop(r, v, moving) for r, v in TILES for moving in (False, True)]
+    body = PROGRAM.replace("@CALLS@", "\n".join(calls(r, v) for r, v in TILES))
+    build_and_run(prelude(loops) + body, a.cc, [a.rounds])
 
 
 if __name__ == "__main__":
