@@ -40,7 +40,7 @@ and 134.8–138.1; KC 128, 192, 384 (MC 256, A ahead) 141.7, 144.4, 146.8 and 13
 145.2; the 12 × 32 kernel 147.7–153.7 in the same runs. MKL's `sgemm` in the same
 process (`cargo bench --bench gemm_vs_mkl`, 15 pairs, session 41) runs these shapes 3–6%
 faster than pretext (4096×3072×768 158.3 against 149.5 GFLOP/s, 2048³ 155.6 against 149.3),
-while `torch.matmul` over it in `tools/bench_vs_torch.py` runs them at 146–148.
+while `torch.matmul` over it in `tools/bench_vs_torch.py` runs them at 146–149.
 """
 
 import argparse
